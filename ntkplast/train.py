@@ -1,0 +1,400 @@
+"""Continual training over a task stream, writing a checkpoint series.
+
+One jit-compiled step (cross-entropy + optional penalty, an optax update, an optional
+post-update transform) is scanned over chunks of minibatches; a chunk ends at every checkpoint,
+so an interrupted run resumes from its last checkpoint with the same chunking and ends with
+bit-identical parameters. Minibatch order, initialisation and reference runs are pure functions
+of the seed.
+
+Observed plasticity (Dohare et al. 2024, "Loss of plasticity in deep continual learning"):
+for each task t, the test accuracy at the end of its budget and the *online* accuracy — the
+accuracy on each training minibatch before the step that trains on it, averaged over the task.
+The *reset reference* trains a freshly initialised network on task t alone with the same budget
+and minibatch order; plasticity loss at t is the reference's accuracy minus the run's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from ntkplast import checkpoints, models, streams
+from ntkplast.errors import NtkplastError
+
+Array = jax.Array
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+      optimizer: ``"sgd"``, ``"momentum"`` (heavy ball) or ``"adam"`` (optax).
+      learning_rate: step size η.
+      momentum: β for ``"momentum"``; Adam uses optax's defaults (β1 = 0.9, β2 = 0.999).
+      batch_size: minibatch size B.
+      steps_per_task: training steps per task (set this or ``epochs_per_task``).
+      epochs_per_task: passes over the task's training set, converted to
+        ⌈epochs · N_train / B⌉ steps.
+      checkpoint_every: also checkpoint every this many steps inside a task (0: only at task
+        boundaries and at initialisation).
+      reference_tasks: which tasks get a reset-reference run: ``"all"``, ``"none"``, a list of
+        task indices, or ``"every:k"`` (tasks 0, k, 2k, …).
+      eval_previous: evaluate every earlier task after each task (the accuracy matrix).
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    batch_size: int = 32
+    steps_per_task: int | None = 500
+    epochs_per_task: float | None = None
+    checkpoint_every: int = 0
+    reference_tasks: str | list[int] = "none"
+    eval_previous: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise NtkplastError(f"train.optimizer: unknown {self.optimizer!r}; "
+                                f"choose one of {list(OPTIMIZERS)}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise NtkplastError(f"train.learning_rate must be a positive number, "
+                                f"got {self.learning_rate}")
+        if self.batch_size < 1:
+            raise NtkplastError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        if (self.steps_per_task is None) == (self.epochs_per_task is None):
+            raise NtkplastError("train: give exactly one of steps_per_task and epochs_per_task")
+        if self.steps_per_task is not None and self.steps_per_task < 1:
+            raise NtkplastError(f"train.steps_per_task must be >= 1, got {self.steps_per_task}")
+        if self.epochs_per_task is not None and not self.epochs_per_task > 0:
+            raise NtkplastError(f"train.epochs_per_task must be > 0, got {self.epochs_per_task}")
+        if self.checkpoint_every < 0:
+            raise NtkplastError("train.checkpoint_every must be >= 0 (0 = task boundaries only)")
+        reference_task_set(self.reference_tasks, 1)  # validates the form
+
+    def steps_for(self, num_train: int) -> int:
+        """Training steps per task for a task with ``num_train`` training examples."""
+        if self.steps_per_task is not None:
+            return self.steps_per_task
+        return math.ceil(self.epochs_per_task * num_train / self.batch_size)
+
+
+def reference_task_set(value: str | Sequence[int], num_tasks: int) -> frozenset[int]:
+    """Resolve ``TrainConfig.reference_tasks`` to the set of task indices."""
+    if isinstance(value, str):
+        if value == "all":
+            return frozenset(range(num_tasks))
+        if value == "none":
+            return frozenset()
+        if value.startswith("every:") and value[6:].isdigit() and int(value[6:]) > 0:
+            return frozenset(range(0, num_tasks, int(value[6:])))
+    elif all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value):
+        return frozenset(t for t in value if t < num_tasks)
+    raise NtkplastError(f"train.reference_tasks must be 'all', 'none', 'every:k' or a list of "
+                        f"task indices, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+    """Where regularizers and reset methods plug into training.
+
+    Attributes:
+      penalty: ``penalty(params) -> scalar`` added to the loss (coupled regularizers: L2,
+        isometry, L2 Init …). Traced inside the jitted step.
+      post_update: ``post_update(params, key, step) -> params`` applied after each optimizer
+        step (decoupled steps: shrink & perturb, AdamO's isometry step). Traced inside the step;
+        ``key`` is derived from the run seed and the global step.
+      on_task_end: ``on_task_end(params, opt_state, task, key) -> (params, opt_state)`` called
+        (outside jit) after each task's evaluation and before its checkpoint (resets).
+    """
+
+    penalty: Callable[[models.Params], Array] | None = None
+    post_update: Callable[[models.Params, Array, Array], models.Params] | None = None
+    on_task_end: Callable[[models.Params, Any, int, Array], tuple[models.Params, Any]] | None = None
+
+
+class TrainState(NamedTuple):
+    """What a step carries: parameters, optimizer state, and the global step."""
+
+    params: models.Params
+    opt_state: Any
+    step: Array
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """The optax transformation named by ``cfg.optimizer``."""
+    if cfg.optimizer == "sgd":
+        return optax.sgd(cfg.learning_rate)
+    if cfg.optimizer == "momentum":
+        return optax.sgd(cfg.learning_rate, momentum=cfg.momentum)
+    return optax.adam(cfg.learning_rate)
+
+
+def cross_entropy(logits: Array, labels: Array) -> Array:
+    """Mean softmax cross-entropy −(1/B) Σ_i log softmax(f(x_i))_{y_i}."""
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+
+
+class Trainer(NamedTuple):
+    """Jit-compiled pieces of training, built once per (model, optimizer, hooks)."""
+
+    run_chunk: Callable[..., tuple[TrainState, tuple[Array, Array]]]
+    accuracy: Callable[[models.Params, Array, Array], Array]
+
+
+def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: Hooks,
+                 step_key: Array) -> Trainer:
+    """Build the jitted chunk runner ``run_chunk(state, x, y, idx)``.
+
+    ``idx`` is ``C × B`` minibatch indices into the task's ``x``/``y`` (on device); the chunk
+    scans C steps and returns the new state and per-step (loss, number correct before the step).
+    """
+
+    def loss_fn(params, xb, yb):
+        logits = model.apply(params, xb)
+        loss = cross_entropy(logits, yb)
+        if hooks.penalty is not None:
+            loss = loss + hooks.penalty(params)
+        correct = jnp.sum(jnp.argmax(logits, axis=-1) == yb)
+        return loss, correct
+
+    def step(state: TrainState, batch_idx, x, y):
+        xb, yb = x[batch_idx], y[batch_idx]
+        (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, xb, yb)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        if hooks.post_update is not None:
+            params = hooks.post_update(params, jax.random.fold_in(step_key, state.step),
+                                       state.step)
+        return TrainState(params, opt_state, state.step + 1), (loss, correct)
+
+    @jax.jit
+    def run_chunk(state, x, y, idx):
+        return jax.lax.scan(lambda s, b: step(s, b, x, y), state, idx)
+
+    @jax.jit
+    def correct_count(params, x, y):
+        return jnp.sum(jnp.argmax(model.apply(params, x), axis=-1) == y)
+
+    def accuracy(params, x, y, batch: int = 2048):
+        n = len(y)
+        hits = sum(int(correct_count(params, x[i:i + batch], y[i:i + batch]))
+                   for i in range(0, n, batch))
+        return hits / max(n, 1)
+
+    return Trainer(run_chunk, accuracy)
+
+
+def minibatch_indices(seed: int, task: int, num_train: int, batch_size: int,
+                      start: int, stop: int) -> np.ndarray:
+    """Indices of minibatches ``start … stop-1`` of task ``task`` (shape ``(stop-start) × B``).
+
+    Epoch e of task t visits the training set in the order ``default_rng([seed, 1, t, e])
+    .permutation(N)``; minibatches run through the epochs back to back, so the order is fixed by
+    (seed, task) alone and a resumed run sees exactly the same minibatches.
+    """
+    first, last = start * batch_size, stop * batch_size
+    epochs = range(first // num_train, (last - 1) // num_train + 1)
+    order = np.concatenate([np.random.default_rng([seed, 1, task, e]).permutation(num_train)
+                            for e in epochs])
+    offset = epochs[0] * num_train
+    return order[first - offset:last - offset].reshape(stop - start, batch_size).astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run is reproducible from: seed, model, stream and training settings."""
+
+    seed: int = 0
+    model: models.ArchSpec = dataclasses.field(default_factory=models.ArchSpec)
+    stream: streams.StreamSpec = dataclasses.field(default_factory=streams.StreamSpec)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form, as stored in the manifest."""
+        return {"seed": self.seed, "model": self.model.to_dict(),
+                "stream": self.stream.to_dict(), "train": dataclasses.asdict(self.train)}
+
+
+def _chunk_bounds(steps: int, every: int) -> list[int]:
+    """In-task step counts at which chunks end (checkpoints), the last being ``steps``."""
+    if every <= 0:
+        return [steps]
+    return list(range(every, steps, every)) + [steps]
+
+
+def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False,
+              hooks: Hooks | None = None, stream: streams.TaskStream | None = None,
+              progress: bool = True, stop_after_chunks: int | None = None) -> checkpoints.Run:
+    """Train ``cfg`` over its task stream and write the checkpoint series to ``run_dir``.
+
+    Args:
+      cfg: the run's configuration.
+      run_dir: output folder; must not hold a run yet unless ``resume`` is set.
+      resume: continue a run folder from its last checkpoint (its manifest's configuration
+        must equal ``cfg``). Resuming a finished run does nothing.
+      hooks: regularizer / reset plug points (:class:`Hooks`).
+      stream: a prebuilt stream (defaults to ``streams.make_stream(cfg.stream)``).
+      progress: show a progress bar (task, step, loss, online accuracy).
+      stop_after_chunks: stop (as if killed) after this many chunks — for tests of resume.
+
+    Returns:
+      The run, opened for reading.
+    """
+    hooks = hooks or Hooks()
+    run_dir = Path(run_dir)
+    stream = stream if stream is not None else streams.make_stream(cfg.stream)
+    model = models.build(cfg.model)
+    tx = make_optimizer(cfg.train)
+    base = jax.random.PRNGKey(cfg.seed)
+    k_init, k_step, k_ref, k_task_end = jax.random.split(base, 4)
+    trainer = make_trainer(model, tx, hooks, k_step)
+    refs = reference_task_set(cfg.train.reference_tasks, len(stream))
+
+    manifest_path = run_dir / checkpoints.MANIFEST
+    if manifest_path.exists():
+        if not resume:
+            raise NtkplastError(f"{run_dir} already holds a run; pass --resume to continue it "
+                                f"or choose another output folder")
+        manifest = checkpoints.read_manifest(run_dir)
+        if manifest.get("config") != cfg.to_dict():
+            raise NtkplastError(f"{run_dir} was written with a different configuration; resume "
+                                f"it with the same config, or train into a new folder")
+        if manifest.get("complete"):
+            return checkpoints.open_run(run_dir)
+        last = manifest["checkpoints"][-1]
+        arrays = checkpoints.load_arrays(run_dir / last["file"])
+        params = checkpoints.arrays_to_params(arrays, source=str(run_dir / last["file"]))
+        opt_state = checkpoints.arrays_to_opt_state(arrays, tx.init(params),
+                                                    source=str(run_dir / last["file"]))
+        state = TrainState(params, opt_state, jnp.asarray(last["step"], jnp.int32))
+        task, in_task = last["task"], last["metrics"].get("task_step", 0)
+        online = last["metrics"].get("online_correct", 0)
+        if last["kind"] == "task_end":
+            task, in_task, online = task + 1, 0, 0
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        params = model.init(k_init, stream.input_shape)
+        state = TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+        manifest = {
+            "format": checkpoints.FORMAT, "format_version": checkpoints.FORMAT_VERSION,
+            "model": cfg.model.to_dict(), "input_shape": list(stream.input_shape),
+            "num_classes": stream.num_classes, "num_tasks": len(stream),
+            "config": cfg.to_dict(), "checkpoints": [], "tasks": [], "complete": False,
+        }
+        _save_checkpoint(run_dir, manifest, state, task=0, kind="init", metrics={"task_step": 0})
+        task, in_task, online = 0, 0, 0
+
+    total = sum(cfg.train.steps_for(len(stream[t].y_train)) for t in range(len(stream)))
+    bar = tqdm(total=total, initial=int(state.step), disable=not progress, unit="step",
+               dynamic_ncols=True)
+    chunks_done = 0
+    while task < len(stream):
+        data = stream[task]
+        n = len(data.y_train)
+        steps = cfg.train.steps_for(n)
+        x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+        for stop in (b for b in _chunk_bounds(steps, cfg.train.checkpoint_every) if b > in_task):
+            idx = minibatch_indices(cfg.seed, task, n, cfg.train.batch_size, in_task, stop)
+            state, (losses, correct) = trainer.run_chunk(state, x, y, jnp.asarray(idx))
+            losses = np.asarray(losses)
+            if not np.all(np.isfinite(losses)):
+                bad = int(state.step) - len(losses) + int(np.argmin(np.isfinite(losses)))
+                raise NtkplastError(
+                    f"training diverged at step {bad} (task {task}): the loss is not finite; "
+                    f"the last finite checkpoint is {manifest['checkpoints'][-1]['file']} in "
+                    f"{run_dir}; lower train.learning_rate or the regularizer strength")
+            online += int(np.sum(correct))
+            bar.update(stop - in_task)
+            in_task = stop
+            metrics = {"task_step": in_task, "online_correct": online,
+                       "loss": float(np.mean(losses)),
+                       "online_accuracy": online / (in_task * cfg.train.batch_size)}
+            bar.set_postfix(task=task, loss=f"{metrics['loss']:.3f}",
+                            acc=f"{metrics['online_accuracy']:.3f}")
+            if in_task < steps:
+                _save_checkpoint(run_dir, manifest, state, task, "periodic", metrics)
+            else:
+                record = _end_task(cfg, stream, trainer, tx, state, task, refs,
+                                   metrics["online_accuracy"], k_init, k_ref, data)
+                if hooks.on_task_end is not None:
+                    p, o = hooks.on_task_end(state.params, state.opt_state, task,
+                                             jax.random.fold_in(k_task_end, task))
+                    state = TrainState(p, o, state.step)
+                manifest["tasks"].append(record)
+                metrics.update({k: v for k, v in record.items() if k != "task"})
+                manifest["complete"] = task == len(stream) - 1
+                _save_checkpoint(run_dir, manifest, state, task, "task_end", metrics)
+            chunks_done += 1
+            if stop_after_chunks is not None and chunks_done >= stop_after_chunks:
+                bar.close()
+                return checkpoints.open_run(run_dir)
+        task, in_task, online = task + 1, 0, 0
+    bar.close()
+    return checkpoints.open_run(run_dir)
+
+
+def _end_task(cfg: RunConfig, stream: streams.TaskStream, trainer: Trainer,
+              tx: optax.GradientTransformation, state: TrainState, task: int,
+              refs: frozenset[int], online_accuracy: float, k_init: Array, k_ref: Array,
+              data: streams.Task) -> dict[str, Any]:
+    """Evaluate after task ``task``; run its reset reference when asked."""
+    record: dict[str, Any] = {
+        "task": task, "end_step": int(state.step),
+        "test_accuracy": trainer.accuracy(state.params, jnp.asarray(data.x_test),
+                                          jnp.asarray(data.y_test)),
+        "online_accuracy": online_accuracy,
+    }
+    if cfg.train.eval_previous:
+        record["accuracy_on_tasks"] = [
+            trainer.accuracy(state.params, jnp.asarray(stream[s].x_test),
+                             jnp.asarray(stream[s].y_test)) for s in range(task + 1)]
+    if task in refs:
+        ref_acc, ref_online = reference_run(cfg, trainer, tx, data, task,
+                                            jax.random.fold_in(k_ref, task))
+        record.update(reference_test_accuracy=ref_acc, reference_online_accuracy=ref_online,
+                      plasticity_loss=ref_acc - record["test_accuracy"])
+    return record
+
+
+def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransformation,
+                  data: streams.Task, task: int, key: Array) -> tuple[float, float]:
+    """Train a fresh network on ``data`` alone with the run's budget and minibatch order.
+
+    Returns (test accuracy at the end, online accuracy over the task).
+    """
+    model = models.build(cfg.model)
+    params = model.init(key, data.x_train.shape[1:])
+    state = TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+    n = len(data.y_train)
+    steps = cfg.train.steps_for(n)
+    idx = minibatch_indices(cfg.seed, task, n, cfg.train.batch_size, 0, steps)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    state, (_, correct) = trainer.run_chunk(state, x, y, jnp.asarray(idx))
+    online = float(np.sum(correct)) / (steps * cfg.train.batch_size)
+    return trainer.accuracy(state.params, jnp.asarray(data.x_test), jnp.asarray(data.y_test)), online
+
+
+def _save_checkpoint(run_dir: Path, manifest: dict[str, Any], state: TrainState, task: int,
+                     kind: str, metrics: Mapping[str, Any]) -> None:
+    """Write the checkpoint's .npz, then the manifest that lists it (both atomically)."""
+    step = int(state.step)
+    name = checkpoints.checkpoint_name(step)
+    arrays = checkpoints.params_to_arrays(state.params)
+    arrays.update(checkpoints.opt_state_to_arrays(state.opt_state))
+    checkpoints.save_arrays(run_dir / name, arrays)
+    manifest["checkpoints"].append({"file": name, "step": step, "task": task, "kind": kind,
+                                    "metrics": dict(metrics)})
+    checkpoints.write_manifest(run_dir, manifest)
