@@ -235,7 +235,8 @@ class Run:
         """Parameters of checkpoint ``i``, checked against the run's architecture."""
         path = self.path / self.checkpoints[i].file
         params = arrays_to_params(self.arrays(i), source=str(path))
-        expected = jax.eval_shape(self.model.init, jax.random.PRNGKey(0), self.input_shape)
+        expected = jax.eval_shape(lambda k: self.model.init(k, self.input_shape),
+                                  jax.random.PRNGKey(0))
         got = jax.tree_util.tree_map(np.shape, params)
         want = jax.tree_util.tree_map(lambda s: s.shape, expected)
         if got != want:

@@ -185,7 +185,8 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise NtkplastError(f"model.{name}: unknown value {value!r}; choose one of {list(choices)}")
 
 
-def _out_widths(spec: ArchSpec) -> tuple[int, ...]:
+def out_widths(spec: ArchSpec) -> tuple[int, ...]:
+    """Output width (units or channels) of every weight layer, readout last."""
     if spec.kind == "mlp":
         return spec.widths + (spec.num_outputs,)
     return spec.widths + spec.dense_widths + (spec.num_outputs,)
@@ -235,7 +236,7 @@ def init_params(model: Model, key: Array, input_shape: tuple[int, ...]) -> Param
     shape = tuple(int(s) for s in input_shape)
     params = []
     keys = jax.random.split(key, len(model.layers))
-    for layer, width, k in zip(model.layers, _out_widths(spec), keys):
+    for layer, width, k in zip(model.layers, out_widths(spec), keys):
         kw, kb = jax.random.split(k)
         if layer.flatten:
             shape = (math.prod(shape),)

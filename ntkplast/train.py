@@ -44,7 +44,8 @@ class TrainConfig:
       learning_rate: step size η.
       momentum: β for ``"momentum"``; Adam uses optax's defaults (β1 = 0.9, β2 = 0.999).
       batch_size: minibatch size B.
-      steps_per_task: training steps per task (set this or ``epochs_per_task``).
+      steps_per_task: training steps per task (set this or ``epochs_per_task``; 500 when
+        neither is given).
       epochs_per_task: passes over the task's training set, converted to
         ⌈epochs · N_train / B⌉ steps.
       checkpoint_every: also checkpoint every this many steps inside a task (0: only at task
@@ -58,7 +59,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     momentum: float = 0.9
     batch_size: int = 32
-    steps_per_task: int | None = 500
+    steps_per_task: int | None = None
     epochs_per_task: float | None = None
     checkpoint_every: int = 0
     reference_tasks: str | list[int] = "none"
@@ -73,8 +74,10 @@ class TrainConfig:
                                 f"got {self.learning_rate}")
         if self.batch_size < 1:
             raise NtkplastError(f"train.batch_size must be >= 1, got {self.batch_size}")
-        if (self.steps_per_task is None) == (self.epochs_per_task is None):
-            raise NtkplastError("train: give exactly one of steps_per_task and epochs_per_task")
+        if self.steps_per_task is None and self.epochs_per_task is None:
+            object.__setattr__(self, "steps_per_task", 500)
+        if self.steps_per_task is not None and self.epochs_per_task is not None:
+            raise NtkplastError("train: give steps_per_task or epochs_per_task, not both")
         if self.steps_per_task is not None and self.steps_per_task < 1:
             raise NtkplastError(f"train.steps_per_task must be >= 1, got {self.steps_per_task}")
         if self.epochs_per_task is not None and not self.epochs_per_task > 0:
@@ -297,7 +300,8 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         _save_checkpoint(run_dir, manifest, state, task=0, kind="init", metrics={"task_step": 0})
         task, in_task, online = 0, 0, 0
 
-    total = sum(cfg.train.steps_for(len(stream[t].y_train)) for t in range(len(stream)))
+    per_task = cfg.train.steps_per_task
+    total = per_task * len(stream) if per_task is not None else None
     bar = tqdm(total=total, initial=int(state.step), disable=not progress, unit="step",
                dynamic_ncols=True)
     chunks_done = 0

@@ -100,3 +100,41 @@ def test_spec_round_trip_and_errors():
 def test_he_default_scale():
     assert models.ArchSpec().hidden_w_std == pytest.approx(math.sqrt(2))
     assert models.ArchSpec(activation="tanh").hidden_w_std == 1.0
+
+
+@pytest.mark.nt
+@pytest.mark.parametrize("spec", [
+    models.ArchSpec(widths=(16, 8), num_outputs=3, parameterization="ntk", b_std=0.1),
+    models.ArchSpec(widths=(16, 8), num_outputs=3, parameterization="standard", b_std=0.1),
+    models.ArchSpec(widths=(12,), num_outputs=2, activation="erf", init="orthogonal",
+                    use_bias=False),
+    models.ArchSpec(widths=(12,), num_outputs=2, activation="tanh", parameterization="ntk"),
+    models.ArchSpec(kind="cnn", widths=(4, 5), dense_widths=(7,), num_outputs=3, b_std=0.2,
+                    parameterization="ntk"),
+    models.ArchSpec(kind="cnn", widths=(3,), num_outputs=2, activation="gelu"),
+], ids=["mlp-ntk", "mlp-standard", "erf-orth-nobias", "tanh", "cnn-ntk", "cnn-gelu"])
+def test_stax_apply_agrees(spec):
+    """ntkplast's apply and the stax triple's apply_fn agree on the same parameters."""
+    from ntkplast import stax_bridge
+
+    model = models.build(spec)
+    shape = (8, 8, 1) if spec.kind == "cnn" else (6,)
+    params = model.init(jax.random.PRNGKey(0), shape)
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, *shape))
+    _, apply_fn, kernel_fn = stax_bridge.to_stax(spec)
+    got = apply_fn(stax_bridge.to_stax_params(model, params), x)
+    np.testing.assert_allclose(got, model.apply(params, x), rtol=1e-5, atol=1e-6)
+    assert kernel_fn(x, None, "ntk").shape == (4, 4)
+
+
+@pytest.mark.nt
+def test_stax_init_matches_parameter_shapes():
+    from ntkplast import stax_bridge
+
+    spec = models.ArchSpec(kind="cnn", widths=(4,), dense_widths=(6,), num_outputs=3)
+    init_fn, _, _ = stax_bridge.to_stax(spec)
+    _, stax_params = init_fn(jax.random.PRNGKey(0), (1, 8, 8, 1))
+    model = models.build(spec)
+    ours = stax_bridge.to_stax_params(model, model.init(jax.random.PRNGKey(0), (8, 8, 1)))
+    assert jax.tree_util.tree_map(jnp.shape, tuple(stax_params)) == \
+        jax.tree_util.tree_map(jnp.shape, ours)

@@ -1,0 +1,93 @@
+"""The CLI: the demo writes a 20-task series; bad input is one line and exit status 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ntkplast import checkpoints, config
+from ntkplast.errors import NtkplastError
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-m", "ntkplast", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ntkplast: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_demo_quick_writes_twenty_tasks_and_resumes(tmp_path):
+    proc = _cli("demo", "--quick", "--no-progress", "--out", "demo", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = checkpoints.open_run(tmp_path / "demo")
+    assert run.complete and len(run.manifest["tasks"]) == 20
+    assert len(run) == 1 + 20 * 2
+    again = _cli("demo", "--quick", "--no-progress", "--out", "demo", cwd=tmp_path)
+    _assert_one_line_error(again, "--resume")
+    resumed = _cli("demo", "--quick", "--no-progress", "--out", "demo", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+BAD_CONFIGS = {
+    "unknown_key": ("[train]\nlearnin_rate = 0.1\n", "learnin_rate"),
+    "wrong_type": ("[model]\nwidths = 'wide'\n", "model.widths"),
+    "bad_toml": ("[model\n", "not valid TOML"),
+    "bad_value": ("[train]\noptimizer = 'lion'\n", "train.optimizer"),
+    "unknown_table": ("[optim]\nlr = 1\n", "optim"),
+    "bad_dataset": ("[stream]\ndataset = 'imagenet'\n", "imagenet"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_bad_config_is_one_line_exit_2(tmp_path, name):
+    text, fragment = BAD_CONFIGS[name]
+    (tmp_path / "c.toml").write_text(text)
+    _assert_one_line_error(_cli("train", "c.toml", cwd=tmp_path), fragment)
+
+
+def test_missing_config_and_missing_data(tmp_path):
+    _assert_one_line_error(_cli("train", "nope.toml", cwd=tmp_path), "nope.toml")
+    (tmp_path / "c.toml").write_text("[stream]\ndataset = 'mnist'\n")
+    proc = _cli("train", "c.toml", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)
+    _assert_one_line_error(proc, "train-images-idx3-ubyte", "empty")
+
+
+def test_bad_arguments_are_one_line(tmp_path):
+    _assert_one_line_error(_cli("trian", cwd=tmp_path), "trian")
+    _assert_one_line_error(_cli("demo", "--set", "nonsense", cwd=tmp_path), "nonsense")
+
+
+def test_resume_of_a_non_run_folder(tmp_path):
+    (tmp_path / "c.toml").write_text("")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.json").write_text("[]")
+    proc = _cli("train", "c.toml", "--out", "out", "--resume", cwd=tmp_path)
+    _assert_one_line_error(proc, "manifest.json")
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("seed = 4\n[model]\nwidths = [8, 8]\n[train]\nsteps_per_task = 3\n")
+    cfg = config.load_config(path, ["train.learning_rate=0.5", "stream.num_tasks=7", "seed=1"])
+    assert cfg.seed == 1 and cfg.model.widths == (8, 8) and cfg.train.learning_rate == 0.5
+    assert cfg.stream.num_tasks == 7 and cfg.train.steps_per_task == 3
+    assert config.config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(NtkplastError, match="section.key=value"):
+        config.apply_overrides({}, ["novalue"])
+
+
+def test_shipped_configs_parse():
+    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    for name in sorted(os.listdir(root)):
+        cfg = config.load_config(os.path.join(root, name))
+        assert cfg.stream.num_tasks >= 20

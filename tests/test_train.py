@@ -1,0 +1,142 @@
+"""Continual training: learning happens, resume is bit-identical, hooks plug in, bad runs stop."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntkplast import checkpoints, models, streams, train
+from ntkplast.errors import NtkplastError
+
+
+def _cfg(**train_kw):
+    kw = dict(optimizer="adam", learning_rate=3e-3, batch_size=16, steps_per_task=12,
+              checkpoint_every=5, reference_tasks=[1])
+    kw.update(train_kw)
+    return train.RunConfig(
+        seed=3,
+        model=models.ArchSpec(widths=(16,), num_outputs=10),
+        stream=streams.StreamSpec(kind="permuted", dataset="digits", num_tasks=3),
+        train=train.TrainConfig(**kw))
+
+
+def _files(run_dir):
+    return {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.npz"))}
+
+
+def test_checkpoint_series_layout(tmp_path):
+    run = train.train_run(_cfg(), tmp_path, progress=False)
+    kinds = [(c.step, c.task, c.kind) for c in run.checkpoints]
+    assert kinds == [(0, 0, "init"), (5, 0, "periodic"), (10, 0, "periodic"), (12, 0, "task_end"),
+                     (17, 1, "periodic"), (22, 1, "periodic"), (24, 1, "task_end"),
+                     (29, 2, "periodic"), (34, 2, "periodic"), (36, 2, "task_end")]
+    tasks = run.manifest["tasks"]
+    assert [t["task"] for t in tasks] == [0, 1, 2] and run.complete
+    assert [len(t["accuracy_on_tasks"]) for t in tasks] == [1, 2, 3]
+    assert "reference_test_accuracy" in tasks[1] and "reference_test_accuracy" not in tasks[0]
+    assert tasks[1]["plasticity_loss"] == pytest.approx(
+        tasks[1]["reference_test_accuracy"] - tasks[1]["test_accuracy"])
+    assert tasks[2]["accuracy_on_tasks"][-1] == tasks[2]["test_accuracy"]
+    assert all(0 <= t["online_accuracy"] <= 1 for t in tasks)
+
+
+def test_learning_happens_on_digits(tmp_path):
+    cfg = _cfg(steps_per_task=150, checkpoint_every=0, reference_tasks="none")
+    cfg = dataclasses.replace(cfg, stream=dataclasses.replace(cfg.stream, num_tasks=1))
+    run = train.train_run(cfg, tmp_path, progress=False)
+    assert run.manifest["tasks"][0]["test_accuracy"] > 0.8
+
+
+def test_resume_is_bit_identical(tmp_path):
+    """Interrupted after each possible chunk, resumed runs end with the same bytes."""
+    cfg = _cfg()
+    full = tmp_path / "full"
+    train.train_run(cfg, full, progress=False)
+    for stop in (1, 3, 5):
+        part = tmp_path / f"part{stop}"
+        train.train_run(cfg, part, progress=False, stop_after_chunks=stop)
+        assert not checkpoints.open_run(part).complete
+        train.train_run(cfg, part, progress=False, resume=True)
+        assert _files(part) == _files(full)
+        assert checkpoints.read_manifest(part) == checkpoints.read_manifest(full)
+
+
+def test_same_seed_same_numbers_other_seed_differs(tmp_path):
+    cfg = _cfg(reference_tasks="none")
+    train.train_run(cfg, tmp_path / "a", progress=False)
+    train.train_run(cfg, tmp_path / "b", progress=False)
+    train.train_run(dataclasses.replace(cfg, seed=4), tmp_path / "c", progress=False)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert _files(tmp_path / "a") != _files(tmp_path / "c")
+
+
+def test_existing_run_needs_resume_and_same_config(tmp_path):
+    cfg = _cfg(reference_tasks="none")
+    train.train_run(cfg, tmp_path, progress=False, stop_after_chunks=1)
+    with pytest.raises(NtkplastError, match="--resume"):
+        train.train_run(cfg, tmp_path, progress=False)
+    other = dataclasses.replace(cfg, seed=9)
+    with pytest.raises(NtkplastError, match="different configuration"):
+        train.train_run(other, tmp_path, progress=False, resume=True)
+
+
+def test_divergence_stops_with_step_and_keeps_checkpoints(tmp_path):
+    cfg = _cfg(optimizer="sgd", learning_rate=1e30, reference_tasks="none")
+    with pytest.raises(NtkplastError, match=r"diverged at step \d+.*learning_rate"):
+        train.train_run(cfg, tmp_path, progress=False)
+    run = checkpoints.open_run(tmp_path)
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(run.params(-1)))
+
+
+def test_hooks_plug_into_step_and_task_end(tmp_path):
+    """A strong L2 penalty shrinks weights; post_update and on_task_end see every step/task."""
+    cfg = _cfg(reference_tasks="none", checkpoint_every=0)
+    plain = train.train_run(cfg, tmp_path / "plain", progress=False)
+
+    def penalty(params):
+        return 10.0 * sum(jnp.sum(p["W"] ** 2) for p in params)
+
+    seen = []
+
+    def on_task_end(params, opt_state, task, key):
+        seen.append(task)
+        return jax.tree_util.tree_map(jnp.zeros_like, params), opt_state
+
+    def post_update(params, key, step):
+        return jax.tree_util.tree_map(lambda p: p * 0.999, params)
+
+    hooks = train.Hooks(penalty=penalty, post_update=post_update, on_task_end=on_task_end)
+    reg = train.train_run(cfg, tmp_path / "reg", progress=False, hooks=hooks)
+    assert seen == [0, 1, 2]
+    w_plain = np.linalg.norm(plain.params(1)[0]["W"])
+    w_reg = np.linalg.norm(reg.params(1)[0]["W"])
+    assert w_reg == 0.0 < w_plain  # the task-end reset is what the checkpoint stores
+
+
+def test_minibatch_order_is_a_permutation_per_epoch():
+    idx = train.minibatch_indices(0, 2, num_train=50, batch_size=10, start=0, stop=10)
+    assert sorted(idx[:5].ravel()) == list(range(50))
+    assert sorted(idx[5:].ravel()) == list(range(50))
+    np.testing.assert_array_equal(
+        train.minibatch_indices(0, 2, 50, 10, 3, 7), idx[3:7])
+    assert not np.array_equal(train.minibatch_indices(0, 3, 50, 10, 0, 5), idx[:5])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(optimizer="lion"), "optimizer"),
+    (dict(learning_rate=-1.0), "learning_rate"),
+    (dict(epochs_per_task=2.0), "not both"),
+    (dict(reference_tasks="some"), "reference_tasks"),
+])
+def test_train_config_errors(bad, message):
+    with pytest.raises(NtkplastError, match=message):
+        _cfg(**bad)
+
+
+def test_epochs_per_task_and_reference_sets():
+    cfg = train.TrainConfig(steps_per_task=None, epochs_per_task=1.5, batch_size=16)
+    assert cfg.steps_for(100) == 10
+    assert train.reference_task_set("every:5", 12) == {0, 5, 10}
+    assert train.reference_task_set([1, 30], 12) == {1}
