@@ -35,7 +35,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="train the built-in permuted-digits stream (20 tasks)")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
-    d.add_argument("--quick", action="store_true", help="a short version (seconds), for smoke tests")
+    d.add_argument("--quick", action="store_true",
+                   help="a short version (seconds), for smoke tests")
     _add_common(d)
     return p
 

@@ -363,8 +363,8 @@ def _end_task(cfg: RunConfig, stream: streams.TaskStream, trainer: Trainer,
     }
     if cfg.train.eval_previous:
         record["accuracy_on_tasks"] = [
-            trainer.accuracy(state.params, jnp.asarray(stream[s].x_test),
-                             jnp.asarray(stream[s].y_test)) for s in range(task + 1)]
+            trainer.accuracy(state.params, *map(jnp.asarray, stream.test_set(s)))
+            for s in range(task + 1)]
     if task in refs:
         ref_acc, ref_online = reference_run(cfg, trainer, tx, data, task,
                                             jax.random.fold_in(k_ref, task))
@@ -388,7 +388,8 @@ def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransforma
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     state, (_, correct) = trainer.run_chunk(state, x, y, jnp.asarray(idx))
     online = float(np.sum(correct)) / (steps * cfg.train.batch_size)
-    return trainer.accuracy(state.params, jnp.asarray(data.x_test), jnp.asarray(data.y_test)), online
+    accuracy = trainer.accuracy(state.params, jnp.asarray(data.x_test), jnp.asarray(data.y_test))
+    return accuracy, online
 
 
 def _save_checkpoint(run_dir: Path, manifest: dict[str, Any], state: TrainState, task: int,

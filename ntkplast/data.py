@@ -1,0 +1,467 @@
+"""Image-classification datasets, read from local files into plain numpy arrays.
+
+Every loader returns a :class:`Dataset` with float32 images of shape ``N×H×W×C`` scaled to
+``[0, 1]`` and int32 labels. Nothing is ever downloaded at run time: ``"digits"`` ships with
+scikit-learn; the others are read from a data directory (see :func:`resolve_data_dir`) laid out as
+
+.. code-block:: text
+
+    <data_dir>/mnist/          train-images-idx3-ubyte[.gz]  train-labels-idx1-ubyte[.gz]
+                               t10k-images-idx3-ubyte[.gz]   t10k-labels-idx1-ubyte[.gz]
+                               (or instead: mnist.npz with x_train, y_train, x_test, y_test)
+    <data_dir>/fashion_mnist/  the same four IDX files (or fashion_mnist.npz)
+    <data_dir>/cifar-10-batches-bin/  data_batch_1.bin … data_batch_5.bin, test_batch.bin
+    <data_dir>/cifar-10-batches-py/   data_batch_1 … data_batch_5, test_batch   (python version)
+    <data_dir>/cifar-100-binary/      train.bin, test.bin
+    <data_dir>/cifar-100-python/      train, test                              (python version)
+
+These are the layouts the official archives unpack to (the MNIST files go into a folder of the
+dataset's name). A missing, truncated or malformed file raises :class:`NtkplastError` naming it.
+The python versions of CIFAR are pickles; they are read with an unpickler that can build numpy
+arrays and nothing else, so a planted pickle cannot run code.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import gzip
+import os
+import pickle
+import zipfile
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ntkplast.errors import NtkplastError
+
+NUM_CLASSES: dict[str, int] = {
+    "digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100,
+}
+DATASETS: tuple[str, ...] = tuple(NUM_CLASSES)
+
+DATA_ENV = "NTKPLAST_DATA"
+DEFAULT_DATA_DIR = "~/.cache/ntkplast/data"
+
+SOURCES: dict[str, str] = {
+    "mnist": "http://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)",
+    "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html (CIFAR-10 binary or python version)",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar.html (CIFAR-100 binary or python version)",
+}
+
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+_IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_CIFAR_PIXELS = 32 * 32 * 3
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A labelled image dataset split into train and test parts.
+
+    Attributes:
+      name: the dataset's name (one of :data:`DATASETS` for the built-in loaders).
+      x_train: ``float32[N, H, W, C]`` images with values in ``[0, 1]``.
+      y_train: ``int32[N]`` labels in ``0 .. num_classes - 1``.
+      x_test: ``float32[M, H, W, C]``.
+      y_test: ``int32[M]``.
+      num_classes: number of classes (the width of a shared output head).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        where = f"dataset {self.name!r}"
+        if not isinstance(self.num_classes, int | np.integer) or self.num_classes < 1:
+            raise NtkplastError(f"{where}: num_classes must be a positive integer, "
+                                f"got {self.num_classes!r}")
+        for part in ("train", "test"):
+            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
+            if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4:
+                raise NtkplastError(f"{where}: x_{part} must be a float32 array N×H×W×C, got "
+                                    f"{_describe_array(x)}; convert with .astype(np.float32)")
+            if not isinstance(y, np.ndarray) or y.dtype != np.int32 or y.ndim != 1:
+                raise NtkplastError(f"{where}: y_{part} must be an int32 vector, got "
+                                    f"{_describe_array(y)}; convert with .astype(np.int32)")
+            if len(x) != len(y):
+                raise NtkplastError(f"{where}: x_{part} has {len(x)} examples but y_{part} has "
+                                    f"{len(y)}; they must match")
+            if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+                raise NtkplastError(f"{where}: y_{part} holds labels in [{y.min()}, {y.max()}], "
+                                    f"expected 0 .. {self.num_classes - 1}")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise NtkplastError(f"{where}: train images are {self.x_train.shape[1:]} but test "
+                                f"images are {self.x_test.shape[1:]}; they must match")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one image, ``(H, W, C)``."""
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+
+def _describe_array(a: Any) -> str:
+    if isinstance(a, np.ndarray):
+        return f"{a.dtype} array of shape {a.shape}"
+    return type(a).__name__
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The directory that holds dataset files.
+
+    Order: the ``data_dir`` argument if given, else the environment variable ``NTKPLAST_DATA``
+    if set and non-empty, else ``~/.cache/ntkplast/data``. ``~`` is expanded; the directory need
+    not exist (a loader that needs it says which files to put where).
+    """
+    if data_dir is None or str(data_dir) == "":
+        data_dir = os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR
+    return Path(data_dir).expanduser()
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Load the dataset ``name`` (one of :data:`DATASETS`) from local files.
+
+    Args:
+      name: ``"digits"`` (scikit-learn's bundled 8×8 handwritten digits, no files needed),
+        ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"`` or ``"cifar100"`` (fine labels).
+      data_dir: where the files are; see :func:`resolve_data_dir` and the module docstring for
+        the layout. Ignored for ``"digits"``.
+
+    Returns:
+      a :class:`Dataset` with float32 ``N×H×W×C`` images in ``[0, 1]`` and int32 labels; the
+      arrays are read-only (copy them to modify).
+
+    Raises:
+      NtkplastError: unknown name, missing files (the message lists them, the directories
+        searched and where to download them), or a corrupt file (named).
+    """
+    if name not in NUM_CLASSES:
+        raise NtkplastError(f"dataset: unknown dataset {name!r}; known datasets are "
+                            f"{list(DATASETS)}")
+    if name == "digits":
+        ds = _load_digits()
+    elif name in ("mnist", "fashion_mnist"):
+        ds = _load_idx_dataset(name, resolve_data_dir(data_dir))
+    else:
+        ds = _load_cifar(name, resolve_data_dir(data_dir))
+    for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        a.setflags(write=False)
+    return ds
+
+
+# ---------------------------------------------------------------------------------------- digits
+
+def _load_digits() -> Dataset:
+    """scikit-learn's digits (1797 images, 8×8, values 0..16 → /16), stratified 80/20 split.
+
+    For each class, its examples are permuted by ``np.random.default_rng(0)`` (classes taken in
+    order 0..9, one generator for all) and the first ``round(0.8·n_c)`` go to training, the rest
+    to test; both parts keep the original order of the examples.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.asarray(bunch.images, dtype=np.float64)
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    rng = np.random.default_rng(DIGITS_SPLIT_SEED)
+    train_idx, test_idx = [], []
+    for c in range(NUM_CLASSES["digits"]):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round((1.0 - DIGITS_TEST_FRACTION) * len(idx)))
+        train_idx.append(idx[:k])
+        test_idx.append(idx[k:])
+    tr, te = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+    x = (images / 16.0).astype(np.float32)[..., None]
+    y = labels.astype(np.int32)
+    return Dataset("digits", x[tr], y[tr], x[te], y[te], NUM_CLASSES["digits"])
+
+
+# ------------------------------------------------------------------------------------ file reading
+
+def _read_bytes(path: Path) -> bytes:
+    """All bytes of ``path``, gunzipped when the name ends in ``.gz``."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        kind = "a readable gzip file" if path.suffix == ".gz" else "a readable file"
+        raise NtkplastError(f"{path}: expected {kind}, but reading failed ({e}); the file is "
+                            f"corrupt or truncated, download it again") from e
+
+
+def _missing_error(name: str, options: Sequence[tuple[Path, Sequence[str]]]) -> NtkplastError:
+    """An error listing, for each accepted layout, the folder searched and the files missing."""
+    lines = []
+    for folder, missing in options:
+        lines.append(f"{folder}/ lacks {', '.join(missing)}")
+    return NtkplastError(
+        f"dataset {name!r}: files not found: {'; or '.join(lines)}. Download them from "
+        f"{SOURCES[name]} and unpack them there, or point data_dir (or the environment variable "
+        f"{DATA_ENV}) at the folder that holds them; ntkplast never downloads data at run time")
+
+
+# --------------------------------------------------------------------------------- MNIST (IDX)
+
+def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
+    """Parse an IDX file of unsigned bytes (the MNIST format), plain or gzipped (``.gz``).
+
+    Layout: two zero bytes, the type byte ``0x08`` (unsigned byte), the number of dimensions,
+    that many big-endian uint32 sizes, then the data. Checked strictly: the magic number must be
+    ``0x00000801`` for ``ndim=1`` (labels) or ``0x00000803`` for ``ndim=3`` (images), and the file
+    size must equal the header's exactly.
+
+    Returns:
+      a ``uint8`` array of the header's shape.
+    """
+    path = Path(path)
+    raw = _read_bytes(path)
+    magic = 0x0800 | ndim
+    if len(raw) < 4 or raw[:4] != magic.to_bytes(4, "big"):
+        got = "0x" + raw[:4].hex() if len(raw) >= 4 else f"{len(raw)} bytes"
+        raise NtkplastError(f"{path}: not an IDX file of {ndim}-d unsigned bytes: expected magic "
+                            f"number 0x{magic:08x}, got {got}; check that the file is the right "
+                            f"one and not corrupt")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise NtkplastError(f"{path}: truncated IDX header ({len(raw)} bytes, expected at least "
+                            f"{header}); download the file again")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape, dtype=np.int64))
+    if len(raw) != expected:
+        raise NtkplastError(f"{path}: IDX header says shape {shape}, i.e. {expected} bytes in "
+                            f"all, but the file has {len(raw)} bytes; it is truncated or "
+                            f"corrupt, download it again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find(folder: Path, base: str) -> Path | None:
+    for candidate in (folder / base, folder / f"{base}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_idx_dataset(name: str, root: Path) -> Dataset:
+    folder = root / name
+    found = {base: _find(folder, base) for base in _IDX_NAMES}
+    npz = folder / f"{name}.npz"
+    if all(found.values()):
+        parts = {}
+        for split in ("train", "t10k"):
+            img_path = found[f"{split}-images-idx3-ubyte"]
+            lab_path = found[f"{split}-labels-idx1-ubyte"]
+            images = read_idx(img_path, 3)
+            labels = read_idx(lab_path, 1)
+            parts[split] = _images_labels(images, labels, img_path, lab_path, name)
+        (xtr, ytr), (xte, yte) = parts["train"], parts["t10k"]
+    elif npz.is_file():
+        (xtr, ytr), (xte, yte) = _read_mnist_npz(npz, name)
+    else:
+        missing = [f"{b}[.gz]" for b, p in found.items() if p is None]
+        raise _missing_error(name, [(folder, missing), (folder, [npz.name])])
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise NtkplastError(f"dataset {name!r} in {folder}: train images are {xtr.shape[1:3]} "
+                            f"but test images are {xte.shape[1:3]}; the files do not belong "
+                            f"together")
+    return Dataset(name, xtr, ytr, xte, yte, NUM_CLASSES[name])
+
+
+def _images_labels(images: np.ndarray, labels: np.ndarray, img_path: Path, lab_path: Path,
+                   name: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 N×H×W images and labels → float32 N×H×W×1 in [0, 1] and int32, with checks."""
+    k = NUM_CLASSES[name]
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise NtkplastError(f"{img_path}: expected uint8 images N×H×W, got "
+                            f"{_describe_array(images)}")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise NtkplastError(f"{lab_path}: expected an integer label vector, got "
+                            f"{_describe_array(labels)}")
+    if len(images) != len(labels):
+        raise NtkplastError(f"{img_path} holds {len(images)} images but {lab_path} holds "
+                            f"{len(labels)} labels; they must match (mixed-up files?)")
+    if len(labels) and (labels.min() < 0 or labels.max() >= k):
+        raise NtkplastError(f"{lab_path}: labels must lie in 0..{k - 1}, found "
+                            f"{labels.min()}..{labels.max()}; the file is corrupt or not "
+                            f"{name} labels")
+    return _to_unit_float(images)[..., None], labels.astype(np.int32)
+
+
+def _to_unit_float(a: np.ndarray) -> np.ndarray:
+    x = a.astype(np.float32)
+    x /= np.float32(255.0)
+    return x
+
+
+def _read_mnist_npz(path: Path, name: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Read the keras-style ``mnist.npz`` (uint8 x_train N×28×28, labels, same for test)."""
+    keys = ("x_train", "y_train", "x_test", "y_test")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            absent = [k for k in keys if k not in z.files]
+            if absent:
+                raise NtkplastError(f"{path}: expected arrays {list(keys)}, missing {absent}; "
+                                    f"found {sorted(z.files)}")
+            arrays = {k: z[k] for k in keys}
+    except NtkplastError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        raise NtkplastError(f"{path}: cannot read it as an .npz of plain numeric arrays ({e}); "
+                            f"object arrays are refused because they need unpickling, and a "
+                            f"truncated archive must be downloaded again") from e
+    out = []
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim == 4 and x.shape[-1] == 1:
+            x = x[..., 0]
+        tag = Path(f"{path}[x_{split}]"), Path(f"{path}[y_{split}]")
+        out.append(_images_labels(x, y, *tag, name))
+    return tuple(out)
+
+
+# -------------------------------------------------------------------------------------- CIFAR
+
+def _load_cifar(name: str, root: Path) -> Dataset:
+    k = NUM_CLASSES[name]
+    if name == "cifar10":
+        bin_dir, py_dir = root / "cifar-10-batches-bin", root / "cifar-10-batches-py"
+        train_names = [f"data_batch_{i}" for i in range(1, 6)]
+        test_names = ["test_batch"]
+    else:
+        bin_dir, py_dir = root / "cifar-100-binary", root / "cifar-100-python"
+        train_names, test_names = ["train"], ["test"]
+    bin_files = [bin_dir / f"{n}.bin" for n in train_names + test_names]
+    py_files = [py_dir / n for n in train_names + test_names]
+    ntrain = len(train_names)
+    if all(p.is_file() for p in bin_files):
+        parts = [_read_cifar_bin(p, name) for p in bin_files]
+    elif all(p.is_file() for p in py_files):
+        parts = [_read_cifar_py(p, name) for p in py_files]
+    else:
+        raise _missing_error(name, [
+            (bin_dir, [p.name for p in bin_files if not p.is_file()]),
+            (py_dir, [p.name for p in py_files if not p.is_file()]),
+        ])
+    xtr = np.concatenate([x for x, _ in parts[:ntrain]])
+    ytr = np.concatenate([y for _, y in parts[:ntrain]])
+    xte = np.concatenate([x for x, _ in parts[ntrain:]])
+    yte = np.concatenate([y for _, y in parts[ntrain:]])
+    return Dataset(name, _chw_to_hwc(xtr), ytr, _chw_to_hwc(xte), yte, k)
+
+
+def _chw_to_hwc(flat: np.ndarray) -> np.ndarray:
+    """uint8 N×3072 rows (channel-major, as CIFAR stores them) → float32 N×32×32×3 in [0, 1]."""
+    return _to_unit_float(flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+
+
+def _read_cifar_bin(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR binary batch: records of label byte(s) + 3072 pixel bytes.
+
+    CIFAR-10 records have one label byte; CIFAR-100 records have a coarse and a fine label byte,
+    of which the fine one (100 classes) is returned.
+    """
+    nlab = 1 if name == "cifar10" else 2
+    rec = nlab + _CIFAR_PIXELS
+    raw = _read_bytes(path)
+    if len(raw) == 0 or len(raw) % rec:
+        raise NtkplastError(f"{path}: size {len(raw)} bytes is not a positive multiple of the "
+                            f"{rec}-byte {name} record; the file is truncated or not a {name} "
+                            f"binary batch, download it again")
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, rec)
+    if nlab == 2:
+        _check_labels(records[:, 0], 20, path, "coarse label")
+    labels = records[:, nlab - 1]
+    _check_labels(labels, NUM_CLASSES[name], path, "label")
+    return records[:, nlab:], labels.astype(np.int32)
+
+
+def _check_labels(labels: np.ndarray, k: int, path: Path, what: str) -> None:
+    if len(labels) and (labels.min() < 0 or labels.max() >= k):
+        raise NtkplastError(f"{path}: {what}s must lie in 0..{k - 1}, found "
+                            f"{labels.min()}..{labels.max()}; the file is corrupt or belongs to "
+                            f"another dataset")
+
+
+def _array_reconstructors() -> dict[tuple[str, str], Callable[..., Any]]:
+    """The only callables a CIFAR pickle may name: what rebuilding numpy arrays needs."""
+    reconstruct = np.zeros(1).__reduce__()[0]
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
+    scalar = np.float64(0).__reduce__()[0]
+    allowed: dict[tuple[str, str], Callable[..., Any]] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,
+    }
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    return allowed
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds dicts, lists and numpy arrays, and refuses any other global."""
+
+    _allowed = _array_reconstructors()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise NtkplastError(
+                f"refused to unpickle {module}.{name}: a CIFAR batch may only contain numpy "
+                f"arrays, lists and dicts; this file is not a genuine CIFAR batch (it could run "
+                f"code if unpickled normally), replace it with the official download") from None
+
+
+def _read_cifar_py(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR python batch: a pickled dict with ``data`` (uint8 N×3072) and labels.
+
+    Keys are bytes in the official (Python 2) pickles and str in re-pickled ones; both are
+    accepted. CIFAR-10 uses ``labels``; CIFAR-100 ``fine_labels``.
+    """
+    try:
+        with open(path, "rb") as f:
+            obj = _ArrayOnlyUnpickler(f, encoding="bytes").load()
+    except NtkplastError as e:
+        raise NtkplastError(f"{path}: {e}") from e
+    except Exception as e:  # any failure to decode a pickle means a corrupt file
+        raise NtkplastError(f"{path}: cannot read it as a pickled CIFAR batch "
+                            f"({type(e).__name__}: {e}); download it again") from e
+    if not isinstance(obj, dict):
+        raise NtkplastError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+    label_key = "labels" if name == "cifar10" else "fine_labels"
+
+    def get(key: str) -> Any:
+        for k in (key.encode(), key):
+            if k in obj:
+                return obj[k]
+        raise NtkplastError(f"{path}: the pickled dict has no {key!r} entry (keys: "
+                            f"{sorted(map(str, obj))}); it is not a {name} python batch")
+
+    data, labels = get("data"), get(label_key)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != _CIFAR_PIXELS:
+        raise NtkplastError(f"{path}: 'data' must be a uint8 array N×{_CIFAR_PIXELS}, got "
+                            f"{_describe_array(data)}")
+    try:
+        labels = np.asarray(labels)
+    except (ValueError, TypeError) as e:
+        raise NtkplastError(f"{path}: {label_key!r} is not a list of integers ({e})") from e
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) \
+            or len(labels) != len(data):
+        raise NtkplastError(f"{path}: {label_key!r} must be {len(data)} integers (one per image), "
+                            f"got {_describe_array(labels)}")
+    _check_labels(labels, NUM_CLASSES[name], path, "label")
+    return data, labels.astype(np.int32)
