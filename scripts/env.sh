@@ -18,9 +18,11 @@ _ntk_stamp_file="$_ntk_venv/.ntkplast-stamp"
 if [ ! -x "$_ntk_venv/bin/python" ] || [ "$(cat "$_ntk_stamp_file" 2>/dev/null)" != "$_ntk_stamp_want" ]; then
   echo "[ntkplast] setting up $_ntk_venv from envs/$_ntk_name.txt (first time only; a few minutes)" >&2
   python3 -m venv "$_ntk_venv"
-  "$_ntk_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$_ntk_req"
+  # (the grep drops pip's warnings about this machine's optional local package mirrors)
+  "$_ntk_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$_ntk_req" \
+      2> >(grep -v "^WARNING: Location" >&2)
   "$_ntk_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
-      -e "$_ntk_root"
+      -e "$_ntk_root" 2> >(grep -v "^WARNING: Location" >&2)
   echo "$_ntk_stamp_want" > "$_ntk_stamp_file"
 fi
 export PATH="$_ntk_venv/bin:$PATH"

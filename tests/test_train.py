@@ -140,3 +140,16 @@ def test_epochs_per_task_and_reference_sets():
     assert cfg.steps_for(100) == 10
     assert train.reference_task_set("every:5", 12) == {0, 5, 10}
     assert train.reference_task_set([1, 30], 12) == {1}
+
+
+def test_cnn_on_split_digits(tmp_path):
+    """The CNN trains on a split stream; the shared head sees only the task's classes."""
+    cfg = train.RunConfig(
+        seed=0,
+        model=models.ArchSpec(kind="cnn", widths=(8,), dense_widths=(16,), num_outputs=10),
+        stream=streams.StreamSpec(kind="split", dataset="digits", num_tasks=2,
+                                  classes_per_task=2),
+        train=train.TrainConfig(learning_rate=3e-3, steps_per_task=60, batch_size=16))
+    run = train.train_run(cfg, tmp_path, progress=False)
+    assert run.manifest["tasks"][0]["test_accuracy"] > 0.9
+    assert run.params(-1)[0]["W"].shape == (3, 3, 1, 8)
