@@ -1,7 +1,9 @@
 """``ntkplast`` command line: thin verbs over the library.
 
     ntkplast train CONFIG.toml [--out DIR] [--resume] [--seed N] [--set section.key=value ...]
-    ntkplast demo [--out DIR] [--quick] [--resume]
+    ntkplast analyze RUN_DIR [--metrics ntk,isometry,dormancy,plasticity] [--probe-size N]
+                     [--probe seen|task:K|FILE.npz] [--engine auto] [--out DIR]
+    ntkplast demo [--out DIR] [--quick] [--resume]   (trains, then analyses)
 
 Bad input prints one line ``ntkplast: error: …`` and exits with status 2.
 """
@@ -33,12 +35,33 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run folder (default: runs/<config name>)")
     _add_common(t)
 
-    d = sub.add_parser("demo", help="train the built-in permuted-digits stream (20 tasks)")
+    a = sub.add_parser("analyze", help="every diagnostic over a run's checkpoints, as one table")
+    a.add_argument("run_dir", help="a run folder (manifest.json + checkpoint .npz files)")
+    _add_analysis_options(a)
+    a.add_argument("--out", help="output folder (default: RUN_DIR/analysis)")
+    a.add_argument("--data-dir", help="dataset folder, to rebuild the run's tasks for the probe")
+    a.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    d = sub.add_parser("demo", help="train the built-in permuted-digits stream (20 tasks) "
+                                    "and analyse it")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--quick", action="store_true",
                    help="a short version (seconds), for smoke tests")
     _add_common(d)
+    _add_analysis_options(d)
     return p
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    from ntkplast.analysis import FAMILIES
+
+    p.add_argument("--metrics", default=",".join(FAMILIES),
+                   help=f"comma-separated metric families (default: {','.join(FAMILIES)})")
+    p.add_argument("--probe-size", type=int, default=256, help="probe inputs N (default 256)")
+    p.add_argument("--probe", default="seen",
+                   help="probe source: seen (tasks reached), task:K, or FILE.npz with array x")
+    p.add_argument("--engine", default="auto", help="NTK engine (auto, layerwise, generic, nt:…)")
+    p.add_argument("--analysis-seed", type=int, default=0, help="seed of the probe draw")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -70,6 +93,19 @@ def _run_train(args: argparse.Namespace, config_path: str | None, out: str) -> N
           + (f"; last task test accuracy {last['test_accuracy']:.3f}" if last else ""))
 
 
+def _run_analyze(args: argparse.Namespace, run_dir: str, out: str | None) -> None:
+    from ntkplast import analysis
+
+    settings = analysis.Settings(metrics=analysis.parse_metrics(args.metrics),
+                                 probe=args.probe, probe_size=args.probe_size,
+                                 seed=args.analysis_seed, engine=args.engine)
+    table = analysis.analyze(run_dir, settings, out_dir=out, data_dir=args.data_dir,
+                             progress=not args.no_progress)
+    where = out or str(Path(run_dir) / "analysis")
+    print(f"wrote {len(table)} rows ({len(set(table.columns['checkpoint'].tolist()))} "
+          f"checkpoints) to {where}/metrics.csv and metrics.jsonl")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ntkplast`` console script; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -78,8 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "train":
             out = args.out or str(Path("runs") / Path(args.config).stem)
             _run_train(args, args.config, out)
+        elif args.verb == "analyze":
+            _run_analyze(args, args.run_dir, args.out)
         elif args.verb == "demo":
             _run_train(args, None, args.out)
+            _run_analyze(args, args.out, None)
     except NtkplastError as e:
         print(f"ntkplast: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

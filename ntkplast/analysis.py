@@ -1,0 +1,319 @@
+"""Every diagnostic over a checkpoint series, into one tidy table.
+
+``analyze(run_dir)`` draws one probe set (:mod:`ntkplast.probes`), then for each checkpoint in
+order computes the metric families asked for and appends rows ``(checkpoint, step, task, layer,
+metric, value)`` to a :class:`~ntkplast.table.Table`:
+
+* ``ntk``: spectral summary of the output-traced empirical NTK on the probe set
+  (:func:`ntkplast.spectra.summary`: ``ntk_trace``, ``ntk_lambda_max``, ``ntk_lambda_min``,
+  ``ntk_condition``, ``ntk_effective_rank``, ``ntk_stable_rank``, ``ntk_decay_exponent``,
+  ``ntk_decay_r2``); per weight layer the same summary of Θ_l plus ``ntk_trace_share`` =
+  tr Θ_l / tr Θ; kernel distance (Fort et al. 2020) to the previous checkpoint
+  (``kernel_distance_prev``, and ``kernel_velocity`` = that distance per training step), to the
+  initial checkpoint (``kernel_distance_init``) and, where neural-tangents is installed, to the
+  architecture's infinite-width NTK (``kernel_distance_infinite``); top-10 eigenspace overlap
+  with the previous checkpoint (``eigenspace_overlap_prev``); centered kernel–target alignment
+  with the probe labels (``kernel_alignment``, Cortes et al. 2012).
+* ``isometry``: per layer the summaries of :func:`ntkplast.isometry.layer_spectra`
+  (``jac_chi``, ``jac_var_sigma_sq``, ``jac_mean_log_sigma_sq``, ``jac_frac_sigma_in_half_two``,
+  ``jac_zeros``, ``jac_isometry_index``, ``jac_units_off``), the end-to-end input–output
+  Jacobian's (layer ``"all"``, prefix ``io_``) and each weight matrix's (prefix ``weight_``).
+* ``dormancy``: per hidden layer the τ-dormant fractions (Sokar et al. 2023 score), dead units,
+  the fraction active on under 1% of probe inputs (Dohare et al.'s rule), feature effective rank
+  and srank (Kumar et al.) of :func:`ntkplast.dormancy.unit_scores`.
+* ``plasticity``: the numbers training stored with the checkpoint (loss, online accuracy, and at
+  task ends test accuracy, reset-reference accuracy and plasticity loss).
+
+Results are cached per checkpoint under ``<out>/cache/<key>/`` (``key`` hashes the settings and
+the probe set), each written atomically, so re-running skips finished checkpoints and a killed
+analysis resumes. A checkpoint that cannot be read or holds NaN/Inf parameters is skipped with a
+warning and one row ``checkpoint_skipped`` = 1 (and is not cached). The full table is written as
+``<out>/metrics.csv`` and ``metrics.jsonl``, the raw spectra as ``<out>/spectra.npz`` and the
+probe set as ``<out>/probe.npz``; ``<out>`` defaults to ``RUN_DIR/analysis``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from ntkplast import checkpoints, dormancy, isometry, ntk, probes, spectra
+from ntkplast.errors import NtkplastError
+from ntkplast.table import Table
+
+FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
+CACHE_VERSION = 1
+Rows = list[tuple[str, str, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What an analysis computes; part of its cache key.
+
+    Attributes:
+      metrics: families to compute (subset of :data:`FAMILIES`).
+      probe: probe-set source (:func:`ntkplast.probes.build_probe`).
+      probe_size: number of probe inputs N.
+      seed: seeds the probe draw and the isometry subsample.
+      engine: NTK engine (:data:`ntkplast.ntk.ENGINES`).
+      taus: dormancy thresholds τ.
+      spectra_subsample: probe inputs whose full Jacobian spectra are kept (moments use all).
+      overlap_k: k of the top-k eigenspace overlap.
+    """
+
+    metrics: tuple[str, ...] = FAMILIES
+    probe: str = "seen"
+    probe_size: int = 256
+    seed: int = 0
+    engine: str = "auto"
+    taus: tuple[float, ...] = (0.0, 0.025, 0.1)
+    spectra_subsample: int = 32
+    overlap_k: int = 10
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "taus", tuple(float(t) for t in self.taus))
+        unknown = sorted(set(self.metrics) - set(FAMILIES))
+        if unknown or not self.metrics:
+            raise NtkplastError(f"metrics: unknown or empty {unknown or list(self.metrics)}; "
+                                f"choose from {list(FAMILIES)}")
+        if self.engine not in ntk.ENGINES:
+            raise NtkplastError(f"engine: unknown {self.engine!r}; choose from "
+                                f"{list(ntk.ENGINES)}")
+        if self.probe_size < 2:
+            raise NtkplastError(f"probe_size must be >= 2, got {self.probe_size}")
+
+
+def _prefixed(prefix: str, d: dict[str, Any], layer: str) -> Rows:
+    return [(layer, f"{prefix}{k}", float(v)) for k, v in d.items()
+            if isinstance(v, int | float | np.floating | np.integer) and not isinstance(v, bool)]
+
+
+def _spectrum_rows(prefix: str, s: spectra.SpectrumSummary, layer: str) -> Rows:
+    keep = ("trace", "lambda_max", "lambda_min", "condition", "effective_rank", "stable_rank",
+            "decay_exponent", "decay_r2")
+    return [(layer, f"{prefix}{k}", float(getattr(s, k))) for k in keep]
+
+
+class _KernelHistory:
+    """The kernels a checkpoint is compared with: the initial, previous and infinite-width."""
+
+    def __init__(self, infinite: np.ndarray | None):
+        self.infinite = infinite
+        self.init: np.ndarray | None = None
+        self.prev: np.ndarray | None = None
+        self.prev_step: int | None = None
+
+    def push(self, kernel: np.ndarray, step: int) -> None:
+        if self.init is None:
+            self.init = kernel
+        self.prev, self.prev_step = kernel, step
+
+
+def _ntk_family(run: checkpoints.Run, params: Any, probe: probes.Probe, settings: Settings,
+                info: checkpoints.CheckpointInfo, history: _KernelHistory
+                ) -> tuple[Rows, dict[str, np.ndarray]]:
+    total, parts = ntk.empirical_ntk(run.model, params, probe.x, per_layer=True,
+                                     engine=settings.engine)
+    kernel = np.asarray(total, np.float64)
+    rows = _spectrum_rows("ntk_", spectra.summary(kernel), "all")
+    trace = float(np.trace(kernel))
+    for li, part in enumerate(parts):
+        part = np.asarray(part, np.float64)
+        rows += _spectrum_rows("ntk_", spectra.summary(part), f"layer{li}")
+        rows.append((f"layer{li}", "ntk_trace_share", float(np.trace(part)) / trace))
+    if history.prev is not None:
+        d_prev = float(spectra.kernel_distance(history.prev, kernel))
+        rows.append(("all", "kernel_distance_prev", d_prev))
+        rows.append(("all", "kernel_velocity", d_prev / max(info.step - history.prev_step, 1)))
+        k = min(settings.overlap_k, len(kernel))
+        rows.append(("all", "eigenspace_overlap_prev",
+                     float(spectra.eigenspace_overlap(history.prev, kernel, k))))
+    if history.init is not None:
+        rows.append(("all", "kernel_distance_init",
+                     float(spectra.kernel_distance(history.init, kernel))))
+    if history.infinite is not None:
+        rows.append(("all", "kernel_distance_infinite",
+                     float(spectra.kernel_distance(history.infinite, kernel))))
+    if np.all(probe.y >= 0):
+        rows.append(("all", "kernel_alignment", float(spectra.centered_alignment(
+            kernel, probe.y, num_classes=run.spec.num_outputs))))
+    raw = {"ntk_kernel": kernel.astype(np.float32), "ntk_eigenvalues": spectra.eigenvalues(kernel)}
+    return rows, raw
+
+
+def _isometry_family(run: checkpoints.Run, params: Any, probe: probes.Probe,
+                     settings: Settings) -> tuple[Rows, dict[str, np.ndarray]]:
+    key = jax.random.PRNGKey(settings.seed)
+    spec = isometry.layer_spectra(run.model, params, probe.x,
+                                  spectra_subsample=settings.spectra_subsample, key=key)
+    rows: Rows = []
+    raw: dict[str, np.ndarray] = {}
+    for li, layer in enumerate(spec.layers):
+        rows += _prefixed("jac_", layer.summary, f"layer{li}")
+        if layer.singular_values is not None:
+            raw[f"jac_sv/{li}"] = np.asarray(layer.singular_values)
+    io = isometry.input_output_spectra(run.model, params, probe.x)
+    rows += _prefixed("io_", io.summary, "all")
+    if io.singular_values is not None:
+        raw["io_sv"] = np.asarray(io.singular_values)
+    for li, s in enumerate(isometry.weight_spectra(run.model, params)):
+        s = np.asarray(s)
+        raw[f"weight_sv/{li}"] = s
+        rows += _prefixed("weight_", {k: float(v) for k, v in
+                                      isometry.summarize_singular_values(s).items()}, f"layer{li}")
+    return rows, raw
+
+
+def _dormancy_family(run: checkpoints.Run, params: Any, probe: probes.Probe,
+                     settings: Settings) -> tuple[Rows, dict[str, np.ndarray]]:
+    rows: Rows = []
+    raw: dict[str, np.ndarray] = {}
+    for li, layer in enumerate(dormancy.unit_scores(run.model, params, probe.x,
+                                                   taus=settings.taus)):
+        name = f"layer{li}"
+        for tau, frac in layer.dormant_fraction.items():
+            rows.append((name, f"dormant_fraction_tau{tau:g}", float(frac)))
+        rows += [(name, "dead_units", float(layer.dead_count)),
+                 (name, "dead_fraction", float(layer.dead_fraction)),
+                 (name, "frequency_dormant_fraction", float(layer.frequency_dormant_fraction)),
+                 (name, "feature_effective_rank", float(layer.effective_rank)),
+                 (name, "feature_srank", float(layer.srank))]
+        raw[f"dormancy_scores/{li}"] = np.asarray(layer.scores)
+    return rows, raw
+
+
+def _plasticity_family(info: checkpoints.CheckpointInfo) -> Rows:
+    rows: Rows = []
+    for k, v in info.metrics.items():
+        if k in ("task_step", "online_correct", "task", "end_step"):
+            continue
+        if isinstance(v, list) and v:
+            rows.append(("all", f"{k}_mean", float(np.mean(v))))
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            rows.append(("all", k, float(v)))
+    return rows
+
+
+def _settings_key(run: checkpoints.Run, settings: Settings, probe: probes.Probe) -> str:
+    blob = json.dumps([CACHE_VERSION, dataclasses.asdict(settings), probe.fingerprint(),
+                       run.manifest["model"], run.manifest["input_shape"]], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _cache_name(info: checkpoints.CheckpointInfo) -> str:
+    return f"{Path(info.file).stem}.npz"
+
+
+def _infinite_kernel(run: checkpoints.Run, probe: probes.Probe) -> np.ndarray | None:
+    if importlib.util.find_spec("neural_tangents") is None:
+        return None
+    return np.asarray(ntk.infinite_width_ntk(run.model, probe.x), np.float64)
+
+
+def analyze_checkpoint(run: checkpoints.Run, i: int, probe: probes.Probe, settings: Settings,
+                       history: _KernelHistory) -> tuple[Rows, dict[str, np.ndarray]]:
+    """Rows ``(layer, metric, value)`` and raw arrays of checkpoint ``i``."""
+    info = run[i]
+    params = run.params(i)
+    rows: Rows = []
+    raw: dict[str, np.ndarray] = {}
+    families = {
+        "ntk": lambda: _ntk_family(run, params, probe, settings, info, history),
+        "isometry": lambda: _isometry_family(run, params, probe, settings),
+        "dormancy": lambda: _dormancy_family(run, params, probe, settings),
+        "plasticity": lambda: (_plasticity_family(info), {}),
+    }
+    for name in settings.metrics:
+        r, a = families[name]()
+        rows += r
+        raw.update(a)
+    return rows, raw
+
+
+def _to_arrays(rows: Rows, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {f"raw/{k}": v for k, v in raw.items()}
+    out["layer"] = np.array([r[0] for r in rows], dtype=str)
+    out["metric"] = np.array([r[1] for r in rows], dtype=str)
+    out["value"] = np.array([r[2] for r in rows], dtype=np.float64)
+    return out
+
+
+def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
+            out_dir: str | os.PathLike | None = None, data_dir: str | None = None,
+            progress: bool = True, checkpoints_subset: Sequence[int] | None = None) -> Table:
+    """Run every diagnostic in ``settings`` over the checkpoints of ``run_dir``.
+
+    Args:
+      run_dir: a run folder (:mod:`ntkplast.checkpoints` format).
+      settings: what to compute (:class:`Settings`; defaults for everything).
+      out_dir: where results and the cache go (default ``RUN_DIR/analysis``).
+      data_dir: dataset folder used to rebuild the stream for the probe set.
+      progress: show a progress bar over checkpoints.
+      checkpoints_subset: analyse only these checkpoint indices (default: all).
+
+    Returns:
+      The :class:`~ntkplast.table.Table` of every analysed checkpoint (module docstring).
+    """
+    settings = settings or Settings()
+    run = checkpoints.open_run(run_dir)
+    if len(run) == 0:
+        raise NtkplastError(f"{run_dir}: the run has no checkpoints to analyse")
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "analysis"
+    probe = probes.build_probe(run, settings.probe, settings.probe_size, settings.seed, data_dir)
+    cache = out / "cache" / _settings_key(run, settings, probe)
+    cache.mkdir(parents=True, exist_ok=True)
+    checkpoints.save_arrays(out / "probe.npz", {"x": probe.x, "y": probe.y})
+    indices = list(range(len(run))) if checkpoints_subset is None else sorted(checkpoints_subset)
+    history = _KernelHistory(_infinite_kernel(run, probe) if "ntk" in settings.metrics else None)
+    tables, spectra_out = [], {}
+    for i in tqdm(indices, disable=not progress, unit="ckpt", desc="analyze"):
+        info = run[i]
+        path = cache / _cache_name(info)
+        if path.exists():
+            arrays = checkpoints.load_arrays(path)
+        else:
+            try:
+                rows, raw = analyze_checkpoint(run, i, probe, settings, history)
+            except NtkplastError as e:  # one bad checkpoint must not sink the series
+                warnings.warn(f"skipping checkpoint {i} ({info.file}): {e}", stacklevel=2)
+                rows, raw = [("all", "checkpoint_skipped", 1.0)], {}
+                arrays = _to_arrays(rows, raw)  # not cached: a repaired file is analysed later
+            else:
+                arrays = _to_arrays(rows, raw)
+                checkpoints.save_arrays(path, arrays)
+        if "raw/ntk_kernel" in arrays:
+            history.push(np.asarray(arrays["raw/ntk_kernel"], np.float64), info.step)
+        n = len(arrays["value"])
+        tables.append(Table({"checkpoint": np.full(n, i), "step": np.full(n, info.step),
+                             "task": np.full(n, info.task), "layer": arrays["layer"],
+                             "metric": arrays["metric"], "value": arrays["value"]}))
+        spectra_out.update({f"{k[4:]}/{i}": v for k, v in arrays.items()
+                            if k.startswith("raw/") and k != "raw/ntk_kernel"})
+    table = Table.concat(tables)
+    table.write(out)
+    checkpoints.save_arrays(out / "spectra.npz", spectra_out)
+    settings_doc = {"settings": dataclasses.asdict(settings), "cache_key": cache.name,
+                    "probe": {"source": probe.source, "size": len(probe.y), "seed": probe.seed,
+                              "fingerprint": probe.fingerprint()},
+                    "checkpoints": indices}
+    checkpoints.atomic_write_bytes(out / "settings.json",
+                                   json.dumps(settings_doc, indent=1).encode())
+    return table
+
+
+def parse_metrics(text: str | Iterable[str]) -> tuple[str, ...]:
+    """``"ntk,isometry"`` → ``("ntk", "isometry")`` (validated by :class:`Settings`)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    return tuple(s.strip() for s in items if s.strip())

@@ -1,0 +1,208 @@
+r"""Unit dormancy and feature rank of each hidden layer on a probe set.
+
+For hidden layer l with post-activations a_l(x) ∈ R^{d_l} (:meth:`ntkplast.models.Model.
+intermediates`; for a conv layer, unit i is channel i and |a| is averaged over spatial
+positions first, as in Sokar et al.'s code):
+
+* **ReDo score** (Sokar, Agarwal, Castro & Evci 2023, "The dormant neuron phenomenon in deep
+  reinforcement learning"): s_{l,i} = E_x|a_{l,i}(x)| / ((1/d_l) Σ_j E_x|a_{l,j}(x)|); unit i is
+  τ-dormant when s_{l,i} ≤ τ. A scale-free score: multiplying the layer's activations by c > 0
+  leaves it unchanged.
+* **Dead** units: zero on every probe input (and position). For ReLU these are the units whose
+  score is 0, so the τ = 0 dormant fraction equals the dead fraction.
+* **Frequency rule** (Dohare et al. 2024, "Loss of plasticity in deep continual learning", CIFAR
+  analysis code): a unit is dormant when it is active (a ≠ 0) on under 1% of the probe inputs
+  (conv: of the input × position pairs). A different quantity from the ReDo score; both are
+  reported, each under its own name.
+* **Effective rank** of the feature matrix Φ_l = a_l(X) ∈ R^{N×d_l} (Roy & Vetterli 2007) over
+  its singular values σ (not σ²): exp(H(p)), p_i = σ_i / Σ_j σ_j.
+* **srank** (Kumar, Agarwal, Ghosh & Levine 2021, "Implicit under-parameterization"): the
+  smallest k with Σ_{i≤k} σ_i ≥ (1 − δ) Σ_i σ_i, δ = 0.01. Dohare et al.'s code calls this
+  "stable rank"; ntkplast keeps "stable rank" for ‖Φ‖_F²/‖Φ‖_2² (DESIGN.md, "Names that the
+  literature overloads").
+
+For conv layers Φ_l is the spatial mean of a_l per channel (global average pooling), N × c_l.
+Φ_l is not centred.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkplast import linalg, models
+from ntkplast.errors import NtkplastError
+from ntkplast.isometry import check_probe_set
+
+Array = jax.Array
+
+__all__ = ["LayerDormancy", "active_frequency", "dead_units", "dormancy_scores",
+           "effective_rank", "feature_matrix", "srank", "unit_scores"]
+
+
+def _unit_axes(acts: Array) -> tuple[int, ...]:
+    """Axes that are averaged per unit: the batch and any spatial axes (all but the last)."""
+    return tuple(range(acts.ndim - 1))
+
+
+def dormancy_scores(acts: Array) -> Array:
+    """ReDo scores s_i = E_x|a_i(x)| / ((1/d) Σ_j E_x|a_j(x)|) of one layer (Sokar et al. 2023).
+
+    ``acts``: ``(N, d)`` or ``(N, H, W, d)`` post-activations (|a| is averaged over inputs and
+    positions). Returns ``(d,)``; all zeros when the whole layer is silent (every unit is then
+    dormant for every τ ≥ 0).
+    """
+    acts = jnp.asarray(acts)
+    e = jnp.mean(jnp.abs(acts), axis=_unit_axes(acts))
+    mean = jnp.mean(e)
+    return jnp.where(mean > 0, e / jnp.where(mean > 0, mean, 1.0), 0.0)
+
+
+def dead_units(acts: Array) -> Array:
+    """Boolean ``(d,)`` mask of units that are exactly zero on every input and position."""
+    acts = jnp.asarray(acts)
+    return jnp.all(acts == 0, axis=_unit_axes(acts))
+
+
+def active_frequency(acts: Array) -> Array:
+    """Fraction ``(d,)`` of inputs (conv: input × position pairs) on which a unit is nonzero.
+
+    Dohare et al. (2024) call a unit dormant when this is under 1%.
+    """
+    acts = jnp.asarray(acts)
+    return jnp.mean(acts != 0, axis=_unit_axes(acts))
+
+
+def feature_matrix(acts: Array) -> Array:
+    """Feature matrix Φ ``(N, d)``: the activations, spatially averaged per channel for conv."""
+    acts = jnp.asarray(acts)
+    return acts.reshape(acts.shape[0], -1, acts.shape[-1]).mean(axis=1)
+
+
+def effective_rank(s: Array) -> Array:
+    """Effective rank exp(H(p)), p_i = σ_i / Σ_j σ_j, of singular values ``s``.
+
+    Roy & Vetterli (2007), "The effective rank: a measure of effective dimensionality".
+
+    Uses σ, not σ² (a Gram's eigenvalues λ = σ² give a different number). r equal nonzero
+    σ give exactly r; 0 for an all-zero ``s``. Jit-compatible.
+    """
+    s = jnp.abs(jnp.asarray(s))
+    total = jnp.sum(s)
+    p = s / jnp.where(total > 0, total, 1.0)
+    h = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
+    return jnp.where(total > 0, jnp.exp(h), 0.0)
+
+
+def srank(s: Array, delta: float = 0.01) -> Array:
+    """srank_δ = min{k : Σ_{i≤k} σ_i ≥ (1 − δ) Σ_i σ_i}, σ sorted descending (Kumar et al. 2021).
+
+    What Dohare et al.'s and Plasticine's code call "stable rank" — not ‖Φ‖_F²/‖Φ‖_2². Returns
+    an integer array; 0 for an all-zero ``s``. Jit-compatible.
+    """
+    s = jnp.sort(jnp.abs(jnp.asarray(s)))[::-1]
+    c = jnp.cumsum(s)
+    k = jnp.sum(c < (1.0 - delta) * c[-1]) + 1
+    return jnp.where(c[-1] > 0, k, 0)
+
+
+class LayerDormancy(NamedTuple):
+    """Dormancy and feature rank of one hidden layer (host numpy arrays).
+
+    Attributes:
+      layer: index of the weight layer whose post-activation this is.
+      scores: ``(d,)`` ReDo scores (:func:`dormancy_scores`).
+      dormant_fraction: τ → fraction of units with score ≤ τ.
+      dead_mask: ``(d,)`` True for units zero on every probe input.
+      dead_count, dead_fraction: how many of the d units are dead.
+      active_frequency: ``(d,)`` :func:`active_frequency`.
+      frequency_dormant_fraction: fraction of units active on under ``frequency_threshold`` of
+        the inputs (Dohare et al. 2024's rule).
+      effective_rank: :func:`effective_rank` of the feature matrix.
+      srank: :func:`srank` of the feature matrix.
+    """
+
+    layer: int
+    scores: np.ndarray
+    dormant_fraction: dict[float, float]
+    dead_mask: np.ndarray
+    dead_count: int
+    dead_fraction: float
+    active_frequency: np.ndarray
+    frequency_dormant_fraction: float
+    effective_rank: float
+    srank: int
+
+    @property
+    def dead_indices(self) -> np.ndarray:
+        """Indices of the dead units."""
+        return np.flatnonzero(self.dead_mask)
+
+
+def _check_fraction(name: str, value: float, *, open_top: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (0.0 <= v < 1.0 if open_top else 0.0 <= v <= 1.0):
+        raise NtkplastError(f"{name}: expected a number in [0, 1{')' if open_top else ']'}, "
+                            f"got {value!r}")
+    return v
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _layer_stats(model: models.Model, params: models.Params, x: Array) -> list[tuple[Array, ...]]:
+    """Per hidden layer: ReDo scores, dead mask, active frequency, feature matrix."""
+    _, post = model.intermediates(params, x)
+    return [(dormancy_scores(a), dead_units(a), active_frequency(a), feature_matrix(a))
+            for a in post]
+
+
+def unit_scores(model: models.Model, params: models.Params, x: Array, *,
+                taus: Sequence[float] = (0.0, 0.025, 0.1), frequency_threshold: float = 0.01,
+                srank_delta: float = 0.01) -> tuple[LayerDormancy, ...]:
+    """Dormancy and feature rank of every hidden layer on probe inputs ``x`` (module docstring).
+
+    Args:
+      model, params: the network and its parameters.
+      x: probe inputs, ``N × input_shape``.
+      taus: thresholds τ ≥ 0 of the ReDo rule (Sokar et al. use 0.0, 0.025, 0.1).
+      frequency_threshold: Dohare et al.'s activity-frequency threshold (1%).
+      srank_delta: δ of Kumar et al.'s srank.
+
+    Returns:
+      One :class:`LayerDormancy` per hidden layer (the readout has no activation), in order.
+    """
+    x = check_probe_set(model, params, x)
+    try:
+        taus = tuple(float(t) for t in taus)
+    except (TypeError, ValueError):
+        raise NtkplastError(f"taus: expected a sequence of numbers, got {taus!r}") from None
+    if not taus or not all(math.isfinite(t) and t >= 0 for t in taus):
+        raise NtkplastError(f"taus: expected one or more finite thresholds τ ≥ 0, got {taus}")
+    frequency_threshold = _check_fraction("frequency_threshold", frequency_threshold)
+    srank_delta = _check_fraction("srank_delta", srank_delta, open_top=True)
+    out = []
+    stats = jax.device_get(_layer_stats(model, tuple(params), x))
+    for i, (scores, dead, freq, features) in enumerate(stats):
+        d = scores.shape[0]
+        sv = linalg.singular_values(features)  # host LAPACK (ntkplast.linalg)
+        out.append(LayerDormancy(
+            layer=i,
+            scores=scores,
+            dormant_fraction={t: int(np.sum(scores <= t)) / d for t in taus},
+            dead_mask=dead,
+            dead_count=int(np.sum(dead)),
+            dead_fraction=int(np.sum(dead)) / d,
+            active_frequency=freq,
+            frequency_dormant_fraction=int(np.sum(freq < frequency_threshold)) / d,
+            effective_rank=float(effective_rank(sv)),
+            srank=int(srank(sv, srank_delta)),
+        ))
+    return tuple(out)

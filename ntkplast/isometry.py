@@ -1,0 +1,499 @@
+r"""Dynamical isometry: singular values of layer, input–output and weight Jacobians.
+
+A network is dynamically isometric when every singular value of its input–output Jacobian
+J(x) = ∂f/∂x sits near one, so signals and gradients keep their norm through depth
+(Pennington, Schoenholz & Ganguli 2017, "Resurrecting the sigmoid in deep learning through
+dynamical isometry"). Per weight layer l (DESIGN.md, "Isometry"):
+
+* **Layer Jacobian** J_l(x) = ∂a_l/∂a_{l-1} = diag(φ'(z_l)) L_l, where L_l is the layer's linear
+  map a ↦ m_W · a ⊛ W_l (Dense: L_l = (m_W W_l)ᵀ, d_l × d_{l-1}; Conv: the full convolution
+  matrix, (H·W·c_out) × (H'·W'·c_in)). ``a_{l-1}`` is what the layer consumes (after the previous
+  block's 2×2 average pool and any flatten); ``a_l`` is the post-activation *before* pooling,
+  as in :meth:`ntkplast.models.Model.intermediates`. The pool is a fixed linear map between
+  layers and belongs to no layer's Jacobian. The **readout** (no activation) is included with
+  J_L = L_L = (m_W W_L)ᵀ, so the table covers every weight layer.
+* **Input–output Jacobian** J(x) = ∂f/∂x ∈ R^{K×D}.
+* **Weight spectra** σ(m_W W_l), conv kernels reshaped to c_out × (c_in·k·k).
+
+A K × D (or d_out × d_in) matrix has n = min(rows, cols) singular values; the eigenvalues of
+M = JJᵀ are their squares (plus structural zeros when rows > cols, which are not counted).
+
+Moments, exact for **every** probe input, from two traces: with u = φ'(z_l)² and
+r_i = Σ_j (L_l)_{ij}² (the squared row norms, computed once per layer),
+
+    tr(J Jᵀ) = Σ_i u_i r_i,      tr((J Jᵀ)²) = uᵀ (G ∘ G) u,   G = L_l L_lᵀ,
+
+so χ = tr(JJᵀ)/n = mean σ² and mean σ⁴ = tr((JJᵀ)²)/n. When L_l is too large to hold
+(conv layers on real images; ``max_matrix_entries``) χ stays exact and tr((JJᵀ)²) is the
+Hutchinson estimate mean_p ‖JᵀJ w_p‖² over Rademacher w_p (Hutchinson 1989), one jvp-like
+forward and one vjp per probe; then no full spectra are computed for that layer.
+
+Full spectra (SVD of the explicit J_l) on a subsample of probe inputs give the summaries that
+need every σ: mean (log σ)² over nonzero σ, the fraction of σ in [1/2, 2], the number of zeros
+and the isometry index of Joudaki, Daneshmand & Bach (2023), "On the impact of activation and
+normalization in obtaining isometric embeddings at initialization". See
+:func:`summarize_singular_values` for the exact definitions and the zero tolerance.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ntkplast import linalg, models
+from ntkplast.errors import NtkplastError
+
+Array = jax.Array
+
+__all__ = ["JacobianSpectrum", "LayerSpectra", "check_params", "check_probe_set",
+           "input_output_spectra", "isometry_index", "layer_spectra",
+           "summarize_singular_values", "weight_spectra"]
+
+MAX_MATRIX_ENTRIES = 2**22
+"""Largest layer matrix (d_out·d_in and d_out²) built explicitly; larger layers use Hutchinson."""
+BLOCK_ENTRIES = 2**24
+"""Working-set size (array entries) of one block: a stack of explicit Jacobians for one batched
+SVD, or a batch of Hutchinson probes."""
+
+
+# ----------------------------------------------------------------------------- input checks
+def check_params(model: models.Model, params: Any, *, name: str = "params") -> None:
+    """Raise :class:`NtkplastError` unless ``params`` fit ``model``'s layers and are finite.
+
+    Checks the layer count, the keys (``"W"``, and ``"b"`` iff the spec uses biases), the weight
+    rank (2 for Dense, 4 for HWIO Conv), each layer's output width and kernel size, and that no
+    entry is NaN/Inf. Fan-ins that depend on the input shape are checked by
+    :func:`check_probe_set`.
+    """
+    spec = model.spec
+    if not isinstance(params, (tuple, list)) or len(params) != len(model.layers):
+        got = f"{len(params)} layers" if isinstance(params, (tuple, list)) else type(params)
+        raise NtkplastError(f"{name}: expected a tuple of {len(model.layers)} layer dicts for "
+                            f"this model spec, got {got}; load parameters made for this spec")
+    for i, (layer, p, width) in enumerate(zip(model.layers, params, models.out_widths(spec))):
+        want_keys = {"W", "b"} if spec.use_bias else {"W"}
+        if not isinstance(p, Mapping) or set(p) != want_keys:
+            got = sorted(p) if isinstance(p, Mapping) else type(p).__name__
+            raise NtkplastError(f"{name}[{i}]: expected keys {sorted(want_keys)}, got {got}; "
+                                f"the parameters do not belong to this spec (use_bias?)")
+        w_shape = tuple(np.shape(p["W"]))
+        k = spec.kernel_size
+        ok = (len(w_shape) == 4 and w_shape[:2] == (k, k)) if layer.kind == "conv" else \
+            len(w_shape) == 2
+        if not ok or w_shape[-1] != width:
+            want = f"({k}, {k}, c_in, {width})" if layer.kind == "conv" else f"(d_in, {width})"
+            raise NtkplastError(f"{name}[{i}]['W']: expected shape {want} for this spec, got "
+                                f"{w_shape}; load parameters made for this spec")
+        if "b" in p and tuple(np.shape(p["b"])) != (width,):
+            raise NtkplastError(f"{name}[{i}]['b']: expected shape ({width},), got "
+                                f"{tuple(np.shape(p['b']))}")
+        for key, leaf in p.items():
+            if not np.all(np.isfinite(np.asarray(leaf))):
+                raise NtkplastError(f"{name}[{i}]['{key}']: contains NaN or Inf; the "
+                                    f"checkpoint has diverged or is corrupt")
+
+
+def check_probe_set(model: models.Model, params: Any, x: Any, *, name: str = "x") -> Array:
+    """Return the probe inputs ``x`` (N × input_shape) as a float array, or raise.
+
+    Raises :class:`NtkplastError` naming ``name`` for a non-array, a missing batch axis, an
+    empty probe set, a CNN input that is not N × H × W × C, NaN/Inf entries, or a per-example
+    shape that does not fit ``params``; and naming ``params`` for anything
+    :func:`check_params` rejects.
+    """
+    try:
+        x = jnp.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise NtkplastError(f"{name}: expected an array of probe inputs, got {type(x)} ({e})") \
+            from None
+    if x.ndim < 2 or x.shape[0] == 0 or math.prod(x.shape[1:]) == 0:
+        raise NtkplastError(f"{name}: expected a non-empty probe set of shape N × input_shape "
+                            f"(N ≥ 1), got shape {x.shape}; add the batch axis (x[None]) for "
+                            f"one input")
+    if model.spec.kind == "cnn" and x.ndim != 4:
+        raise NtkplastError(f"{name}: a cnn takes images N × H × W × C, got shape {x.shape}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    if not np.all(np.isfinite(np.asarray(x))):
+        raise NtkplastError(f"{name}: contains NaN or Inf; clean the probe inputs")
+    check_params(model, params)
+    try:
+        jax.eval_shape(model.apply, tuple(params), x)
+    except (TypeError, ValueError) as e:
+        raise NtkplastError(f"{name}: probe inputs of per-example shape {x.shape[1:]} do not fit "
+                            f"params (a layer's fan-in differs): {str(e).splitlines()[0]}; "
+                            f"use the input shape the parameters were made for") from None
+    return x
+
+
+# ------------------------------------------------------------------------ pure metric functions
+def _nonzero(s: Array, rtol: float | None) -> Array:
+    """Mask of σ > rtol · max σ per spectrum (default rtol = n · eps of the dtype)."""
+    if rtol is None:
+        rtol = s.shape[-1] * float(jnp.finfo(s.dtype).eps)
+    return s > rtol * jnp.max(s, axis=-1, keepdims=True)
+
+
+def _index(lam: Array, keep: Array) -> Array:
+    k = jnp.sum(keep, axis=-1)
+    log_gm = jnp.sum(jnp.where(keep, jnp.log(jnp.where(keep, lam, 1.0)), 0.0), axis=-1) / k
+    am = jnp.sum(jnp.where(keep, lam, 0.0), axis=-1) / k
+    return jnp.exp(log_gm) / am
+
+
+def isometry_index(eigs: Array, *, rtol: float | None = None) -> Array:
+    """Isometry index of a PSD matrix M from its eigenvalues (Joudaki et al. 2023).
+
+    ``eigs``: ``(..., n)`` eigenvalues λ of M = JJᵀ (σ² of J). Over the nonzero eigenvalues
+    (λ > ``rtol`` · max λ, default rtol = n · eps of the dtype; report the zeros apart),
+
+        I(M) = (Π_i λ_i)^{1/k} / ((1/k) Σ_i λ_i) = det(M)^{1/k} / (tr M / k),
+
+    the geometric over the arithmetic mean: I ∈ (0, 1], and I = 1 exactly when all nonzero
+    eigenvalues are equal (an isometry up to scale). Returns shape ``(...)``; NaN where every
+    eigenvalue is zero. Jit-compatible.
+    """
+    eigs = jnp.asarray(eigs)
+    return _index(eigs, _nonzero(eigs, rtol))
+
+
+def summarize_singular_values(s: Array, *, rtol: float | None = None) -> dict[str, Array]:
+    """Isometry summaries of one spectrum ``(n,)`` or a batch of spectra ``(S, n)``.
+
+    Pennington et al. (2017) summaries of the pooled empirical distribution of σ over the batch
+    (the spectral density averaged over probe inputs), plus per-spectrum counts:
+
+    * ``chi``: mean σ² (χ, the mean squared singular value; 1 at criticality).
+    * ``var_sigma_sq``: variance of σ² over all n·S values (pooled, population variance).
+    * ``mean_log_sigma_sq``: mean (log σ)² over the nonzero σ (0 exactly at isometry).
+    * ``frac_sigma_in_half_two``: fraction of all σ (zeros included) with 1/2 ≤ σ ≤ 2.
+    * ``zeros``: mean number per spectrum of σ ≤ ``rtol`` · max σ, default rtol = n · eps of the
+      dtype; pass max(rows, cols) · eps for numpy's ``matrix_rank`` convention.
+    * ``isometry_index``: mean over spectra of :func:`isometry_index` of σ² over the nonzero σ
+      (spectra with no nonzero σ are skipped).
+    * ``n``: singular values per spectrum.
+
+    Values are 0-d arrays (jit-compatible).
+    """
+    s = jnp.asarray(s)
+    if s.ndim == 1:
+        s = s[None]
+    nz = _nonzero(s, rtol)
+    sq = s * s
+    log_s = jnp.log(jnp.where(nz, s, 1.0))
+    return {
+        "n": jnp.asarray(s.shape[-1]),
+        "chi": jnp.mean(sq),
+        "var_sigma_sq": jnp.var(sq),
+        "mean_log_sigma_sq": jnp.sum(log_s**2) / jnp.sum(nz),
+        "frac_sigma_in_half_two": jnp.mean((s >= 0.5) & (s <= 2.0)),
+        "zeros": jnp.mean(jnp.sum(~nz, axis=-1)),
+        "isometry_index": jnp.nanmean(_index(sq, nz)),
+    }
+
+
+# ------------------------------------------------------------------------------ result types
+class JacobianSpectrum(NamedTuple):
+    """Spectrum of one Jacobian family over the probe set (host numpy arrays).
+
+    Attributes:
+      summary: floats keyed ``n, chi, var_sigma_sq, mean_log_sigma_sq, frac_sigma_in_half_two,
+        zeros, isometry_index`` (see :func:`summarize_singular_values`) and, for layers,
+        ``units_off``. ``chi`` and ``var_sigma_sq`` are pooled over all N probe inputs from the
+        exact traces; the others come from the spectra on the subsample (NaN where none).
+      singular_values: ``(S, n)`` descending, on the subsample; ``None`` when not computed.
+      chi: ``(N,)`` tr(JJᵀ)/n per probe input.
+      mean_sigma4: ``(N,)`` tr((JJᵀ)²)/n per probe input (a Hutchinson estimate unless
+        ``exact``).
+      units_off: ``(N,)`` rows of J zeroed by φ'(z) = 0 on each input (units, or conv
+        position×channel outputs, that are off); zeros for the readout; ``None`` for ∂f/∂x.
+      n: singular values per probe input, min(rows, cols).
+      exact: whether ``mean_sigma4`` is exact.
+    """
+
+    summary: dict[str, float]
+    singular_values: np.ndarray | None
+    chi: np.ndarray
+    mean_sigma4: np.ndarray
+    units_off: np.ndarray | None
+    n: int
+    exact: bool
+
+
+class LayerSpectra(NamedTuple):
+    """Per-layer Jacobian spectra (readout last) and the probe indices of the subsample."""
+
+    layers: tuple[JacobianSpectrum, ...]
+    subsample: np.ndarray
+
+    @property
+    def summaries(self) -> tuple[dict[str, float], ...]:
+        """One summary dict per weight layer."""
+        return tuple(layer.summary for layer in self.layers)
+
+    @property
+    def singular_values(self) -> tuple[np.ndarray | None, ...]:
+        """``(S, n)`` singular values per weight layer (``None`` where not computed)."""
+        return tuple(layer.singular_values for layer in self.layers)
+
+
+# ------------------------------------------------------------------------------ layer Jacobians
+def _linear_map(model: models.Model, layer: models.Layer, w: Array) -> Callable[[Array], Array]:
+    """a ↦ m_W · a ⊛ W on a batch (the layer without bias and activation)."""
+    return lambda a: models.layer_pre_activation(model, layer, {"W": w}, a)
+
+
+def _gate(layer: models.Layer, z: Array) -> Array:
+    """φ'(z) (ones for the readout); ReLU's derivative at 0 is 0, so z ≤ 0 gates a unit off."""
+    if layer.activation is None:
+        return jnp.ones_like(z)
+    phi = models.ACTIVATIONS[layer.activation]
+    return jax.jvp(phi, (z,), (jnp.ones_like(z),))[1]
+
+
+def _input_shapes(model: models.Model, x_shape: tuple[int, ...],
+                  out_shapes: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """Per-example shape of what each layer consumes (after pooling and flattening)."""
+    shapes, shape = [], x_shape
+    for layer, out in zip(model.layers, out_shapes):
+        if layer.flatten:
+            shape = (math.prod(shape),)
+        shapes.append(shape)
+        shape = (out[0] // 2, out[1] // 2, out[2]) if layer.pool else out
+    return shapes
+
+
+def _explicit(model: models.Model, layer: models.Layer, w: Array,
+              in_shape: tuple[int, ...]) -> Array:
+    """Lᵀ as a d_in × d_out matrix (Dense: m_W W; Conv: the map applied to the unit basis)."""
+    if layer.kind == "dense":
+        return models.multipliers(model, layer, w)[0] * w
+    d_in = math.prod(in_shape)
+    basis = jnp.eye(d_in, dtype=w.dtype).reshape((d_in,) + in_shape)
+    return _linear_map(model, layer, w)(basis).reshape(d_in, -1)
+
+
+def _fits(d_in: int, d_out: int, max_entries: int) -> bool:
+    """Whether layer l is built explicitly: L_l (d_out × d_in) and G_l (d_out²) both fit."""
+    return max(d_out * d_in, d_out * d_out) <= max_entries
+
+
+def _map_blocks(fn: Callable[[Array], Array], x: Array, size: int) -> Array:
+    """``fn`` on blocks of at most ``size`` rows of ``x`` (traced: lax.map over padded blocks)."""
+    n_rows = x.shape[0]
+    size = max(1, min(size, n_rows))
+    if size == n_rows:
+        return fn(x)
+    pad = -n_rows % size
+    x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
+    out = lax.map(fn, x.reshape((-1, size) + x.shape[1:]))
+    return out.reshape((-1,) + out.shape[2:])[:n_rows]
+
+
+def _layer_moments(model: models.Model, layer: models.Layer, in_shape: tuple[int, ...],
+                   exact: bool, num_probes: int, w: Array, gate: Array,
+                   key: Array) -> tuple[Array, Array]:
+    """Per input: tr(JJᵀ) and tr((JJᵀ)²) (Hutchinson unless ``exact``); module docstring."""
+    n_in = gate.shape[0]
+    u = gate * gate
+    m_w = models.multipliers(model, layer, w)[0]
+    ones = jnp.ones((1,) + in_shape, w.dtype)
+    r = m_w * _linear_map(model, layer, w * w)(ones)  # squared row norms of L_l
+    t1 = jnp.sum((u * r).reshape(n_in, -1), axis=1)
+    if exact:
+        lt = _explicit(model, layer, w, in_shape)
+        g = lt.T @ lt
+        u = u.reshape(n_in, -1)
+        return t1, jnp.einsum("ni,ij,nj->n", u, g * g, u)
+    lin = _linear_map(model, layer, w)
+
+    def probes(keys: Array) -> Array:
+        """‖JᵀJ v‖² per probe and input, probes folded into the batch axis."""
+        v = jax.vmap(lambda k: jax.random.rademacher(k, (n_in,) + in_shape, dtype=w.dtype))(keys)
+        y, back = jax.vjp(lin, v.reshape((-1,) + in_shape))
+        uy = (y.reshape(v.shape[:2] + u.shape[1:]) * u).reshape(y.shape)
+        g = back(uy)[0]                                       # JᵀJ v = Lᵀ(u ⊙ L v)
+        return jnp.sum(g.reshape(v.shape[0], n_in, -1) ** 2, axis=2)
+
+    per_block = BLOCK_ENTRIES // (n_in * max(math.prod(in_shape), gate[0].size))
+    sq = _map_blocks(probes, jax.random.split(key, num_probes), per_block)
+    return t1, jnp.mean(sq, axis=0)
+
+
+def _eps(dtype: Any) -> float:
+    return float(jnp.finfo(dtype).eps)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _layer_core(model: models.Model, max_entries: int, num_probes: int, params: models.Params,
+                x: Array, idx: Array, key: Array) -> list[dict[str, Any]]:
+    """One compiled pass over all layers: moments on all inputs, spectra on ``x[idx]``."""
+    pre, _ = model.intermediates(params, x)
+    in_shapes = _input_shapes(model, tuple(x.shape[1:]), [tuple(z.shape[1:]) for z in pre])
+    out = []
+    for i, (layer, p, z, in_shape) in enumerate(zip(model.layers, params, pre, in_shapes)):
+        w = p["W"]
+        d_in, d_out = math.prod(in_shape), math.prod(z.shape[1:])
+        n = min(d_in, d_out)
+        exact = _fits(d_in, d_out, max_entries)
+        gate = _gate(layer, z)
+        t1, t2 = _layer_moments(model, layer, in_shape, exact, num_probes, w, gate,
+                                jax.random.fold_in(key, i))
+        gate = gate.reshape(z.shape[0], -1)
+        res = {"chi": t1 / n, "mean_sigma4": t2 / n, "units_off": jnp.sum(gate == 0, axis=1),
+               "gate_sub": None, "lmat": None}
+        if exact and idx.shape[0] > 0:  # spectra on the host (ntkplast.linalg)
+            res["gate_sub"], res["lmat"] = gate[idx], _explicit(model, layer, w, in_shape).T
+        out.append(res)
+    return out
+
+
+def _check_options(spectra_subsample: int | None, num_probes: int) -> None:
+    if spectra_subsample is not None and (not isinstance(spectra_subsample, (int, np.integer))
+                                          or spectra_subsample < 0):
+        raise NtkplastError(f"spectra_subsample: expected a non-negative int or None (all "
+                            f"probe inputs), got {spectra_subsample!r}")
+    if not isinstance(num_probes, (int, np.integer)) or num_probes < 1:
+        raise NtkplastError(f"num_probes: expected a positive int, got {num_probes!r}")
+
+
+def _subsample(n: int, size: int | None, key: Array | None) -> Array:
+    size = n if size is None else min(int(size), n)
+    if key is None:
+        return jnp.arange(size)
+    return jnp.sort(jax.random.choice(key, n, (size,), replace=False))
+
+
+_SPECTRUM_KEYS = ("mean_log_sigma_sq", "frac_sigma_in_half_two", "zeros", "isometry_index")
+
+
+def _gated_singular_values(gate_sub: np.ndarray, lmat: np.ndarray) -> np.ndarray:
+    """σ of diag(g)·L for every row g of ``gate_sub`` (host LAPACK, blocks of bounded size)."""
+    per = max(1, BLOCK_ENTRIES // lmat.size)
+    return np.concatenate([linalg.singular_values(gate_sub[i:i + per, :, None] * lmat)
+                           for i in range(0, len(gate_sub), per)])
+
+
+_summarize = jax.jit(lambda s, rtol: summarize_singular_values(s, rtol=rtol),
+                     static_argnums=1)
+
+
+def _layer_summary(n: int, res: dict[str, Any], summary: Mapping[str, Any] | None
+                   ) -> dict[str, float]:
+    """Pooled moments over all inputs; spectrum-only summaries from the subsample (or NaN)."""
+    out = {k: math.nan for k in _SPECTRUM_KEYS}
+    if summary is not None:
+        out.update({k: float(v) for k, v in summary.items()})
+    c = float(np.mean(np.asarray(res["chi"], np.float64)))
+    m4 = float(np.mean(np.asarray(res["mean_sigma4"], np.float64)))
+    out.update(n=float(n), chi=c, var_sigma_sq=max(m4 - c * c, 0.0),
+               units_off=float(np.mean(res["units_off"])))
+    return out
+
+
+def layer_spectra(model: models.Model, params: models.Params, x: Array, *,
+                  spectra_subsample: int | None = 32, key: Array | None = None,
+                  num_probes: int = 8,
+                  max_matrix_entries: int = MAX_MATRIX_ENTRIES) -> LayerSpectra:
+    """Singular values of every layer Jacobian J_l(x) = diag(φ'(z_l)) L_l (module docstring).
+
+    Args:
+      model, params: the network (:func:`ntkplast.models.build`) and its parameters.
+      x: probe inputs, ``N × input_shape``.
+      spectra_subsample: number S of probe inputs whose full spectra are computed (SVD of the
+        explicit J_l); ``None`` for all, 0 for none. Moments use all N inputs.
+      key: PRNG key; with a key the subsample is drawn at random without replacement, without
+        one it is the first S inputs. It also seeds the Hutchinson probes (key 0 when absent).
+      num_probes: Rademacher probes per input for tr((JJᵀ)²) of layers too large to build.
+      max_matrix_entries: a layer is built explicitly (exact moments, full spectra) when
+        d_out·d_in and d_out² are both at most this; otherwise tr((JJᵀ)²) is estimated.
+
+    Returns:
+      :class:`LayerSpectra`, one :class:`JacobianSpectrum` per weight layer, readout last.
+      Zeros are σ ≤ max(d_out, d_in) · eps · max σ; for ReLU layers ``units_off`` counts the
+      units with z ≤ 0 exactly (equal to ``zeros`` for square layers with full-rank W).
+
+    One jit-compiled pass per (model, settings, probe-set shape), reused across checkpoints.
+    References: Pennington, Schoenholz & Ganguli (2017); Joudaki et al. (2023).
+    """
+    x = check_probe_set(model, params, x)
+    _check_options(spectra_subsample, num_probes)
+    k_sub, k_probe = jax.random.split(jax.random.PRNGKey(0) if key is None else key)
+    idx = _subsample(x.shape[0], spectra_subsample, None if key is None else k_sub)
+    pre = jax.eval_shape(model.intermediates, tuple(params), x)[0]
+    in_shapes = _input_shapes(model, tuple(x.shape[1:]), [tuple(z.shape[1:]) for z in pre])
+    core = jax.device_get(_layer_core(model, int(max_matrix_entries), int(num_probes),
+                                      tuple(params), x, idx, k_probe))
+    layers = []
+    for res, z, in_shape in zip(core, pre, in_shapes):
+        d_in, d_out = math.prod(in_shape), math.prod(z.shape[1:])
+        n = min(d_in, d_out)
+        sv = summary = None
+        if res["gate_sub"] is not None:
+            sv = _gated_singular_values(res["gate_sub"], res["lmat"])
+            summary = _summarize(sv, max(d_in, d_out) * _eps(sv.dtype))
+        layers.append(JacobianSpectrum(_layer_summary(n, res, summary), sv, res["chi"],
+                                       res["mean_sigma4"], res["units_off"], n,
+                                       _fits(d_in, d_out, max_matrix_entries)))
+    return LayerSpectra(tuple(layers), np.asarray(idx))
+
+
+# ------------------------------------------------------------------------- input–output Jacobian
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _io_jacobians(model: models.Model, batch_size: int, params: models.Params,
+                  x: Array) -> Array:
+    """J(x) = ∂f/∂x for every probe input, ``N × K × D`` (SVDs follow on the host)."""
+    def f(xi: Array) -> Array:
+        return model.apply(params, xi[None])[0]
+
+    k, d = model.spec.num_outputs, math.prod(x.shape[1:])
+    jac = jax.jacrev(f) if k <= d else jax.jacfwd(f)
+
+    return _map_blocks(lambda xb: jax.vmap(jac)(xb).reshape(xb.shape[0], k, d), x, batch_size)
+
+
+def input_output_spectra(model: models.Model, params: models.Params, x: Array, *,
+                         batch_size: int = 256) -> JacobianSpectrum:
+    """Singular values of the input–output Jacobian J(x) = ∂f/∂x ∈ R^{K×D} for every input.
+
+    Built per input by reverse mode (K ≤ D) or forward mode, vmapped over blocks of
+    ``batch_size`` probe inputs (bounded memory: ``batch_size · K · D`` floats), then an SVD.
+    Since n = min(K, D) is small, full spectra are computed for all N inputs
+    (``singular_values`` is ``(N, n)``) and every summary uses all of them; zeros are
+    σ ≤ max(K, D) · eps · max σ. Pennington, Schoenholz & Ganguli (2017): at dynamical isometry
+    every σ is 1; a linear network of orthogonal layers with gain c has every σ = c^L.
+    """
+    x = check_probe_set(model, params, x)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise NtkplastError(f"batch_size: expected a positive int, got {batch_size!r}")
+    jac = np.asarray(_io_jacobians(model, int(batch_size), tuple(params), x))
+    s = linalg.singular_values(jac)
+    summary = _summarize(s, max(jac.shape[1:]) * _eps(s.dtype))
+    sq = s * s
+    return JacobianSpectrum({k: float(v) for k, v in summary.items()}, s, sq.mean(axis=1),
+                            (sq * sq).mean(axis=1), None, s.shape[1], True)
+
+
+# ------------------------------------------------------------------------------ weight spectra
+def weight_spectra(model: models.Model, params: models.Params) -> tuple[Array, ...]:
+    """Singular values (descending) of each effective weight matrix m_W · W_l, readout last.
+
+    Dense W_l (d_in × d_out) as is; a conv kernel (k × k × c_in × c_out) reshaped to
+    c_out × (c_in·k·k), the matrix acting on one receptive field. Pass a row through
+    :func:`summarize_singular_values` for χ, isometry index and friends; orthogonal init
+    (Saxe et al. 2014) gives every σ = σ_w.
+    """
+    check_params(model, params)
+    out = []
+    for layer, p in zip(model.layers, params):
+        w = jnp.asarray(p["W"])
+        m_w = models.multipliers(model, layer, w)[0]
+        out.append(linalg.singular_values(m_w * w.reshape(-1, w.shape[-1])))
+    return tuple(out)

@@ -1,0 +1,97 @@
+"""Probe sets: the fixed inputs on which every checkpoint of a run is measured.
+
+A probe set is drawn once per analysis (seeded) and used at every checkpoint, so kernels and
+spectra of different checkpoints are comparable. Sources:
+
+* ``"seen"``: equal shares from the test sets of every task the run's checkpoints have reached
+  (task 0 … the largest task index in the manifest; for a finished run, every task; the
+  default);
+* ``"task:<k>"``: the test set of task k alone;
+* a path to an ``.npz`` with an array ``x`` (``N × input_shape``) and optionally labels ``y``
+  — for runs written by other programs, whose manifest has no stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Any
+
+import numpy as np
+
+from ntkplast import streams
+from ntkplast.checkpoints import Run, load_arrays
+from ntkplast.errors import NtkplastError
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Probe:
+    """Probe inputs ``x`` (``N × input_shape``), labels ``y`` (−1 where unknown), provenance."""
+
+    x: np.ndarray
+    y: np.ndarray
+    source: str
+    seed: int
+
+    def fingerprint(self) -> str:
+        """A short hash of the probe's bytes (part of the analysis cache key)."""
+        h = hashlib.sha256(np.ascontiguousarray(self.x, np.float32).tobytes())
+        h.update(np.ascontiguousarray(self.y, np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+
+def _stream_of(run: Run, data_dir: str | None) -> streams.TaskStream:
+    spec = run.manifest.get("config", {}).get("stream")
+    if spec is None:
+        raise NtkplastError(f"{run.path}: the manifest has no stream configuration, so the probe "
+                            f"set cannot be drawn from its tasks; pass --probe PATH.npz with an "
+                            f"array x of inputs")
+    spec = dict(spec)
+    if data_dir is not None:
+        spec["data_dir"] = data_dir
+    return streams.make_stream(spec)
+
+
+def build_probe(run: Run, source: str = "seen", size: int = 256, seed: int = 0,
+                data_dir: str | None = None) -> Probe:
+    """Draw the probe set for ``run`` (module docstring for ``source``)."""
+    if size < 1:
+        raise NtkplastError(f"probe size must be >= 1, got {size}")
+    rng = np.random.default_rng([seed, 7])
+    if source == "seen" or source.startswith("task:"):
+        stream = _stream_of(run, data_dir)
+        if source == "seen":
+            last = max((c.task for c in run.checkpoints), default=0)
+            tasks = list(range(min(last, len(stream) - 1) + 1))
+        else:
+            k = source[5:]
+            if not k.isdigit() or int(k) >= len(stream):
+                raise NtkplastError(f"probe {source!r}: expected task:<k> with 0 <= k < "
+                                    f"{len(stream)}")
+            tasks = [int(k)]
+        shares = [len(s) for s in np.array_split(np.arange(size), len(tasks))]
+        xs, ys = [], []
+        for t, n in zip(tasks, shares):
+            if n == 0:
+                continue
+            x, y = stream.test_set(t)
+            pick = np.sort(rng.choice(len(y), size=min(n, len(y)), replace=False))
+            xs.append(x[pick])
+            ys.append(y[pick])
+        return Probe(np.concatenate(xs), np.concatenate(ys).astype(np.int64), source, seed)
+    if not os.path.isfile(source):
+        raise NtkplastError(f"probe {source!r}: not 'seen', 'task:<k>' or an existing "
+                            f".npz file")
+    arrays: dict[str, Any] = load_arrays(source)
+    if "x" not in arrays:
+        raise NtkplastError(f"probe file {source} has no array 'x' (found {sorted(arrays)})")
+    x = np.asarray(arrays["x"], np.float32)
+    if x.shape[1:] != tuple(run.input_shape):
+        raise NtkplastError(f"probe file {source}: x has per-example shape {x.shape[1:]}, the "
+                            f"run's model takes {tuple(run.input_shape)}")
+    y = np.asarray(arrays.get("y", np.full(len(x), -1)), np.int64)
+    if len(x) > size:
+        keep = np.sort(rng.choice(len(x), size=size, replace=False))
+        x, y = x[keep], y[keep]
+    return Probe(x, y, source, seed)

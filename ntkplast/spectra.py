@@ -1,0 +1,299 @@
+r"""Spectra of kernel Grams and comparisons between kernels (DESIGN.md, "Spectra", "Kernel change").
+
+Dense route: :func:`eigenvalues` and :func:`summary` of an ``N × N`` Gram (a full
+``N × N × K × K`` NTK is read as the ``NK × NK`` matrix with rows (n, k)). Matrix-free route for
+large probe sets: :func:`top_eigenvalues` (Lanczos) and :func:`hutchinson_trace` on a
+matrix–vector product such as :func:`ntkplast.ntk.ntk_matvec`, never forming the matrix.
+Comparisons: :func:`kernel_distance`, :func:`kernel_velocity`, :func:`centered_alignment`,
+:func:`eigenspace_overlap`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from matfree import decomp, stochtrace
+
+from ntkplast import linalg
+from ntkplast.errors import NtkplastError
+
+Array = jax.Array
+
+__all__ = ["SpectrumSummary", "TraceEstimate", "as_matrix", "eigenvalues", "summary",
+           "summary_from_eigenvalues", "kernel_distance", "kernel_velocity",
+           "centered_alignment", "eigenspace_overlap", "top_eigenvalues", "hutchinson_trace"]
+
+
+def as_matrix(kernel: Any) -> Array:
+    """``N × N`` unchanged; ``N × M × K × K`` (neural-tangents' full layout) as ``NK × MK``."""
+    kernel = jnp.asarray(kernel)
+    if kernel.ndim == 4:
+        n, m, k, j = kernel.shape
+        return jnp.transpose(kernel, (0, 2, 1, 3)).reshape(n * k, m * j)
+    if kernel.ndim != 2:
+        raise NtkplastError(f"kernel: expected an N × N or N × N × K × K array, got shape "
+                            f"{kernel.shape}")
+    return kernel
+
+
+def _square(name: str, kernel: Any) -> np.ndarray:
+    mat = np.asarray(as_matrix(kernel))
+    if mat.shape[0] != mat.shape[1] or mat.shape[0] == 0:
+        raise NtkplastError(f"{name}: expected a non-empty square Gram, got shape {mat.shape}")
+    if not np.all(np.isfinite(mat)):
+        raise NtkplastError(f"{name}: contains NaN or Inf")
+    return mat
+
+
+def eigenvalues(kernel: Any) -> np.ndarray:
+    """Eigenvalues λ_1 ≥ … ≥ λ_N of a symmetric Gram (float64, LAPACK ``eigh``)."""
+    mat = _square("kernel", kernel).astype(np.float64)
+    return np.linalg.eigvalsh(0.5 * (mat + mat.T))[::-1]
+
+
+class SpectrumSummary(NamedTuple):
+    """Spectral summary of a PSD Gram; ``._asdict()`` gives a table row.
+
+    Fields: ``trace`` Σλ; ``lambda_max``; ``lambda_min`` (as computed, may be ≲ 0 by
+    rounding); ``condition`` λ_max / max(λ_min, eps·λ_max); ``eps`` the relative floor used;
+    ``effective_rank`` exp(H(p)); ``stable_rank`` Σλ/λ_max; ``decay_exponent`` α,
+    ``decay_intercept`` c and ``decay_r2`` of the fit log λ_i = c − α log i; ``fit_window`` the
+    1-based rank window (lo, hi) asked for; ``fit_points`` how many eigenvalues in it were above
+    the floor and entered the fit; ``size`` N.
+    """
+
+    trace: float
+    lambda_max: float
+    lambda_min: float
+    condition: float
+    eps: float
+    effective_rank: float
+    stable_rank: float
+    decay_exponent: float
+    decay_intercept: float
+    decay_r2: float
+    fit_window: tuple[int, int]
+    fit_points: int
+    size: int
+
+
+def default_fit_window(n: int) -> tuple[int, int]:
+    """Ranks 2 … ⌈N/2⌉ (1-based, inclusive): skips the top outlier and the noisy tail."""
+    return (min(2, n), max(min(2, n), (n + 1) // 2))
+
+
+def summary_from_eigenvalues(lam: Any, *, eps: float, fit_window: tuple[int, int] | None = None
+                             ) -> SpectrumSummary:
+    r""":class:`SpectrumSummary` of eigenvalues ``lam`` (any order) of a PSD matrix.
+
+    * condition number κ = λ_max / max(λ_min, eps·λ_max), so κ ≤ 1/eps;
+    * effective rank exp(H(p)), H(p) = −Σ p_i log p_i, p_i = λ_i⁺/Σλ⁺ with λ⁺ = max(λ, 0) and
+      0·log 0 = 0 (Roy & Vetterli 2007, "The effective rank: a measure of effective
+      dimensionality"); computed over eigenvalues, i.e. the singular values of the PSD Gram;
+    * stable rank Σλ/λ_max (= ‖K^{1/2}‖_F²/‖K^{1/2}‖_2², the matrix-analysis meaning; not the
+      "srank" of Kumar et al.);
+    * power-law decay: least squares of log λ_i = c − α log i over the 1-based ranks
+      i ∈ [lo, hi] (default :func:`default_fit_window`) whose λ_i > eps·λ_max; r² =
+      1 − SS_res/SS_tot of that fit. NaN when fewer than two points qualify.
+    """
+    lam = np.sort(np.asarray(lam, dtype=np.float64))[::-1]
+    n = lam.size
+    lmax, lmin = float(lam[0]), float(lam[-1])
+    floor = eps * lmax
+    pos = np.clip(lam, 0.0, None)
+    total = pos.sum()
+    p = pos[pos > 0] / total if total > 0 else np.ones(1)
+    eff = float(np.exp(-np.sum(p * np.log(p))))
+    lo, hi = fit_window if fit_window is not None else default_fit_window(n)
+    if not 1 <= lo <= hi:
+        raise NtkplastError(f"fit_window: expected 1 ≤ lo ≤ hi (1-based ranks), got {(lo, hi)}")
+    ranks = np.arange(lo, min(hi, n) + 1)
+    ranks = ranks[lam[ranks - 1] > floor]
+    alpha = intercept = r2 = float("nan")
+    if ranks.size >= 2:
+        lx, ly = np.log(ranks), np.log(lam[ranks - 1])
+        slope, intercept = np.polyfit(lx, ly, 1)
+        resid = ly - (slope * lx + intercept)
+        ss_tot = np.sum((ly - ly.mean()) ** 2)
+        r2 = float(1.0 - np.sum(resid ** 2) / ss_tot) if ss_tot > 0 else 1.0
+        alpha, intercept = float(-slope), float(intercept)
+    cond = lmax / max(lmin, floor) if lmax > 0 else float("inf")
+    return SpectrumSummary(
+        trace=float(lam.sum()), lambda_max=lmax, lambda_min=lmin, condition=float(cond),
+        eps=float(eps), effective_rank=eff, stable_rank=float(lam.sum() / lmax) if lmax > 0
+        else float("nan"), decay_exponent=alpha, decay_intercept=intercept, decay_r2=r2,
+        fit_window=(int(lo), int(hi)), fit_points=int(ranks.size), size=int(n))
+
+
+def summary(kernel: Any, *, eps: float | None = None,
+            fit_window: tuple[int, int] | None = None) -> SpectrumSummary:
+    """Spectral summary of a PSD Gram (``N × N`` or full ``N × N × K × K``).
+
+    ``eps`` is the relative eigenvalue floor (default N·ε_machine of the kernel's dtype, the
+    rounding level of its eigenvalues); see :func:`summary_from_eigenvalues` for every formula.
+    For a series of kernels, call it per checkpoint (eigendecomposition dominates the cost).
+    """
+    lam = eigenvalues(kernel)
+    if eps is None:
+        dtype = jnp.asarray(kernel).dtype
+        eps = lam.size * float(np.finfo(dtype if np.issubdtype(dtype, np.floating)
+                                        else np.float64).eps)
+    return summary_from_eigenvalues(lam, eps=eps, fit_window=fit_window)
+
+
+def _frobenius_cosine(a: Array, b: Array) -> Array:
+    return jnp.vdot(a, b) / (jnp.linalg.norm(a.ravel()) * jnp.linalg.norm(b.ravel()))
+
+
+def kernel_distance(k1: Any, k2: Any) -> Array:
+    r"""Kernel distance d(K1, K2) = 1 − ⟨K1, K2⟩_F / (‖K1‖_F ‖K2‖_F).
+
+    Fort et al. 2020, "Deep learning versus kernel learning: an empirical study of loss landscape
+    geometry and the time evolution of the neural tangent kernel" (NeurIPS), eq. for kernel
+    distance. 0 for kernels equal up to scale; works on traced or full kernels of equal shape.
+    """
+    k1, k2 = jnp.asarray(k1), jnp.asarray(k2)
+    if k1.shape != k2.shape:
+        raise NtkplastError(f"kernel_distance: shapes differ, {k1.shape} vs {k2.shape}")
+    return 1.0 - _frobenius_cosine(k1, k2)
+
+
+def kernel_velocity(kernels: Any, steps: Any) -> Array:
+    r"""Kernel velocity v_t = d(K_t, K_{t+1}) / (s_{t+1} − s_t) along a checkpoint series.
+
+    Fort et al. 2020 (as :func:`kernel_distance`): the kernel distance per unit of training
+    time. ``kernels`` has a leading axis of length T, ``steps`` holds the T (increasing)
+    training steps; returns T − 1 velocities.
+    """
+    kernels, steps = jnp.asarray(kernels), jnp.asarray(steps)
+    if kernels.shape[0] != steps.shape[0] or kernels.shape[0] < 2:
+        raise NtkplastError(f"kernel_velocity: need ≥ 2 kernels and one step per kernel, got "
+                            f"{kernels.shape[0]} kernels and steps of shape {steps.shape}")
+    dist = jax.vmap(kernel_distance)(kernels[:-1], kernels[1:])
+    return dist / jnp.diff(steps).astype(dist.dtype)
+
+
+def _center(mat: Array) -> Array:
+    """H M H with H = I − 11ᵀ/N (double centering)."""
+    mat = mat - mat.mean(axis=0, keepdims=True)
+    return mat - mat.mean(axis=1, keepdims=True)
+
+
+def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = None,
+                       center_target: bool = True) -> Array:
+    r"""Centered kernel–target alignment A = ⟨K_c, L_c⟩_F / (‖K_c‖_F ‖L_c‖_F).
+
+    K_c = HKH, L = YYᵀ, L_c = HLH, H = I − 11ᵀ/N (Cortes, Mohri & Rostamizadeh 2012, "Algorithms
+    for learning kernels based on centered alignment", JMLR 13, Def. 2). ``targets`` are integer
+    labels (one-hot encoded with ``num_classes``, default max + 1) or an ``N × C`` target matrix.
+    ``center_target=False`` divides by ‖YYᵀ‖_F instead of ‖L_c‖_F (DESIGN.md's variant; the
+    numerators agree since ⟨HKH, L⟩ = ⟨HKH, HLH⟩). Traced ``N × N`` kernels only.
+    """
+    mat = jnp.asarray(kernel)
+    y = jnp.asarray(targets)
+    if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
+        raise NtkplastError(f"kernel: centered_alignment takes a traced N × N kernel, got shape "
+                            f"{mat.shape}")
+    if y.shape[0] != mat.shape[0]:
+        raise NtkplastError(f"targets: expected {mat.shape[0]} rows, got shape {y.shape}")
+    if y.ndim == 1:
+        classes = int(y.max()) + 1 if num_classes is None else num_classes
+        y = jax.nn.one_hot(y, classes, dtype=mat.dtype)
+    lab = y @ y.T
+    kc = _center(mat)
+    lc = _center(lab) if center_target else lab
+    return jnp.vdot(kc, lc) / (jnp.linalg.norm(kc) * jnp.linalg.norm(lc))
+
+
+def eigenspace_overlap(k1: Any, k2: Any, k: int) -> float:
+    r"""Top-k eigenspace overlap ‖U1_kᵀ U2_k‖_F² / k ∈ [0, 1].
+
+    U_k: orthonormal eigenvectors of the k largest eigenvalues of each Gram (DESIGN.md, "Kernel
+    change"). 1 when the two top-k subspaces coincide, k/N in expectation for random ones.
+    """
+    a, b = as_matrix(k1), as_matrix(k2)
+    if a.shape != b.shape or not 1 <= k <= a.shape[0]:
+        raise NtkplastError(f"eigenspace_overlap: need equal square shapes and 1 ≤ k ≤ N, got "
+                            f"{a.shape}, {b.shape}, k={k}")
+    u1 = linalg.eigh(a)[1][:, -k:]  # host LAPACK (ntkplast.linalg)
+    u2 = linalg.eigh(b)[1][:, -k:]
+    return float(np.sum((u1.T @ u2) ** 2) / k)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "num_matvecs"))
+def _lanczos_ritz(matvec: Any, v0: Array, shape: tuple[int, ...], num_matvecs: int) -> Array:
+    def flat(v):
+        return matvec(v.reshape(shape)).reshape(-1)
+    tridiag = decomp.tridiag_sym(num_matvecs, reortho="full", materialize=True)
+    return jnp.linalg.eigvalsh(tridiag(flat, v0).J_small)[::-1]
+
+
+def _as_partial(matvec: Callable) -> jax.tree_util.Partial:
+    if isinstance(matvec, jax.tree_util.Partial):
+        return matvec
+    return jax.tree_util.Partial(matvec)
+
+
+def top_eigenvalues(matvec: Callable[[Array], Array], shape: int | tuple[int, ...], k: int,
+                    key: Array, *, num_matvecs: int | None = None) -> Array:
+    r"""The k largest eigenvalues of a symmetric operator, matrix-free, by Lanczos.
+
+    Lanczos (1950) tridiagonalization with full reorthogonalization (``matfree.decomp.
+    tridiag_sym``) from a Gaussian start vector, then the k largest eigenvalues (Ritz values)
+    of the m × m tridiagonal matrix, m = ``num_matvecs`` (default min(n, max(2k + 20, 40))).
+    Cost: m products plus O(n·m) memory for the Krylov basis. ``shape`` is the shape of the
+    vectors ``matvec`` takes (an int n, or e.g. ``(N, K)`` for a full NTK product). Pass
+    :func:`ntkplast.ntk.ntk_matvec` for the NTK.
+    """
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    n = int(np.prod(shape))
+    m = min(n, max(2 * k + 20, 40)) if num_matvecs is None else num_matvecs
+    if not 1 <= k <= m <= n:
+        raise NtkplastError(f"top_eigenvalues: need 1 ≤ k ≤ num_matvecs ≤ n, got k={k}, "
+                            f"num_matvecs={m}, n={n}")
+    v0 = jax.random.normal(key, (n,), dtype=jnp.result_type(float))
+    return _lanczos_ritz(_as_partial(matvec), v0, shape, m)[:k]
+
+
+class TraceEstimate(NamedTuple):
+    """Hutchinson estimate of tr(A): ``mean`` and its standard error ``stderr``."""
+
+    mean: Array
+    stderr: Array
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "num_samples", "chunk"))
+def _hutchinson(matvec: Any, key: Array, shape: tuple[int, ...], num_samples: int,
+                chunk: int) -> TraceEstimate:
+    integrand = stochtrace.monte_carlo_trace()
+    sampler = stochtrace.sampler_signs(jnp.zeros(shape, jnp.result_type(float)), num=chunk)
+
+    def one_chunk(k):
+        return jax.vmap(lambda z: integrand(matvec, z))(sampler(k))
+
+    keys = jax.random.split(key, num_samples // chunk)
+    values = lax.map(one_chunk, keys).reshape(-1)
+    return TraceEstimate(values.mean(), values.std(ddof=1) / jnp.sqrt(values.size))
+
+
+def hutchinson_trace(matvec: Callable[[Array], Array], shape: int | tuple[int, ...],
+                     num_samples: int, key: Array, *, chunk: int = 1) -> TraceEstimate:
+    r"""Hutchinson's stochastic trace estimate tr(A) ≈ (1/m) Σ_i z_iᵀ A z_i.
+
+    z_i Rademacher (Hutchinson 1989, "A stochastic estimator of the trace of the influence
+    matrix"; matfree's ``monte_carlo_trace`` integrand and ``sampler_signs``). Unbiased, with
+    variance 2(‖A‖_F² − Σ_i A_ii²)/m; ``stderr`` is the sample standard error. ``chunk`` products
+    run vmapped at a time (memory ∝ chunk), chunks sequentially; ``num_samples`` must be a
+    multiple of ``chunk``.
+    """
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if num_samples < 2 or chunk < 1 or num_samples % chunk:
+        raise NtkplastError(f"hutchinson_trace: need num_samples ≥ 2 and a multiple of chunk, "
+                            f"got num_samples={num_samples}, chunk={chunk}")
+    return _hutchinson(_as_partial(matvec), key, shape, num_samples, chunk)

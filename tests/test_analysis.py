@@ -1,0 +1,162 @@
+"""analyze(): one tidy table over a checkpoint series, cached, resumable, robust to bad files."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from ntkplast import analysis, checkpoints, models, ntk, spectra, streams, train
+from ntkplast.errors import NtkplastError
+from ntkplast.table import Table
+
+SETTINGS = analysis.Settings(probe_size=24, spectra_subsample=4)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    cfg = train.RunConfig(
+        seed=1, model=models.ArchSpec(widths=(12, 12), num_outputs=10),
+        stream=streams.StreamSpec(kind="permuted", num_tasks=2),
+        train=train.TrainConfig(steps_per_task=10, checkpoint_every=5, batch_size=16))
+    train.train_run(cfg, d, progress=False)
+    return d
+
+
+def test_table_covers_every_family_and_checkpoint(run_dir, tmp_path):
+    table = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path, progress=False)
+    run = checkpoints.open_run(run_dir)
+    assert sorted(set(table.columns["checkpoint"].tolist())) == list(range(len(run)))
+    metrics = set(table.columns["metric"].tolist())
+    for m in ("ntk_condition", "ntk_effective_rank", "kernel_distance_init", "kernel_alignment",
+              "jac_isometry_index", "io_chi", "weight_chi", "dormant_fraction_tau0",
+              "feature_srank", "test_accuracy", "online_accuracy", "loss"):
+        assert m in metrics, m
+    assert set(table.select("ntk_trace_share").columns["layer"].tolist()) == \
+        {"layer0", "layer1", "layer2"}
+    # the first checkpoint has nothing before it
+    first = table.select("kernel_distance_prev").columns["checkpoint"]
+    assert 0 not in first.tolist() and len(first) == len(run) - 1
+    for name in ("metrics.csv", "metrics.jsonl", "spectra.npz", "probe.npz", "settings.json"):
+        assert (tmp_path / name).exists()
+    assert Table.read_csv(tmp_path / "metrics.csv") == table
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len(table) and set(json.loads(lines[0])) == set(table.columns)
+
+
+def test_values_match_direct_computation(run_dir, tmp_path):
+    """The table's NTK numbers are those of ntk.empirical_ntk on the recorded probe set."""
+    table = analysis.analyze(run_dir, analysis.Settings(metrics=("ntk",), probe_size=24),
+                             out_dir=tmp_path, progress=False)
+    run = checkpoints.open_run(run_dir)
+    x = checkpoints.load_arrays(tmp_path / "probe.npz")["x"]
+    k1 = np.asarray(ntk.empirical_ntk(run.model, run.params(1), x), np.float64)
+    k2 = np.asarray(ntk.empirical_ntk(run.model, run.params(2), x), np.float64)
+    _, trace = table.series("ntk_trace")
+    assert trace[2] == pytest.approx(np.trace(k2), rel=1e-5)
+    _, dist = table.series("kernel_distance_prev")
+    assert dist[1] == pytest.approx(float(spectra.kernel_distance(k1, k2)), abs=1e-5)
+    parts = table.select("ntk_trace_share")
+    shares = parts.columns["value"][parts.columns["checkpoint"] == 2]
+    assert shares.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_rerun_uses_cache_and_killed_analysis_resumes(run_dir, tmp_path, monkeypatch):
+    full = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "a", progress=False)
+    real = analysis.analyze_checkpoint
+    calls = []
+
+    def dies_at_three(run, i, *args):
+        if i == 3:
+            raise KeyboardInterrupt
+        calls.append(i)
+        return real(run, i, *args)
+
+    monkeypatch.setattr(analysis, "analyze_checkpoint", dies_at_three)
+    with pytest.raises(KeyboardInterrupt):
+        analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "b", progress=False)
+    assert not (tmp_path / "b" / "metrics.csv").exists()
+    monkeypatch.setattr(analysis, "analyze_checkpoint",
+                        lambda run, i, *a: calls.append(i) or real(run, i, *a))
+    resumed = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "b", progress=False)
+    assert calls == [0, 1, 2, 3, 4]  # 0-2 before the kill, 3-4 after: none twice
+    assert resumed == full
+    calls.clear()
+    assert analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "b", progress=False) == full
+    assert calls == []
+
+
+def test_foreign_run_needs_a_probe_file(tmp_path):
+    spec = models.ArchSpec(widths=(8,), num_outputs=3)
+    model = models.build(spec)
+    entries = []
+    for i in range(2):
+        checkpoints.save_arrays(tmp_path / f"c{i}.npz", checkpoints.params_to_arrays(
+            model.init(jax.random.PRNGKey(i), (5,))))
+        entries.append({"file": f"c{i}.npz", "step": i})
+    checkpoints.write_manifest(tmp_path, {"format": "ntkplast-run", "format_version": 1,
+                                          "model": spec.to_dict(), "input_shape": [5],
+                                          "checkpoints": entries})
+    with pytest.raises(NtkplastError, match="--probe"):
+        analysis.analyze(tmp_path, progress=False)
+    checkpoints.save_arrays(tmp_path / "probe_in.npz",
+                            {"x": np.random.default_rng(0).normal(size=(10, 5))})
+    s = analysis.Settings(probe=str(tmp_path / "probe_in.npz"), probe_size=10)
+    table = analysis.analyze(tmp_path, s, progress=False)
+    assert "kernel_alignment" not in table.columns["metric"].tolist()  # no labels given
+    assert table.series("ntk_trace")[1].shape == (2,)
+
+
+def test_nan_checkpoint_is_skipped_with_a_warning_row(run_dir, tmp_path):
+    bad = tmp_path / "run"
+    bad.mkdir()
+    for f in run_dir.iterdir():
+        if f.is_file():
+            (bad / f.name).write_bytes(f.read_bytes())
+    run = checkpoints.open_run(bad)
+    arrays = run.arrays(2)
+    arrays["params/0/W"] = np.full_like(arrays["params/0/W"], np.nan)
+    checkpoints.save_arrays(bad / run[2].file, arrays)
+    with pytest.warns(UserWarning, match="skipping checkpoint 2"):
+        table = analysis.analyze(bad, SETTINGS, progress=False)
+    skipped = table.select("checkpoint_skipped")
+    assert skipped.columns["checkpoint"].tolist() == [2]
+    assert len(table.select(layer=None).columns["checkpoint"]) > 0
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(metrics=("ntk", "vibes")), "vibes"),
+    (dict(engine="fast"), "engine"),
+    (dict(probe_size=1), "probe_size"),
+])
+def test_settings_errors(kw, message):
+    with pytest.raises(NtkplastError, match=message):
+        analysis.Settings(**kw)
+
+
+def test_probe_sources(run_dir):
+    from ntkplast import probes
+
+    run = checkpoints.open_run(run_dir)
+    seen = probes.build_probe(run, "seen", 20, 0)
+    assert seen.x.shape == (20, 8, 8, 1) and seen.fingerprint() == \
+        probes.build_probe(run, "seen", 20, 0).fingerprint()
+    assert probes.build_probe(run, "seen", 20, 1).fingerprint() != seen.fingerprint()
+    one = probes.build_probe(run, "task:1", 20, 0)
+    stream = streams.make_stream(run.manifest["config"]["stream"])
+    x1, _ = stream.test_set(1)
+    assert all((x1 == row).all(axis=(1, 2, 3)).any() for row in one.x)
+    with pytest.raises(NtkplastError, match="task:<k>"):
+        probes.build_probe(run, "task:9", 20, 0)
+
+
+def test_table_basics():
+    t = Table.from_rows([(0, 0, 0, "all", "a", 1.0), (1, 5, 0, "all", "a", 2.0),
+                         (1, 5, 0, "layer0", "b", float("nan"))])
+    steps, values = t.series("a")
+    assert steps.tolist() == [0, 5] and values.tolist() == [1.0, 2.0]
+    assert len(t.select(layer="layer0")) == 1
+    assert b'"value": null' in t.to_jsonl_bytes()
+    with pytest.raises(NtkplastError, match="missing column"):
+        Table({"value": [1.0]})

@@ -1,0 +1,118 @@
+"""Spectral summaries and kernel comparisons against numpy/scipy brute force."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.stats
+
+from ntkplast import models, ntk, spectra
+from ntkplast.errors import NtkplastError
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    prev = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", prev)
+
+
+def _psd_with_spectrum(lam, seed=0):
+    q = scipy.stats.ortho_group.rvs(len(lam), random_state=seed)
+    return (q * np.asarray(lam)) @ q.T
+
+
+def test_summary_power_law_spectrum():
+    n, alpha = 60, 1.7
+    lam = 5.0 * np.arange(1, n + 1) ** -alpha
+    s = spectra.summary(_psd_with_spectrum(lam))
+    p = lam / lam.sum()
+    np.testing.assert_allclose(s.trace, lam.sum(), rtol=1e-10)
+    np.testing.assert_allclose(s.lambda_max, lam[0], rtol=1e-10)
+    np.testing.assert_allclose(s.lambda_min, lam[-1], rtol=1e-8)
+    np.testing.assert_allclose(s.condition, lam[0] / lam[-1], rtol=1e-8)
+    np.testing.assert_allclose(s.effective_rank, np.exp(scipy.stats.entropy(p)), rtol=1e-10)
+    np.testing.assert_allclose(s.stable_rank, lam.sum() / lam[0], rtol=1e-10)
+    np.testing.assert_allclose(s.decay_exponent, alpha, rtol=1e-8)
+    np.testing.assert_allclose(s.decay_intercept, np.log(5.0), rtol=1e-8)
+    assert s.decay_r2 > 1 - 1e-12
+    assert s.fit_window == (2, 30) and s.fit_points == 29 and s.size == n
+    assert set(s._asdict()) >= {"trace", "effective_rank", "decay_r2"}
+
+
+def test_summary_floor_window_and_full_layout():
+    lam = np.array([4.0, 2.0, 1.0, 0.0, 0.0])
+    s = spectra.summary(_psd_with_spectrum(lam), eps=1e-6, fit_window=(1, 5))
+    np.testing.assert_allclose(s.condition, 1e6, rtol=1e-6)  # λ_min floored at eps·λ_max
+    assert s.fit_points == 3  # zeros are below the floor
+    fit = scipy.stats.linregress(np.log([1, 2, 3]), np.log(lam[:3]))
+    np.testing.assert_allclose(s.decay_exponent, -fit.slope, rtol=1e-6)
+    np.testing.assert_allclose(s.decay_r2, fit.rvalue ** 2, rtol=1e-6)
+    np.testing.assert_allclose(s.effective_rank, np.exp(scipy.stats.entropy(lam[:3])),
+                               rtol=1e-8)
+    full = np.random.default_rng(0).normal(size=(3, 2, 4, 4))  # N × M × K × K
+    mat = np.asarray(spectra.as_matrix(full))
+    assert mat.shape == (12, 8)
+    np.testing.assert_array_equal(mat[1 * 4 + 2, 1 * 4 + 3], full[1, 1, 2, 3])
+    with pytest.raises(NtkplastError, match="fit_window"):
+        spectra.summary(np.eye(3), fit_window=(3, 1))
+    with pytest.raises(NtkplastError, match="kernel"):
+        spectra.summary(np.ones((2, 3)))
+
+
+def test_kernel_comparisons_brute_force():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(8, 8)), rng.normal(size=(8, 8))
+    k1, k2 = a @ a.T, b @ b.T + a @ a.T
+    cos = np.sum(k1 * k2) / (np.linalg.norm(k1) * np.linalg.norm(k2))
+    np.testing.assert_allclose(spectra.kernel_distance(k1, k2), 1 - cos, rtol=1e-12)
+    np.testing.assert_allclose(spectra.kernel_distance(k1, 3 * k1), 0, atol=1e-14)
+    vel = spectra.kernel_velocity(np.stack([k1, k2, k2]), np.array([0, 10, 30]))
+    np.testing.assert_allclose(vel, [(1 - cos) / 10, 0], atol=1e-14)
+
+    labels = np.array([0, 1, 2, 1, 0, 2, 2, 1])
+    y = np.eye(3)[labels]
+    h = np.eye(8) - 1 / 8
+    kc, lc = h @ k1 @ h, h @ y @ y.T @ h
+    want = np.sum(kc * lc) / (np.linalg.norm(kc) * np.linalg.norm(lc))
+    np.testing.assert_allclose(spectra.centered_alignment(k1, labels), want, rtol=1e-12)
+    np.testing.assert_allclose(spectra.centered_alignment(k1, y), want, rtol=1e-12)
+    design = np.sum(kc * (y @ y.T)) / (np.linalg.norm(kc) * np.linalg.norm(y @ y.T))
+    np.testing.assert_allclose(spectra.centered_alignment(k1, labels, center_target=False),
+                               design, rtol=1e-12)
+    np.testing.assert_allclose(spectra.centered_alignment(y @ y.T, labels), 1.0, rtol=1e-12)
+
+    u1 = scipy.linalg.eigh(k1)[1][:, -3:]
+    u2 = scipy.linalg.eigh(k2)[1][:, -3:]
+    np.testing.assert_allclose(spectra.eigenspace_overlap(k1, k2, 3),
+                               np.linalg.norm(u1.T @ u2) ** 2 / 3, rtol=1e-10)
+    np.testing.assert_allclose(spectra.eigenspace_overlap(k1, 2 * k1, 3), 1.0, rtol=1e-10)
+
+
+def test_lanczos_and_hutchinson_on_dense_matrix():
+    lam = 10.0 * np.arange(1, 201) ** -1.0
+    mat = jnp.asarray(_psd_with_spectrum(lam, seed=2))
+    top = spectra.top_eigenvalues(lambda v: mat @ v, 200, 5, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(top, lam[:5], rtol=1e-8)
+    est = spectra.hutchinson_trace(lambda v: mat @ v, 200, 400, jax.random.PRNGKey(1), chunk=50)
+    assert abs(est.mean - lam.sum()) < 4 * est.stderr + 1e-12
+    assert est.stderr < 0.05 * lam.sum()
+    with pytest.raises(NtkplastError, match="top_eigenvalues"):
+        spectra.top_eigenvalues(lambda v: mat @ v, 200, 0, jax.random.PRNGKey(0))
+
+
+def test_matrix_free_ntk_spectrum_matches_dense():
+    """Lanczos on ntk_matvec vs the dense NTK's eigenvalues (traced and full)."""
+    spec = models.ArchSpec(widths=(32, 32), num_outputs=3, parameterization="ntk", b_std=0.1)
+    model = models.build(spec)
+    params = model.init(jax.random.PRNGKey(0), (6,))
+    x = jax.random.normal(jax.random.PRNGKey(1), (40, 6))
+    for trace, shape in ((True, 40), (False, (40, 3))):
+        dense = spectra.eigenvalues(ntk.empirical_ntk(model, params, x, trace_outputs=trace))
+        mv = ntk.ntk_matvec(model, params, x, trace_outputs=trace)
+        top = spectra.top_eigenvalues(mv, shape, 4, jax.random.PRNGKey(2), num_matvecs=40)
+        np.testing.assert_allclose(top, dense[:4], rtol=1e-8)
+        est = spectra.hutchinson_trace(mv, shape, 64, jax.random.PRNGKey(3), chunk=16)
+        assert abs(est.mean - dense.sum()) < 4 * est.stderr
