@@ -3,7 +3,8 @@
     ntkplast train CONFIG.toml [--out DIR] [--resume] [--seed N] [--set section.key=value ...]
     ntkplast analyze RUN_DIR [--metrics ntk,isometry,dormancy,plasticity] [--probe-size N]
                      [--probe seen|task:K|FILE.npz] [--engine auto] [--out DIR]
-    ntkplast demo [--out DIR] [--quick] [--resume]   (trains, then analyses)
+    ntkplast figures RUN_DIR [--out DIR]
+    ntkplast demo [--out DIR] [--quick] [--resume]   (trains, analyses, draws)
 
 Bad input prints one line ``ntkplast: error: …`` and exits with status 2.
 """
@@ -41,6 +42,11 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", help="output folder (default: RUN_DIR/analysis)")
     a.add_argument("--data-dir", help="dataset folder, to rebuild the run's tasks for the probe")
     a.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    f = sub.add_parser("figures", help="draw the diagnostics figure of an analysed run")
+    f.add_argument("run_dir", help="a run folder analysed by `ntkplast analyze`")
+    f.add_argument("--analysis", help="analysis folder (default: RUN_DIR/analysis)")
+    f.add_argument("--out", help="figure folder (default: the analysis folder)")
 
     d = sub.add_parser("demo", help="train the built-in permuted-digits stream (20 tasks) "
                                     "and analyse it")
@@ -106,6 +112,14 @@ def _run_analyze(args: argparse.Namespace, run_dir: str, out: str | None) -> Non
           f"checkpoints) to {where}/metrics.csv and metrics.jsonl")
 
 
+def _run_figures(run_dir: str, analysis_dir: str | None, out: str | None) -> None:
+    from ntkplast import figures
+
+    analysis_dir = analysis_dir or str(Path(run_dir) / "analysis")
+    paths = figures.run_figures(analysis_dir, out, title=Path(run_dir).name)
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ntkplast`` console script; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -119,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.verb == "demo":
             _run_train(args, None, args.out)
             _run_analyze(args, args.out, None)
+            _run_figures(args.out, None, None)
+        elif args.verb == "figures":
+            _run_figures(args.run_dir, args.analysis, args.out)
     except NtkplastError as e:
         print(f"ntkplast: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

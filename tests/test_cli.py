@@ -27,14 +27,18 @@ def _assert_one_line_error(proc, *fragments):
 
 
 def test_demo_quick_writes_twenty_tasks_and_resumes(tmp_path):
-    proc = _cli("demo", "--quick", "--no-progress", "--out", "demo", cwd=tmp_path)
+    proc = _cli("demo", "--quick", "--no-progress", "--probe-size", "32", "--out", "demo",
+                cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     run = checkpoints.open_run(tmp_path / "demo")
     assert run.complete and len(run.manifest["tasks"]) == 20
     assert len(run) == 1 + 20 * 2
+    for name in ("metrics.csv", "metrics.jsonl", "spectra.npz", "diagnostics.png"):
+        assert (tmp_path / "demo" / "analysis" / name).exists()
     again = _cli("demo", "--quick", "--no-progress", "--out", "demo", cwd=tmp_path)
     _assert_one_line_error(again, "--resume")
-    resumed = _cli("demo", "--quick", "--no-progress", "--out", "demo", "--resume", cwd=tmp_path)
+    resumed = _cli("demo", "--quick", "--no-progress", "--probe-size", "32", "--out", "demo",
+                   "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
 
 
@@ -91,3 +95,14 @@ def test_shipped_configs_parse():
     for name in sorted(os.listdir(root)):
         cfg = config.load_config(os.path.join(root, name))
         assert cfg.stream.num_tasks >= 20
+
+
+def test_analyze_and_figures_errors(tmp_path):
+    _assert_one_line_error(_cli("analyze", "nowhere", cwd=tmp_path), "nowhere")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text(
+        '{"format": "ntkplast-run", "format_version": 7}')
+    _assert_one_line_error(_cli("analyze", "run", cwd=tmp_path), "upgrade ntkplast")
+    _assert_one_line_error(_cli("figures", "run", cwd=tmp_path), "ntkplast analyze")
+    _assert_one_line_error(_cli("analyze", "run", "--metrics", "ntk,vibes", cwd=tmp_path),
+                           "vibes")

@@ -1,0 +1,112 @@
+"""Figures drawn from a metrics table (:mod:`ntkplast.analysis`): one function per figure.
+
+``diagnostics(table)`` is the overview of one run: observed plasticity, NTK conditioning,
+layer-Jacobian isometry and unit dormancy against the training step, with task boundaries
+marked, so one can read which changed first. Every function takes a :class:`~ntkplast.table.
+Table` (a user's own too) and returns the matplotlib figure; ``save`` writes PNG and PDF
+atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ntkplast.checkpoints import atomic_write_bytes  # noqa: E402
+from ntkplast.errors import NtkplastError  # noqa: E402
+from ntkplast.table import Table  # noqa: E402
+
+
+def _layers(table: Table, metric: str) -> list[str]:
+    layers = set(table.select(metric).columns["layer"].tolist())
+    return sorted(layers, key=lambda name: (name != "all", len(name), name))
+
+
+def _task_boundaries(ax: Any, table: Table) -> None:
+    steps, _ = table.series("test_accuracy")
+    for s in steps:
+        ax.axvline(s, color="0.85", lw=0.6, zorder=0)
+
+
+def _plot_metric(ax: Any, table: Table, metric: str, label_prefix: str = "",
+                 layers: Sequence[str] | None = None, **kw: Any) -> bool:
+    drew = False
+    for layer in layers if layers is not None else _layers(table, metric):
+        steps, values = table.series(metric, layer)
+        if len(steps):
+            ax.plot(steps, values, marker=".", ms=3, lw=1, label=f"{label_prefix}{layer}", **kw)
+            drew = True
+    return drew
+
+
+def diagnostics(table: Table, title: str = "") -> Any:
+    """Four panels against training step: (a) test accuracy of each task at its end and the
+    reset reference, (b) NTK effective rank and condition number, (c) mean layer-Jacobian
+    isometry index per layer, (d) τ = 0 dormant (dead) fraction per hidden layer."""
+    if len(table) == 0:
+        raise NtkplastError("figures: the metrics table is empty; run `ntkplast analyze` first")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    (a, b), (c, d) = axes
+    _plot_metric(a, table, "test_accuracy", layers=["all"], color="C0")
+    _plot_metric(a, table, "reference_test_accuracy", layers=["all"], color="C3", ls="--")
+    a.legend(["end-of-task test accuracy", "reset reference"], fontsize=8)
+    a.set_ylabel("accuracy")
+    a.set_title("(a) observed plasticity", fontsize=10)
+    if _plot_metric(b, table, "ntk_effective_rank", layers=["all"], color="C0"):
+        b.set_ylabel("NTK effective rank", color="C0")
+        b2 = b.twinx()
+        _plot_metric(b2, table, "ntk_condition", layers=["all"], color="C1")
+        b2.set_yscale("log")
+        b2.set_ylabel("NTK condition number", color="C1")
+    b.set_title("(b) empirical NTK on the probe set", fontsize=10)
+    if _plot_metric(c, table, "jac_isometry_index"):
+        c.legend(fontsize=7, ncol=2)
+    c.set_ylabel("isometry index (1 = isometric)")
+    c.set_title("(c) layer-Jacobian isometry", fontsize=10)
+    if _plot_metric(d, table, "dormant_fraction_tau0"):
+        d.legend(fontsize=7, ncol=2)
+    d.set_ylabel("dead-unit fraction (τ = 0)")
+    d.set_title("(d) dormancy", fontsize=10)
+    for ax in axes.ravel():
+        _task_boundaries(ax, table)
+    for ax in axes[1]:
+        ax.set_xlabel("training step (grey lines: task ends)")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: Any, path_stem: str | os.PathLike,
+         formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Write ``fig`` as ``<path_stem>.<fmt>`` for each format, atomically; returns the paths."""
+    out = []
+    for fmt in formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=130)
+        path = Path(f"{path_stem}.{fmt}")
+        atomic_write_bytes(path, buf.getvalue())
+        out.append(path)
+    plt.close(fig)
+    return out
+
+
+def run_figures(analysis_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                title: str = "") -> list[Path]:
+    """Draw every figure of one analysed run (``RUN_DIR/analysis``) into ``out_dir``."""
+    analysis_dir = Path(analysis_dir)
+    csv = analysis_dir / "metrics.csv"
+    if not csv.exists():
+        raise NtkplastError(f"{csv} does not exist; run `ntkplast analyze` on the run first")
+    table = Table.read_csv(csv)
+    out = Path(out_dir) if out_dir is not None else analysis_dir
+    out.mkdir(parents=True, exist_ok=True)
+    return save(diagnostics(table, title), out / "diagnostics")
