@@ -70,6 +70,8 @@ class Settings:
       taus: dormancy thresholds τ.
       spectra_subsample: probe inputs whose full Jacobian spectra are kept (moments use all).
       overlap_k: k of the top-k eigenspace overlap.
+      device_count: jax devices the NTK rows are sharded over (default: all visible); not
+        part of the cache key, since it does not change the numbers.
     """
 
     metrics: tuple[str, ...] = FAMILIES
@@ -80,6 +82,7 @@ class Settings:
     taus: tuple[float, ...] = (0.0, 0.025, 0.1)
     spectra_subsample: int = 32
     overlap_k: int = 10
+    device_count: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", tuple(self.metrics))
@@ -125,7 +128,7 @@ def _ntk_family(run: checkpoints.Run, params: Any, probe: probes.Probe, settings
                 info: checkpoints.CheckpointInfo, history: _KernelHistory
                 ) -> tuple[Rows, dict[str, np.ndarray]]:
     total, parts = ntk.empirical_ntk(run.model, params, probe.x, per_layer=True,
-                                     engine=settings.engine)
+                                     engine=settings.engine, device_count=settings.device_count)
     kernel = np.asarray(total, np.float64)
     rows = _spectrum_rows("ntk_", spectra.summary(kernel), "all")
     trace = float(np.trace(kernel))
@@ -207,7 +210,8 @@ def _plasticity_family(info: checkpoints.CheckpointInfo) -> Rows:
 
 
 def _settings_key(run: checkpoints.Run, settings: Settings, probe: probes.Probe) -> str:
-    blob = json.dumps([CACHE_VERSION, dataclasses.asdict(settings), probe.fingerprint(),
+    numbers = {k: v for k, v in dataclasses.asdict(settings).items() if k != "device_count"}
+    blob = json.dumps([CACHE_VERSION, numbers, probe.fingerprint(),
                        run.manifest["model"], run.manifest["input_shape"]], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -68,6 +68,8 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="probe source: seen (tasks reached), task:K, or FILE.npz with array x")
     p.add_argument("--engine", default="auto", help="NTK engine (auto, layerwise, generic, nt:…)")
     p.add_argument("--analysis-seed", type=int, default=0, help="seed of the probe draw")
+    p.add_argument("--device-count", type=int, default=None,
+                   help="shard NTK rows over this many jax devices (default: all visible)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -104,7 +106,8 @@ def _run_analyze(args: argparse.Namespace, run_dir: str, out: str | None) -> Non
 
     settings = analysis.Settings(metrics=analysis.parse_metrics(args.metrics),
                                  probe=args.probe, probe_size=args.probe_size,
-                                 seed=args.analysis_seed, engine=args.engine)
+                                 seed=args.analysis_seed, engine=args.engine,
+                                 device_count=args.device_count)
     table = analysis.analyze(run_dir, settings, out_dir=out, data_dir=args.data_dir,
                              progress=not args.no_progress)
     where = out or str(Path(run_dir) / "analysis")

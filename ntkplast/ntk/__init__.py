@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ntkplast import models
@@ -182,7 +183,8 @@ def _prepare(model: models.Model, params: Any, x1: Any, x2: Any, engine: str,
 
 def empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | None = None, *,
                   trace_outputs: bool = True, per_layer: bool = False, engine: str = "auto",
-                  batch_size: int | None = None) -> Array | LayerwiseKernel:
+                  batch_size: int | None = None, device_count: int | None = None
+                  ) -> Array | LayerwiseKernel:
     r"""Empirical NTK Θ(x1, x2) of ``model`` at ``params`` (module docstring for the formula).
 
     Args:
@@ -198,6 +200,10 @@ def empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | No
         2·b·K·Σ_l d_l (layerwise) or 2·b·K·P (generic) floats plus the b²·(K²) block (times L
         with ``per_layer``), independent of N. ``None`` picks the largest b within
         :data:`MEMORY_BUDGET_BYTES` (one block when everything fits).
+      device_count: shard the rows of the kernel over the first this many local jax devices,
+        one row block per device (default: every visible device; on CPU, more devices come from
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=D``). The result equals the
+        one-device kernel; with x2=None the symmetric-half saving is given up across blocks.
 
     Returns:
       The kernel, or ``LayerwiseKernel(total, parts)`` with ``per_layer=True``.
@@ -213,7 +219,41 @@ def empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | No
                                  x1.dtype.itemsize)
     fn = kernel_fn(model, trace_outputs=trace_outputs, per_layer=per_layer, engine=engine,
                    batch_size=batch_size)
-    return fn(params, x1, x2)
+    devs = _devices(device_count)
+    if len(devs) == 1 or x1.shape[0] < len(devs):
+        return fn(params, x1, x2)
+    return _sharded_rows(fn, params, x1, x2, devs)
+
+
+def _devices(device_count: int | None) -> list[Any]:
+    """The first ``device_count`` local jax devices (all of them when ``None``)."""
+    devs = jax.local_devices()
+    if device_count is None:
+        return devs
+    if not isinstance(device_count, int) or not 1 <= device_count <= len(devs):
+        raise NtkplastError(f"device_count: expected 1 … {len(devs)} (the visible devices), "
+                            f"got {device_count!r}")
+    return devs[:device_count]
+
+
+def _sharded_rows(fn: Callable, params: Params, x1: Array, x2: Array | None,
+                  devs: list[Any]) -> Array | LayerwiseKernel:
+    """Θ(x1, x2) with the rows of x1 split into one block per device.
+
+    Block d, Θ(x1[rows_d], x2), runs on device d (inputs committed there, so the jitted kernel
+    runs there; the blocks are dispatched asynchronously and run concurrently); the blocks are
+    concatenated on the first device. Same kernel as one device, up to the order of float sums
+    inside each block, which does not change.
+    """
+    rows = np.array_split(np.arange(x1.shape[0]), len(devs))
+    other = x1 if x2 is None else x2
+    blocks = []
+    for dev, r in zip(devs, rows):
+        put = functools.partial(jax.device_put, device=dev)
+        blocks.append(fn(jax.tree_util.tree_map(put, params), put(x1[r[0]:r[-1] + 1]),
+                         put(other)))
+    first = functools.partial(jax.device_put, device=devs[0])
+    return jax.tree_util.tree_map(lambda *b: jnp.concatenate([first(a) for a in b]), *blocks)
 
 
 def _stack(params_series: Any) -> Any:

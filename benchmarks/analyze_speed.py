@@ -1,0 +1,105 @@
+"""Time `analyze` on a 30-task, 61-checkpoint run of a 784–256–256–256–10 MLP, probe N = 1,000.
+
+Trains the run on random MNIST-shaped data (a permuted stream over a synthetic dataset), then
+times the analysis family by family and all together (wall time and peak resident memory of the
+process), and compares the NTK family with computing the same traced NTKs one checkpoint at a
+time with neural-tangents' STRUCTURED_DERIVATIVES (its fastest implementation) in the same run.
+Target: the whole analysis in under 5 minutes on 2 cores.
+
+    .venv/bin/python benchmarks/analyze_speed.py [--tasks 30] [--probe 1000] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ntkplast import analysis, checkpoints, data, models, streams, train  # noqa: E402
+
+
+def synthetic_mnist(seed: int = 0, n_train: int = 2000, n_test: int = 1000) -> data.Dataset:
+    rng = np.random.default_rng(seed)
+    return data.Dataset("synthetic_mnist",
+                        rng.random((n_train, 28, 28, 1), dtype=np.float32),
+                        rng.integers(0, 10, n_train).astype(np.int32),
+                        rng.random((n_test, 28, 28, 1), dtype=np.float32),
+                        rng.integers(0, 10, n_test).astype(np.int32), 10)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def nt_series_seconds(run: checkpoints.Run, x: np.ndarray) -> float:
+    import neural_tangents as nt
+
+    x = x.reshape(len(x), -1)  # (structured derivatives on the 4-D input asks for 46 GB)
+    fn = jax.jit(nt.empirical_ntk_fn(
+        lambda p, v: run.model.apply(p, v), trace_axes=(-1,),
+        implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES))
+    jax.block_until_ready(fn(x, None, run.params(0)))  # compile
+    t0 = time.perf_counter()
+    for i in range(len(run)):
+        jax.block_until_ready(fn(x, None, run.params(i)))
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", type=int, default=30)
+    ap.add_argument("--probe", type=int, default=1000)
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="ntkplast-bench-"))
+    run_dir = work / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    ds = synthetic_mnist()
+    cfg = train.RunConfig(
+        seed=0, model=models.ArchSpec(widths=(256, 256, 256), num_outputs=10),
+        stream=streams.StreamSpec(kind="permuted", dataset="mnist", num_tasks=args.tasks),
+        train=train.TrainConfig(steps_per_task=20, checkpoint_every=10, batch_size=32))
+    train.train_run(cfg, run_dir, stream=streams.make_stream(cfg.stream, ds), progress=False)
+    run = checkpoints.open_run(run_dir)
+    probe_file = work / "probe.npz"
+    checkpoints.save_arrays(probe_file, {"x": ds.x_test[:args.probe], "y": ds.y_test[:args.probe]})
+    print(f"jax {jax.__version__}; run: {len(run)} checkpoints, probe N={args.probe}, "
+          f"{os.cpu_count()} CPU cores")
+
+    times = {}
+    for family in analysis.FAMILIES:
+        s = analysis.Settings(metrics=(family,), probe=str(probe_file), probe_size=args.probe)
+        t0 = time.perf_counter()
+        analysis.analyze(run_dir, s, out_dir=work / f"an_{family}", progress=False)
+        times[family] = time.perf_counter() - t0
+    s = analysis.Settings(probe=str(probe_file), probe_size=args.probe)
+    t0 = time.perf_counter()
+    analysis.analyze(run_dir, s, out_dir=work / "an_all", progress=False)
+    total = time.perf_counter() - t0
+    print(f"all families together: {total:.1f} s wall ({total / len(run):.2f} s/checkpoint), "
+          f"peak RSS {peak_rss_mib():.0f} MiB (target < 300 s)")
+    for family, t in times.items():
+        print(f"  {family:<11} alone {t:6.1f} s  ({100 * t / sum(times.values()):4.1f}% of the "
+              f"sum of families)")
+    try:
+        nt_time = nt_series_seconds(run, ds.x_test[:args.probe])
+    except ImportError:
+        print("neural-tangents not installed: no comparison")
+        return
+    print(f"neural-tangents STRUCTURED_DERIVATIVES, traced NTK only, {len(run)} checkpoints one "
+          f"at a time: {nt_time:.1f} s; ntkplast's ntk family (NTK + per-layer parts + spectra + "
+          f"kernel comparisons): {times['ntk']:.1f} s; ratio nt / ntkplast = "
+          f"{nt_time / times['ntk']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
