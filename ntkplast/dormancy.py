@@ -38,7 +38,7 @@ import numpy as np
 
 from ntkplast import linalg, models
 from ntkplast.errors import NtkplastError
-from ntkplast.isometry import check_probe_set
+from ntkplast.validate import check_probe_set
 
 Array = jax.Array
 

@@ -49,6 +49,7 @@ from jax import lax
 
 from ntkplast import linalg, models
 from ntkplast.errors import NtkplastError
+from ntkplast.validate import check_params, check_probe_set
 
 Array = jax.Array
 
@@ -64,75 +65,6 @@ SVD, or a batch of Hutchinson probes."""
 
 
 # ----------------------------------------------------------------------------- input checks
-def check_params(model: models.Model, params: Any, *, name: str = "params") -> None:
-    """Raise :class:`NtkplastError` unless ``params`` fit ``model``'s layers and are finite.
-
-    Checks the layer count, the keys (``"W"``, and ``"b"`` iff the spec uses biases), the weight
-    rank (2 for Dense, 4 for HWIO Conv), each layer's output width and kernel size, and that no
-    entry is NaN/Inf. Fan-ins that depend on the input shape are checked by
-    :func:`check_probe_set`.
-    """
-    spec = model.spec
-    if not isinstance(params, (tuple, list)) or len(params) != len(model.layers):
-        got = f"{len(params)} layers" if isinstance(params, (tuple, list)) else type(params)
-        raise NtkplastError(f"{name}: expected a tuple of {len(model.layers)} layer dicts for "
-                            f"this model spec, got {got}; load parameters made for this spec")
-    for i, (layer, p, width) in enumerate(zip(model.layers, params, models.out_widths(spec))):
-        want_keys = {"W", "b"} if spec.use_bias else {"W"}
-        if not isinstance(p, Mapping) or set(p) != want_keys:
-            got = sorted(p) if isinstance(p, Mapping) else type(p).__name__
-            raise NtkplastError(f"{name}[{i}]: expected keys {sorted(want_keys)}, got {got}; "
-                                f"the parameters do not belong to this spec (use_bias?)")
-        w_shape = tuple(np.shape(p["W"]))
-        k = spec.kernel_size
-        ok = (len(w_shape) == 4 and w_shape[:2] == (k, k)) if layer.kind == "conv" else \
-            len(w_shape) == 2
-        if not ok or w_shape[-1] != width:
-            want = f"({k}, {k}, c_in, {width})" if layer.kind == "conv" else f"(d_in, {width})"
-            raise NtkplastError(f"{name}[{i}]['W']: expected shape {want} for this spec, got "
-                                f"{w_shape}; load parameters made for this spec")
-        if "b" in p and tuple(np.shape(p["b"])) != (width,):
-            raise NtkplastError(f"{name}[{i}]['b']: expected shape ({width},), got "
-                                f"{tuple(np.shape(p['b']))}")
-        for key, leaf in p.items():
-            if not np.all(np.isfinite(np.asarray(leaf))):
-                raise NtkplastError(f"{name}[{i}]['{key}']: contains NaN or Inf; the "
-                                    f"checkpoint has diverged or is corrupt")
-
-
-def check_probe_set(model: models.Model, params: Any, x: Any, *, name: str = "x") -> Array:
-    """Return the probe inputs ``x`` (N × input_shape) as a float array, or raise.
-
-    Raises :class:`NtkplastError` naming ``name`` for a non-array, a missing batch axis, an
-    empty probe set, a CNN input that is not N × H × W × C, NaN/Inf entries, or a per-example
-    shape that does not fit ``params``; and naming ``params`` for anything
-    :func:`check_params` rejects.
-    """
-    try:
-        x = jnp.asarray(x)
-    except (TypeError, ValueError) as e:
-        raise NtkplastError(f"{name}: expected an array of probe inputs, got {type(x)} ({e})") \
-            from None
-    if x.ndim < 2 or x.shape[0] == 0 or math.prod(x.shape[1:]) == 0:
-        raise NtkplastError(f"{name}: expected a non-empty probe set of shape N × input_shape "
-                            f"(N ≥ 1), got shape {x.shape}; add the batch axis (x[None]) for "
-                            f"one input")
-    if model.spec.kind == "cnn" and x.ndim != 4:
-        raise NtkplastError(f"{name}: a cnn takes images N × H × W × C, got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    if not np.all(np.isfinite(np.asarray(x))):
-        raise NtkplastError(f"{name}: contains NaN or Inf; clean the probe inputs")
-    check_params(model, params)
-    try:
-        jax.eval_shape(model.apply, tuple(params), x)
-    except (TypeError, ValueError) as e:
-        raise NtkplastError(f"{name}: probe inputs of per-example shape {x.shape[1:]} do not fit "
-                            f"params (a layer's fan-in differs): {str(e).splitlines()[0]}; "
-                            f"use the input shape the parameters were made for") from None
-    return x
-
-
 # ------------------------------------------------------------------------ pure metric functions
 def _nonzero(s: Array, rtol: float | None) -> Array:
     """Mask of σ > rtol · max σ per spectrum (default rtol = n · eps of the dtype)."""

@@ -119,7 +119,7 @@ def test_srank_by_hand():
 def test_bad_input_names_the_argument():
     spec = models.ArchSpec(widths=(6,), num_outputs=3)
     model, params, x = _setup(spec, (4,), n=5)
-    with pytest.raises(NtkplastError, match="x: expected a non-empty probe set"):
+    with pytest.raises(NtkplastError, match="x: the probe set is empty"):
         dormancy.unit_scores(model, params, x[:0])
     with pytest.raises(NtkplastError, match="x: contains NaN or Inf"):
         dormancy.unit_scores(model, params, x.at[2, 0].set(jnp.inf))

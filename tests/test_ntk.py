@@ -190,7 +190,7 @@ def test_bad_input_raises_named_errors():
         (dict(x1=x1.at[2, 1].set(jnp.nan)), "x1: contains NaN"),
         (dict(x2=x2.at[0, 0].set(jnp.inf)), "x2: contains NaN"),
         (dict(params=(params[0], {**params[1], "b": params[1]["b"].at[0].set(jnp.nan)})),
-         r"params: NaN or Inf in \[1\]\['b'\]"),
+         r"params\[1\]\['b'\]: contains NaN or Inf"),
         (dict(engine="fast"), "engine"),
     ]
     base = dict(params=params, x1=x1, x2=x2)

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ntkplast import models
+from ntkplast import models, validate
 from ntkplast.errors import NtkplastError
 from ntkplast.ntk import _checks, _generic, _layerwise, _nt
 
@@ -171,13 +171,13 @@ def _auto_batch(model: models.Model, engine: str, params: Any, n: int, trace: bo
 def _prepare(model: models.Model, params: Any, x1: Any, x2: Any, engine: str,
              stacked: bool = False) -> tuple[str, Array, Array | None]:
     engine = resolve_engine(model, engine)
-    x1 = _checks.check_inputs("x1", x1, model)
-    _checks.check_params(model, params, tuple(x1.shape[1:]),
+    x1 = validate.check_inputs("x1", x1, model)
+    validate.check_params(model, params, tuple(x1.shape[1:]),
                          name="params_series" if stacked else "params", stacked=stacked)
     dtype = _checks.param_dtype(params)
     x1 = x1.astype(dtype)
     if x2 is not None:
-        x2 = _checks.check_inputs("x2", x2, model, like=x1).astype(dtype)
+        x2 = validate.check_inputs("x2", x2, model, like=x1).astype(dtype)
     return engine, x1, x2
 
 
@@ -330,8 +330,8 @@ def ntk_matvec(model: models.Model, params: Params, x: Array, *, trace_outputs: 
     the arrays into the compiled program.
     """
     engine = resolve_engine(model, engine)
-    x = _checks.check_inputs("x", x, model)
-    _checks.check_params(model, params, tuple(x.shape[1:]))
+    x = validate.check_inputs("x", x, model)
+    validate.check_params(model, params, tuple(x.shape[1:]))
     x = x.astype(_checks.param_dtype(params))
     if engine == "layerwise":
         return jax.tree_util.Partial(_operator_matvec, _factors_fn(model, trace_outputs)(params, x))
@@ -347,8 +347,8 @@ def ntk_diagonal(model: models.Model, params: Params, x: Array) -> Array:
     tr Θ = ``ntk_diagonal(...).sum()`` exactly, in O(N·K·Σ_l d_l) memory.
     """
     resolve_engine(model, "layerwise")
-    x = _checks.check_inputs("x", x, model)
-    _checks.check_params(model, params, tuple(x.shape[1:]))
+    x = validate.check_inputs("x", x, model)
+    validate.check_params(model, params, tuple(x.shape[1:]))
     x = x.astype(_checks.param_dtype(params))
     return _diagonal(_factors_fn(model, True)(params, x))
 
@@ -365,7 +365,7 @@ def infinite_width_ntk(model: models.Model, x1: Array, x2: Array | None = None, 
     every output, so the full kernel is Θ_∞ ⊗ I_K and the traced one K·Θ_∞. With
     ``parameterization="ntk"`` the empirical NTK converges to it as the widths grow.
     """
-    x1 = _checks.check_inputs("x1", x1, model)
+    x1 = validate.check_inputs("x1", x1, model)
     if x2 is not None:
-        x2 = _checks.check_inputs("x2", x2, model, like=x1)
+        x2 = validate.check_inputs("x2", x2, model, like=x1)
     return _nt.infinite_width(model, x1, x2, trace_outputs)
