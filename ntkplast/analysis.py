@@ -48,12 +48,13 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ntkplast import checkpoints, dormancy, isometry, ntk, probes, spectra
+from ntkplast import checkpoints, dormancy, isometry, linalg, ntk, probes, spectra
 from ntkplast.errors import NtkplastError
 from ntkplast.table import Table
 
 FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+_NOT_EXPORTED = ("raw/ntk_kernel", "raw/ntk_top_eigenvectors")  # cached, not in spectra.npz
 Rows = list[tuple[str, str, float]]
 
 
@@ -110,18 +111,28 @@ def _spectrum_rows(prefix: str, s: spectra.SpectrumSummary, layer: str) -> Rows:
 
 
 class _KernelHistory:
-    """The kernels a checkpoint is compared with: the initial, previous and infinite-width."""
+    """What a checkpoint is compared with: the initial, previous and infinite-width kernels,
+    and the previous kernel's top eigenvectors (so each kernel is decomposed once)."""
 
     def __init__(self, infinite: np.ndarray | None):
         self.infinite = infinite
         self.init: np.ndarray | None = None
         self.prev: np.ndarray | None = None
+        self.prev_top: np.ndarray | None = None
         self.prev_step: int | None = None
 
-    def push(self, kernel: np.ndarray, step: int) -> None:
+    def push(self, kernel: np.ndarray, top: np.ndarray, step: int) -> None:
         if self.init is None:
             self.init = kernel
-        self.prev, self.prev_step = kernel, step
+        self.prev, self.prev_top, self.prev_step = kernel, top, step
+
+
+def _kernel_spectrum(kernel: np.ndarray, eps: float, prefix: str, layer: str
+                     ) -> tuple[Rows, np.ndarray, np.ndarray]:
+    """Summary rows, eigenvalues (descending) and eigenvectors of one Gram."""
+    lam, vecs = linalg.eigh(kernel)
+    lam, vecs = lam[::-1], vecs[:, ::-1]
+    return _spectrum_rows(prefix, spectra.summary_from_eigenvalues(lam, eps=eps), layer), lam, vecs
 
 
 def _ntk_family(run: checkpoints.Run, params: Any, probe: probes.Probe, settings: Settings,
@@ -129,20 +140,22 @@ def _ntk_family(run: checkpoints.Run, params: Any, probe: probes.Probe, settings
                 ) -> tuple[Rows, dict[str, np.ndarray]]:
     total, parts = ntk.empirical_ntk(run.model, params, probe.x, per_layer=True,
                                      engine=settings.engine, device_count=settings.device_count)
+    # eigenvalue floor: N · ε of the dtype the kernel was computed in (its rounding level)
+    eps = len(probe.y) * float(np.finfo(np.asarray(total).dtype).eps)
     kernel = np.asarray(total, np.float64)
-    rows = _spectrum_rows("ntk_", spectra.summary(kernel), "all")
+    rows, lam, vecs = _kernel_spectrum(kernel, eps, "ntk_", "all")
+    top = vecs[:, :min(settings.overlap_k, len(kernel))]
     trace = float(np.trace(kernel))
     for li, part in enumerate(parts):
         part = np.asarray(part, np.float64)
-        rows += _spectrum_rows("ntk_", spectra.summary(part), f"layer{li}")
+        rows += _spectrum_rows("ntk_", spectra.summary(part, eps=eps), f"layer{li}")
         rows.append((f"layer{li}", "ntk_trace_share", float(np.trace(part)) / trace))
     if history.prev is not None:
         d_prev = float(spectra.kernel_distance(history.prev, kernel))
         rows.append(("all", "kernel_distance_prev", d_prev))
         rows.append(("all", "kernel_velocity", d_prev / max(info.step - history.prev_step, 1)))
-        k = min(settings.overlap_k, len(kernel))
         rows.append(("all", "eigenspace_overlap_prev",
-                     float(spectra.eigenspace_overlap(history.prev, kernel, k))))
+                     spectra.subspace_overlap(history.prev_top, top)))
     if history.init is not None:
         rows.append(("all", "kernel_distance_init",
                      float(spectra.kernel_distance(history.init, kernel))))
@@ -152,7 +165,8 @@ def _ntk_family(run: checkpoints.Run, params: Any, probe: probes.Probe, settings
     if np.all(probe.y >= 0):
         rows.append(("all", "kernel_alignment", float(spectra.centered_alignment(
             kernel, probe.y, num_classes=run.spec.num_outputs))))
-    raw = {"ntk_kernel": kernel.astype(np.float32), "ntk_eigenvalues": spectra.eigenvalues(kernel)}
+    raw = {"ntk_kernel": kernel.astype(np.float32), "ntk_top_eigenvectors": top,
+           "ntk_eigenvalues": lam}
     return rows, raw
 
 
@@ -298,13 +312,14 @@ def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
                 arrays = _to_arrays(rows, raw)
                 checkpoints.save_arrays(path, arrays)
         if "raw/ntk_kernel" in arrays:
-            history.push(np.asarray(arrays["raw/ntk_kernel"], np.float64), info.step)
+            history.push(np.asarray(arrays["raw/ntk_kernel"], np.float64),
+                         arrays["raw/ntk_top_eigenvectors"], info.step)
         n = len(arrays["value"])
         tables.append(Table({"checkpoint": np.full(n, i), "step": np.full(n, info.step),
                              "task": np.full(n, info.task), "layer": arrays["layer"],
                              "metric": arrays["metric"], "value": arrays["value"]}))
         spectra_out.update({f"{k[4:]}/{i}": v for k, v in arrays.items()
-                            if k.startswith("raw/") and k != "raw/ntk_kernel"})
+                            if k.startswith("raw/") and k not in _NOT_EXPORTED})
     table = Table.concat(tables)
     table.write(out)
     checkpoints.save_arrays(out / "spectra.npz", spectra_out)

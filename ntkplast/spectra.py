@@ -221,9 +221,18 @@ def eigenspace_overlap(k1: Any, k2: Any, k: int) -> float:
     if a.shape != b.shape or not 1 <= k <= a.shape[0]:
         raise NtkplastError(f"eigenspace_overlap: need equal square shapes and 1 ≤ k ≤ N, got "
                             f"{a.shape}, {b.shape}, k={k}")
-    u1 = linalg.eigh(a)[1][:, -k:]  # host LAPACK (ntkplast.linalg)
-    u2 = linalg.eigh(b)[1][:, -k:]
-    return float(np.sum((u1.T @ u2) ** 2) / k)
+    return subspace_overlap(top_eigenvectors(a, k), top_eigenvectors(b, k))
+
+
+def top_eigenvectors(kernel: Any, k: int) -> np.ndarray:
+    """Orthonormal eigenvectors ``N × k`` of the k largest eigenvalues (host LAPACK)."""
+    return linalg.eigh(as_matrix(kernel))[1][:, ::-1][:, :k]
+
+
+def subspace_overlap(u1: Any, u2: Any) -> float:
+    """‖U1ᵀ U2‖_F² / k for two ``N × k`` orthonormal bases (see :func:`eigenspace_overlap`)."""
+    u1, u2 = np.asarray(u1), np.asarray(u2)
+    return float(np.sum((u1.T @ u2) ** 2) / u1.shape[1])
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "num_matvecs"))
