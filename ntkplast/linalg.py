@@ -26,3 +26,9 @@ def eigh(a: Any) -> tuple[np.ndarray, np.ndarray]:
     """
     a = np.asarray(a)
     return np.linalg.eigh(0.5 * (a + np.swapaxes(a, -1, -2)))
+
+
+def eigvalsh(a: Any) -> np.ndarray:
+    """Eigenvalues (descending) of a symmetric matrix or a stack ``(..., n, n)``."""
+    a = np.asarray(a)
+    return np.linalg.eigvalsh(0.5 * (a + np.swapaxes(a, -1, -2)))[..., ::-1]

@@ -216,3 +216,21 @@ def test_bad_input_names_the_argument():
         isometry.layer_spectra(model, params, x, spectra_subsample=-1)
     with pytest.raises(NtkplastError, match="batch_size"):
         isometry.input_output_spectra(model, params, x, batch_size=0)
+
+
+@pytest.mark.parametrize("widths", [(12, 7), (5, 9)], ids=["tall-then-narrow", "wide"])
+def test_float32_gram_route_matches_float64_svd(widths):
+    """float32 spectra come from the smaller Gram; they match an SVD of the explicit J."""
+    model = models.build(models.ArchSpec(widths=widths, num_outputs=4, b_std=0.3))
+    params = model.init(jax.random.PRNGKey(3), (8,))
+    x = jax.random.normal(jax.random.PRNGKey(4), (6, 8))
+    got = isometry.layer_spectra(model, params, x, spectra_subsample=None)
+    pre, _ = model.intermediates(params, x)
+    for li, layer in enumerate(model.layers):
+        w = np.asarray(params[li]["W"], np.float64)
+        gate = (np.asarray(pre[li]) > 0).astype(np.float64) if layer.activation else \
+            np.ones(np.shape(pre[li]))
+        for n in range(len(x)):
+            ref = np.linalg.svd(gate[n][:, None] * w.T, compute_uv=False)
+            np.testing.assert_allclose(got.layers[li].singular_values[n], ref,
+                                       atol=1e-5 * ref[0], rtol=1e-5)
