@@ -79,12 +79,12 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
-        raise NtkplastError(f"checkpoint file {path} does not exist; the run folder is "
-                            f"incomplete (was it moved or partly copied?)") from None
+        raise NtkplastError(f"file {path} does not exist; if it belongs to a run folder, the "
+                            f"folder is incomplete (was it moved or partly copied?)") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise NtkplastError(f"checkpoint file {path} is corrupt or not an .npz of plain arrays "
-                            f"({type(e).__name__}: {e}); delete it and its manifest entry, or "
-                            f"restore it from a copy") from None
+        raise NtkplastError(f"file {path} is corrupt or not an .npz of plain arrays "
+                            f"({type(e).__name__}: {e}); restore it from a copy (a checkpoint: "
+                            f"or delete it and its manifest entry)") from None
 
 
 def params_to_arrays(params: models.Params) -> dict[str, np.ndarray]:

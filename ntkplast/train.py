@@ -120,6 +120,9 @@ class Hooks:
         ``key`` is derived from the run seed and the global step.
       on_task_end: ``on_task_end(params, opt_state, task, key) -> (params, opt_state)`` called
         (outside jit) after each task's evaluation and before its checkpoint (resets).
+
+    ``penalty`` and ``post_update`` also apply to the reset-reference runs, so the reference is
+    the same method trained from a fresh initialisation; ``on_task_end`` does not.
     """
 
     penalty: Callable[[models.Params], Array] | None = None
