@@ -1,0 +1,306 @@
+r"""Decoupled steps: the isometry step and AdamO, shrink & perturb, L2 Init's anchored gradient.
+
+A *decoupled* regularizer never enters the loss, so an adaptive optimizer's moments see only the
+task gradient (as AdamW decouples weight decay; Loshchilov & Hutter 2019). Each comes in the form
+that fits where it is used:
+
+* an optax ``GradientTransformation`` to ``optax.chain`` with any optimizer
+  (:func:`isometry_step`, :func:`adamo`, :func:`add_l2_init_gradient`);
+* a ``train.Hooks.post_update(params, key, step) -> params`` function, which works with
+  ``train.make_trainer`` as it is (:func:`isometry_post_update`, :func:`shrink_perturb`);
+* a ``train.Hooks.on_task_end`` function (:func:`shrink_perturb_task_end`).
+
+**AdamO** (Rosseau, Müller & Nowé 2026, §4.4; DESIGN.md): Adam on the task gradient, then the
+isometry step on the result, with the learning rate's schedule::
+
+    W̃_{t+1} = W_t − η_t · Adam_t(∇L)                   (moments m_t, v_t of ∇L only)
+    W_{t+1} = W̃_{t+1} − η_iso,t · λ · ∇R(W̃_{t+1})       (η_iso,t = η_t unless given)
+
+with R the isometry penalty (½‖G − s'I‖_F², :mod:`ntkplast.regularizers.penalties`). Cheaper
+variants (see benchmarks/RESULTS.md, "Regularizer cost"): ``every=k`` takes the isometry step on
+every k-th update only, with strength k·λ (the same average pull); ``probes=k`` replaces ∇R by
+the unbiased Rademacher estimate :func:`~.penalties.isometry_gradient_estimate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ntkplast import models
+from ntkplast.errors import NtkplastError
+from ntkplast.regularizers._common import (
+    Array,
+    LayerSelection,
+    Params,
+    check_layers,
+    check_nonnegative,
+    check_positive_int,
+    select_layers,
+)
+from ntkplast.regularizers.penalties import isometry_gradient, isometry_gradient_estimate
+
+Schedule = float | Callable[[Array], Array]
+PostUpdate = Callable[[Params, Array, Array], Params]
+OnTaskEnd = Callable[[Params, Any, int, Array], tuple[Params, Any]]
+
+__all__ = ["IsometryStepState", "L2InitState", "add_l2_init_gradient", "adamo",
+           "isometry_post_update", "isometry_step", "shrink_perturb", "shrink_perturb_task_end"]
+
+
+def _rate(learning_rate: Schedule, count: Array) -> Array:
+    return learning_rate(count) if callable(learning_rate) else learning_rate
+
+
+def _check_rate(learning_rate: Schedule) -> Schedule:
+    if callable(learning_rate):
+        return learning_rate
+    lr = check_nonnegative("learning_rate", learning_rate)
+    if lr <= 0:
+        raise NtkplastError(f"learning_rate: expected a positive number or an optax schedule, "
+                            f"got {learning_rate!r}")
+    return lr
+
+
+def _iso_grad_fn(probes: int | None, scale: float, rect_correction: bool, normalize: bool,
+                 layers: LayerSelection, model: models.Model | None):
+    """``grad(params, key)``: exact closed-form ∇R, or its ``probes``-vector estimate."""
+    kw = dict(rect_correction=rect_correction, normalize=normalize, layers=layers, model=model)
+    if probes is None:
+        return lambda params, key: isometry_gradient(params, scale, **kw)
+    probes = check_positive_int("probes", probes)
+    return lambda params, key: isometry_gradient_estimate(params, key, probes, scale, **kw)
+
+
+class IsometryStepState(NamedTuple):
+    """State of :func:`isometry_step`: the update count (for the schedule) and a PRNG key."""
+
+    count: Array
+    key: Array
+
+
+def isometry_step(lam: float, learning_rate: Schedule, *, scale: float = 1.0,
+                  rect_correction: bool = True, normalize: bool = False,
+                  layers: LayerSelection = "hidden", model: models.Model | None = None,
+                  every: int = 1, probes: int | None = None,
+                  seed: int = 0) -> optax.GradientTransformation:
+    """The decoupled isometry step, to chain *after* an optimizer (AdamO's second half).
+
+    Given the optimizer's update u_t and the params W_t it returns
+    u_t − η_t·λ·∇R(W_t + u_t): the isometry step taken from the point the optimizer reached, so
+    ``apply_updates`` lands on W̃ − η_t λ ∇R(W̃), W̃ = W_t + u_t. Nothing enters the optimizer's
+    moments. ``λ = 0`` returns u_t unchanged (bit-exact).
+
+    Args:
+      lam: λ ≥ 0, in the ½‖G − s'I‖² convention of :func:`~.penalties.isometry_loss`.
+      learning_rate: η_iso: a float or an optax schedule of the update count (pass the
+        optimizer's own schedule so the step follows it).
+      scale, rect_correction, normalize, layers, model: as in :func:`~.penalties.isometry_penalty`.
+      every: take the step after every ``every``-th update only, with strength ``every``·λ.
+      probes: None for the exact closed-form ∇R; k for the k-probe randomised estimate.
+      seed: seeds the probe vectors (the key is carried in the state).
+    """
+    lam = check_nonnegative("lam", lam)
+    learning_rate = _check_rate(learning_rate)
+    every = check_positive_int("every", every)
+    layers = check_layers(layers)
+    grad_fn = _iso_grad_fn(probes, scale, rect_correction, normalize, layers, model)
+
+    def init(params: Params) -> IsometryStepState:
+        del params
+        return IsometryStepState(jnp.zeros([], jnp.int32), jax.random.PRNGKey(seed))
+
+    def update(updates, state: IsometryStepState, params=None):
+        if params is None:
+            raise NtkplastError("isometry_step needs the params: call update(grads, state, "
+                                "params)")
+        count = state.count + 1
+        if lam == 0:
+            return updates, IsometryStepState(count, state.key)
+        key, sub = jax.random.split(state.key)
+        coeff = _rate(learning_rate, state.count) * (lam * every)
+
+        def step(upd):
+            g = grad_fn(optax.apply_updates(params, upd), sub)
+            return jax.tree_util.tree_map(lambda u, gi: u - coeff * gi, upd, g)
+
+        if every == 1:
+            updates = step(updates)
+        else:
+            updates = jax.lax.cond(count % every == 0, step, lambda u: u, updates)
+        return updates, IsometryStepState(count, key)
+
+    return optax.GradientTransformation(init, update)
+
+
+def adamo(learning_rate: Schedule, lam: float = 1e-3, *, b1: float = 0.9, b2: float = 0.999,
+          eps: float = 1e-8, iso_learning_rate: Schedule | None = None, scale: float = 1.0,
+          rect_correction: bool = True, normalize: bool = False,
+          layers: LayerSelection = "hidden", model: models.Model | None = None, every: int = 1,
+          probes: int | None = None, seed: int = 0) -> optax.GradientTransformation:
+    """AdamO (module docstring): ``optax.chain(optax.adam(...), isometry_step(...))``.
+
+    The state is ``(adam_state, IsometryStepState)``; ``adam_state`` is exactly optax.adam's, and
+    its moments see only the task gradient. With ``lam = 0`` the parameters follow optax.adam
+    bit for bit. ``iso_learning_rate`` defaults to ``learning_rate`` (schedule included).
+    Defaults for the paper's reported setting: λ = 1e-3 (learning rate 1e-4; for ReLU networks
+    use ``scale=2``). Other arguments as in :func:`isometry_step`.
+    """
+    iso_lr = learning_rate if iso_learning_rate is None else iso_learning_rate
+    return optax.chain(
+        optax.adam(learning_rate, b1=b1, b2=b2, eps=eps),
+        isometry_step(lam, iso_lr, scale=scale, rect_correction=rect_correction,
+                      normalize=normalize, layers=layers, model=model, every=every,
+                      probes=probes, seed=seed))
+
+
+def isometry_post_update(lam: float, learning_rate: Schedule, *, scale: float = 1.0,
+                         rect_correction: bool = True, normalize: bool = False,
+                         layers: LayerSelection = "hidden", model: models.Model | None = None,
+                         every: int = 1, probes: int | None = None) -> PostUpdate:
+    """The isometry step as a ``train.Hooks.post_update``: W ← W − η(step)·λ·∇R(W).
+
+    Run after the optimizer step, so ``Hooks(post_update=...)`` with ``optimizer="adam"`` is
+    AdamO (up to float rounding, the same map as :func:`adamo`) without changing the optimizer.
+    ``step`` is the global step of the update just taken (0 for the first), which a schedule
+    receives; ``every``/``probes`` as in :func:`isometry_step` (the hook's key draws the probes).
+    """
+    lam = check_nonnegative("lam", lam)
+    learning_rate = _check_rate(learning_rate)
+    every = check_positive_int("every", every)
+    layers = check_layers(layers)
+    grad_fn = _iso_grad_fn(probes, scale, rect_correction, normalize, layers, model)
+
+    def post_update(params: Params, key: Array, step: Array) -> Params:
+        if lam == 0:
+            return params
+        coeff = _rate(learning_rate, step) * (lam * every)
+
+        def apply(p):
+            g = grad_fn(p, key)
+            return jax.tree_util.tree_map(lambda w, gi: w - coeff * gi, p, g)
+
+        if every == 1:
+            return apply(params)
+        return jax.lax.cond((step + 1) % every == 0, apply, lambda p: p, params)
+
+    return post_update
+
+
+# ---------------------------------------------------------------------------------------------
+# Shrink & perturb
+# ---------------------------------------------------------------------------------------------
+
+def _shrink_perturb_map(shrink: float, sigma: float, noise: Callable[[Array], Params] | None,
+                        layers: LayerSelection, include_biases: bool):
+    shrink = check_nonnegative("shrink", shrink)
+    if shrink > 1:
+        raise NtkplastError(f"shrink: expected a fraction in [0, 1], got {shrink!r}")
+    sigma = check_nonnegative("sigma", sigma)
+    layers = check_layers(layers)
+
+    def apply(params: Params, key: Array) -> Params:
+        selected = set(select_layers(len(params), layers))
+        if noise is None:
+            leaves, treedef = jax.tree_util.tree_flatten(params)
+            keys = jax.random.split(key, len(leaves))
+            eps = jax.tree_util.tree_unflatten(
+                treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
+        else:
+            eps = noise(key)
+        out = []
+        for i, (p, e) in enumerate(zip(params, eps)):
+            q = dict(p)
+            if i in selected:
+                for name in p:
+                    if name == "W" or include_biases:
+                        q[name] = (1.0 - shrink) * p[name] + sigma * e[name]
+            out.append(q)
+        return tuple(out)
+
+    return apply
+
+
+def shrink_perturb(shrink: float, sigma: float, *, every: int = 1,
+                   noise: Callable[[Array], Params] | None = None,
+                   layers: LayerSelection = "all", include_biases: bool = True) -> PostUpdate:
+    """Shrink & perturb (Ash & Adams 2020, "On warm-starting neural network training") as a
+    ``train.Hooks.post_update``: after every ``every``-th step, θ ← (1 − shrink)·θ + σ·ε.
+
+    ε ~ N(0, I) by default; pass ``noise=lambda key: model.init(key, input_shape)`` to perturb
+    with a fresh draw from the initialisation distribution, as Ash & Adams do. Applied every
+    step (``every=1``) it is the continual variant Dohare et al. (2024) compare against; at task
+    boundaries use :func:`shrink_perturb_task_end`.
+    """
+    every = check_positive_int("every", every)
+    apply = _shrink_perturb_map(shrink, sigma, noise, layers, include_biases)
+
+    def post_update(params: Params, key: Array, step: Array) -> Params:
+        if every == 1:
+            return apply(params, key)
+        return jax.lax.cond((step + 1) % every == 0, lambda p: apply(p, key), lambda p: p,
+                            params)
+
+    return post_update
+
+
+def shrink_perturb_task_end(shrink: float, sigma: float, *,
+                            noise: Callable[[Array], Params] | None = None,
+                            layers: LayerSelection = "all",
+                            include_biases: bool = True) -> OnTaskEnd:
+    """Shrink & perturb once at each task's end (``train.Hooks.on_task_end``); the optimizer
+    state is kept. Formula and arguments as in :func:`shrink_perturb`."""
+    apply = jax.jit(_shrink_perturb_map(shrink, sigma, noise, layers, include_biases))
+
+    def on_task_end(params: Params, opt_state: Any, task: int, key: Array):
+        del task
+        return apply(params, key), opt_state
+
+    return on_task_end
+
+
+# ---------------------------------------------------------------------------------------------
+# L2 Init with its anchor in the optimizer state
+# ---------------------------------------------------------------------------------------------
+
+class L2InitState(NamedTuple):
+    """θ₀, the parameters the transformation was initialised with."""
+
+    init_params: Params
+
+
+def add_l2_init_gradient(lam: float, *, squared: bool = True) -> optax.GradientTransformation:
+    """L2 Init's gradient, to chain *before* the optimizer (coupled, like a loss term).
+
+    g ← g + 2λ(θ − θ₀) — the gradient of λ‖θ − θ₀‖² (Kumar, Marklund & Van Roy 2023); with
+    ``squared=False``, g ← g + λ(θ_t − θ₀_t)/‖θ_t − θ₀_t‖ per tensor (the unsquared variant,
+    0 at θ_t = θ₀_t). θ₀ is the params passed to ``init`` — a run's (or a reset reference's)
+    own initialisation — and is kept in the state (so it is checkpointed). Every parameter,
+    biases included, as in the paper. ``optax.chain(add_l2_init_gradient(λ), optax.adam(η))``
+    equals adding :func:`~.penalties.l2_init_penalty` to the loss.
+    """
+    lam = check_nonnegative("lam", lam)
+
+    def init(params: Params) -> L2InitState:
+        return L2InitState(jax.tree_util.tree_map(jnp.array, params))
+
+    def update(updates, state: L2InitState, params=None):
+        if params is None:
+            raise NtkplastError("add_l2_init_gradient needs the params: call update(grads, "
+                                "state, params)")
+
+        def pull(g, p, p0):
+            d = p - p0
+            if squared:
+                return g + 2.0 * lam * d
+            sq = jnp.sum(d * d)
+            pos = sq > 0
+            return g + lam * jnp.where(pos, d / jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+
+        return jax.tree_util.tree_map(pull, updates, params, state.init_params), state
+
+    return optax.GradientTransformation(init, update)

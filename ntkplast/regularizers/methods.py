@@ -1,0 +1,144 @@
+"""Build a method's ``train.Hooks`` from plain data (a config's ``[method]`` table).
+
+::
+
+    [method]
+    name = "adamo"      # none | l2 | l2_init | shrink_perturb | spectral | parseval | srip |
+    lam = 1e-3          # isometry | adamo | redo | cbp
+    every = 8           # any option of that method's constructor, by keyword
+
+The options are the keyword arguments of the method's constructor in
+:mod:`ntkplast.regularizers` (listed in :data:`METHODS`); unknown names and wrong types raise
+:class:`~ntkplast.errors.NtkplastError`. ``scale`` for isometry/AdamO/Parseval defaults to 2 for a
+ReLU network and 1 otherwise; isometry-type penalties act on the model's effective weights.
+AdamO's η_iso is the run's learning rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optax
+
+from ntkplast import models, train
+from ntkplast.errors import NtkplastError
+from ntkplast.regularizers import decoupled, penalties, resets
+
+__all__ = ["METHODS", "check_method", "make_hooks"]
+
+# name -> (accepted options with their defaults)
+METHODS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "l2": {"lam": 1e-4, "layers": "all", "include_biases": True},
+    "l2_init": {"lam": 1e-4, "squared": True},
+    "shrink_perturb": {"shrink": 1e-4, "sigma": 1e-4, "every": 1, "noise": "gaussian",
+                       "at_task_end": False},
+    "spectral": {"lam": 1e-4, "target": 1.0, "num_iters": 20, "layers": "all"},
+    "parseval": {"lam": 1e-3, "scale": None, "layers": "hidden"},
+    "srip": {"lam": 1e-4, "num_iters": 2, "squared": False, "layers": "hidden"},
+    "isometry": {"lam": 1e-3, "scale": None, "rect_correction": True, "normalize": False,
+                 "layers": "hidden"},
+    "adamo": {"lam": 1e-3, "scale": None, "rect_correction": True, "normalize": False,
+              "layers": "hidden", "every": 1, "probes": None},
+    "redo": {"tau": 0.1, "every": 1000},
+    "cbp": {"replacement_rate": 1e-4, "decay_rate": 0.99, "maturity_threshold": 100},
+}
+
+
+def _options(method: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    if not isinstance(method, Mapping):
+        raise NtkplastError(f"method: expected a table with a 'name', got {method!r}")
+    name = method.get("name", "none")
+    if name not in METHODS:
+        raise NtkplastError(f"method.name: unknown {name!r}; choose one of {sorted(METHODS)}")
+    allowed = METHODS[name]
+    given = {k: v for k, v in method.items() if k != "name"}
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise NtkplastError(f"method: unknown option(s) {unknown} for {name!r}; its options "
+                            f"are {sorted(allowed)}")
+    for k, v in given.items():
+        if isinstance(allowed[k], bool) and not isinstance(v, bool):
+            raise NtkplastError(f"method.{k}: expected true or false, got {v!r}")
+    return name, {**allowed, **given}
+
+
+def check_method(method: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a ``[method]`` table (name, option names, boolean types); return it as a dict.
+
+    For config loading: errors name ``method.<key>``; values are checked in full when
+    :func:`make_hooks` builds the method.
+    """
+    _options(method)
+    return dict(method)
+
+
+def _post_step_hooks(**fields: Any) -> train.Hooks:
+    names = {f.name for f in dataclasses.fields(train.Hooks)}
+    missing = sorted(set(fields) - names)
+    if missing:
+        raise NtkplastError(f"method: this method needs train.Hooks fields {missing}, which this "
+                            f"version of ntkplast.train does not have")
+    return train.Hooks(**fields)
+
+
+def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequence[int],
+               learning_rate: float) -> train.Hooks:
+    """``train.Hooks`` for the method described by ``method`` (module docstring).
+
+    Args:
+      method: plain data, ``{"name": ..., **options}``; ``{}`` or name ``"none"``: no hooks.
+      model: the network (its activation picks the default scale; resets re-draw from its init).
+      input_shape: per-example input shape (resets' re-initialisation).
+      learning_rate: the run's learning rate (AdamO's η_iso).
+    """
+    name, o = _options(method)
+    scale = o.get("scale")
+    if scale is None:
+        scale = 2.0 if model.spec.activation == "relu" else 1.0
+    if name == "none":
+        return train.Hooks()
+    if name == "l2":
+        return train.Hooks(penalty=penalties.l2_penalty(
+            o["lam"], layers=o["layers"], include_biases=o["include_biases"]))
+    if name == "l2_init":
+        lam, squared = o["lam"], o["squared"]
+        return _post_step_hooks(optimizer=lambda tx: optax.chain(
+            decoupled.add_l2_init_gradient(lam, squared=squared), tx))
+    if name == "shrink_perturb":
+        if o["noise"] not in ("gaussian", "init"):
+            raise NtkplastError(f"method.noise: expected 'gaussian' or 'init', got {o['noise']!r}")
+        shape = tuple(input_shape)
+        noise = (lambda key: model.init(key, shape)) if o["noise"] == "init" else None
+        if o["at_task_end"]:
+            return train.Hooks(on_task_end=decoupled.shrink_perturb_task_end(
+                o["shrink"], o["sigma"], noise=noise))
+        return train.Hooks(post_update=decoupled.shrink_perturb(
+            o["shrink"], o["sigma"], every=o["every"], noise=noise))
+    if name == "spectral":
+        return train.Hooks(penalty=penalties.spectral_penalty(
+            o["lam"], target=o["target"], num_iters=o["num_iters"], layers=o["layers"],
+            model=model))
+    if name == "parseval":
+        return train.Hooks(penalty=penalties.parseval_penalty(
+            o["lam"], scale, layers=o["layers"], model=model))
+    if name == "srip":
+        return train.Hooks(penalty=penalties.srip_penalty(
+            o["lam"], num_iters=o["num_iters"], squared=o["squared"], layers=o["layers"],
+            model=model))
+    iso = dict(rect_correction=o.get("rect_correction"), normalize=o.get("normalize"),
+               layers=o.get("layers"), model=model)
+    if name == "isometry":
+        return train.Hooks(penalty=penalties.isometry_penalty(o["lam"], scale, **iso))
+    if name == "adamo":
+        return train.Hooks(post_update=decoupled.isometry_post_update(
+            o["lam"], learning_rate, scale=scale, every=o["every"], probes=o["probes"], **iso))
+    if name == "redo":
+        return _post_step_hooks(post_step=resets.redo(
+            model, tau=o["tau"], every=o["every"], input_shape=input_shape))
+    cbp = resets.continual_backprop(
+        model, replacement_rate=o["replacement_rate"], decay_rate=o["decay_rate"],
+        maturity_threshold=o["maturity_threshold"], input_shape=input_shape)
+    return _post_step_hooks(optimizer=cbp.optimizer, post_step=cbp.post_step)

@@ -1,0 +1,386 @@
+r"""Coupled penalties: ``penalty(params) -> λ·R(θ)``, added to the loss (``train.Hooks.penalty``).
+
+Every constructor takes the strength λ first and returns a pure function of the params tuple.
+Matrix penalties act on the matrix view M of each selected weight (``_common.as_matrix``: a
+Dense ``W`` is ``d_in × d_out``; an HWIO Conv kernel is reshaped to ``(k·k·c_in) × c_out``, the
+transpose of PyTorch's ``c_out × (c_in·k·k)``). With ``model`` given they act on the *effective*
+weight M = m_W·W that the forward pass multiplies by (:func:`ntkplast.models.multipliers`), so an
+NTK-parameterized network is pulled toward the same isometric forward map as a standard one;
+without it (or for the standard parameterization, m_W = 1) M is the raw weight. Biases are never
+matrix-penalized.
+
+**Isometry (Gram) penalty** — the paper's regularizer (Rosseau, Müller & Nowé 2026, "Preserving
+plasticity in continual learning via dynamical isometry", §4.2/§4.4, as read from the first
+author's PyTorch port; DESIGN.md). For M ∈ R^{d_in×d_out} take the Gram on the smaller side::
+
+    d_out ≤ d_in:  G = MᵀM  (d_out × d_out),  s' = s
+    d_out > d_in:  G = MMᵀ  (d_in × d_in),    s' = s · d_out/d_in   (rect_correction=True)
+    R(M) = ½ ‖G − s'·I‖_F²            [÷ n, the Gram's side, when normalize=True]
+    ∇R   = 2·M(MᵀM − s'I)  or  2·(MMᵀ − s'I)M
+
+(In PyTorch's out × in layout the two cases are WWᵀ for a wide/square and WᵀW for a tall matrix.)
+s = 1 asks for orthogonality; s = 2 compensates ReLU halving the second moment (He scale). The
+rectangular correction makes s' the squared row norm of a He-initialised tall matrix.
+
+*Normalisation conventions.* This module uses DESIGN.md's ½‖·‖² (gradient 2M(G − s'I)). Issue 5
+writes ‖·‖² without the ½ (gradient 4M(G − s'I)): λ there equals 2λ here.
+
+The other penalties are the baselines of the issue, each in its paper's own normalisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from ntkplast import models
+from ntkplast.errors import NtkplastError
+from ntkplast.regularizers._common import (
+    Array,
+    LayerSelection,
+    Params,
+    as_matrix,
+    check_layers,
+    check_nonnegative,
+    check_positive_int,
+    select_layers,
+    weight_multipliers,
+    zeros_like_tree,
+)
+
+Penalty = Callable[[Params], Array]
+
+__all__ = ["Penalty", "isometry_gradient", "isometry_gradient_estimate", "isometry_loss",
+           "isometry_loss_grad", "isometry_penalty", "isometry_target", "l2_init_penalty",
+           "l2_penalty", "parseval_penalty", "spectral_norm", "spectral_penalty",
+           "srip_penalty", "srip_spectral_norm"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Isometry (Gram) penalty
+# ---------------------------------------------------------------------------------------------
+
+def isometry_target(d_in: int, d_out: int, scale: float = 1.0,
+                    rect_correction: bool = True) -> float:
+    """s': the Gram's target diagonal — ``scale``, times d_out/d_in for a tall (d_out > d_in) M."""
+    if rect_correction and d_out > d_in:
+        return scale * d_out / d_in
+    return float(scale)
+
+
+def _gram_deviation(m: Array, scale: float, rect_correction: bool) -> tuple[Array, bool]:
+    """(G − s'I, whether G = MᵀM) for the matrix view ``m``."""
+    d_in, d_out = m.shape
+    target = isometry_target(d_in, d_out, scale, rect_correction)
+    out_side = d_out <= d_in
+    g = m.T @ m if out_side else m @ m.T
+    return g - target * jnp.eye(g.shape[0], dtype=m.dtype), out_side
+
+
+def isometry_loss(w: Array, scale: float = 1.0, *, rect_correction: bool = True,
+                  normalize: bool = False) -> Array:
+    """R(M) = ½‖G − s'I‖_F² of one weight (module docstring); ÷ n when ``normalize``.
+
+    Args:
+      w: a Dense ``d_in × d_out`` or HWIO Conv weight (already multiplied by m_W if wanted).
+      scale: s (1: orthogonal; 2: ReLU / He scale).
+      rect_correction: multiply s by d_out/d_in for a tall matrix.
+      normalize: divide by the Gram's side n = min(d_in, d_out), making λ width-independent.
+    """
+    dev, _ = _gram_deviation(as_matrix(w), scale, rect_correction)
+    r = 0.5 * jnp.sum(dev * dev)
+    return r / dev.shape[0] if normalize else r
+
+
+def isometry_loss_grad(w: Array, scale: float = 1.0, *, rect_correction: bool = True,
+                       normalize: bool = False) -> Array:
+    """Closed-form ∇R: 2·M(MᵀM − s'I) (d_out ≤ d_in) or 2·(MMᵀ − s'I)M, in ``w``'s shape."""
+    m = as_matrix(w)
+    dev, out_side = _gram_deviation(m, scale, rect_correction)
+    g = 2.0 * (m @ dev if out_side else dev @ m)
+    if normalize:
+        g = g / dev.shape[0]
+    return g.reshape(w.shape)
+
+
+def isometry_penalty(lam: float, scale: float = 1.0, *, rect_correction: bool = True,
+                     normalize: bool = False, layers: LayerSelection = "hidden",
+                     model: models.Model | None = None) -> Penalty:
+    """Coupled isometry penalty θ ↦ λ Σ_{l ∈ layers} R(m_l·W_l) (module docstring).
+
+    Args:
+      lam: λ ≥ 0 (½‖·‖² convention; issue 5's unhalved λ is half this one).
+      scale, rect_correction, normalize: as in :func:`isometry_loss`.
+      layers: ``"hidden"`` (default: all weight matrices but the readout, no biases),
+        ``"inner"``, ``"all"`` or a list of layer indices.
+      model: when given, penalize the effective weights m_W·W.
+    """
+    lam = check_nonnegative("lam", lam)
+    layers = check_layers(layers)
+
+    def penalty(params: Params) -> Array:
+        mult = weight_multipliers(model, params)
+        total = jnp.zeros(())
+        for i in select_layers(len(params), layers):
+            total = total + isometry_loss(mult[i] * params[i]["W"], scale,
+                                          rect_correction=rect_correction, normalize=normalize)
+        return lam * total
+
+    return penalty
+
+
+def isometry_gradient(params: Params, scale: float = 1.0, *, rect_correction: bool = True,
+                      normalize: bool = False, layers: LayerSelection = "hidden",
+                      model: models.Model | None = None) -> Params:
+    """∇_θ Σ_l R(m_l W_l) in closed form: a params-shaped tree, zero on biases and other layers.
+
+    For an effective weight M = m·W the chain rule gives ∂R/∂W = m·∇R(M).
+    """
+    mult = weight_multipliers(model, params)
+    grads = list(zeros_like_tree(params))
+    for i in select_layers(len(params), layers):
+        m = mult[i]
+        g = isometry_loss_grad(m * params[i]["W"], scale, rect_correction=rect_correction,
+                               normalize=normalize)
+        grads[i] = {**grads[i], "W": m * g}
+    return tuple(grads)
+
+
+def isometry_gradient_estimate(params: Params, key: Array, probes: int = 4,
+                               scale: float = 1.0, *, rect_correction: bool = True,
+                               normalize: bool = False, layers: LayerSelection = "hidden",
+                               model: models.Model | None = None) -> Params:
+    r"""Unbiased randomised ∇R from ``probes`` Rademacher vectors (Hutchinson, 1990).
+
+    With A = G − s'I (n × n) and V ∈ {±1}^{n×k} (E[VVᵀ] = k·I), R̂ = (1/2k)‖AV‖_F² has
+    E[R̂] = R, and its gradient, with U = AV,
+
+        ∇R̂ = (1/k)·M(VUᵀ + UVᵀ)   (G = MᵀM)      or      (1/k)·(VUᵀ + UVᵀ)M   (G = MMᵀ),
+
+    has E[∇R̂] = ∇R. It never forms G: cost O(d_in·d_out·k) per layer instead of
+    O(d_in·d_out·n). The price is variance: the relative error of one estimate is of order
+    √(n/k), so it suits small steps whose noise averages out over many updates.
+    """
+    probes = check_positive_int("probes", probes)
+    mult = weight_multipliers(model, params)
+    grads = list(zeros_like_tree(params))
+    selected = select_layers(len(params), layers)
+    keys = jax.random.split(key, max(len(selected), 1))
+    for k_layer, i in zip(keys, selected):
+        w = params[i]["W"]
+        m = mult[i] * as_matrix(w)
+        d_in, d_out = m.shape
+        target = isometry_target(d_in, d_out, scale, rect_correction)
+        out_side = d_out <= d_in
+        n = d_out if out_side else d_in
+        v = jax.random.rademacher(k_layer, (n, probes), dtype=m.dtype)
+        # three thin products with M and one full-size product: M is read three times
+        if out_side:  # M(VUᵀ + UVᵀ) = [MV, MU]·[U, V]ᵀ
+            y = m @ v
+            u = m.T @ y - target * v
+            g = jnp.concatenate([y, m @ u], axis=1) @ jnp.concatenate([u, v], axis=1).T
+        else:  # (VUᵀ + UVᵀ)M = [V, U]·[MᵀU, MᵀV]ᵀ
+            y = m.T @ v
+            u = m @ y - target * v
+            g = jnp.concatenate([v, u], axis=1) @ jnp.concatenate([m.T @ u, y], axis=1).T
+        g = g / probes
+        if normalize:
+            g = g / n
+        grads[i] = {**grads[i], "W": mult[i] * g.reshape(w.shape)}
+    return tuple(grads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines
+# ---------------------------------------------------------------------------------------------
+
+def _leaves(params: Params, layers: LayerSelection, include_biases: bool) -> list[Array]:
+    out = []
+    for i in select_layers(len(params), layers):
+        out.append(params[i]["W"])
+        if include_biases and "b" in params[i]:
+            out.append(params[i]["b"])
+    return out
+
+
+def l2_penalty(lam: float, *, layers: LayerSelection = "all",
+               include_biases: bool = True) -> Penalty:
+    """L2 regularization (coupled weight decay): θ ↦ λ‖θ‖² = λ Σ_p θ_p².
+
+    The squared norm without ½, so its gradient is 2λθ and it is L2 Init with θ₀ = 0 (Kumar et
+    al. 2023 compare the two in this form). Under plain SGD it equals weight decay of 2λ·η per
+    step; under Adam it is *not* AdamW's decoupled decay (Loshchilov & Hutter 2019).
+    """
+    lam = check_nonnegative("lam", lam)
+    layers = check_layers(layers)
+
+    def penalty(params: Params) -> Array:
+        return lam * sum((jnp.sum(p * p) for p in _leaves(params, layers, include_biases)),
+                         jnp.zeros(()))
+
+    return penalty
+
+
+def _safe_norm(sq: Array) -> Array:
+    """√sq with gradient 0 (not NaN) at sq = 0."""
+    pos = sq > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+
+
+def l2_init_penalty(lam: float, init_params: Params, *, squared: bool = True,
+                    layers: LayerSelection = "all", include_biases: bool = True) -> Penalty:
+    """L2 Init (Kumar, Marklund & Van Roy 2023, "Maintaining plasticity in continual learning
+    via regenerative regularization"): θ ↦ λ‖θ − θ₀‖², θ₀ the parameters at initialisation.
+
+    ``squared=True`` is the paper's squared Euclidean distance (gradient 2λ(θ − θ₀)).
+    ``squared=False`` is the *unsquared* variant found in some RL code, λ Σ_tensors ‖θ_t − θ₀_t‖₂
+    (one Euclidean norm per parameter tensor; its pull has constant magnitude λ per tensor; the
+    gradient is taken as 0 at θ_t = θ₀_t). The two are different regularizers; name which one a
+    result used.
+
+    θ₀ is a constant here. In a training loop whose reset-reference runs start from a fresh
+    initialisation, use :func:`ntkplast.regularizers.add_l2_init_gradient` instead, which keeps
+    θ₀ in the optimizer state and so always anchors to the run's own initialisation.
+    """
+    lam = check_nonnegative("lam", lam)
+    layers = check_layers(layers)
+
+    def penalty(params: Params) -> Array:
+        cur = _leaves(params, layers, include_biases)
+        ref = _leaves(init_params, layers, include_biases)
+        if len(cur) != len(ref):
+            raise NtkplastError("l2_init_penalty: init_params do not match the params' layers")
+        sq = [jnp.sum((p - p0) ** 2) for p, p0 in zip(cur, ref)]
+        terms = sq if squared else [_safe_norm(s) for s in sq]
+        return lam * sum(terms, jnp.zeros(()))
+
+    return penalty
+
+
+def _power_start(n: int, dtype) -> Array:
+    """A fixed, generic unit start vector (deterministic, so penalties stay pure)."""
+    v = jax.random.normal(jax.random.PRNGKey(0), (n,), dtype=dtype)
+    return v / jnp.linalg.norm(v)
+
+
+def spectral_norm(w: Array, num_iters: int = 20) -> Array:
+    """σ_max(M) by ``num_iters`` power iterations on MᵀM from a fixed start vector.
+
+    Returns uᵀMv with the singular-vector estimates u, v held constant (``stop_gradient``), so
+    its gradient is u vᵀ — the exact derivative of σ_max at convergence (the estimator of Miyato
+    et al. 2018's spectral normalisation, recomputed from scratch instead of carried in state).
+    """
+    m = as_matrix(w)
+    v = _power_start(m.shape[1], m.dtype)
+
+    def body(_, v):
+        u = m @ v
+        u = u / (jnp.linalg.norm(u) + 1e-30)
+        v = m.T @ u
+        return v / (jnp.linalg.norm(v) + 1e-30)
+
+    v = jax.lax.stop_gradient(jax.lax.fori_loop(0, num_iters, body, v))
+    u = m @ v
+    u = jax.lax.stop_gradient(u / (jnp.linalg.norm(u) + 1e-30))
+    return u @ m @ v
+
+
+def spectral_penalty(lam: float, *, target: float = 1.0, num_iters: int = 20,
+                     layers: LayerSelection = "all",
+                     model: models.Model | None = None) -> Penalty:
+    """Spectral regularization (Lewandowski, Bortkiewicz, Kumar, Trzciński, Machado & Kumar,
+    "Learning continually by spectral regularization", ICLR 2025): θ ↦ λ Σ_l (σ_max(M_l) − t)²,
+
+    t = ``target`` (1), σ_max by :func:`spectral_norm` (``num_iters`` power iterations, recomputed
+    each call from a fixed start). Gradient 2λ(σ_max − t)·u vᵀ. Weight matrices only (the
+    paper's treatment of biases is not reproduced); all layers by default.
+    """
+    lam = check_nonnegative("lam", lam)
+    num_iters = check_positive_int("num_iters", num_iters)
+    layers = check_layers(layers)
+
+    def penalty(params: Params) -> Array:
+        mult = weight_multipliers(model, params)
+        total = jnp.zeros(())
+        for i in select_layers(len(params), layers):
+            total = total + (spectral_norm(mult[i] * params[i]["W"], num_iters) - target) ** 2
+        return lam * total
+
+    return penalty
+
+
+def parseval_penalty(lam: float, scale: float = 1.0, *, layers: LayerSelection = "hidden",
+                     model: models.Model | None = None) -> Penalty:
+    """Parseval regularization (Chung, Nguyen, Rahman, Soatto & Lu 2024, "Parseval
+    regularization for continual reinforcement learning"): θ ↦ λ Σ_l ‖MᵀM − s·I‖_F².
+
+    The Gram of the output units' weight vectors (PyTorch's WWᵀ for W out × in), always
+    d_out × d_out — not the smaller side — and without the ½ or the rectangular correction of
+    the isometry penalty. Hidden layers only by default (the paper leaves the output layer out).
+    """
+    lam = check_nonnegative("lam", lam)
+    layers = check_layers(layers)
+
+    def penalty(params: Params) -> Array:
+        mult = weight_multipliers(model, params)
+        total = jnp.zeros(())
+        for i in select_layers(len(params), layers):
+            m = mult[i] * as_matrix(params[i]["W"])
+            dev = m.T @ m - scale * jnp.eye(m.shape[1], dtype=m.dtype)
+            total = total + jnp.sum(dev * dev)
+        return lam * total
+
+    return penalty
+
+
+def srip_spectral_norm(w: Array, num_iters: int = 2) -> Array:
+    """σ̂(G − I), G the smaller-side Gram of M, by power iteration on the symmetric A = G − I.
+
+    A is applied matrix-free (Av = Mᵀ(Mv) − v); v₀ is a fixed unit vector, v ← Av/‖Av‖
+    ``num_iters`` times (held constant for the gradient), and σ̂ = ‖A v‖ ≤ ‖A‖₂, which converges
+    to the spectral norm ‖A‖₂ = max|λ(A)|.
+    """
+    m = as_matrix(w)
+    d_in, d_out = m.shape
+    out_side = d_out <= d_in
+
+    def apply_a(v):
+        return (m.T @ (m @ v) if out_side else m @ (m.T @ v)) - v
+
+    v = _power_start(min(d_in, d_out), m.dtype)
+
+    def body(_, v):
+        a = apply_a(v)
+        return a / (jnp.linalg.norm(a) + 1e-30)
+
+    v = jax.lax.stop_gradient(jax.lax.fori_loop(0, num_iters, body, v))
+    return _safe_norm(jnp.sum(apply_a(v) ** 2))
+
+
+def srip_penalty(lam: float, *, num_iters: int = 2, squared: bool = False,
+                 layers: LayerSelection = "hidden",
+                 model: models.Model | None = None) -> Penalty:
+    """SRIP (Bansal, Chen & Wang 2018, "Can we gain more from orthogonality regularizations in
+    training deep CNNs?"): θ ↦ λ Σ_l σ(WᵀW − I), the spectral norm of each Gram's deviation
+    from I (smaller-side Gram, as in the authors' code), estimated by :func:`srip_spectral_norm`
+    (the paper uses two power iterations).
+
+    ``squared=True`` penalizes σ̂² instead, as the authors' released code does; the paper's
+    formula is the unsquared norm (default).
+    """
+    lam = check_nonnegative("lam", lam)
+    num_iters = check_positive_int("num_iters", num_iters)
+    layers = check_layers(layers)
+
+    def penalty(params: Params) -> Array:
+        mult = weight_multipliers(model, params)
+        total = jnp.zeros(())
+        for i in select_layers(len(params), layers):
+            s = srip_spectral_norm(mult[i] * params[i]["W"], num_iters)
+            total = total + (s * s if squared else s)
+        return lam * total
+
+    return penalty
+
