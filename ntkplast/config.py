@@ -1,6 +1,6 @@
 """Run configuration files (TOML) and command-line overrides.
 
-A config file has a top-level ``seed`` and three tables, each optional (defaults fill gaps)::
+A config file has a top-level ``seed`` and four tables, each optional (defaults fill gaps)::
 
     seed = 0
     [model]    # ntkplast.models.ArchSpec fields
@@ -14,6 +14,9 @@ A config file has a top-level ``seed`` and three tables, each optional (defaults
     optimizer = "adam"
     learning_rate = 1e-3
     steps_per_task = 500
+    [method]   # a regularizer or reset method (ntkplast.regularizers.make_hooks); optional
+    name = "adamo"
+    lam = 1e-3
 
 Overrides use dotted keys with TOML values: ``--set train.learning_rate=3e-4``.
 """
@@ -31,7 +34,7 @@ from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 from ntkplast.train import RunConfig, TrainConfig
 
-SECTIONS = ("model", "stream", "train")
+SECTIONS = ("model", "stream", "train", "method")
 
 
 def config_from_dict(d: Mapping[str, Any], where: str = "config") -> RunConfig:
@@ -48,7 +51,20 @@ def config_from_dict(d: Mapping[str, Any], where: str = "config") -> RunConfig:
         model=models.ArchSpec.from_dict(d.get("model", {}), where=f"{where}: model"),
         stream=streams.StreamSpec.from_dict(d.get("stream", {}), where=f"{where}: stream"),
         train=from_plain(TrainConfig, d.get("train", {}), where=f"{where}: train"),
+        method=_method(d.get("method", {}), where),
     )
+
+
+def _method(method: Any, where: str) -> dict[str, Any]:
+    """Validate the ``[method]`` table (names and option names; values when hooks are built)."""
+    if not method:
+        return {}
+    from ntkplast.regularizers import check_method  # imports jax-heavy modules; only when used
+
+    try:
+        return check_method(method)
+    except NtkplastError as e:
+        raise NtkplastError(f"{where}: {e}") from None
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:

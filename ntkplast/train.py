@@ -118,16 +118,25 @@ class Hooks:
       post_update: ``post_update(params, key, step) -> params`` applied after each optimizer
         step (decoupled steps: shrink & perturb, AdamO's isometry step). Traced inside the step;
         ``key`` is derived from the run seed and the global step.
+      post_step: ``post_step(params, opt_state, xb, key, step) -> (params, opt_state)`` applied
+        after ``post_update``, with the step's minibatch inputs ``xb`` (unit resets that score
+        units on the data: ReDo, continual backprop). Traced inside the step.
       on_task_end: ``on_task_end(params, opt_state, task, key) -> (params, opt_state)`` called
         (outside jit) after each task's evaluation and before its checkpoint (resets).
+      optimizer: ``optimizer(tx) -> tx`` wraps the run's optax optimizer (decoupled gradients
+        such as L2 Init's, or a method that keeps its own state in the optimizer state).
 
-    ``penalty`` and ``post_update`` also apply to the reset-reference runs, so the reference is
-    the same method trained from a fresh initialisation; ``on_task_end`` does not.
+    Everything but ``on_task_end`` also applies to the reset-reference runs, so the reference is
+    the same method trained from a fresh initialisation.
     """
 
     penalty: Callable[[models.Params], Array] | None = None
     post_update: Callable[[models.Params, Array, Array], models.Params] | None = None
+    post_step: Callable[[models.Params, Any, Array, Array, Array],
+                        tuple[models.Params, Any]] | None = None
     on_task_end: Callable[[models.Params, Any, int, Array], tuple[models.Params, Any]] | None = None
+    optimizer: Callable[[optax.GradientTransformation],
+                        optax.GradientTransformation] | None = None
 
 
 class TrainState(NamedTuple):
@@ -181,9 +190,12 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
         (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, xb, yb)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        key = jax.random.fold_in(step_key, state.step)
         if hooks.post_update is not None:
-            params = hooks.post_update(params, jax.random.fold_in(step_key, state.step),
-                                       state.step)
+            params = hooks.post_update(params, key, state.step)
+        if hooks.post_step is not None:
+            params, opt_state = hooks.post_step(params, opt_state, xb,
+                                                jax.random.fold_in(key, 1), state.step)
         return TrainState(params, opt_state, state.step + 1), (loss, correct)
 
     @jax.jit
@@ -221,17 +233,26 @@ def minibatch_indices(seed: int, task: int, num_train: int, batch_size: int,
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything a run is reproducible from: seed, model, stream and training settings."""
+    """Everything a run is reproducible from: seed, model, stream, training settings, method.
+
+    ``method`` is plain data naming a regularizer or reset method and its options
+    (``{"name": "adamo", "lam": 1e-3}``; :func:`ntkplast.regularizers.make_hooks`); empty for
+    plain training.
+    """
 
     seed: int = 0
     model: models.ArchSpec = dataclasses.field(default_factory=models.ArchSpec)
     stream: streams.StreamSpec = dataclasses.field(default_factory=streams.StreamSpec)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    method: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form, as stored in the manifest."""
-        return {"seed": self.seed, "model": self.model.to_dict(),
-                "stream": self.stream.to_dict(), "train": dataclasses.asdict(self.train)}
+        """Plain-data form, as stored in the manifest (``method`` only when one is set)."""
+        d = {"seed": self.seed, "model": self.model.to_dict(),
+             "stream": self.stream.to_dict(), "train": dataclasses.asdict(self.train)}
+        if self.method:
+            d["method"] = dict(self.method)
+        return d
 
 
 def _chunk_bounds(steps: int, every: int) -> list[int]:
@@ -251,7 +272,8 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
       run_dir: output folder; must not hold a run yet unless ``resume`` is set.
       resume: continue a run folder from its last checkpoint (its manifest's configuration
         must equal ``cfg``). Resuming a finished run does nothing.
-      hooks: regularizer / reset plug points (:class:`Hooks`).
+      hooks: regularizer / reset plug points (:class:`Hooks`); by default those of
+        ``cfg.method``.
       stream: a prebuilt stream (defaults to ``streams.make_stream(cfg.stream)``).
       progress: show a progress bar (task, step, loss, online accuracy).
       stop_after_chunks: stop (as if killed) after this many chunks — for tests of resume.
@@ -259,11 +281,18 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     Returns:
       The run, opened for reading.
     """
-    hooks = hooks or Hooks()
     run_dir = Path(run_dir)
     stream = stream if stream is not None else streams.make_stream(cfg.stream)
     model = models.build(cfg.model)
+    if hooks is None:
+        hooks = Hooks()
+        if cfg.method:
+            from ntkplast.regularizers import make_hooks  # regularizers import this module
+
+            hooks = make_hooks(cfg.method, model, stream.input_shape, cfg.train.learning_rate)
     tx = make_optimizer(cfg.train)
+    if hooks.optimizer is not None:
+        tx = hooks.optimizer(tx)
     base = jax.random.PRNGKey(cfg.seed)
     k_init, k_step, k_ref, k_task_end = jax.random.split(base, 4)
     trainer = make_trainer(model, tx, hooks, k_step)

@@ -49,6 +49,10 @@ BAD_CONFIGS = {
     "bad_value": ("[train]\noptimizer = 'lion'\n", "train.optimizer"),
     "unknown_table": ("[optim]\nlr = 1\n", "optim"),
     "bad_dataset": ("[stream]\ndataset = 'imagenet'\n", "imagenet"),
+    "unknown_method": ("[method]\nname = 'adamw'\n", "method.name"),
+    "bad_method_option": ("[method]\nname = 'adamo'\ntau = 0.1\n", "tau"),
+    "bad_method_value": ("[method]\nname = 'adamo'\nlam = -1.0\n[train]\nsteps_per_task = 1\n",
+                         "lam"),
 }
 
 

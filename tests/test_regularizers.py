@@ -1,6 +1,6 @@
 """Regularizers, AdamO and resets against closed forms, numpy references and optax itself."""
 
-import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,9 @@ def x64():
 def _semi_orthogonal(rng, rows, cols):
     q, _ = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
     return q if rows >= cols else q.T
+
+
+ADAM = optax.adam(1e-2)
 
 
 def _mlp(widths=(8, 8), d_in=6, **kw):
@@ -117,11 +120,11 @@ def test_isometry_acts_on_the_effective_weight_with_ntk_parameterization(x64):
 def test_randomised_gradient_is_unbiased(x64):
     _, params = _mlp(widths=(5, 4), d_in=7)
     exact = reg.isometry_gradient(params, 2.0)
-    keys = jax.random.split(jax.random.PRNGKey(1), 4000)
+    keys = jax.random.split(jax.random.PRNGKey(1), 3000)
     est = jax.jit(jax.vmap(lambda k: reg.isometry_gradient_estimate(params, k, 2, 2.0)))(keys)
     for e, x in zip(jax.tree_util.tree_leaves(est), jax.tree_util.tree_leaves(exact)):
         mean = np.asarray(e).mean(axis=0)
-        assert np.linalg.norm(mean - x) <= 0.06 * np.linalg.norm(x) + 1e-12
+        assert np.linalg.norm(mean - x) <= 0.07 * np.linalg.norm(x) + 1e-12
 
 
 # --- 2. coupled and decoupled (AdamO) -----------------------------------------------------------
@@ -132,9 +135,14 @@ def _grad_sequence(params, n, seed=0):
                                                          p.dtype), params) for _ in range(n)]
 
 
+@functools.cache
+def _jit_update(tx):
+    return jax.jit(tx.update)
+
+
 def _run(tx, params, grads):
     state = tx.init(params)
-    update = jax.jit(tx.update)
+    update = _jit_update(tx)
     for g in grads:
         u, state = update(g, state, params)
         params = optax.apply_updates(params, u)
@@ -156,7 +164,7 @@ def test_adamo_with_zero_lambda_is_adam_bit_for_bit(lr):
 def test_adamo_moments_see_only_the_task_gradient():
     _, params = _mlp()
     grads = _grad_sequence(params, 4)
-    p_adam, s_adam = _run(optax.adam(1e-2), params, grads)
+    p_adam, s_adam = _run(ADAM, params, grads)
     p_o, s_o = _run(reg.adamo(1e-2, lam=0.5, scale=2.0), params, grads)
     adam_state, o_state = s_adam[0], s_o[0][0]
     for a, b in zip(jax.tree_util.tree_leaves((adam_state.mu, adam_state.nu)),
@@ -206,16 +214,16 @@ def test_isometry_step_every_k_and_schedule():
     grads = _grad_sequence(params, 3)
     # every=3: steps 1 and 2 are plain Adam, step 3 takes the isometry step with strength 3λ
     p2, _ = _run(reg.adamo(1e-2, lam=0.2, every=3), params, grads[:2])
-    a2, _ = _run(optax.adam(1e-2), params, grads[:2])
+    a2, _ = _run(ADAM, params, grads[:2])
     np.testing.assert_array_equal(p2[0]["W"], a2[0]["W"])
     p3, _ = _run(reg.adamo(1e-2, lam=0.2, every=3), params, grads)
-    a3, _ = _run(optax.adam(1e-2), params, grads)
+    a3, _ = _run(ADAM, params, grads)
     expect = a3[0]["W"] - 1e-2 * 0.6 * reg.isometry_loss_grad(a3[0]["W"])
     np.testing.assert_allclose(p3[0]["W"], expect, rtol=1e-5, atol=1e-7)
     # η_iso follows its own schedule: zero at the first update means the first step is Adam's
     zero_first = reg.adamo(1e-2, lam=0.2, iso_learning_rate=lambda c: jnp.where(c == 0, 0., 1.))
     p1, _ = _run(zero_first, params, grads[:1])
-    a1, _ = _run(optax.adam(1e-2), params, grads[:1])
+    a1, _ = _run(ADAM, params, grads[:1])
     np.testing.assert_array_equal(p1[0]["W"], a1[0]["W"])
 
 
@@ -252,26 +260,36 @@ def test_adamo_hook_in_the_trainer_keeps_weights_closer_to_isometry():
 
 # --- 3. baselines -------------------------------------------------------------------------------
 
-def test_l2_and_l2_init_values_and_gradients(x64):
+def test_l2_and_l2_init_values_and_gradients():
     _, params = _mlp()
     flat = np.concatenate([np.ravel(v) for v in jax.tree_util.tree_leaves(params)])
-    np.testing.assert_allclose(reg.l2_penalty(0.3)(params), 0.3 * np.sum(flat ** 2))
-    no_b = reg.l2_penalty(0.3, include_biases=False)(params)
-    np.testing.assert_allclose(no_b, 0.3 * sum(np.sum(np.asarray(p["W"]) ** 2) for p in params))
-    g = jax.grad(reg.l2_penalty(0.3))(params)
-    np.testing.assert_allclose(g[0]["W"], 0.6 * params[0]["W"])
-
     moved = jax.tree_util.tree_map(lambda p: p + 0.1, params)
+
+    @jax.jit
+    def values(params, moved):
+        out = {"l2": reg.l2_penalty(0.3)(params),
+               "l2_w": reg.l2_penalty(0.3, include_biases=False)(params),
+               "l2_grad": jax.grad(reg.l2_penalty(0.3))(params),
+               "sq": reg.l2_init_penalty(0.5, params)(moved),
+               "unsq": reg.l2_init_penalty(0.5, params, squared=False)(moved)}
+        for squared in (True, False):  # zero, with a finite (zero) gradient, at θ = θ₀
+            pen = reg.l2_init_penalty(0.5, params, squared=squared)
+            out[f"at_init_{squared}"] = jax.value_and_grad(pen)(params)
+        return out
+
+    v = values(params, moved)
+    np.testing.assert_allclose(v["l2"], 0.3 * np.sum(flat ** 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        v["l2_w"], 0.3 * sum(np.sum(np.asarray(p["W"]) ** 2) for p in params), rtol=1e-6)
+    np.testing.assert_allclose(v["l2_grad"][0]["W"], 0.6 * params[0]["W"], rtol=1e-6)
     for squared in (True, False):
-        pen = reg.l2_init_penalty(0.5, params, squared=squared)
-        assert float(pen(params)) == 0.0
-        g0 = jax.grad(pen)(params)  # finite (zero) at θ = θ₀, also for the unsquared norm
-        assert all(np.all(np.asarray(v) == 0) for v in jax.tree_util.tree_leaves(g0))
-    sq = reg.l2_init_penalty(0.5, params)(moved)
-    np.testing.assert_allclose(sq, 0.5 * 0.01 * flat.size)
-    unsq = reg.l2_init_penalty(0.5, params, squared=False)(moved)
-    np.testing.assert_allclose(unsq, 0.5 * sum(0.1 * np.sqrt(np.size(v))
-                                               for v in jax.tree_util.tree_leaves(params)))
+        value, grad = v[f"at_init_{squared}"]
+        assert float(value) == 0.0
+        assert all(np.all(np.asarray(g) == 0) for g in jax.tree_util.tree_leaves(grad))
+    np.testing.assert_allclose(v["sq"], 0.5 * 0.01 * flat.size, rtol=1e-5)
+    np.testing.assert_allclose(v["unsq"], 0.5 * sum(0.1 * np.sqrt(np.size(p))
+                                                    for p in jax.tree_util.tree_leaves(params)),
+                               rtol=1e-5)
 
 
 @pytest.mark.parametrize("squared", [True, False])
@@ -373,9 +391,8 @@ def test_srip_against_numpy(x64):
 # --- 4. resets ----------------------------------------------------------------------------------
 
 def _adam_state_after_steps(params, n=3):
-    tx = optax.adam(1e-2)
-    _, state = _run(tx, params, _grad_sequence(params, n))
-    return tx, state
+    _, state = _run(ADAM, params, _grad_sequence(params, n))
+    return ADAM, state
 
 
 def _check_replaced(old, new, fresh, masks, old_state, new_state):
@@ -407,14 +424,12 @@ def test_redo_replaces_exactly_the_dormant_units():
     x = jnp.asarray(np.random.default_rng(0).standard_normal((64, 6)), jnp.float32)
     _, state = _adam_state_after_steps(params)
     key = jax.random.PRNGKey(9)
-    new, new_state, masks = jax.jit(
-        lambda p, s: reg.redo_step(model, p, s, x, key, tau=0.0))(params, state)
+    step = jax.jit(lambda p, s: reg.redo_step(model, p, s, x, key, tau=0.0))
+    new, new_state, masks = step(params, state)
     assert np.flatnonzero(masks[0]).tolist() == [1, 3]
     assert not np.any(masks[1])
     _check_replaced(params, new, model.init(key, (6,)), masks, state, new_state)
-    # the re-drawn units fire again
-    scores = reg.redo_step(model, new, new_state, x, key, tau=0.0)[2]
-    assert not np.any(scores[0])
+    assert not np.any(step(new, new_state)[2][0])  # the re-drawn units fire again
 
 
 def test_redo_every_t_steps_and_at_task_end():
@@ -446,11 +461,11 @@ def test_outgoing_masks_through_conv_flatten_and_conv_conv():
     x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 8, 8, 2)), jnp.float32)
     _, state = _adam_state_after_steps(params)
     key = jax.random.PRNGKey(1)
-    new, new_state = reg.resets._replace_units(lambda k: model.init(k, (8, 8, 2)), params,
-                                               state, masks, key)
+    new, new_state = jax.jit(lambda p, s: reg.resets._replace_units(
+        lambda k: model.init(k, (8, 8, 2)), p, s, masks, key))(params, state)
     _check_replaced(params, new, model.init(key, (8, 8, 2)), masks, state, new_state)
     # the reset network still runs, and a cnn needs its input shape to re-draw
-    assert model.apply(new, x).shape == (4, 2)
+    assert jax.jit(model.apply)(new, x).shape == (4, 2)
     with pytest.raises(NtkplastError, match="input_shape"):
         reg.redo_step(model, params, state, x, key)
 
@@ -544,8 +559,6 @@ def test_continual_backprop_hooks_carry_state_in_the_optimizer():
         reg.continual_backprop(model, replacement_rate=1.5)
 
 
-@pytest.mark.skipif("post_step" not in {f.name for f in dataclasses.fields(train.Hooks)},
-                    reason="train.Hooks has no post_step yet")
 def test_resets_plug_into_the_trainer():
     model, params = _one_hidden(16)
     rng = np.random.default_rng(0)
@@ -564,17 +577,9 @@ def test_resets_plug_into_the_trainer():
 
 # --- plain data → hooks -------------------------------------------------------------------------
 
-HAS_POST_STEP = "post_step" in {f.name for f in dataclasses.fields(train.Hooks)}
-
-
 @pytest.mark.parametrize("name", sorted(reg.METHODS))
 def test_make_hooks_builds_every_method(name):
     model, _ = _mlp()
-    needs_new_hooks = name in ("l2_init", "redo", "cbp")
-    if needs_new_hooks and not HAS_POST_STEP:
-        with pytest.raises(NtkplastError, match="train.Hooks"):
-            reg.make_hooks({"name": name}, model, (6,), 1e-3)
-        return
     hooks = reg.make_hooks({"name": name}, model, (6,), 1e-3)
     assert isinstance(hooks, train.Hooks)
     assert (hooks == train.Hooks()) == (name == "none")
@@ -597,8 +602,6 @@ def test_make_hooks_defaults_and_errors():
         reg.make_hooks({"name": "l2", "lam": "big"}, model, (10,), 1e-3)
 
 
-@pytest.mark.skipif("method" not in {f.name for f in dataclasses.fields(train.RunConfig)},
-                    reason="train.RunConfig has no method yet")
 @pytest.mark.parametrize("method", [{"name": "cbp", "replacement_rate": 0.05,
                                      "maturity_threshold": 3},
                                     {"name": "adamo", "lam": 0.1, "every": 2}])

@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from ntkplast import checkpoints, models, streams, train
@@ -113,6 +114,33 @@ def test_hooks_plug_into_step_and_task_end(tmp_path):
     w_plain = np.linalg.norm(plain.params(1)[0]["W"])
     w_reg = np.linalg.norm(reg.params(1)[0]["W"])
     assert w_reg == 0.0 < w_plain  # the task-end reset is what the checkpoint stores
+
+
+def test_post_step_sees_minibatches_and_optimizer_wraps_the_update(tmp_path):
+    """post_step gets the step's inputs and count; optimizer(tx) replaces the update rule."""
+    cfg = _cfg(reference_tasks="none", checkpoint_every=0)
+    calls = []
+
+    def post_step(params, opt_state, xb, key, step):
+        jax.debug.callback(lambda s, n: calls.append((int(s), int(n))), step, xb.shape[0])
+        return params, opt_state
+
+    frozen = train.Hooks(post_step=post_step,
+                         optimizer=lambda tx: optax.chain(tx, optax.scale(0.0)))
+    run = train.train_run(cfg, tmp_path / "frozen", progress=False, hooks=frozen)
+    steps = cfg.train.steps_per_task * cfg.stream.num_tasks
+    assert sorted(calls) == [(s, cfg.train.batch_size) for s in range(steps)]
+    for a, b in zip(jax.tree_util.tree_leaves(run.params(0)),
+                    jax.tree_util.tree_leaves(run.params(-1))):
+        np.testing.assert_array_equal(a, b)  # a zero-scaled update never moves the weights
+
+
+def test_manifest_config_has_method_only_when_set():
+    cfg = _cfg()
+    assert "method" not in cfg.to_dict()  # runs written before methods existed still resume
+    with_method = train.RunConfig(seed=cfg.seed, model=cfg.model, stream=cfg.stream,
+                                  train=cfg.train, method={"name": "l2", "lam": 0.1})
+    assert with_method.to_dict()["method"] == {"name": "l2", "lam": 0.1}
 
 
 def test_minibatch_order_is_a_permutation_per_epoch():

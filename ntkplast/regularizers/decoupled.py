@@ -232,7 +232,10 @@ def shrink_perturb(shrink: float, sigma: float, *, every: int = 1,
     ``train.Hooks.post_update``: after every ``every``-th step, θ ← (1 − shrink)·θ + σ·ε.
 
     ε ~ N(0, I) by default; pass ``noise=lambda key: model.init(key, input_shape)`` to perturb
-    with a fresh draw from the initialisation distribution, as Ash & Adams do. Applied every
+    with a fresh draw from the initialisation distribution, as Ash & Adams do (a whole
+    ``model.init`` per application: with an orthogonal init that is one QR factorisation per
+    layer, slow if taken every step). Drawing the noise dominates the cost (3.7× an Adam step
+    on the benchmark MLP with ``every=1``; benchmarks/RESULTS.md). Applied every
     step (``every=1``) it is the continual variant Dohare et al. (2024) compare against; at task
     boundaries use :func:`shrink_perturb_task_end`.
     """

@@ -16,7 +16,6 @@ AdamO's η_iso is the run's learning rate.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,15 +74,6 @@ def check_method(method: Mapping[str, Any]) -> dict[str, Any]:
     return dict(method)
 
 
-def _post_step_hooks(**fields: Any) -> train.Hooks:
-    names = {f.name for f in dataclasses.fields(train.Hooks)}
-    missing = sorted(set(fields) - names)
-    if missing:
-        raise NtkplastError(f"method: this method needs train.Hooks fields {missing}, which this "
-                            f"version of ntkplast.train does not have")
-    return train.Hooks(**fields)
-
-
 def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequence[int],
                learning_rate: float) -> train.Hooks:
     """``train.Hooks`` for the method described by ``method`` (module docstring).
@@ -105,7 +95,7 @@ def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequ
             o["lam"], layers=o["layers"], include_biases=o["include_biases"]))
     if name == "l2_init":
         lam, squared = o["lam"], o["squared"]
-        return _post_step_hooks(optimizer=lambda tx: optax.chain(
+        return train.Hooks(optimizer=lambda tx: optax.chain(
             decoupled.add_l2_init_gradient(lam, squared=squared), tx))
     if name == "shrink_perturb":
         if o["noise"] not in ("gaussian", "init"):
@@ -136,9 +126,9 @@ def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequ
         return train.Hooks(post_update=decoupled.isometry_post_update(
             o["lam"], learning_rate, scale=scale, every=o["every"], probes=o["probes"], **iso))
     if name == "redo":
-        return _post_step_hooks(post_step=resets.redo(
+        return train.Hooks(post_step=resets.redo(
             model, tau=o["tau"], every=o["every"], input_shape=input_shape))
     cbp = resets.continual_backprop(
         model, replacement_rate=o["replacement_rate"], decay_rate=o["decay_rate"],
         maturity_threshold=o["maturity_threshold"], input_shape=input_shape)
-    return _post_step_hooks(optimizer=cbp.optimizer, post_step=cbp.post_step)
+    return train.Hooks(optimizer=cbp.optimizer, post_step=cbp.post_step)
