@@ -6,9 +6,7 @@ Every method runs through ``train.make_trainer`` (one jit-compiled ``lax.scan`` 
 ``--steps`` steps) with its hooks. All methods are compiled first, then timed in ``--repeats``
 interleaved rounds (each round runs every method once, so load drift on a shared machine hits
 all alike); a method's time is its best round, and the ratio is against plain Adam's best. Data:
-one synthetic MNIST-shaped task (2,000 × 784 Gaussian inputs, random labels). ReDo and continual
-backprop need ``train.Hooks.post_step``; where train.py lacks it, a replica of the trainer's step
-with that hook is used (``_fallback_trainer``).
+one synthetic MNIST-shaped task (2,000 × 784 Gaussian inputs, random labels).
 
 Part 2 (skipped with ``--no-effect``) trains each AdamO variant for ``--effect-steps`` steps from
 a Gaussian (He) init, where the isometry deviation is large, with a strength strong enough to
@@ -23,7 +21,6 @@ between one estimate and the exact gradient.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import time
 
@@ -40,49 +37,21 @@ from ntkplast import regularizers as reg  # noqa: E402
 WIDTHS = (512, 512, 512, 512)
 LR = 1e-4
 LAM = 1e-3
-HAS_POST_STEP = "post_step" in {f.name for f in dataclasses.fields(train.Hooks)}
 
 
-def _fallback_trainer(model, tx, penalty, post_update, post_step, step_key):
-    """The trainer's step plus a ``post_step`` hook, for a train.py without ``Hooks.post_step``.
-
-    Mirrors ``train.make_trainer``'s step exactly; used only until that hook exists there.
-    """
-
-    def loss_fn(params, xb, yb):
-        logits = model.apply(params, xb)
-        loss = train.cross_entropy(logits, yb)
-        if penalty is not None:
-            loss = loss + penalty(params)
-        return loss, jnp.sum(jnp.argmax(logits, axis=-1) == yb)
-
-    def step(state, batch_idx, x, y):
-        xb, yb = x[batch_idx], y[batch_idx]
-        (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, xb, yb)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        key = jax.random.fold_in(step_key, state.step)
-        if post_update is not None:
-            params = post_update(params, key, state.step)
-        if post_step is not None:
-            params, opt_state = post_step(params, opt_state, xb, jax.random.fold_in(key, 1),
-                                          state.step)
-        return train.TrainState(params, opt_state, state.step + 1), (loss, correct)
-
-    @jax.jit
-    def run_chunk(state, x, y, idx):
-        return jax.lax.scan(lambda s, b: step(s, b, x, y), state, idx)
-
-    return run_chunk
+def make_run_chunk(model, tx, **hooks):
+    return train.make_trainer(model, tx, train.Hooks(**hooks), jax.random.PRNGKey(1)).run_chunk
 
 
-def make_run_chunk(model, tx, *, penalty=None, post_update=None, post_step=None):
-    key = jax.random.PRNGKey(1)
-    if post_step is None or HAS_POST_STEP:
-        kw = {"post_step": post_step} if post_step is not None else {}
-        hooks = train.Hooks(penalty=penalty, post_update=post_update, **kw)
-        return train.make_trainer(model, tx, hooks, key).run_chunk
-    return _fallback_trainer(model, tx, penalty, post_update, post_step, key)
+def setup(init, seed, steps):
+    """The benchmark MLP (``init``) and a synthetic MNIST-shaped task with ``steps`` batches."""
+    model = models.build(models.ArchSpec(widths=WIDTHS, num_outputs=10, init=init))
+    params = model.init(jax.random.PRNGKey(0), (784,))
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal((2000, 784)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, 2000))
+    idx = jnp.asarray(rng.integers(0, 2000, (steps, 16)))
+    return model, params, (x, y, idx)
 
 
 def methods(model, params):
@@ -114,12 +83,7 @@ def methods(model, params):
 
 def cost_table(steps, repeats):
     """Compile every method, then time them interleaved: each round runs every method once."""
-    model = models.build(models.ArchSpec(widths=WIDTHS, num_outputs=10, init="orthogonal"))
-    params = model.init(jax.random.PRNGKey(0), (784,))
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((2000, 784)), jnp.float32)
-    y = jnp.asarray(rng.integers(0, 10, 2000))
-    idx = jnp.asarray(rng.integers(0, 2000, (steps, 16)))
+    model, params, (x, y, idx) = setup("orthogonal", 0, steps)
     compiled = []
     for name, tx, hooks in methods(model, params):
         run_chunk = make_run_chunk(model, tx, **hooks)
@@ -141,12 +105,7 @@ def cost_table(steps, repeats):
 
 
 def effect_table(steps):
-    model = models.build(models.ArchSpec(widths=WIDTHS, num_outputs=10, init="gaussian"))
-    params = model.init(jax.random.PRNGKey(0), (784,))
-    rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.standard_normal((2000, 784)), jnp.float32)
-    y = jnp.asarray(rng.integers(0, 10, 2000))
-    idx = jnp.asarray(rng.integers(0, 2000, (steps, 16)))
+    model, params, (x, y, idx) = setup("gaussian", 1, steps)
     lr, lam = 1e-4, 10.0  # η·λ = 1e-3
     dev = jax.jit(reg.isometry_penalty(1.0, 2.0))
     print(f"\neffect: {steps} steps from Gaussian He init, lr {lr}, lambda {lam} (eta*lambda = "
@@ -182,8 +141,7 @@ def main():
     ap.add_argument("--effect-steps", type=int, default=1000)
     ap.add_argument("--no-effect", action="store_true")
     args = ap.parse_args()
-    print(f"jax {jax.__version__}, optax {optax.__version__}, devices {jax.devices()}, "
-          f"Hooks.post_step in train.py: {HAS_POST_STEP}")
+    print(f"jax {jax.__version__}, optax {optax.__version__}, devices {jax.devices()}")
     cost_table(args.steps, args.repeats)
     if not args.no_effect:
         effect_table(args.effect_steps)

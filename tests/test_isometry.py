@@ -11,15 +11,6 @@ from ntkplast import isometry, models
 from ntkplast.errors import NtkplastError
 
 
-@pytest.fixture
-def x64():
-    """Brute-force comparisons run in float64; restore the global flag afterwards."""
-    prev = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
-
-
 def _setup(spec, input_shape, n=5, seed=0):
     """Gaussian parameters drawn by numpy with the spec's shapes (no init compile)."""
     model = models.build(spec)

@@ -23,13 +23,7 @@ MLP_SPECS = [
 CNN_SPEC = models.ArchSpec(kind="cnn", widths=(4,), num_outputs=3, b_std=0.1)
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    """Engine comparisons run in float64; restore the global flag afterwards."""
-    prev = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("x64")  # float64 brute-force references
 
 
 def _setup(spec, input_shape=(5,), n1=6, n2=4, seed=0):

@@ -13,14 +13,6 @@ from ntkplast import regularizers as reg
 from ntkplast.errors import NtkplastError
 
 
-@pytest.fixture
-def x64():
-    prev = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
-
-
 def _semi_orthogonal(rng, rows, cols):
     q, _ = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
     return q if rows >= cols else q.T

@@ -10,13 +10,7 @@ import scipy.stats
 from ntkplast import models, ntk, spectra
 from ntkplast.errors import NtkplastError
 
-
-@pytest.fixture(autouse=True)
-def x64():
-    prev = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("x64")  # float64 brute-force references
 
 
 def _psd_with_spectrum(lam, seed=0):

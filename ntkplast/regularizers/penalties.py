@@ -58,6 +58,20 @@ __all__ = ["Penalty", "isometry_gradient", "isometry_gradient_estimate", "isomet
            "srip_penalty", "srip_spectral_norm"]
 
 
+def _weight_penalty(lam: float, term: Callable[[Array], Array], layers: LayerSelection,
+                    model: models.Model | None) -> Penalty:
+    """θ ↦ λ Σ_{l ∈ layers} term(m_l·W_l): a penalty summed over the selected effective weights."""
+    lam = check_nonnegative("lam", lam)
+    layers = check_layers(layers)
+
+    def penalty(params: Params) -> Array:
+        mult = weight_multipliers(model, params)
+        return lam * sum((term(mult[i] * params[i]["W"])
+                          for i in select_layers(len(params), layers)), jnp.zeros(()))
+
+    return penalty
+
+
 # ---------------------------------------------------------------------------------------------
 # Isometry (Gram) penalty
 # ---------------------------------------------------------------------------------------------
@@ -117,18 +131,9 @@ def isometry_penalty(lam: float, scale: float = 1.0, *, rect_correction: bool = 
         ``"inner"``, ``"all"`` or a list of layer indices.
       model: when given, penalize the effective weights m_W·W.
     """
-    lam = check_nonnegative("lam", lam)
-    layers = check_layers(layers)
-
-    def penalty(params: Params) -> Array:
-        mult = weight_multipliers(model, params)
-        total = jnp.zeros(())
-        for i in select_layers(len(params), layers):
-            total = total + isometry_loss(mult[i] * params[i]["W"], scale,
-                                          rect_correction=rect_correction, normalize=normalize)
-        return lam * total
-
-    return penalty
+    return _weight_penalty(
+        lam, lambda m: isometry_loss(m, scale, rect_correction=rect_correction,
+                                     normalize=normalize), layers, model)
 
 
 def isometry_gradient(params: Params, scale: float = 1.0, *, rect_correction: bool = True,
@@ -297,18 +302,9 @@ def spectral_penalty(lam: float, *, target: float = 1.0, num_iters: int = 20,
     each call from a fixed start). Gradient 2λ(σ_max − t)·u vᵀ. Weight matrices only (the
     paper's treatment of biases is not reproduced); all layers by default.
     """
-    lam = check_nonnegative("lam", lam)
     num_iters = check_positive_int("num_iters", num_iters)
-    layers = check_layers(layers)
-
-    def penalty(params: Params) -> Array:
-        mult = weight_multipliers(model, params)
-        total = jnp.zeros(())
-        for i in select_layers(len(params), layers):
-            total = total + (spectral_norm(mult[i] * params[i]["W"], num_iters) - target) ** 2
-        return lam * total
-
-    return penalty
+    return _weight_penalty(lam, lambda m: (spectral_norm(m, num_iters) - target) ** 2,
+                           layers, model)
 
 
 def parseval_penalty(lam: float, scale: float = 1.0, *, layers: LayerSelection = "hidden",
@@ -320,19 +316,13 @@ def parseval_penalty(lam: float, scale: float = 1.0, *, layers: LayerSelection =
     d_out × d_out — not the smaller side — and without the ½ or the rectangular correction of
     the isometry penalty. Hidden layers only by default (the paper leaves the output layer out).
     """
-    lam = check_nonnegative("lam", lam)
-    layers = check_layers(layers)
 
-    def penalty(params: Params) -> Array:
-        mult = weight_multipliers(model, params)
-        total = jnp.zeros(())
-        for i in select_layers(len(params), layers):
-            m = mult[i] * as_matrix(params[i]["W"])
-            dev = m.T @ m - scale * jnp.eye(m.shape[1], dtype=m.dtype)
-            total = total + jnp.sum(dev * dev)
-        return lam * total
+    def term(w: Array) -> Array:
+        m = as_matrix(w)
+        dev = m.T @ m - scale * jnp.eye(m.shape[1], dtype=m.dtype)
+        return jnp.sum(dev * dev)
 
-    return penalty
+    return _weight_penalty(lam, term, layers, model)
 
 
 def srip_spectral_norm(w: Array, num_iters: int = 2) -> Array:
@@ -370,17 +360,11 @@ def srip_penalty(lam: float, *, num_iters: int = 2, squared: bool = False,
     ``squared=True`` penalizes σ̂² instead, as the authors' released code does; the paper's
     formula is the unsquared norm (default).
     """
-    lam = check_nonnegative("lam", lam)
     num_iters = check_positive_int("num_iters", num_iters)
-    layers = check_layers(layers)
 
-    def penalty(params: Params) -> Array:
-        mult = weight_multipliers(model, params)
-        total = jnp.zeros(())
-        for i in select_layers(len(params), layers):
-            s = srip_spectral_norm(mult[i] * params[i]["W"], num_iters)
-            total = total + (s * s if squared else s)
-        return lam * total
+    def term(w: Array) -> Array:
+        s = srip_spectral_norm(w, num_iters)
+        return s * s if squared else s
 
-    return penalty
+    return _weight_penalty(lam, term, layers, model)
 
