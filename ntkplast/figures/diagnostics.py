@@ -1,4 +1,4 @@
-"""Figures drawn from a metrics table (:mod:`ntkplast.analysis`): one function per figure.
+"""The overview figure of one run, drawn from its metrics table (:mod:`ntkplast.analysis`).
 
 ``diagnostics(table)`` is the overview of one run: observed plasticity, NTK conditioning,
 layer-Jacobian isometry and unit dormancy against the training step, with task boundaries
@@ -9,20 +9,14 @@ atomically.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ntkplast.checkpoints import atomic_write_bytes  # noqa: E402
-from ntkplast.errors import NtkplastError  # noqa: E402
-from ntkplast.table import Table  # noqa: E402
+from ntkplast.errors import NtkplastError
+from ntkplast.figures._style import PALETTE, save, subplots
+from ntkplast.table import Table
 
 
 def _layers(table: Table, metric: str) -> list[str]:
@@ -53,19 +47,19 @@ def diagnostics(table: Table, title: str = "") -> Any:
     isometry index per layer, (d) τ = 0 dormant (dead) fraction per hidden layer."""
     if len(table) == 0:
         raise NtkplastError("figures: the metrics table is empty; run `ntkplast analyze` first")
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    fig, axes = subplots(2, 2, figsize=(11, 7), sharex=True)
     (a, b), (c, d) = axes
-    _plot_metric(a, table, "test_accuracy", layers=["all"], color="C0")
-    _plot_metric(a, table, "reference_test_accuracy", layers=["all"], color="C3", ls="--")
+    _plot_metric(a, table, "test_accuracy", layers=["all"], color=PALETTE[0])
+    _plot_metric(a, table, "reference_test_accuracy", layers=["all"], color=PALETTE[1], ls="--")
     a.legend(["end-of-task test accuracy", "reset reference"], fontsize=8)
     a.set_ylabel("accuracy")
     a.set_title("(a) observed plasticity", fontsize=10)
-    if _plot_metric(b, table, "ntk_effective_rank", layers=["all"], color="C0"):
-        b.set_ylabel("NTK effective rank", color="C0")
+    if _plot_metric(b, table, "ntk_effective_rank", layers=["all"], color=PALETTE[0]):
+        b.set_ylabel("NTK effective rank", color=PALETTE[0])
         b2 = b.twinx()
-        _plot_metric(b2, table, "ntk_condition", layers=["all"], color="C1")
+        _plot_metric(b2, table, "ntk_condition", layers=["all"], color=PALETTE[1])
         b2.set_yscale("log")
-        b2.set_ylabel("NTK condition number", color="C1")
+        b2.set_ylabel("NTK condition number", color=PALETTE[1])
     b.set_title("(b) empirical NTK on the probe set", fontsize=10)
     if _plot_metric(c, table, "jac_isometry_index"):
         c.legend(fontsize=7, ncol=2)
@@ -83,20 +77,6 @@ def diagnostics(table: Table, title: str = "") -> Any:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
-
-
-def save(fig: Any, path_stem: str | os.PathLike,
-         formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Write ``fig`` as ``<path_stem>.<fmt>`` for each format, atomically; returns the paths."""
-    out = []
-    for fmt in formats:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=130)
-        path = Path(f"{path_stem}.{fmt}")
-        atomic_write_bytes(path, buf.getvalue())
-        out.append(path)
-    plt.close(fig)
-    return out
 
 
 def run_figures(analysis_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,

@@ -1,0 +1,149 @@
+"""Methods × seeds: train, resume and analyse a grid of runs, and gather their per-task metrics.
+
+An experiment is one base :class:`~ntkplast.train.RunConfig` trained once per (method, seed)
+into ``OUT/<method>/seed<k>/``. :func:`run_grid` skips finished runs, resumes interrupted ones
+(the run folder's manifest must hold the same configuration, so a folder from another grid is
+refused rather than mixed in) and analyses each run (:func:`ntkplast.analysis.analyze`, whose
+per-checkpoint cache makes a re-run cheap). What comes back is plain data: for each method, one
+metrics :class:`~ntkplast.table.Table` per seed — what every comparison figure in
+:mod:`ntkplast.figures` and every test in :mod:`ntkplast.hypotheses` takes.
+
+:func:`per_task` turns those tables into a ``seeds × tasks`` array of one metric read at task
+ends, and :func:`mean_interval` gives its mean over seeds with a percentile-bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ntkplast import analysis, checkpoints, train
+from ntkplast.errors import NtkplastError
+from ntkplast.table import Table
+
+__all__ = ["GridResult", "method_label", "run_grid", "per_task", "mean_interval"]
+
+TASK_END = "test_accuracy"  # the metric only task-end checkpoints carry
+
+
+@dataclasses.dataclass(frozen=True)
+class GridResult:
+    """What :func:`run_grid` returns.
+
+    Attributes:
+      tables: method name → one analysis table per seed (in ``seeds`` order).
+      run_dirs: method name → the run folders, in the same order.
+      seeds: the seeds.
+    """
+
+    tables: dict[str, list[Table]]
+    run_dirs: dict[str, list[Path]]
+    seeds: tuple[int, ...]
+
+
+def method_label(method: Mapping[str, Any]) -> str:
+    """A folder-safe default name of a method table: ``adamo`` or ``none`` for plain training."""
+    return str(method.get("name", "none")) if method else "none"
+
+
+def _check_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_.=" for c in name) or name.startswith("."):
+        raise NtkplastError(f"methods: name {name!r} must be a non-empty folder name of letters, "
+                            f"digits and - _ . =")
+    return name
+
+
+def _train_one(cfg: train.RunConfig, run_dir: Path, progress: bool) -> None:
+    manifest = run_dir / checkpoints.MANIFEST
+    train.train_run(cfg, run_dir, resume=manifest.exists(), progress=progress)
+
+
+def run_grid(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
+             seeds: Sequence[int], out_dir: str | os.PathLike, *,
+             settings: analysis.Settings | None = None, analyze: bool = True,
+             progress: bool = True, data_dir: str | None = None) -> GridResult:
+    """Train (or resume) and analyse ``base`` under every method and seed.
+
+    Args:
+      base: the shared configuration; its ``seed`` and ``method`` are replaced per run.
+      methods: name → ``[method]`` table (``{}`` for plain training), e.g.
+        ``{"baseline": {}, "adamo": {"name": "adamo", "lam": 1e-3}}``.
+      seeds: the seeds; run k of a method uses ``seed = seeds[k]`` for initialisation, minibatch
+        order and the stream's permutations.
+      out_dir: the experiment folder; runs go to ``out_dir/<name>/seed<k>``.
+      settings: analysis settings (defaults of :class:`ntkplast.analysis.Settings`).
+      analyze: analyse each run (otherwise ``tables`` is empty).
+      progress: progress bars.  data_dir: dataset folder for the analysis probe.
+
+    Raises:
+      NtkplastError: an empty grid, a bad method name or table, or a run folder holding a run of
+        another configuration.
+    """
+    if not methods:
+        raise NtkplastError("methods: the grid has no methods")
+    seeds = tuple(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise NtkplastError(f"seeds: expected distinct seeds, got {list(seeds)}")
+    out = Path(out_dir)
+    result = GridResult({}, {}, seeds)
+    for name, method in methods.items():
+        _check_name(name)
+        dirs = [out / name / f"seed{seed}" for seed in seeds]
+        for seed, run_dir in zip(seeds, dirs, strict=True):
+            cfg = dataclasses.replace(base, seed=seed, method=dict(method))
+            _train_one(cfg, run_dir, progress)
+        result.run_dirs[name] = dirs
+        if analyze:
+            result.tables[name] = [analysis.analyze(d, settings, data_dir=data_dir,
+                                                    progress=progress) for d in dirs]
+    return result
+
+
+def per_task(tables: Sequence[Table], metric: str, layer: str = "all") -> np.ndarray:
+    """``seeds × tasks`` values of ``metric`` at each task's end checkpoint (NaN where absent).
+
+    A run's task-end checkpoints are those with a ``test_accuracy`` row; task index t is the t-th
+    of them. Runs of different lengths are padded with NaN.
+    """
+    rows = []
+    for i, table in enumerate(tables):
+        c = table.columns
+        ends = np.unique(c["checkpoint"][c["metric"] == TASK_END])
+        if len(ends) == 0:
+            raise NtkplastError(f"per_task: table {i} has no task-end checkpoints (no "
+                                f"'{TASK_END}' rows); analyse the run with the plasticity family")
+        sel = (c["metric"] == metric) & (c["layer"] == layer)
+        values = dict(zip(c["checkpoint"][sel].tolist(), c["value"][sel].tolist(), strict=True))
+        rows.append([values.get(int(e), np.nan) for e in ends])
+    width = max(len(r) for r in rows)
+    return np.array([r + [np.nan] * (width - len(r)) for r in rows], dtype=np.float64)
+
+
+def mean_interval(values: np.ndarray, *, level: float = 0.95, n_boot: int = 2000,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds (axis 0) and its percentile-bootstrap interval, per column.
+
+    ``values`` is ``seeds × points``; seeds are resampled with replacement (Efron & Tibshirani
+    1993, ch. 13), NaNs ignored. With a single seed the interval collapses to the mean.
+    Returns ``(mean, low, high)``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0:
+        raise NtkplastError(f"mean_interval: expected a seeds × points array, got shape "
+                            f"{values.shape}")
+    if not 0 < level < 1:
+        raise NtkplastError(f"level: expected a coverage in (0, 1) such as 0.95, got {level!r}")
+    idx = np.random.default_rng(seed).integers(0, len(values), (n_boot, len(values)))
+    tail = 50 * (1 - level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+        mean = np.nanmean(values, axis=0)
+        boot = np.nanmean(values[idx], axis=1)
+        low, high = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
+    return mean, low, high

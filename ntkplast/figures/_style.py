@@ -1,0 +1,61 @@
+"""The look shared by every figure: a colour-blind-safe palette, one rc style, atomic saving."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ntkplast.checkpoints import atomic_write_bytes  # noqa: E402
+
+# Okabe & Ito (2008), "Color universal design": distinguishable under every common colour-vision
+# deficiency. Black is left out (it reads as an axis); vermilion and blue lead.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
+           "#000000")
+LINESTYLES = ("-", "--", "-.", ":")
+STYLE = {
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "axes.spines.top": False, "axes.spines.right": False,
+    "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+    "legend.fontsize": 8, "legend.frameon": False, "figure.dpi": 100, "savefig.dpi": 150,
+    "savefig.bbox": "tight", "lines.linewidth": 1.4, "pdf.fonttype": 42,
+}
+
+
+def color(i: int) -> str:
+    """The i-th palette colour (cycling)."""
+    return PALETTE[i % len(PALETTE)]
+
+
+def style(i: int) -> dict[str, Any]:
+    """Colour and line style of series i: the line style changes after each pass of the palette,
+    so series stay distinct in greyscale print too."""
+    return {"color": color(i), "ls": LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)]}
+
+
+def subplots(*args: Any, **kw: Any) -> tuple[Any, Any]:
+    """``plt.subplots`` under the shared style."""
+    with plt.rc_context(STYLE):
+        return plt.subplots(*args, **kw)
+
+
+def save(fig: Any, path_stem: str | os.PathLike,
+         formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Write ``fig`` as ``<path_stem>.<fmt>`` for each format, atomically; returns the paths."""
+    out = []
+    for fmt in formats:
+        buf = io.BytesIO()
+        with plt.rc_context(STYLE):
+            fig.savefig(buf, format=fmt)
+        path = Path(f"{path_stem}.{fmt}")
+        atomic_write_bytes(path, buf.getvalue())
+        out.append(path)
+    plt.close(fig)
+    return out

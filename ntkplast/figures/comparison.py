@@ -1,0 +1,128 @@
+"""Methods side by side over a task stream: each metric at task ends, mean over seeds with a band.
+
+Every function takes ``tables``: method name → one metrics :class:`~ntkplast.table.Table` per
+seed (what :func:`ntkplast.experiment.run_grid` returns in ``.tables``, or the user's own), and
+returns the matplotlib figure. The band is the 95% percentile-bootstrap interval of the mean over
+seeds (:func:`ntkplast.experiment.mean_interval`); with one seed there is no band. A metric
+measured per layer is averaged over the layers first (``layer="mean"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ntkplast.errors import NtkplastError
+from ntkplast.experiment import mean_interval, per_task
+from ntkplast.figures._style import style, subplots
+from ntkplast.table import Table
+
+Tables = Mapping[str, Sequence[Table]]
+
+# (metric, layer, axis label, log scale)
+PLASTICITY_PANELS = (
+    ("test_accuracy", "all", "test accuracy on the new task\n(end of its training)", False),
+    ("online_accuracy", "all", "online accuracy during the task", False),
+    ("running_online_accuracy", "all", "average online accuracy\nover tasks so far", False),
+)
+THEORY_PANELS = (
+    ("ntk_condition", "all", "NTK condition number λ_max/λ_min", True),
+    ("ntk_effective_rank", "all", "NTK effective rank", False),
+    ("ntk_trace", "all", "NTK trace", True),
+    ("ntk_decay_exponent", "all", "NTK eigenvalue decay exponent", False),
+    ("jac_mean_log_sigma_sq", "mean", "isometry deviation\nmean (log σ)², layer mean", False),
+    ("dormant_fraction_tau0", "mean", "dead-unit fraction (τ = 0),\nlayer mean", False),
+)
+REGIME_PANELS = (
+    ("kernel_distance_init", "all", "kernel distance from initialisation", False),
+    ("kernel_distance_infinite", "all", "kernel distance from\nthe infinite-width kernel", False),
+)
+
+
+def _check(tables: Tables) -> None:
+    if not tables or any(len(v) == 0 for v in tables.values()):
+        raise NtkplastError("figures: expected method name → a non-empty list of tables (one "
+                            "per seed), e.g. run_grid(...).tables")
+
+
+def task_values(runs: Sequence[Table], metric: str, layer: str = "all") -> np.ndarray:
+    """``seeds × tasks`` values of ``metric`` at task ends; ``layer="mean"`` averages the
+    ``layer<l>`` rows; ``running_<metric>`` is the running mean of ``<metric>`` over tasks."""
+    if metric.startswith("running_"):
+        v = task_values(runs, metric[len("running_"):], layer)
+        return np.cumsum(v, axis=1) / np.arange(1, v.shape[1] + 1)
+    if layer != "mean":
+        return per_task(runs, metric, layer)
+    layers = sorted({name for t in runs for name in
+                     t.columns["layer"][t.columns["metric"] == metric].tolist()} - {"all"})
+    if not layers:
+        raise NtkplastError(f"figures: no per-layer rows of {metric!r} in the tables")
+    stacked = np.stack([per_task(runs, metric, name) for name in layers])
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(stacked, axis=0) if np.isfinite(stacked).any() else stacked[0]
+
+
+def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None = None) -> None:
+    """Mean over seeds (rows of ``values``) as a line, its bootstrap interval as a band."""
+    mean, low, high = mean_interval(values)
+    x = np.arange(values.shape[1]) if x is None else x
+    st = style(i)
+    ax.plot(x, mean, label=f"{label} (n={len(values)})", **st)
+    if len(values) > 1:
+        ax.fill_between(x, low, high, color=st["color"], alpha=0.18, lw=0)
+
+
+def per_task_panels(tables: Tables, panels: Sequence[tuple[str, str, str, bool]], *,
+                    ncols: int = 3, title: str = "", xlabel: str = "task") -> Any:
+    """One panel per ``(metric, layer, label, log)``: every method's per-task mean and band.
+    Panels whose metric no table carries say so instead of failing."""
+    _check(tables)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = subplots(nrows, ncols, figsize=(3.6 * ncols, 2.7 * nrows), squeeze=False)
+    for ax, (metric, layer, label, log) in zip(axes.ravel(), panels):
+        drew = False
+        for i, (name, runs) in enumerate(tables.items()):
+            try:
+                values = task_values(runs, metric, layer)
+            except NtkplastError:
+                continue
+            if np.isfinite(values).any():
+                band(ax, values, i, name)
+                drew = True
+        if not drew:
+            ax.text(0.5, 0.5, f"no {metric}\nin these tables", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8, color="0.4")
+        elif log:
+            ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.set_xlabel(xlabel)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5),
+                   bbox_to_anchor=(0.5, 1.0))
+    if title:
+        fig.suptitle(title, y=1.06 if handles else 1.0)
+    fig.tight_layout(rect=(0, 0, 1, 0.94 if handles else 1))
+    return fig
+
+
+def plasticity_curves(tables: Tables, *, title: str = "") -> Any:
+    """Observed plasticity per task: end-of-task test accuracy on each new task, online accuracy
+    during it (Dohare et al. 2024), and the running average of the online accuracy."""
+    return per_task_panels(tables, PLASTICITY_PANELS, title=title)
+
+
+def theory_panels(tables: Tables, *, title: str = "") -> Any:
+    """NTK condition number, effective rank, trace and decay exponent on the probe set, layer
+    mean isometry deviation of the layer Jacobians, and dead-unit fraction, at each task end."""
+    return per_task_panels(tables, THEORY_PANELS, title=title)
+
+
+def kernel_regime(tables: Tables, *, title: str = "") -> Any:
+    """Leaving the kernel regime: relative Frobenius distance of the empirical NTK from its value
+    at initialisation and from the infinite-width NTK, at each task end."""
+    return per_task_panels(tables, REGIME_PANELS, ncols=2, title=title)
