@@ -4,7 +4,7 @@
     ntkplast analyze RUN_DIR [--metrics ntk,isometry,dormancy,plasticity] [--probe-size N]
                      [--probe seen|task:K|FILE.npz] [--engine auto] [--out DIR]
     ntkplast figures RUN_DIR [--out DIR]
-    ntkplast demo [--out DIR] [--quick] [--resume]   (trains, analyses, draws)
+    ntkplast demo [--out DIR] [--quick] [--seeds N]   (Adam vs AdamO: train, analyse, draw)
 
 Bad input prints one line ``ntkplast: error: …`` and exits with status 2.
 """
@@ -34,6 +34,8 @@ def _build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a continual-learning run into a run folder")
     t.add_argument("config", help="TOML config (see configs/ and ntkplast.config)")
     t.add_argument("--out", help="run folder (default: runs/<config name>)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out from its last checkpoint")
     _add_common(t)
 
     a = sub.add_parser("analyze", help="every diagnostic over a run's checkpoints, as one table")
@@ -48,11 +50,12 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--analysis", help="analysis folder (default: RUN_DIR/analysis)")
     f.add_argument("--out", help="figure folder (default: the analysis folder)")
 
-    d = sub.add_parser("demo", help="train the built-in permuted-digits stream (20 tasks) "
-                                    "and analyse it")
-    d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    d = sub.add_parser("demo", help="Adam vs AdamO on the built-in permuted-digits stream "
+                                    "(20 tasks, several seeds): train, analyse, draw, summarise")
+    d.add_argument("--out", default="runs/demo", help="experiment folder (default: runs/demo)")
     d.add_argument("--quick", action="store_true",
                    help="a short version (seconds), for smoke tests")
+    d.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
     _add_common(d)
     _add_analysis_options(d)
     return p
@@ -73,27 +76,27 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out from its last checkpoint")
-    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--seed", type=int, help="override the config's seed (demo: the first seed)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting (TOML value), e.g. train.learning_rate=3e-4")
     p.add_argument("--data-dir", help="folder with MNIST/CIFAR copies (default: $NTKPLAST_DATA)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _run_train(args: argparse.Namespace, config_path: str | None, out: str) -> None:
-    from ntkplast import config, train
-
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides plus those that ``--seed`` and ``--data-dir`` stand for."""
     overrides = list(args.set)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     if args.data_dir is not None:
         overrides.append(f"stream.data_dir={args.data_dir!r}")
-    if config_path is None:
-        cfg = config.demo_config(quick=args.quick, overrides=overrides)
-    else:
-        cfg = config.load_config(config_path, overrides)
+    return overrides
+
+
+def _run_train(args: argparse.Namespace, config_path: str, out: str) -> None:
+    from ntkplast import config, train
+
+    cfg = config.load_config(config_path, _overrides(args))
     run = train.train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
     tasks = run.manifest.get("tasks", [])
     last = tasks[-1] if tasks else {}
@@ -101,13 +104,18 @@ def _run_train(args: argparse.Namespace, config_path: str | None, out: str) -> N
           + (f"; last task test accuracy {last['test_accuracy']:.3f}" if last else ""))
 
 
+def _settings(args: argparse.Namespace):
+    from ntkplast import analysis
+
+    return analysis.Settings(metrics=analysis.parse_metrics(args.metrics), probe=args.probe,
+                             probe_size=args.probe_size, seed=args.analysis_seed,
+                             engine=args.engine, device_count=args.device_count)
+
+
 def _run_analyze(args: argparse.Namespace, run_dir: str, out: str | None) -> None:
     from ntkplast import analysis
 
-    settings = analysis.Settings(metrics=analysis.parse_metrics(args.metrics),
-                                 probe=args.probe, probe_size=args.probe_size,
-                                 seed=args.analysis_seed, engine=args.engine,
-                                 device_count=args.device_count)
+    settings = _settings(args)
     table = analysis.analyze(run_dir, settings, out_dir=out, data_dir=args.data_dir,
                              progress=not args.no_progress)
     where = out or str(Path(run_dir) / "analysis")
@@ -134,16 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.verb == "analyze":
             _run_analyze(args, args.run_dir, args.out)
         elif args.verb == "demo":
-            _run_train(args, None, args.out)
-            _run_analyze(args, args.out, None)
-            _run_figures(args.out, None, None)
+            from ntkplast import demo
+
+            demo.run_demo(args.out, quick=args.quick, seeds=args.seeds, settings=_settings(args),
+                          overrides=_overrides(args), progress=not args.no_progress)
         elif args.verb == "figures":
             _run_figures(args.run_dir, args.analysis, args.out)
     except NtkplastError as e:
         print(f"ntkplast: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ntkplast: interrupted; continue with the same command plus --resume",
+        print("ntkplast: interrupted; continue with the same command (for train: plus --resume)",
               file=sys.stderr)
         return 130
     return 0

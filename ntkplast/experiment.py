@@ -74,8 +74,9 @@ def run_grid(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
       base: the shared configuration; its ``seed`` and ``method`` are replaced per run.
       methods: name → ``[method]`` table (``{}`` for plain training), e.g.
         ``{"baseline": {}, "adamo": {"name": "adamo", "lam": 1e-3}}``.
-      seeds: the seeds; run k of a method uses ``seed = seeds[k]`` for initialisation, minibatch
-        order and the stream's permutations.
+      seeds: the seeds; run k of a method uses ``seed = seeds[k]`` for initialisation,
+        minibatch order and reference runs. The tasks themselves are fixed by
+        ``base.stream.seed``, so every run sees the same task sequence.
       out_dir: the experiment folder; runs go to ``out_dir/<name>/seed<k>``.
       settings: analysis settings (defaults of :class:`ntkplast.analysis.Settings`).
       analyze: analyse each run (otherwise ``tables`` is empty).

@@ -26,20 +26,29 @@ def _assert_one_line_error(proc, *fragments):
         assert f in lines[0], lines[0]
 
 
-def test_demo_quick_writes_twenty_tasks_and_resumes(tmp_path):
-    proc = _cli("demo", "--quick", "--no-progress", "--probe-size", "32", "--out", "demo",
-                cwd=tmp_path)
+def test_demo_quick_compares_adam_and_adamo_and_reruns_cheaply(tmp_path):
+    args = ("demo", "--quick", "--no-progress", "--probe-size", "32", "--seeds", "1",
+            "--out", "demo")
+    proc = _cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    run = checkpoints.open_run(tmp_path / "demo")
-    assert run.complete and len(run.manifest["tasks"]) == 20
-    assert len(run) == 1 + 20 * 2
-    for name in ("metrics.csv", "metrics.jsonl", "spectra.npz", "diagnostics.png"):
-        assert (tmp_path / "demo" / "analysis" / name).exists()
-    again = _cli("demo", "--quick", "--no-progress", "--out", "demo", cwd=tmp_path)
-    _assert_one_line_error(again, "--resume")
-    resumed = _cli("demo", "--quick", "--no-progress", "--probe-size", "32", "--out", "demo",
-                   "--resume", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    for method in ("adam", "adamo"):
+        run = checkpoints.open_run(tmp_path / "demo" / method / "seed0")
+        assert run.complete and len(run.manifest["tasks"]) == 20
+        assert len(run) == 1 + 20 * 2
+        assert run.manifest["config"].get("method", {}).get("name", "adam") == method
+        for name in ("metrics.csv", "metrics.jsonl", "spectra.npz"):
+            assert (run.path / "analysis" / name).exists()
+    for name in ("plasticity", "theory", "kernel_regime", "diagnostics_adam"):
+        assert (tmp_path / "demo" / "figures" / f"{name}.png").exists()
+    assert "online accuracy" in proc.stdout and "figures:" in proc.stdout
+    checkpoint_files = sorted((tmp_path / "demo").glob("*/seed0/*.npz"))
+    assert len(checkpoint_files) == 2 * 41
+    stamp = {p: p.stat().st_mtime_ns for p in checkpoint_files}
+    again = _cli(*args, cwd=tmp_path)  # finished runs are skipped, analyses come from the cache
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in checkpoint_files} == stamp
+    other = _cli(*args[:-2], "--out", "demo", "--set", "train.learning_rate=0.1", cwd=tmp_path)
+    _assert_one_line_error(other, "different configuration")
 
 
 BAD_CONFIGS = {

@@ -1,0 +1,122 @@
+"""Methods × seeds grids, per-task arrays and the comparison figures."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from ntkplast import analysis, checkpoints, experiment, figures, models, streams, train
+from ntkplast.errors import NtkplastError
+from ntkplast.table import Table
+
+BASE = train.RunConfig(
+    model=models.ArchSpec(widths=(12,), num_outputs=10),
+    stream=streams.StreamSpec(kind="permuted", dataset="digits", num_tasks=2),
+    train=train.TrainConfig(batch_size=16, steps_per_task=6, checkpoint_every=3))
+METHODS = {"baseline": {}, "l2": {"name": "l2", "lam": 0.01}}
+SETTINGS = analysis.Settings(metrics=("dormancy", "plasticity"), probe_size=16)
+
+
+def test_grid_trains_every_method_and_seed_and_skips_finished_runs(tmp_path):
+    res = experiment.run_grid(BASE, METHODS, (0, 1), tmp_path, settings=SETTINGS,
+                              progress=False)
+    assert res.seeds == (0, 1) and set(res.tables) == set(METHODS)
+    for name, method in METHODS.items():
+        for seed, run_dir in zip(res.seeds, res.run_dirs[name]):
+            assert run_dir == tmp_path / name / f"seed{seed}"
+            cfg = checkpoints.open_run(run_dir).manifest["config"]
+            assert cfg["seed"] == seed and cfg.get("method", {}) == method
+        assert len(res.tables[name]) == 2
+    # the method matters: the same seed under L2 ends with smaller weights
+    w = {n: np.linalg.norm(checkpoints.open_run(res.run_dirs[n][0]).params(-1)[0]["W"])
+         for n in METHODS}
+    assert w["l2"] < w["baseline"]
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.npz")}
+    experiment.run_grid(BASE, METHODS, (0, 1), tmp_path, analyze=False, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.npz")} == stamp
+
+
+def test_grid_resumes_an_interrupted_run_bit_identically(tmp_path):
+    cfg = dataclasses.replace(BASE, seed=5, method={"name": "l2", "lam": 0.01})
+    full = train.train_run(cfg, tmp_path / "full", progress=False)
+    train.train_run(cfg, tmp_path / "grid" / "l2" / "seed5", progress=False, stop_after_chunks=2)
+    res = experiment.run_grid(BASE, {"l2": cfg.method}, (5,), tmp_path / "grid", analyze=False,
+                              progress=False)
+    resumed = checkpoints.open_run(res.run_dirs["l2"][0])
+    assert resumed.complete
+    for a, b in zip(jax.tree_util.tree_leaves(full.params(-1)),
+                    jax.tree_util.tree_leaves(resumed.params(-1))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_grid_refuses_a_folder_of_another_grid_and_bad_names(tmp_path):
+    experiment.run_grid(BASE, {"a": {}}, (0,), tmp_path, analyze=False, progress=False)
+    with pytest.raises(NtkplastError, match="different configuration"):
+        experiment.run_grid(BASE, {"a": {"name": "l2"}}, (0,), tmp_path, analyze=False,
+                            progress=False)
+    with pytest.raises(NtkplastError, match="folder name"):
+        experiment.run_grid(BASE, {"../up": {}}, (0,), tmp_path, progress=False)
+    with pytest.raises(NtkplastError, match="distinct seeds"):
+        experiment.run_grid(BASE, {"a": {}}, (1, 1), tmp_path, progress=False)
+
+
+def _table(values_by_task, metric="m", layers=("all",), extra_checkpoints=True):
+    """Task t ends at checkpoint 2t+1; checkpoints 2t are mid-task (no test_accuracy)."""
+    rows = []
+    for t, value in enumerate(values_by_task):
+        end = 2 * t + 1
+        rows.append((end, 10 * end, t, "all", "test_accuracy", 0.5))
+        for li, layer in enumerate(layers):
+            rows.append((end, 10 * end, t, layer, metric, value + li))
+            if extra_checkpoints:
+                rows.append((end - 1, 10 * end - 5, t, layer, metric, -99.0))
+    return Table.from_rows(rows)
+
+
+def test_per_task_reads_task_ends_and_pads():
+    got = experiment.per_task([_table([1.0, 2.0, 3.0]), _table([4.0, 5.0])], "m")
+    np.testing.assert_array_equal(got[0], [1, 2, 3])
+    np.testing.assert_array_equal(got[1, :2], [4, 5])
+    assert np.isnan(got[1, 2])
+    with pytest.raises(NtkplastError, match="task-end"):
+        experiment.per_task([Table.from_rows([(0, 0, 0, "all", "m", 1.0)])], "m")
+
+
+def test_task_values_layer_mean_and_running_mean():
+    t = _table([1.0, 3.0, 8.0], layers=("layer0", "layer1"))
+    np.testing.assert_allclose(figures.task_values([t], "m", "mean")[0], [1.5, 3.5, 8.5])
+    np.testing.assert_allclose(figures.task_values([t], "running_m", "layer0")[0],
+                               [1.0, 2.0, 4.0])
+
+
+def test_mean_interval_against_numpy():
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((8, 5))
+    mean, low, high = experiment.mean_interval(v, n_boot=4000)
+    np.testing.assert_allclose(mean, v.mean(0))
+    assert np.all(low < mean) and np.all(mean < high)
+    # the bootstrap interval of a mean shrinks like the standard error: ≈ ±1.96 s/√n
+    np.testing.assert_allclose(high - low, 2 * 1.96 * v.std(0) / np.sqrt(8), rtol=0.3)
+    one_mean, one_low, one_high = experiment.mean_interval(v[:1])
+    np.testing.assert_array_equal(one_low, one_mean)
+    np.testing.assert_array_equal(one_high, one_mean)
+    with pytest.raises(NtkplastError, match="seeds × points"):
+        experiment.mean_interval(np.ones(3))
+
+
+def test_comparison_figures_draw_one_band_per_method(tmp_path):
+    tables = {"a": [_table([0.9, 0.8]), _table([0.7, 0.6])],
+              "b": [_table([0.5, 0.4])]}
+    fig = figures.per_task_panels(tables, [("m", "all", "m", False),
+                                           ("absent", "all", "nothing", False)], ncols=2)
+    ax, empty = fig.axes[:2]
+    assert [line.get_label() for line in ax.get_lines()] == ["a (n=2)", "b (n=1)"]
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [0.8, 0.7])
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [0.5, 0.4])
+    assert len(ax.collections) == 1  # a band for the two-seed method only
+    assert "no absent" in empty.texts[0].get_text()
+    paths = figures.save(fig, tmp_path / "cmp")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size for p in paths)
+    with pytest.raises(NtkplastError, match="non-empty list"):
+        figures.plasticity_curves({"a": []})
