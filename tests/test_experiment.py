@@ -120,3 +120,13 @@ def test_comparison_figures_draw_one_band_per_method(tmp_path):
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size for p in paths)
     with pytest.raises(NtkplastError, match="non-empty list"):
         figures.plasticity_curves({"a": []})
+
+
+def test_plasticity_curves_mark_the_reset_reference_where_it_was_run():
+    with_ref = Table.concat([_table([0.9, 0.8], metric="online_accuracy"), Table.from_rows(
+        [(3, 30, 1, "all", "reference_test_accuracy", 0.95)])])
+    fig = figures.plasticity_curves({"a": [with_ref], "b": [_table([0.5, 0.4])]})
+    ref = [line for line in fig.axes[0].get_lines() if "reset reference" in line.get_label()]
+    assert len(ref) == 1 and ref[0].get_label() == "reset reference (a)"
+    np.testing.assert_array_equal(ref[0].get_xdata(), [1])
+    np.testing.assert_array_equal(ref[0].get_ydata(), [0.95])

@@ -16,9 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from ntkplast.checkpoints import atomic_write_bytes  # noqa: E402
 
 # Okabe & Ito (2008), "Color universal design": distinguishable under every common colour-vision
-# deficiency. Black is left out (it reads as an axis); vermilion and blue lead.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
-           "#000000")
+# deficiency. Black leads, for the first series (by convention the baseline); the pale yellow
+# comes last.
+PALETTE = ("#000000", "#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
+           "#F0E442")
 LINESTYLES = ("-", "--", "-.", ":")
 STYLE = {
     "axes.prop_cycle": matplotlib.cycler(color=PALETTE),

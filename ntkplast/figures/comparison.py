@@ -100,20 +100,37 @@ def per_task_panels(tables: Tables, panels: Sequence[tuple[str, str, str, bool]]
         ax.set_xlabel(xlabel)
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5),
-                   bbox_to_anchor=(0.5, 1.0))
     if title:
-        fig.suptitle(title, y=1.06 if handles else 1.0)
-    fig.tight_layout(rect=(0, 0, 1, 0.94 if handles else 1))
+        fig.suptitle(title)
+    fig.tight_layout()
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    if handles:  # outside, right of the panels (saved with bbox_inches="tight")
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return fig
 
 
 def plasticity_curves(tables: Tables, *, title: str = "") -> Any:
     """Observed plasticity per task: end-of-task test accuracy on each new task, online accuracy
-    during it (Dohare et al. 2024), and the running average of the online accuracy."""
-    return per_task_panels(tables, PLASTICITY_PANELS, title=title)
+    during it (Dohare et al. 2024), and the running average of the online accuracy.
+
+    Grey circles: the reset reference of the first method (a fresh network trained on that task
+    alone with the same budget and hooks), mean over seeds, on the tasks that have one."""
+    fig = per_task_panels(tables, PLASTICITY_PANELS, title=title)
+    first, runs = next(iter(tables.items()))
+    for ax, metric in zip(fig.axes, ("reference_test_accuracy", "reference_online_accuracy")):
+        if not _has(runs, metric):
+            continue
+        mean = mean_interval(task_values(runs, metric), n_boot=1)[0]
+        tasks = np.flatnonzero(np.isfinite(mean))
+        if len(tasks):
+            ax.plot(tasks, mean[tasks], "o", color="0.55", ms=4, zorder=5,
+                    label=f"reset reference ({first})")
+            ax.legend(handles=ax.get_lines()[-1:], loc="lower left", frameon=False)
+    return fig
+
+
+def _has(runs: Sequence[Table], metric: str) -> bool:
+    return any(np.any(t.columns["metric"] == metric) for t in runs)
 
 
 def theory_panels(tables: Tables, *, title: str = "") -> Any:
