@@ -4,6 +4,7 @@
     ntkplast analyze RUN_DIR [--metrics ntk,isometry,dormancy,plasticity] [--probe-size N]
                      [--probe seen|task:K|FILE.npz] [--engine auto] [--out DIR]
     ntkplast figures RUN_DIR [--out DIR]
+    ntkplast sweep GRID.toml [--out DIR] [--no-analysis]   (seeds × methods × settings)
     ntkplast demo [--out DIR] [--quick] [--seeds N]   (Adam vs AdamO: train, analyse, draw)
 
 Bad input prints one line ``ntkplast: error: …`` and exits with status 2.
@@ -49,6 +50,13 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("run_dir", help="a run folder analysed by `ntkplast analyze`")
     f.add_argument("--analysis", help="analysis folder (default: RUN_DIR/analysis)")
     f.add_argument("--out", help="figure folder (default: the analysis folder)")
+
+    s = sub.add_parser("sweep", help="train and analyse a grid of seeds × methods × settings")
+    s.add_argument("grid", help="grid TOML (see configs/sweep_example.toml and ntkplast.sweep)")
+    s.add_argument("--out", help="sweep folder (default: runs/<grid name>)")
+    s.add_argument("--no-analysis", action="store_true", help="train only")
+    s.add_argument("--data-dir", help="folder with MNIST/CIFAR copies (default: $NTKPLAST_DATA)")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     d = sub.add_parser("demo", help="Adam vs AdamO on the built-in permuted-digits stream "
                                     "(20 tasks, several seeds): train, analyse, draw, summarise")
@@ -131,6 +139,17 @@ def _run_figures(run_dir: str, analysis_dir: str | None, out: str | None) -> Non
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
+def _run_sweep(args: argparse.Namespace) -> None:
+    from ntkplast import sweep
+
+    out = args.out or str(Path("runs") / Path(args.grid).stem)
+    results = sweep.run_sweep(args.grid, out, analyze=not args.no_analysis,
+                              progress=not args.no_progress, data_dir=args.data_dir)
+    runs = sum(len(d) for r in results.values() for d in r.run_dirs.values())
+    print(f"{runs} runs over {len(results)} point(s) in {out}"
+          + ("" if args.no_analysis else f"; joined analysis in {out}/summary.csv"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ntkplast`` console script; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -141,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run_train(args, args.config, out)
         elif args.verb == "analyze":
             _run_analyze(args, args.run_dir, args.out)
+        elif args.verb == "sweep":
+            _run_sweep(args)
         elif args.verb == "demo":
             from ntkplast import demo
 

@@ -27,7 +27,8 @@ from ntkplast import analysis, checkpoints, train
 from ntkplast.errors import NtkplastError
 from ntkplast.table import Table
 
-__all__ = ["GridResult", "method_label", "run_grid", "per_task", "mean_interval"]
+__all__ = ["GridResult", "check_method_name", "mean_interval", "method_label", "per_task",
+           "run_grid"]
 
 TASK_END = "test_accuracy"  # the metric only task-end checkpoints carry
 
@@ -52,7 +53,8 @@ def method_label(method: Mapping[str, Any]) -> str:
     return str(method.get("name", "none")) if method else "none"
 
 
-def _check_name(name: str) -> str:
+def check_method_name(name: str) -> str:
+    """``name`` if it can name a method's folder (letters, digits, ``- _ . =``); else an error."""
     if not name or not all(c.isalnum() or c in "-_.=" for c in name) or name.startswith("."):
         raise NtkplastError(f"methods: name {name!r} must be a non-empty folder name of letters, "
                             f"digits and - _ . =")
@@ -94,7 +96,7 @@ def run_grid(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
     out = Path(out_dir)
     result = GridResult({}, {}, seeds)
     for name, method in methods.items():
-        _check_name(name)
+        check_method_name(name)
         dirs = [out / name / f"seed{seed}" for seed in seeds]
         for seed, run_dir in zip(seeds, dirs, strict=True):
             cfg = dataclasses.replace(base, seed=seed, method=dict(method))

@@ -1,0 +1,176 @@
+"""Sweeps: a grid file expands into run folders that are trained, analysed and joined.
+
+A grid file (TOML) names a base run config, the methods, the seeds and any hyper-parameter
+axes::
+
+    seeds = 3                      # seeds 0, 1, 2 (or a list: [0, 4, 7])
+    base = "permuted_digits.toml"  # optional run config, relative to the grid file
+    [config.train]                 # optional tables over the base (model / stream / train)
+    steps_per_task = 200
+    [methods.adam]                 # method name -> its [method] table ({} = plain training)
+    [methods.adamo]
+    name = "adamo"
+    lam = 0.1
+    [axes]                         # optional: dotted config key -> list of values
+    "train.learning_rate" = [1e-3, 3e-4]
+    [analysis]                     # optional ntkplast.analysis.Settings fields
+    probe_size = 128
+
+The grid expands to every combination of axis values (a *point*, in the file's order) × method
+× seed, into ``OUT/<point>/<method>/seed<k>`` where ``<point>`` is ``key=value,…`` (``base``
+without axes). Each point is one :func:`ntkplast.experiment.run_grid`, so re-running skips
+finished runs and resumes interrupted ones. ``OUT/grid.json`` records the expanded grid; a
+folder written for another grid is refused. ``OUT/summary.csv`` joins every run's analysis table
+with columns ``point, method, seed`` in front of the table's own.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ntkplast import analysis, config, experiment
+from ntkplast.checkpoints import atomic_write_bytes
+from ntkplast.errors import NtkplastError
+from ntkplast.plain import from_plain
+from ntkplast.table import COLUMNS, Table
+
+__all__ = ["Point", "expand", "load_grid", "run_sweep"]
+
+GRID_KEYS = ("seeds", "base", "config", "methods", "axes", "analysis")
+
+
+class Point:
+    """One combination of axis values: its folder name and its config overrides."""
+
+    def __init__(self, values: Sequence[tuple[str, Any]]):
+        self.values = tuple(values)
+        self.name = ",".join(f"{k}={_fmt(v)}" for k, v in self.values) or "base"
+        self.overrides = [f"{k}={json.dumps(v)}" for k, v in self.values]
+
+    def __repr__(self) -> str:
+        return f"Point({self.name})"
+
+
+def _fmt(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else v
+    return "".join(c if c.isalnum() or c in "-_.=+" else "_" for c in text)
+
+
+def load_grid(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a grid file; returns its plain data with ``base`` resolved to a path."""
+    path = Path(path)
+    grid = config.read_toml(path)
+    unknown = sorted(set(grid) - set(GRID_KEYS))
+    if unknown:
+        raise NtkplastError(f"{path}: unknown key(s) {unknown}; a grid has {list(GRID_KEYS)}")
+    seeds = grid.get("seeds", 1)
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
+        seeds = list(range(seeds))
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                       for s in seeds)):
+        raise NtkplastError(f"{path}: seeds must be a positive count or a list of distinct "
+                            f"non-negative integers, got {grid.get('seeds')!r}")
+    grid["seeds"] = seeds
+    if "base" in grid:
+        if not isinstance(grid["base"], str):
+            raise NtkplastError(f"{path}: base must be the path of a run config, "
+                                f"got {grid['base']!r}")
+        grid["base"] = str((path.parent / grid["base"]).resolve())
+    for key in ("config", "methods", "axes", "analysis"):
+        if not isinstance(grid.get(key, {}), Mapping):
+            raise NtkplastError(f"{path}: [{key}] must be a table")
+    for name, values in grid.get("axes", {}).items():
+        if not isinstance(values, list) or not values:
+            raise NtkplastError(f"{path}: axes.{name!r} must be a non-empty list of values")
+    grid.setdefault("methods", {"none": {}})
+    return grid
+
+
+def expand(grid: Mapping[str, Any]) -> list[Point]:
+    """The grid's points: every combination of axis values, in file order."""
+    axes = grid.get("axes", {})
+    combos = itertools.product(*[[(k, v) for v in values] for k, values in axes.items()])
+    return [Point(c) for c in combos]
+
+
+def _base(grid: Mapping[str, Any], point: Point, where: str):
+    d = config.read_toml(grid["base"]) if "base" in grid else {}
+    for section, table in grid.get("config", {}).items():
+        if isinstance(table, Mapping) and isinstance(d.get(section), Mapping):
+            d[section] = {**d[section], **table}
+        else:
+            d[section] = table
+    try:
+        return config.config_from_dict(config.apply_overrides(d, point.overrides),
+                                       where=f"{where} [{point.name}]")
+    except NtkplastError as e:
+        raise NtkplastError(f"{where}: point {point.name}: {e}") from None
+
+
+def _check_folder(out: Path, grid: Mapping[str, Any]) -> None:
+    record = out / "grid.json"
+    text = json.dumps(grid, indent=1, sort_keys=True, default=str)
+    if record.exists():
+        if record.read_text() != text:
+            raise NtkplastError(f"{out} holds a sweep of another grid ({record} differs); use "
+                                f"another --out folder or the grid that wrote it")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(record, text.encode())
+
+
+def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+              analyze: bool = True, progress: bool = True,
+              data_dir: str | None = None) -> dict[str, experiment.GridResult]:
+    """Expand, train, analyse and join the sweep of ``grid_path`` into ``out_dir``.
+
+    Returns point name → :class:`~ntkplast.experiment.GridResult`. Every configuration is built
+    and checked before the first run trains, so a bad point fails fast with nothing written.
+    """
+    grid = load_grid(grid_path)
+    where = str(grid_path)
+    points = expand(grid)
+    bases = [_base(grid, p, where) for p in points]
+    methods = grid["methods"]
+    for name, method in methods.items():
+        try:
+            experiment.check_method_name(name)
+            config.config_from_dict({"method": method}, where=f"{where}: methods.{name}")
+        except NtkplastError as e:
+            raise NtkplastError(f"{where}: methods.{name}: {e}") from None
+    settings = from_plain(analysis.Settings, grid.get("analysis", {}),
+                          where=f"{where}: analysis")
+    out = Path(out_dir)
+    _check_folder(out, grid)
+    results = {}
+    for point, base in zip(points, bases, strict=True):
+        results[point.name] = experiment.run_grid(
+            base, methods, grid["seeds"], out / point.name, settings=settings,
+            analyze=analyze, progress=progress, data_dir=data_dir)
+    if analyze:
+        atomic_write_bytes(out / "summary.csv", _summary_csv(results))
+    return results
+
+
+def _summary_csv(results: Mapping[str, experiment.GridResult]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["point", "method", "seed", *COLUMNS])
+    for point, res in results.items():
+        for method, tables in res.tables.items():
+            for seed, table in zip(res.seeds, tables, strict=True):
+                writer.writerows([point, method, seed, *row] for row in _rows(table))
+    return buf.getvalue().encode()
+
+
+def _rows(table: Table):
+    cols = [table.columns[c].tolist() for c in COLUMNS]
+    return zip(*cols, strict=True)

@@ -1,0 +1,99 @@
+"""Sweeps: a grid file expands into deterministic run folders, re-runs skip, summaries join."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ntkplast import checkpoints, sweep
+from ntkplast.errors import NtkplastError
+
+GRID = """
+seeds = [0, 3]
+[config.model]
+widths = [8]
+[config.stream]
+num_tasks = 2
+[config.train]
+batch_size = 16
+steps_per_task = 4
+reference_tasks = "none"
+[methods.adam]
+[methods.l2]
+name = "l2"
+lam = 0.01
+[axes]
+"train.learning_rate" = [1e-3, 1e-2]
+[analysis]
+probe_size = 8
+metrics = ["dormancy", "plasticity"]
+"""
+
+
+def _write(tmp_path, text=GRID, name="grid.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_sweep_expands_trains_and_joins(tmp_path):
+    results = sweep.run_sweep(_write(tmp_path), tmp_path / "out", progress=False)
+    assert list(results) == ["train.learning_rate=0.001", "train.learning_rate=0.01"]
+    for point, lr in zip(results, (1e-3, 1e-2)):
+        for method in ("adam", "l2"):
+            for seed in (0, 3):
+                run = checkpoints.open_run(tmp_path / "out" / point / method / f"seed{seed}")
+                cfg = run.manifest["config"]
+                assert run.complete and cfg["seed"] == seed
+                assert cfg["train"]["learning_rate"] == lr and cfg["model"]["widths"] == [8]
+                assert cfg.get("method", {}).get("name", "adam") == method
+    with open(tmp_path / "out" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    expected = sum(len(t) for r in results.values() for ts in r.tables.values() for t in ts)
+    assert len(rows) == expected
+    assert {(r["point"], r["method"], r["seed"]) for r in rows} == {
+        (p, m, s) for p in results for m in ("adam", "l2") for s in ("0", "3")}
+    # a summary row carries the run's own value
+    table = results["train.learning_rate=0.01"].tables["l2"][1]
+    sel = table.select("test_accuracy")
+    got = [float(r["value"]) for r in rows if r["point"] == "train.learning_rate=0.01"
+           and r["method"] == "l2" and r["seed"] == "3" and r["metric"] == "test_accuracy"]
+    np.testing.assert_allclose(got, sel.columns["value"])
+
+
+def test_rerun_skips_finished_runs_and_refuses_another_grid(tmp_path):
+    grid = _write(tmp_path)
+    sweep.run_sweep(grid, tmp_path / "out", analyze=False, progress=False)
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.npz")}
+    sweep.run_sweep(grid, tmp_path / "out", analyze=False, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.npz")} == stamp
+    other = _write(tmp_path, GRID.replace("seeds = [0, 3]", "seeds = 2"), "other.toml")
+    with pytest.raises(NtkplastError, match="another grid"):
+        sweep.run_sweep(other, tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (GRID + "\nsweeps = 1\n", "unknown key"),
+    (GRID.replace("seeds = [0, 3]", "seeds = [1, 1]"), "distinct"),
+    (GRID.replace('"train.learning_rate"', '"train.learnin_rate"'), "learnin_rate"),
+    (GRID.replace('name = "l2"', 'name = "l3"'), "methods.l2"),
+    (GRID.replace("probe_size = 8", "probe_size = 'many'"), "analysis"),
+    (GRID.replace("[1e-3, 1e-2]", "1e-3"), "non-empty list"),
+])
+def test_bad_grids_fail_before_anything_is_written(tmp_path, text, fragment):
+    with pytest.raises(NtkplastError, match=fragment):
+        sweep.run_sweep(_write(tmp_path, text), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_sweep_error_is_one_line(tmp_path):
+    _write(tmp_path, GRID.replace("seeds = [0, 3]", "seeds = -1"))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-m", "ntkplast", "sweep", "grid.toml"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "seeds" in lines[0] and "Traceback" not in proc.stderr
