@@ -6,6 +6,8 @@
     ntkplast figures RUN_DIR [--out DIR]
     ntkplast sweep GRID.toml [--out DIR] [--no-analysis]   (seeds × methods × settings)
     ntkplast demo [--out DIR] [--quick] [--seeds N]   (Adam vs AdamO: train, analyse, draw)
+    ntkplast import SRC_DIR RUN_DIR [--spec FILE] [--pattern REGEX] [--input-shape 28,28,1]
+                    [--key-order a,b,…] [--number step|task] [--input-layout chw|hwc]
 
 Bad input prints one line ``ntkplast: error: …`` and exits with status 2.
 """
@@ -57,6 +59,24 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-analysis", action="store_true", help="train only")
     s.add_argument("--data-dir", help="folder with MNIST/CIFAR copies (default: $NTKPLAST_DATA)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    i = sub.add_parser("import", help="turn a folder of PyTorch checkpoints (.safetensors, "
+                                      ".pt, .pth) into a run folder that `analyze` reads")
+    i.add_argument("src_dir", help="folder whose file names carry a step or task number")
+    i.add_argument("run_dir", help="the new run folder (must not exist)")
+    i.add_argument("--spec", help="JSON or TOML file of ArchSpec fields (or a [model] table); "
+                                  "default: inferred from the weight shapes, ReLU")
+    i.add_argument("--pattern", default=r"(\d+)",
+                   help=r"regex searched in each file name; its first group is the number "
+                        r"(default: (\d+))")
+    i.add_argument("--input-shape", help="per-example input shape, e.g. 28,28,1 (H,W,C) or 784; "
+                                         "needed for CNNs")
+    i.add_argument("--key-order", help="comma-separated module names in forward order, when "
+                                       "the shapes do not decide it")
+    i.add_argument("--number", default="step", choices=("step", "task"),
+                   help="what the number in a file name counts (default: step)")
+    i.add_argument("--input-layout", default="chw", choices=("chw", "hwc"),
+                   help="how the PyTorch model saw images: chw (NCHW, default) or hwc")
 
     d = sub.add_parser("demo", help="Adam vs AdamO on the built-in permuted-digits stream "
                                     "(20 tasks, several seeds): train, analyse, draw, summarise")
@@ -150,6 +170,26 @@ def _run_sweep(args: argparse.Namespace) -> None:
           + ("" if args.no_analysis else f"; joined analysis in {out}/summary.csv"))
 
 
+def _run_import(args: argparse.Namespace) -> None:
+    from ntkplast import interop
+
+    shape = None
+    if args.input_shape is not None:
+        parts = args.input_shape.replace("x", ",").split(",")
+        if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            raise NtkplastError(f"--input-shape {args.input_shape!r}: expected positive "
+                                f"integers separated by commas, e.g. 28,28,1")
+        shape = tuple(int(p) for p in parts)
+    spec = interop.load_spec_file(args.spec) if args.spec else None
+    order = [k.strip() for k in args.key_order.split(",")] if args.key_order else None
+    run = interop.import_folder(args.src_dir, args.run_dir, spec=spec, key_order=order,
+                                pattern=args.pattern, input_shape=shape, number=args.number,
+                                input_layout=args.input_layout)
+    print(f"wrote {len(run)} checkpoints ({run.spec.kind}, input shape "
+          f"{list(run.input_shape)}) to {args.run_dir}; analyse with: ntkplast analyze "
+          f"{args.run_dir} --probe FILE.npz")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ntkplast`` console script; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -169,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           overrides=_overrides(args), progress=not args.no_progress)
         elif args.verb == "figures":
             _run_figures(args.run_dir, args.analysis, args.out)
+        elif args.verb == "import":
+            _run_import(args)
     except NtkplastError as e:
         print(f"ntkplast: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -1,0 +1,471 @@
+"""Import PyTorch checkpoints: state dicts of ReLU MLPs and small CNNs become ntkplast params.
+
+A PyTorch ``nn.Linear`` stores ``weight`` as ``out × in`` and computes ``y = x Wᵀ + b``; an
+``nn.Conv2d`` stores ``weight`` as ``O × I × kh × kw`` (OIHW) on NCHW images. ntkplast computes
+``z = a W + b`` with ``W`` as ``in × out`` (Dense) or ``kh × kw × I × O`` (HWIO, NHWC images), so
+
+* Linear: ``W = weightᵀ``;
+* Conv2d: ``W = weight.transpose(2, 3, 1, 0)``;
+* the first Linear after the convolutions (or the first Linear of an MLP fed images): PyTorch
+  flattens ``C × H × W`` while ntkplast flattens ``H × W × C``, so its input rows are permuted
+  from ``(c, h, w)`` to ``(h, w, c)`` order (``input_layout="chw"``, the PyTorch default).
+
+Supported networks are the ones :func:`ntkplast.models.build` describes, with standard
+parameterization (PyTorch's): an MLP ``Linear → φ → … → Linear``, or a CNN whose blocks are
+``Conv2d(k, stride=1, padding=k // 2) → φ → AvgPool2d(2)`` (odd square k, equal in every block)
+followed by ``Flatten → Linear → φ → … → Linear``. Modules may be an ``nn.Sequential``
+(keys ``"0.weight"``, ``"2.weight"``, …) or named (``"fc1.weight"``, ``"conv.weight"``, …).
+
+The architecture is inferred from the shapes where that is unambiguous: 4-D weights are
+convolutions and come first, 2-D weights are dense layers; the layer order is the natural order
+of the module names when every name carries a number (``"0"``, ``"10"``, ``"fc2"``), otherwise
+the only order in which the shapes chain. Where neither decides, pass ``key_order`` (module names
+in forward order) and/or ``spec`` (an :class:`~ntkplast.models.ArchSpec` or its dict; it also sets
+the activation, which a state dict does not record). Files are read without running code:
+safetensors through its numpy API, ``.pt``/``.pth`` through ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkplast import checkpoints, models
+from ntkplast.errors import NtkplastError
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+SUFFIXES = (".safetensors", ".npz") + TORCH_SUFFIXES
+INPUT_LAYOUTS = ("chw", "hwc")
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read every tensor of a ``.safetensors`` file as numpy arrays (no torch, no pickle)."""
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise NtkplastError(f"{path}: reading .safetensors needs the safetensors package; "
+                            f"pip install safetensors (or: pip install 'ntkplast[interop]')"
+                            ) from None
+    if not Path(path).is_file():
+        raise NtkplastError(f"{path} does not exist or is not a file")
+    try:
+        return dict(load_file(str(path)))
+    except Exception as e:  # safetensors raises its own SafetensorError, TypeError for bf16, ...
+        raise NtkplastError(f"{path} is not a readable safetensors file of numpy-compatible "
+                            f"tensors ({type(e).__name__}: {e}); re-save it with float32 tensors"
+                            ) from None
+
+
+def load_torch(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a PyTorch state dict (``.pt``/``.pth``) with ``torch.load(weights_only=True)``.
+
+    Only tensors and plain containers are unpickled, so a file that carries code is refused and
+    its code never runs. A checkpoint dict that wraps the state dict under ``"state_dict"``,
+    ``"model_state_dict"``, ``"model"``, ``"net"`` or ``"module"`` is unwrapped.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise NtkplastError(f"{path}: reading PyTorch files needs torch (pip install torch); "
+                            f"or save the state dict with safetensors, which needs no torch"
+                            ) from None
+    if not Path(path).is_file():
+        raise NtkplastError(f"{path} does not exist or is not a file")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle.UnpicklingError for unsafe payloads, RuntimeError, ...
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        unsafe = re.search(r"Unsupported (global|operand)[^.\n]*", text)
+        first = unsafe.group(0) if unsafe else " ".join(text.split())[:200]
+        raise NtkplastError(f"{path}: refused or unreadable as a weights-only PyTorch state dict "
+                            f"({type(e).__name__}: {first}); save model.state_dict() (tensors "
+                            f"only), e.g. with safetensors") from None
+
+    def is_state_dict(d: Any) -> bool:
+        return isinstance(d, Mapping) and bool(d) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+
+    if not is_state_dict(obj) and isinstance(obj, Mapping):
+        inner = [obj[k] for k in _WRAPPER_KEYS if is_state_dict(obj.get(k))]
+        obj = inner[0] if inner else obj
+    if not is_state_dict(obj):
+        what = sorted(map(str, obj))[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise NtkplastError(f"{path}: expected a state dict (names → tensors), found {what}; "
+                            f"save model.state_dict()")
+    out = {}
+    for k, v in obj.items():
+        v = v.detach().cpu()
+        if v.dtype in (torch.bfloat16, torch.float16):
+            v = v.float()
+        out[k] = v.numpy()
+    return out
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a state dict from ``.safetensors``, ``.npz`` (plain arrays) or a PyTorch file."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".safetensors":
+        return load_safetensors(path)
+    if suffix == ".npz":
+        return checkpoints.load_arrays(path)
+    if suffix in TORCH_SUFFIXES:
+        return load_torch(path)
+    raise NtkplastError(f"{path}: unknown checkpoint type {suffix!r}; use one of "
+                        f"{list(SUFFIXES)}")
+
+
+def _natural_key(name: str) -> tuple[Any, ...]:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
+def _group_modules(state_dict: Mapping[str, Any], source: str
+                   ) -> dict[str, dict[str, np.ndarray]]:
+    """``{module name: {"weight": …, "bias": …}}``; anything else is named in an error."""
+    keys = list(state_dict)
+    if keys and all(k.startswith("module.") for k in keys):  # nn.DataParallel wrapper
+        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+    modules: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in state_dict.items():
+        mod, _, leaf = key.rpartition(".")
+        if leaf not in ("weight", "bias"):
+            raise NtkplastError(f"{source}: unsupported entry {key!r} (a {leaf!r} buffer or "
+                                f"parameter: only Linear and Conv2d layers, with ReLU-like "
+                                f"activations, are supported; no BatchNorm or other layers)")
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f" or not np.all(np.isfinite(arr)):
+            raise NtkplastError(f"{source}: {key!r} must hold finite floats (dtype {arr.dtype})")
+        modules.setdefault(mod, {})[leaf] = arr.astype(np.promote_types(arr.dtype, np.float32))
+    if not modules:
+        raise NtkplastError(f"{source}: the state dict is empty")
+    for mod, p in modules.items():
+        w = p.get("weight")
+        name = f"{mod}.weight" if mod else "weight"
+        if w is None:
+            raise NtkplastError(f"{source}: module {mod!r} has a bias but no weight")
+        if w.ndim not in (2, 4):
+            kind = {1: "a normalisation layer (BatchNorm/LayerNorm)", 3: "a Conv1d",
+                    5: "a Conv3d"}.get(w.ndim, "an unknown layer")
+            raise NtkplastError(f"{source}: {name!r} has shape {w.shape}, which looks like "
+                                f"{kind}; only Linear (2-D) and Conv2d (4-D) are supported")
+        if "bias" in p and p["bias"].shape != (w.shape[0],):
+            raise NtkplastError(f"{source}: {mod}.bias has shape {p['bias'].shape}, expected "
+                                f"({w.shape[0]},) to match {name!r} {w.shape}")
+    return modules
+
+
+def _chains(mods: Sequence[str], modules: Mapping[str, Mapping[str, np.ndarray]]) -> bool:
+    """Whether the modules, in this order, fit one network: convs first, channels chain."""
+    shapes = [modules[m]["weight"].shape for m in mods]
+    if any(len(a) == 2 and len(b) == 4 for a, b in zip(shapes, shapes[1:])):
+        return False
+    for a, b in zip(shapes, shapes[1:]):
+        if len(a) == len(b) and b[1] != a[0]:
+            return False
+        if len(a) == 4 and len(b) == 2 and b[1] % a[0]:
+            return False
+    return True
+
+
+def _order(modules: Mapping[str, Mapping[str, np.ndarray]], key_order: Sequence[str] | None,
+           source: str) -> list[str]:
+    """Forward order of the modules (module docstring)."""
+    names = list(modules)
+    if key_order is not None:
+        order = [k[: -len(".weight")] if k.endswith(".weight") else k for k in key_order]
+        if sorted(order) != sorted(names):
+            raise NtkplastError(f"{source}: key_order {list(key_order)} must list every module "
+                                f"exactly once; the state dict has modules {names}")
+        if not _chains(order, modules):
+            raise NtkplastError(f"{source}: the shapes do not chain in key_order {order}: "
+                                f"{_shapes(order, modules)}")
+        return order
+    natural = sorted(names, key=lambda m: (modules[m]["weight"].ndim != 4, _natural_key(m)))
+    if all(re.search(r"\d", m) for m in names) and _chains(natural, modules):
+        return natural
+    found = []
+    if len(names) <= 8:
+        for perm in itertools.permutations(names):
+            if _chains(perm, modules):
+                found.append(list(perm))
+                if len(found) > 1:
+                    break
+    if len(found) == 1:
+        return found[0]
+    why = "several layer orders fit the shapes" if found else "no layer order fits the shapes"
+    raise NtkplastError(f"{source}: cannot infer the architecture ({why}: "
+                        f"{_shapes(names, modules)}); pass key_order (module names in forward "
+                        f"order; CLI --key-order)")
+
+
+def _shapes(order: Sequence[str], modules: Mapping[str, Mapping[str, np.ndarray]]) -> str:
+    return ", ".join(f"{m}.weight {tuple(modules[m]['weight'].shape)}" for m in order)
+
+
+def _permute_chw_rows(w: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
+    """Rows of an ``(C·H·W) × out`` matrix from PyTorch's (c, h, w) order to (h, w, c)."""
+    c, h, wd = chw
+    return w.reshape(c, h, wd, -1).transpose(1, 2, 0, 3).reshape(c * h * wd, -1)
+
+
+def state_dict_to_params(state_dict: Mapping[str, Any],
+                         spec: models.ArchSpec | Mapping[str, Any] | None = None,
+                         key_order: Sequence[str] | None = None, *,
+                         input_shape: Sequence[int] | None = None, input_layout: str = "chw",
+                         activation: str = "relu", source: str = "state dict"
+                         ) -> tuple[models.ArchSpec, models.Params]:
+    """Convert a PyTorch state dict to an ntkplast ``(ArchSpec, params)`` (module docstring).
+
+    Args:
+      state_dict: ``{name: array}`` as ``model.state_dict()`` names it (numpy arrays or
+        anything ``np.asarray`` takes).
+      spec: the architecture, when the shapes do not say it all (activation, CNN kernel
+        layout); ``None`` infers it. Its ``parameterization`` may be ``"ntk"``: the weights are
+        then divided by the ntk multipliers, so the network computes the same function.
+      key_order: module names (or ``"<module>.weight"`` keys) in forward order; ``None`` infers.
+      input_shape: per-example input shape in ntkplast's layout (``[D]`` or ``[H, W, C]``).
+        Needed for a CNN; an MLP defaults to ``[d_in]``.
+      input_layout: ``"chw"`` if the PyTorch model flattened NCHW images (its default), so
+        the rows of the first Linear after image inputs or convs are permuted; ``"hwc"`` if it
+        was fed channels-last data.
+      activation: φ of the inferred spec (a state dict does not record it); ignored with spec.
+      source: how to name the input in error messages (e.g. its file path).
+
+    Returns:
+      ``(spec, params)``: ``models.build(spec).apply(params, x_nhwc)`` equals the PyTorch
+      model on ``x_nchw``.
+
+    Raises:
+      NtkplastError: unknown layer types or buffers (named), shapes that chain into no
+        supported network or do not match ``spec``, an ambiguous layer order.
+    """
+    if input_layout not in INPUT_LAYOUTS:
+        raise NtkplastError(f"input_layout: unknown {input_layout!r}; choose one of "
+                            f"{list(INPUT_LAYOUTS)}")
+    modules = _group_modules(state_dict, source)
+    order = _order(modules, key_order, source)
+    weights = [modules[m]["weight"] for m in order]
+    has_bias = {"bias" in modules[m] for m in order}
+    if len(has_bias) > 1:
+        raise NtkplastError(f"{source}: some layers have biases and some do not "
+                            f"({[m for m in order if 'bias' not in modules[m]]} lack one); "
+                            f"ntkplast models use biases in every layer or none")
+    convs = [w for w in weights if w.ndim == 4]
+    dense = [w for w in weights if w.ndim == 2]
+    if not dense:
+        raise NtkplastError(f"{source}: no Linear layer; ntkplast models end in a Linear "
+                            f"readout ({_shapes(order, modules)})")
+    kernel = 3
+    if convs:
+        ks = {w.shape[2:] for w in convs}
+        kernel = convs[0].shape[2]
+        if len(ks) > 1 or kernel != convs[0].shape[3] or kernel % 2 == 0:
+            raise NtkplastError(f"{source}: convolution kernels {sorted(ks)}; ntkplast CNNs "
+                                f"use one odd square kernel size in every block")
+    if spec is None:
+        spec = models.ArchSpec(
+            kind="cnn" if convs else "mlp", activation=activation,
+            widths=tuple(w.shape[0] for w in (convs or dense[:-1])),
+            dense_widths=tuple(w.shape[0] for w in dense[:-1]) if convs else (),
+            num_outputs=dense[-1].shape[0], use_bias=has_bias == {True}, kernel_size=kernel)
+    elif not isinstance(spec, models.ArchSpec):
+        spec = models.ArchSpec.from_dict(spec)
+    if input_shape is None:
+        if convs:
+            raise NtkplastError(f"{source}: a CNN needs input_shape (H, W, C), e.g. "
+                                f"--input-shape 28,28,1")
+        input_shape = (dense[0].shape[1],)
+    input_shape = tuple(int(s) for s in input_shape)
+    model = models.build(spec)
+    try:
+        want = jax.eval_shape(lambda k: model.init(k, input_shape), jax.random.PRNGKey(0))
+    except NtkplastError as e:
+        raise NtkplastError(f"{source}: {e}") from None
+    params = []
+    shape = input_shape
+    for m, w in zip(order, weights):
+        if w.ndim == 4:
+            w_new = w.transpose(2, 3, 1, 0)
+            shape = (shape[0] // 2, shape[1] // 2, w.shape[0]) if len(shape) == 3 else shape
+        else:
+            w_new = w.T
+            if len(shape) == 3 and input_layout == "chw" and w_new.shape[0] == math.prod(shape):
+                h, wd, c = shape
+                w_new = _permute_chw_rows(w_new, (c, h, wd))
+            shape = (w.shape[0],)
+        p = {"W": w_new}
+        if "bias" in modules[m]:
+            p["b"] = modules[m]["bias"]
+        params.append(p)
+    got = tuple({k: v.shape for k, v in p.items()} for p in params)
+    expected = tuple({k: v.shape for k, v in p.items()} for p in want)
+    if got != expected:
+        n = len(convs)
+        if convs and len(got) == len(expected) and got[n]["W"] != expected[n]["W"]:
+            raise NtkplastError(f"{source}: the first Linear after the convolutions takes "
+                                f"{got[n]['W'][0]} features, but ntkplast's CNN (each block "
+                                f"Conv2d(padding=k//2) → φ → AvgPool2d(2)) gives "
+                                f"{expected[n]['W'][0]} on input_shape {list(input_shape)}; "
+                                f"import a network with that layout, or fix input_shape")
+        arch = {k: v for k, v in spec.to_dict().items()
+                if k in ("kind", "widths", "dense_widths", "num_outputs", "use_bias")}
+        raise NtkplastError(f"{source}: layer shapes (ntkplast layout) {list(got)} do not match "
+                            f"the architecture {arch} on input_shape {list(input_shape)}, "
+                            f"which needs {list(expected)}; pass the right spec/input_shape")
+    if spec.parameterization == "ntk":
+        params = _to_ntk_parameterization(model, params, source)
+    return spec, tuple({k: jnp.asarray(v) for k, v in p.items()} for p in params)
+
+
+def _to_ntk_parameterization(model: models.Model, params: list[dict[str, np.ndarray]],
+                             source: str) -> list[dict[str, np.ndarray]]:
+    out = []
+    for i, (layer, p) in enumerate(zip(model.layers, params)):
+        m_w, m_b = models.multipliers(model, layer, p["W"])
+        q = {"W": p["W"] / m_w}
+        if "b" in p:
+            if m_b == 0 and np.any(p["b"]):
+                raise NtkplastError(f"{source}: layer {i} has nonzero biases but the spec's "
+                                    f"ntk parameterization has b_std=0; set b_std > 0 or use "
+                                    f"parameterization='standard'")
+            q["b"] = p["b"] / m_b if m_b else p["b"]
+        out.append(q)
+    return out
+
+
+def load_spec_file(path: str | os.PathLike) -> models.ArchSpec:
+    """Read an architecture from a JSON or TOML file: ArchSpec fields, or a ``model`` table."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise NtkplastError(f"spec file {path} is not readable ({e})") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise NtkplastError(f"spec file {path} is not valid "
+                            f"{'JSON' if path.suffix.lower() == '.json' else 'TOML'} ({e})"
+                            ) from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        data = data["model"]
+    if not isinstance(data, dict):
+        raise NtkplastError(f"spec file {path}: expected an object of ArchSpec fields")
+    return models.ArchSpec.from_dict(data, where=f"{path}: model")
+
+
+def _number(name: str, pattern: re.Pattern[str]) -> int | None:
+    m = pattern.search(name)
+    if m is None:
+        return None
+    text = m.group(1) if m.groups() else m.group(0)
+    return int(text) if text is not None and text.isdigit() else None
+
+
+def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
+                  spec: models.ArchSpec | Mapping[str, Any] | None = None,
+                  key_order: Sequence[str] | None = None, pattern: str = r"(\d+)",
+                  input_shape: Sequence[int] | None = None, number: str = "step",
+                  input_layout: str = "chw", activation: str = "relu") -> checkpoints.Run:
+    """Turn a folder of PyTorch checkpoints into an ntkplast run folder.
+
+    Every file in ``src_dir`` with a known suffix (:data:`SUFFIXES`) whose name matches
+    ``pattern`` (its first group, or the whole match, must be digits) becomes one checkpoint,
+    sorted by that number, which is the checkpoint's step (``number="step"``) or its task and
+    step (``number="task"``). The run folder is written to a temporary sibling and renamed into
+    place when complete; the source files are only read. ``ntkplast analyze RUN_DIR --probe
+    FILE.npz`` then works on it (an imported run has no task stream to draw a probe from).
+
+    Args:
+      src_dir: folder of ``.safetensors``/``.pt``/``.pth``/``.bin``/``.ckpt``/``.npz`` files.
+      run_dir: the new run folder; it must not exist (or be an empty folder).
+      spec, key_order, input_shape, input_layout, activation: as in
+        :func:`state_dict_to_params`; every file must give the same architecture.
+      pattern: regular expression searched in each file name.
+      number: what the number in the name counts, ``"step"`` or ``"task"``.
+
+    Returns:
+      The new run, opened (:func:`ntkplast.checkpoints.open_run`).
+
+    Raises:
+      NtkplastError: a missing source folder, no matching files, two files with one number, an
+        existing run folder, a file that matches no supported architecture or differs from the
+        first; nothing is left behind.
+    """
+    src, run = Path(src_dir), Path(run_dir)
+    if number not in ("step", "task"):
+        raise NtkplastError(f"number: unknown {number!r}; choose 'step' or 'task'")
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise NtkplastError(f"pattern {pattern!r} is not a valid regular expression ({e})"
+                            ) from None
+    if not src.is_dir():
+        raise NtkplastError(f"{src} is not a folder; give the folder holding the checkpoints")
+    if run.exists() and not (run.is_dir() and not any(run.iterdir())):
+        raise NtkplastError(f"{run} already exists; choose a new run folder (import never "
+                            f"overwrites)")
+    files: dict[int, Path] = {}
+    for path in sorted(src.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in SUFFIXES:
+            continue
+        n = _number(path.name, regex)
+        if n is None:
+            continue
+        if n in files:
+            raise NtkplastError(f"{files[n].name} and {path.name} in {src} both have number "
+                                f"{n} under pattern {pattern!r}; narrow the pattern")
+        files[n] = path
+    if not files:
+        raise NtkplastError(f"{src}: no files with suffix {'/'.join(SUFFIXES)} whose names "
+                            f"match {pattern!r} with a number (found "
+                            f"{sorted(p.name for p in src.iterdir())[:8]}); check SRC_DIR and "
+                            f"--pattern")
+    run.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}.importing-", dir=run.parent))
+    try:
+        entries = []
+        first: tuple[models.ArchSpec, Path] | None = None
+        for n in sorted(files):
+            path = files[n]
+            got_spec, params = state_dict_to_params(
+                load_state_dict(path), spec, key_order, input_shape=input_shape,
+                input_layout=input_layout, activation=activation, source=str(path))
+            if first is None:
+                first = (got_spec, path)
+                if input_shape is None:
+                    input_shape = (int(params[0]["W"].shape[0]),)
+            elif got_spec != first[0]:
+                raise NtkplastError(f"{path}: architecture {got_spec.to_dict()} differs from "
+                                    f"{first[1].name}'s {first[0].to_dict()}; import one "
+                                    f"architecture per run folder")
+            name = checkpoints.checkpoint_name(n)
+            checkpoints.save_arrays(tmp / name, checkpoints.params_to_arrays(params))
+            entries.append({"file": name, "step": n, "task": n if number == "task" else 0,
+                            "kind": "imported", "metrics": {}, "source": path.name})
+        assert first is not None
+        manifest = {"format": checkpoints.FORMAT, "format_version": checkpoints.FORMAT_VERSION,
+                    "model": first[0].to_dict(), "input_shape": list(input_shape),
+                    "checkpoints": entries, "complete": True,
+                    "imported_from": {"folder": str(src.resolve()), "pattern": pattern,
+                                      "number": number, "input_layout": input_layout}}
+        checkpoints.write_manifest(tmp, manifest)
+        if run.exists():
+            run.rmdir()  # empty, checked above
+        os.replace(tmp, run)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return checkpoints.open_run(run)
