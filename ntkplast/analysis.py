@@ -17,7 +17,9 @@ metric, value)`` to a :class:`~ntkplast.table.Table`:
 * ``isometry``: per layer the summaries of :func:`ntkplast.isometry.layer_spectra`
   (``jac_chi``, ``jac_var_sigma_sq``, ``jac_mean_log_sigma_sq``, ``jac_frac_sigma_in_half_two``,
   ``jac_zeros``, ``jac_isometry_index``, ``jac_units_off``), the end-to-end input–output
-  Jacobian's (layer ``"all"``, prefix ``io_``) and each weight matrix's (prefix ``weight_``).
+  Jacobian's (layer ``"all"``, prefix ``io_``) and each weight matrix's (prefix ``weight_``);
+  the Frobenius norm of each effective weight m_W·W_l (``weight_fro_norm``) and of all of them
+  together, (Σ_l ‖m_W W_l‖_F²)^½ (``weight_norm``, layer ``"all"``; biases excluded).
 * ``dormancy``: per hidden layer the τ-dormant fractions (Sokar et al. 2023 score), dead units,
   the fraction active on under 1% of probe inputs (Dohare et al.'s rule), feature effective rank
   and srank (Kumar et al.) of :func:`ntkplast.dormancy.unit_scores`.
@@ -53,7 +55,7 @@ from ntkplast.errors import NtkplastError
 from ntkplast.table import Table
 
 FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 _NOT_EXPORTED = ("raw/ntk_kernel", "raw/ntk_top_eigenvectors")  # cached, not in spectra.npz
 Rows = list[tuple[str, str, float]]
 
@@ -185,11 +187,16 @@ def _isometry_family(run: checkpoints.Run, params: Any, probe: probes.Probe,
     rows += _prefixed("io_", io.summary, "all")
     if io.singular_values is not None:
         raw["io_sv"] = np.asarray(io.singular_values)
+    total_sq = 0.0
     for li, s in enumerate(isometry.weight_spectra(run.model, params)):
         s = np.asarray(s)
         raw[f"weight_sv/{li}"] = s
         rows += _prefixed("weight_", {k: float(v) for k, v in
                                       isometry.summarize_singular_values(s).items()}, f"layer{li}")
+        sq = float(np.sum(np.asarray(s, np.float64) ** 2))  # ‖M_l‖_F² = Σ σ²
+        rows.append((f"layer{li}", "weight_fro_norm", np.sqrt(sq)))
+        total_sq += sq
+    rows.append(("all", "weight_norm", np.sqrt(total_sq)))  # (Σ_l ‖M_l‖_F²)^½, biases excluded
     return rows, raw
 
 

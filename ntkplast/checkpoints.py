@@ -46,11 +46,22 @@ _OPT_KEY = re.compile(r"^opt_state/(\d+)$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync the folder."""
+    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync the folder.
+
+    The file gets the permissions ``open()`` would give it (0666 less the umask), not the
+    owner-only 0600 of the temporary file, so a shared run folder stays readable.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -54,7 +54,7 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="figure folder (default: the analysis folder)")
 
     s = sub.add_parser("sweep", help="train and analyse a grid of seeds × methods × settings")
-    s.add_argument("grid", help="grid TOML (see configs/sweep_example.toml and ntkplast.sweep)")
+    s.add_argument("grid", help="grid TOML (see configs/grids/ and ntkplast.sweep)")
     s.add_argument("--out", help="sweep folder (default: runs/<grid name>)")
     s.add_argument("--no-analysis", action="store_true", help="train only")
     s.add_argument("--data-dir", help="folder with MNIST/CIFAR copies (default: $NTKPLAST_DATA)")

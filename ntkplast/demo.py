@@ -6,7 +6,7 @@ are skipped, interrupted ones resume), analyses every checkpoint, draws the per-
 and the per-method comparison figures, and prints where everything is with a short summary:
 
     runs/demo/adam/seed0/ …            one run folder per (method, seed), each with analysis/
-    runs/demo/figures/*.png, *.pdf     plasticity, theory, kernel regime, diagnostics
+    runs/demo/figures/*.png, *.pdf     plasticity, theory, kernel regime, predictors, diagnostics
 
 AdamO's λ = 0.1 (``DEMO_METHODS``) was picked from λ ∈ {1e-3, 0.1, 1, 10} on seed 0 of this
 stream by the final online accuracy (paper_notes.md, "Experiments"), so the demo's seed 0 is not
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkplast import analysis, config, experiment, figures
+from ntkplast import analysis, config, experiment, figures, hypotheses
 from ntkplast.errors import NtkplastError
 
 DEMO_METHODS = {"adam": {}, "adamo": {"name": "adamo", "lam": 0.1}}
@@ -39,6 +39,16 @@ def _summary(tables: dict, metric: str, layer: str = "all") -> dict[str, tuple[f
         mean, low, high = experiment.mean_interval(per_seed[:, None])
         out[name] = (float(mean[0]), float(low[0]), float(high[0]))
     return out
+
+
+def _predictors(tables: dict) -> hypotheses.PredictorComparison | None:
+    """The head-to-head predictor test on the demo's runs; None where the analysis left out a
+    family it needs (``--metrics``)."""
+    try:
+        return hypotheses.compare_predictors(tables, hypotheses.PREDICTORS,
+                                             target="online_accuracy", lag=1)
+    except NtkplastError:
+        return None
 
 
 def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds: int = 3,
@@ -62,6 +72,10 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds
     for name, runs in grid.tables.items():
         paths += figures.save(figures.diagnostics(runs[0], title=f"{name}, seed {base.seed}"),
                               fig_dir / f"diagnostics_{name}")
+    comparison = _predictors(grid.tables)
+    if comparison is not None:
+        paths += figures.save(figures.predictor_comparison(comparison, title=title),
+                              fig_dir / "predictors")
     print(f"trained and analysed {sum(map(len, grid.run_dirs.values()))} runs in {out}/")
     for label, metric, layer in [("online accuracy", "online_accuracy", "all"),
                                  ("dead-unit fraction", "dormant_fraction_tau0", "mean"),
@@ -76,5 +90,10 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds
         cells = "   ".join(f"{name} {m:.4g} [{lo:.4g}, {hi:.4g}]"
                            for name, (m, lo, hi) in summary.items())
         print(f"  {label} (last 5 tasks, mean over seeds [95% CI]): {cells}")
+    if comparison is not None:
+        best = comparison.pooled.best
+        print(f"  best predictor of the next task's online accuracy (pooled Spearman over "
+              f"{len(comparison.runs)} runs): {best} — full table in {fig_dir / 'predictors.txt'}")
+        (fig_dir / "predictors.txt").write_text(comparison.summary() + "\n")
     print("figures: " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
     return grid

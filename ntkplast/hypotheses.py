@@ -532,13 +532,13 @@ PREDICTORS: dict[str, PredictorSpec] = {
     "NTK decay exponent": ("ntk_decay_exponent", "all"),
     "isometry deviation (layer mean)": ("jac_mean_log_sigma_sq", "mean"),
     "dead fraction (layer mean)": ("dormant_fraction_tau0", "mean"),
+    "weight norm": ("weight_norm", "all"),
 }
 """The candidates of the head-to-head test (issue 5, experiment 2): NTK conditioning against NTK
-scale (trace, λ_max), spectral shape, isometry deviation and dead units. Spearman's ρ is invariant
-under any increasing transform, so "log" in a name only says how the metric is usually read.
-The analysis table carries no weight norm: add ``{"weight norm": "weight_norm"}`` when a
-``weight_norm`` row (layer ``"all"``) exists; ``("weight_chi", "mean")`` (mean σ² of each W_l =
-‖W_l‖_F² / min(fan_in, fan_out), layer mean) is a per-layer scale proxy that does exist."""
+scale (trace, λ_max), spectral shape, isometry deviation, dead units and the weight norm
+(Σ_l ‖m_W W_l‖_F²)^½ (``weight_norm``, written by the analysis' isometry family). Spearman's ρ is
+invariant under any increasing transform, so "log" in a name only says how the metric is usually
+read."""
 
 
 class PredictorStat(NamedTuple):

@@ -4,7 +4,7 @@ A grid file (TOML) names a base run config, the methods, the seeds and any hyper
 axes::
 
     seeds = 3                      # seeds 0, 1, 2 (or a list: [0, 4, 7])
-    base = "permuted_digits.toml"  # optional run config, relative to the grid file
+    base = "../permuted_digits.toml"  # optional run config, relative to the grid file
     [config.train]                 # optional tables over the base (model / stream / train)
     steps_per_task = 200
     [methods.adam]                 # method name -> its [method] table ({} = plain training)
@@ -35,13 +35,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ntkplast import analysis, config, experiment
+from ntkplast import analysis, config, experiment, train
 from ntkplast.checkpoints import atomic_write_bytes
 from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 from ntkplast.table import COLUMNS, Table
 
-__all__ = ["Point", "expand", "load_grid", "run_sweep"]
+__all__ = ["Point", "expand", "load_grid", "point_config", "run_sweep"]
 
 GRID_KEYS = ("seeds", "base", "config", "methods", "axes", "analysis")
 
@@ -101,7 +101,8 @@ def expand(grid: Mapping[str, Any]) -> list[Point]:
     return [Point(c) for c in combos]
 
 
-def _base(grid: Mapping[str, Any], point: Point, where: str):
+def point_config(grid: Mapping[str, Any], point: Point, where: str) -> train.RunConfig:
+    """The run config of ``point``: the base file, then ``[config]``, then the axis values."""
     d = config.read_toml(grid["base"]) if "base" in grid else {}
     for section, table in grid.get("config", {}).items():
         if isinstance(table, Mapping) and isinstance(d.get(section), Mapping):
@@ -138,7 +139,7 @@ def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     grid = load_grid(grid_path)
     where = str(grid_path)
     points = expand(grid)
-    bases = [_base(grid, p, where) for p in points]
+    bases = [point_config(grid, p, where) for p in points]
     methods = grid["methods"]
     for name, method in methods.items():
         try:

@@ -62,6 +62,18 @@ def test_values_match_direct_computation(run_dir, tmp_path):
     assert shares.sum() == pytest.approx(1.0, abs=1e-5)
 
 
+def test_weight_norms_match_numpy(run_dir, tmp_path):
+    table = analysis.analyze(run_dir, analysis.Settings(metrics=("isometry",), probe_size=8),
+                             out_dir=tmp_path, progress=False)
+    params = checkpoints.open_run(run_dir).params(2)  # standard parameterization: M = W
+    per_layer = [np.linalg.norm(np.asarray(p["W"], np.float64)) for p in params]
+    got = table.select("weight_fro_norm")
+    got = got.columns["value"][got.columns["checkpoint"] == 2]
+    np.testing.assert_allclose(got, per_layer, rtol=1e-5)
+    _, total = table.series("weight_norm")
+    assert total[2] == pytest.approx(np.sqrt(np.sum(np.square(per_layer))), rel=1e-5)
+
+
 def test_rerun_uses_cache_and_killed_analysis_resumes(run_dir, tmp_path, monkeypatch):
     full = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "a", progress=False)
     real = analysis.analyze_checkpoint

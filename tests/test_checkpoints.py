@@ -130,3 +130,12 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", real_fsync)
     np.testing.assert_array_equal(checkpoints.load_arrays(target)["a"], np.arange(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]
+
+
+def test_atomic_write_gives_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        checkpoints.atomic_write_bytes(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600

@@ -105,9 +105,21 @@ def test_config_file_and_overrides(tmp_path):
 
 def test_shipped_configs_parse():
     root = os.path.join(os.path.dirname(__file__), "..", "configs")
-    for name in sorted(os.listdir(root)):
+    names = [n for n in sorted(os.listdir(root)) if n.endswith(".toml")]
+    assert names
+    for name in names:
         cfg = config.load_config(os.path.join(root, name))
         assert cfg.stream.num_tasks >= 20
+
+
+def test_shipped_grids_expand():
+    from ntkplast import sweep
+
+    root = os.path.join(os.path.dirname(__file__), "..", "configs", "grids")
+    for name in sorted(os.listdir(root)):
+        grid = sweep.load_grid(os.path.join(root, name))
+        points = sweep.expand(grid)
+        assert points and all(sweep.point_config(grid, p, name) for p in points)
 
 
 def test_analyze_and_figures_errors(tmp_path):

@@ -1,0 +1,151 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # Plasticity over long task sequences, and what predicts it (issue 5, experiments 1, 2, 4)
+#
+# Every method of `ntkplast.regularizers` plus plain Adam trains the same stream of tasks under
+# several seeds; each run is analysed at every task end (empirical NTK on a probe set, layer
+# Jacobian spectra, dormancy). The script draws, per stream:
+#
+# 1. **plasticity**: test accuracy on each new task at the end of its training, online accuracy
+#    during it, and the running average of the online accuracy (Dohare et al. 2024);
+# 2. **theory vs observation**: NTK condition number, effective rank, trace and decay exponent,
+#    isometry deviation and dead-unit fraction per task, and the head-to-head test of the paper's
+#    claim (does NTK conditioning at the end of task t predict plasticity on task t+1 better than
+#    NTK scale, isometry deviation or dormancy?);
+# 4. **leaving the kernel regime**: kernel distance from initialisation and from the
+#    infinite-width NTK (full environment only: the latter needs neural-tangents).
+#
+# Shared output head, no task identity. Runs resume and analyses are cached, so re-running
+# after an interruption only does what is missing.
+#
+# ```
+# python analyses/plasticity_sweep.py --quick      # 20 tasks, 2 seeds, permuted digits
+# python analyses/plasticity_sweep.py              # full: 100 tasks, 5 seeds, three streams
+# ```
+#
+# Measured runtime (2 shared CPU cores): quick mode, all 11 methods × 2 seeds, see the printout
+# in paper_notes.md ("Experiments"). Full mode has not been run to the end on this machine: at
+# the measured cost per step and per analysed checkpoint it needs about 2 CPU-days
+# (3 streams × 11 methods × 5 seeds × 100 tasks × 500 steps, 101 checkpoints per run), which is
+# what `ntkplast.experiment.run_grid` resuming on a cluster, or a sweep, is for.
+
+# %%
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ntkplast import analysis, experiment, figures, hypotheses, models, streams, train
+
+METHODS = {  # name -> [method] table; strengths are each constructor's documented default
+    "adam": {},  # first: the baseline, drawn in black
+    "adamo": {"name": "adamo"},
+    "isometry": {"name": "isometry"},
+    "l2": {"name": "l2"},
+    "l2_init": {"name": "l2_init"},
+    "shrink_perturb": {"name": "shrink_perturb"},
+    "spectral": {"name": "spectral"},
+    "parseval": {"name": "parseval"},
+    "srip": {"name": "srip"},
+    "redo": {"name": "redo"},
+    "cbp": {"name": "cbp"},
+}
+
+parser = argparse.ArgumentParser(description="Plasticity of every method over long streams.")
+parser.add_argument("--quick", action="store_true", help="20 tasks, 2 seeds, permuted only")
+parser.add_argument("--out", default=None,
+                    help="experiment folder (default runs/plasticity[-quick])")
+parser.add_argument("--streams", default=None, help="comma list of stream kinds")
+parser.add_argument("--methods", default=",".join(METHODS), help="comma list of methods")
+parser.add_argument("--seeds", type=int, default=None, help="number of seeds")
+parser.add_argument("--tasks", type=int, default=None, help="tasks per stream")
+parser.add_argument("--steps", type=int, default=None, help="training steps per task")
+parser.add_argument("--probe-size", type=int, default=None, help="analysis probe inputs")
+parser.add_argument("--data-dir", default=None, help="MNIST/CIFAR folder (default: digits)")
+parser.add_argument("--dataset", default="digits", help="digits (built in), mnist, ...")
+args = parser.parse_args(sys.argv[1:] if __name__ == "__main__" else ["--quick"])
+
+quick = args.quick
+stream_kinds = (args.streams.split(",") if args.streams else
+                ["permuted"] if quick else ["permuted", "shuffled_labels", "split"])
+num_seeds = args.seeds or (2 if quick else 5)
+num_tasks = args.tasks or (20 if quick else 100)
+steps = args.steps or (100 if quick else 500)
+probe_size = args.probe_size or (128 if quick else 256)
+out = Path(args.out or ("runs/plasticity-quick" if quick else "runs/plasticity"))
+methods = {m: METHODS[m] for m in args.methods.split(",")}
+settings = analysis.Settings(probe_size=probe_size)
+
+# %%
+def base_config(kind: str) -> train.RunConfig:
+    """A 3×100 ReLU MLP, Adam 1e-3, batch 32; a reset reference on every 5th task."""
+    return train.RunConfig(
+        model=models.ArchSpec(widths=(100, 100, 100), activation="relu"),
+        stream=streams.StreamSpec(kind=kind, dataset=args.dataset, num_tasks=num_tasks,
+                                  data_dir=args.data_dir),
+        train=train.TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32,
+                                steps_per_task=steps, reference_tasks="every:5"))
+
+
+def late_mean(values: np.ndarray) -> np.ndarray:
+    """Per seed: the mean over the last quarter of the tasks (where plasticity loss shows)."""
+    return np.nanmean(values[:, -max(values.shape[1] // 4, 1):], axis=1)
+
+
+# %%
+started = time.perf_counter()
+summary_rows = []
+for kind in stream_kinds:
+    grid = experiment.run_grid(base_config(kind), methods, range(num_seeds), out / kind,
+                               settings=settings, progress=False, data_dir=args.data_dir)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    title = f"{kind} {args.dataset}, {num_tasks} tasks × {steps} steps, {num_seeds} seeds"
+    for name, draw in [("plasticity", figures.plasticity_curves),
+                       ("theory", figures.theory_panels),
+                       ("kernel_regime", figures.kernel_regime)]:
+        figures.save(draw(grid.tables, title=title), fig_dir / f"{name}_{kind}")
+    for name, runs in grid.tables.items():
+        row = {"stream": kind, "method": name, "seeds": len(runs)}
+        for metric in ("online_accuracy", "test_accuracy", "plasticity_loss"):
+            mean, low, high = experiment.mean_interval(
+                late_mean(figures.task_values(runs, metric))[:, None])
+            row.update({metric: mean[0], f"{metric}_low": low[0], f"{metric}_high": high[0]})
+        summary_rows.append(row)
+    # Experiment 2: which end-of-task quantity predicts the next task's online accuracy?
+    if len(grid.tables) * num_seeds >= 2:
+        comparison = hypotheses.compare_predictors(grid.tables, hypotheses.PREDICTORS,
+                                                   target="online_accuracy", lag=1)
+        print(f"\n[{kind}] predictors of the next task's online accuracy\n{comparison}")
+        figures.save(figures.predictor_comparison(comparison, title=title),
+                     fig_dir / f"predictors_{kind}")
+        (out / f"predictors_{kind}.txt").write_text(comparison.summary() + "\n")
+
+# %%
+with open(out / "summary.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(summary_rows[0]))
+    writer.writeheader()
+    writer.writerows(summary_rows)
+print(f"\nlast-quarter means over seeds [95% bootstrap interval] "
+      f"({time.perf_counter() - started:.0f} s):")
+print(f"{'stream':<16} {'method':<15} {'online acc':>22} {'plasticity loss':>24}")
+for r in summary_rows:
+    print(f"{r['stream']:<16} {r['method']:<15} "
+          f"{r['online_accuracy']:.3f} [{r['online_accuracy_low']:.3f}, "
+          f"{r['online_accuracy_high']:.3f}]   "
+          f"{r['plasticity_loss']:+.3f} [{r['plasticity_loss_low']:+.3f}, "
+          f"{r['plasticity_loss_high']:+.3f}]")
+print(f"figures in {out / 'figures'}, table in {out / 'summary.csv'}")
