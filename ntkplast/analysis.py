@@ -221,7 +221,7 @@ def _dormancy_family(run: checkpoints.Run, params: Any, probe: probes.Probe,
 def _plasticity_family(info: checkpoints.CheckpointInfo) -> Rows:
     rows: Rows = []
     for k, v in info.metrics.items():
-        if k in ("task_step", "online_correct", "task", "end_step"):
+        if k in ("task_step", "online_score_sum", "online_correct", "task", "end_step"):
             continue
         if isinstance(v, list) and v:
             rows.append(("all", f"{k}_mean", float(np.mean(v))))

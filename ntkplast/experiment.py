@@ -25,12 +25,11 @@ import numpy as np
 
 from ntkplast import analysis, checkpoints, train
 from ntkplast.errors import NtkplastError
-from ntkplast.table import Table
+from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints
 
 __all__ = ["GridResult", "check_method_name", "mean_interval", "method_label", "per_task",
            "run_grid"]
 
-TASK_END = "test_accuracy"  # the metric only task-end checkpoints carry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,16 +110,18 @@ def run_grid(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
 def per_task(tables: Sequence[Table], metric: str, layer: str = "all") -> np.ndarray:
     """``seeds × tasks`` values of ``metric`` at each task's end checkpoint (NaN where absent).
 
-    A run's task-end checkpoints are those with a ``test_accuracy`` row; task index t is the t-th
-    of them. Runs of different lengths are padded with NaN.
+    A run's task-end checkpoints are those with a ``test_accuracy`` (or, for regression,
+    ``test_mse``) row; task index t is the t-th of them. Runs of different lengths are padded
+    with NaN.
     """
     rows = []
     for i, table in enumerate(tables):
         c = table.columns
-        ends = np.unique(c["checkpoint"][c["metric"] == TASK_END])
+        ends = task_end_checkpoints(table)
         if len(ends) == 0:
             raise NtkplastError(f"per_task: table {i} has no task-end checkpoints (no "
-                                f"'{TASK_END}' rows); analyse the run with the plasticity family")
+                                f"{list(TASK_END_METRICS)} rows); analyse the run with the "
+                                f"plasticity family")
         sel = (c["metric"] == metric) & (c["layer"] == layer)
         values = dict(zip(c["checkpoint"][sel].tolist(), c["value"][sel].tolist(), strict=True))
         rows.append([values.get(int(e), np.nan) for e in ends])

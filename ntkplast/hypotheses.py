@@ -4,7 +4,8 @@ Functions a researcher calls on one :class:`~ntkplast.table.Table` per run (seed
 hypothesis such as "NTK effective rank falls as plasticity is lost" or "isometry loss precedes NTK
 rank loss precedes plasticity loss". A metric is named ``"metric"`` (layer ``"all"``) or
 ``("metric", "layer<l>")``. Two metrics are compared on the checkpoints where both are finite
-(``at="task_end"`` keeps only task-end checkpoints, those with a ``test_accuracy`` row).
+(``at="task_end"`` keeps only task-end checkpoints, those with a ``test_accuracy`` row, or
+``test_mse`` for regression runs).
 
 Statistics (every result prints its sample sizes):
 
@@ -48,7 +49,7 @@ import numpy as np
 from scipy import stats
 
 from ntkplast.errors import NtkplastError
-from ntkplast.table import Table
+from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints
 
 __all__ = ["MetricRef", "CorrelationResult", "LeadLagResult", "Onset", "OnsetOrder",
            "metric_series", "aligned", "spearman", "partial_spearman", "lead_lag", "onset",
@@ -58,7 +59,6 @@ __all__ = ["MetricRef", "CorrelationResult", "LeadLagResult", "Onset", "OnsetOrd
 MetricRef = str | tuple[str, str]
 """``"metric"`` (layer ``"all"``) or ``("metric", "layer")``."""
 At = Literal["all", "task_end"]
-TASK_END_METRIC = "test_accuracy"
 
 
 def _name(ref: tuple[str, str]) -> str:
@@ -226,11 +226,10 @@ def _series(table: Table, ref: tuple[str, str], at: At,
                             "per run as a list")
     ok = np.isfinite(value)
     if at == "task_end":
-        ends = cols["checkpoint"][(cols["metric"] == TASK_END_METRIC) & (cols["layer"] == "all")
-                                  & np.isfinite(cols["value"])]
+        ends = task_end_checkpoints(table)
         if len(ends) == 0:
-            raise NtkplastError(f"at='task_end': the table has no '{TASK_END_METRIC}' rows to "
-                                "mark task ends; use at='all'")
+            raise NtkplastError(f"at='task_end': the table has no {list(TASK_END_METRICS)} rows "
+                                "to mark task ends; use at='all'")
         ok &= np.isin(ckpt, ends)
     order = np.argsort(ckpt[ok], kind="stable")
     return ckpt[ok][order], step[ok][order], value[ok][order]
@@ -240,7 +239,8 @@ def metric_series(table: Table, metric: str, layer: str = "all", *,
                   at: At = "all") -> tuple[np.ndarray, np.ndarray]:
     """``(checkpoint (n,), value (n,))`` of one metric's finite values, sorted by checkpoint.
 
-    ``at="task_end"`` keeps only checkpoints with a ``test_accuracy`` row (task ends).
+    ``at="task_end"`` keeps only checkpoints with a ``test_accuracy`` (or ``test_mse``) row
+    (task ends).
     """
     ckpt, _, value = _series(table, (metric, layer), at)
     return ckpt, value
@@ -773,12 +773,11 @@ def _predictor_points(tables: Mapping[str, Sequence[Table]] | Sequence[Table] | 
             raise NtkplastError(f"compare_predictors: method {method!r} has no tables")
         for s, table in enumerate(_tables(runs, f"compare_predictors[{method!r}]")):
             where = f"method {method!r}, seed {s}" if method else f"run {s}"
-            c = table.columns
-            ends = np.unique(c["checkpoint"][c["metric"] == TASK_END_METRIC])
+            ends = task_end_checkpoints(table)
             if len(ends) == 0:
                 raise NtkplastError(f"compare_predictors: {where} has no task ends (no "
-                                    f"'{TASK_END_METRIC}' rows); analyse with the plasticity "
-                                    "family")
+                                    f"{list(TASK_END_METRICS)} rows); analyse with the "
+                                    "plasticity family")
             xs = np.stack([_task_values(table, ends, r, f"predictor {n!r} ({where})")
                            for r, n in zip(refs, names)], axis=1)
             y = _task_values(table, ends, target, f"target ({where})")

@@ -42,6 +42,11 @@ class Probe:
 
 
 def _stream_of(run: Run, data_dir: str | None) -> streams.TaskStream:
+    custom = run.manifest.get("stream", {})
+    if isinstance(custom, dict) and "custom" in custom:
+        raise NtkplastError(f"{run.path} was trained on a custom stream "
+                            f"({custom['custom']!r}) that cannot be rebuilt from the manifest; "
+                            f"pass --probe PATH.npz with an array x of inputs")
     spec = run.manifest.get("config", {}).get("stream")
     if spec is None:
         raise NtkplastError(f"{run.path}: the manifest has no stream configuration, so the probe "

@@ -21,6 +21,8 @@ from ntkplast.checkpoints import atomic_write_bytes
 from ntkplast.errors import NtkplastError
 
 COLUMNS = ("checkpoint", "step", "task", "layer", "metric", "value")
+TASK_END_METRICS = ("test_accuracy", "test_mse")
+"""Metrics only task-end checkpoints carry (classification, regression): they mark task ends."""
 _DTYPES = {"checkpoint": np.int64, "step": np.int64, "task": np.int64, "layer": str,
            "metric": str, "value": np.float64}
 
@@ -129,3 +131,10 @@ class Table:
             raise NtkplastError(f"{path} is not a metrics table written by ntkplast "
                                 f"({type(e).__name__}: {e})") from None
         return cls.from_rows(rows)
+
+
+def task_end_checkpoints(table: Table) -> np.ndarray:
+    """Sorted checkpoints that end a task: those with a finite :data:`TASK_END_METRICS` row."""
+    c = table.columns
+    mark = np.isin(c["metric"], TASK_END_METRICS) & (c["layer"] == "all") & np.isfinite(c["value"])
+    return np.unique(c["checkpoint"][mark])

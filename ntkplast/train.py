@@ -11,6 +11,8 @@ for each task t, the test accuracy at the end of its budget and the *online* acc
 accuracy on each training minibatch before the step that trains on it, averaged over the task.
 The *reset reference* trains a freshly initialised network on task t alone with the same budget
 and minibatch order; plasticity loss at t is the reference's accuracy minus the run's.
+Regression streams (``TrainConfig.loss = "mse"``) report mean squared errors instead, and their
+plasticity loss is the run's error minus the reference's (positive: plasticity lost).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ntkplast import checkpoints, models, streams
+from ntkplast import checkpoints, custom_streams, models, streams
 from ntkplast.errors import NtkplastError
 
 Array = jax.Array
@@ -53,6 +55,8 @@ class TrainConfig:
       reference_tasks: which tasks get a reset-reference run: ``"all"``, ``"none"``, a list of
         task indices, or ``"every:k"`` (tasks 0, k, 2k, …).
       eval_previous: evaluate every earlier task after each task (the accuracy matrix).
+      loss: ``"cross_entropy"`` (classification; the run records accuracies) or ``"mse"``
+        (regression on float targets; the run records mean squared errors): :data:`OBJECTIVES`.
     """
 
     optimizer: str = "adam"
@@ -64,6 +68,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     reference_tasks: str | list[int] = "none"
     eval_previous: bool = True
+    loss: str = "cross_entropy"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -85,6 +90,9 @@ class TrainConfig:
         if self.checkpoint_every < 0:
             raise NtkplastError("train.checkpoint_every must be >= 0 (0 = task boundaries only)")
         reference_task_set(self.reference_tasks, 1)  # validates the form
+        if self.loss not in OBJECTIVES:
+            raise NtkplastError(f"train.loss: unknown {self.loss!r}; choose one of "
+                                f"{list(OBJECTIVES)}")
 
     def steps_for(self, num_train: int) -> int:
         """Training steps per task for a task with ``num_train`` training examples."""
@@ -162,32 +170,71 @@ def cross_entropy(logits: Array, labels: Array) -> Array:
     return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
 
 
+def mean_squared_error(outputs: Array, targets: Array) -> Array:
+    """(1/(B·K)) Σ_i ‖f(x_i) − y_i‖², targets ``B × K`` (or ``B`` for one output)."""
+    return jnp.mean(squared_errors(outputs, targets))
+
+
+def correct(logits: Array, labels: Array) -> Array:
+    """Per example 1 if argmax_k f_k(x_i) = y_i, else 0."""
+    return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+
+
+def squared_errors(outputs: Array, targets: Array) -> Array:
+    """Per example (1/K) ‖f(x_i) − y_i‖²."""
+    return jnp.mean((outputs - targets.reshape(outputs.shape)) ** 2, axis=-1)
+
+
+class Objective(NamedTuple):
+    """A training loss, the per-example score a run reports, and the score's name.
+
+    The online score of a task is the mean of ``score`` over every training example of the task,
+    each taken before the step that trains on it; the test score its mean over the test set.
+    ``plasticity_loss`` is signed so that a positive value always means the run learned the task
+    worse than its reset reference.
+    """
+
+    loss: Callable[[Array, Array], Array]
+    score: Callable[[Array, Array], Array]
+    metric: str
+    higher_is_better: bool
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "cross_entropy": Objective(cross_entropy, correct, "accuracy", True),
+    "mse": Objective(mean_squared_error, squared_errors, "mse", False),
+}
+
+
 class Trainer(NamedTuple):
-    """Jit-compiled pieces of training, built once per (model, optimizer, hooks)."""
+    """Jit-compiled pieces of training, built once per (model, optimizer, hooks, objective).
+
+    ``evaluate(params, x, y)`` is the objective's mean score (accuracy, or mean squared error).
+    """
 
     run_chunk: Callable[..., tuple[TrainState, tuple[Array, Array]]]
-    accuracy: Callable[[models.Params, Array, Array], Array]
+    evaluate: Callable[[models.Params, Array, Array], float]
 
 
 def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: Hooks,
-                 step_key: Array) -> Trainer:
+                 step_key: Array, objective: Objective = OBJECTIVES["cross_entropy"]) -> Trainer:
     """Build the jitted chunk runner ``run_chunk(state, x, y, idx)``.
 
     ``idx`` is ``C × B`` minibatch indices into the task's ``x``/``y`` (on device); the chunk
-    scans C steps and returns the new state and per-step (loss, number correct before the step).
+    scans C steps and returns the new state and per-step (loss, summed score before the step;
+    for classification the number correct).
     """
 
     def loss_fn(params, xb, yb):
-        logits = model.apply(params, xb)
-        loss = cross_entropy(logits, yb)
+        outputs = model.apply(params, xb)
+        loss = objective.loss(outputs, yb)
         if hooks.penalty is not None:
             loss = loss + hooks.penalty(params)
-        correct = jnp.sum(jnp.argmax(logits, axis=-1) == yb)
-        return loss, correct
+        return loss, jnp.sum(objective.score(outputs, yb))
 
     def step(state: TrainState, batch_idx, x, y):
         xb, yb = x[batch_idx], y[batch_idx]
-        (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, xb, yb)
+        (loss, score), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, xb, yb)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         key = jax.random.fold_in(step_key, state.step)
@@ -196,23 +243,23 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
         if hooks.post_step is not None:
             params, opt_state = hooks.post_step(params, opt_state, xb,
                                                 jax.random.fold_in(key, 1), state.step)
-        return TrainState(params, opt_state, state.step + 1), (loss, correct)
+        return TrainState(params, opt_state, state.step + 1), (loss, score)
 
     @jax.jit
     def run_chunk(state, x, y, idx):
         return jax.lax.scan(lambda s, b: step(s, b, x, y), state, idx)
 
     @jax.jit
-    def correct_count(params, x, y):
-        return jnp.sum(jnp.argmax(model.apply(params, x), axis=-1) == y)
+    def score_sum(params, x, y):
+        return jnp.sum(objective.score(model.apply(params, x), y))
 
-    def accuracy(params, x, y, batch: int = 2048):
+    def evaluate(params, x, y, batch: int = 2048):
         n = len(y)
-        hits = sum(int(correct_count(params, x[i:i + batch], y[i:i + batch]))
-                   for i in range(0, n, batch))
-        return hits / max(n, 1)
+        total = sum(float(score_sum(params, x[i:i + batch], y[i:i + batch]))
+                    for i in range(0, n, batch))
+        return total / max(n, 1)
 
-    return Trainer(run_chunk, accuracy)
+    return Trainer(run_chunk, evaluate)
 
 
 def minibatch_indices(seed: int, task: int, num_train: int, batch_size: int,
@@ -263,7 +310,7 @@ def _chunk_bounds(steps: int, every: int) -> list[int]:
 
 
 def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False,
-              hooks: Hooks | None = None, stream: streams.TaskStream | None = None,
+              hooks: Hooks | None = None, stream: custom_streams.Stream | None = None,
               progress: bool = True, stop_after_chunks: int | None = None) -> checkpoints.Run:
     """Train ``cfg`` over its task stream and write the checkpoint series to ``run_dir``.
 
@@ -274,8 +321,11 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         must equal ``cfg``). Resuming a finished run does nothing.
       hooks: regularizer / reset plug points (:class:`Hooks`); by default those of
         ``cfg.method``.
-      stream: a prebuilt stream (defaults to ``streams.make_stream(cfg.stream)``).
-      progress: show a progress bar (task, step, loss, online accuracy).
+      stream: a prebuilt stream (defaults to ``streams.make_stream(cfg.stream)``), or any
+        object that follows :class:`ntkplast.streams.Stream` (a user's own tasks, e.g.
+        :class:`ntkplast.streams.ArrayStream`); the manifest then records the stream as
+        ``custom`` and analysis needs an explicit probe file.
+      progress: show a progress bar (task, step, loss, online score).
       stop_after_chunks: stop (as if killed) after this many chunks — for tests of resume.
 
     Returns:
@@ -283,6 +333,9 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     """
     run_dir = Path(run_dir)
     stream = stream if stream is not None else streams.make_stream(cfg.stream)
+    custom = custom_streams.check_stream(stream, cfg.stream, cfg.model.num_outputs,
+                                         cfg.train.loss)
+    objective = OBJECTIVES[cfg.train.loss]
     model = models.build(cfg.model)
     if hooks is None:
         hooks = Hooks()
@@ -295,7 +348,7 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         tx = hooks.optimizer(tx)
     base = jax.random.PRNGKey(cfg.seed)
     k_init, k_step, k_ref, k_task_end = jax.random.split(base, 4)
-    trainer = make_trainer(model, tx, hooks, k_step)
+    trainer = make_trainer(model, tx, hooks, k_step, objective)
     refs = reference_task_set(cfg.train.reference_tasks, len(stream))
 
     manifest_path = run_dir / checkpoints.MANIFEST
@@ -304,7 +357,10 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             raise NtkplastError(f"{run_dir} already holds a run; pass --resume to continue it "
                                 f"or choose another output folder")
         manifest = checkpoints.read_manifest(run_dir)
-        if manifest.get("config") != cfg.to_dict():
+        expected = cfg.to_dict()
+        if custom:
+            expected["stream"] = None
+        if manifest.get("config") != expected:
             raise NtkplastError(f"{run_dir} was written with a different configuration; resume "
                                 f"it with the same config, or train into a new folder")
         if manifest.get("complete"):
@@ -316,7 +372,7 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                                                     source=str(run_dir / last["file"]))
         state = TrainState(params, opt_state, jnp.asarray(last["step"], jnp.int32))
         task, in_task = last["task"], last["metrics"].get("task_step", 0)
-        online = last["metrics"].get("online_correct", 0)
+        online = last["metrics"].get("online_score_sum", last["metrics"].get("online_correct", 0))
         if last["kind"] == "task_end":
             task, in_task, online = task + 1, 0, 0
     else:
@@ -329,6 +385,9 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             "num_classes": stream.num_classes, "num_tasks": len(stream),
             "config": cfg.to_dict(), "checkpoints": [], "tasks": [], "complete": False,
         }
+        if custom:  # the [stream] table does not describe these tasks; analysis must not use it
+            manifest["config"]["stream"] = None
+            manifest["stream"] = {"custom": getattr(stream, "name", type(stream).__name__)}
         _save_checkpoint(run_dir, manifest, state, task=0, kind="init", metrics={"task_step": 0})
         task, in_task, online = 0, 0, 0
 
@@ -344,7 +403,7 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
         for stop in (b for b in _chunk_bounds(steps, cfg.train.checkpoint_every) if b > in_task):
             idx = minibatch_indices(cfg.seed, task, n, cfg.train.batch_size, in_task, stop)
-            state, (losses, correct) = trainer.run_chunk(state, x, y, jnp.asarray(idx))
+            state, (losses, scores) = trainer.run_chunk(state, x, y, jnp.asarray(idx))
             losses = np.asarray(losses)
             if not np.all(np.isfinite(losses)):
                 bad = int(state.step) - len(losses) + int(np.argmin(np.isfinite(losses)))
@@ -352,19 +411,19 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                     f"training diverged at step {bad} (task {task}): the loss is not finite; "
                     f"the last finite checkpoint is {manifest['checkpoints'][-1]['file']} in "
                     f"{run_dir}; lower train.learning_rate or the regularizer strength")
-            online += int(np.sum(correct))
+            online += float(np.sum(scores))
             bar.update(stop - in_task)
             in_task = stop
-            metrics = {"task_step": in_task, "online_correct": online,
-                       "loss": float(np.mean(losses)),
-                       "online_accuracy": online / (in_task * cfg.train.batch_size)}
+            online_score = online / (in_task * cfg.train.batch_size)
+            metrics = {"task_step": in_task, "online_score_sum": online,
+                       "loss": float(np.mean(losses)), f"online_{objective.metric}": online_score}
             bar.set_postfix(task=task, loss=f"{metrics['loss']:.3f}",
-                            acc=f"{metrics['online_accuracy']:.3f}")
+                            **{objective.metric: f"{online_score:.3f}"})
             if in_task < steps:
                 _save_checkpoint(run_dir, manifest, state, task, "periodic", metrics)
             else:
-                record = _end_task(cfg, stream, trainer, tx, state, task, refs,
-                                   metrics["online_accuracy"], k_init, k_ref, data)
+                record = _end_task(cfg, stream, trainer, tx, state, task, refs, online_score,
+                                   k_init, k_ref, data)
                 if hooks.on_task_end is not None:
                     p, o = hooks.on_task_end(state.params, state.opt_state, task,
                                              jax.random.fold_in(k_task_end, task))
@@ -382,26 +441,33 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     return checkpoints.open_run(run_dir)
 
 
-def _end_task(cfg: RunConfig, stream: streams.TaskStream, trainer: Trainer,
+def _end_task(cfg: RunConfig, stream: custom_streams.Stream, trainer: Trainer,
               tx: optax.GradientTransformation, state: TrainState, task: int,
-              refs: frozenset[int], online_accuracy: float, k_init: Array, k_ref: Array,
+              refs: frozenset[int], online_score: float, k_init: Array, k_ref: Array,
               data: streams.Task) -> dict[str, Any]:
-    """Evaluate after task ``task``; run its reset reference when asked."""
+    """Evaluate after task ``task``; run its reset reference when asked.
+
+    Names follow the objective's score: ``test_accuracy``, ``online_accuracy``,
+    ``accuracy_on_tasks`` … for classification, ``test_mse`` … for regression.
+    """
+    objective = OBJECTIVES[cfg.train.loss]
+    m = objective.metric
     record: dict[str, Any] = {
         "task": task, "end_step": int(state.step),
-        "test_accuracy": trainer.accuracy(state.params, jnp.asarray(data.x_test),
-                                          jnp.asarray(data.y_test)),
-        "online_accuracy": online_accuracy,
+        f"test_{m}": trainer.evaluate(state.params, jnp.asarray(data.x_test),
+                                      jnp.asarray(data.y_test)),
+        f"online_{m}": online_score,
     }
     if cfg.train.eval_previous:
-        record["accuracy_on_tasks"] = [
-            trainer.accuracy(state.params, *map(jnp.asarray, stream.test_set(s)))
+        record[f"{m}_on_tasks"] = [
+            trainer.evaluate(state.params, *map(jnp.asarray, stream.test_set(s)))
             for s in range(task + 1)]
     if task in refs:
-        ref_acc, ref_online = reference_run(cfg, trainer, tx, data, task,
-                                            jax.random.fold_in(k_ref, task))
-        record.update(reference_test_accuracy=ref_acc, reference_online_accuracy=ref_online,
-                      plasticity_loss=ref_acc - record["test_accuracy"])
+        ref_test, ref_online = reference_run(cfg, trainer, tx, data, task,
+                                             jax.random.fold_in(k_ref, task))
+        gap = ref_test - record[f"test_{m}"]
+        record.update({f"reference_test_{m}": ref_test, f"reference_online_{m}": ref_online,
+                       "plasticity_loss": gap if objective.higher_is_better else -gap})
     return record
 
 
@@ -409,7 +475,8 @@ def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransforma
                   data: streams.Task, task: int, key: Array) -> tuple[float, float]:
     """Train a fresh network on ``data`` alone with the run's budget and minibatch order.
 
-    Returns (test accuracy at the end, online accuracy over the task).
+    Returns (test score at the end, online score over the task): accuracies for
+    classification, mean squared errors for regression.
     """
     model = models.build(cfg.model)
     params = model.init(key, data.x_train.shape[1:])
@@ -418,10 +485,10 @@ def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransforma
     steps = cfg.train.steps_for(n)
     idx = minibatch_indices(cfg.seed, task, n, cfg.train.batch_size, 0, steps)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    state, (_, correct) = trainer.run_chunk(state, x, y, jnp.asarray(idx))
-    online = float(np.sum(correct)) / (steps * cfg.train.batch_size)
-    accuracy = trainer.accuracy(state.params, jnp.asarray(data.x_test), jnp.asarray(data.y_test))
-    return accuracy, online
+    state, (_, scores) = trainer.run_chunk(state, x, y, jnp.asarray(idx))
+    online = float(np.sum(scores)) / (steps * cfg.train.batch_size)
+    test = trainer.evaluate(state.params, jnp.asarray(data.x_test), jnp.asarray(data.y_test))
+    return test, online
 
 
 def _save_checkpoint(run_dir: Path, manifest: dict[str, Any], state: TrainState, task: int,

@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ntkplast.errors import NtkplastError
 from ntkplast.figures._style import PALETTE, save, subplots
-from ntkplast.table import Table
+from ntkplast.table import Table, task_end_checkpoints
 
 
 def _layers(table: Table, metric: str) -> list[str]:
@@ -25,8 +27,9 @@ def _layers(table: Table, metric: str) -> list[str]:
 
 
 def _task_boundaries(ax: Any, table: Table) -> None:
-    steps, _ = table.series("test_accuracy")
-    for s in steps:
+    c = table.columns
+    ends = np.isin(c["checkpoint"], task_end_checkpoints(table)) & (c["layer"] == "all")
+    for s in np.unique(c["step"][ends]):
         ax.axvline(s, color="0.85", lw=0.6, zorder=0)
 
 
