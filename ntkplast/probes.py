@@ -5,7 +5,9 @@ spectra of different checkpoints are comparable. Sources:
 
 * ``"seen"``: equal shares from the test sets of every task the run's checkpoints have reached
   (task 0 … the largest task index in the manifest; for a finished run, every task; the
-  default);
+  default), with every input at most once — tasks that share their images (shuffled or random
+  labels) contribute different ones, so the probe may be smaller than asked when there are too
+  few distinct images;
 * ``"task:<k>"``: the test set of task k alone;
 * a path to an ``.npz`` with an array ``x`` (``N × input_shape``) and optionally labels ``y``
   — for runs written by other programs, whose manifest has no stream.
@@ -58,6 +60,32 @@ def _stream_of(run: Run, data_dir: str | None) -> streams.TaskStream:
     return streams.make_stream(spec)
 
 
+def _distinct_draw(rng: np.random.Generator, x: np.ndarray, n: int,
+                   taken: set[bytes]) -> np.ndarray:
+    """Sorted indices of up to ``n`` rows of ``x`` whose inputs are not in ``taken`` (updated).
+
+    Tasks that share their inputs (``shuffled_labels``, ``random_labels``) would otherwise put the
+    same image in the probe several times, making every kernel on it exactly singular. The first
+    draw is ``rng.choice`` as for distinct inputs; only rows already taken are replaced, from
+    the rest of the task in a seeded order.
+    """
+    first = [int(i) for i in rng.choice(len(x), size=n, replace=False)]
+
+    def candidates():
+        yield from first
+        drawn = set(first)  # the seeded replacements are drawn only when some row repeats
+        yield from (int(i) for i in rng.permutation(len(x)) if int(i) not in drawn)
+
+    keep: list[int] = []
+    pool = candidates()
+    while len(keep) < n and (i := next(pool, None)) is not None:
+        row = x[i].tobytes()
+        if row not in taken:
+            taken.add(row)
+            keep.append(i)
+    return np.sort(np.asarray(keep, dtype=np.int64))
+
+
 def build_probe(run: Run, source: str = "seen", size: int = 256, seed: int = 0,
                 data_dir: str | None = None) -> Probe:
     """Draw the probe set for ``run`` (module docstring for ``source``)."""
@@ -77,11 +105,12 @@ def build_probe(run: Run, source: str = "seen", size: int = 256, seed: int = 0,
             tasks = [int(k)]
         shares = [len(s) for s in np.array_split(np.arange(size), len(tasks))]
         xs, ys = [], []
+        taken: set[bytes] = set()
         for t, n in zip(tasks, shares):
             if n == 0:
                 continue
             x, y = stream.test_set(t)
-            pick = np.sort(rng.choice(len(y), size=min(n, len(y)), replace=False))
+            pick = _distinct_draw(rng, x, min(n, len(y)), taken)
             xs.append(x[pick])
             ys.append(y[pick])
         return Probe(np.concatenate(xs), np.concatenate(ys).astype(np.int64), source, seed)

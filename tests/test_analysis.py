@@ -163,6 +163,27 @@ def test_probe_sources(run_dir):
         probes.build_probe(run, "task:9", 20, 0)
 
 
+def test_seen_probe_never_repeats_an_input(run_dir, tmp_path):
+    """Label-shuffling tasks share their images: the probe takes each image at most once, while
+    a stream of distinct inputs keeps the plain per-task draw."""
+    from ntkplast import probes
+
+    cfg = train.RunConfig(model=models.ArchSpec(widths=(8,), num_outputs=10),
+                          stream=streams.StreamSpec(kind="shuffled_labels", num_tasks=4),
+                          train=train.TrainConfig(steps_per_task=2, batch_size=8))
+    shuffled = checkpoints.open_run(train.train_run(cfg, tmp_path / "sh", progress=False).path)
+    probe = probes.build_probe(shuffled, "seen", 200, 0)
+    assert len(probe.x) == 200
+    assert len({row.tobytes() for row in probe.x}) == 200
+    run = checkpoints.open_run(run_dir)  # permuted: the draw is rng.choice per task, as before
+    stream = streams.make_stream(run.manifest["config"]["stream"])
+    rng = np.random.default_rng([0, 7])
+    expect = [stream.test_set(t)[0][np.sort(rng.choice(len(stream.test_set(t)[1]), n, False))]
+              for t, n in ((0, 10), (1, 10))]
+    np.testing.assert_array_equal(probes.build_probe(run, "seen", 20, 0).x,
+                                  np.concatenate(expect))
+
+
 def test_table_basics():
     t = Table.from_rows([(0, 0, 0, "all", "a", 1.0), (1, 5, 0, "all", "a", 2.0),
                          (1, 5, 0, "layer0", "b", float("nan"))])
