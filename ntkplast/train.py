@@ -278,6 +278,11 @@ def minibatch_indices(seed: int, task: int, num_train: int, batch_size: int,
     return order[first - offset:last - offset].reshape(stop - start, batch_size).astype(np.int32)
 
 
+# TrainConfig fields added after format v1 shipped: left out of the manifest at their default
+# value, so runs written before them still resume (their stored config compares equal).
+_ADDED_TRAIN_FIELDS = {"loss": "cross_entropy"}
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything a run is reproducible from: seed, model, stream, training settings, method.
@@ -294,9 +299,14 @@ class RunConfig:
     method: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form, as stored in the manifest (``method`` only when one is set)."""
+        """Plain-data form, as stored in the manifest (``method`` only when one is set, newer
+        training fields only when they differ from their default)."""
+        train = dataclasses.asdict(self.train)
+        for key, default in _ADDED_TRAIN_FIELDS.items():  # absent from older manifests
+            if train[key] == default:
+                del train[key]
         d = {"seed": self.seed, "model": self.model.to_dict(),
-             "stream": self.stream.to_dict(), "train": dataclasses.asdict(self.train)}
+             "stream": self.stream.to_dict(), "train": train}
         if self.method:
             d["method"] = dict(self.method)
         return d

@@ -138,6 +138,8 @@ def test_post_step_sees_minibatches_and_optimizer_wraps_the_update(tmp_path):
 def test_manifest_config_has_method_only_when_set():
     cfg = _cfg()
     assert "method" not in cfg.to_dict()  # runs written before methods existed still resume
+    assert "loss" not in cfg.to_dict()["train"]  # nor before regression existed
+    assert _cfg(loss="mse").to_dict()["train"]["loss"] == "mse"
     with_method = train.RunConfig(seed=cfg.seed, model=cfg.model, stream=cfg.stream,
                                   train=cfg.train, method={"name": "l2", "lam": 0.1})
     assert with_method.to_dict()["method"] == {"name": "l2", "lam": 0.1}
