@@ -2,7 +2,9 @@
 
 Submodules (import what you use; each has one concern)::
 
-    from ntkplast import models, data, streams, train, checkpoints, config, ntk, spectra
+    from ntkplast import models, data, streams, custom_streams, train, checkpoints, config
+    from ntkplast import ntk, spectra, isometry, dormancy, probes, analysis, table, hypotheses
+    from ntkplast import regularizers, experiment, sweep, figures, interop
 """
 
 from ntkplast.errors import NtkplastError
