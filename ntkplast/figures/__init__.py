@@ -9,6 +9,7 @@ function                      what it shows
 :func:`kernel_regime`         methods × seeds: kernel distance from init and infinite width
 :func:`predictor_comparison`  which end-of-task quantity predicts the next task's plasticity
 :func:`lead_lag_plot`         the same correlations at task lags (who leads whom)
+:func:`reactivation_curves`   fraction of initially dead units firing again, per method
 ============================  =============================================================
 
 All share one style (Okabe–Ito colour-blind-safe palette, labelled axes) and :func:`save`
@@ -25,7 +26,8 @@ from ntkplast.figures.comparison import (
 )
 from ntkplast.figures.diagnostics import diagnostics, run_figures
 from ntkplast.figures.predictors import lead_lag_plot, predictor_comparison
+from ntkplast.figures.reactivation import reactivation_curves
 
 __all__ = ["PALETTE", "diagnostics", "kernel_regime", "lead_lag_plot", "per_task_panels",
-           "plasticity_curves", "predictor_comparison", "run_figures", "save", "task_values",
-           "theory_panels"]
+           "plasticity_curves", "predictor_comparison", "reactivation_curves", "run_figures",
+           "save", "task_values", "theory_panels"]
