@@ -31,11 +31,12 @@
 # python analyses/plasticity_sweep.py              # full: 100 tasks, 5 seeds, three streams
 # ```
 #
-# Measured runtime (2 shared CPU cores): quick mode, all 11 methods × 2 seeds, see the printout
-# in paper_notes.md ("Experiments"). Full mode has not been run to the end on this machine: at
-# the measured cost per step and per analysed checkpoint it needs about 2 CPU-days
-# (3 streams × 11 methods × 5 seeds × 100 tasks × 500 steps, 101 checkpoints per run), which is
-# what `ntkplast.experiment.run_grid` resuming on a cluster, or a sweep, is for.
+# Measured runtime (2 CPU cores shared with other jobs, 2026-11-26): `--quick` (11 methods × 2
+# seeds × 20 tasks × 100 steps) about 5 minutes; `--tasks 20 --steps 500 --seeds 3 --streams
+# permuted,shuffled_labels` (66 runs) about 15 minutes, 14 s per run. Full mode (3 streams ×
+# 11 methods × 5 seeds × 100 tasks × 500 steps, 101 checkpoints per run: five times the steps and
+# checkpoints of that run, 165 runs) was not run to the end here; at the measured cost it needs
+# about 3 hours, and resumes where it stopped.
 
 # %%
 from __future__ import annotations
