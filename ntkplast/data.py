@@ -26,9 +26,11 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import gzip
+import io
+import math
 import os
 import pickle
-import zipfile
+import pickletools
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -238,7 +240,7 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
         raise NtkplastError(f"{path}: truncated IDX header ({len(raw)} bytes, expected at least "
                             f"{header}); download the file again")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape, dtype=np.int64))
+    expected = header + math.prod(shape)  # a Python int: no overflow for hostile sizes
     if len(raw) != expected:
         raise NtkplastError(f"{path}: IDX header says shape {shape}, i.e. {expected} bytes in "
                             f"all, but the file has {len(raw)} bytes; it is truncated or "
@@ -306,20 +308,14 @@ def _to_unit_float(a: np.ndarray) -> np.ndarray:
 
 def _read_mnist_npz(path: Path, name: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Read the keras-style ``mnist.npz`` (uint8 x_train N×28×28, labels, same for test)."""
+    from ntkplast.checkpoints import load_arrays  # the one .npz reader (no pickle, bounded)
+
     keys = ("x_train", "y_train", "x_test", "y_test")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            absent = [k for k in keys if k not in z.files]
-            if absent:
-                raise NtkplastError(f"{path}: expected arrays {list(keys)}, missing {absent}; "
-                                    f"found {sorted(z.files)}")
-            arrays = {k: z[k] for k in keys}
-    except NtkplastError:
-        raise
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError) as e:
-        raise NtkplastError(f"{path}: cannot read it as an .npz of plain numeric arrays ({e}); "
-                            f"object arrays are refused because they need unpickling, and a "
-                            f"truncated archive must be downloaded again") from e
+    arrays = load_arrays(path)
+    absent = [k for k in keys if k not in arrays]
+    if absent:
+        raise NtkplastError(f"{path}: expected arrays {list(keys)}, missing {absent}; found "
+                            f"{sorted(arrays)}; download {name}.npz again")
     out = []
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -425,6 +421,19 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
                 f"code if unpickled normally), replace it with the official download") from None
 
 
+def _check_pickle_opcodes(raw: bytes) -> None:
+    """Walk the pickle's opcodes without running them and refuse memo indices beyond the
+    number of opcodes: ``LONG_BINPUT 10**9`` would make the C unpickler allocate gigabytes."""
+    count = 0
+    for opcode, arg, _ in pickletools.genops(raw):
+        count += 1
+        if "PUT" in opcode.name or "GET" in opcode.name:
+            if not isinstance(arg, int) or not 0 <= arg <= count:
+                raise NtkplastError(f"refused pickle opcode {opcode.name} {arg!r} (memo index "
+                                    f"out of range after {count} opcodes); the file is corrupt "
+                                    f"or crafted")
+
+
 def _read_cifar_py(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR python batch: a pickled dict with ``data`` (uint8 N×3072) and labels.
 
@@ -433,7 +442,9 @@ def _read_cifar_py(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """
     try:
         with open(path, "rb") as f:
-            obj = _ArrayOnlyUnpickler(f, encoding="bytes").load()
+            raw = f.read()
+        _check_pickle_opcodes(raw)
+        obj = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except NtkplastError as e:
         raise NtkplastError(f"{path}: {e}") from e
     except Exception as e:  # any failure to decode a pickle means a corrupt file

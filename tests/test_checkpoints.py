@@ -125,7 +125,7 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(NtkplastError, match="No space"):
         checkpoints.save_arrays(target, {"a": np.arange(1000)})
     monkeypatch.setattr(os, "fsync", real_fsync)
     np.testing.assert_array_equal(checkpoints.load_arrays(target)["a"], np.arange(3))

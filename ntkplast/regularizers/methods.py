@@ -50,7 +50,7 @@ def _options(method: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if not isinstance(method, Mapping):
         raise NtkplastError(f"method: expected a table with a 'name', got {method!r}")
     name = method.get("name", "none")
-    if name not in METHODS:
+    if not isinstance(name, str) or name not in METHODS:
         raise NtkplastError(f"method.name: unknown {name!r}; choose one of {sorted(METHODS)}")
     allowed = METHODS[name]
     given = {k: v for k, v in method.items() if k != "name"}

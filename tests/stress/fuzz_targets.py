@@ -1,0 +1,232 @@
+"""Every file reader of ntkplast as a fuzz target: bytes in, outcome out.
+
+A target writes the bytes where the reader expects a file and calls the reader. The outcome is
+``"accepted"`` (read without error), ``"refused"`` (:class:`NtkplastError`, the only allowed
+failure) or ``"crash:<ExceptionType>"`` (a bug). ``tests/test_fuzz.py`` drives these with
+hypothesis; ``benchmarks/stress.py`` runs thousands of seeded mutations per reader.
+
+Each reader has a valid seed file (:func:`seeds`) that mutations start from, so the fuzzing
+reaches past the first magic-number check.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import pickle
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ntkplast import checkpoints, config, data
+from ntkplast.errors import NtkplastError
+
+READERS = ("manifest", "npz", "idx", "idx_gz", "cifar_bin", "cifar_py", "toml")
+
+_TINY_MODEL = {"kind": "mlp", "widths": [3], "num_outputs": 2}
+_TINY_SHAPE = [2]
+
+
+def _tiny_params_arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"params/0/W": rng.normal(size=(2, 3)).astype(np.float32),
+            "params/0/b": np.zeros(3, np.float32),
+            "params/1/W": rng.normal(size=(3, 2)).astype(np.float32),
+            "params/1/b": np.zeros(2, np.float32)}
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def seeds() -> dict[str, bytes]:
+    """One valid file per reader."""
+    manifest = {"format": checkpoints.FORMAT, "format_version": checkpoints.FORMAT_VERSION,
+                "model": _TINY_MODEL, "input_shape": _TINY_SHAPE,
+                "checkpoints": [{"file": "ckpt_00000000.npz", "step": 0, "task": 0,
+                                 "kind": "init", "metrics": {"loss": 1.0}}]}
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    idx = b"\x00\x00\x08\x03" + b"".join(int(s).to_bytes(4, "big") for s in images.shape)
+    idx += images.tobytes()
+    rec = np.zeros((2, 1 + 3072), np.uint8)
+    rec[:, 0] = [3, 7]
+    rec[:, 1:] = np.arange(3072) % 251
+    py = pickle.dumps({b"batch_label": b"x", b"labels": [1, 2],
+                       b"data": rec[:, 1:].copy()}, protocol=2)
+    toml = (b'seed = 1\n[model]\nkind = "mlp"\nwidths = [4, 4]\nactivation = "relu"\n'
+            b'[stream]\nkind = "permuted"\ndataset = "digits"\nnum_tasks = 2\n'
+            b'[train]\noptimizer = "adam"\nlearning_rate = 1e-3\nbatch_size = 8\n'
+            b'steps_per_task = 4\ncheckpoint_every = 2\n[method]\nname = "l2"\nlam = 0.01\n')
+    return {"manifest": json.dumps(manifest, indent=1).encode(),
+            "npz": _npz_bytes(_tiny_params_arrays()),
+            "idx": idx, "idx_gz": gzip.compress(idx, mtime=0),
+            "cifar_bin": rec.tobytes(), "cifar_py": py, "toml": toml}
+
+
+def _read_manifest(blob: bytes, folder: Path) -> None:
+    run_dir = folder / "run"
+    run_dir.mkdir(exist_ok=True)
+    ckpt = run_dir / "ckpt_00000000.npz"
+    if not ckpt.exists():
+        ckpt.write_bytes(_npz_bytes(_tiny_params_arrays()))
+    (run_dir / checkpoints.MANIFEST).write_bytes(blob)
+    run = checkpoints.open_run(run_dir)
+    for i in range(min(len(run), 3)):
+        run.params(i)
+
+
+def _read_npz(blob: bytes, folder: Path) -> None:
+    path = folder / "ckpt.npz"
+    path.write_bytes(blob)
+    checkpoints.arrays_to_params(checkpoints.load_arrays(path), source=str(path))
+
+
+def _read_idx(blob: bytes, folder: Path, gz: bool = False) -> None:
+    path = folder / ("images.gz" if gz else "images")
+    path.write_bytes(blob)
+    data.read_idx(path, 3)
+
+
+def _read_cifar_bin(blob: bytes, folder: Path) -> None:
+    path = folder / "data_batch_1.bin"
+    path.write_bytes(blob)
+    data._read_cifar_bin(path, "cifar10")
+
+
+def _read_cifar_py(blob: bytes, folder: Path) -> None:
+    path = folder / "data_batch_1"
+    path.write_bytes(blob)
+    data._read_cifar_py(path, "cifar10")
+
+
+def _read_toml(blob: bytes, folder: Path) -> None:
+    path = folder / "run.toml"
+    path.write_bytes(blob)
+    config.load_config(path)
+
+
+TARGETS: dict[str, Callable[[bytes, Path], None]] = {
+    "manifest": _read_manifest, "npz": _read_npz, "idx": _read_idx,
+    "idx_gz": lambda b, f: _read_idx(b, f, gz=True), "cifar_bin": _read_cifar_bin,
+    "cifar_py": _read_cifar_py, "toml": _read_toml,
+}
+
+
+def outcome(reader: str, blob: bytes, folder: Path) -> str:
+    """Feed ``blob`` to ``reader``; return "accepted", "refused" or "crash:<type>: <message>"."""
+    try:
+        TARGETS[reader](blob, folder)
+    except NtkplastError:
+        return "refused"
+    except Exception as e:  # anything else is a bug in the reader
+        return f"crash:{type(e).__name__}: {str(e)[:200]}"
+    return "accepted"
+
+
+# ----------------------------------------------------------------------------------- mutations
+
+_INTERESTING = [b"\x00", b"\xff", b"\x7f", b"\x80", b"\xff\xff\xff\xff", b"\x00\x00\x00\x00",
+                b"-1", b"0", b"1e999", b"NaN", b"null", b"[]", b"{}", b'"', b"..", b"/",
+                b"../x.npz", b"/etc/passwd", b"\n", b"=", b"[", b"99999999999999999999"]
+
+
+def mutate(blob: bytes, rng: random.Random) -> bytes:
+    """A random byte-level mutation of ``blob`` (flip, delete, insert, splice, truncate)."""
+    b = bytearray(blob)
+    for _ in range(rng.choice((1, 1, 2, 3, 8))):
+        op = rng.randrange(7)
+        pos = rng.randrange(len(b) + 1)
+        if op == 0 and b:
+            b[min(pos, len(b) - 1)] ^= 1 << rng.randrange(8)
+        elif op == 1 and b:
+            b[min(pos, len(b) - 1)] = rng.randrange(256)
+        elif op == 2:
+            del b[pos:pos + rng.randrange(1, 16)]
+        elif op == 3:
+            b[pos:pos] = rng.choice(_INTERESTING)
+        elif op == 4:
+            b = b[:pos]
+        elif op == 5 and b:
+            start = rng.randrange(len(b))
+            b[pos:pos] = b[start:start + rng.randrange(1, 64)]
+        else:
+            b[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8)))
+    return bytes(b)
+
+
+def _json_value(rng: random.Random, depth: int = 0):
+    choices = [None, True, False, -1, 0, 1, 2**40, -2**63, 1.5, float("1e308"), "", "x",
+               "../x.npz", "/etc/passwd", "ckpt_00000000.npz", "mlp", "cnn", [], {}, [3], [0],
+               [2, 2], ["a"], {"kind": "mlp"}]
+    if depth < 2 and rng.random() < 0.2:
+        return [_json_value(rng, depth + 1) for _ in range(rng.randrange(3))]
+    return rng.choice(choices)
+
+
+def mutate_structured(reader: str, blob: bytes, rng: random.Random) -> bytes:
+    """A mutation that keeps the syntax valid (JSON for manifests, TOML for configs) and changes
+    one value, key or list deep inside, so the semantic checks get exercised."""
+    if reader == "manifest":
+        doc = json.loads(blob)
+        paths = _paths(doc)
+        path = rng.choice(paths)
+        _set(doc, path, _json_value(rng), rng)
+        return json.dumps(doc).encode()
+    if reader == "toml":
+        lines = blob.decode().splitlines()
+        i = rng.randrange(len(lines))
+        if "=" in lines[i]:
+            key = lines[i].split("=")[0].strip()
+            if rng.random() < 0.15:
+                key = rng.choice(["widths", "bogus", "kind", "seed", "name"])
+            lines[i] = f"{key} = {_toml_value(rng)}"
+        else:
+            lines[i] = rng.choice(["[model]", "[train]", "[method]", "[stream]", "[bogus]",
+                                   "[[model]]", "seed = -3"])
+        return ("\n".join(lines) + "\n").encode()
+    return mutate(blob, rng)
+
+
+def _toml_value(rng: random.Random) -> str:
+    return rng.choice(['"mlp"', '"cnn"', '"relu"', '"tanh"', '"adam"', '"sgd"', '"l2"', '"redo"',
+                       '"permuted"', '"mnist"', '"digits"', '"every:0"', '"every:-1"',
+                       '"all"', "0", "1", "-1", "3", "2000000000", "9223372036854775807",
+                       "1e-3", "0.0", "-0.5", "inf", "nan", "1e308", "true", "[]", "[0]", "[-1]",
+                       "[1, 2]", "[1e9]", '["a"]', "{}", "{a = 1}", '""', "[[1]]",
+                       "1979-05-27T07:32:00Z"])
+
+
+def _paths(doc, prefix=()):
+    out = [prefix] if prefix else []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _paths(v, prefix + (i,))
+    return out
+
+
+def _set(doc, path, value, rng):
+    for p in path[:-1]:
+        doc = doc[p]
+    last = path[-1]
+    if isinstance(doc, dict) and rng.random() < 0.15:
+        del doc[last]
+    else:
+        doc[last] = value
+
+
+def case(reader: str, blob: bytes, rng: random.Random) -> bytes:
+    """One fuzz input: random bytes, a byte mutation or a structured mutation of the seed."""
+    r = rng.random()
+    if r < 0.1:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+    if r < 0.55 and reader in ("manifest", "toml"):
+        return mutate_structured(reader, blob, rng)
+    return mutate(blob, rng)
