@@ -299,6 +299,8 @@ def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
     probe = probes.build_probe(run, settings.probe, settings.probe_size, settings.seed, data_dir)
     cache = out / "cache" / _settings_key(run, settings, probe)
     cache.mkdir(parents=True, exist_ok=True)
+    for folder in (out, cache):  # what a killed analysis left half-written
+        checkpoints.remove_stale_temporaries(folder)
     checkpoints.save_arrays(out / "probe.npz", {"x": probe.x, "y": probe.y})
     indices = list(range(len(run))) if checkpoints_subset is None else sorted(checkpoints_subset)
     history = _KernelHistory(_infinite_kernel(run, probe) if "ntk" in settings.metrics else None)

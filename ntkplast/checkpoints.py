@@ -61,6 +61,19 @@ def _write_error(path: Path, e: OSError) -> NtkplastError:
                          f"training: with --resume)")
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the ``.<name>.<random>.tmp`` files that a killed :func:`atomic_write_bytes` left
+    in ``folder`` (never a finished file: those are renamed into place); returns how many.
+
+    Call it only when no other process is writing into ``folder`` (on resume)."""
+    removed = 0
+    for path in Path(folder).glob(".*.tmp"):
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync the folder.
 

@@ -59,7 +59,10 @@ def test_resume_is_bit_identical(tmp_path):
         part = tmp_path / f"part{stop}"
         train.train_run(cfg, part, progress=False, stop_after_chunks=stop)
         assert not checkpoints.open_run(part).complete
+        # what a kill during a write leaves: a temporary next to the files; resume clears it
+        (part / ".ckpt_00000017.npz.k3j2x.tmp").write_bytes(b"half a checkpoint")
         train.train_run(cfg, part, progress=False, resume=True)
+        assert not list(part.glob(".*.tmp"))
         assert _files(part) == _files(full)
         assert checkpoints.read_manifest(part) == checkpoints.read_manifest(full)
 

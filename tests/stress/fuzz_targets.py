@@ -1,5 +1,8 @@
 """Every file reader of ntkplast as a fuzz target: bytes in, outcome out.
 
+Readers: run manifest, checkpoint .npz, IDX (plain, gzip), CIFAR binary and python batches, TOML
+configs, and the PyTorch importers (safetensors; .pt through torch.load(weights_only=True) where
+torch is installed), each followed by what consumes its output (params, a model spec).
 A target writes the bytes where the reader expects a file and calls the reader. The outcome is
 ``"accepted"`` (read without error), ``"refused"`` (:class:`NtkplastError`, the only allowed
 failure) or ``"crash:<ExceptionType>"`` (a bug). ``tests/test_fuzz.py`` drives these with
@@ -12,6 +15,7 @@ reaches past the first magic-number check.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import json
 import pickle
@@ -21,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkplast import checkpoints, config, data
+from ntkplast import checkpoints, config, data, interop
 from ntkplast.errors import NtkplastError
 
-READERS = ("manifest", "npz", "idx", "idx_gz", "cifar_bin", "cifar_py", "toml")
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+READERS = ("manifest", "npz", "idx", "idx_gz", "cifar_bin", "cifar_py", "toml",
+           "safetensors") + (("torch",) if HAVE_TORCH else ())
 
 _TINY_MODEL = {"kind": "mlp", "widths": [3], "num_outputs": 2}
 _TINY_SHAPE = [2]
@@ -62,7 +68,18 @@ def seeds() -> dict[str, bytes]:
             b'[stream]\nkind = "permuted"\ndataset = "digits"\nnum_tasks = 2\n'
             b'[train]\noptimizer = "adam"\nlearning_rate = 1e-3\nbatch_size = 8\n'
             b'steps_per_task = 4\ncheckpoint_every = 2\n[method]\nname = "l2"\nlam = 0.01\n')
-    return {"manifest": json.dumps(manifest, indent=1).encode(),
+    state_dict = {"0.weight": np.ones((3, 2), np.float32), "0.bias": np.zeros(3, np.float32),
+                  "2.weight": np.ones((2, 3), np.float32), "2.bias": np.zeros(2, np.float32)}
+    from safetensors.numpy import save as safetensors_bytes
+
+    blobs = {"safetensors": safetensors_bytes(state_dict)}
+    if HAVE_TORCH:
+        import torch
+
+        buf = io.BytesIO()
+        torch.save({k: torch.from_numpy(v) for k, v in state_dict.items()}, buf)
+        blobs["torch"] = buf.getvalue()
+    return {**blobs, "manifest": json.dumps(manifest, indent=1).encode(),
             "npz": _npz_bytes(_tiny_params_arrays()),
             "idx": idx, "idx_gz": gzip.compress(idx, mtime=0),
             "cifar_bin": rec.tobytes(), "cifar_py": py, "toml": toml}
@@ -110,7 +127,16 @@ def _read_toml(blob: bytes, folder: Path) -> None:
     config.load_config(path)
 
 
+def _read_state_dict(blob: bytes, folder: Path, suffix: str) -> None:
+    path = folder / f"model{suffix}"
+    path.write_bytes(blob)
+    interop.state_dict_to_params(interop.load_state_dict(path), input_shape=(2,),
+                                 source=str(path))
+
+
 TARGETS: dict[str, Callable[[bytes, Path], None]] = {
+    "safetensors": lambda b, f: _read_state_dict(b, f, ".safetensors"),
+    "torch": lambda b, f: _read_state_dict(b, f, ".pt"),
     "manifest": _read_manifest, "npz": _read_npz, "idx": _read_idx,
     "idx_gz": lambda b, f: _read_idx(b, f, gz=True), "cifar_bin": _read_cifar_bin,
     "cifar_py": _read_cifar_py, "toml": _read_toml,
