@@ -2,34 +2,18 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
 from ntkplast import checkpoints, config
 from ntkplast.errors import NtkplastError
 
 
-def _cli(*args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "ntkplast", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def _assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ntkplast: error:"), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
-
-
 def test_demo_quick_compares_adam_and_adamo_and_reruns_cheaply(tmp_path):
     args = ("demo", "--quick", "--no-progress", "--probe-size", "32", "--seeds", "1",
             "--out", "demo")
-    proc = _cli(*args, cwd=tmp_path)
+    proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     for method in ("adam", "adamo"):
         run = checkpoints.open_run(tmp_path / "demo" / method / "seed0")
@@ -44,11 +28,11 @@ def test_demo_quick_compares_adam_and_adamo_and_reruns_cheaply(tmp_path):
     checkpoint_files = sorted((tmp_path / "demo").glob("*/seed0/*.npz"))
     assert len(checkpoint_files) == 2 * 41
     stamp = {p: p.stat().st_mtime_ns for p in checkpoint_files}
-    again = _cli(*args, cwd=tmp_path)  # finished runs are skipped, analyses come from the cache
+    again = run_cli(*args, cwd=tmp_path)  # finished runs are skipped, analyses come from the cache
     assert again.returncode == 0, again.stderr
     assert {p: p.stat().st_mtime_ns for p in checkpoint_files} == stamp
-    other = _cli(*args[:-2], "--out", "demo", "--set", "train.learning_rate=0.1", cwd=tmp_path)
-    _assert_one_line_error(other, "different configuration")
+    other = run_cli(*args[:-2], "--out", "demo", "--set", "train.learning_rate=0.1", cwd=tmp_path)
+    assert_one_line_error(other, "different configuration")
 
 
 BAD_CONFIGS = {
@@ -69,27 +53,27 @@ BAD_CONFIGS = {
 def test_bad_config_is_one_line_exit_2(tmp_path, name):
     text, fragment = BAD_CONFIGS[name]
     (tmp_path / "c.toml").write_text(text)
-    _assert_one_line_error(_cli("train", "c.toml", cwd=tmp_path), fragment)
+    assert_one_line_error(run_cli("train", "c.toml", cwd=tmp_path), fragment)
 
 
 def test_missing_config_and_missing_data(tmp_path):
-    _assert_one_line_error(_cli("train", "nope.toml", cwd=tmp_path), "nope.toml")
+    assert_one_line_error(run_cli("train", "nope.toml", cwd=tmp_path), "nope.toml")
     (tmp_path / "c.toml").write_text("[stream]\ndataset = 'mnist'\n")
-    proc = _cli("train", "c.toml", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)
-    _assert_one_line_error(proc, "train-images-idx3-ubyte", "empty")
+    proc = run_cli("train", "c.toml", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)
+    assert_one_line_error(proc, "train-images-idx3-ubyte", "empty")
 
 
 def test_bad_arguments_are_one_line(tmp_path):
-    _assert_one_line_error(_cli("trian", cwd=tmp_path), "trian")
-    _assert_one_line_error(_cli("demo", "--set", "nonsense", cwd=tmp_path), "nonsense")
+    assert_one_line_error(run_cli("trian", cwd=tmp_path), "trian")
+    assert_one_line_error(run_cli("demo", "--set", "nonsense", cwd=tmp_path), "nonsense")
 
 
 def test_resume_of_a_non_run_folder(tmp_path):
     (tmp_path / "c.toml").write_text("")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "manifest.json").write_text("[]")
-    proc = _cli("train", "c.toml", "--out", "out", "--resume", cwd=tmp_path)
-    _assert_one_line_error(proc, "manifest.json")
+    proc = run_cli("train", "c.toml", "--out", "out", "--resume", cwd=tmp_path)
+    assert_one_line_error(proc, "manifest.json")
 
 
 def test_config_file_and_overrides(tmp_path):
@@ -123,11 +107,11 @@ def test_shipped_grids_expand():
 
 
 def test_analyze_and_figures_errors(tmp_path):
-    _assert_one_line_error(_cli("analyze", "nowhere", cwd=tmp_path), "nowhere")
+    assert_one_line_error(run_cli("analyze", "nowhere", cwd=tmp_path), "nowhere")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "manifest.json").write_text(
         '{"format": "ntkplast-run", "format_version": 7}')
-    _assert_one_line_error(_cli("analyze", "run", cwd=tmp_path), "upgrade ntkplast")
-    _assert_one_line_error(_cli("figures", "run", cwd=tmp_path), "ntkplast analyze")
-    _assert_one_line_error(_cli("analyze", "run", "--metrics", "ntk,vibes", cwd=tmp_path),
+    assert_one_line_error(run_cli("analyze", "run", cwd=tmp_path), "upgrade ntkplast")
+    assert_one_line_error(run_cli("figures", "run", cwd=tmp_path), "ntkplast analyze")
+    assert_one_line_error(run_cli("analyze", "run", "--metrics", "ntk,vibes", cwd=tmp_path),
                            "vibes")

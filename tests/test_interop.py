@@ -1,12 +1,10 @@
 """PyTorch import: same outputs and NTK as PyTorch, no pickle code runs, run folders analyse."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
 from ntkplast import analysis, checkpoints, interop, models, ntk
 from ntkplast.errors import NtkplastError
@@ -282,38 +280,24 @@ def test_import_folder_bad_input_leaves_nothing(tmp_path):
     assert json.loads((tmp_path / "run" / "manifest.json").read_text()) == {}
 
 
-def _cli(*args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "ntkplast", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def _assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ntkplast: error:"), proc.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
-
-
 def test_cli_import_and_its_errors(tmp_path):
     rng = np.random.default_rng(0)
     _write_folder(tmp_path / "src", (5, 7), rng)
     (tmp_path / "spec.toml").write_text("[model]\nwidths = [9, 9]\nnum_outputs = 4\n"
                                         "activation = 'tanh'\n")
-    ok = _cli("import", "src", "run", "--spec", "spec.toml", "--pattern", r"step(\d+)",
+    ok = run_cli("import", "src", "run", "--spec", "spec.toml", "--pattern", r"step(\d+)",
               cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "2 checkpoints" in ok.stdout
     run = checkpoints.open_run(tmp_path / "run")
     assert run.spec.activation == "tanh" and [c.step for c in run] == [5, 7]
-    _assert_one_line_error(_cli("import", "src", "run", cwd=tmp_path), "already exists")
-    _assert_one_line_error(_cli("import", "nope", "run2", cwd=tmp_path), "nope")
-    _assert_one_line_error(_cli("import", "src", "run2", "--pattern", "epoch(\\d+)",
+    assert_one_line_error(run_cli("import", "src", "run", cwd=tmp_path), "already exists")
+    assert_one_line_error(run_cli("import", "nope", "run2", cwd=tmp_path), "nope")
+    assert_one_line_error(run_cli("import", "src", "run2", "--pattern", "epoch(\\d+)",
                                 cwd=tmp_path), "no files")
-    _assert_one_line_error(_cli("import", "src", "run2", "--input-shape", "2,x",
+    assert_one_line_error(run_cli("import", "src", "run2", "--input-shape", "2,x",
                                 cwd=tmp_path), "--input-shape")
     (tmp_path / "bad.json").write_text('{"widths": [3]}')
-    _assert_one_line_error(_cli("import", "src", "run2", "--spec", "bad.json", cwd=tmp_path),
+    assert_one_line_error(run_cli("import", "src", "run2", "--spec", "bad.json", cwd=tmp_path),
                            "do not match")
     assert not (tmp_path / "run2").exists()

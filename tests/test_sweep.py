@@ -1,12 +1,10 @@
 """Sweeps: a grid file expands into deterministic run folders, re-runs skip, summaries join."""
 
 import csv
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
 from ntkplast import checkpoints, sweep
 from ntkplast.errors import NtkplastError
@@ -91,9 +89,4 @@ def test_bad_grids_fail_before_anything_is_written(tmp_path, text, fragment):
 
 def test_cli_sweep_error_is_one_line(tmp_path):
     _write(tmp_path, GRID.replace("seeds = [0, 3]", "seeds = -1"))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-m", "ntkplast", "sweep", "grid.toml"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "seeds" in lines[0] and "Traceback" not in proc.stderr
+    assert_one_line_error(run_cli("sweep", "grid.toml", cwd=tmp_path), "seeds")
