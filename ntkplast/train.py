@@ -373,9 +373,9 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         if manifest.get("config") != expected:
             raise NtkplastError(f"{run_dir} was written with a different configuration; resume "
                                 f"it with the same config, or train into a new folder")
+        checkpoints.remove_stale_temporaries(run_dir)  # half-written files of the killed run
         if manifest.get("complete"):
             return checkpoints.open_run(run_dir)
-        checkpoints.remove_stale_temporaries(run_dir)  # half-written files of the killed run
         last = manifest["checkpoints"][-1]
         arrays = checkpoints.load_arrays(run_dir / last["file"])
         params = checkpoints.arrays_to_params(arrays, source=str(run_dir / last["file"]))
