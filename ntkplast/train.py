@@ -388,6 +388,7 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             task, in_task, online = task + 1, 0, 0
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoints.remove_stale_temporaries(run_dir)  # a run killed in its first write
         params = model.init(k_init, stream.input_shape)
         state = TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
         manifest = {
