@@ -67,6 +67,15 @@ def test_resume_is_bit_identical(tmp_path):
         assert checkpoints.read_manifest(part) == checkpoints.read_manifest(full)
 
 
+def test_a_run_killed_in_its_first_write_leaves_no_temporary(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".ckpt_00000000.npz.a8b7.tmp").write_bytes(b"killed mid-write")
+    train.train_run(_cfg(steps_per_task=2, checkpoint_every=0, reference_tasks="none"), run_dir,
+                    progress=False, resume=True)
+    assert not list(run_dir.glob(".*.tmp")) and checkpoints.open_run(run_dir).complete
+
+
 def test_same_seed_same_numbers_other_seed_differs(tmp_path):
     cfg = _cfg(reference_tasks="none")
     train.train_run(cfg, tmp_path / "a", progress=False)
