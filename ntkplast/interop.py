@@ -35,6 +35,7 @@ import re
 import shutil
 import tempfile
 import tomllib
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,10 @@ def load_torch(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not Path(path).is_file():
         raise NtkplastError(f"{path} does not exist or is not a file")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a damaged file's odd protocol byte: refused below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol",
+                                    category=UserWarning)
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for unsafe payloads, RuntimeError, ...
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
         unsafe = re.search(r"Unsupported (global|operand)[^.\n]*", text)
