@@ -47,8 +47,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ntkplast import analysis, experiment, figures, hypotheses, models, streams, train
 from ntkplast.errors import NtkplastError
 
@@ -102,11 +100,6 @@ def base_config(kind: str) -> train.RunConfig:
                                 steps_per_task=steps, reference_tasks="every:5"))
 
 
-def late_mean(values: np.ndarray) -> np.ndarray:
-    """Per seed: the mean over the last quarter of the tasks (where plasticity loss shows)."""
-    return np.nanmean(values[:, -max(values.shape[1] // 4, 1):], axis=1)
-
-
 # %%
 started = time.perf_counter()
 summary_rows = []
@@ -123,9 +116,10 @@ for kind in stream_kinds:
     for name, runs in grid.tables.items():
         row = {"stream": kind, "method": name, "seeds": len(runs)}
         for metric in ("online_accuracy", "test_accuracy", "plasticity_loss"):
-            mean, low, high = experiment.mean_interval(
-                late_mean(figures.task_values(runs, metric))[:, None])
-            row.update({metric: mean[0], f"{metric}_low": low[0], f"{metric}_high": high[0]})
+            # mean over the last quarter of the tasks (where plasticity loss shows), per seed
+            mean, low, high = experiment.final_tasks_interval(
+                figures.task_values(runs, metric), max(num_tasks // 4, 1))
+            row.update({metric: mean, f"{metric}_low": low, f"{metric}_high": high})
         summary_rows.append(row)
     # Experiment 2: which end-of-task quantity predicts the next task's online accuracy?
     try:

@@ -16,7 +16,6 @@ an independent test of that choice; seeds 1 and 2 are.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,15 +29,8 @@ DEMO_METHODS = {"adam": {}, "adamo": {"name": "adamo", "lam": 0.1}}
 
 def _summary(tables: dict, metric: str, layer: str = "all") -> dict[str, tuple[float, ...]]:
     """Per method: mean over seeds of the last-five-tasks mean of ``metric``, with interval."""
-    out = {}
-    for name, runs in tables.items():
-        late = figures.task_values(runs, metric, layer)[:, -5:]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # absent metric: all NaN
-            per_seed = np.nanmean(late, axis=1)
-        mean, low, high = experiment.mean_interval(per_seed[:, None])
-        out[name] = (float(mean[0]), float(low[0]), float(high[0]))
-    return out
+    return {name: experiment.final_tasks_interval(figures.task_values(runs, metric, layer), 5)
+            for name, runs in tables.items()}
 
 
 def _predictors(tables: dict) -> hypotheses.PredictorComparison | None:

@@ -27,9 +27,8 @@ from ntkplast import analysis, checkpoints, train
 from ntkplast.errors import NtkplastError
 from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints
 
-__all__ = ["GridResult", "check_method_name", "mean_interval", "method_label", "per_task",
-           "run_grid"]
-
+__all__ = ["GridResult", "check_method_name", "final_tasks_interval", "mean_interval",
+           "per_task", "run_grid"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,11 +44,6 @@ class GridResult:
     tables: dict[str, list[Table]]
     run_dirs: dict[str, list[Path]]
     seeds: tuple[int, ...]
-
-
-def method_label(method: Mapping[str, Any]) -> str:
-    """A folder-safe default name of a method table: ``adamo`` or ``none`` for plain training."""
-    return str(method.get("name", "none")) if method else "none"
 
 
 def check_method_name(name: str) -> str:
@@ -151,3 +145,13 @@ def mean_interval(values: np.ndarray, *, level: float = 0.95, n_boot: int = 2000
         boot = np.nanmean(values[idx], axis=1)
         low, high = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
     return mean, low, high
+
+
+def final_tasks_interval(values: np.ndarray, last: int) -> tuple[float, float, float]:
+    """Per seed the mean over the ``last`` tasks of a ``seeds × tasks`` array (NaNs ignored),
+    then :func:`mean_interval` over seeds: ``(mean, low, high)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an absent metric stays NaN
+        per_seed = np.nanmean(np.asarray(values, np.float64)[:, -last:], axis=1)
+    mean, low, high = mean_interval(per_seed[:, None])
+    return float(mean[0]), float(low[0]), float(high[0])

@@ -332,8 +332,8 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
       hooks: regularizer / reset plug points (:class:`Hooks`); by default those of
         ``cfg.method``.
       stream: a prebuilt stream (defaults to ``streams.make_stream(cfg.stream)``), or any
-        object that follows :class:`ntkplast.streams.Stream` (a user's own tasks, e.g.
-        :class:`ntkplast.streams.ArrayStream`); the manifest then records the stream as
+        object that follows :class:`ntkplast.custom_streams.Stream` (a user's own tasks, e.g.
+        :class:`ntkplast.custom_streams.ArrayStream`); the manifest then records the stream as
         ``custom`` and analysis needs an explicit probe file.
       progress: show a progress bar (task, step, loss, online score).
       stop_after_chunks: stop (as if killed) after this many chunks — for tests of resume.
@@ -360,6 +360,9 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     k_init, k_step, k_ref, k_task_end = jax.random.split(base, 4)
     trainer = make_trainer(model, tx, hooks, k_step, objective)
     refs = reference_task_set(cfg.train.reference_tasks, len(stream))
+    config_record = cfg.to_dict()
+    if custom:  # the [stream] table does not describe these tasks; analysis must not use it
+        config_record["stream"] = None
 
     manifest_path = run_dir / checkpoints.MANIFEST
     if manifest_path.exists():
@@ -367,10 +370,7 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             raise NtkplastError(f"{run_dir} already holds a run; pass --resume to continue it "
                                 f"or choose another output folder")
         manifest = checkpoints.read_manifest(run_dir)
-        expected = cfg.to_dict()
-        if custom:
-            expected["stream"] = None
-        if manifest.get("config") != expected:
+        if manifest.get("config") != config_record:
             raise NtkplastError(f"{run_dir} was written with a different configuration; resume "
                                 f"it with the same config, or train into a new folder")
         checkpoints.remove_stale_temporaries(run_dir)  # half-written files of the killed run
@@ -395,10 +395,9 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
             "format": checkpoints.FORMAT, "format_version": checkpoints.FORMAT_VERSION,
             "model": cfg.model.to_dict(), "input_shape": list(stream.input_shape),
             "num_classes": stream.num_classes, "num_tasks": len(stream),
-            "config": cfg.to_dict(), "checkpoints": [], "tasks": [], "complete": False,
+            "config": config_record, "checkpoints": [], "tasks": [], "complete": False,
         }
-        if custom:  # the [stream] table does not describe these tasks; analysis must not use it
-            manifest["config"]["stream"] = None
+        if custom:
             manifest["stream"] = {"custom": getattr(stream, "name", type(stream).__name__)}
         _save_checkpoint(run_dir, manifest, state, task=0, kind="init", metrics={"task_step": 0})
         task, in_task, online = 0, 0, 0

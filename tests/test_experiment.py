@@ -130,3 +130,10 @@ def test_plasticity_curves_mark_the_reset_reference_where_it_was_run():
     assert len(ref) == 1 and ref[0].get_label() == "reset reference (a)"
     np.testing.assert_array_equal(ref[0].get_xdata(), [1])
     np.testing.assert_array_equal(ref[0].get_ydata(), [0.95])
+
+
+def test_final_tasks_interval_averages_the_last_tasks_then_seeds():
+    v = np.array([[0.0, 1.0, 2.0, np.nan], [5.0, 5.0, 4.0, 6.0]])
+    mean, low, high = experiment.final_tasks_interval(v, 2)
+    assert mean == pytest.approx(np.mean([2.0, 5.0]))  # seed 0: its one finite late value
+    assert low == pytest.approx(2.0) and high == pytest.approx(5.0)
