@@ -32,10 +32,11 @@
 # ```
 #
 # Measured runtime (2 CPU cores shared with other jobs, 2026-11-26): `--quick` (11 methods × 2
-# seeds × 20 tasks × 100 steps) about 5 minutes; `--tasks 20 --steps 500 --seeds 3 --streams
-# permuted,shuffled_labels` (66 runs) about 15 minutes, 14 s per run. Full mode (3 streams ×
-# 11 methods × 5 seeds × 100 tasks × 500 steps, 101 checkpoints per run: five times the steps and
-# checkpoints of that run, 165 runs) was not run to the end here; at the measured cost it needs
+# seeds × 20 tasks × 100 steps) 176 s from scratch, with a CI run on the same cores;
+# `--tasks 20 --steps 500 --seeds 3 --streams permuted,shuffled_labels` (66 runs) about 15
+# minutes, 14 s per run. Full mode (3 streams × 11 methods × 5 seeds × 100 tasks × 500 steps,
+# 101 checkpoints per run: five times the steps and checkpoints of that run, 165 runs) was not
+# run to the end here; at the measured cost it needs
 # about 3 hours, and resumes where it stopped.
 
 # %%
