@@ -4,7 +4,8 @@ One jit-compiled step (cross-entropy + optional penalty, an optax update, an opt
 post-update transform) is scanned over chunks of minibatches; a chunk ends at every checkpoint,
 so an interrupted run resumes from its last checkpoint with the same chunking and ends with
 bit-identical parameters. Minibatch order, initialisation and reference runs are pure functions
-of the seed.
+of the seed. :func:`train_seeds` trains several seeds of one configuration in a single program,
+``jax.vmap``-ed over the seeds, each into its own run folder.
 
 Observed plasticity (Dohare et al. 2024, "Loss of plasticity in deep continual learning"):
 for each task t, the test accuracy at the end of its budget and the *online* accuracy — the
@@ -209,20 +210,27 @@ OBJECTIVES: dict[str, Objective] = {
 class Trainer(NamedTuple):
     """Jit-compiled pieces of training, built once per (model, optimizer, hooks, objective).
 
-    ``evaluate(params, x, y)`` is the objective's mean score (accuracy, or mean squared error).
+    ``run_chunk(state, x, y, idx)`` scans the steps of one chunk with the trainer's step key;
+    ``run_chunk_keyed(state, x, y, idx, step_key)`` is the same with the key as an argument;
+    ``run_chunks(state, x, y, idx, step_keys)`` is ``run_chunk_keyed`` vmapped over S runs
+    (parameters, optimizer states, ``idx`` of shape S × C × B and keys stacked on axis 0; the
+    global step shared). ``evaluate(params, x, y)`` is the objective's mean score (accuracy, or
+    mean squared error).
     """
 
     run_chunk: Callable[..., tuple[TrainState, tuple[Array, Array]]]
+    run_chunk_keyed: Callable[..., tuple[TrainState, tuple[Array, Array]]]
+    run_chunks: Callable[..., tuple[TrainState, tuple[Array, Array]]]
     evaluate: Callable[[models.Params, Array, Array], float]
 
 
 def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: Hooks,
                  step_key: Array, objective: Objective = OBJECTIVES["cross_entropy"]) -> Trainer:
-    """Build the jitted chunk runner ``run_chunk(state, x, y, idx)``.
+    """Build the jitted chunk runners (:class:`Trainer`).
 
-    ``idx`` is ``C × B`` minibatch indices into the task's ``x``/``y`` (on device); the chunk
+    ``idx`` is ``C × B`` minibatch indices into the task's ``x``/``y`` (on device); a chunk
     scans C steps and returns the new state and per-step (loss, summed score before the step;
-    for classification the number correct).
+    for classification the number correct). The key of step t is ``fold_in(step_key, t)``.
     """
 
     def loss_fn(params, xb, yb):
@@ -232,7 +240,7 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
             loss = loss + hooks.penalty(params)
         return loss, jnp.sum(objective.score(outputs, yb))
 
-    def step(state: TrainState, batch_idx, x, y):
+    def step(state: TrainState, batch_idx, x, y, step_key):
         xb, yb = x[batch_idx], y[batch_idx]
         (loss, score), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, xb, yb)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -245,9 +253,16 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
                                                 jax.random.fold_in(key, 1), state.step)
         return TrainState(params, opt_state, state.step + 1), (loss, score)
 
-    @jax.jit
+    def scan_chunk(state, x, y, idx, step_key):
+        return jax.lax.scan(lambda s, b: step(s, b, x, y, step_key), state, idx)
+
+    run_chunk_keyed = jax.jit(scan_chunk)
+    lanes = TrainState(0, 0, None)  # the global step is shared by vectorised runs
+    run_chunks = jax.jit(jax.vmap(scan_chunk, in_axes=(lanes, None, None, 0, 0),
+                                  out_axes=(lanes, 0)))
+
     def run_chunk(state, x, y, idx):
-        return jax.lax.scan(lambda s, b: step(s, b, x, y), state, idx)
+        return run_chunk_keyed(state, x, y, idx, step_key)
 
     @jax.jit
     def score_sum(params, x, y):
@@ -259,7 +274,7 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
                     for i in range(0, n, batch))
         return total / max(n, 1)
 
-    return Trainer(run_chunk, evaluate)
+    return Trainer(run_chunk, run_chunk_keyed, run_chunks, evaluate)
 
 
 def minibatch_indices(seed: int, task: int, num_train: int, batch_size: int,
@@ -341,7 +356,97 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     Returns:
       The run, opened for reading.
     """
-    run_dir = Path(run_dir)
+    return train_seeds(cfg, [cfg.seed], [run_dir], resume=resume, hooks=hooks, stream=stream,
+                       progress=progress, stop_after_chunks=stop_after_chunks)[0]
+
+
+class _Lane:
+    """One run of a training: its config, folder, manifest, keys and in-task bookkeeping."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool, config_record: dict,
+                 manifest: dict[str, Any]):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.k_init, self.k_step, self.k_ref, self.k_task_end = jax.random.split(
+            jax.random.PRNGKey(cfg.seed), 4)
+        self.online = 0.0
+        manifest_path = run_dir / checkpoints.MANIFEST
+        if manifest_path.exists():
+            if not resume:
+                raise NtkplastError(f"{run_dir} already holds a run; pass --resume to continue "
+                                    f"it or choose another output folder")
+            self.manifest = checkpoints.read_manifest(run_dir)
+            if self.manifest.get("config") != config_record:
+                raise NtkplastError(f"{run_dir} was written with a different configuration; "
+                                    f"resume it with the same config, or train into a new folder")
+            checkpoints.remove_stale_temporaries(run_dir)  # half-written files of a killed run
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            checkpoints.remove_stale_temporaries(run_dir)  # a run killed in its first write
+            self.manifest = manifest
+        self.written = {c["step"]: c for c in self.manifest["checkpoints"]}
+
+    @property
+    def last(self) -> dict[str, Any] | None:
+        """The last checkpoint already on disk (None for a new run)."""
+        return self.manifest["checkpoints"][-1] if self.manifest["checkpoints"] else None
+
+    def load(self, entry: Mapping[str, Any], tx: optax.GradientTransformation,
+             template: models.Params) -> tuple[models.Params, Any]:
+        """Parameters and optimizer state of the written checkpoint ``entry``."""
+        path = self.run_dir / entry["file"]
+        arrays = checkpoints.load_arrays(path)
+        params = checkpoints.arrays_to_params(arrays, source=str(path))
+        return params, checkpoints.arrays_to_opt_state(arrays, tx.init(template),
+                                                       source=str(path))
+
+
+def _online_sum(metrics: Mapping[str, Any]) -> float:
+    """The task's summed online score so far, as a checkpoint recorded it (format v1 runs
+    called it ``online_correct``)."""
+    return metrics.get("online_score_sum", metrics.get("online_correct", 0))
+
+
+def _stack(trees: Sequence[Any]) -> Any:
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
+
+def _lane_of(tree: Any, i: int) -> Any:
+    return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+
+def _set_lane(tree: Any, i: int, value: Any) -> Any:
+    return jax.tree_util.tree_map(lambda a, v: a.at[i].set(v), tree, value)
+
+
+def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | os.PathLike], *,
+                resume: bool = False, hooks: Hooks | None = None,
+                stream: custom_streams.Stream | None = None, progress: bool = True,
+                stop_after_chunks: int | None = None) -> list[checkpoints.Run]:
+    """Train ``cfg`` once per seed, all seeds in one vectorised program, one folder each.
+
+    Run k is ``cfg`` with ``seed = seeds[k]``, written to ``run_dirs[k]`` exactly as
+    :func:`train_run` writes a run (same manifest, same checkpoints, same metrics). With more
+    than one seed, every step is ``jax.vmap``-ed over the seeds' stacked parameters, optimizer
+    states, minibatch indices and step keys (the global step is shared), so S seeds cost one
+    compiled program instead of S; evaluation, reset references and ``on_task_end`` run per
+    seed. A vectorised run agrees with the same seed trained alone to float rounding, not bit for
+    bit (batched matrix products sum in another order); its manifest lists the seeds it was
+    trained with under ``vectorised_seeds``.
+
+    Resuming (``resume=True``) restarts every seed from the latest checkpoint that all of them
+    have written; a seed that had got further takes its own written checkpoints as the others
+    catch up (nothing is written twice), so an interrupted vectorised run ends with the same
+    files as an uninterrupted one. Finished runs are left alone.
+
+    Args and returns as :func:`train_run` (one opened run per seed).
+    """
+    seeds = [int(s) for s in seeds]
+    run_dirs = [Path(d) for d in run_dirs]
+    if not seeds or len(set(seeds)) != len(seeds) or len(seeds) != len(run_dirs):
+        raise NtkplastError(f"seeds: expected distinct seeds, one per run folder; got {seeds} "
+                            f"for {len(run_dirs)} folder(s)")
+    if len({d.resolve() for d in run_dirs}) != len(run_dirs):
+        raise NtkplastError("run_dirs: every seed needs its own run folder")
     stream = stream if stream is not None else streams.make_stream(cfg.stream)
     custom = custom_streams.check_stream(stream, cfg.stream, cfg.model.num_outputs,
                                          cfg.train.loss)
@@ -356,51 +461,82 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     tx = make_optimizer(cfg.train)
     if hooks.optimizer is not None:
         tx = hooks.optimizer(tx)
-    base = jax.random.PRNGKey(cfg.seed)
-    k_init, k_step, k_ref, k_task_end = jax.random.split(base, 4)
-    trainer = make_trainer(model, tx, hooks, k_step, objective)
     refs = reference_task_set(cfg.train.reference_tasks, len(stream))
-    config_record = cfg.to_dict()
-    if custom:  # the [stream] table does not describe these tasks; analysis must not use it
-        config_record["stream"] = None
 
-    manifest_path = run_dir / checkpoints.MANIFEST
-    if manifest_path.exists():
-        if not resume:
-            raise NtkplastError(f"{run_dir} already holds a run; pass --resume to continue it "
-                                f"or choose another output folder")
-        manifest = checkpoints.read_manifest(run_dir)
-        if manifest.get("config") != config_record:
-            raise NtkplastError(f"{run_dir} was written with a different configuration; resume "
-                                f"it with the same config, or train into a new folder")
-        checkpoints.remove_stale_temporaries(run_dir)  # half-written files of the killed run
-        if manifest.get("complete"):
-            return checkpoints.open_run(run_dir)
-        last = manifest["checkpoints"][-1]
-        arrays = checkpoints.load_arrays(run_dir / last["file"])
-        params = checkpoints.arrays_to_params(arrays, source=str(run_dir / last["file"]))
-        opt_state = checkpoints.arrays_to_opt_state(arrays, tx.init(params),
-                                                    source=str(run_dir / last["file"]))
-        state = TrainState(params, opt_state, jnp.asarray(last["step"], jnp.int32))
-        task, in_task = last["task"], last["metrics"].get("task_step", 0)
-        online = last["metrics"].get("online_score_sum", last["metrics"].get("online_correct", 0))
-        if last["kind"] == "task_end":
-            task, in_task, online = task + 1, 0, 0
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoints.remove_stale_temporaries(run_dir)  # a run killed in its first write
-        params = model.init(k_init, stream.input_shape)
-        state = TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+    lanes = []
+    for seed, run_dir in zip(seeds, run_dirs, strict=True):
+        lane_cfg = dataclasses.replace(cfg, seed=seed)
+        record = lane_cfg.to_dict()
+        if custom:  # the [stream] table does not describe these tasks; analysis must not use it
+            record["stream"] = None
         manifest = {
             "format": checkpoints.FORMAT, "format_version": checkpoints.FORMAT_VERSION,
             "model": cfg.model.to_dict(), "input_shape": list(stream.input_shape),
             "num_classes": stream.num_classes, "num_tasks": len(stream),
-            "config": config_record, "checkpoints": [], "tasks": [], "complete": False,
+            "config": record, "checkpoints": [], "tasks": [], "complete": False,
         }
         if custom:
             manifest["stream"] = {"custom": getattr(stream, "name", type(stream).__name__)}
-        _save_checkpoint(run_dir, manifest, state, task=0, kind="init", metrics={"task_step": 0})
-        task, in_task, online = 0, 0, 0
+        if len(seeds) > 1:
+            manifest["vectorised_seeds"] = seeds
+        lanes.append(_Lane(lane_cfg, run_dir, resume, record, manifest))
+    todo = [lane for lane in lanes if not lane.manifest.get("complete")]
+    if todo:
+        _train_lanes(todo, stream, model, tx, hooks, objective, refs, progress,
+                     stop_after_chunks)
+    return [checkpoints.open_run(lane.run_dir) for lane in lanes]
+
+
+def _train_lanes(lanes: Sequence[_Lane], stream: custom_streams.Stream, model: models.Model,
+                 tx: optax.GradientTransformation, hooks: Hooks, objective: Objective,
+                 refs: frozenset[int], progress: bool, stop_after_chunks: int | None) -> None:
+    """The training loop of :func:`train_seeds` over the unfinished ``lanes``."""
+    cfg = lanes[0].cfg
+    vectorised = len(lanes) > 1
+    trainer = make_trainer(model, tx, hooks, lanes[0].k_step, objective)
+    fresh = [model.init(lane.k_init, stream.input_shape) for lane in lanes]
+    # Every lane restarts at the latest position that all of them have written.
+    starts = [lane.last for lane in lanes]
+    start = None if any(s is None for s in starts) else min(starts, key=lambda c: c["step"])
+    states = []
+    for lane, params in zip(lanes, fresh, strict=True):
+        if start is None:
+            states.append(TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32)))
+        else:
+            p, o = lane.load(lane.written[start["step"]], tx, params)
+            states.append(TrainState(p, o, jnp.asarray(start["step"], jnp.int32)))
+    if start is None:
+        task, in_task = 0, 0
+        for lane, state in zip(lanes, states, strict=True):
+            if lane.last is None:
+                _save_checkpoint(lane.run_dir, lane.manifest, state, task=0, kind="init",
+                                 metrics={"task_step": 0})
+    else:
+        task, in_task = start["task"], start["metrics"].get("task_step", 0)
+        for lane in lanes:
+            m = lane.written[start["step"]]["metrics"]
+            lane.online = _online_sum(m)
+        if start["kind"] == "task_end":
+            task, in_task = task + 1, 0
+            for lane in lanes:
+                lane.online = 0.0
+    if vectorised:
+        state = TrainState(_stack([s.params for s in states]),
+                           _stack([s.opt_state for s in states]), states[0].step)
+        step_keys = jnp.stack([lane.k_step for lane in lanes])
+    else:
+        state = states[0]
+
+    def lane_state(i: int) -> TrainState:
+        if not vectorised:
+            return state
+        return TrainState(_lane_of(state.params, i), _lane_of(state.opt_state, i), state.step)
+
+    def with_lane(i: int, p: models.Params, o: Any) -> TrainState:
+        if not vectorised:
+            return TrainState(p, o, state.step)
+        return TrainState(_set_lane(state.params, i, p), _set_lane(state.opt_state, i, o),
+                          state.step)
 
     per_task = cfg.train.steps_per_task
     total = per_task * len(stream) if per_task is not None else None
@@ -413,54 +549,73 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
         steps = cfg.train.steps_for(n)
         x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
         for stop in (b for b in _chunk_bounds(steps, cfg.train.checkpoint_every) if b > in_task):
-            idx = minibatch_indices(cfg.seed, task, n, cfg.train.batch_size, in_task, stop)
-            state, (losses, scores) = trainer.run_chunk(state, x, y, jnp.asarray(idx))
-            losses = np.asarray(losses)
-            if not np.all(np.isfinite(losses)):
-                bad = int(state.step) - len(losses) + int(np.argmin(np.isfinite(losses)))
-                raise NtkplastError(
-                    f"training diverged at step {bad} (task {task}): the loss is not finite; "
-                    f"the last finite checkpoint is {manifest['checkpoints'][-1]['file']} in "
-                    f"{run_dir}; lower train.learning_rate or the regularizer strength")
-            online += float(np.sum(scores))
+            idx = [minibatch_indices(lane.cfg.seed, task, n, cfg.train.batch_size, in_task, stop)
+                   for lane in lanes]
+            if vectorised:
+                state, (losses, scores) = trainer.run_chunks(state, x, y, jnp.asarray(idx),
+                                                             step_keys)
+            else:
+                state, (losses, scores) = trainer.run_chunk(state, x, y, jnp.asarray(idx[0]))
+            losses = np.asarray(losses).reshape(len(lanes), -1)
+            scores = np.asarray(scores).reshape(len(lanes), -1)
             bar.update(stop - in_task)
             in_task = stop
-            online_score = online / (in_task * cfg.train.batch_size)
-            metrics = {"task_step": in_task, "online_score_sum": online,
-                       "loss": float(np.mean(losses)), f"online_{objective.metric}": online_score}
-            bar.set_postfix(task=task, loss=f"{metrics['loss']:.3f}",
-                            **{objective.metric: f"{online_score:.3f}"})
-            if in_task < steps:
-                _save_checkpoint(run_dir, manifest, state, task, "periodic", metrics)
-            else:
-                record = _end_task(cfg, stream, trainer, tx, state, task, refs, online_score,
-                                   k_init, k_ref, data)
+            step = int(state.step)
+            for i, lane in enumerate(lanes):
+                if step in lane.written:  # got this far before: take its own checkpoint
+                    entry = lane.written[step]
+                    state = with_lane(i, *lane.load(entry, tx, fresh[i]))
+                    lane.online = _online_sum(entry["metrics"])
+                    continue
+                if not np.all(np.isfinite(losses[i])):
+                    bad = step - losses.shape[1] + int(np.argmin(np.isfinite(losses[i])))
+                    raise NtkplastError(
+                        f"training diverged at step {bad} (task {task}): the loss is not "
+                        f"finite; the last finite checkpoint is "
+                        f"{lane.manifest['checkpoints'][-1]['file']} in {lane.run_dir}; lower "
+                        f"train.learning_rate or the regularizer strength")
+                lane.online += float(np.sum(scores[i]))
+                online_score = lane.online / (in_task * cfg.train.batch_size)
+                metrics = {"task_step": in_task, "online_score_sum": lane.online,
+                           "loss": float(np.mean(losses[i])),
+                           f"online_{objective.metric}": online_score}
+                if in_task < steps:
+                    _save_checkpoint(lane.run_dir, lane.manifest, lane_state(i), task,
+                                     "periodic", metrics)
+                    continue
+                record = _end_task(lane, stream, trainer, tx, lane_state(i), task, refs,
+                                   online_score, data)
                 if hooks.on_task_end is not None:
-                    p, o = hooks.on_task_end(state.params, state.opt_state, task,
-                                             jax.random.fold_in(k_task_end, task))
-                    state = TrainState(p, o, state.step)
-                manifest["tasks"].append(record)
+                    s = lane_state(i)
+                    state = with_lane(i, *hooks.on_task_end(
+                        s.params, s.opt_state, task, jax.random.fold_in(lane.k_task_end, task)))
+                lane.manifest["tasks"].append(record)
                 metrics.update({k: v for k, v in record.items() if k != "task"})
-                manifest["complete"] = task == len(stream) - 1
-                _save_checkpoint(run_dir, manifest, state, task, "task_end", metrics)
+                lane.manifest["complete"] = task == len(stream) - 1
+                _save_checkpoint(lane.run_dir, lane.manifest, lane_state(i), task, "task_end",
+                                 metrics)
+            mean_online = np.mean([ln.online for ln in lanes]) / (in_task * cfg.train.batch_size)
+            bar.set_postfix(task=task, loss=f"{float(np.mean(losses)):.3f}",
+                            **{objective.metric: f"{mean_online:.3f}"})
             chunks_done += 1
             if stop_after_chunks is not None and chunks_done >= stop_after_chunks:
                 bar.close()
-                return checkpoints.open_run(run_dir)
-        task, in_task, online = task + 1, 0, 0
+                return
+        task, in_task = task + 1, 0
+        for lane in lanes:
+            lane.online = 0.0
     bar.close()
-    return checkpoints.open_run(run_dir)
 
 
-def _end_task(cfg: RunConfig, stream: custom_streams.Stream, trainer: Trainer,
+def _end_task(lane: _Lane, stream: custom_streams.Stream, trainer: Trainer,
               tx: optax.GradientTransformation, state: TrainState, task: int,
-              refs: frozenset[int], online_score: float, k_init: Array, k_ref: Array,
-              data: streams.Task) -> dict[str, Any]:
-    """Evaluate after task ``task``; run its reset reference when asked.
+              refs: frozenset[int], online_score: float, data: streams.Task) -> dict[str, Any]:
+    """Evaluate ``lane`` after task ``task``; run its reset reference when asked.
 
     Names follow the objective's score: ``test_accuracy``, ``online_accuracy``,
     ``accuracy_on_tasks`` … for classification, ``test_mse`` … for regression.
     """
+    cfg = lane.cfg
     objective = OBJECTIVES[cfg.train.loss]
     m = objective.metric
     record: dict[str, Any] = {
@@ -475,7 +630,7 @@ def _end_task(cfg: RunConfig, stream: custom_streams.Stream, trainer: Trainer,
             for s in range(task + 1)]
     if task in refs:
         ref_test, ref_online = reference_run(cfg, trainer, tx, data, task,
-                                             jax.random.fold_in(k_ref, task))
+                                             jax.random.fold_in(lane.k_ref, task), lane.k_step)
         gap = ref_test - record[f"test_{m}"]
         record.update({f"reference_test_{m}": ref_test, f"reference_online_{m}": ref_online,
                        "plasticity_loss": gap if objective.higher_is_better else -gap})
@@ -483,8 +638,11 @@ def _end_task(cfg: RunConfig, stream: custom_streams.Stream, trainer: Trainer,
 
 
 def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransformation,
-                  data: streams.Task, task: int, key: Array) -> tuple[float, float]:
+                  data: streams.Task, task: int, key: Array,
+                  step_key: Array) -> tuple[float, float]:
     """Train a fresh network on ``data`` alone with the run's budget and minibatch order.
+
+    ``key`` initialises the network, ``step_key`` keys its steps (the run's own step key).
 
     Returns (test score at the end, online score over the task): accuracies for
     classification, mean squared errors for regression.
@@ -496,7 +654,7 @@ def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransforma
     steps = cfg.train.steps_for(n)
     idx = minibatch_indices(cfg.seed, task, n, cfg.train.batch_size, 0, steps)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    state, (_, scores) = trainer.run_chunk(state, x, y, jnp.asarray(idx))
+    state, (_, scores) = trainer.run_chunk_keyed(state, x, y, jnp.asarray(idx), step_key)
     online = float(np.sum(scores)) / (steps * cfg.train.batch_size)
     test = trainer.evaluate(state.params, jnp.asarray(data.x_test), jnp.asarray(data.y_test))
     return test, online
