@@ -77,6 +77,8 @@ parser.add_argument("--steps", type=int, default=None, help="training steps per 
 parser.add_argument("--probe-size", type=int, default=None, help="analysis probe inputs")
 parser.add_argument("--data-dir", default=None, help="MNIST/CIFAR folder (default: digits)")
 parser.add_argument("--dataset", default="digits", help="digits (built in), mnist, ...")
+parser.add_argument("--vectorise-seeds", action="store_true",
+                    help="train each method's seeds in one vmapped program")
 args = parser.parse_args(sys.argv[1:] if __name__ == "__main__" else ["--quick"])
 
 quick = args.quick
@@ -106,7 +108,8 @@ started = time.perf_counter()
 summary_rows = []
 for kind in stream_kinds:
     grid = experiment.run_grid(base_config(kind), methods, range(num_seeds), out / kind,
-                               settings=settings, progress=False, data_dir=args.data_dir)
+                               settings=settings, progress=False, data_dir=args.data_dir,
+                               vectorise_seeds=args.vectorise_seeds)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     title = f"{kind} {args.dataset}, {num_tasks} tasks × {steps} steps, {num_seeds} seeds"

@@ -4,7 +4,8 @@
     ntkplast analyze RUN_DIR [--metrics ntk,isometry,dormancy,plasticity] [--probe-size N]
                      [--probe seen|task:K|FILE.npz] [--engine auto] [--out DIR]
     ntkplast figures RUN_DIR [--out DIR]
-    ntkplast sweep GRID.toml [--out DIR] [--no-analysis]   (seeds × methods × settings)
+    ntkplast sweep GRID.toml [--out DIR] [--no-analysis] [--vectorise-seeds]
+                   [--executor local|ray] [--ray-address ADDR]   (seeds × methods × settings)
     ntkplast demo [--out DIR] [--quick] [--seeds N]   (Adam vs AdamO: train, analyse, draw)
     ntkplast import SRC_DIR RUN_DIR [--spec FILE] [--pattern REGEX] [--input-shape 28,28,1]
                     [--key-order a,b,…] [--number step|task] [--input-layout chw|hwc]
@@ -59,6 +60,12 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-analysis", action="store_true", help="train only")
     s.add_argument("--data-dir", help="folder with MNIST/CIFAR copies (default: $NTKPLAST_DATA)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    s.add_argument("--vectorise-seeds", action="store_true",
+                   help="train each method's seeds together in one vmapped program")
+    s.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="run the jobs here one after another (local) or as Ray tasks (ray)")
+    s.add_argument("--ray-address", help="an existing Ray cluster ('auto', or HOST:PORT; "
+                                         "default: $RAY_ADDRESS, else a new local instance)")
 
     i = sub.add_parser("import", help="turn a folder of PyTorch checkpoints (.safetensors, "
                                       ".pt, .pth) into a run folder that `analyze` reads")
@@ -160,11 +167,15 @@ def _run_figures(run_dir: str, analysis_dir: str | None, out: str | None) -> Non
 
 
 def _run_sweep(args: argparse.Namespace) -> None:
-    from ntkplast import sweep
+    from ntkplast import executors, sweep
 
+    if args.ray_address and args.executor != "ray":
+        raise NtkplastError("--ray-address needs --executor ray")
     out = args.out or str(Path("runs") / Path(args.grid).stem)
+    executor = executors.make_executor(args.executor, args.ray_address)
     results = sweep.run_sweep(args.grid, out, analyze=not args.no_analysis,
-                              progress=not args.no_progress, data_dir=args.data_dir)
+                              progress=not args.no_progress, data_dir=args.data_dir,
+                              vectorise_seeds=args.vectorise_seeds, executor=executor)
     runs = sum(len(d) for r in results.values() for d in r.run_dirs.values())
     print(f"{runs} runs over {len(results)} point(s) in {out}"
           + ("" if args.no_analysis else f"; joined analysis in {out}/summary.csv"))

@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from ntkplast import analysis, checkpoints, train
+from ntkplast import analysis, executors, train
 from ntkplast.errors import NtkplastError
+from ntkplast.executors import Executor
 from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints
 
-__all__ = ["GridResult", "check_method_name", "final_tasks_interval", "mean_interval",
-           "per_task", "run_grid"]
+__all__ = ["GridResult", "RunJob", "check_method_name", "final_tasks_interval", "gather",
+           "grid_jobs", "mean_interval", "per_task", "run_grid", "run_job"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,15 +55,70 @@ def check_method_name(name: str) -> str:
     return name
 
 
-def _train_one(cfg: train.RunConfig, run_dir: Path, progress: bool) -> None:
-    manifest = run_dir / checkpoints.MANIFEST
-    train.train_run(cfg, run_dir, resume=manifest.exists(), progress=progress)
+@dataclasses.dataclass(frozen=True)
+class RunJob:
+    """One unit of work for an executor: train (or resume) and analyse the runs of ``config``
+    under ``seeds``, one folder each — together in one vectorised program when there are
+    several (:func:`ntkplast.train.train_seeds`). ``method`` names the method's folder.
+    Plain, picklable data."""
+
+    method: str
+    config: train.RunConfig
+    seeds: tuple[int, ...]
+    run_dirs: tuple[Path, ...]
+    settings: analysis.Settings | None = None
+    analyze: bool = True
+    progress: bool = True
+    data_dir: str | None = None
+
+
+def run_job(job: RunJob) -> list[Table]:
+    """Carry out ``job``; returns one analysis table per seed (empty list without analysis)."""
+    train.train_seeds(job.config, job.seeds, job.run_dirs, resume=True, progress=job.progress)
+    if not job.analyze:
+        return []
+    return [analysis.analyze(d, job.settings, data_dir=job.data_dir, progress=job.progress)
+            for d in job.run_dirs]
+
+
+def grid_jobs(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
+              seeds: Sequence[int], out_dir: str | os.PathLike, *,
+              vectorise_seeds: bool = False, **job_options: Any) -> list[RunJob]:
+    """The jobs of :func:`run_grid`: one per (method, seed), or one per method with
+    ``vectorise_seeds``. ``job_options`` are :class:`RunJob`'s ``settings``, ``analyze``,
+    ``progress`` and ``data_dir``."""
+    if not methods:
+        raise NtkplastError("methods: the grid has no methods")
+    seeds = tuple(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise NtkplastError(f"seeds: expected distinct seeds, got {list(seeds)}")
+    out = Path(out_dir).absolute()
+    jobs = []
+    for name, method in methods.items():
+        check_method_name(name)
+        cfg = dataclasses.replace(base, method=dict(method))
+        groups = [seeds] if vectorise_seeds else [(s,) for s in seeds]
+        jobs += [RunJob(name, cfg, group, tuple(out / name / f"seed{s}" for s in group),
+                        **job_options) for group in groups]
+    return jobs
+
+
+def gather(jobs: Sequence[RunJob], tables: Sequence[list[Table]],
+           seeds: Sequence[int]) -> GridResult:
+    """The :class:`GridResult` of one grid's finished ``jobs`` and their tables."""
+    result = GridResult({}, {}, tuple(seeds))
+    for job, job_tables in zip(jobs, tables, strict=True):
+        result.run_dirs.setdefault(job.method, []).extend(job.run_dirs)
+        if job.analyze:
+            result.tables.setdefault(job.method, []).extend(job_tables)
+    return result
 
 
 def run_grid(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
              seeds: Sequence[int], out_dir: str | os.PathLike, *,
              settings: analysis.Settings | None = None, analyze: bool = True,
-             progress: bool = True, data_dir: str | None = None) -> GridResult:
+             progress: bool = True, data_dir: str | None = None, vectorise_seeds: bool = False,
+             executor: Executor | None = None) -> GridResult:
     """Train (or resume) and analyse ``base`` under every method and seed.
 
     Args:
@@ -76,29 +132,19 @@ def run_grid(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
       settings: analysis settings (defaults of :class:`ntkplast.analysis.Settings`).
       analyze: analyse each run (otherwise ``tables`` is empty).
       progress: progress bars.  data_dir: dataset folder for the analysis probe.
+      vectorise_seeds: train a method's seeds together in one vectorised program
+        (:func:`ntkplast.train.train_seeds`; the same runs to float rounding).
+      executor: where the jobs run (:mod:`ntkplast.executors`; by default one after another
+        in this process). One job per run, or per method with ``vectorise_seeds``.
 
     Raises:
       NtkplastError: an empty grid, a bad method name or table, or a run folder holding a run of
         another configuration.
     """
-    if not methods:
-        raise NtkplastError("methods: the grid has no methods")
-    seeds = tuple(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise NtkplastError(f"seeds: expected distinct seeds, got {list(seeds)}")
-    out = Path(out_dir)
-    result = GridResult({}, {}, seeds)
-    for name, method in methods.items():
-        check_method_name(name)
-        dirs = [out / name / f"seed{seed}" for seed in seeds]
-        for seed, run_dir in zip(seeds, dirs, strict=True):
-            cfg = dataclasses.replace(base, seed=seed, method=dict(method))
-            _train_one(cfg, run_dir, progress)
-        result.run_dirs[name] = dirs
-        if analyze:
-            result.tables[name] = [analysis.analyze(d, settings, data_dir=data_dir,
-                                                    progress=progress) for d in dirs]
-    return result
+    jobs = grid_jobs(base, methods, seeds, out_dir, vectorise_seeds=vectorise_seeds,
+                     settings=settings, analyze=analyze, progress=progress, data_dir=data_dir)
+    executor = executor if executor is not None else executors.LocalExecutor()
+    return gather(jobs, executor.map(run_job, jobs), seeds)
 
 
 def per_task(tables: Sequence[Table], metric: str, layer: str = "all") -> np.ndarray:

@@ -22,6 +22,10 @@ without axes). Each point is one :func:`ntkplast.experiment.run_grid`, so re-run
 finished runs and resumes interrupted ones. ``OUT/grid.json`` records the expanded grid; a
 folder written for another grid is refused. ``OUT/summary.csv`` joins every run's analysis table
 with columns ``point, method, seed`` in front of the table's own.
+
+How the runs are carried out is not part of the grid: ``vectorise_seeds`` trains each method's
+seeds of a point in one ``jax.vmap``-ed program, and an executor (:mod:`ntkplast.executors`)
+runs the jobs here or on a Ray cluster (``ntkplast sweep … --executor ray``).
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ntkplast import analysis, config, experiment, train
+from ntkplast import analysis, config, executors, experiment, train
 from ntkplast.checkpoints import atomic_write_bytes
 from ntkplast.errors import NtkplastError
+from ntkplast.executors import Executor
 from ntkplast.plain import from_plain
 from ntkplast.table import COLUMNS, Table
 
@@ -129,9 +134,15 @@ def _check_folder(out: Path, grid: Mapping[str, Any]) -> None:
 
 
 def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-              analyze: bool = True, progress: bool = True,
-              data_dir: str | None = None) -> dict[str, experiment.GridResult]:
+              analyze: bool = True, progress: bool = True, data_dir: str | None = None,
+              vectorise_seeds: bool = False,
+              executor: Executor | None = None) -> dict[str, experiment.GridResult]:
     """Expand, train, analyse and join the sweep of ``grid_path`` into ``out_dir``.
+
+    Every (point, method, seed) run — or, with ``vectorise_seeds``, every (point, method) group
+    of seeds trained in one vectorised program — is one job of ``executor``
+    (:mod:`ntkplast.executors`; by default one after another in this process; a
+    :class:`~ntkplast.executors.RayExecutor` runs them as Ray tasks, possibly across machines).
 
     Returns point name → :class:`~ntkplast.experiment.GridResult`. Every configuration is built
     and checked before the first run trains, so a bad point fails fast with nothing written.
@@ -151,11 +162,16 @@ def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                           where=f"{where}: analysis")
     out = Path(out_dir)
     _check_folder(out, grid)
-    results = {}
-    for point, base in zip(points, bases, strict=True):
-        results[point.name] = experiment.run_grid(
-            base, methods, grid["seeds"], out / point.name, settings=settings,
-            analyze=analyze, progress=progress, data_dir=data_dir)
+    jobs = {point.name: experiment.grid_jobs(
+                base, methods, grid["seeds"], out / point.name, vectorise_seeds=vectorise_seeds,
+                settings=settings, analyze=analyze, progress=progress, data_dir=data_dir)
+            for point, base in zip(points, bases, strict=True)}
+    flat = [job for point_jobs in jobs.values() for job in point_jobs]
+    executor = executor if executor is not None else executors.LocalExecutor()
+    tables = iter(executor.map(experiment.run_job, flat))
+    results = {name: experiment.gather(point_jobs, [next(tables) for _ in point_jobs],
+                                       grid["seeds"])
+               for name, point_jobs in jobs.items()}
     if analyze:
         atomic_write_bytes(out / "summary.csv", _summary_csv(results))
     return results

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 
 import pytest
 
@@ -99,20 +98,10 @@ def test_ray_executor_without_ray_says_how_to_install_it(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    # ray 2.60 warns at init that token authentication is off; off is what a test instance wants.
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RAY_AUTH_MODE", "disabled")
-    with warnings.catch_warnings():  # jax's at-fork warning; Ray forks only to exec its daemons
-        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 object_store_memory=100 * 2**20)
-    yield ray
-    ray.shutdown()
-    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-    mp.undo()
+def ray_local(local_ray):
+    local_ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield local_ray
+    local_ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 def test_ray_executor_runs_jobs_in_other_processes_in_order(ray_local):

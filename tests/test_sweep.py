@@ -90,3 +90,58 @@ def test_bad_grids_fail_before_anything_is_written(tmp_path, text, fragment):
 def test_cli_sweep_error_is_one_line(tmp_path):
     _write(tmp_path, GRID.replace("seeds = [0, 3]", "seeds = -1"))
     assert_one_line_error(run_cli("sweep", "grid.toml", cwd=tmp_path), "seeds")
+
+
+def _summary(out):
+    with open(out / "summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_vectorised_seeds_give_the_sequential_sweep(tmp_path):
+    """Each method's seeds trained in one vmapped program: the same runs, folders and joined
+    table as the sequential sweep, values equal to float rounding."""
+    grid = _write(tmp_path)
+    sweep.run_sweep(grid, tmp_path / "seq", progress=False)
+    results = sweep.run_sweep(grid, tmp_path / "vec", progress=False, vectorise_seeds=True)
+    run = checkpoints.open_run(tmp_path / "vec" / "train.learning_rate=0.01" / "l2" / "seed3")
+    assert run.manifest["vectorised_seeds"] == [0, 3]
+    assert results["train.learning_rate=0.01"].seeds == (0, 3)
+    seq, vec = _summary(tmp_path / "seq"), _summary(tmp_path / "vec")
+    key = [k for k in seq[0] if k != "value"]
+    assert [[r[k] for k in key] for r in seq] == [[r[k] for k in key] for r in vec]
+    np.testing.assert_allclose([float(r["value"]) for r in vec],
+                               [float(r["value"]) for r in seq], rtol=1e-4, atol=1e-5)
+
+
+def test_sweep_on_a_local_ray_instance_equals_the_local_sweep(tmp_path, local_ray):
+    """One Ray task per run, in Ray's worker processes: the same folders and the same bytes of
+    summary.csv as running the jobs here."""
+    from ntkplast import executors
+
+    grid = _write(tmp_path)
+    sweep.run_sweep(grid, tmp_path / "local", progress=False)
+    sweep.run_sweep(grid, tmp_path / "ray", progress=False,
+                    executor=executors.RayExecutor())
+    assert (tmp_path / "ray" / "summary.csv").read_bytes() == \
+        (tmp_path / "local" / "summary.csv").read_bytes()
+    def files(out):
+        return sorted(p.relative_to(out) for p in out.rglob("*.npz"))
+
+    assert files(tmp_path / "ray") == files(tmp_path / "local")
+
+
+def test_cli_sweep_execution_flags(tmp_path):
+    _write(tmp_path)
+    assert_one_line_error(run_cli("sweep", "grid.toml", "--ray-address", "auto", cwd=tmp_path),
+                          "--executor ray")
+    try:
+        import ray  # noqa: F401
+    except ImportError:  # the core environment: the ray executor says what to install
+        assert_one_line_error(run_cli("sweep", "grid.toml", "--executor", "ray", cwd=tmp_path),
+                              "ntkplast[ray]")
+    proc = run_cli("sweep", "grid.toml", "--vectorise-seeds", "--no-progress", "--no-analysis",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = checkpoints.open_run(tmp_path / "runs" / "grid" / "train.learning_rate=0.001" / "adam"
+                               / "seed0")
+    assert run.complete and run.manifest["vectorised_seeds"] == [0, 3]
