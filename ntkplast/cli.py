@@ -5,7 +5,7 @@
                      [--probe seen|task:K|FILE.npz] [--engine auto] [--out DIR]
     ntkplast figures RUN_DIR [--out DIR]
     ntkplast sweep GRID.toml [--out DIR] [--no-analysis] [--vectorise-seeds]
-                   [--executor local|ray] [--ray-address ADDR]   (seeds × methods × settings)
+                   [--executor local|ray] [--ray-address ADDR] [--ray-cpus N] [--ray-gpus N]
     ntkplast demo [--out DIR] [--quick] [--seeds N]   (Adam vs AdamO: train, analyse, draw)
     ntkplast import SRC_DIR RUN_DIR [--spec FILE] [--pattern REGEX] [--input-shape 28,28,1]
                     [--key-order a,b,…] [--number step|task] [--input-layout chw|hwc]
@@ -66,6 +66,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="run the jobs here one after another (local) or as Ray tasks (ray)")
     s.add_argument("--ray-address", help="an existing Ray cluster ('auto', or HOST:PORT; "
                                          "default: $RAY_ADDRESS, else a new local instance)")
+    s.add_argument("--ray-cpus", type=float, help="CPUs Ray reserves per job (default 1)")
+    s.add_argument("--ray-gpus", type=float, help="GPUs Ray reserves per job (default 0; "
+                                                  "1 = one run or seed group per GPU)")
 
     i = sub.add_parser("import", help="turn a folder of PyTorch checkpoints (.safetensors, "
                                       ".pt, .pth) into a run folder that `analyze` reads")
@@ -169,10 +172,14 @@ def _run_figures(run_dir: str, analysis_dir: str | None, out: str | None) -> Non
 def _run_sweep(args: argparse.Namespace) -> None:
     from ntkplast import executors, sweep
 
-    if args.ray_address and args.executor != "ray":
-        raise NtkplastError("--ray-address needs --executor ray")
+    given = {flag: (option, value) for flag, option, value in (
+        ("--ray-address", "address", args.ray_address), ("--ray-cpus", "num_cpus", args.ray_cpus),
+        ("--ray-gpus", "num_gpus", args.ray_gpus)) if value is not None}
+    if given and args.executor != "ray":
+        raise NtkplastError(f"{', '.join(given)} need(s) --executor ray")
+    ray_options = dict(given.values())
     out = args.out or str(Path("runs") / Path(args.grid).stem)
-    executor = executors.make_executor(args.executor, args.ray_address)
+    executor = executors.make_executor(args.executor, **ray_options)
     results = sweep.run_sweep(args.grid, out, analyze=not args.no_analysis,
                               progress=not args.no_progress, data_dir=args.data_dir,
                               vectorise_seeds=args.vectorise_seeds, executor=executor)

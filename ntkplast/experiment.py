@@ -92,7 +92,9 @@ def grid_jobs(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise NtkplastError(f"seeds: expected distinct seeds, got {list(seeds)}")
-    out = Path(out_dir).absolute()
+    out = Path(out_dir).absolute()  # jobs may run in other processes, other folders
+    if job_options.get("data_dir") is not None:
+        job_options["data_dir"] = str(Path(job_options["data_dir"]).absolute())
     jobs = []
     for name, method in methods.items():
         check_method_name(name)

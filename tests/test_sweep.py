@@ -134,6 +134,8 @@ def test_cli_sweep_execution_flags(tmp_path):
     _write(tmp_path)
     assert_one_line_error(run_cli("sweep", "grid.toml", "--ray-address", "auto", cwd=tmp_path),
                           "--executor ray")
+    assert_one_line_error(run_cli("sweep", "grid.toml", "--ray-gpus", "1", cwd=tmp_path),
+                          "--ray-gpus", "--executor ray")
     try:
         import ray  # noqa: F401
     except ImportError:  # the core environment: the ray executor says what to install
