@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ntkplast import executors
 from ntkplast.errors import NtkplastError
 
 
@@ -62,7 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     s.add_argument("--vectorise-seeds", action="store_true",
                    help="train each method's seeds together in one vmapped program")
-    s.add_argument("--executor", choices=("local", "ray"), default="local",
+    s.add_argument("--executor", choices=executors.EXECUTORS, default="local",
                    help="run the jobs here one after another (local) or as Ray tasks (ray)")
     s.add_argument("--ray-address", help="an existing Ray cluster ('auto', or HOST:PORT; "
                                          "default: $RAY_ADDRESS, else a new local instance)")
@@ -170,7 +171,7 @@ def _run_figures(run_dir: str, analysis_dir: str | None, out: str | None) -> Non
 
 
 def _run_sweep(args: argparse.Namespace) -> None:
-    from ntkplast import executors, sweep
+    from ntkplast import sweep
 
     given = {flag: (option, value) for flag, option, value in (
         ("--ray-address", "address", args.ray_address), ("--ray-cpus", "num_cpus", args.ray_cpus),

@@ -29,7 +29,7 @@ from ntkplast.executors import Executor
 from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints
 
 __all__ = ["GridResult", "RunJob", "check_method_name", "final_tasks_interval", "gather",
-           "grid_jobs", "mean_interval", "per_task", "run_grid", "run_job"]
+           "grid_jobs", "mean_interval", "per_task", "run_grid", "run_job", "run_jobs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +105,13 @@ def grid_jobs(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
     return jobs
 
 
+def run_jobs(jobs: Sequence[RunJob], executor: Executor | None = None) -> list[list[Table]]:
+    """:func:`run_job` on every job through ``executor`` (by default one after another in this
+    process); one list of tables per job, in job order."""
+    executor = executor if executor is not None else executors.LocalExecutor()
+    return executor.map(run_job, jobs)
+
+
 def gather(jobs: Sequence[RunJob], tables: Sequence[list[Table]],
            seeds: Sequence[int]) -> GridResult:
     """The :class:`GridResult` of one grid's finished ``jobs`` and their tables."""
@@ -145,8 +152,7 @@ def run_grid(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
     """
     jobs = grid_jobs(base, methods, seeds, out_dir, vectorise_seeds=vectorise_seeds,
                      settings=settings, analyze=analyze, progress=progress, data_dir=data_dir)
-    executor = executor if executor is not None else executors.LocalExecutor()
-    return gather(jobs, executor.map(run_job, jobs), seeds)
+    return gather(jobs, run_jobs(jobs, executor), seeds)
 
 
 def per_task(tables: Sequence[Table], metric: str, layer: str = "all") -> np.ndarray:

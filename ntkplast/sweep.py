@@ -18,8 +18,9 @@ axes::
 
 The grid expands to every combination of axis values (a *point*, in the file's order) × method
 × seed, into ``OUT/<point>/<method>/seed<k>`` where ``<point>`` is ``key=value,…`` (``base``
-without axes). Each point is one :func:`ntkplast.experiment.run_grid`, so re-running skips
-finished runs and resumes interrupted ones. ``OUT/grid.json`` records the expanded grid; a
+without axes). Each point's runs are the jobs of :func:`ntkplast.experiment.grid_jobs`, all
+points' jobs go to one executor, and re-running skips finished runs and resumes interrupted
+ones. ``OUT/grid.json`` records the expanded grid; a
 folder written for another grid is refused. ``OUT/summary.csv`` joins every run's analysis table
 with columns ``point, method, seed`` in front of the table's own.
 
@@ -39,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ntkplast import analysis, config, executors, experiment, train
+from ntkplast import analysis, config, experiment, train
 from ntkplast.checkpoints import atomic_write_bytes
 from ntkplast.errors import NtkplastError
 from ntkplast.executors import Executor
@@ -167,8 +168,7 @@ def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                 settings=settings, analyze=analyze, progress=progress, data_dir=data_dir)
             for point, base in zip(points, bases, strict=True)}
     flat = [job for point_jobs in jobs.values() for job in point_jobs]
-    executor = executor if executor is not None else executors.LocalExecutor()
-    tables = iter(executor.map(experiment.run_job, flat))
+    tables = iter(experiment.run_jobs(flat, executor))
     results = {name: experiment.gather(point_jobs, [next(tables) for _ in point_jobs],
                                        grid["seeds"])
                for name, point_jobs in jobs.items()}
