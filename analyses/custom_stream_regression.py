@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkplast import analysis, checkpoints, custom_streams, experiment, figures, models, train
+from ntkplast import analysis, checkpoints, custom_streams, figures, models, train
+from ntkplast.experiments import grid as experiment
 
 parser = argparse.ArgumentParser(description="Regression on a user-defined task stream.")
 parser.add_argument("--tasks", type=int, default=10)

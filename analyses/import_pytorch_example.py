@@ -30,7 +30,8 @@ import torch
 from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 
-from ntkplast import analysis, checkpoints, interop
+from ntkplast import analysis, checkpoints
+from ntkplast.runs import interop
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--out", default="runs/pytorch_import")

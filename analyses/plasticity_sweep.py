@@ -48,8 +48,9 @@ import sys
 import time
 from pathlib import Path
 
-from ntkplast import analysis, experiment, figures, hypotheses, models, streams, train
+from ntkplast import analysis, figures, hypotheses, models, streams, train
 from ntkplast.errors import NtkplastError
+from ntkplast.experiments import grid as experiment
 
 METHODS = {  # name -> [method] table; strengths are each constructor's documented default
     "adam": {},  # first: the baseline, drawn in black

@@ -41,7 +41,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ntkplast import checkpoints, dormancy, experiment, models, reactivation, streams, train
+from ntkplast import checkpoints, dormancy, models, streams, train
+from ntkplast.experiments import grid as experiment
+from ntkplast.experiments import reactivation
 from ntkplast.figures import _style
 from ntkplast.figures.reactivation import reactivation_curves
 

@@ -21,8 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ntkplast import executors
 from ntkplast.errors import NtkplastError
+from ntkplast.experiments import executors
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +37,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a continual-learning run into a run folder")
-    t.add_argument("config", help="TOML config (see configs/ and ntkplast.config)")
+    t.add_argument("config", help="TOML config (see configs/ and ntkplast.training.config)")
     t.add_argument("--out", help="run folder (default: runs/<config name>)")
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out from its last checkpoint")
@@ -56,7 +56,7 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="figure folder (default: the analysis folder)")
 
     s = sub.add_parser("sweep", help="train and analyse a grid of seeds × methods × settings")
-    s.add_argument("grid", help="grid TOML (see configs/grids/ and ntkplast.sweep)")
+    s.add_argument("grid", help="grid TOML (see configs/grids/ and ntkplast.experiments.sweep)")
     s.add_argument("--out", help="sweep folder (default: runs/<grid name>)")
     s.add_argument("--no-analysis", action="store_true", help="train only")
     s.add_argument("--data-dir", help="folder with MNIST/CIFAR copies (default: $NTKPLAST_DATA)")
@@ -101,7 +101,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
-    from ntkplast.analysis import FAMILIES
+    from ntkplast.analysis.driver import FAMILIES
 
     p.add_argument("--metrics", default=",".join(FAMILIES),
                    help=f"comma-separated metric families (default: {','.join(FAMILIES)})")
@@ -133,10 +133,10 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _run_train(args: argparse.Namespace, config_path: str, out: str) -> None:
-    from ntkplast import config, train
+    from ntkplast import training
 
-    cfg = config.load_config(config_path, _overrides(args))
-    run = train.train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
+    cfg = training.load_config(config_path, _overrides(args))
+    run = training.train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
     tasks = run.manifest.get("tasks", [])
     last = tasks[-1] if tasks else {}
     print(f"wrote {len(run)} checkpoints over {len(tasks)} tasks to {out}"
@@ -171,7 +171,7 @@ def _run_figures(run_dir: str, analysis_dir: str | None, out: str | None) -> Non
 
 
 def _run_sweep(args: argparse.Namespace) -> None:
-    from ntkplast import sweep
+    from ntkplast.experiments import sweep
 
     given = {flag: (option, value) for flag, option, value in (
         ("--ray-address", "address", args.ray_address), ("--ray-cpus", "num_cpus", args.ray_cpus),
@@ -190,7 +190,7 @@ def _run_sweep(args: argparse.Namespace) -> None:
 
 
 def _run_import(args: argparse.Namespace) -> None:
-    from ntkplast import interop
+    from ntkplast.runs import interop
 
     shape = None
     if args.input_shape is not None:
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.verb == "sweep":
             _run_sweep(args)
         elif args.verb == "demo":
-            from ntkplast import demo
+            from ntkplast.experiments import demo
 
             demo.run_demo(args.out, quick=args.quick, seeds=args.seeds, settings=_settings(args),
                           overrides=_overrides(args), progress=not args.no_progress)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ntkplast.checkpoints import atomic_write_bytes
 from ntkplast.errors import NtkplastError
+from ntkplast.files import atomic_write_bytes
 
 COLUMNS = ("checkpoint", "step", "task", "layer", "metric", "value")
 TASK_END_METRICS = ("test_accuracy", "test_mse")

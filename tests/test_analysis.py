@@ -85,11 +85,11 @@ def test_rerun_uses_cache_and_killed_analysis_resumes(run_dir, tmp_path, monkeyp
         calls.append(i)
         return real(run, i, *args)
 
-    monkeypatch.setattr(analysis, "analyze_checkpoint", dies_at_three)
+    monkeypatch.setattr(analysis.driver, "analyze_checkpoint", dies_at_three)
     with pytest.raises(KeyboardInterrupt):
         analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "b", progress=False)
     assert not (tmp_path / "b" / "metrics.csv").exists()
-    monkeypatch.setattr(analysis, "analyze_checkpoint",
+    monkeypatch.setattr(analysis.driver, "analyze_checkpoint",
                         lambda run, i, *a: calls.append(i) or real(run, i, *a))
     resumed = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "b", progress=False)
     assert calls == [0, 1, 2, 3, 4]  # 0-2 before the kill, 3-4 after: none twice
@@ -148,7 +148,7 @@ def test_settings_errors(kw, message):
 
 
 def test_probe_sources(run_dir):
-    from ntkplast import probes
+    from ntkplast.analysis import probes
 
     run = checkpoints.open_run(run_dir)
     seen = probes.build_probe(run, "seen", 20, 0)
@@ -166,7 +166,7 @@ def test_probe_sources(run_dir):
 def test_seen_probe_never_repeats_an_input(run_dir, tmp_path):
     """Label-shuffling tasks share their images: the probe takes each image at most once, while
     a stream of distinct inputs keeps the plain per-task draw."""
-    from ntkplast import probes
+    from ntkplast.analysis import probes
 
     cfg = train.RunConfig(model=models.ArchSpec(widths=(8,), num_outputs=10),
                           stream=streams.StreamSpec(kind="shuffled_labels", num_tasks=4),

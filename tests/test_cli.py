@@ -6,8 +6,9 @@ import os
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from ntkplast import checkpoints, config
+from ntkplast import checkpoints
 from ntkplast.errors import NtkplastError
+from ntkplast.training import config
 
 
 def test_demo_quick_compares_adam_and_adamo_and_reruns_cheaply(tmp_path):
@@ -97,7 +98,7 @@ def test_shipped_configs_parse():
 
 
 def test_shipped_grids_expand():
-    from ntkplast import sweep
+    from ntkplast.experiments import sweep
 
     root = os.path.join(os.path.dirname(__file__), "..", "configs", "grids")
     for name in sorted(os.listdir(root)):

@@ -82,7 +82,7 @@ def test_regression_stream_reports_mean_squared_errors(tmp_path):
     table = analysis.analyze(tmp_path / "reg", analysis.Settings(
         metrics=("ntk", "plasticity"), probe=_probe(tmp_path, stream), probe_size=16),
         progress=False)
-    from ntkplast import experiment
+    from ntkplast.experiments import grid as experiment
 
     assert experiment.per_task([table], "test_mse").shape == (1, 3)
 

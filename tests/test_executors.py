@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from ntkplast import executors
 from ntkplast.errors import NtkplastError
+from ntkplast.experiments import executors
 
 # Module-level job functions. Ray's workers cannot import this test module (tests/ is not a
 # package on their sys.path), so the fixture has Ray pickle its functions by value.
@@ -127,7 +127,7 @@ def test_ray_executor_reraises_a_job_error_as_itself(ray_local, tmp_path):
 def test_ray_executor_starts_a_local_ray_and_leaves_it_running():
     pytest.importorskip("ray")
     code = ("import os, ray\n"
-            "from ntkplast.executors import RayExecutor\n"
+            "from ntkplast.experiments.executors import RayExecutor\n"
             "ex = RayExecutor('local', init_kwargs=dict(num_cpus=1, include_dashboard=False,\n"
             "                 log_to_driver=False, object_store_memory=100 * 2**20))\n"
             "print(ex.map(abs, [-2, 1, -3]), ray.is_initialized())\n"

@@ -6,8 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from ntkplast import analysis, checkpoints, experiment, figures, models, streams, train
+from ntkplast import analysis, checkpoints, figures, models, streams, train
 from ntkplast.errors import NtkplastError
+from ntkplast.experiments import grid as experiment
 from ntkplast.table import Table
 
 BASE = train.RunConfig(

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from ntkplast import checkpoints, cli, data, train
-from ntkplast import config as ntk_config
 from ntkplast.errors import NtkplastError
+from ntkplast.training import config as ntk_config
 
 sys.path.insert(0, str(Path(__file__).parent / "stress"))
 import faults  # noqa: E402

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from ntkplast import analysis, checkpoints, interop, models, ntk
+from ntkplast import analysis, checkpoints, models, ntk
 from ntkplast.errors import NtkplastError
+from ntkplast.runs import interop
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 

@@ -115,7 +115,7 @@ def test_he_default_scale():
 ], ids=["mlp-ntk", "mlp-standard", "erf-orth-nobias", "tanh", "cnn-ntk", "cnn-gelu"])
 def test_stax_apply_agrees(spec):
     """ntkplast's apply and the stax triple's apply_fn agree on the same parameters."""
-    from ntkplast import stax_bridge
+    from ntkplast.ntk import _stax as stax_bridge
 
     model = models.build(spec)
     shape = (8, 8, 1) if spec.kind == "cnn" else (6,)
@@ -129,7 +129,7 @@ def test_stax_apply_agrees(spec):
 
 @pytest.mark.nt
 def test_stax_init_matches_parameter_shapes():
-    from ntkplast import stax_bridge
+    from ntkplast.ntk import _stax as stax_bridge
 
     spec = models.ArchSpec(kind="cnn", widths=(4,), dense_widths=(6,), num_outputs=3)
     init_fn, _, _ = stax_bridge.to_stax(spec)

@@ -11,8 +11,9 @@ import numpy as np
 import optax
 import pytest
 
-from ntkplast import dormancy, models, reactivation, regularizers, train
+from ntkplast import dormancy, models, regularizers, train
 from ntkplast.errors import NtkplastError
+from ntkplast.experiments import reactivation
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -598,7 +598,8 @@ def test_make_hooks_defaults_and_errors():
                                      "maturity_threshold": 3},
                                     {"name": "adamo", "lam": 0.1, "every": 2}])
 def test_config_method_trains_and_resumes_bit_identically(tmp_path, method):
-    from ntkplast import checkpoints, config
+    from ntkplast import checkpoints
+    from ntkplast.training import config
 
     d = {"seed": 3, "model": {"widths": [16]},
          "stream": {"kind": "permuted", "dataset": "digits", "num_tasks": 2},

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from ntkplast.streams import StreamSpec, make_stream
 
 from ntkplast import data, streams
 from ntkplast.errors import NtkplastError
-from ntkplast.streams import StreamSpec, make_stream
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from ntkplast import checkpoints, sweep
+from ntkplast import checkpoints
 from ntkplast.errors import NtkplastError
+from ntkplast.experiments import sweep
 
 GRID = """
 seeds = [0, 3]
@@ -116,7 +117,7 @@ def test_vectorised_seeds_give_the_sequential_sweep(tmp_path):
 def test_sweep_on_a_local_ray_instance_equals_the_local_sweep(tmp_path, local_ray):
     """One Ray task per run, in Ray's worker processes: the same folders and the same bytes of
     summary.csv as running the jobs here."""
-    from ntkplast import executors
+    from ntkplast.experiments import executors
 
     grid = _write(tmp_path)
     sweep.run_sweep(grid, tmp_path / "local", progress=False)

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ntkplast.checkpoints import atomic_write_bytes  # noqa: E402
+from ntkplast.files import atomic_write_bytes  # noqa: E402
 
 # Okabe & Ito (2008), "Color universal design": distinguishable under every common colour-vision
 # deficiency. Black leads, for the first series (by convention the baseline); the pale yellow

@@ -1,9 +1,9 @@
 """Methods side by side over a task stream: each metric at task ends, mean over seeds with a band.
 
 Every function takes ``tables``: method name → one metrics :class:`~ntkplast.table.Table` per
-seed (what :func:`ntkplast.experiment.run_grid` returns in ``.tables``, or the user's own), and
+seed (what :func:`~ntkplast.experiments.grid.run_grid` returns in ``.tables``, or your own), and
 returns the matplotlib figure. The band is the 95% percentile-bootstrap interval of the mean over
-seeds (:func:`ntkplast.experiment.mean_interval`); with one seed there is no band. A metric
+seeds (:func:`ntkplast.experiments.grid.mean_interval`); with one seed there is no band. A metric
 measured per layer is averaged over the layers first (``layer="mean"``).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.experiment import mean_interval, per_task
+from ntkplast.experiments.grid import mean_interval, per_task
 from ntkplast.figures._style import style, subplots
 from ntkplast.table import Table
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ntkplast.errors import NtkplastError
 from ntkplast.figures._style import PALETTE, style, subplots
-from ntkplast.hypotheses import LeadLagResult, PredictorComparison, PredictorLeadLag
+from ntkplast.stats import LeadLagResult, PredictorComparison, PredictorLeadLag
 
 __all__ = ["predictor_comparison", "lead_lag_plot"]
 

@@ -1,9 +1,9 @@
 """Reactivation curves: the fraction of initially dead units that fire again, per method.
 
 ``curves`` maps a method name to a ``seeds × points`` array of revived fractions
-(:func:`ntkplast.reactivation.reactivation_curve`, one row per seed); ``steps`` gives the
-training step of each point. Each method is drawn as the mean over seeds with its 95%
-percentile-bootstrap band (:func:`ntkplast.experiment.mean_interval`; no band for one seed).
+(:func:`ntkplast.experiments.reactivation.reactivation_curve`, one row per seed); ``steps`` gives
+the training step of each point. Each method is drawn as the mean over seeds with its 95%
+percentile-bootstrap band (:func:`ntkplast.experiments.grid.mean_interval`; no band for one seed).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.experiment import mean_interval
+from ntkplast.experiments.grid import mean_interval
 from ntkplast.figures._style import style, subplots
 
 __all__ = ["reactivation_curves"]

@@ -361,7 +361,7 @@ def infinite_width_ntk(model: models.Model, x1: Array, x2: Array | None = None, 
     r"""Analytic infinite-width NTK Θ_∞ of the same architecture (needs neural-tangents).
 
     neural-tangents' ``kernel_fn(x1, x2, "ntk")`` of the spec's stax triple
-    (:mod:`ntkplast.stax_bridge`; Jacot et al. 2018; Novak et al. 2020). Θ_∞ is the same for
+    (:mod:`ntkplast.ntk._stax`; Jacot et al. 2018; Novak et al. 2020). Θ_∞ is the same for
     every output, so the full kernel is Θ_∞ ⊗ I_K and the traced one K·Θ_∞. With
     ``parameterization="ntk"`` the empirical NTK converges to it as the widths grow.
     """

@@ -56,8 +56,8 @@ def nt_parts(model: models.Model, params: models.Params, xa: Array, xb: Array | 
 
 
 def infinite_width(model: models.Model, x1: Array, x2: Array | None, trace: bool) -> Array:
-    """Analytic infinite-width NTK of ``model.spec`` via :mod:`ntkplast.stax_bridge`."""
-    from ntkplast import stax_bridge
+    """Analytic infinite-width NTK of ``model.spec`` via :mod:`ntkplast.ntk._stax`."""
+    from ntkplast.ntk import _stax as stax_bridge
 
     import_nt()
     kernel_fn = stax_bridge.to_stax(model.spec)[2]

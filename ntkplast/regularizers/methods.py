@@ -1,4 +1,4 @@
-"""Build a method's ``train.Hooks`` from plain data (a config's ``[method]`` table).
+"""Build a method's :class:`~ntkplast.hooks.Hooks` from plain data (a config's ``[method]`` table).
 
 ::
 
@@ -21,8 +21,9 @@ from typing import Any
 
 import optax
 
-from ntkplast import models, train
+from ntkplast import models
 from ntkplast.errors import NtkplastError
+from ntkplast.hooks import Hooks
 from ntkplast.regularizers import decoupled, penalties, resets
 
 __all__ = ["METHODS", "check_method", "make_hooks"]
@@ -75,8 +76,8 @@ def check_method(method: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequence[int],
-               learning_rate: float) -> train.Hooks:
-    """``train.Hooks`` for the method described by ``method`` (module docstring).
+               learning_rate: float) -> Hooks:
+    """:class:`~ntkplast.hooks.Hooks` for the method described by ``method`` (module docstring).
 
     Args:
       method: plain data, ``{"name": ..., **options}``; ``{}`` or name ``"none"``: no hooks.
@@ -89,13 +90,13 @@ def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequ
     if scale is None:
         scale = 2.0 if model.spec.activation == "relu" else 1.0
     if name == "none":
-        return train.Hooks()
+        return Hooks()
     if name == "l2":
-        return train.Hooks(penalty=penalties.l2_penalty(
+        return Hooks(penalty=penalties.l2_penalty(
             o["lam"], layers=o["layers"], include_biases=o["include_biases"]))
     if name == "l2_init":
         lam, squared = o["lam"], o["squared"]
-        return train.Hooks(optimizer=lambda tx: optax.chain(
+        return Hooks(optimizer=lambda tx: optax.chain(
             decoupled.add_l2_init_gradient(lam, squared=squared), tx))
     if name == "shrink_perturb":
         if o["noise"] not in ("gaussian", "init"):
@@ -103,32 +104,32 @@ def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequ
         shape = tuple(input_shape)
         noise = (lambda key: model.init(key, shape)) if o["noise"] == "init" else None
         if o["at_task_end"]:
-            return train.Hooks(on_task_end=decoupled.shrink_perturb_task_end(
+            return Hooks(on_task_end=decoupled.shrink_perturb_task_end(
                 o["shrink"], o["sigma"], noise=noise))
-        return train.Hooks(post_update=decoupled.shrink_perturb(
+        return Hooks(post_update=decoupled.shrink_perturb(
             o["shrink"], o["sigma"], every=o["every"], noise=noise))
     if name == "spectral":
-        return train.Hooks(penalty=penalties.spectral_penalty(
+        return Hooks(penalty=penalties.spectral_penalty(
             o["lam"], target=o["target"], num_iters=o["num_iters"], layers=o["layers"],
             model=model))
     if name == "parseval":
-        return train.Hooks(penalty=penalties.parseval_penalty(
+        return Hooks(penalty=penalties.parseval_penalty(
             o["lam"], scale, layers=o["layers"], model=model))
     if name == "srip":
-        return train.Hooks(penalty=penalties.srip_penalty(
+        return Hooks(penalty=penalties.srip_penalty(
             o["lam"], num_iters=o["num_iters"], squared=o["squared"], layers=o["layers"],
             model=model))
     iso = dict(rect_correction=o.get("rect_correction"), normalize=o.get("normalize"),
                layers=o.get("layers"), model=model)
     if name == "isometry":
-        return train.Hooks(penalty=penalties.isometry_penalty(o["lam"], scale, **iso))
+        return Hooks(penalty=penalties.isometry_penalty(o["lam"], scale, **iso))
     if name == "adamo":
-        return train.Hooks(post_update=decoupled.isometry_post_update(
+        return Hooks(post_update=decoupled.isometry_post_update(
             o["lam"], learning_rate, scale=scale, every=o["every"], probes=o["probes"], **iso))
     if name == "redo":
-        return train.Hooks(post_step=resets.redo(
+        return Hooks(post_step=resets.redo(
             model, tau=o["tau"], every=o["every"], input_shape=input_shape))
     cbp = resets.continual_backprop(
         model, replacement_rate=o["replacement_rate"], decay_rate=o["decay_rate"],
         maturity_threshold=o["maturity_threshold"], input_shape=input_shape)
-    return train.Hooks(optimizer=cbp.optimizer, post_step=cbp.post_step)
+    return Hooks(optimizer=cbp.optimizer, post_step=cbp.post_step)

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkplast import checkpoints, config, data, interop
+from ntkplast import checkpoints, data
 from ntkplast.errors import NtkplastError
+from ntkplast.runs import interop
+from ntkplast.training import config
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 READERS = ("manifest", "npz", "idx", "idx_gz", "cifar_bin", "cifar_py", "toml",

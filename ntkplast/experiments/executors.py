@@ -1,10 +1,10 @@
 """Executors: where the jobs of a grid or sweep run.
 
 An *executor* has one method, ``map(fn, jobs)``: it calls ``fn`` on every job and returns the
-results in job order. :func:`ntkplast.experiment.run_grid` and :func:`ntkplast.sweep.run_sweep`
-hand it one job per run (or per group of seeds trained in one vectorised program); each job
-writes into its own run folder, so the folders, not the returned values, are the record, and a
-re-run skips finished runs whichever executor ran them.
+results in job order. :func:`~ntkplast.experiments.grid.run_grid` and
+:func:`~ntkplast.experiments.sweep.run_sweep` hand it one job per run (or per group of seeds trained
+in one vectorised program); each job writes into its own run folder, so the folders, not the
+returned values, are the record, and a re-run skips finished runs whichever executor ran them.
 
 * :class:`LocalExecutor` runs the jobs one after another in this process (the default).
 * :class:`RayExecutor` submits one `Ray <https://docs.ray.io>`_ task per job: on a Ray instance
@@ -16,7 +16,7 @@ re-run skips finished runs whichever executor ran them.
 Requirements for the Ray executor:
 
 * ``fn``, every job and every result must be picklable (cloudpickle); ``fn`` should be a
-  module-level function of an installed package, such as :func:`ntkplast.experiment.run_job`.
+  module-level function of an installed package, such as :func:`ntkplast.experiments.grid.run_job`.
 * On a cluster every node needs the same Python environment with ntkplast installed (the same
   versions of jax, numpy, …), and the output folder on shared storage at the same absolute
   path on every node: a task writes its run folder wherever Ray places it.

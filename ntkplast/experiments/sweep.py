@@ -18,14 +18,14 @@ axes::
 
 The grid expands to every combination of axis values (a *point*, in the file's order) × method
 × seed, into ``OUT/<point>/<method>/seed<k>`` where ``<point>`` is ``key=value,…`` (``base``
-without axes). Each point's runs are the jobs of :func:`ntkplast.experiment.grid_jobs`, all
+without axes). Each point's runs are the jobs of :func:`ntkplast.experiments.grid.grid_jobs`, all
 points' jobs go to one executor, and re-running skips finished runs and resumes interrupted
 ones. ``OUT/grid.json`` records the expanded grid; a
 folder written for another grid is refused. ``OUT/summary.csv`` joins every run's analysis table
 with columns ``point, method, seed`` in front of the table's own.
 
-How the runs are carried out is not part of the grid: ``vectorise_seeds`` trains each method's
-seeds of a point in one ``jax.vmap``-ed program, and an executor (:mod:`ntkplast.executors`)
+How the runs are carried out is not part of the grid: ``vectorise_seeds`` trains each method's seeds
+of a point in one ``jax.vmap``-ed program, and an executor (:mod:`~ntkplast.experiments.executors`)
 runs the jobs here or on a Ray cluster (``ntkplast sweep … --executor ray``).
 """
 
@@ -40,10 +40,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ntkplast import analysis, config, experiment, train
-from ntkplast.checkpoints import atomic_write_bytes
+from ntkplast import analysis, training
 from ntkplast.errors import NtkplastError
-from ntkplast.executors import Executor
+from ntkplast.experiments import grid as grid_lib
+from ntkplast.experiments.executors import Executor
+from ntkplast.files import atomic_write_bytes
 from ntkplast.plain import from_plain
 from ntkplast.table import COLUMNS, Table
 
@@ -72,7 +73,7 @@ def _fmt(v: Any) -> str:
 def load_grid(path: str | os.PathLike) -> dict[str, Any]:
     """Read and check a grid file; returns its plain data with ``base`` resolved to a path."""
     path = Path(path)
-    grid = config.read_toml(path)
+    grid = training.read_toml(path)
     unknown = sorted(set(grid) - set(GRID_KEYS))
     if unknown:
         raise NtkplastError(f"{path}: unknown key(s) {unknown}; a grid has {list(GRID_KEYS)}")
@@ -107,16 +108,16 @@ def expand(grid: Mapping[str, Any]) -> list[Point]:
     return [Point(c) for c in combos]
 
 
-def point_config(grid: Mapping[str, Any], point: Point, where: str) -> train.RunConfig:
+def point_config(grid: Mapping[str, Any], point: Point, where: str) -> training.RunConfig:
     """The run config of ``point``: the base file, then ``[config]``, then the axis values."""
-    d = config.read_toml(grid["base"]) if "base" in grid else {}
+    d = training.read_toml(grid["base"]) if "base" in grid else {}
     for section, table in grid.get("config", {}).items():
         if isinstance(table, Mapping) and isinstance(d.get(section), Mapping):
             d[section] = {**d[section], **table}
         else:
             d[section] = table
     try:
-        return config.config_from_dict(config.apply_overrides(d, point.overrides),
+        return training.config_from_dict(training.apply_overrides(d, point.overrides),
                                        where=f"{where} [{point.name}]")
     except NtkplastError as e:
         raise NtkplastError(f"{where}: point {point.name}: {e}") from None
@@ -137,16 +138,18 @@ def _check_folder(out: Path, grid: Mapping[str, Any]) -> None:
 def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
               analyze: bool = True, progress: bool = True, data_dir: str | None = None,
               vectorise_seeds: bool = False,
-              executor: Executor | None = None) -> dict[str, experiment.GridResult]:
+              executor: Executor | None = None) -> dict[str, grid_lib.GridResult]:
     """Expand, train, analyse and join the sweep of ``grid_path`` into ``out_dir``.
 
     Every (point, method, seed) run — or, with ``vectorise_seeds``, every (point, method) group
     of seeds trained in one vectorised program — is one job of ``executor``
-    (:mod:`ntkplast.executors`; by default one after another in this process; a
-    :class:`~ntkplast.executors.RayExecutor` runs them as Ray tasks, possibly across machines).
+    (:mod:`ntkplast.experiments.executors`; by default one after another in this process; a
+    :class:`~ntkplast.experiments.executors.RayExecutor` runs them as Ray tasks, possibly across
+    machines).
 
-    Returns point name → :class:`~ntkplast.experiment.GridResult`. Every configuration is built
-    and checked before the first run trains, so a bad point fails fast with nothing written.
+    Returns point name → :class:`~ntkplast.experiments.grid.GridResult`. Every configuration is
+    built and checked before the first run trains, so a bad point fails fast with nothing
+    written.
     """
     grid = load_grid(grid_path)
     where = str(grid_path)
@@ -155,21 +158,21 @@ def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     methods = grid["methods"]
     for name, method in methods.items():
         try:
-            experiment.check_method_name(name)
-            config.config_from_dict({"method": method}, where=f"{where}: methods.{name}")
+            grid_lib.check_method_name(name)
+            training.config_from_dict({"method": method}, where=f"{where}: methods.{name}")
         except NtkplastError as e:
             raise NtkplastError(f"{where}: methods.{name}: {e}") from None
     settings = from_plain(analysis.Settings, grid.get("analysis", {}),
                           where=f"{where}: analysis")
     out = Path(out_dir)
     _check_folder(out, grid)
-    jobs = {point.name: experiment.grid_jobs(
+    jobs = {point.name: grid_lib.grid_jobs(
                 base, methods, grid["seeds"], out / point.name, vectorise_seeds=vectorise_seeds,
                 settings=settings, analyze=analyze, progress=progress, data_dir=data_dir)
             for point, base in zip(points, bases, strict=True)}
     flat = [job for point_jobs in jobs.values() for job in point_jobs]
-    tables = iter(experiment.run_jobs(flat, executor))
-    results = {name: experiment.gather(point_jobs, [next(tables) for _ in point_jobs],
+    tables = iter(grid_lib.run_jobs(flat, executor))
+    results = {name: grid_lib.gather(point_jobs, [next(tables) for _ in point_jobs],
                                        grid["seeds"])
                for name, point_jobs in jobs.items()}
     if analyze:
@@ -177,7 +180,7 @@ def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     return results
 
 
-def _summary_csv(results: Mapping[str, experiment.GridResult]) -> bytes:
+def _summary_csv(results: Mapping[str, grid_lib.GridResult]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["point", "method", "seed", *COLUMNS])

@@ -11,7 +11,7 @@ measures whether that revives them:
 
 * :func:`plant_dead_units` kills a random fraction of each hidden layer's units;
 * :func:`revived_fraction` counts the initially dead units that fire again;
-* :func:`reactivation_curve` trains (with :func:`ntkplast.train.make_trainer`, the one training
+* :func:`reactivation_curve` trains (with :func:`ntkplast.training.make_trainer`, the one training
   step) and records the revived fraction every few steps;
 * :data:`ARMS` / :func:`make_arm` name the compared methods: plain Adam (the control), the
   isometry step alone, AdamO, L2 and ReDo.
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ntkplast import models, train
+from ntkplast import models, training
 from ntkplast.errors import NtkplastError
 from ntkplast.regularizers import decoupled, make_hooks
 
@@ -174,7 +174,7 @@ def revived_fraction(model: models.Model, params: Params, x: Array,
 def make_arm(name: str, model: models.Model, input_shape: Sequence[int], *,
              learning_rate: float = 1e-3, iso_lam: float = 0.1, l2_lam: float = 1e-4,
              redo_tau: float = 0.1, redo_every: int = 100,
-             scale: float | None = None) -> tuple[optax.GradientTransformation, train.Hooks]:
+             scale: float | None = None) -> tuple[optax.GradientTransformation, training.Hooks]:
     """(optimizer, hooks) of one arm of :data:`ARMS`, for :func:`reactivation_curve`.
 
     * ``adam``: ``optax.adam(η)``, no hooks.
@@ -193,26 +193,26 @@ def make_arm(name: str, model: models.Model, input_shape: Sequence[int], *,
         scale = 2.0 if model.spec.activation == "relu" else 1.0
     adam = optax.adam(learning_rate)
     if name == "adam":
-        return adam, train.Hooks()
+        return adam, training.Hooks()
     if name == "isometry_step":
         return optax.chain(optax.set_to_zero(), decoupled.isometry_step(
-            iso_lam, learning_rate, scale=scale, model=model)), train.Hooks()
+            iso_lam, learning_rate, scale=scale, model=model)), training.Hooks()
     if name == "adamo":
-        return decoupled.adamo(learning_rate, iso_lam, scale=scale, model=model), train.Hooks()
+        return decoupled.adamo(learning_rate, iso_lam, scale=scale, model=model), training.Hooks()
     method = ({"name": "l2", "lam": l2_lam} if name == "l2" else
               {"name": "redo", "tau": redo_tau, "every": redo_every})
     return adam, make_hooks(method, model, input_shape, learning_rate)
 
 
 def reactivation_curve(model: models.Model, params: Params, dead_masks: Sequence[Array],
-                       tx: optax.GradientTransformation, hooks: train.Hooks, x: Array, y: Array,
+                       tx: optax.GradientTransformation, hooks: training.Hooks, x: Array, y: Array,
                        probe_x: Array, steps: int, every: int, key: Array, *,
                        batch_size: int = 32, per_layer: bool = False) -> np.ndarray:
     """Revived fraction (:func:`revived_fraction` on ``probe_x``) while training.
 
     Trains from ``params`` (fresh optimizer state ``tx.init(params)``) on ``(x, y)`` with
-    :func:`ntkplast.train.make_trainer` — cross-entropy, minibatches of ``batch_size`` in the
-    epoch order of :func:`ntkplast.train.minibatch_indices` — for ``steps`` steps, and
+    :func:`ntkplast.training.make_trainer` — cross-entropy, minibatches of ``batch_size`` in the
+    epoch order of :func:`ntkplast.training.minibatch_indices` — for ``steps`` steps, and
     measures after steps 0, every, 2·every, …, steps.
 
     Args:
@@ -234,11 +234,11 @@ def reactivation_curve(model: models.Model, params: Params, dead_masks: Sequence
         raise NtkplastError(f"steps, every: expected positive integers with every dividing "
                             f"steps, got steps={steps!r}, every={every!r}")
     k_step, k_order = jax.random.split(key)
-    trainer = train.make_trainer(model, tx, hooks, k_step)
+    trainer = training.make_trainer(model, tx, hooks, k_step)
     seed = int(jax.random.randint(k_order, (), 0, 2**31 - 1))
     x, y = jnp.asarray(x), jnp.asarray(y)
-    idx = train.minibatch_indices(seed, 0, len(y), batch_size, 0, steps)
-    state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+    idx = training.minibatch_indices(seed, 0, len(y), batch_size, 0, steps)
+    state = training.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
 
     def point(p):
         r = revived_fraction(model, p, probe_x, masks)

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ntkplast import streams
-from ntkplast.checkpoints import Run, load_arrays
+from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
+from ntkplast.files import load_arrays
+from ntkplast.runs.checkpoints import Run
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

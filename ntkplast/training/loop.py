@@ -19,11 +19,10 @@ plasticity loss is the run's error minus the reference's (positive: plasticity l
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,300 +30,26 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ntkplast import checkpoints, custom_streams, models, streams
+from ntkplast import models
+from ntkplast.data import custom as custom_streams
+from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
+from ntkplast.hooks import Hooks
+from ntkplast.runs import checkpoints
+from ntkplast.training.config import RunConfig, reference_task_set
+from ntkplast.training.step import (
+    OBJECTIVES,
+    Objective,
+    Trainer,
+    TrainState,
+    make_optimizer,
+    make_trainer,
+    minibatch_indices,
+)
+
+__all__ = ["reference_run", "train_run", "train_seeds"]
 
 Array = jax.Array
-OPTIMIZERS = ("sgd", "momentum", "adam")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings.
-
-    Attributes:
-      optimizer: ``"sgd"``, ``"momentum"`` (heavy ball) or ``"adam"`` (optax).
-      learning_rate: step size η.
-      momentum: β for ``"momentum"``; Adam uses optax's defaults (β1 = 0.9, β2 = 0.999).
-      batch_size: minibatch size B.
-      steps_per_task: training steps per task (set this or ``epochs_per_task``; 500 when
-        neither is given).
-      epochs_per_task: passes over the task's training set, converted to
-        ⌈epochs · N_train / B⌉ steps.
-      checkpoint_every: also checkpoint every this many steps inside a task (0: only at task
-        boundaries and at initialisation).
-      reference_tasks: which tasks get a reset-reference run: ``"all"``, ``"none"``, a list of
-        task indices, or ``"every:k"`` (tasks 0, k, 2k, …).
-      eval_previous: evaluate every earlier task after each task (the accuracy matrix).
-      loss: ``"cross_entropy"`` (classification; the run records accuracies) or ``"mse"``
-        (regression on float targets; the run records mean squared errors): :data:`OBJECTIVES`.
-    """
-
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9
-    batch_size: int = 32
-    steps_per_task: int | None = None
-    epochs_per_task: float | None = None
-    checkpoint_every: int = 0
-    reference_tasks: str | list[int] = "none"
-    eval_previous: bool = True
-    loss: str = "cross_entropy"
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise NtkplastError(f"train.optimizer: unknown {self.optimizer!r}; "
-                                f"choose one of {list(OPTIMIZERS)}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise NtkplastError(f"train.learning_rate must be a positive number, "
-                                f"got {self.learning_rate}")
-        if self.batch_size < 1:
-            raise NtkplastError(f"train.batch_size must be >= 1, got {self.batch_size}")
-        if self.steps_per_task is None and self.epochs_per_task is None:
-            object.__setattr__(self, "steps_per_task", 500)
-        if self.steps_per_task is not None and self.epochs_per_task is not None:
-            raise NtkplastError("train: give steps_per_task or epochs_per_task, not both")
-        if self.steps_per_task is not None and self.steps_per_task < 1:
-            raise NtkplastError(f"train.steps_per_task must be >= 1, got {self.steps_per_task}")
-        if self.epochs_per_task is not None and not self.epochs_per_task > 0:
-            raise NtkplastError(f"train.epochs_per_task must be > 0, got {self.epochs_per_task}")
-        if self.checkpoint_every < 0:
-            raise NtkplastError("train.checkpoint_every must be >= 0 (0 = task boundaries only)")
-        reference_task_set(self.reference_tasks, 1)  # validates the form
-        if self.loss not in OBJECTIVES:
-            raise NtkplastError(f"train.loss: unknown {self.loss!r}; choose one of "
-                                f"{list(OBJECTIVES)}")
-
-    def steps_for(self, num_train: int) -> int:
-        """Training steps per task for a task with ``num_train`` training examples."""
-        if self.steps_per_task is not None:
-            return self.steps_per_task
-        return math.ceil(self.epochs_per_task * num_train / self.batch_size)
-
-
-def reference_task_set(value: str | Sequence[int], num_tasks: int) -> frozenset[int]:
-    """Resolve ``TrainConfig.reference_tasks`` to the set of task indices."""
-    if isinstance(value, str):
-        if value == "all":
-            return frozenset(range(num_tasks))
-        if value == "none":
-            return frozenset()
-        if value.startswith("every:") and value[6:].isdigit() and int(value[6:]) > 0:
-            return frozenset(range(0, num_tasks, int(value[6:])))
-    elif all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value):
-        return frozenset(t for t in value if t < num_tasks)
-    raise NtkplastError(f"train.reference_tasks must be 'all', 'none', 'every:k' or a list of "
-                        f"task indices, got {value!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Hooks:
-    """Where regularizers and reset methods plug into training.
-
-    Attributes:
-      penalty: ``penalty(params) -> scalar`` added to the loss (coupled regularizers: L2,
-        isometry, L2 Init …). Traced inside the jitted step.
-      post_update: ``post_update(params, key, step) -> params`` applied after each optimizer
-        step (decoupled steps: shrink & perturb, AdamO's isometry step). Traced inside the step;
-        ``key`` is derived from the run seed and the global step.
-      post_step: ``post_step(params, opt_state, xb, key, step) -> (params, opt_state)`` applied
-        after ``post_update``, with the step's minibatch inputs ``xb`` (unit resets that score
-        units on the data: ReDo, continual backprop). Traced inside the step.
-      on_task_end: ``on_task_end(params, opt_state, task, key) -> (params, opt_state)`` called
-        (outside jit) after each task's evaluation and before its checkpoint (resets).
-      optimizer: ``optimizer(tx) -> tx`` wraps the run's optax optimizer (decoupled gradients
-        such as L2 Init's, or a method that keeps its own state in the optimizer state).
-
-    Everything but ``on_task_end`` also applies to the reset-reference runs, so the reference is
-    the same method trained from a fresh initialisation.
-    """
-
-    penalty: Callable[[models.Params], Array] | None = None
-    post_update: Callable[[models.Params, Array, Array], models.Params] | None = None
-    post_step: Callable[[models.Params, Any, Array, Array, Array],
-                        tuple[models.Params, Any]] | None = None
-    on_task_end: Callable[[models.Params, Any, int, Array], tuple[models.Params, Any]] | None = None
-    optimizer: Callable[[optax.GradientTransformation],
-                        optax.GradientTransformation] | None = None
-
-
-class TrainState(NamedTuple):
-    """What a step carries: parameters, optimizer state, and the global step."""
-
-    params: models.Params
-    opt_state: Any
-    step: Array
-
-
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """The optax transformation named by ``cfg.optimizer``."""
-    if cfg.optimizer == "sgd":
-        return optax.sgd(cfg.learning_rate)
-    if cfg.optimizer == "momentum":
-        return optax.sgd(cfg.learning_rate, momentum=cfg.momentum)
-    return optax.adam(cfg.learning_rate)
-
-
-def cross_entropy(logits: Array, labels: Array) -> Array:
-    """Mean softmax cross-entropy −(1/B) Σ_i log softmax(f(x_i))_{y_i}."""
-    logp = jax.nn.log_softmax(logits)
-    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
-
-
-def mean_squared_error(outputs: Array, targets: Array) -> Array:
-    """(1/(B·K)) Σ_i ‖f(x_i) − y_i‖², targets ``B × K`` (or ``B`` for one output)."""
-    return jnp.mean(squared_errors(outputs, targets))
-
-
-def correct(logits: Array, labels: Array) -> Array:
-    """Per example 1 if argmax_k f_k(x_i) = y_i, else 0."""
-    return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-
-
-def squared_errors(outputs: Array, targets: Array) -> Array:
-    """Per example (1/K) ‖f(x_i) − y_i‖²."""
-    return jnp.mean((outputs - targets.reshape(outputs.shape)) ** 2, axis=-1)
-
-
-class Objective(NamedTuple):
-    """A training loss, the per-example score a run reports, and the score's name.
-
-    The online score of a task is the mean of ``score`` over every training example of the task,
-    each taken before the step that trains on it; the test score its mean over the test set.
-    ``plasticity_loss`` is signed so that a positive value always means the run learned the task
-    worse than its reset reference.
-    """
-
-    loss: Callable[[Array, Array], Array]
-    score: Callable[[Array, Array], Array]
-    metric: str
-    higher_is_better: bool
-
-
-OBJECTIVES: dict[str, Objective] = {
-    "cross_entropy": Objective(cross_entropy, correct, "accuracy", True),
-    "mse": Objective(mean_squared_error, squared_errors, "mse", False),
-}
-
-
-class Trainer(NamedTuple):
-    """Jit-compiled pieces of training, built once per (model, optimizer, hooks, objective).
-
-    ``run_chunk(state, x, y, idx)`` scans the steps of one chunk with the trainer's step key;
-    ``run_chunk_keyed(state, x, y, idx, step_key)`` is the same with the key as an argument;
-    ``run_chunks(state, x, y, idx, step_keys)`` is ``run_chunk_keyed`` vmapped over S runs
-    (parameters, optimizer states, ``idx`` of shape S × C × B and keys stacked on axis 0; the
-    global step shared). ``evaluate(params, x, y)`` is the objective's mean score (accuracy, or
-    mean squared error).
-    """
-
-    run_chunk: Callable[..., tuple[TrainState, tuple[Array, Array]]]
-    run_chunk_keyed: Callable[..., tuple[TrainState, tuple[Array, Array]]]
-    run_chunks: Callable[..., tuple[TrainState, tuple[Array, Array]]]
-    evaluate: Callable[[models.Params, Array, Array], float]
-
-
-def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: Hooks,
-                 step_key: Array, objective: Objective = OBJECTIVES["cross_entropy"]) -> Trainer:
-    """Build the jitted chunk runners (:class:`Trainer`).
-
-    ``idx`` is ``C × B`` minibatch indices into the task's ``x``/``y`` (on device); a chunk
-    scans C steps and returns the new state and per-step (loss, summed score before the step;
-    for classification the number correct). The key of step t is ``fold_in(step_key, t)``.
-    """
-
-    def loss_fn(params, xb, yb):
-        outputs = model.apply(params, xb)
-        loss = objective.loss(outputs, yb)
-        if hooks.penalty is not None:
-            loss = loss + hooks.penalty(params)
-        return loss, jnp.sum(objective.score(outputs, yb))
-
-    def step(state: TrainState, batch_idx, x, y, step_key):
-        xb, yb = x[batch_idx], y[batch_idx]
-        (loss, score), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, xb, yb)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        key = jax.random.fold_in(step_key, state.step)
-        if hooks.post_update is not None:
-            params = hooks.post_update(params, key, state.step)
-        if hooks.post_step is not None:
-            params, opt_state = hooks.post_step(params, opt_state, xb,
-                                                jax.random.fold_in(key, 1), state.step)
-        return TrainState(params, opt_state, state.step + 1), (loss, score)
-
-    def scan_chunk(state, x, y, idx, step_key):
-        return jax.lax.scan(lambda s, b: step(s, b, x, y, step_key), state, idx)
-
-    run_chunk_keyed = jax.jit(scan_chunk)
-    lanes = TrainState(0, 0, None)  # the global step is shared by vectorised runs
-    run_chunks = jax.jit(jax.vmap(scan_chunk, in_axes=(lanes, None, None, 0, 0),
-                                  out_axes=(lanes, 0)))
-
-    def run_chunk(state, x, y, idx):
-        return run_chunk_keyed(state, x, y, idx, step_key)
-
-    @jax.jit
-    def score_sum(params, x, y):
-        return jnp.sum(objective.score(model.apply(params, x), y))
-
-    def evaluate(params, x, y, batch: int = 2048):
-        n = len(y)
-        total = sum(float(score_sum(params, x[i:i + batch], y[i:i + batch]))
-                    for i in range(0, n, batch))
-        return total / max(n, 1)
-
-    return Trainer(run_chunk, run_chunk_keyed, run_chunks, evaluate)
-
-
-def minibatch_indices(seed: int, task: int, num_train: int, batch_size: int,
-                      start: int, stop: int) -> np.ndarray:
-    """Indices of minibatches ``start … stop-1`` of task ``task`` (shape ``(stop-start) × B``).
-
-    Epoch e of task t visits the training set in the order ``default_rng([seed, 1, t, e])
-    .permutation(N)``; minibatches run through the epochs back to back, so the order is fixed by
-    (seed, task) alone and a resumed run sees exactly the same minibatches.
-    """
-    first, last = start * batch_size, stop * batch_size
-    epochs = range(first // num_train, (last - 1) // num_train + 1)
-    order = np.concatenate([np.random.default_rng([seed, 1, task, e]).permutation(num_train)
-                            for e in epochs])
-    offset = epochs[0] * num_train
-    return order[first - offset:last - offset].reshape(stop - start, batch_size).astype(np.int32)
-
-
-# TrainConfig fields added after format v1 shipped: left out of the manifest at their default
-# value, so runs written before them still resume (their stored config compares equal).
-_ADDED_TRAIN_FIELDS = {"loss": "cross_entropy"}
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Everything a run is reproducible from: seed, model, stream, training settings, method.
-
-    ``method`` is plain data naming a regularizer or reset method and its options
-    (``{"name": "adamo", "lam": 1e-3}``; :func:`ntkplast.regularizers.make_hooks`); empty for
-    plain training.
-    """
-
-    seed: int = 0
-    model: models.ArchSpec = dataclasses.field(default_factory=models.ArchSpec)
-    stream: streams.StreamSpec = dataclasses.field(default_factory=streams.StreamSpec)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    method: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form, as stored in the manifest (``method`` only when one is set, newer
-        training fields only when they differ from their default)."""
-        train = dataclasses.asdict(self.train)
-        for key, default in _ADDED_TRAIN_FIELDS.items():  # absent from older manifests
-            if train[key] == default:
-                del train[key]
-        d = {"seed": self.seed, "model": self.model.to_dict(),
-             "stream": self.stream.to_dict(), "train": train}
-        if self.method:
-            d["method"] = dict(self.method)
-        return d
 
 
 def _chunk_bounds(steps: int, every: int) -> list[int]:

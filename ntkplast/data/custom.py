@@ -29,8 +29,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ntkplast.data.streams import StreamSpec, Task, TaskStream
 from ntkplast.errors import NtkplastError
-from ntkplast.streams import StreamSpec, Task, TaskStream
 
 __all__ = ["ArrayStream", "Stream", "check_stream"]
 

@@ -1,6 +1,6 @@
 """Methods × seeds: train, resume and analyse a grid of runs, and gather their per-task metrics.
 
-An experiment is one base :class:`~ntkplast.train.RunConfig` trained once per (method, seed)
+An experiment is one base :class:`~ntkplast.training.RunConfig` trained once per (method, seed)
 into ``OUT/<method>/seed<k>/``. :func:`run_grid` skips finished runs, resumes interrupted ones
 (the run folder's manifest must hold the same configuration, so a folder from another grid is
 refused rather than mixed in) and analyses each run (:func:`ntkplast.analysis.analyze`, whose
@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ntkplast import analysis, executors, train
+from ntkplast import analysis, training
 from ntkplast.errors import NtkplastError
-from ntkplast.executors import Executor
+from ntkplast.experiments import executors
+from ntkplast.experiments.executors import Executor
 from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints
 
 __all__ = ["GridResult", "RunJob", "check_method_name", "final_tasks_interval", "gather",
@@ -59,11 +60,11 @@ def check_method_name(name: str) -> str:
 class RunJob:
     """One unit of work for an executor: train (or resume) and analyse the runs of ``config``
     under ``seeds``, one folder each — together in one vectorised program when there are
-    several (:func:`ntkplast.train.train_seeds`). ``method`` names the method's folder.
+    several (:func:`ntkplast.training.train_seeds`). ``method`` names the method's folder.
     Plain, picklable data."""
 
     method: str
-    config: train.RunConfig
+    config: training.RunConfig
     seeds: tuple[int, ...]
     run_dirs: tuple[Path, ...]
     settings: analysis.Settings | None = None
@@ -74,14 +75,14 @@ class RunJob:
 
 def run_job(job: RunJob) -> list[Table]:
     """Carry out ``job``; returns one analysis table per seed (empty list without analysis)."""
-    train.train_seeds(job.config, job.seeds, job.run_dirs, resume=True, progress=job.progress)
+    training.train_seeds(job.config, job.seeds, job.run_dirs, resume=True, progress=job.progress)
     if not job.analyze:
         return []
     return [analysis.analyze(d, job.settings, data_dir=job.data_dir, progress=job.progress)
             for d in job.run_dirs]
 
 
-def grid_jobs(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
+def grid_jobs(base: training.RunConfig, methods: Mapping[str, Mapping[str, Any]],
               seeds: Sequence[int], out_dir: str | os.PathLike, *,
               vectorise_seeds: bool = False, **job_options: Any) -> list[RunJob]:
     """The jobs of :func:`run_grid`: one per (method, seed), or one per method with
@@ -123,7 +124,7 @@ def gather(jobs: Sequence[RunJob], tables: Sequence[list[Table]],
     return result
 
 
-def run_grid(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
+def run_grid(base: training.RunConfig, methods: Mapping[str, Mapping[str, Any]],
              seeds: Sequence[int], out_dir: str | os.PathLike, *,
              settings: analysis.Settings | None = None, analyze: bool = True,
              progress: bool = True, data_dir: str | None = None, vectorise_seeds: bool = False,
@@ -142,9 +143,9 @@ def run_grid(base: train.RunConfig, methods: Mapping[str, Mapping[str, Any]],
       analyze: analyse each run (otherwise ``tables`` is empty).
       progress: progress bars.  data_dir: dataset folder for the analysis probe.
       vectorise_seeds: train a method's seeds together in one vectorised program
-        (:func:`ntkplast.train.train_seeds`; the same runs to float rounding).
-      executor: where the jobs run (:mod:`ntkplast.executors`; by default one after another
-        in this process). One job per run, or per method with ``vectorise_seeds``.
+        (:func:`ntkplast.training.train_seeds`; the same runs to float rounding).
+      executor: where the jobs run (:mod:`~ntkplast.experiments.executors`; by default one after
+        another in this process). One job per run, or per method with ``vectorise_seeds``.
 
     Raises:
       NtkplastError: an empty grid, a bad method name or table, or a run folder holding a run of

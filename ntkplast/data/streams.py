@@ -46,7 +46,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from ntkplast import data as data_lib
+from ntkplast.data import datasets as data_lib
 from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 

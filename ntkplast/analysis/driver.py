@@ -1,8 +1,8 @@
 """Every diagnostic over a checkpoint series, into one tidy table.
 
-``analyze(run_dir)`` draws one probe set (:mod:`ntkplast.probes`), then for each checkpoint in
-order computes the metric families asked for and appends rows ``(checkpoint, step, task, layer,
-metric, value)`` to a :class:`~ntkplast.table.Table`:
+``analyze(run_dir)`` draws one probe set (:mod:`~ntkplast.analysis.probes`), then for each
+checkpoint in order computes the metric families asked for and appends rows ``(checkpoint, step,
+task, layer, metric, value)`` to a :class:`~ntkplast.table.Table`:
 
 * ``ntk``: spectral summary of the output-traced empirical NTK on the probe set
   (:func:`ntkplast.spectra.summary`: ``ntk_trace``, ``ntk_lambda_max``, ``ntk_lambda_min``,
@@ -50,8 +50,10 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ntkplast import checkpoints, dormancy, isometry, linalg, ntk, probes, spectra
+from ntkplast import dormancy, isometry, linalg, ntk, spectra
+from ntkplast.analysis import probes
 from ntkplast.errors import NtkplastError
+from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
 FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
@@ -66,7 +68,7 @@ class Settings:
 
     Attributes:
       metrics: families to compute (subset of :data:`FAMILIES`).
-      probe: probe-set source (:func:`ntkplast.probes.build_probe`).
+      probe: probe-set source (:func:`ntkplast.analysis.probes.build_probe`).
       probe_size: number of probe inputs N.
       seed: seeds the probe draw and the isometry subsample.
       engine: NTK engine (:data:`ntkplast.ntk.ENGINES`).

@@ -22,14 +22,10 @@ is flushed to disk, and is renamed over the final name, so a reader never sees h
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import os
 import re
-import tempfile
-import zipfile
-import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +35,7 @@ import numpy as np
 
 from ntkplast import models
 from ntkplast.errors import NtkplastError
+from ntkplast.files import atomic_write_bytes, load_arrays, remove_stale_temporaries, save_arrays
 
 FORMAT = "ntkplast-run"
 FORMAT_VERSION = 1
@@ -46,144 +43,6 @@ MANIFEST = "manifest.json"
 _PARAM_KEY = re.compile(r"^params/([0-9]{1,6})/(W|b)$")
 _OPT_KEY = re.compile(r"^opt_state/([0-9]{1,9})$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_error(path: Path, e: OSError) -> NtkplastError:
-    return NtkplastError(f"could not write {path}: {e.strerror or e} (errno {e.errno}); nothing "
-                         f"was written under that name and its previous version, if any, is "
-                         f"intact; free disk space or fix permissions, then re-run (for "
-                         f"training: with --resume)")
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete the ``.<name>.<random>.tmp`` files that a killed :func:`atomic_write_bytes` left
-    in ``folder`` (never a finished file: those are renamed into place); returns how many.
-
-    Call it only when no other process is writing into ``folder`` (on resume)."""
-    removed = 0
-    for path in Path(folder).glob(".*.tmp"):
-        if path.is_file() and not path.is_symlink():
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync the folder.
-
-    The file gets the permissions ``open()`` would give it (0666 less the umask), not the
-    owner-only 0600 of the temporary file, so a shared run folder stays readable. A failed
-    write (disk full, no permission) removes the temporary file, leaves any previous version
-    of ``path`` intact and raises :class:`NtkplastError` naming the file and the OS error.
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise _write_error(path, e) from e
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise _write_error(path, e) from e
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as e:
-        raise _write_error(path, e) from e
-
-
-def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
-    """Save named arrays as an uncompressed ``.npz``, atomically."""
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-# A member that inflates more than this many times over its compressed size, to more than
-# _BOMB_BYTES, is refused as a zip bomb (float weights compress by less than 2x; np.savez stores).
-_BOMB_RATIO = 200
-_BOMB_BYTES = 1 << 28
-
-
-def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, header length) of the ``.npy`` stream ``f`` positioned at its start."""
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version in ((2, 0), (3, 0)):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
-        raise ValueError(f".npy format version {version} is not supported")
-    return shape, dtype, f.tell()
-
-
-def _check_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
-    """Refuse a member that is not a plain ``.npy`` array or whose sizes do not add up."""
-    if not info.filename.endswith(".npy"):
-        raise ValueError(f"member {info.filename!r} is not a .npy array")
-    if info.file_size > _BOMB_BYTES and info.file_size > _BOMB_RATIO * max(info.compress_size, 1):
-        raise ValueError(f"member {info.filename!r} would inflate from {info.compress_size} to "
-                         f"{info.file_size} bytes (a zip bomb?)")
-    with zf.open(info) as f:
-        shape, dtype, header = _npy_header(f)
-    if dtype.hasobject:
-        raise ValueError(f"member {info.filename!r} holds Python objects (dtype {dtype}); "
-                         f"object arrays are refused because reading them means unpickling, "
-                         f"which can run code")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if header + nbytes != info.file_size:
-        raise ValueError(f"member {info.filename!r} declares shape {shape} of {dtype} "
-                         f"({nbytes} bytes) but holds {info.file_size - header} bytes")
-
-
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz``; corrupt or hostile files raise :class:`NtkplastError`.
-
-    Never unpickles: object arrays are refused. Each member's ``.npy`` header is checked against
-    the member's size before anything is allocated, so a header that claims a huge shape or a
-    zip bomb is refused instead of exhausting memory.
-    """
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            for info in infos:
-                _check_member(zf, info)
-            out = {}
-            for info in infos:
-                with zf.open(info) as f:
-                    out[info.filename[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
-            return out
-    except FileNotFoundError:
-        raise NtkplastError(f"file {path} does not exist; if it belongs to a run folder, the "
-                            f"folder is incomplete (was it moved or partly copied?)") from None
-    except MemoryError:
-        raise NtkplastError(f"file {path} holds arrays too large for this machine's "
-                            f"memory") from None
-    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error, KeyError,
-            NotImplementedError, RuntimeError, OverflowError) as e:
-        # zipfile raises NotImplementedError (unknown compression or zip version) and
-        # RuntimeError (encrypted member); numpy raises ValueError/TypeError on bad headers
-        raise NtkplastError(f"file {path} is corrupt or not an .npz of plain arrays "
-                            f"({type(e).__name__}: {e}); restore it from a copy (a checkpoint: "
-                            f"or delete it and its manifest entry)") from None
 
 
 def params_to_arrays(params: models.Params) -> dict[str, np.ndarray]:

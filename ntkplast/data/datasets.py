@@ -308,7 +308,7 @@ def _to_unit_float(a: np.ndarray) -> np.ndarray:
 
 def _read_mnist_npz(path: Path, name: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Read the keras-style ``mnist.npz`` (uint8 x_train N×28×28, labels, same for test)."""
-    from ntkplast.checkpoints import load_arrays  # the one .npz reader (no pickle, bounded)
+    from ntkplast.files import load_arrays  # the one .npz reader (no pickle, bounded)
 
     keys = ("x_train", "y_train", "x_test", "y_test")
     arrays = load_arrays(path)

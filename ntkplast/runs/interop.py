@@ -44,7 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkplast import checkpoints, models
+from ntkplast import models
+from ntkplast.runs import checkpoints
 from ntkplast.errors import NtkplastError
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")

@@ -1,0 +1,15 @@
+"""Experiments: many runs at once, and the studies built from them.
+
+===================  ========================================================================
+module               what it holds
+===================  ========================================================================
+``grid``             methods × seeds (:func:`run_grid`): train, analyse, gather tables
+``sweep``            a TOML grid of hyper-parameter points (``ntkplast sweep``)
+``executors``        where jobs run: in process or on Ray
+``demo``             ``ntkplast demo``
+``reactivation``     plant dead ReLU units, train, count how many revive
+===================  ========================================================================
+
+Import the module you need (``from ntkplast.experiments import grid``); nothing is imported here,
+so ``import ntkplast.experiments.executors`` stays light.
+"""

@@ -1,0 +1,49 @@
+"""Continual training over a task stream: configs → the jitted step → the loop.
+
+===================  ==========================================================================
+module               what it holds
+===================  ==========================================================================
+``config``           :class:`TrainConfig`, :class:`RunConfig`, TOML configs and ``--set`` overrides
+``step``             objectives, :class:`TrainState`, :func:`make_trainer`, the minibatch schedule
+``loop``             :func:`train_run`, :func:`train_seeds` (vmapped seeds), reset references
+===================  ==========================================================================
+
+The plug points regularizers fill are :class:`ntkplast.hooks.Hooks`. ``from ntkplast import
+train`` is this package under its flat name.
+"""
+
+from ntkplast.hooks import Hooks
+from ntkplast.training.config import (
+    LOSSES,
+    OPTIMIZERS,
+    SECTIONS,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    read_toml,
+    reference_task_set,
+)
+from ntkplast.training.loop import reference_run, train_run, train_seeds
+from ntkplast.training.step import (
+    OBJECTIVES,
+    Objective,
+    Trainer,
+    TrainState,
+    correct,
+    cross_entropy,
+    make_optimizer,
+    make_trainer,
+    mean_squared_error,
+    minibatch_indices,
+    squared_errors,
+)
+
+__all__ = [
+    "LOSSES", "OBJECTIVES", "OPTIMIZERS", "SECTIONS", "Hooks", "Objective", "RunConfig",
+    "TrainConfig", "TrainState", "Trainer", "apply_overrides", "config_from_dict", "correct",
+    "cross_entropy", "load_config", "make_optimizer", "make_trainer", "mean_squared_error",
+    "minibatch_indices", "read_toml", "reference_run", "reference_task_set", "squared_errors",
+    "train_run", "train_seeds",
+]

@@ -1,0 +1,235 @@
+"""Run configuration: the settings a run is reproducible from, TOML files and overrides.
+
+:class:`TrainConfig` (optimisation) and :class:`RunConfig` (seed, model, stream, training,
+method) are plain frozen dataclasses; this module reads them from TOML and ``--set`` overrides.
+
+A config file has a top-level ``seed`` and four tables, each optional (defaults fill gaps)::
+
+    seed = 0
+    [model]    # ntkplast.models.ArchSpec fields
+    kind = "mlp"
+    widths = [100, 100, 100]
+    [stream]   # ntkplast.data.streams.StreamSpec fields
+    kind = "permuted"
+    dataset = "digits"
+    num_tasks = 20
+    [train]    # ntkplast.training.TrainConfig fields
+    optimizer = "adam"
+    learning_rate = 1e-3
+    steps_per_task = 500
+    [method]   # a regularizer or reset method (ntkplast.regularizers.make_hooks); optional
+    name = "adamo"
+    lam = 1e-3
+
+Overrides use dotted keys with TOML values: ``--set train.learning_rate=3e-4``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ntkplast import models
+from ntkplast.data import streams
+from ntkplast.errors import NtkplastError
+from ntkplast.plain import from_plain
+
+__all__ = ["LOSSES", "OPTIMIZERS", "SECTIONS", "RunConfig", "TrainConfig", "apply_overrides",
+           "config_from_dict", "load_config", "read_toml", "reference_task_set"]
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+LOSSES = ("cross_entropy", "mse")  # the keys of ntkplast.training.step.OBJECTIVES
+SECTIONS = ("model", "stream", "train", "method")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+      optimizer: ``"sgd"``, ``"momentum"`` (heavy ball) or ``"adam"`` (optax).
+      learning_rate: step size η.
+      momentum: β for ``"momentum"``; Adam uses optax's defaults (β1 = 0.9, β2 = 0.999).
+      batch_size: minibatch size B.
+      steps_per_task: training steps per task (set this or ``epochs_per_task``; 500 when
+        neither is given).
+      epochs_per_task: passes over the task's training set, converted to
+        ⌈epochs · N_train / B⌉ steps.
+      checkpoint_every: also checkpoint every this many steps inside a task (0: only at task
+        boundaries and at initialisation).
+      reference_tasks: which tasks get a reset-reference run: ``"all"``, ``"none"``, a list of
+        task indices, or ``"every:k"`` (tasks 0, k, 2k, …).
+      eval_previous: evaluate every earlier task after each task (the accuracy matrix).
+      loss: ``"cross_entropy"`` (classification; the run records accuracies) or ``"mse"``
+        (regression on float targets; the run records mean squared errors): :data:`LOSSES`,
+        the objectives of :data:`ntkplast.training.step.OBJECTIVES`.
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    batch_size: int = 32
+    steps_per_task: int | None = None
+    epochs_per_task: float | None = None
+    checkpoint_every: int = 0
+    reference_tasks: str | list[int] = "none"
+    eval_previous: bool = True
+    loss: str = "cross_entropy"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise NtkplastError(f"train.optimizer: unknown {self.optimizer!r}; "
+                                f"choose one of {list(OPTIMIZERS)}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise NtkplastError(f"train.learning_rate must be a positive number, "
+                                f"got {self.learning_rate}")
+        if self.batch_size < 1:
+            raise NtkplastError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        if self.steps_per_task is None and self.epochs_per_task is None:
+            object.__setattr__(self, "steps_per_task", 500)
+        if self.steps_per_task is not None and self.epochs_per_task is not None:
+            raise NtkplastError("train: give steps_per_task or epochs_per_task, not both")
+        if self.steps_per_task is not None and self.steps_per_task < 1:
+            raise NtkplastError(f"train.steps_per_task must be >= 1, got {self.steps_per_task}")
+        if self.epochs_per_task is not None and not self.epochs_per_task > 0:
+            raise NtkplastError(f"train.epochs_per_task must be > 0, got {self.epochs_per_task}")
+        if self.checkpoint_every < 0:
+            raise NtkplastError("train.checkpoint_every must be >= 0 (0 = task boundaries only)")
+        reference_task_set(self.reference_tasks, 1)  # validates the form
+        if self.loss not in LOSSES:
+            raise NtkplastError(f"train.loss: unknown {self.loss!r}; choose one of "
+                                f"{list(LOSSES)}")
+
+    def steps_for(self, num_train: int) -> int:
+        """Training steps per task for a task with ``num_train`` training examples."""
+        if self.steps_per_task is not None:
+            return self.steps_per_task
+        return math.ceil(self.epochs_per_task * num_train / self.batch_size)
+
+
+def reference_task_set(value: str | Sequence[int], num_tasks: int) -> frozenset[int]:
+    """Resolve ``TrainConfig.reference_tasks`` to the set of task indices."""
+    if isinstance(value, str):
+        if value == "all":
+            return frozenset(range(num_tasks))
+        if value == "none":
+            return frozenset()
+        if value.startswith("every:") and value[6:].isdigit() and int(value[6:]) > 0:
+            return frozenset(range(0, num_tasks, int(value[6:])))
+    elif all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value):
+        return frozenset(t for t in value if t < num_tasks)
+    raise NtkplastError(f"train.reference_tasks must be 'all', 'none', 'every:k' or a list of "
+                        f"task indices, got {value!r}")
+
+
+# TrainConfig fields added after format v1 shipped: left out of the manifest at their default
+# value, so runs written before them still resume (their stored config compares equal).
+_ADDED_TRAIN_FIELDS = {"loss": "cross_entropy"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run is reproducible from: seed, model, stream, training settings, method.
+
+    ``method`` is plain data naming a regularizer or reset method and its options
+    (``{"name": "adamo", "lam": 1e-3}``; :func:`ntkplast.regularizers.make_hooks`); empty for
+    plain training.
+    """
+
+    seed: int = 0
+    model: models.ArchSpec = dataclasses.field(default_factory=models.ArchSpec)
+    stream: streams.StreamSpec = dataclasses.field(default_factory=streams.StreamSpec)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    method: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form, as stored in the manifest (``method`` only when one is set, newer
+        training fields only when they differ from their default)."""
+        train = dataclasses.asdict(self.train)
+        for key, default in _ADDED_TRAIN_FIELDS.items():  # absent from older manifests
+            if train[key] == default:
+                del train[key]
+        d = {"seed": self.seed, "model": self.model.to_dict(),
+             "stream": self.stream.to_dict(), "train": train}
+        if self.method:
+            d["method"] = dict(self.method)
+        return d
+
+
+def config_from_dict(d: Mapping[str, Any], where: str = "config") -> RunConfig:
+    """Build a :class:`RunConfig` from plain data (as read from TOML or a manifest)."""
+    unknown = sorted(set(d) - {"seed", *SECTIONS})
+    if unknown:
+        raise NtkplastError(f"{where}: unknown key(s) {unknown}; a config has 'seed' and the "
+                            f"tables {list(SECTIONS)}")
+    seed = d.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise NtkplastError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    return RunConfig(
+        seed=seed,
+        model=models.ArchSpec.from_dict(d.get("model", {}), where=f"{where}: model"),
+        stream=streams.StreamSpec.from_dict(d.get("stream", {}), where=f"{where}: stream"),
+        train=from_plain(TrainConfig, d.get("train", {}), where=f"{where}: train"),
+        method=_method(d.get("method", {}), where),
+    )
+
+
+def _method(method: Any, where: str) -> dict[str, Any]:
+    """Validate the ``[method]`` table (names and option names; values when hooks are built)."""
+    if not method:
+        return {}
+    from ntkplast.regularizers import check_method  # imports jax-heavy modules; only when used
+
+    try:
+        return check_method(method)
+    except NtkplastError as e:
+        raise NtkplastError(f"{where}: {e}") from None
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a TOML file; unreadable or malformed files raise :class:`NtkplastError`."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise NtkplastError(f"config file {path} does not exist; give the path of a .toml "
+                            f"config (see configs/ for examples)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise NtkplastError(f"config file {path} cannot be read ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise NtkplastError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``d`` with ``section.key=value`` overrides (values parsed as TOML)."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise NtkplastError(f"--set {item!r}: expected section.key=value, "
+                                f"e.g. train.learning_rate=3e-4")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word is taken as a string
+        parts = key.split(".")
+        if len(parts) == 1:
+            out[parts[0]] = value
+        elif len(parts) == 2 and parts[0] in SECTIONS:
+            out.setdefault(parts[0], {})[parts[1]] = value
+        else:
+            raise NtkplastError(f"--set {item!r}: the key must be 'seed' or one of "
+                                f"{[s + '.<key>' for s in SECTIONS]}")
+    return out
+
+
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a TOML config (or start from defaults when ``path`` is None) and apply overrides."""
+    d = read_toml(path) if path is not None else {}
+    where = str(Path(path)) if path is not None else "config"
+    return config_from_dict(apply_overrides(d, overrides), where=where)

@@ -1,0 +1,171 @@
+"""One jit-compiled training step and the pieces it is made of.
+
+Objectives (the loss a step minimises and the per-example score a run reports), the optimizer
+factory, :class:`TrainState`, :func:`make_trainer` (the step scanned over a chunk of minibatches,
+optionally ``jax.vmap``-ed over seeds) and the deterministic minibatch schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ntkplast import models
+from ntkplast.hooks import Hooks
+from ntkplast.training.config import TrainConfig
+
+__all__ = ["OBJECTIVES", "Objective", "TrainState", "Trainer", "correct", "cross_entropy",
+           "make_optimizer", "make_trainer", "mean_squared_error", "minibatch_indices",
+           "squared_errors"]
+
+Array = jax.Array
+
+
+class TrainState(NamedTuple):
+    """What a step carries: parameters, optimizer state, and the global step."""
+
+    params: models.Params
+    opt_state: Any
+    step: Array
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """The optax transformation named by ``cfg.optimizer``."""
+    if cfg.optimizer == "sgd":
+        return optax.sgd(cfg.learning_rate)
+    if cfg.optimizer == "momentum":
+        return optax.sgd(cfg.learning_rate, momentum=cfg.momentum)
+    return optax.adam(cfg.learning_rate)
+
+
+def cross_entropy(logits: Array, labels: Array) -> Array:
+    """Mean softmax cross-entropy −(1/B) Σ_i log softmax(f(x_i))_{y_i}."""
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+
+
+def mean_squared_error(outputs: Array, targets: Array) -> Array:
+    """(1/(B·K)) Σ_i ‖f(x_i) − y_i‖², targets ``B × K`` (or ``B`` for one output)."""
+    return jnp.mean(squared_errors(outputs, targets))
+
+
+def correct(logits: Array, labels: Array) -> Array:
+    """Per example 1 if argmax_k f_k(x_i) = y_i, else 0."""
+    return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+
+
+def squared_errors(outputs: Array, targets: Array) -> Array:
+    """Per example (1/K) ‖f(x_i) − y_i‖²."""
+    return jnp.mean((outputs - targets.reshape(outputs.shape)) ** 2, axis=-1)
+
+
+class Objective(NamedTuple):
+    """A training loss, the per-example score a run reports, and the score's name.
+
+    The online score of a task is the mean of ``score`` over every training example of the task,
+    each taken before the step that trains on it; the test score its mean over the test set.
+    ``plasticity_loss`` is signed so that a positive value always means the run learned the task
+    worse than its reset reference.
+    """
+
+    loss: Callable[[Array, Array], Array]
+    score: Callable[[Array, Array], Array]
+    metric: str
+    higher_is_better: bool
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "cross_entropy": Objective(cross_entropy, correct, "accuracy", True),
+    "mse": Objective(mean_squared_error, squared_errors, "mse", False),
+}
+
+
+class Trainer(NamedTuple):
+    """Jit-compiled pieces of training, built once per (model, optimizer, hooks, objective).
+
+    ``run_chunk(state, x, y, idx)`` scans the steps of one chunk with the trainer's step key;
+    ``run_chunk_keyed(state, x, y, idx, step_key)`` is the same with the key as an argument;
+    ``run_chunks(state, x, y, idx, step_keys)`` is ``run_chunk_keyed`` vmapped over S runs
+    (parameters, optimizer states, ``idx`` of shape S × C × B and keys stacked on axis 0; the
+    global step shared). ``evaluate(params, x, y)`` is the objective's mean score (accuracy, or
+    mean squared error).
+    """
+
+    run_chunk: Callable[..., tuple[TrainState, tuple[Array, Array]]]
+    run_chunk_keyed: Callable[..., tuple[TrainState, tuple[Array, Array]]]
+    run_chunks: Callable[..., tuple[TrainState, tuple[Array, Array]]]
+    evaluate: Callable[[models.Params, Array, Array], float]
+
+
+def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: Hooks,
+                 step_key: Array, objective: Objective = OBJECTIVES["cross_entropy"]) -> Trainer:
+    """Build the jitted chunk runners (:class:`Trainer`).
+
+    ``idx`` is ``C × B`` minibatch indices into the task's ``x``/``y`` (on device); a chunk
+    scans C steps and returns the new state and per-step (loss, summed score before the step;
+    for classification the number correct). The key of step t is ``fold_in(step_key, t)``.
+    """
+
+    def loss_fn(params, xb, yb):
+        outputs = model.apply(params, xb)
+        loss = objective.loss(outputs, yb)
+        if hooks.penalty is not None:
+            loss = loss + hooks.penalty(params)
+        return loss, jnp.sum(objective.score(outputs, yb))
+
+    def step(state: TrainState, batch_idx, x, y, step_key):
+        xb, yb = x[batch_idx], y[batch_idx]
+        (loss, score), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, xb, yb)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        key = jax.random.fold_in(step_key, state.step)
+        if hooks.post_update is not None:
+            params = hooks.post_update(params, key, state.step)
+        if hooks.post_step is not None:
+            params, opt_state = hooks.post_step(params, opt_state, xb,
+                                                jax.random.fold_in(key, 1), state.step)
+        return TrainState(params, opt_state, state.step + 1), (loss, score)
+
+    def scan_chunk(state, x, y, idx, step_key):
+        return jax.lax.scan(lambda s, b: step(s, b, x, y, step_key), state, idx)
+
+    run_chunk_keyed = jax.jit(scan_chunk)
+    lanes = TrainState(0, 0, None)  # the global step is shared by vectorised runs
+    run_chunks = jax.jit(jax.vmap(scan_chunk, in_axes=(lanes, None, None, 0, 0),
+                                  out_axes=(lanes, 0)))
+
+    def run_chunk(state, x, y, idx):
+        return run_chunk_keyed(state, x, y, idx, step_key)
+
+    @jax.jit
+    def score_sum(params, x, y):
+        return jnp.sum(objective.score(model.apply(params, x), y))
+
+    def evaluate(params, x, y, batch: int = 2048):
+        n = len(y)
+        total = sum(float(score_sum(params, x[i:i + batch], y[i:i + batch]))
+                    for i in range(0, n, batch))
+        return total / max(n, 1)
+
+    return Trainer(run_chunk, run_chunk_keyed, run_chunks, evaluate)
+
+
+def minibatch_indices(seed: int, task: int, num_train: int, batch_size: int,
+                      start: int, stop: int) -> np.ndarray:
+    """Indices of minibatches ``start … stop-1`` of task ``task`` (shape ``(stop-start) × B``).
+
+    Epoch e of task t visits the training set in the order ``default_rng([seed, 1, t, e])
+    .permutation(N)``; minibatches run through the epochs back to back, so the order is fixed by
+    (seed, task) alone and a resumed run sees exactly the same minibatches.
+    """
+    first, last = start * batch_size, stop * batch_size
+    epochs = range(first // num_train, (last - 1) // num_train + 1)
+    order = np.concatenate([np.random.default_rng([seed, 1, task, e]).permutation(num_train)
+                            for e in epochs])
+    offset = epochs[0] * num_train
+    return order[first - offset:last - offset].reshape(stop - start, batch_size).astype(np.int32)
