@@ -28,31 +28,65 @@ Kinds (``StreamSpec.kind``):
 ``"random_labels"``
     Task ``t`` gives each training example an independent uniformly random label (a memorisation
     task: Lyle et al. 2023; Kumar et al. 2023). Test labels are drawn at random too, so test
-    accuracy sits at chance; the plasticity signal is the training accuracy reached.
+    accuracy sits at chance; the plasticity signal is the training accuracy reached. With
+    ``train_size = n`` and ``fixed_subset = true`` every task uses the same n images and only
+    their labels are re-drawn — the protocol of Lyle et al. (2023) and Kumar et al. (2023).
+``"warm_start"``
+    Warm-starting (Ash & Adams 2020, "On warm-starting neural network training"): task 0 trains
+    on a seeded ``warm_fraction`` of the training set, every later task on all of it; the test
+    set is the dataset's. The plasticity signal is the gap in test accuracy to a fresh network
+    trained on all of the data (the reset reference).
+``"slowly_changing_regression"``
+    Dohare et al. (2024)'s slowly-changing regression ("bit-flipping"): inputs of ``bits``
+    binary values, the first ``slow_bits`` held fixed for a task of ``train_size`` examples
+    (default 10,000) and the rest random per example; targets from a fixed random network of
+    linear threshold units (:mod:`ntkplast.data.regression`). ``dataset`` is not used.
+
+Two more streams of the plasticity literature are these kinds trained with the online protocol
+(``[train] online = true``: one pass in stream order, batch size 1 allowed):
+
+* **input-permuted, online**: ``kind = "permuted"`` (Dohare et al. 2024's online permuted MNIST);
+* **label-permuted, online** (Elsayed & Mahmood 2024, "Addressing loss of plasticity and
+  catastrophic forgetting in continual learning"): ``kind = "shuffled_labels"`` with
+  ``train_size = k`` — every k examples (one task: k fresh examples drawn from the training set)
+  the label map is re-drawn.
 
 ``train_size`` caps each task's training set at that many examples, a seeded random subset drawn
-per task (tasks with fewer examples keep all of them); the test sets are never subsampled.
+per task (or once for the whole stream with ``fixed_subset = true``); tasks with fewer examples
+keep all of them; the test sets are never subsampled.
 
 Random streams are drawn from ``np.random.default_rng([seed, t, purpose])`` with a fixed purpose
 code per use (0 the task's transform, 1 the train subset, 2 the random test labels, 3 the split
-cycle's class order, indexed by cycle instead of ``t``).
+cycle's class order, indexed by cycle instead of ``t``); the fixed subset from
+``default_rng([seed, 1])`` and the warm-start order from ``default_rng([seed, 4])``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, overload
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from ntkplast.data import datasets as data_lib
+from ntkplast.data.regression import SlowlyChangingRegression
+from ntkplast.data.tasks import LazyTasks, Task
 from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 
-KINDS: tuple[str, ...] = ("permuted", "split", "shuffled_labels", "random_labels")
+__all__ = ["FLIPS", "KINDS", "StreamSpec", "Task", "TaskStream", "make_stream"]
 
-_TRANSFORM, _SUBSET, _TEST_LABELS, _CYCLE = 0, 1, 2, 3
+KINDS: tuple[str, ...] = ("permuted", "split", "shuffled_labels", "random_labels", "warm_start",
+                          "slowly_changing_regression")
+FLIPS: tuple[str, ...] = ("all", "one")
+
+_TRANSFORM, _SUBSET, _TEST_LABELS, _CYCLE, _WARM = 0, 1, 2, 3, 4
+
+# StreamSpec fields added after format v1 shipped: left out of the manifest at their default
+# value, so runs written before them still resume (their stored config compares equal).
+_ADDED_FIELDS = {"fixed_subset": False, "warm_fraction": 0.5, "bits": 20, "slow_bits": 15,
+                 "target_features": 100, "target_beta": 0.7, "flip": "all"}
 
 
 def _is_int(v: Any) -> bool:
@@ -70,9 +104,16 @@ class StreamSpec:
       classes_per_task: classes per task for ``"split"`` (must divide the dataset's class count;
         ignored by the other kinds).
       train_size: at most this many training examples per task (a seeded subset), or ``None``
-        for all.
+        for all; for ``"slowly_changing_regression"`` the examples per task (``None``: 10,000).
       seed: non-negative integer from which every task is drawn.
       data_dir: where the dataset files are (see :func:`ntkplast.data.resolve_data_dir`).
+      fixed_subset: draw the ``train_size`` subset once for the whole stream instead of per task
+        (random-label memorisation on a fixed set of images).
+      warm_fraction: ``"warm_start"``: the fraction of the training set that task 0 sees.
+      bits, slow_bits, target_features, target_beta, flip: ``"slowly_changing_regression"``:
+        input bits m, slow bits f, the target network's threshold units and their β, and whether
+        a new task re-draws ``"all"`` slow bits or flips ``"one"`` of them
+        (:mod:`ntkplast.data.regression`).
     """
 
     kind: str = "permuted"
@@ -82,6 +123,13 @@ class StreamSpec:
     train_size: int | None = None
     seed: int = 0
     data_dir: str | None = None
+    fixed_subset: bool = False
+    warm_fraction: float = 0.5
+    bits: int = 20
+    slow_bits: int = 15
+    target_features: int = 100
+    target_beta: float = 0.7
+    flip: str = "all"
 
     def __post_init__(self) -> None:
         w = "stream"
@@ -108,10 +156,43 @@ class StreamSpec:
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise NtkplastError(f"{w}.data_dir: expected a path string or null, got "
                                 f"{self.data_dir!r}")
+        if self.fixed_subset and self.train_size is None:
+            raise NtkplastError(f"{w}.fixed_subset needs {w}.train_size (how many images every "
+                                f"task shares)")
+        if self.fixed_subset and self.kind == "split":
+            raise NtkplastError(f"{w}.fixed_subset: split tasks hold different classes, so they "
+                                f"cannot share one subset of images; drop fixed_subset")
+        if not 0 < self.warm_fraction < 1:
+            raise NtkplastError(f"{w}.warm_fraction: expected a fraction in (0, 1), got "
+                                f"{self.warm_fraction!r}")
+        if self.kind == "warm_start" and self.num_tasks < 2:
+            raise NtkplastError(f"{w}.num_tasks: a warm_start stream needs at least 2 tasks "
+                                f"(part of the data, then all of it)")
+        if self.kind == "slowly_changing_regression":
+            self._check_regression(w)
+
+    def _check_regression(self, w: str) -> None:
+        for name in ("bits", "slow_bits", "target_features"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise NtkplastError(f"{w}.{name}: expected an integer >= 1, got "
+                                    f"{getattr(self, name)!r}")
+        if self.slow_bits > self.bits:
+            raise NtkplastError(f"{w}.slow_bits = {self.slow_bits} exceeds {w}.bits = "
+                                f"{self.bits}")
+        if not 0 < self.target_beta < 1:
+            raise NtkplastError(f"{w}.target_beta: expected a number in (0, 1), got "
+                                f"{self.target_beta!r}")
+        if self.flip not in FLIPS:
+            raise NtkplastError(f"{w}.flip: expected one of {list(FLIPS)}, got {self.flip!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON/TOML-ready dict; ``StreamSpec.from_dict(spec.to_dict()) == spec``."""
-        return dataclasses.asdict(self)
+        """JSON/TOML-ready dict; ``StreamSpec.from_dict(spec.to_dict()) == spec``. Fields added
+        after format v1 are left out at their default value (older manifests lack them)."""
+        d = dataclasses.asdict(self)
+        for key, default in _ADDED_FIELDS.items():
+            if d[key] == default:
+                del d[key]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "stream") -> StreamSpec:
@@ -126,30 +207,9 @@ def _check_split(classes_per_task: int, num_classes: int, where: str) -> None:
                             f"{num_classes} classes of {where}; choose one of {divisors}")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Task:
-    """One task of a stream.
-
-    Attributes:
-      index: the task's position ``t`` in the stream.
-      x_train: ``float32[N, H, W, C]``; y_train: ``int32[N]``.
-      x_test: ``float32[M, H, W, C]``; y_test: ``int32[M]``.
-      classes: the sorted labels that occur in this task (train or test).
-
-    Arrays a task leaves unchanged (e.g. the inputs of a label-shuffling task) are read-only views
-    of the dataset's arrays; copy them before modifying in place.
-    """
-
-    index: int
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: tuple[int, ...]
-
-
-class TaskStream(Sequence[Task]):
-    """A sequence of :class:`Task` built lazily and deterministically from a spec and a dataset.
+class TaskStream(LazyTasks):
+    """The built-in stream of a :class:`StreamSpec` over a dataset: task ``t`` built on demand,
+    deterministically (:class:`~ntkplast.data.tasks.LazyTasks`).
 
     ``len(stream)`` is ``spec.num_tasks``; ``stream[t]`` builds task ``t`` (the last one built is
     kept, so repeated access is cheap); iteration builds one task at a time.
@@ -164,38 +224,9 @@ class TaskStream(Sequence[Task]):
     def __init__(self, spec: StreamSpec, dataset: data_lib.Dataset):
         if spec.kind == "split":
             _check_split(spec.classes_per_task, dataset.num_classes, f"dataset {dataset.name!r}")
+        super().__init__(spec.num_tasks, dataset.input_shape, dataset.num_classes)
         self.spec = spec
         self.dataset = dataset
-        self.num_classes: int = int(dataset.num_classes)
-        self.input_shape: tuple[int, ...] = dataset.input_shape
-        self._last: Task | None = None
-
-    def __len__(self) -> int:
-        return self.spec.num_tasks
-
-    @overload
-    def __getitem__(self, t: int) -> Task: ...
-
-    @overload
-    def __getitem__(self, t: slice) -> list[Task]: ...
-
-    def __getitem__(self, t: int | slice) -> Task | list[Task]:
-        if isinstance(t, slice):
-            return [self[i] for i in range(*t.indices(len(self)))]
-        if not isinstance(t, int | np.integer) or isinstance(t, bool):
-            raise NtkplastError(f"task index must be an integer, got {t!r}")
-        t = int(t)
-        if t < 0:
-            t += len(self)
-        if not 0 <= t < len(self):
-            raise IndexError(f"task index {t} out of range for a stream of {len(self)} tasks")
-        if self._last is None or self._last.index != t:
-            self._last = self._build(t)
-        return self._last
-
-    def __iter__(self) -> Iterator[Task]:
-        for t in range(len(self)):
-            yield self[t]
 
     def __repr__(self) -> str:
         s = self.spec
@@ -214,12 +245,20 @@ class TaskStream(Sequence[Task]):
         order = self._rng(cycle, _CYCLE).permutation(self.num_classes)
         return tuple(sorted(int(c) for c in order[pos * cpt:(pos + 1) * cpt]))
 
-    def test_set(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(x_test, y_test)`` of task ``t``, without building its training arrays."""
-        if self._last is not None and self._last.index == t:
-            return self._last.x_test, self._last.y_test
-        task = self._build(t, include_train=False)
-        return task.x_test, task.y_test
+    def _train_subset(self, t: int, n: int) -> np.ndarray | None:
+        """Indices of task ``t``'s training examples among the ``n`` it could use (None: all)."""
+        size = self.spec.train_size
+        keep = None
+        if size is not None and size < n:
+            rng = (np.random.default_rng([self.spec.seed, _SUBSET]) if self.spec.fixed_subset
+                   else self._rng(t, _SUBSET))
+            keep = np.sort(rng.choice(n, size, replace=False))
+        if self.spec.kind == "warm_start" and t == 0:
+            m = len(keep) if keep is not None else n
+            first = np.random.default_rng([self.spec.seed, _WARM]).permutation(m)
+            first = np.sort(first[:max(1, int(self.spec.warm_fraction * m))])
+            keep = keep[first] if keep is not None else first
+        return keep
 
     def _build(self, t: int, include_train: bool = True) -> Task:
         ds, kind = self.dataset, self.spec.kind
@@ -230,9 +269,8 @@ class TaskStream(Sequence[Task]):
             chosen = np.asarray(self.split_classes(t))
             tr, te = np.isin(ytr, chosen), np.isin(yte, chosen)
             xtr, ytr, xte, yte = xtr[tr], ytr[tr], xte[te], yte[te]
-        if self.spec.train_size is not None and self.spec.train_size < len(ytr):
-            keep = np.sort(self._rng(t, _SUBSET).choice(len(ytr), self.spec.train_size,
-                                                        replace=False))
+        keep = self._train_subset(t, len(ytr)) if include_train else None
+        if keep is not None:
             xtr, ytr = xtr[keep], ytr[keep]
         rng = self._rng(t, _TRANSFORM)
         if kind == "permuted":
@@ -256,7 +294,7 @@ def _permute_pixels(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
 
 
 def make_stream(spec: StreamSpec | Mapping[str, Any],
-                dataset: data_lib.Dataset | None = None) -> TaskStream:
+                dataset: data_lib.Dataset | None = None) -> LazyTasks:
     """Build the task stream that ``spec`` describes.
 
     Args:
@@ -266,13 +304,16 @@ def make_stream(spec: StreamSpec | Mapping[str, Any],
         (e.g. a subsample for a quick test); ``spec.dataset`` is then only a label.
 
     Returns:
-      a :class:`TaskStream` of ``spec.num_tasks`` tasks.
+      a :class:`TaskStream` of ``spec.num_tasks`` tasks (for ``"slowly_changing_regression"``
+      a :class:`~ntkplast.data.regression.SlowlyChangingRegression`).
     """
     if not isinstance(spec, StreamSpec):
         if not isinstance(spec, Mapping):
             raise NtkplastError(f"stream: expected a StreamSpec or a table of settings, got "
                                 f"{type(spec).__name__}")
         spec = StreamSpec.from_dict(spec)
+    if spec.kind == "slowly_changing_regression":
+        return SlowlyChangingRegression(spec)
     if dataset is None:
         dataset = data_lib.load_dataset(spec.dataset, spec.data_dir)
     elif not isinstance(dataset, data_lib.Dataset):

@@ -15,6 +15,7 @@ train`` is this package under its flat name.
 from ntkplast.hooks import Hooks
 from ntkplast.training.config import (
     LOSSES,
+    MEASURES,
     OPTIMIZERS,
     SECTIONS,
     RunConfig,
@@ -24,10 +25,12 @@ from ntkplast.training.config import (
     load_config,
     read_toml,
     reference_task_set,
+    resolve_measure,
 )
 from ntkplast.training.loop import reference_run, train_run, train_seeds
 from ntkplast.training.step import (
     OBJECTIVES,
+    Evaluation,
     Objective,
     Trainer,
     TrainState,
@@ -37,13 +40,16 @@ from ntkplast.training.step import (
     make_trainer,
     mean_squared_error,
     minibatch_indices,
+    nll,
+    online_indices,
     squared_errors,
 )
 
 __all__ = [
-    "LOSSES", "OBJECTIVES", "OPTIMIZERS", "SECTIONS", "Hooks", "Objective", "RunConfig",
-    "TrainConfig", "TrainState", "Trainer", "apply_overrides", "config_from_dict", "correct",
-    "cross_entropy", "load_config", "make_optimizer", "make_trainer", "mean_squared_error",
-    "minibatch_indices", "read_toml", "reference_run", "reference_task_set", "squared_errors",
+    "LOSSES", "MEASURES", "OBJECTIVES", "OPTIMIZERS", "SECTIONS", "Evaluation", "Hooks",
+    "Objective", "RunConfig", "TrainConfig", "TrainState", "Trainer", "apply_overrides",
+    "config_from_dict", "correct", "cross_entropy", "load_config", "make_optimizer",
+    "make_trainer", "mean_squared_error", "minibatch_indices", "nll", "online_indices",
+    "read_toml", "reference_run", "reference_task_set", "resolve_measure", "squared_errors",
     "train_run", "train_seeds",
 ]

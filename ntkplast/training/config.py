@@ -39,10 +39,12 @@ from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 
-__all__ = ["LOSSES", "OPTIMIZERS", "SECTIONS", "RunConfig", "TrainConfig", "apply_overrides",
-           "config_from_dict", "load_config", "read_toml", "reference_task_set"]
+__all__ = ["LOSSES", "MEASURES", "OPTIMIZERS", "SECTIONS", "RunConfig", "TrainConfig",
+           "apply_overrides", "config_from_dict", "load_config", "read_toml", "reference_task_set",
+           "resolve_measure"]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
+MEASURES = ("auto", "online", "train", "test")
 LOSSES = ("cross_entropy", "mse")  # the keys of ntkplast.training.step.OBJECTIVES
 SECTIONS = ("model", "stream", "train", "method")
 
@@ -57,7 +59,7 @@ class TrainConfig:
       momentum: β for ``"momentum"``; Adam uses optax's defaults (β1 = 0.9, β2 = 0.999).
       batch_size: minibatch size B.
       steps_per_task: training steps per task (set this or ``epochs_per_task``; 500 when
-        neither is given).
+        neither is given and the protocol is not online).
       epochs_per_task: passes over the task's training set, converted to
         ⌈epochs · N_train / B⌉ steps.
       checkpoint_every: also checkpoint every this many steps inside a task (0: only at task
@@ -68,6 +70,16 @@ class TrainConfig:
       loss: ``"cross_entropy"`` (classification; the run records accuracies) or ``"mse"``
         (regression on float targets; the run records mean squared errors): :data:`LOSSES`,
         the objectives of :data:`ntkplast.training.step.OBJECTIVES`.
+      online: the online protocol: each task's training set is visited once, in the order the
+        stream gives it, minibatch k = examples kB … (k+1)B − 1 (⌊N/B⌋ steps; the last N mod B
+        examples are not trained on); batch size 1 is allowed. Leave ``steps_per_task`` and
+        ``epochs_per_task`` unset.
+      plasticity_measure: which per-task measure ``plasticity_loss`` compares with the reset
+        references: ``"online"`` (mean score over the task's examples, each before the step
+        that trains on it; Dohare et al. 2024), ``"train"`` (score on the task's training set at
+        its end: memorisation, Lyle et al. 2023 and Kumar et al. 2023), ``"test"`` (on its test
+        set), or ``"auto"``: training for random labels, online for the online protocol and for
+        tasks without a test set, test otherwise (:func:`resolve_measure`).
     """
 
     optimizer: str = "adam"
@@ -80,6 +92,8 @@ class TrainConfig:
     reference_tasks: str | list[int] = "none"
     eval_previous: bool = True
     loss: str = "cross_entropy"
+    online: bool = False
+    plasticity_measure: str = "auto"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -90,7 +104,12 @@ class TrainConfig:
                                 f"got {self.learning_rate}")
         if self.batch_size < 1:
             raise NtkplastError(f"train.batch_size must be >= 1, got {self.batch_size}")
-        if self.steps_per_task is None and self.epochs_per_task is None:
+        if self.online and (self.steps_per_task is not None
+                            or self.epochs_per_task is not None):
+            raise NtkplastError("train.online: an online task takes one pass over its examples; "
+                                "remove steps_per_task / epochs_per_task")
+        if (self.steps_per_task is None and self.epochs_per_task is None
+                and not self.online):
             object.__setattr__(self, "steps_per_task", 500)
         if self.steps_per_task is not None and self.epochs_per_task is not None:
             raise NtkplastError("train: give steps_per_task or epochs_per_task, not both")
@@ -101,12 +120,20 @@ class TrainConfig:
         if self.checkpoint_every < 0:
             raise NtkplastError("train.checkpoint_every must be >= 0 (0 = task boundaries only)")
         reference_task_set(self.reference_tasks, 1)  # validates the form
+        if self.plasticity_measure not in MEASURES:
+            raise NtkplastError(f"train.plasticity_measure: unknown {self.plasticity_measure!r}; "
+                                f"choose one of {list(MEASURES)}")
         if self.loss not in LOSSES:
             raise NtkplastError(f"train.loss: unknown {self.loss!r}; choose one of "
                                 f"{list(LOSSES)}")
 
     def steps_for(self, num_train: int) -> int:
         """Training steps per task for a task with ``num_train`` training examples."""
+        if self.online:
+            if num_train < self.batch_size:
+                raise NtkplastError(f"train.online: a task of {num_train} examples holds no "
+                                    f"minibatch of train.batch_size = {self.batch_size}")
+            return num_train // self.batch_size
         if self.steps_per_task is not None:
             return self.steps_per_task
         return math.ceil(self.epochs_per_task * num_train / self.batch_size)
@@ -129,7 +156,21 @@ def reference_task_set(value: str | Sequence[int], num_tasks: int) -> frozenset[
 
 # TrainConfig fields added after format v1 shipped: left out of the manifest at their default
 # value, so runs written before them still resume (their stored config compares equal).
-_ADDED_TRAIN_FIELDS = {"loss": "cross_entropy"}
+_ADDED_TRAIN_FIELDS = {"loss": "cross_entropy", "online": False, "plasticity_measure": "auto"}
+
+
+def resolve_measure(measure: str, stream_kind: str | None, online: bool, has_test: bool) -> str:
+    """The measure ``"online"``, ``"train"`` or ``"test"`` that ``train.plasticity_measure``
+    names for a task (``"auto"``: module docs of :class:`TrainConfig`); ``stream_kind`` is the
+    built-in stream's kind, None for a custom stream."""
+    if measure != "auto":
+        if measure == "test" and not has_test:
+            raise NtkplastError("train.plasticity_measure = 'test', but the task has no test "
+                                "set; use 'online' or 'train'")
+        return measure
+    if stream_kind == "random_labels":
+        return "train"
+    return "online" if online or not has_test else "test"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,16 +35,19 @@ from ntkplast.data import custom as custom_streams
 from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
 from ntkplast.hooks import Hooks
+from ntkplast.regularizers import make_hooks
 from ntkplast.runs import checkpoints
-from ntkplast.training.config import RunConfig, reference_task_set
+from ntkplast.training.config import RunConfig, reference_task_set, resolve_measure
 from ntkplast.training.step import (
     OBJECTIVES,
+    Evaluation,
     Objective,
     Trainer,
     TrainState,
     make_optimizer,
     make_trainer,
     minibatch_indices,
+    online_indices,
 )
 
 __all__ = ["reference_run", "train_run", "train_seeds"]
@@ -93,7 +96,7 @@ class _Lane:
         self.cfg, self.run_dir = cfg, run_dir
         self.k_init, self.k_step, self.k_ref, self.k_task_end = jax.random.split(
             jax.random.PRNGKey(cfg.seed), 4)
-        self.online = 0.0
+        self.online, self.online_loss = 0.0, 0.0  # the task's summed online score and loss
         manifest_path = run_dir / checkpoints.MANIFEST
         if manifest_path.exists():
             if not resume:
@@ -115,6 +118,13 @@ class _Lane:
         """The last checkpoint already on disk (None for a new run)."""
         return self.manifest["checkpoints"][-1] if self.manifest["checkpoints"] else None
 
+    def resume_sums(self, metrics: Mapping[str, Any]) -> None:
+        """Take the task's summed online score and loss so far from a checkpoint's metrics
+        (format v1 runs called the score ``online_correct``; runs written before the online
+        loss was recorded resume with it unknown, NaN, for that task)."""
+        self.online = metrics.get("online_score_sum", metrics.get("online_correct", 0))
+        self.online_loss = metrics.get("online_loss_sum", float("nan"))
+
     def load(self, entry: Mapping[str, Any], tx: optax.GradientTransformation,
              template: models.Params) -> tuple[models.Params, Any]:
         """Parameters and optimizer state of the written checkpoint ``entry``."""
@@ -123,24 +133,6 @@ class _Lane:
         params = checkpoints.arrays_to_params(arrays, source=str(path))
         return params, checkpoints.arrays_to_opt_state(arrays, tx.init(template),
                                                        source=str(path))
-
-
-def _online_sum(metrics: Mapping[str, Any]) -> float:
-    """The task's summed online score so far, as a checkpoint recorded it (format v1 runs
-    called it ``online_correct``)."""
-    return metrics.get("online_score_sum", metrics.get("online_correct", 0))
-
-
-def _stack(trees: Sequence[Any]) -> Any:
-    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
-
-
-def _lane_of(tree: Any, i: int) -> Any:
-    return jax.tree_util.tree_map(lambda a: a[i], tree)
-
-
-def _set_lane(tree: Any, i: int, value: Any) -> Any:
-    return jax.tree_util.tree_map(lambda a, v: a.at[i].set(v), tree, value)
 
 
 def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | os.PathLike], *,
@@ -180,13 +172,9 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | o
     if hooks is None:
         hooks = Hooks()
         if cfg.method:
-            from ntkplast.regularizers import make_hooks  # regularizers import this module
-
             hooks = make_hooks(cfg.method, model, stream.input_shape, cfg.train.learning_rate)
-    tx = make_optimizer(cfg.train)
-    if hooks.optimizer is not None:
-        tx = hooks.optimizer(tx)
-    refs = reference_task_set(cfg.train.reference_tasks, len(stream))
+    plain = make_optimizer(cfg.train)
+    tx = hooks.optimizer(plain) if hooks.optimizer is not None else plain
 
     lanes = []
     for seed, run_dir in zip(seeds, run_dirs, strict=True):
@@ -207,20 +195,77 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | o
         lanes.append(_Lane(lane_cfg, run_dir, resume, record, manifest))
     todo = [lane for lane in lanes if not lane.manifest.get("complete")]
     if todo:
-        _train_lanes(todo, stream, model, tx, hooks, objective, refs, progress,
-                     stop_after_chunks)
+        k_step = todo[0].k_step  # keys the one-lane trainer; vectorised lanes pass their own
+        baseline = None
+        if hooks != Hooks():  # a method: the common baseline trains without it
+            baseline = (plain, make_trainer(model, plain, Hooks(), k_step, objective))
+        plan = _Plan(stream, model, objective, tx, hooks,
+                     make_trainer(model, tx, hooks, k_step, objective),
+                     reference_task_set(cfg.train.reference_tasks, len(stream)),
+                     None if custom else cfg.stream.kind, baseline)
+        _train_lanes(todo, plan, progress, stop_after_chunks)
     return [checkpoints.open_run(lane.run_dir) for lane in lanes]
 
 
-def _train_lanes(lanes: Sequence[_Lane], stream: custom_streams.Stream, model: models.Model,
-                 tx: optax.GradientTransformation, hooks: Hooks, objective: Objective,
-                 refs: frozenset[int], progress: bool, stop_after_chunks: int | None) -> None:
-    """The training loop of :func:`train_seeds` over the unfinished ``lanes``."""
-    cfg = lanes[0].cfg
-    vectorised = len(lanes) > 1
-    trainer = make_trainer(model, tx, hooks, lanes[0].k_step, objective)
-    fresh = [model.init(lane.k_init, stream.input_shape) for lane in lanes]
-    # Every lane restarts at the latest position that all of them have written.
+def _stack(trees: Sequence[Any]) -> Any:
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
+
+def _lane_of(tree: Any, i: int) -> Any:
+    return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+
+def _set_lane(tree: Any, i: int, value: Any) -> Any:
+    return jax.tree_util.tree_map(lambda a, v: a.at[i].set(v), tree, value)
+
+
+class _Group:
+    """The lanes trained together and their state: one :class:`TrainState`, or with several
+    lanes their parameters and optimizer states stacked on a leading axis (global step shared).
+    """
+
+    def __init__(self, lanes: Sequence[_Lane], states: Sequence[TrainState]):
+        self.lanes = list(lanes)
+        self.vectorised = len(self.lanes) > 1
+        if self.vectorised:
+            self.state = TrainState(_stack([s.params for s in states]),
+                                    _stack([s.opt_state for s in states]), states[0].step)
+            self.step_keys = jnp.stack([lane.k_step for lane in self.lanes])
+        else:
+            self.state = states[0]
+
+    def lane_state(self, i: int) -> TrainState:
+        """Lane ``i``'s own state."""
+        if not self.vectorised:
+            return self.state
+        return TrainState(_lane_of(self.state.params, i), _lane_of(self.state.opt_state, i),
+                          self.state.step)
+
+    def set_lane(self, i: int, params: models.Params, opt_state: Any) -> None:
+        """Replace lane ``i``'s parameters and optimizer state."""
+        if not self.vectorised:
+            self.state = TrainState(params, opt_state, self.state.step)
+            return
+        self.state = TrainState(_set_lane(self.state.params, i, params),
+                                _set_lane(self.state.opt_state, i, opt_state), self.state.step)
+
+    def run_chunk(self, trainer: Trainer, x: Array, y: Array,
+                  idx: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """Train every lane on its minibatches ``idx[k]``; per lane the chunk's per-step
+        (losses, scores, per-example loss sums), each ``lanes × C``."""
+        if self.vectorised:
+            self.state, out = trainer.run_chunks(self.state, x, y, jnp.asarray(idx),
+                                                 self.step_keys)
+        else:
+            self.state, out = trainer.run_chunk(self.state, x, y, jnp.asarray(idx[0]))
+        return tuple(np.asarray(a).reshape(len(self.lanes), -1) for a in out)
+
+
+def _start(lanes: Sequence[_Lane], model: models.Model, tx: optax.GradientTransformation,
+           input_shape: tuple[int, ...]) -> tuple[_Group, list[models.Params], int, int]:
+    """The group's state at the latest position that every lane has written, its lanes' fresh
+    parameters (templates for loading), and the (task, in-task step) to continue from."""
+    fresh = [model.init(lane.k_init, input_shape) for lane in lanes]
     starts = [lane.last for lane in lanes]
     start = None if any(s is None for s in starts) else min(starts, key=lambda c: c["step"])
     states = []
@@ -231,41 +276,55 @@ def _train_lanes(lanes: Sequence[_Lane], stream: custom_streams.Stream, model: m
             p, o = lane.load(lane.written[start["step"]], tx, params)
             states.append(TrainState(p, o, jnp.asarray(start["step"], jnp.int32)))
     if start is None:
-        task, in_task = 0, 0
         for lane, state in zip(lanes, states, strict=True):
             if lane.last is None:
                 _save_checkpoint(lane.run_dir, lane.manifest, state, task=0, kind="init",
                                  metrics={"task_step": 0})
-    else:
-        task, in_task = start["task"], start["metrics"].get("task_step", 0)
+        return _Group(lanes, states), fresh, 0, 0
+    task, in_task = start["task"], start["metrics"].get("task_step", 0)
+    for lane in lanes:
+        lane.resume_sums(lane.written[start["step"]]["metrics"])
+    if start["kind"] == "task_end":
+        task, in_task = task + 1, 0
         for lane in lanes:
-            m = lane.written[start["step"]]["metrics"]
-            lane.online = _online_sum(m)
-        if start["kind"] == "task_end":
-            task, in_task = task + 1, 0
-            for lane in lanes:
-                lane.online = 0.0
-    if vectorised:
-        state = TrainState(_stack([s.params for s in states]),
-                           _stack([s.opt_state for s in states]), states[0].step)
-        step_keys = jnp.stack([lane.k_step for lane in lanes])
-    else:
-        state = states[0]
+            lane.online, lane.online_loss = 0.0, 0.0
+    return _Group(lanes, states), fresh, task, in_task
 
-    def lane_state(i: int) -> TrainState:
-        if not vectorised:
-            return state
-        return TrainState(_lane_of(state.params, i), _lane_of(state.opt_state, i), state.step)
 
-    def with_lane(i: int, p: models.Params, o: Any) -> TrainState:
-        if not vectorised:
-            return TrainState(p, o, state.step)
-        return TrainState(_set_lane(state.params, i, p), _set_lane(state.opt_state, i, o),
-                          state.step)
+class _Plan(NamedTuple):
+    """What every lane of one training shares: the stream, model, objective, the method's
+    optimizer and hooks with their trainer, the reference tasks, and the common baseline's
+    plain optimizer and trainer (None when the method is plain training: its own reference is
+    the baseline)."""
 
+    stream: custom_streams.Stream
+    model: models.Model
+    objective: Objective
+    tx: optax.GradientTransformation
+    hooks: Hooks
+    trainer: Trainer
+    refs: frozenset[int]
+    stream_kind: str | None
+    baseline: tuple[optax.GradientTransformation, Trainer] | None
+
+
+def _batches(cfg: RunConfig, task: int, n: int, start: int, stop: int) -> np.ndarray:
+    """Minibatch indices ``start … stop-1`` of task ``task``: in stream order for the online
+    protocol, else the seeded shuffled schedule."""
+    if cfg.train.online:
+        return online_indices(n, cfg.train.batch_size, start, stop)
+    return minibatch_indices(cfg.seed, task, n, cfg.train.batch_size, start, stop)
+
+
+def _train_lanes(lanes: Sequence[_Lane], plan: _Plan, progress: bool,
+                 stop_after_chunks: int | None) -> None:
+    """The training loop of :func:`train_seeds` over the unfinished ``lanes``: every task in
+    chunks that end at checkpoints, each chunk recorded per lane by :func:`_after_chunk`."""
+    cfg, stream = lanes[0].cfg, plan.stream
+    group, fresh, task, in_task = _start(lanes, plan.model, plan.tx, stream.input_shape)
     per_task = cfg.train.steps_per_task
     total = per_task * len(stream) if per_task is not None else None
-    bar = tqdm(total=total, initial=int(state.step), disable=not progress, unit="step",
+    bar = tqdm(total=total, initial=int(group.state.step), disable=not progress, unit="step",
                dynamic_ncols=True)
     chunks_done = 0
     while task < len(stream):
@@ -274,115 +333,157 @@ def _train_lanes(lanes: Sequence[_Lane], stream: custom_streams.Stream, model: m
         steps = cfg.train.steps_for(n)
         x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
         for stop in (b for b in _chunk_bounds(steps, cfg.train.checkpoint_every) if b > in_task):
-            idx = [minibatch_indices(lane.cfg.seed, task, n, cfg.train.batch_size, in_task, stop)
-                   for lane in lanes]
-            if vectorised:
-                state, (losses, scores) = trainer.run_chunks(state, x, y, jnp.asarray(idx),
-                                                             step_keys)
-            else:
-                state, (losses, scores) = trainer.run_chunk(state, x, y, jnp.asarray(idx[0]))
-            losses = np.asarray(losses).reshape(len(lanes), -1)
-            scores = np.asarray(scores).reshape(len(lanes), -1)
+            idx = [_batches(lane.cfg, task, n, in_task, stop) for lane in lanes]
+            losses, scores, data_losses = group.run_chunk(plan.trainer, x, y, idx)
             bar.update(stop - in_task)
             in_task = stop
-            step = int(state.step)
-            for i, lane in enumerate(lanes):
-                if step in lane.written:  # got this far before: take its own checkpoint
-                    entry = lane.written[step]
-                    state = with_lane(i, *lane.load(entry, tx, fresh[i]))
-                    lane.online = _online_sum(entry["metrics"])
-                    continue
-                if not np.all(np.isfinite(losses[i])):
-                    bad = step - losses.shape[1] + int(np.argmin(np.isfinite(losses[i])))
-                    raise NtkplastError(
-                        f"training diverged at step {bad} (task {task}): the loss is not "
-                        f"finite; the last finite checkpoint is "
-                        f"{lane.manifest['checkpoints'][-1]['file']} in {lane.run_dir}; lower "
-                        f"train.learning_rate or the regularizer strength")
-                lane.online += float(np.sum(scores[i]))
-                online_score = lane.online / (in_task * cfg.train.batch_size)
-                metrics = {"task_step": in_task, "online_score_sum": lane.online,
-                           "loss": float(np.mean(losses[i])),
-                           f"online_{objective.metric}": online_score}
-                if in_task < steps:
-                    _save_checkpoint(lane.run_dir, lane.manifest, lane_state(i), task,
-                                     "periodic", metrics)
-                    continue
-                record = _end_task(lane, stream, trainer, tx, lane_state(i), task, refs,
-                                   online_score, data)
-                if hooks.on_task_end is not None:
-                    s = lane_state(i)
-                    state = with_lane(i, *hooks.on_task_end(
-                        s.params, s.opt_state, task, jax.random.fold_in(lane.k_task_end, task)))
-                lane.manifest["tasks"].append(record)
-                metrics.update({k: v for k, v in record.items() if k != "task"})
-                lane.manifest["complete"] = task == len(stream) - 1
-                _save_checkpoint(lane.run_dir, lane.manifest, lane_state(i), task, "task_end",
-                                 metrics)
+            for i in range(len(lanes)):
+                _after_chunk(group, i, fresh[i], (losses[i], scores[i], data_losses[i]), task,
+                             in_task, steps, data, plan)
             mean_online = np.mean([ln.online for ln in lanes]) / (in_task * cfg.train.batch_size)
             bar.set_postfix(task=task, loss=f"{float(np.mean(losses)):.3f}",
-                            **{objective.metric: f"{mean_online:.3f}"})
+                            **{plan.objective.metric: f"{mean_online:.3f}"})
             chunks_done += 1
             if stop_after_chunks is not None and chunks_done >= stop_after_chunks:
                 bar.close()
                 return
         task, in_task = task + 1, 0
         for lane in lanes:
-            lane.online = 0.0
+            lane.online, lane.online_loss = 0.0, 0.0
     bar.close()
 
 
-def _end_task(lane: _Lane, stream: custom_streams.Stream, trainer: Trainer,
-              tx: optax.GradientTransformation, state: TrainState, task: int,
-              refs: frozenset[int], online_score: float, data: streams.Task) -> dict[str, Any]:
-    """Evaluate ``lane`` after task ``task``; run its reset reference when asked.
+def _after_chunk(group: _Group, i: int, template: models.Params,
+                 outputs: tuple[np.ndarray, np.ndarray, np.ndarray], task: int, in_task: int,
+                 steps: int, data: streams.Task, plan: _Plan) -> None:
+    """Record lane ``i``'s chunk that ended at in-task step ``in_task``: a periodic checkpoint,
+    or at the task's end its evaluation, reference runs and ``on_task_end`` hook; a lane that
+    got this far before takes its own written checkpoint instead. ``outputs`` are the chunk's
+    per-step (loss, summed score, summed per-example loss)."""
+    lane = group.lanes[i]
+    step = int(group.state.step)
+    if step in lane.written:
+        entry = lane.written[step]
+        group.set_lane(i, *lane.load(entry, plan.tx, template))
+        lane.resume_sums(entry["metrics"])
+        return
+    losses, scores, data_losses = outputs
+    if not np.all(np.isfinite(losses)):
+        bad = step - len(losses) + int(np.argmin(np.isfinite(losses)))
+        raise NtkplastError(
+            f"training diverged at step {bad} (task {task}): the loss is not finite; the last "
+            f"finite checkpoint is {lane.manifest['checkpoints'][-1]['file']} in "
+            f"{lane.run_dir}; lower train.learning_rate or the regularizer strength")
+    lane.online += float(np.sum(scores))
+    lane.online_loss += float(np.sum(data_losses))
+    seen = in_task * lane.cfg.train.batch_size
+    online = Evaluation(lane.online / seen, lane.online_loss / seen)
+    metrics = {"task_step": in_task, "online_score_sum": lane.online,
+               "online_loss_sum": lane.online_loss, "loss": float(np.mean(losses)),
+               f"online_{plan.objective.metric}": online.score}
+    if np.isfinite(online.loss):
+        metrics["online_loss"] = online.loss
+    if in_task < steps:
+        _save_checkpoint(lane.run_dir, lane.manifest, group.lane_state(i), task, "periodic",
+                         metrics)
+        return
+    record = _end_task(lane, plan, group.lane_state(i), task, online, data)
+    if plan.hooks.on_task_end is not None:
+        s = group.lane_state(i)
+        group.set_lane(i, *plan.hooks.on_task_end(s.params, s.opt_state, task,
+                                                  jax.random.fold_in(lane.k_task_end, task)))
+    lane.manifest["tasks"].append(record)
+    metrics.update({k: v for k, v in record.items() if k != "task"})
+    lane.manifest["complete"] = task == len(plan.stream) - 1
+    _save_checkpoint(lane.run_dir, lane.manifest, group.lane_state(i), task, "task_end", metrics)
 
-    Names follow the objective's score: ``test_accuracy``, ``online_accuracy``,
-    ``accuracy_on_tasks`` … for classification, ``test_mse`` … for regression.
+
+def _measures(trainer: Trainer, params: models.Params, data: streams.Task,
+              online: Evaluation) -> dict[str, Evaluation]:
+    """The task's measures after training on it: online (given), train, and test if it has a
+    test set."""
+    out = {"online": online,
+           "train": trainer.evaluate(params, jnp.asarray(data.x_train), jnp.asarray(data.y_train))}
+    if len(data.y_test):
+        out["test"] = trainer.evaluate(params, jnp.asarray(data.x_test), jnp.asarray(data.y_test))
+    return out
+
+
+def _gap(run: float, reference: float, higher_is_better: bool) -> float:
+    """Plasticity loss: how much worse the run is than the reference (positive: worse)."""
+    return reference - run if higher_is_better else run - reference
+
+
+def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Evaluation,
+              data: streams.Task) -> dict[str, Any]:
+    """Evaluate ``lane`` after task ``task``; on reference tasks train both reset references.
+
+    The record holds, with m the objective's score (``accuracy`` or ``mse``): ``online_m``,
+    ``online_loss``, ``train_m``, ``train_loss``, ``test_m`` and ``test_loss`` (with a test
+    set), ``m_on_tasks`` (``eval_previous``; None for earlier tasks without a test set),
+    ``plasticity_measure`` (which of them is the plasticity signal, e.g. ``train_accuracy``) and
+    ``plasticity_score`` (its value). On a reference task also ``reference_<measure>_m`` (the
+    method itself from a fresh network), ``baseline_<measure>_m`` (a fresh network, plain
+    optimizer, no method), their ``reference_score`` / ``baseline_score``, and
+    ``plasticity_loss`` / ``plasticity_loss_baseline``: the run's shortfall from each.
     """
-    cfg = lane.cfg
-    objective = OBJECTIVES[cfg.train.loss]
-    m = objective.metric
-    record: dict[str, Any] = {
-        "task": task, "end_step": int(state.step),
-        f"test_{m}": trainer.evaluate(state.params, jnp.asarray(data.x_test),
-                                      jnp.asarray(data.y_test)),
-        f"online_{m}": online_score,
-    }
-    if cfg.train.eval_previous:
-        record[f"{m}_on_tasks"] = [
-            trainer.evaluate(state.params, *map(jnp.asarray, stream.test_set(s)))
-            for s in range(task + 1)]
-    if task in refs:
-        ref_test, ref_online = reference_run(cfg, trainer, tx, data, task,
-                                             jax.random.fold_in(lane.k_ref, task), lane.k_step)
-        gap = ref_test - record[f"test_{m}"]
-        record.update({f"reference_test_{m}": ref_test, f"reference_online_{m}": ref_online,
-                       "plasticity_loss": gap if objective.higher_is_better else -gap})
+    cfg, m, better = lane.cfg, plan.objective.metric, plan.objective.higher_is_better
+    measures = _measures(plan.trainer, state.params, data, online)
+    record: dict[str, Any] = {"task": task, "end_step": int(state.step)}
+    for name, ev in measures.items():
+        record[f"{name}_{m}"] = ev.score
+        if np.isfinite(ev.loss):
+            record[f"{name}_loss"] = ev.loss
+    if cfg.train.eval_previous and "test" in measures:
+        record[f"{m}_on_tasks"] = [_test_score(plan, state.params, s) for s in range(task + 1)]
+    measure = resolve_measure(cfg.train.plasticity_measure, plan.stream_kind, cfg.train.online,
+                              "test" in measures)
+    record.update(plasticity_measure=f"{measure}_{m}",
+                  plasticity_score=measures[measure].score)
+    if task not in plan.refs:
+        return record
+    key = jax.random.fold_in(lane.k_ref, task)
+    own = reference_run(cfg, plan.trainer, plan.tx, data, task, key, lane.k_step)
+    base = own if plan.baseline is None else reference_run(cfg, plan.baseline[1],
+                                                           plan.baseline[0], data, task, key,
+                                                           lane.k_step)
+    for prefix, ref in (("reference", own), ("baseline", base)):
+        record.update({f"{prefix}_{name}_{m}": ev.score for name, ev in ref.items()})
+        record[f"{prefix}_score"] = ref[measure].score
+    record["plasticity_loss"] = _gap(measures[measure].score, own[measure].score, better)
+    record["plasticity_loss_baseline"] = _gap(measures[measure].score, base[measure].score,
+                                              better)
     return record
+
+
+def _test_score(plan: _Plan, params: models.Params, task: int) -> float | None:
+    x, y = plan.stream.test_set(task)
+    return plan.trainer.evaluate(params, jnp.asarray(x), jnp.asarray(y)).score if len(y) else None
 
 
 def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransformation,
                   data: streams.Task, task: int, key: Array,
-                  step_key: Array) -> tuple[float, float]:
+                  step_key: Array) -> dict[str, Evaluation]:
     """Train a fresh network on ``data`` alone with the run's budget and minibatch order.
 
-    ``key`` initialises the network, ``step_key`` keys its steps (the run's own step key).
+    ``key`` initialises the network, ``step_key`` keys its steps (the run's own step key);
+    ``trainer`` and ``tx`` say how it trains (the method's own, or a plain optimizer's).
 
-    Returns (test score at the end, online score over the task): accuracies for
-    classification, mean squared errors for regression.
+    Returns its measures, as the run's: ``"online"`` (over the task), ``"train"`` and, with a
+    test set, ``"test"`` (at the end) — accuracies or mean squared errors, and mean losses.
     """
     model = models.build(cfg.model)
     params = model.init(key, data.x_train.shape[1:])
     state = TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
     n = len(data.y_train)
     steps = cfg.train.steps_for(n)
-    idx = minibatch_indices(cfg.seed, task, n, cfg.train.batch_size, 0, steps)
+    idx = _batches(cfg, task, n, 0, steps)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    state, (_, scores) = trainer.run_chunk_keyed(state, x, y, jnp.asarray(idx), step_key)
-    online = float(np.sum(scores)) / (steps * cfg.train.batch_size)
-    test = trainer.evaluate(state.params, jnp.asarray(data.x_test), jnp.asarray(data.y_test))
-    return test, online
+    state, (_, scores, data_losses) = trainer.run_chunk_keyed(state, x, y, jnp.asarray(idx),
+                                                              step_key)
+    seen = steps * cfg.train.batch_size
+    online = Evaluation(float(np.sum(scores)) / seen, float(np.sum(data_losses)) / seen)
+    return _measures(trainer, state.params, data, online)
 
 
 def _save_checkpoint(run_dir: Path, manifest: dict[str, Any], state: TrainState, task: int,

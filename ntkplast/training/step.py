@@ -19,9 +19,9 @@ from ntkplast import models
 from ntkplast.hooks import Hooks
 from ntkplast.training.config import TrainConfig
 
-__all__ = ["OBJECTIVES", "Objective", "TrainState", "Trainer", "correct", "cross_entropy",
-           "make_optimizer", "make_trainer", "mean_squared_error", "minibatch_indices",
-           "squared_errors"]
+__all__ = ["OBJECTIVES", "Evaluation", "Objective", "TrainState", "Trainer", "correct",
+           "cross_entropy", "make_optimizer", "make_trainer", "mean_squared_error",
+           "minibatch_indices", "nll", "online_indices", "squared_errors"]
 
 Array = jax.Array
 
@@ -43,10 +43,15 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.adam(cfg.learning_rate)
 
 
+def nll(logits: Array, labels: Array) -> Array:
+    """Per example the softmax cross-entropy −log softmax(f(x_i))_{y_i}."""
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.take_along_axis(logp, labels[:, None], axis=1)[:, 0]
+
+
 def cross_entropy(logits: Array, labels: Array) -> Array:
     """Mean softmax cross-entropy −(1/B) Σ_i log softmax(f(x_i))_{y_i}."""
-    logp = jax.nn.log_softmax(logits)
-    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+    return jnp.mean(nll(logits, labels))
 
 
 def mean_squared_error(outputs: Array, targets: Array) -> Array:
@@ -68,21 +73,31 @@ class Objective(NamedTuple):
     """A training loss, the per-example score a run reports, and the score's name.
 
     The online score of a task is the mean of ``score`` over every training example of the task,
-    each taken before the step that trains on it; the test score its mean over the test set.
-    ``plasticity_loss`` is signed so that a positive value always means the run learned the task
-    worse than its reset reference.
+    each taken before the step that trains on it; the training and test scores its mean over the
+    task's training and test sets at the end of the task. ``example_loss`` is the loss per
+    example (``loss`` is its mean), reported the same three ways. ``plasticity_loss`` is signed
+    so that a positive value always means the run learned the task worse than its reference.
     """
 
     loss: Callable[[Array, Array], Array]
     score: Callable[[Array, Array], Array]
     metric: str
     higher_is_better: bool
+    example_loss: Callable[[Array, Array], Array]
 
 
 OBJECTIVES: dict[str, Objective] = {
-    "cross_entropy": Objective(cross_entropy, correct, "accuracy", True),
-    "mse": Objective(mean_squared_error, squared_errors, "mse", False),
+    "cross_entropy": Objective(cross_entropy, correct, "accuracy", True, nll),
+    "mse": Objective(mean_squared_error, squared_errors, "mse", False, squared_errors),
 }
+
+
+class Evaluation(NamedTuple):
+    """Mean score (accuracy or mean squared error) and mean loss over a set of examples."""
+
+    score: float
+    loss: float
+
 
 
 class Trainer(NamedTuple):
@@ -92,14 +107,15 @@ class Trainer(NamedTuple):
     ``run_chunk_keyed(state, x, y, idx, step_key)`` is the same with the key as an argument;
     ``run_chunks(state, x, y, idx, step_keys)`` is ``run_chunk_keyed`` vmapped over S runs
     (parameters, optimizer states, ``idx`` of shape S × C × B and keys stacked on axis 0; the
-    global step shared). ``evaluate(params, x, y)`` is the objective's mean score (accuracy, or
-    mean squared error).
+    global step shared). Each returns the new state and, per step, (loss with any penalty,
+    summed score, summed per-example loss), all taken on the minibatch before the step.
+    ``evaluate(params, x, y)`` is the objective's mean score and loss (:class:`Evaluation`).
     """
 
-    run_chunk: Callable[..., tuple[TrainState, tuple[Array, Array]]]
-    run_chunk_keyed: Callable[..., tuple[TrainState, tuple[Array, Array]]]
-    run_chunks: Callable[..., tuple[TrainState, tuple[Array, Array]]]
-    evaluate: Callable[[models.Params, Array, Array], float]
+    run_chunk: Callable[..., tuple[TrainState, tuple[Array, Array, Array]]]
+    run_chunk_keyed: Callable[..., tuple[TrainState, tuple[Array, Array, Array]]]
+    run_chunks: Callable[..., tuple[TrainState, tuple[Array, Array, Array]]]
+    evaluate: Callable[[models.Params, Array, Array], Evaluation]
 
 
 def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: Hooks,
@@ -107,8 +123,9 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
     """Build the jitted chunk runners (:class:`Trainer`).
 
     ``idx`` is ``C × B`` minibatch indices into the task's ``x``/``y`` (on device); a chunk
-    scans C steps and returns the new state and per-step (loss, summed score before the step;
-    for classification the number correct). The key of step t is ``fold_in(step_key, t)``.
+    scans C steps and returns the new state and per step (loss, summed score, summed
+    per-example loss) before the step (for classification the score is the number correct).
+    The key of step t is ``fold_in(step_key, t)``.
     """
 
     def loss_fn(params, xb, yb):
@@ -116,11 +133,13 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
         loss = objective.loss(outputs, yb)
         if hooks.penalty is not None:
             loss = loss + hooks.penalty(params)
-        return loss, jnp.sum(objective.score(outputs, yb))
+        return loss, (jnp.sum(objective.score(outputs, yb)),
+                      jnp.sum(objective.example_loss(outputs, yb)))
 
     def step(state: TrainState, batch_idx, x, y, step_key):
         xb, yb = x[batch_idx], y[batch_idx]
-        (loss, score), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, xb, yb)
+        (loss, (score, data_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, xb, yb)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         key = jax.random.fold_in(step_key, state.step)
@@ -129,7 +148,7 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
         if hooks.post_step is not None:
             params, opt_state = hooks.post_step(params, opt_state, xb,
                                                 jax.random.fold_in(key, 1), state.step)
-        return TrainState(params, opt_state, state.step + 1), (loss, score)
+        return TrainState(params, opt_state, state.step + 1), (loss, score, data_loss)
 
     def scan_chunk(state, x, y, idx, step_key):
         return jax.lax.scan(lambda s, b: step(s, b, x, y, step_key), state, idx)
@@ -143,16 +162,27 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
         return run_chunk_keyed(state, x, y, idx, step_key)
 
     @jax.jit
-    def score_sum(params, x, y):
-        return jnp.sum(objective.score(model.apply(params, x), y))
+    def sums(params, x, y):
+        outputs = model.apply(params, x)
+        return jnp.sum(objective.score(outputs, y)), jnp.sum(objective.example_loss(outputs, y))
 
-    def evaluate(params, x, y, batch: int = 2048):
+    def evaluate(params, x, y, batch: int = 2048) -> Evaluation:
         n = len(y)
-        total = sum(float(score_sum(params, x[i:i + batch], y[i:i + batch]))
-                    for i in range(0, n, batch))
-        return total / max(n, 1)
+        parts = [sums(params, x[i:i + batch], y[i:i + batch]) for i in range(0, n, batch)]
+        return Evaluation(sum(float(p[0]) for p in parts) / max(n, 1),
+                          sum(float(p[1]) for p in parts) / max(n, 1))
 
     return Trainer(run_chunk, run_chunk_keyed, run_chunks, evaluate)
+
+
+def online_indices(num_train: int, batch_size: int, start: int, stop: int) -> np.ndarray:
+    """Minibatches ``start … stop-1`` of a task trained online (shape ``(stop-start) × B``):
+    minibatch k holds examples ``kB … (k+1)B − 1``, the task's training set once, in the order
+    the stream gives it."""
+    if stop * batch_size > num_train:
+        raise ValueError(f"minibatch {stop - 1} runs past the task's {num_train} examples")
+    return np.arange(start * batch_size, stop * batch_size, dtype=np.int32).reshape(
+        stop - start, batch_size)
 
 
 def minibatch_indices(seed: int, task: int, num_train: int, batch_size: int,
