@@ -4,6 +4,10 @@ Columns: ``checkpoint`` (index in the run), ``step``, ``task``, ``layer`` (``"al
 whole-network metrics, ``"layer<l>"`` for weight layer l), ``metric`` (a name from
 :mod:`ntkplast.analysis`), ``value`` (float). ``to_pandas()`` gives a DataFrame when pandas is
 installed; without it, ``select``/``series`` cover the common queries.
+
+Task ends are the checkpoints with a :data:`TASK_END_METRICS` row (:func:`task_end_checkpoints`);
+:func:`task_end_values` reads one metric there (one layer, or the mean over the layers) and
+:func:`per_task` stacks that over runs into a ``seeds × tasks`` array.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import csv
 import io
 import json
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +24,9 @@ import numpy as np
 
 from ntkplast.errors import NtkplastError
 from ntkplast.files import atomic_write_bytes
+
+__all__ = ["COLUMNS", "TASK_END_METRICS", "Table", "per_task", "task_end_checkpoints",
+           "task_end_values"]
 
 COLUMNS = ("checkpoint", "step", "task", "layer", "metric", "value")
 TASK_END_METRICS = ("test_accuracy", "test_mse")
@@ -30,7 +38,7 @@ _DTYPES = {"checkpoint": np.int64, "step": np.int64, "task": np.int64, "layer": 
 class Table:
     """Tidy metrics (module docstring). ``table.columns[name]`` is a numpy array."""
 
-    def __init__(self, columns: Mapping[str, Sequence[Any] | np.ndarray]):
+    def __init__(self, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
         missing = [c for c in COLUMNS if c not in columns]
         if missing:
             raise NtkplastError(f"table: missing column(s) {missing}; expected {list(COLUMNS)}")
@@ -138,3 +146,64 @@ def task_end_checkpoints(table: Table) -> np.ndarray:
     c = table.columns
     mark = np.isin(c["metric"], TASK_END_METRICS) & (c["layer"] == "all") & np.isfinite(c["value"])
     return np.unique(c["checkpoint"][mark])
+
+
+def task_end_values(table: Table, metric: str, layer: str = "all", *,
+                    ends: np.ndarray | None = None) -> np.ndarray:
+    """Values ``(T,)`` of ``metric`` at the T sorted task-end checkpoints ``ends`` (default
+    :func:`task_end_checkpoints`), as stored; NaN where the table has no row there.
+
+    ``layer="mean"`` averages over the metric's per-layer rows (every layer but ``"all"``):
+    v̄_t = (1/|L_t|) Σ_{l ∈ L_t} v_{l,t} with L_t the layers whose value at task end t is not NaN
+    (NaN where there is none; an infinite value makes the mean infinite).
+
+    Raises:
+      NtkplastError: the metric has several rows on one layer at one checkpoint (several runs
+        concatenated into one table).
+    """
+    ends = task_end_checkpoints(table) if ends is None else np.asarray(ends)
+    c = table.columns
+    if layer == "mean":
+        layers = sorted(set(c["layer"][c["metric"] == metric].tolist()) - {"all"})
+        if not layers:
+            return np.full(len(ends), np.nan)
+        stacked = np.stack([task_end_values(table, metric, name, ends=ends) for name in layers])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no layer at a task end: NaN
+            return np.nanmean(stacked, axis=0)
+    sel = (c["metric"] == metric) & (c["layer"] == layer)
+    ckpt, value = c["checkpoint"][sel], c["value"][sel]
+    if len(np.unique(ckpt)) != len(ckpt):
+        raise NtkplastError(f"'{metric}' on layer '{layer}' has several rows at one checkpoint; "
+                            "is the table several runs concatenated? Pass one Table per run")
+    out = np.full(len(ends), np.nan)
+    pos = np.clip(np.searchsorted(ends, ckpt), 0, max(len(ends) - 1, 0))
+    hit = (ends[pos] == ckpt) if len(ends) else np.zeros(len(ckpt), bool)
+    out[pos[hit]] = value[hit]
+    return out
+
+
+def per_task(tables: Sequence[Table], metric: str, layer: str = "all") -> np.ndarray:
+    """``seeds × tasks`` values of ``metric`` at each task's end checkpoint (NaN where absent).
+
+    Row k is :func:`task_end_values` of ``tables[k]`` (``layer="mean"``: the mean over the
+    metric's per-layer rows); task index t is the t-th task-end checkpoint of a run. Runs of
+    different lengths are padded with NaN.
+
+    Raises:
+      NtkplastError: a table without task ends, or with several rows of the metric at one
+        checkpoint.
+    """
+    rows = []
+    for i, table in enumerate(tables):
+        ends = task_end_checkpoints(table)
+        if len(ends) == 0:
+            raise NtkplastError(f"per_task: table {i} has no task-end checkpoints (no "
+                                f"{list(TASK_END_METRICS)} rows); analyse the run with the "
+                                f"plasticity family")
+        try:
+            rows.append(task_end_values(table, metric, layer, ends=ends))
+        except NtkplastError as e:
+            raise NtkplastError(f"per_task: table {i}: {e}") from None
+    width = max(len(r) for r in rows)
+    return np.array([np.r_[r, np.full(width - len(r), np.nan)] for r in rows], dtype=np.float64)

@@ -9,6 +9,7 @@ from scipy import stats
 from ntkplast import hypotheses as hy
 from ntkplast.errors import NtkplastError
 from ntkplast.figures.predictors import lead_lag_plot, predictor_comparison
+from ntkplast.stats._ranks import weighted_spearman
 from ntkplast.table import Table
 
 P = {"cond": "ntk_condition", "trace": ("ntk_trace", "all"),
@@ -82,7 +83,7 @@ def test_weighted_spearman_is_spearmanr_of_the_expanded_sample():
     rng = np.random.default_rng(0)
     x, y = np.round(rng.normal(size=30), 1), np.round(rng.normal(size=30), 1)
     w = rng.integers(0, 4, (20, 30)).astype(float)
-    got = hy._weighted_spearman(x, y, w)
+    got = weighted_spearman(x, y, w)
     ref = [stats.spearmanr(np.repeat(x, k.astype(int)), np.repeat(y, k.astype(int))).correlation
            for k in w]
     np.testing.assert_allclose(got, ref, atol=1e-12)

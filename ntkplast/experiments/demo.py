@@ -31,7 +31,7 @@ DEMO_METHODS = {"adam": {}, "adamo": {"name": "adamo", "lam": 0.1}}
 
 def _summary(tables: dict, metric: str, layer: str = "all") -> dict[str, tuple[float, ...]]:
     """Per method: mean over seeds of the last-five-tasks mean of ``metric``, with interval."""
-    return {name: grid_lib.final_tasks_interval(figures.task_values(runs, metric, layer), 5)
+    return {name: stats.final_tasks_interval(figures.task_values(runs, metric, layer), 5)
             for name, runs in tables.items()}
 
 
@@ -39,8 +39,8 @@ def _predictors(tables: dict) -> stats.PredictorComparison | None:
     """The head-to-head predictor test on the demo's runs; None where the analysis left out a
     family it needs (``--metrics``)."""
     try:
-        return stats.compare_predictors(tables, stats.PREDICTORS,
-                                             target="online_accuracy", lag=1)
+        return stats.compare_predictors(tables, stats.PREDICTORS, target="online_accuracy",
+                                        lag=1)
     except NtkplastError:
         return None
 

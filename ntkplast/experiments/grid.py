@@ -6,28 +6,27 @@ into ``OUT/<method>/seed<k>/``. :func:`run_grid` skips finished runs, resumes in
 refused rather than mixed in) and analyses each run (:func:`ntkplast.analysis.analyze`, whose
 per-checkpoint cache makes a re-run cheap). What comes back is plain data: for each method, one
 metrics :class:`~ntkplast.table.Table` per seed — what every comparison figure in
-:mod:`ntkplast.figures` and every test in :mod:`ntkplast.hypotheses` takes.
+:mod:`ntkplast.figures` and every test in :mod:`ntkplast.stats` takes.
 
-:func:`per_task` turns those tables into a ``seeds × tasks`` array of one metric read at task
-ends, and :func:`mean_interval` gives its mean over seeds with a percentile-bootstrap interval.
+``per_task`` (:func:`ntkplast.table.per_task`: a ``seeds × tasks`` array of one metric read at
+task ends), ``mean_interval`` and ``final_tasks_interval`` (:mod:`ntkplast.stats.intervals`:
+its mean over seeds with a percentile-bootstrap interval) are importable from here as well.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ntkplast import analysis, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import executors
 from ntkplast.experiments.executors import Executor
-from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints
+from ntkplast.stats.intervals import final_tasks_interval, mean_interval
+from ntkplast.table import Table, per_task
 
 __all__ = ["GridResult", "RunJob", "check_method_name", "final_tasks_interval", "gather",
            "grid_jobs", "mean_interval", "per_task", "run_grid", "run_job", "run_jobs"]
@@ -155,58 +154,3 @@ def run_grid(base: training.RunConfig, methods: Mapping[str, Mapping[str, Any]],
                      settings=settings, analyze=analyze, progress=progress, data_dir=data_dir)
     return gather(jobs, run_jobs(jobs, executor), seeds)
 
-
-def per_task(tables: Sequence[Table], metric: str, layer: str = "all") -> np.ndarray:
-    """``seeds × tasks`` values of ``metric`` at each task's end checkpoint (NaN where absent).
-
-    A run's task-end checkpoints are those with a ``test_accuracy`` (or, for regression,
-    ``test_mse``) row; task index t is the t-th of them. Runs of different lengths are padded
-    with NaN.
-    """
-    rows = []
-    for i, table in enumerate(tables):
-        c = table.columns
-        ends = task_end_checkpoints(table)
-        if len(ends) == 0:
-            raise NtkplastError(f"per_task: table {i} has no task-end checkpoints (no "
-                                f"{list(TASK_END_METRICS)} rows); analyse the run with the "
-                                f"plasticity family")
-        sel = (c["metric"] == metric) & (c["layer"] == layer)
-        values = dict(zip(c["checkpoint"][sel].tolist(), c["value"][sel].tolist(), strict=True))
-        rows.append([values.get(int(e), np.nan) for e in ends])
-    width = max(len(r) for r in rows)
-    return np.array([r + [np.nan] * (width - len(r)) for r in rows], dtype=np.float64)
-
-
-def mean_interval(values: np.ndarray, *, level: float = 0.95, n_boot: int = 2000,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds (axis 0) and its percentile-bootstrap interval, per column.
-
-    ``values`` is ``seeds × points``; seeds are resampled with replacement (Efron & Tibshirani
-    1993, ch. 13), NaNs ignored. With a single seed the interval collapses to the mean.
-    Returns ``(mean, low, high)``.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] == 0:
-        raise NtkplastError(f"mean_interval: expected a seeds × points array, got shape "
-                            f"{values.shape}")
-    if not 0 < level < 1:
-        raise NtkplastError(f"level: expected a coverage in (0, 1) such as 0.95, got {level!r}")
-    idx = np.random.default_rng(seed).integers(0, len(values), (n_boot, len(values)))
-    tail = 50 * (1 - level)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
-        mean = np.nanmean(values, axis=0)
-        boot = np.nanmean(values[idx], axis=1)
-        low, high = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
-    return mean, low, high
-
-
-def final_tasks_interval(values: np.ndarray, last: int) -> tuple[float, float, float]:
-    """Per seed the mean over the ``last`` tasks of a ``seeds × tasks`` array (NaNs ignored),
-    then :func:`mean_interval` over seeds: ``(mean, low, high)``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an absent metric stays NaN
-        per_seed = np.nanmean(np.asarray(values, np.float64)[:, -last:], axis=1)
-    mean, low, high = mean_interval(per_seed[:, None])
-    return float(mean[0]), float(low[0]), float(high[0])

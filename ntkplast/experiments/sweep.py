@@ -46,7 +46,7 @@ from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments.executors import Executor
 from ntkplast.files import atomic_write_bytes
 from ntkplast.plain import from_plain
-from ntkplast.table import COLUMNS, Table
+from ntkplast.table import COLUMNS
 
 __all__ = ["Point", "expand", "load_grid", "point_config", "run_sweep"]
 
@@ -187,10 +187,5 @@ def _summary_csv(results: Mapping[str, grid_lib.GridResult]) -> bytes:
     for point, res in results.items():
         for method, tables in res.tables.items():
             for seed, table in zip(res.seeds, tables, strict=True):
-                writer.writerows([point, method, seed, *row] for row in _rows(table))
+                writer.writerows([point, method, seed, *row] for row in table.rows())
     return buf.getvalue().encode()
-
-
-def _rows(table: Table):
-    cols = [table.columns[c].tolist() for c in COLUMNS]
-    return zip(*cols, strict=True)

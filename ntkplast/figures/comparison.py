@@ -3,8 +3,9 @@
 Every function takes ``tables``: method name → one metrics :class:`~ntkplast.table.Table` per
 seed (what :func:`~ntkplast.experiments.grid.run_grid` returns in ``.tables``, or your own), and
 returns the matplotlib figure. The band is the 95% percentile-bootstrap interval of the mean over
-seeds (:func:`ntkplast.experiments.grid.mean_interval`); with one seed there is no band. A metric
-measured per layer is averaged over the layers first (``layer="mean"``).
+seeds (:func:`ntkplast.stats.intervals.mean_interval`); with one seed there is no band. A metric
+measured per layer is averaged over the layers first (``layer="mean"``,
+:func:`ntkplast.table.task_end_values`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from typing import Any
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.experiments.grid import mean_interval, per_task
 from ntkplast.figures._style import style, subplots
-from ntkplast.table import Table
+from ntkplast.stats.intervals import mean_interval
+from ntkplast.table import Table, per_task
+
+__all__ = ["PLASTICITY_PANELS", "REGIME_PANELS", "THEORY_PANELS", "band", "kernel_regime",
+           "per_task_panels", "plasticity_curves", "task_values", "theory_panels"]
 
 Tables = Mapping[str, Sequence[Table]]
 
@@ -48,20 +52,16 @@ def _check(tables: Tables) -> None:
 
 
 def task_values(runs: Sequence[Table], metric: str, layer: str = "all") -> np.ndarray:
-    """``seeds × tasks`` values of ``metric`` at task ends; ``layer="mean"`` averages the
-    ``layer<l>`` rows; ``running_<metric>`` is the running mean of ``<metric>`` over tasks."""
+    """``seeds × tasks`` values of ``metric`` at task ends (:func:`ntkplast.table.per_task`);
+    ``layer="mean"`` averages the ``layer<l>`` rows; ``running_<metric>`` is the running mean
+    v̄_t = (1/(t+1)) Σ_{s ≤ t} v_s of ``<metric>`` over tasks."""
     if metric.startswith("running_"):
         v = task_values(runs, metric[len("running_"):], layer)
         return np.cumsum(v, axis=1) / np.arange(1, v.shape[1] + 1)
-    if layer != "mean":
-        return per_task(runs, metric, layer)
-    layers = sorted({name for t in runs for name in
-                     t.columns["layer"][t.columns["metric"] == metric].tolist()} - {"all"})
-    if not layers:
+    if layer == "mean" and not any(np.any((t.columns["metric"] == metric)
+                                          & (t.columns["layer"] != "all")) for t in runs):
         raise NtkplastError(f"figures: no per-layer rows of {metric!r} in the tables")
-    stacked = np.stack([per_task(runs, metric, name) for name in layers])
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(stacked, axis=0) if np.isfinite(stacked).any() else stacked[0]
+    return per_task(runs, metric, layer)
 
 
 def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None = None) -> None:

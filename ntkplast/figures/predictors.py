@@ -1,14 +1,14 @@
 """Which metric predicts plasticity: forest plot of rank correlations and their lead–lag.
 
-Both functions draw results of :mod:`ntkplast.hypotheses` (compute first, draw second, so a user
+Both functions draw results of :mod:`ntkplast.stats` (compute first, draw second, so a user
 can print the numbers the figure shows) and return the matplotlib figure:
 
-* :func:`predictor_comparison` draws a :func:`~ntkplast.hypotheses.compare_predictors` result:
+* :func:`predictor_comparison` draws a :func:`~ntkplast.stats.compare_predictors` result:
   per predictor, Spearman's ρ with its cluster-bootstrap interval, pooled and within-run, the
   best predictor marked and its paired contrast |ρ_best| − |ρ_other| written beside each other.
 * :func:`lead_lag_plot` draws ρ against the lag in tasks with its interval band, from
-  :func:`~ntkplast.hypotheses.predictor_lead_lag` or from a mapping name →
-  :func:`~ntkplast.hypotheses.lead_lag` result.
+  :func:`~ntkplast.stats.predictor_lead_lag` or from a mapping name →
+  :func:`~ntkplast.stats.lead_lag` result.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def lead_lag_plot(result: PredictorLeadLag | Mapping[str, LeadLagResult], *,
     """ρ(predictor at task t, target at task t + lag) against the lag, one line per predictor
     with its bootstrap band. Lag > 0: the predictor leads (a driver of plasticity loss peaks
     right of the dashed line at lag 0). ``scope`` picks the pooled or within-run ρ of a
-    :func:`~ntkplast.hypotheses.predictor_lead_lag` result (ignored for
-    :func:`~ntkplast.hypotheses.lead_lag` results, whose ρ is the within-run mean and whose lags
+    :func:`~ntkplast.stats.predictor_lead_lag` result (ignored for
+    :func:`~ntkplast.stats.lead_lag` results, whose ρ is the within-run mean and whose lags
     count checkpoints)."""
     if scope not in ("pooled", "within"):
         raise NtkplastError(f"scope: expected 'pooled' or 'within', got {scope!r}")

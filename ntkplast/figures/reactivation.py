@@ -3,7 +3,7 @@
 ``curves`` maps a method name to a ``seeds × points`` array of revived fractions
 (:func:`ntkplast.experiments.reactivation.reactivation_curve`, one row per seed); ``steps`` gives
 the training step of each point. Each method is drawn as the mean over seeds with its 95%
-percentile-bootstrap band (:func:`ntkplast.experiments.grid.mean_interval`; no band for one seed).
+percentile-bootstrap band (:func:`ntkplast.stats.intervals.mean_interval`; no band for one seed).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.experiments.grid import mean_interval
 from ntkplast.figures._style import style, subplots
+from ntkplast.stats.intervals import mean_interval
 
 __all__ = ["reactivation_curves"]
 

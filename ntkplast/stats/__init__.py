@@ -1,2 +1,59 @@
-from ntkplast.stats.correlation import *  # noqa: F403
-from ntkplast.stats.correlation import __all__  # noqa: F401
+"""Statistics over runs' metric tables: correlations, onset order, the predictor test, intervals.
+
+===============  ==============================================================================
+module           what it holds
+===============  ==============================================================================
+``correlation``  :func:`spearman`, :func:`partial_spearman`, :func:`lead_lag` across checkpoints;
+                 :func:`metric_series`, :func:`aligned`
+``onset``        :func:`onset`, :func:`onset_order`: which metric moves first, in how many runs
+``predictors``   :func:`compare_predictors`, :func:`predictor_lead_lag`: which task-end metric
+                 best predicts plasticity on a later task (:data:`PREDICTORS`)
+``intervals``    the percentile bootstrap: resampling, :func:`percentile_interval`,
+                 :func:`bootstrap_p`, :func:`mean_interval`, :func:`final_tasks_interval`
+===============  ==============================================================================
+
+Every function takes one :class:`~ntkplast.table.Table` per run (or method name → one per seed)
+and returns a result that prints its sample sizes. ``from ntkplast import hypotheses`` is this
+package under its flat name.
+"""
+
+from ntkplast.stats.correlation import (
+    At,
+    CorrelationResult,
+    LeadLagResult,
+    MetricRef,
+    aligned,
+    lead_lag,
+    metric_series,
+    partial_spearman,
+    spearman,
+)
+from ntkplast.stats.intervals import (
+    bootstrap_p,
+    final_tasks_interval,
+    mean_interval,
+    percentile_interval,
+    resample_counts,
+    resample_indices,
+)
+from ntkplast.stats.onsets import Onset, OnsetOrder, onset, onset_order
+from ntkplast.stats.predictors import (
+    PREDICTORS,
+    Contrast,
+    PredictorComparison,
+    PredictorLeadLag,
+    PredictorRanking,
+    PredictorSpec,
+    PredictorStat,
+    compare_predictors,
+    predictor_lead_lag,
+)
+
+__all__ = [
+    "PREDICTORS", "At", "Contrast", "CorrelationResult", "LeadLagResult", "MetricRef", "Onset",
+    "OnsetOrder", "PredictorComparison", "PredictorLeadLag", "PredictorRanking", "PredictorSpec",
+    "PredictorStat", "aligned", "bootstrap_p", "compare_predictors", "final_tasks_interval",
+    "lead_lag", "mean_interval", "metric_series", "onset", "onset_order", "partial_spearman",
+    "percentile_interval", "predictor_lead_lag", "resample_counts", "resample_indices",
+    "spearman",
+]

@@ -1,0 +1,101 @@
+"""Checked inputs of the statistics: metric references, lists of run tables, one metric's series.
+
+A metric is named ``"metric"`` (layer ``"all"``) or ``("metric", "layer")``; a run is one
+:class:`~ntkplast.table.Table`. These helpers turn what a user passes into ``(metric, layer)``
+pairs, a non-empty list of tables and sorted finite series, or raise one
+:class:`~ntkplast.errors.NtkplastError` that says what was expected and what arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from ntkplast.errors import NtkplastError
+from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints
+
+__all__ = ["At", "MetricRef", "check_bootstrap", "check_level", "name", "ref", "series",
+           "tables"]
+
+MetricRef = str | tuple[str, str]
+"""``"metric"`` (layer ``"all"``) or ``("metric", "layer")``."""
+At = Literal["all", "task_end"]
+"""Which checkpoints: all of them, or only task ends (those with a ``test_accuracy`` or
+``test_mse`` row)."""
+
+
+def name(metric_ref: tuple[str, str]) -> str:
+    """``"metric[layer]"``, how results print a metric."""
+    return f"{metric_ref[0]}[{metric_ref[1]}]"
+
+
+def ref(metric_ref: MetricRef, what: str) -> tuple[str, str]:
+    """``(metric, layer)`` of ``"metric"`` (layer ``"all"``) or a ``(metric, layer)`` pair."""
+    if isinstance(metric_ref, str):
+        return metric_ref, "all"
+    if (isinstance(metric_ref, tuple | list) and len(metric_ref) == 2
+            and all(isinstance(s, str) for s in metric_ref)):
+        return metric_ref[0], metric_ref[1]
+    raise NtkplastError(f"{what}: expected a metric name or a (metric, layer) pair such as "
+                        f"('jac_isometry_index', 'layer1'), got {metric_ref!r}")
+
+
+def tables(runs: Table | Sequence[Table], fn: str) -> list[Table]:
+    """One non-empty :class:`Table` per run; a single Table is one run."""
+    out = [runs] if isinstance(runs, Table) else list(runs)
+    if not out:
+        raise NtkplastError(f"{fn}: no tables given; pass a Table or a list of Tables, one per run")
+    for i, t in enumerate(out):
+        if not isinstance(t, Table):
+            raise NtkplastError(f"{fn}: tables[{i}] is a {type(t).__name__}, not a Table; "
+                                "load one with Table.read_csv or ntkplast.analysis.analyze")
+        if len(t) == 0:
+            raise NtkplastError(f"{fn}: table {i} is empty; analyse the run first")
+    return out
+
+
+def series(table: Table, metric_ref: tuple[str, str], at: At,
+           what: str = "metric") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(checkpoint, step, value)`` of the finite rows of one metric, sorted by checkpoint."""
+    if at not in ("all", "task_end"):
+        raise NtkplastError(f"at: expected 'all' or 'task_end', got {at!r}")
+    metric, layer = metric_ref
+    cols = table.columns
+    keep = (cols["metric"] == metric) & (cols["layer"] == layer)
+    if not keep.any():
+        on_layer = sorted(set(cols["metric"][cols["layer"] == layer].tolist()))
+        layers = sorted(set(cols["layer"][cols["metric"] == metric].tolist()))
+        hint = (f"'{metric}' exists on layer(s) {layers}" if layers else
+                f"metrics on layer '{layer}': {on_layer}" if on_layer else
+                f"layers in the table: {sorted(set(cols['layer'].tolist()))}")
+        raise NtkplastError(f"{what}: no rows of metric '{metric}' on layer '{layer}'; {hint}")
+    ckpt, step, value = cols["checkpoint"][keep], cols["step"][keep], cols["value"][keep]
+    if len(np.unique(ckpt)) != len(ckpt):
+        raise NtkplastError(f"{what}: '{metric}' on layer '{layer}' has several rows at one "
+                            "checkpoint; is the table several runs concatenated? Pass one Table "
+                            "per run as a list")
+    ok = np.isfinite(value)
+    if at == "task_end":
+        ends = task_end_checkpoints(table)
+        if len(ends) == 0:
+            raise NtkplastError(f"at='task_end': the table has no {list(TASK_END_METRICS)} rows "
+                                "to mark task ends; use at='all'")
+        ok &= np.isin(ckpt, ends)
+    order = np.argsort(ckpt[ok], kind="stable")
+    return ckpt[ok][order], step[ok][order], value[ok][order]
+
+
+def check_level(level: float) -> None:
+    """Raise unless ``level`` is an interval coverage in (0, 1)."""
+    if not 0 < level < 1:
+        raise NtkplastError(f"level: expected a coverage in (0, 1) such as 0.95, got {level!r}")
+
+
+def check_bootstrap(n_boot: int, level: float) -> int:
+    """``n_boot`` as an int if it is a positive integer and ``level`` a coverage in (0, 1)."""
+    if not isinstance(n_boot, int | np.integer) or n_boot < 1:
+        raise NtkplastError(f"n_boot: expected a positive integer, got {n_boot!r}")
+    check_level(level)
+    return int(n_boot)

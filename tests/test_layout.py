@@ -1,0 +1,128 @@
+"""The package layout: stages as sub-packages, no import cycle, old import paths still working."""
+
+import ast
+import importlib
+import pathlib
+import warnings
+
+import pytest
+
+import ntkplast
+
+ROOT = pathlib.Path(ntkplast.__file__).parent
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """ntkplast modules a file imports, at module level or inside a function (a deferred import
+    that closes a loop is still a cycle)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", None) == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:  # annotations only: never imported at run time
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ntkplast"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("ntkplast"))
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for imp in _imports(path):
+            while imp and imp not in modules:
+                imp = imp.rpartition(".")[0]
+            if imp and imp != name and not name.startswith(imp + "."):  # own package: no-op
+                deps.add(imp)
+                # importing a.b.c runs a/__init__ and a/b/__init__ first
+                parent = imp.rpartition(".")[0]
+                while parent and parent != "ntkplast":
+                    if parent != name and not name.startswith(parent + "."):
+                        deps.add(parent)
+                    parent = parent.rpartition(".")[0]
+        graph[name] = deps
+    return graph
+
+
+def test_no_import_cycle():
+    graph = _graph()
+    state: dict[str, int] = {}
+
+    def visit(node, path):
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep):] + [dep]))
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_modules_stay_small():
+    sizes = {_module_name(p): len(p.read_text().splitlines()) for p in ROOT.rglob("*.py")}
+    assert {m: n for m, n in sizes.items() if n > 520} == {}
+
+
+def test_figures_do_not_import_training():
+    graph = _graph()
+    seen, todo = set(), ["ntkplast.figures"]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph.get(m, ()))
+    assert not {m for m in seen if m.startswith(("ntkplast.training", "ntkplast.experiments"))}
+
+
+FLAT = {"train": "ntkplast.training", "streams": "ntkplast.data.streams",
+        "custom_streams": "ntkplast.data.custom", "checkpoints": "ntkplast.runs.checkpoints",
+        "hypotheses": "ntkplast.stats"}
+MOVED = {"config": "ntkplast.training.config", "probes": "ntkplast.analysis.probes",
+         "interop": "ntkplast.runs.interop", "experiment": "ntkplast.experiments.grid",
+         "sweep": "ntkplast.experiments.sweep", "executors": "ntkplast.experiments.executors",
+         "demo": "ntkplast.experiments.demo", "reactivation": "ntkplast.experiments.reactivation",
+         "stax_bridge": "ntkplast.ntk._stax"}
+
+
+@pytest.mark.parametrize("old,new", sorted(FLAT.items()))
+def test_flat_names_are_the_new_modules_without_warning(old, new):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        module = importlib.import_module(f"ntkplast.{old}")
+    assert module is importlib.import_module(new)
+
+
+@pytest.mark.parametrize("old,new", sorted(MOVED.items()))
+def test_moved_names_import_with_a_deprecation_warning(old, new):
+    import sys
+
+    sys.modules.pop(f"ntkplast.{old}", None)
+    if hasattr(ntkplast, old):
+        delattr(ntkplast, old)
+    with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
+        module = importlib.import_module(f"ntkplast.{old}")
+    assert module is importlib.import_module(new)
+
+
+def test_readme_names_resolve():
+    from ntkplast import custom_streams, models, ntk, train
+
+    assert train.RunConfig and train.TrainConfig and train.train_run and train.train_seeds
+    assert custom_streams.ArrayStream and models.ArchSpec and models.build
+    assert ntk.empirical_ntk
