@@ -1,4 +1,4 @@
-"""Stress test of issue 6: SIGKILL trials, reader fuzzing, analysis memory over long series.
+"""Stress test: SIGKILL trials, reader fuzzing, analysis memory over long series.
 
     JAX_PLATFORMS=cpu .venv/bin/python benchmarks/stress.py [--kill-trials 20]
         [--analyze-trials 3] [--fuzz-cases 10000] [--series 50,500] [--out benchmarks/stress.png]

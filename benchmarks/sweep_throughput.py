@@ -1,13 +1,13 @@
 """Seeds per second: S seeds trained as one vectorised program (jax.vmap) against S separate runs.
 
-Issue 7's measurement, at two levels, same total work in both arms:
+Measured at two levels, same total work in both arms:
 
 * **step kernel** — the compiled chunk (a ``lax.scan`` over ``--steps`` steps) of
   ``train.make_trainer``: ``run_chunk`` once per seed against ``run_chunks`` (vmapped over the
   stacked parameters, optimizer states, minibatch indices and step keys of all S seeds), both
   compiled before timing, best of ``--repeats``. Settings: the depth-4 width-512 ReLU MLP
   (784–512×4–10, orthogonal init, Adam 1e-4) at batch 16 on a synthetic MNIST-shaped task (the
-  issue's target: 16 vectorised seeds ≥ 4× 16 sequential), and the demo's 3×100 MLP on 64 inputs
+  target: 16 vectorised seeds ≥ 4× 16 sequential), and the demo's 3×100 MLP on 64 inputs
   at batch 32.
 * **end to end** — what a sweep pays: ``train.train_seeds`` of S seeds into S folders against
   S ``train.train_run`` calls (each builds and compiles its own trainer), 2 tasks of

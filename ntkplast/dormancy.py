@@ -16,13 +16,14 @@ positions first, as in Sokar et al.'s code):
   reported, each under its own name.
 * **Effective rank** of the feature matrix Φ_l = a_l(X) ∈ R^{N×d_l} (Roy & Vetterli 2007) over
   its singular values σ (not σ²): exp(H(p)), p_i = σ_i / Σ_j σ_j.
-* **srank** (Kumar, Agarwal, Ghosh & Levine 2021, "Implicit under-parameterization"): the
-  smallest k with Σ_{i≤k} σ_i ≥ (1 − δ) Σ_i σ_i, δ = 0.01. Dohare et al.'s code calls this
-  "stable rank"; ntkplast keeps "stable rank" for ‖Φ‖_F²/‖Φ‖_2² (DESIGN.md, "Names that the
-  literature overloads").
+* **srank** (Kumar, Agarwal, Ghosh & Levine 2021, "Implicit under-parameterization inhibits
+  data-efficient deep reinforcement learning", ICLR): the smallest k with
+  Σ_{i≤k} σ_i ≥ (1 − δ) Σ_i σ_i, δ = 0.01. Dohare et al.'s and Plasticine's code call this
+  "stable rank"; ntkplast keeps "stable rank" for the matrix-analysis quantity ‖Φ‖_F²/‖Φ‖_2²
+  (:func:`ntkplast.spectra.summary`), so each name means one thing.
 
 For conv layers Φ_l is the spatial mean of a_l per channel (global average pooling), N × c_l.
-Φ_l is not centred.
+Φ_l is not centred. :func:`unit_scores` returns one :class:`LayerDormancy` per hidden layer.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ import numpy as np
 
 from ntkplast import linalg, models
 from ntkplast.errors import NtkplastError
-from ntkplast.validate import check_probe_set
+from ntkplast.validate import check_number, check_probe_set
 
 Array = jax.Array
 
-__all__ = ["LayerDormancy", "active_frequency", "dead_units", "dormancy_scores",
-           "effective_rank", "feature_matrix", "srank", "unit_scores"]
+__all__ = ["DormantFractions", "LayerDormancy", "active_frequency", "dead_units",
+           "dormancy_scores", "effective_rank", "feature_matrix", "srank", "unit_scores"]
 
 
 def _unit_axes(acts: Array) -> tuple[int, ...]:
@@ -112,13 +113,32 @@ def srank(s: Array, delta: float = 0.01) -> Array:
     return jnp.where(c[-1] > 0, k, 0)
 
 
+class DormantFractions(NamedTuple):
+    """The τ-dormant fractions of one layer: ``fractions[j]`` of the units have score ≤ ``taus[j]``.
+
+    ``.at(τ)`` reads one; ``._asdict()`` gives ``{"taus": …, "fractions": …}``.
+    """
+
+    taus: tuple[float, ...]
+    fractions: tuple[float, ...]
+
+    def at(self, tau: float) -> float:
+        """The fraction of units with ReDo score ≤ ``tau`` (one of :attr:`taus`)."""
+        try:
+            return self.fractions[self.taus.index(float(tau))]
+        except ValueError:
+            raise NtkplastError(f"tau: {tau!r} is not one of the thresholds computed, "
+                                f"{list(self.taus)}") from None
+
+
 class LayerDormancy(NamedTuple):
-    """Dormancy and feature rank of one hidden layer (host numpy arrays).
+    """Dormancy and feature rank of one hidden layer (host numpy arrays and Python scalars).
 
     Attributes:
       layer: index of the weight layer whose post-activation this is.
       scores: ``(d,)`` ReDo scores (:func:`dormancy_scores`).
-      dormant_fraction: τ → fraction of units with score ≤ τ.
+      dormant_fraction: :class:`DormantFractions`, the fraction of units with score ≤ τ for each
+        threshold τ asked for.
       dead_mask: ``(d,)`` True for units zero on every probe input.
       dead_count, dead_fraction: how many of the d units are dead.
       active_frequency: ``(d,)`` :func:`active_frequency`.
@@ -130,7 +150,7 @@ class LayerDormancy(NamedTuple):
 
     layer: int
     scores: np.ndarray
-    dormant_fraction: dict[float, float]
+    dormant_fraction: DormantFractions
     dead_mask: np.ndarray
     dead_count: int
     dead_fraction: float
@@ -143,17 +163,6 @@ class LayerDormancy(NamedTuple):
     def dead_indices(self) -> np.ndarray:
         """Indices of the dead units."""
         return np.flatnonzero(self.dead_mask)
-
-
-def _check_fraction(name: str, value: float, *, open_top: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = math.nan
-    if not (0.0 <= v < 1.0 if open_top else 0.0 <= v <= 1.0):
-        raise NtkplastError(f"{name}: expected a number in [0, 1{')' if open_top else ']'}, "
-                            f"got {value!r}")
-    return v
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -180,14 +189,22 @@ def unit_scores(model: models.Model, params: models.Params, x: Array, *,
       One :class:`LayerDormancy` per hidden layer (the readout has no activation), in order.
     """
     x = check_probe_set(model, params, x)
+    return _unit_scores(model, params, x, taus=taus, frequency_threshold=frequency_threshold,
+                        srank_delta=srank_delta)
+
+
+def _unit_scores(model: models.Model, params: models.Params, x: Array, *,
+                 taus: Sequence[float] = (0.0, 0.025, 0.1), frequency_threshold: float = 0.01,
+                 srank_delta: float = 0.01) -> tuple[LayerDormancy, ...]:
+    """:func:`unit_scores` on a probe set already checked (:func:`check_probe_set`)."""
     try:
-        taus = tuple(float(t) for t in taus)
+        taus = tuple(dict.fromkeys(float(t) for t in taus))  # in order, each once
     except (TypeError, ValueError):
         raise NtkplastError(f"taus: expected a sequence of numbers, got {taus!r}") from None
     if not taus or not all(math.isfinite(t) and t >= 0 for t in taus):
         raise NtkplastError(f"taus: expected one or more finite thresholds τ ≥ 0, got {taus}")
-    frequency_threshold = _check_fraction("frequency_threshold", frequency_threshold)
-    srank_delta = _check_fraction("srank_delta", srank_delta, open_top=True)
+    frequency_threshold = check_number("frequency_threshold", frequency_threshold, high=1.0)
+    srank_delta = check_number("srank_delta", srank_delta, high=1.0, open_high=True)
     out = []
     stats = jax.device_get(_layer_stats(model, tuple(params), x))
     for i, (scores, dead, freq, features) in enumerate(stats):
@@ -196,7 +213,8 @@ def unit_scores(model: models.Model, params: models.Params, x: Array, *,
         out.append(LayerDormancy(
             layer=i,
             scores=scores,
-            dormant_fraction={t: int(np.sum(scores <= t)) / d for t in taus},
+            dormant_fraction=DormantFractions(taus, tuple(int(np.sum(scores <= t)) / d
+                                                          for t in taus)),
             dead_mask=dead,
             dead_count=int(np.sum(dead)),
             dead_fraction=int(np.sum(dead)) / d,

@@ -3,7 +3,7 @@ r"""Dynamical isometry: singular values of layer, input–output and weight Jaco
 A network is dynamically isometric when every singular value of its input–output Jacobian
 J(x) = ∂f/∂x sits near one, so signals and gradients keep their norm through depth
 (Pennington, Schoenholz & Ganguli 2017, "Resurrecting the sigmoid in deep learning through
-dynamical isometry"). Per weight layer l (DESIGN.md, "Isometry"):
+dynamical isometry", NeurIPS). Per weight layer l, on every probe input x:
 
 * **Layer Jacobian** J_l(x) = ∂a_l/∂a_{l-1} = diag(φ'(z_l)) L_l, where L_l is the layer's linear
   map a ↦ m_W · a ⊛ W_l (Dense: L_l = (m_W W_l)ᵀ, d_l × d_{l-1}; Conv: the full convolution
@@ -30,16 +30,17 @@ forward and one vjp per probe; then no full spectra are computed for that layer.
 
 Full spectra (SVD of the explicit J_l) on a subsample of probe inputs give the summaries that
 need every σ: mean (log σ)² over nonzero σ, the fraction of σ in [1/2, 2], the number of zeros
-and the isometry index of Joudaki, Daneshmand & Bach (2023), "On the impact of activation and
-normalization in obtaining isometric embeddings at initialization". See
-:func:`summarize_singular_values` for the exact definitions and the zero tolerance.
+and the isometry index det(M)^{1/k} / (tr M / k) of M = JJᵀ over its k nonzero eigenvalues
+(Joudaki, Daneshmand & Bach 2023, "On the impact of activation and normalization in obtaining
+isometric embeddings at initialization", NeurIPS). See :func:`summarize_singular_values` for the
+exact definitions and the zero tolerance. Every summary is a :class:`SingularValueSummary`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -49,12 +50,12 @@ from jax import lax
 
 from ntkplast import linalg, models
 from ntkplast.errors import NtkplastError
-from ntkplast.validate import check_params, check_probe_set
+from ntkplast.validate import check_params, check_probe_set, legacy_arguments
 
 Array = jax.Array
 
-__all__ = ["JacobianSpectrum", "LayerSpectra", "check_params", "check_probe_set",
-           "input_output_spectra", "isometry_index", "layer_spectra",
+__all__ = ["JacobianSpectrum", "LayerSpectra", "SingularValueSummary", "check_params",
+           "check_probe_set", "input_output_spectra", "isometry_index", "layer_spectra",
            "summarize_singular_values", "weight_spectra"]
 
 MAX_MATRIX_ENTRIES = 2**22
@@ -64,7 +65,6 @@ BLOCK_ENTRIES = 2**24
 SVD, or a batch of Hutchinson probes."""
 
 
-# ----------------------------------------------------------------------------- input checks
 # ------------------------------------------------------------------------ pure metric functions
 def _nonzero(s: Array, rtol: float | None) -> Array:
     """Mask of σ > rtol · max σ per spectrum (default rtol = n · eps of the dtype)."""
@@ -96,7 +96,40 @@ def isometry_index(eigs: Array, *, rtol: float | None = None) -> Array:
     return _index(eigs, _nonzero(eigs, rtol))
 
 
-def summarize_singular_values(s: Array, *, rtol: float | None = None) -> dict[str, Array]:
+class SingularValueSummary(NamedTuple):
+    """Isometry summaries of a family of spectra (:func:`summarize_singular_values`).
+
+    Fields are read as attributes (``summary.chi``); ``._asdict()`` gives a table row. They are
+    Python floats in the results of :func:`layer_spectra`, :func:`input_output_spectra` and
+    :meth:`to_floats`, 0-d arrays where :func:`summarize_singular_values` runs under jit.
+
+    Attributes:
+      n: singular values per spectrum.
+      chi: χ, the mean σ² (1 at criticality).
+      var_sigma_sq: variance of σ², pooled.
+      mean_log_sigma_sq: mean (log σ)² over the nonzero σ (0 exactly at isometry).
+      frac_sigma_in_half_two: fraction of σ with 1/2 ≤ σ ≤ 2.
+      zeros: mean number of zero σ per spectrum.
+      isometry_index: mean isometry index (Joudaki et al. 2023) over the spectra.
+      units_off: layer Jacobians only: mean number per probe input of rows of J zeroed by
+        φ'(z) = 0 (units off); ``None`` for ∂f/∂x and weight spectra.
+    """
+
+    n: float | Array
+    chi: float | Array
+    var_sigma_sq: float | Array
+    mean_log_sigma_sq: float | Array
+    frac_sigma_in_half_two: float | Array
+    zeros: float | Array
+    isometry_index: float | Array
+    units_off: float | Array | None = None
+
+    def to_floats(self) -> SingularValueSummary:
+        """The same summary with every field a Python float (``None`` stays ``None``)."""
+        return SingularValueSummary(*(None if v is None else float(v) for v in self))
+
+
+def summarize_singular_values(s: Array, *, rtol: float | None = None) -> SingularValueSummary:
     """Isometry summaries of one spectrum ``(n,)`` or a batch of spectra ``(S, n)``.
 
     Pennington et al. (2017) summaries of the pooled empirical distribution of σ over the batch
@@ -112,7 +145,8 @@ def summarize_singular_values(s: Array, *, rtol: float | None = None) -> dict[st
       (spectra with no nonzero σ are skipped).
     * ``n``: singular values per spectrum.
 
-    Values are 0-d arrays (jit-compatible).
+    Returns a :class:`SingularValueSummary` of 0-d arrays (jit-compatible; ``units_off`` is
+    ``None``); :meth:`SingularValueSummary.to_floats` makes them floats.
     """
     s = jnp.asarray(s)
     if s.ndim == 1:
@@ -120,15 +154,15 @@ def summarize_singular_values(s: Array, *, rtol: float | None = None) -> dict[st
     nz = _nonzero(s, rtol)
     sq = s * s
     log_s = jnp.log(jnp.where(nz, s, 1.0))
-    return {
-        "n": jnp.asarray(s.shape[-1]),
-        "chi": jnp.mean(sq),
-        "var_sigma_sq": jnp.var(sq),
-        "mean_log_sigma_sq": jnp.sum(log_s**2) / jnp.sum(nz),
-        "frac_sigma_in_half_two": jnp.mean((s >= 0.5) & (s <= 2.0)),
-        "zeros": jnp.mean(jnp.sum(~nz, axis=-1)),
-        "isometry_index": jnp.nanmean(_index(sq, nz)),
-    }
+    return SingularValueSummary(
+        n=jnp.asarray(s.shape[-1]),
+        chi=jnp.mean(sq),
+        var_sigma_sq=jnp.var(sq),
+        mean_log_sigma_sq=jnp.sum(log_s**2) / jnp.sum(nz),
+        frac_sigma_in_half_two=jnp.mean((s >= 0.5) & (s <= 2.0)),
+        zeros=jnp.mean(jnp.sum(~nz, axis=-1)),
+        isometry_index=jnp.nanmean(_index(sq, nz)),
+    )
 
 
 # ------------------------------------------------------------------------------ result types
@@ -136,10 +170,10 @@ class JacobianSpectrum(NamedTuple):
     """Spectrum of one Jacobian family over the probe set (host numpy arrays).
 
     Attributes:
-      summary: floats keyed ``n, chi, var_sigma_sq, mean_log_sigma_sq, frac_sigma_in_half_two,
-        zeros, isometry_index`` (see :func:`summarize_singular_values`) and, for layers,
-        ``units_off``. ``chi`` and ``var_sigma_sq`` are pooled over all N probe inputs from the
-        exact traces; the others come from the spectra on the subsample (NaN where none).
+      summary: a :class:`SingularValueSummary` of floats (see :func:`summarize_singular_values`);
+        ``units_off`` is set for layers. For layers ``chi`` and ``var_sigma_sq`` are pooled over
+        all N probe inputs from the exact traces; the others come from the spectra on the
+        subsample (NaN where none).
       singular_values: ``(S, n)`` descending, on the subsample; ``None`` when not computed.
       chi: ``(N,)`` tr(JJᵀ)/n per probe input.
       mean_sigma4: ``(N,)`` tr((JJᵀ)²)/n per probe input (a Hutchinson estimate unless
@@ -150,7 +184,7 @@ class JacobianSpectrum(NamedTuple):
       exact: whether ``mean_sigma4`` is exact.
     """
 
-    summary: dict[str, float]
+    summary: SingularValueSummary
     singular_values: np.ndarray | None
     chi: np.ndarray
     mean_sigma4: np.ndarray
@@ -166,8 +200,8 @@ class LayerSpectra(NamedTuple):
     subsample: np.ndarray
 
     @property
-    def summaries(self) -> tuple[dict[str, float], ...]:
-        """One summary dict per weight layer."""
+    def summaries(self) -> tuple[SingularValueSummary, ...]:
+        """One :class:`SingularValueSummary` per weight layer."""
         return tuple(layer.summary for layer in self.layers)
 
     @property
@@ -303,9 +337,6 @@ def _subsample(n: int, size: int | None, key: Array | None) -> Array:
     return jnp.sort(jax.random.choice(key, n, (size,), replace=False))
 
 
-_SPECTRUM_KEYS = ("mean_log_sigma_sq", "frac_sigma_in_half_two", "zeros", "isometry_index")
-
-
 def _gated_singular_values(gate_sub: np.ndarray, lmat: np.ndarray) -> np.ndarray:
     """σ of J = diag(g)·L for every row g of ``gate_sub`` (host LAPACK).
 
@@ -339,21 +370,19 @@ _summarize = jax.jit(lambda s, rtol: summarize_singular_values(s, rtol=rtol),
                      static_argnums=1)
 
 
-def _layer_summary(n: int, res: dict[str, Any], summary: Mapping[str, Any] | None
-                   ) -> dict[str, float]:
+def _layer_summary(n: int, res: dict[str, Any], spectrum: SingularValueSummary | None
+                   ) -> SingularValueSummary:
     """Pooled moments over all inputs; spectrum-only summaries from the subsample (or NaN)."""
-    out = {k: math.nan for k in _SPECTRUM_KEYS}
-    if summary is not None:
-        out.update({k: float(v) for k, v in summary.items()})
+    if spectrum is None:
+        spectrum = SingularValueSummary(*(math.nan,) * 7)
     c = float(np.mean(np.asarray(res["chi"], np.float64)))
     m4 = float(np.mean(np.asarray(res["mean_sigma4"], np.float64)))
-    out.update(n=float(n), chi=c, var_sigma_sq=max(m4 - c * c, 0.0),
-               units_off=float(np.mean(res["units_off"])))
-    return out
+    return spectrum.to_floats()._replace(n=float(n), chi=c, var_sigma_sq=max(m4 - c * c, 0.0),
+                                         units_off=float(np.mean(res["units_off"])))
 
 
 def layer_spectra(model: models.Model, params: models.Params, x: Array, *,
-                  spectra_subsample: int | None = 32, key: Array | None = None,
+                  key: Array | None = None, spectra_subsample: int | None = 32,
                   num_probes: int = 8,
                   max_matrix_entries: int = MAX_MATRIX_ENTRIES) -> LayerSpectra:
     """Singular values of every layer Jacobian J_l(x) = diag(φ'(z_l)) L_l (module docstring).
@@ -378,6 +407,15 @@ def layer_spectra(model: models.Model, params: models.Params, x: Array, *,
     References: Pennington, Schoenholz & Ganguli (2017); Joudaki et al. (2023).
     """
     x = check_probe_set(model, params, x)
+    return _layer_spectra(model, params, x, key=key, spectra_subsample=spectra_subsample,
+                          num_probes=num_probes, max_matrix_entries=max_matrix_entries)
+
+
+def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
+                   key: Array | None = None, spectra_subsample: int | None = 32,
+                   num_probes: int = 8,
+                   max_matrix_entries: int = MAX_MATRIX_ENTRIES) -> LayerSpectra:
+    """:func:`layer_spectra` on a probe set already checked (:func:`check_probe_set`)."""
     _check_options(spectra_subsample, num_probes)
     k_sub, k_probe = jax.random.split(jax.random.PRNGKey(0) if key is None else key)
     idx = _subsample(x.shape[0], spectra_subsample, None if key is None else k_sub)
@@ -401,7 +439,7 @@ def layer_spectra(model: models.Model, params: models.Params, x: Array, *,
 
 # ------------------------------------------------------------------------- input–output Jacobian
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _io_jacobians(model: models.Model, batch_size: int, params: models.Params,
+def _io_jacobians(model: models.Model, block_size: int, params: models.Params,
                   x: Array) -> Array:
     """J(x) = ∂f/∂x for every probe input, ``N × K × D`` (SVDs follow on the host)."""
     def f(xi: Array) -> Array:
@@ -410,33 +448,42 @@ def _io_jacobians(model: models.Model, batch_size: int, params: models.Params,
     k, d = model.spec.num_outputs, math.prod(x.shape[1:])
     jac = jax.jacrev(f) if k <= d else jax.jacfwd(f)
 
-    return _map_blocks(lambda xb: jax.vmap(jac)(xb).reshape(xb.shape[0], k, d), x, batch_size)
+    return _map_blocks(lambda xb: jax.vmap(jac)(xb).reshape(xb.shape[0], k, d), x, block_size)
 
 
+@legacy_arguments(renamed={"batch_size": "block_size"})
 def input_output_spectra(model: models.Model, params: models.Params, x: Array, *,
-                         batch_size: int = 256) -> JacobianSpectrum:
+                         block_size: int = 256) -> JacobianSpectrum:
     """Singular values of the input–output Jacobian J(x) = ∂f/∂x ∈ R^{K×D} for every input.
 
     Built per input by reverse mode (K ≤ D) or forward mode, vmapped over blocks of
-    ``batch_size`` probe inputs (bounded memory: ``batch_size · K · D`` floats), then an SVD.
+    ``block_size`` probe inputs (bounded memory: ``block_size · K · D`` floats), then an SVD.
     Since n = min(K, D) is small, full spectra are computed for all N inputs
     (``singular_values`` is ``(N, n)``) and every summary uses all of them; zeros are
     σ ≤ max(K, D) · eps · max σ. Pennington, Schoenholz & Ganguli (2017): at dynamical isometry
     every σ is 1; a linear network of orthogonal layers with gain c has every σ = c^L.
+    ``block_size`` was ``batch_size`` in 0.2; that keyword still works, with a
+    DeprecationWarning.
     """
     x = check_probe_set(model, params, x)
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise NtkplastError(f"batch_size: expected a positive int, got {batch_size!r}")
-    jac = np.asarray(_io_jacobians(model, int(batch_size), tuple(params), x))
+    return _input_output_spectra(model, params, x, block_size=block_size)
+
+
+def _input_output_spectra(model: models.Model, params: models.Params, x: Array, *,
+                          block_size: int = 256) -> JacobianSpectrum:
+    """:func:`input_output_spectra` on a probe set already checked (:func:`check_probe_set`)."""
+    if not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise NtkplastError(f"block_size: expected a positive int, got {block_size!r}")
+    jac = np.asarray(_io_jacobians(model, int(block_size), tuple(params), x))
     s = linalg.singular_values(jac)
     summary = _summarize(s, max(jac.shape[1:]) * _eps(s.dtype))
     sq = s * s
-    return JacobianSpectrum({k: float(v) for k, v in summary.items()}, s, sq.mean(axis=1),
-                            (sq * sq).mean(axis=1), None, s.shape[1], True)
+    return JacobianSpectrum(summary.to_floats(), s, sq.mean(axis=1), (sq * sq).mean(axis=1),
+                            None, s.shape[1], True)
 
 
 # ------------------------------------------------------------------------------ weight spectra
-def weight_spectra(model: models.Model, params: models.Params) -> tuple[Array, ...]:
+def weight_spectra(model: models.Model, params: models.Params) -> tuple[np.ndarray, ...]:
     """Singular values (descending) of each effective weight matrix m_W · W_l, readout last.
 
     Dense W_l (d_in × d_out) as is; a conv kernel (k × k × c_in × c_out) reshaped to
@@ -445,6 +492,11 @@ def weight_spectra(model: models.Model, params: models.Params) -> tuple[Array, .
     (Saxe et al. 2014) gives every σ = σ_w.
     """
     check_params(model, params)
+    return _weight_spectra(model, params)
+
+
+def _weight_spectra(model: models.Model, params: models.Params) -> tuple[np.ndarray, ...]:
+    """:func:`weight_spectra` of params already checked (:func:`check_params`)."""
     out = []
     for layer, p in zip(model.layers, params):
         w = jnp.asarray(p["W"])

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["eigh", "eigvalsh", "singular_values"]
+
 
 def singular_values(a: Any) -> np.ndarray:
     """Singular values (descending) of a matrix or a stack of matrices ``(..., m, n)``."""

@@ -34,6 +34,10 @@ from jax import lax
 from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 
+__all__ = ["ACTIVATIONS", "INITS", "KINDS", "PARAMETERIZATIONS", "ArchSpec", "Layer", "Model",
+           "Params", "build", "fan_in", "forward", "init_params", "layer_pre_activation",
+           "multipliers", "out_widths"]
+
 Array = jax.Array
 Params = tuple[dict[str, Array], ...]
 

@@ -1,11 +1,18 @@
-r"""Spectra of kernel Grams and comparisons between kernels (DESIGN.md, "Spectra", "Kernel change").
+r"""Spectra of kernel Grams and comparisons between kernels.
 
-Dense route: :func:`eigenvalues` and :func:`summary` of an ``N × N`` Gram (a full
-``N × N × K × K`` NTK is read as the ``NK × NK`` matrix with rows (n, k)). Matrix-free route for
-large probe sets: :func:`top_eigenvalues` (Lanczos) and :func:`hutchinson_trace` on a
-matrix–vector product such as :func:`ntkplast.ntk.ntk_matvec`, never forming the matrix.
-Comparisons: :func:`kernel_distance`, :func:`kernel_velocity`, :func:`centered_alignment`,
-:func:`eigenspace_overlap`.
+Dense route: :func:`eigenvalues` and :func:`summary` of an ``N × N`` PSD Gram K with eigenvalues
+λ_1 ≥ … ≥ λ_N (a full ``N × N × K × K`` NTK is read as the ``NK × NK`` matrix with rows (n, k)):
+trace Σλ, λ_max, the condition number λ_max/λ_min with λ_min floored at a stated ε·λ_max, the
+effective rank exp(H(p)), p_i = λ_i/Σλ (Roy & Vetterli 2007), the stable rank Σλ/λ_max, and the
+power-law decay exponent α of a least-squares fit log λ_i = c − α log i over a stated rank window,
+with its r² (:func:`summary_from_eigenvalues` has every formula). Matrix-free route for large
+probe sets: :func:`top_eigenvalues` (Lanczos) and :func:`hutchinson_trace` on a matrix–vector
+product such as :func:`ntkplast.ntk.ntk_matvec` (Θv = J(Jᵀv)), never forming the matrix.
+
+Kernel change across checkpoints: :func:`kernel_distance` d(K1, K2) = 1 − ⟨K1, K2⟩_F /
+(‖K1‖_F ‖K2‖_F) and :func:`kernel_velocity`, the distance per training step (Fort et al. 2020);
+:func:`centered_alignment` with the targets (Cortes, Mohri & Rostamizadeh 2012); the top-k
+:func:`eigenspace_overlap` ‖U1_kᵀ U2_k‖_F²/k.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ from matfree import decomp, stochtrace
 
 from ntkplast import linalg
 from ntkplast.errors import NtkplastError
+from ntkplast.validate import legacy_arguments
 
 Array = jax.Array
 
-__all__ = ["SpectrumSummary", "TraceEstimate", "as_matrix", "eigenvalues", "summary",
-           "summary_from_eigenvalues", "kernel_distance", "kernel_velocity",
-           "centered_alignment", "eigenspace_overlap", "top_eigenvalues", "hutchinson_trace"]
+__all__ = ["SpectrumSummary", "TraceEstimate", "as_matrix", "centered_alignment",
+           "default_fit_window", "eigenspace_overlap", "eigenvalues", "hutchinson_trace",
+           "kernel_distance", "kernel_velocity", "subspace_overlap", "summary",
+           "summary_from_eigenvalues", "top_eigenvalues", "top_eigenvectors"]
 
 
 def as_matrix(kernel: Any) -> Array:
@@ -52,9 +61,13 @@ def _square(name: str, kernel: Any) -> np.ndarray:
 
 
 def eigenvalues(kernel: Any) -> np.ndarray:
-    """Eigenvalues λ_1 ≥ … ≥ λ_N of a symmetric Gram (float64, LAPACK ``eigh``)."""
-    mat = _square("kernel", kernel).astype(np.float64)
-    return np.linalg.eigvalsh(0.5 * (mat + mat.T))[::-1]
+    """Eigenvalues λ_1 ≥ … ≥ λ_N of a symmetric Gram, checked and in float64.
+
+    :func:`ntkplast.linalg.eigvalsh` (host LAPACK, of (K + Kᵀ)/2) after checking that ``kernel``
+    is a finite, non-empty square Gram (or a full ``N × N × K × K`` NTK, read by
+    :func:`as_matrix`).
+    """
+    return linalg.eigvalsh(_square("kernel", kernel).astype(np.float64))
 
 
 class SpectrumSummary(NamedTuple):
@@ -192,8 +205,9 @@ def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = N
     K_c = HKH, L = YYᵀ, L_c = HLH, H = I − 11ᵀ/N (Cortes, Mohri & Rostamizadeh 2012, "Algorithms
     for learning kernels based on centered alignment", JMLR 13, Def. 2). ``targets`` are integer
     labels (one-hot encoded with ``num_classes``, default max + 1) or an ``N × C`` target matrix.
-    ``center_target=False`` divides by ‖YYᵀ‖_F instead of ‖L_c‖_F (DESIGN.md's variant; the
-    numerators agree since ⟨HKH, L⟩ = ⟨HKH, HLH⟩). Traced ``N × N`` kernels only.
+    ``center_target=False`` divides by ‖YYᵀ‖_F instead of ‖L_c‖_F, the variant
+    ⟨K_c, YYᵀ⟩_F / (‖K_c‖_F ‖YYᵀ‖_F) that centres the kernel only (the numerators agree since
+    ⟨HKH, L⟩ = ⟨HKH, HLH⟩; only the normalisation differs). Traced ``N × N`` kernels only.
     """
     mat = jnp.asarray(kernel)
     y = jnp.asarray(targets)
@@ -214,8 +228,9 @@ def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = N
 def eigenspace_overlap(k1: Any, k2: Any, k: int) -> float:
     r"""Top-k eigenspace overlap ‖U1_kᵀ U2_k‖_F² / k ∈ [0, 1].
 
-    U_k: orthonormal eigenvectors of the k largest eigenvalues of each Gram (DESIGN.md, "Kernel
-    change"). 1 when the two top-k subspaces coincide, k/N in expectation for random ones.
+    U_k: orthonormal eigenvectors (``N × k``) of the k largest eigenvalues of each Gram, so the
+    value is the mean squared cosine of the principal angles between the two top-k eigenspaces.
+    1 when the two subspaces coincide, k/N in expectation for random ones.
     """
     a, b = as_matrix(k1), as_matrix(k2)
     if a.shape != b.shape or not 1 <= k <= a.shape[0]:
@@ -249,8 +264,9 @@ def _as_partial(matvec: Callable) -> jax.tree_util.Partial:
     return jax.tree_util.Partial(matvec)
 
 
-def top_eigenvalues(matvec: Callable[[Array], Array], shape: int | tuple[int, ...], k: int,
-                    key: Array, *, num_matvecs: int | None = None) -> Array:
+@legacy_arguments(positional=("key",), after=3)
+def top_eigenvalues(matvec: Callable[[Array], Array], shape: int | tuple[int, ...], k: int, *,
+                    key: Array, num_matvecs: int | None = None) -> Array:
     r"""The k largest eigenvalues of a symmetric operator, matrix-free, by Lanczos.
 
     Lanczos (1950) tridiagonalization with full reorthogonalization (``matfree.decomp.
@@ -258,7 +274,9 @@ def top_eigenvalues(matvec: Callable[[Array], Array], shape: int | tuple[int, ..
     of the m × m tridiagonal matrix, m = ``num_matvecs`` (default min(n, max(2k + 20, 40))).
     Cost: m products plus O(n·m) memory for the Krylov basis. ``shape`` is the shape of the
     vectors ``matvec`` takes (an int n, or e.g. ``(N, K)`` for a full NTK product). Pass
-    :func:`ntkplast.ntk.ntk_matvec` for the NTK.
+    :func:`ntkplast.ntk.ntk_matvec` for the NTK. ``key`` (keyword-only) draws the start vector;
+    the 0.2 spelling with ``key`` as the fourth positional argument still works, with a
+    DeprecationWarning.
     """
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     n = int(np.prod(shape))
@@ -291,15 +309,17 @@ def _hutchinson(matvec: Any, key: Array, shape: tuple[int, ...], num_samples: in
     return TraceEstimate(values.mean(), values.std(ddof=1) / jnp.sqrt(values.size))
 
 
+@legacy_arguments(positional=("key",), after=3)
 def hutchinson_trace(matvec: Callable[[Array], Array], shape: int | tuple[int, ...],
-                     num_samples: int, key: Array, *, chunk: int = 1) -> TraceEstimate:
+                     num_samples: int, *, key: Array, chunk: int = 1) -> TraceEstimate:
     r"""Hutchinson's stochastic trace estimate tr(A) ≈ (1/m) Σ_i z_iᵀ A z_i.
 
     z_i Rademacher (Hutchinson 1989, "A stochastic estimator of the trace of the influence
     matrix"; matfree's ``monte_carlo_trace`` integrand and ``sampler_signs``). Unbiased, with
     variance 2(‖A‖_F² − Σ_i A_ii²)/m; ``stderr`` is the sample standard error. ``chunk`` products
     run vmapped at a time (memory ∝ chunk), chunks sequentially; ``num_samples`` must be a
-    multiple of ``chunk``.
+    multiple of ``chunk``. ``key`` (keyword-only) draws the z_i; as a fourth positional argument
+    (the 0.2 spelling) it still works, with a DeprecationWarning.
     """
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if num_samples < 2 or chunk < 1 or num_samples % chunk:

@@ -1,14 +1,19 @@
 """Boundary checks shared by every diagnostic: parameters against a spec, and probe inputs.
 
 Each check raises :class:`NtkplastError` naming the argument (``params[1]['W']``, ``x1``) and
-what to do, so engines, isometry and dormancy report bad input the same way.
+what to do, so engines, isometry, dormancy, the run-folder reader and the PyTorch importer report
+bad input the same way. :func:`expected_param_shapes` is the one definition of the parameter
+shapes a spec draws for an input shape; :func:`check_number` the one range check of a scalar
+option. :func:`legacy_arguments` keeps a renamed or moved argument working for one release.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
-from typing import Any
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +21,103 @@ import numpy as np
 
 from ntkplast import models
 from ntkplast.errors import NtkplastError
+
+__all__ = ["check_inputs", "check_number", "check_params", "check_probe_set",
+           "expected_param_shapes", "legacy_arguments", "param_shapes"]
+
+Shapes = tuple[dict[str, tuple[int, ...]], ...]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def param_shapes(params: Any) -> Shapes:
+    """The shape of every leaf, layer by layer: ``({"W": (d_in, d_out), "b": (d_out,)}, …)``."""
+    return tuple({k: tuple(np.shape(p[k])) for k in sorted(p)} for p in params)
+
+
+@functools.lru_cache(maxsize=64)
+def _abstract_init(model: models.Model, input_shape: tuple[int, ...]
+                   ) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], ...]:
+    shapes = jax.eval_shape(lambda k: model.init(k, input_shape), jax.random.PRNGKey(0))
+    return tuple(tuple((k, tuple(s.shape)) for k, s in sorted(p.items())) for p in shapes)
+
+
+def expected_param_shapes(model: models.Model, input_shape: Sequence[int]) -> Shapes:
+    """The shapes of the parameters ``model.init(key, input_shape)`` draws (never drawing them).
+
+    Same layout as :func:`param_shapes`, so ``param_shapes(params) == expected_param_shapes(...)``
+    says whether ``params`` fit the spec on inputs of per-example shape ``input_shape``. Traced
+    once per (model, input shape) by ``jax.eval_shape`` and cached. Raises
+    :class:`NtkplastError` when the input shape does not fit the spec (e.g. a CNN's pooling).
+    """
+    return tuple(dict(p) for p in _abstract_init(model, tuple(int(s) for s in input_shape)))
+
+
+def check_number(name: str, value: Any, *, low: float = 0.0, high: float = math.inf,
+                 open_high: bool = False) -> float:
+    """``value`` as a float in ``[low, high]`` (``[low, high)`` with ``open_high``), or raise.
+
+    Without an upper bound the number must be finite and the message reads ``expected a finite
+    number >= low``; with one, ``expected a number in [low, high]``.
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    above = v < high if open_high else v <= high
+    if not (math.isfinite(v) and low <= v and above):
+        if math.isinf(high):
+            want = f"a finite number >= {low:g}"
+        else:
+            want = f"a number in [{low:g}, {high:g}{')' if open_high else ']'}"
+        raise NtkplastError(f"{name}: expected {want}, got {value!r}")
+    return v
+
+
+def legacy_arguments(*, positional: Sequence[str] = (), after: int = 0,
+                     renamed: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """Decorator: the old call spellings of a function keep working for one release.
+
+    Args:
+      positional: names, in their old order, of the parameters that used to be positional from
+        position ``after`` on and are keyword-only now (old names, if also ``renamed``);
+        positional arguments past ``after`` are passed to them by their new names.
+      after: how many positional parameters the new signature has.
+      renamed: ``{old keyword: new keyword}``.
+
+    Each old spelling emits a :class:`DeprecationWarning` that names the new one.
+    """
+    renamed = dict(renamed or {})
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if positional and len(args) > after:
+                extra = args[after:]
+                if len(extra) > len(positional):
+                    raise TypeError(f"{fn.__name__}() takes {after + len(positional)} "
+                                    f"positional arguments at most, got {len(args)}")
+                names = [renamed.get(n, n) for n in positional[:len(extra)]]
+                _deprecated(f"{fn.__name__}: passing {', '.join(names)} by position is "
+                            f"deprecated; pass {', '.join(f'{n}=' for n in names)} by keyword")
+                for name, value in zip(names, extra):
+                    if name in kwargs:
+                        raise TypeError(f"{fn.__name__}() got multiple values for {name!r}")
+                    kwargs[name] = value
+                args = args[:after]
+            for old, new in renamed.items():
+                if old in kwargs:
+                    _deprecated(f"{fn.__name__}: {old}= is deprecated; it is now {new}=")
+                    if new in kwargs:
+                        raise TypeError(f"{fn.__name__}() got both {old}= and {new}=")
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+        return call  # type: ignore[return-value]
+    return wrap
+
+
+def _deprecated(message: str) -> None:
+    warnings.warn(f"{message} (the old spelling will be removed in a later release)",
+                  DeprecationWarning, stacklevel=3)
 
 
 def check_inputs(name: str, x: Any, model: models.Model, *, like: Any = None,
@@ -94,12 +196,12 @@ def check_params(model: models.Model, params: Any, input_shape: tuple[int, ...] 
 def _check_fan_ins(model: models.Model, params: Any, input_shape: tuple[int, ...], name: str,
                    input_name: str, lead: int) -> None:
     try:
-        expected = jax.eval_shape(lambda k: model.init(k, input_shape), jax.random.PRNGKey(0))
+        expected = expected_param_shapes(model, input_shape)
     except NtkplastError as e:
         raise NtkplastError(f"{input_name}: per-example shape {input_shape} does not fit the "
                             f"model: {e}") from None
     for i, (p, e) in enumerate(zip(params, expected)):
-        shape, want = tuple(np.shape(p["W"]))[lead:], tuple(e["W"].shape)
+        shape, want = tuple(np.shape(p["W"]))[lead:], e["W"]
         if shape != want:
             input_dependent = i == 0 or model.layers[i].flatten
             who = input_name if input_dependent else f"{name}[{i}]['W']"

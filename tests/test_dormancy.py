@@ -44,11 +44,11 @@ def test_planted_dead_units_are_reported_exactly(spec, input_shape, units):
     np.testing.assert_array_equal(first.dead_mask, want)
     np.testing.assert_array_equal(first.dead_indices, units)
     assert first.dead_count == len(units) and first.dead_fraction == len(units) / d
-    assert first.dormant_fraction[0.0] == len(units) / d  # τ = 0: dormant ⇔ dead (ReLU)
+    assert first.dormant_fraction.at(0.0) == len(units) / d  # τ = 0: dormant ⇔ dead (ReLU)
     np.testing.assert_array_equal(np.asarray(first.scores)[units], 0.0)
     assert np.all(np.asarray(first.scores)[~want] > 0)
     assert first.frequency_dormant_fraction == len(units) / d
-    assert set(first.dormant_fraction) == {0.0, 0.025, 0.1}
+    assert set(first.dormant_fraction.taus) == {0.0, 0.025, 0.1}
     clean = dormancy.unit_scores(model, params, x)[0]
     assert clean.dead_count == 0 and clean.srank >= first.srank
 

@@ -68,13 +68,13 @@ def test_orthogonal_linear_network_has_every_sigma_equal_to_the_gain(parameteriz
         np.testing.assert_allclose(layer.singular_values, gain, rtol=2e-6)
         np.testing.assert_allclose(layer.chi, gain**2, rtol=2e-6)
         s = layer.summary
-        np.testing.assert_allclose([s["chi"], s["isometry_index"]], [gain**2, 1.0], rtol=2e-6)
-        np.testing.assert_allclose([s["var_sigma_sq"], s["mean_log_sigma_sq"]],
+        np.testing.assert_allclose([s.chi, s.isometry_index], [gain**2, 1.0], rtol=2e-6)
+        np.testing.assert_allclose([s.var_sigma_sq, s.mean_log_sigma_sq],
                                    [0.0, math.log(gain) ** 2], atol=2e-6)
-        assert s["zeros"] == s["units_off"] == 0 and s["frac_sigma_in_half_two"] == 1.0
+        assert s.zeros == s.units_off == 0 and s.frac_sigma_in_half_two == 1.0
     io = isometry.input_output_spectra(model, params, x)
     np.testing.assert_allclose(io.singular_values, gain ** (depth + 1), rtol=1e-5)
-    np.testing.assert_allclose(io.summary["isometry_index"], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(io.summary.isometry_index, 1.0, rtol=1e-5)
     for s in isometry.weight_spectra(model, params):
         np.testing.assert_allclose(s, gain, rtol=2e-6)
 
@@ -100,16 +100,16 @@ def test_spectra_match_full_svd(x64, spec, input_shape):
         np.testing.assert_allclose(layer.singular_values, s, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(layer.chi, np.mean(s**2, axis=1), rtol=1e-10)
         np.testing.assert_allclose(layer.mean_sigma4, np.mean(s**4, axis=1), rtol=1e-10)
-        np.testing.assert_allclose(layer.summary["chi"], np.mean(s**2), rtol=1e-10)
-        np.testing.assert_allclose(layer.summary["var_sigma_sq"], np.var(s**2), rtol=1e-8,
+        np.testing.assert_allclose(layer.summary.chi, np.mean(s**2), rtol=1e-10)
+        np.testing.assert_allclose(layer.summary.var_sigma_sq, np.var(s**2), rtol=1e-8,
                                    atol=1e-12)
         np.testing.assert_array_equal(layer.units_off, np.sum(np.all(jac == 0, axis=2), axis=1))
     jac = jax.jit(jax.vmap(jax.jacfwd(lambda v: model.apply(params, v[None])[0])))(x)
     s = np.linalg.svd(np.asarray(jac).reshape(7, spec.num_outputs, -1), compute_uv=False)
-    res = isometry.input_output_spectra(model, params, x, batch_size=3)  # pads the last block
+    res = isometry.input_output_spectra(model, params, x, block_size=3)  # pads the last block
     np.testing.assert_allclose(res.singular_values, s, rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(res.summary["chi"], np.mean(s**2), rtol=1e-10)
-    np.testing.assert_allclose(res.summary["var_sigma_sq"], np.var(s**2), rtol=1e-8)
+    np.testing.assert_allclose(res.summary.chi, np.mean(s**2), rtol=1e-10)
+    np.testing.assert_allclose(res.summary.var_sigma_sq, np.var(s**2), rtol=1e-8)
     np.testing.assert_allclose(res.chi, np.mean(s**2, axis=1), rtol=1e-10)
 
 
@@ -123,7 +123,7 @@ def test_hutchinson_moments_of_large_layers(x64):
                                  key=jax.random.PRNGKey(3))  # per-input relative std ≲ 3%
     assert [layer.exact for layer in est.layers] == [False, True, True]
     h, e = est.layers[0], exact.layers[0]
-    assert h.singular_values is None and math.isnan(h.summary["zeros"])
+    assert h.singular_values is None and math.isnan(h.summary.zeros)
     np.testing.assert_allclose(h.chi, e.chi, rtol=1e-12)
     np.testing.assert_allclose(h.mean_sigma4, e.mean_sigma4, rtol=0.15)
     np.testing.assert_allclose(np.mean(h.mean_sigma4), np.mean(e.mean_sigma4), rtol=0.05)
@@ -146,8 +146,8 @@ def test_relu_zero_count_is_the_number_of_units_off(x64):
         s = np.asarray(layer.singular_values)
         zeros = np.sum(s <= width * np.finfo(s.dtype).eps * s.max(axis=1, keepdims=True), axis=1)
         np.testing.assert_array_equal(zeros, off)
-        assert layer.summary["zeros"] == layer.summary["units_off"] == off.mean()
-    assert res.layers[-1].summary["units_off"] == 0
+        assert layer.summary.zeros == layer.summary.units_off == off.mean()
+    assert res.layers[-1].summary.units_off == 0
 
 
 @pytest.mark.parametrize("parameterization", ["standard", "ntk"])
@@ -173,7 +173,7 @@ def test_pure_metrics_by_hand():
     for got in (isometry.summarize_singular_values(s),
                 jax.jit(isometry.summarize_singular_values)(s)):
         for k, v in want.items():
-            np.testing.assert_allclose(got[k], v, rtol=1e-6, err_msg=k)
+            np.testing.assert_allclose(getattr(got, k), v, rtol=1e-6, err_msg=k)
 
 
 def test_subsample():
@@ -187,7 +187,7 @@ def test_subsample():
     first = isometry.layer_spectra(model, params, x, spectra_subsample=100)
     assert first.singular_values[0].shape == (10, 4)
     none = isometry.layer_spectra(model, params, x, spectra_subsample=0)
-    assert math.isnan(none.summaries[0]["isometry_index"]) and none.summaries[0]["chi"] > 0
+    assert math.isnan(none.summaries[0].isometry_index) and none.summaries[0].chi > 0
 
 
 def test_bad_input_names_the_argument():
@@ -205,8 +205,8 @@ def test_bad_input_names_the_argument():
         isometry.layer_spectra(model, params, jnp.ones((3, 5)))
     with pytest.raises(NtkplastError, match="spectra_subsample"):
         isometry.layer_spectra(model, params, x, spectra_subsample=-1)
-    with pytest.raises(NtkplastError, match="batch_size"):
-        isometry.input_output_spectra(model, params, x, batch_size=0)
+    with pytest.raises(NtkplastError, match="block_size"):
+        isometry.input_output_spectra(model, params, x, block_size=0)
 
 
 @pytest.mark.parametrize("widths", [(12, 7), (5, 9)], ids=["tall-then-narrow", "wide"])

@@ -128,7 +128,7 @@ def test_blocked_equals_unblocked(engine, batch_size):
             one = ntk.empirical_ntk(model, params, x1, other, trace_outputs=trace,
                                     engine=engine, per_layer=True)
             blk = ntk.empirical_ntk(model, params, x1, other, trace_outputs=trace,
-                                    engine=engine, per_layer=True, batch_size=batch_size)
+                                    engine=engine, per_layer=True, block_size=batch_size)
             np.testing.assert_allclose(blk.total, one.total, rtol=1e-12)
             for a, b in zip(blk.parts, one.parts, strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
@@ -198,8 +198,8 @@ def test_bad_input_raises_named_errors():
         ntk.empirical_ntk(cnn, cparams, cx, engine="layerwise")
     with pytest.raises(NtkplastError, match="x1: a cnn takes images"):
         ntk.empirical_ntk(cnn, cparams, cx.reshape(2, -1))
-    with pytest.raises(NtkplastError, match="batch_size"):
-        ntk.empirical_ntk(model, params, x1, batch_size=0)
+    with pytest.raises(NtkplastError, match="block_size"):
+        ntk.empirical_ntk(model, params, x1, block_size=0)
 
 
 # ---------------------------------------------------------------- neural-tangents (full env)

@@ -113,7 +113,8 @@ def test_randomised_gradient_is_unbiased(x64):
     _, params = _mlp(widths=(5, 4), d_in=7)
     exact = reg.isometry_gradient(params, 2.0)
     keys = jax.random.split(jax.random.PRNGKey(1), 3000)
-    est = jax.jit(jax.vmap(lambda k: reg.isometry_gradient_estimate(params, k, 2, 2.0)))(keys)
+    est = jax.jit(jax.vmap(lambda k: reg.isometry_gradient_estimate(
+        params, key=k, num_probes=2, scale=2.0)))(keys)
     for e, x in zip(jax.tree_util.tree_leaves(est), jax.tree_util.tree_leaves(exact)):
         mean = np.asarray(e).mean(axis=0)
         assert np.linalg.norm(mean - x) <= 0.07 * np.linalg.norm(x) + 1e-12
@@ -225,7 +226,7 @@ def test_randomised_adamo_runs_and_pulls_toward_isometry():
     zero = jax.tree_util.tree_map(jnp.zeros_like, zero)
     pen = reg.isometry_penalty(1.0, 2.0)
     for probes in (None, 4):
-        tx = reg.isometry_step(0.05, 0.1, scale=2.0, probes=probes)
+        tx = reg.isometry_step(0.05, 0.1, scale=2.0, num_probes=probes)
         p, _ = _run(tx, params, [zero] * 30)
         assert float(pen(p)) < 0.5 * float(pen(params))
 
@@ -244,7 +245,7 @@ def test_adamo_hook_in_the_trainer_keeps_weights_closer_to_isometry():
         tx = optax.adam(0.05)
         trainer = train.make_trainer(model, tx, hooks, jax.random.PRNGKey(1))
         state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
-        state, (loss, _) = trainer.run_chunk(state, x, y, idx)
+        state, (loss, _, _) = trainer.run_chunk(state, x, y, idx)
         assert np.all(np.isfinite(np.asarray(loss)))
         out[name] = float(pen(state.params))
     assert out["adamo"] < out["adam"]
@@ -416,7 +417,7 @@ def test_redo_replaces_exactly_the_dormant_units():
     x = jnp.asarray(np.random.default_rng(0).standard_normal((64, 6)), jnp.float32)
     _, state = _adam_state_after_steps(params)
     key = jax.random.PRNGKey(9)
-    step = jax.jit(lambda p, s: reg.redo_step(model, p, s, x, key, tau=0.0))
+    step = jax.jit(lambda p, s: reg.redo_step(model, p, s, x, key=key, tau=0.0))
     new, new_state, masks = step(params, state)
     assert np.flatnonzero(masks[0]).tolist() == [1, 3]
     assert not np.any(masks[1])
@@ -459,7 +460,7 @@ def test_outgoing_masks_through_conv_flatten_and_conv_conv():
     # the reset network still runs, and a cnn needs its input shape to re-draw
     assert jax.jit(model.apply)(new, x).shape == (4, 2)
     with pytest.raises(NtkplastError, match="input_shape"):
-        reg.redo_step(model, params, state, x, key)
+        reg.redo_step(model, params, state, x, key=key)
 
 
 def test_reset_optimizer_state_spares_counts_and_the_l2_init_anchor():
@@ -491,7 +492,7 @@ def test_cbp_ranks_units_by_bias_corrected_utility():
     state = reg.CBPState((util,), (age,), (jnp.asarray(1.0 - 8 * rate + 0.02),))
     x = jnp.ones((4, 5))
     _, opt_state = _adam_state_after_steps(params)
-    _, _, new, masks = reg.cbp_step(model, params, opt_state, state, x, jax.random.PRNGKey(0),
+    _, _, new, masks = reg.cbp_step(model, params, opt_state, state, x, key=jax.random.PRNGKey(0),
                                     replacement_rate=rate, decay_rate=eta,
                                     maturity_threshold=0)
     assert np.flatnonzero(masks[0]).tolist() == [1]
@@ -507,7 +508,7 @@ def test_cbp_accumulator_cannot_burst_and_replaces_correctly():
     x = jnp.asarray(np.random.default_rng(0).standard_normal((16, 5)), jnp.float32)
     tx, opt_state = _adam_state_after_steps(params)
     state = reg.cbp_init(params)
-    step = jax.jit(lambda p, o, s, k: reg.cbp_step(model, p, o, s, x, k, replacement_rate=rate,
+    step = jax.jit(lambda p, o, s, k: reg.cbp_step(model, p, o, s, x, key=k, replacement_rate=rate,
                                                   maturity_threshold=mature))
     counts, accs, expected = [], [], 0.0
     for t in range(60):
@@ -563,7 +564,7 @@ def test_resets_plug_into_the_trainer():
         trainer = train.make_trainer(model, tx, train.Hooks(post_step=post_step),
                                      jax.random.PRNGKey(1))
         state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
-        state, (loss, _) = trainer.run_chunk(state, x, y, idx)
+        state, (loss, _, _) = trainer.run_chunk(state, x, y, idx)
         assert np.all(np.isfinite(np.asarray(loss)))
 
 

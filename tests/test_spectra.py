@@ -88,13 +88,13 @@ def test_kernel_comparisons_brute_force():
 def test_lanczos_and_hutchinson_on_dense_matrix():
     lam = 10.0 * np.arange(1, 201) ** -1.0
     mat = jnp.asarray(_psd_with_spectrum(lam, seed=2))
-    top = spectra.top_eigenvalues(lambda v: mat @ v, 200, 5, jax.random.PRNGKey(0))
+    top = spectra.top_eigenvalues(lambda v: mat @ v, 200, 5, key=jax.random.PRNGKey(0))
     np.testing.assert_allclose(top, lam[:5], rtol=1e-8)
-    est = spectra.hutchinson_trace(lambda v: mat @ v, 200, 400, jax.random.PRNGKey(1), chunk=50)
+    est = spectra.hutchinson_trace(lambda v: mat @ v, 200, 400, key=jax.random.PRNGKey(1), chunk=50)
     assert abs(est.mean - lam.sum()) < 4 * est.stderr + 1e-12
     assert est.stderr < 0.05 * lam.sum()
     with pytest.raises(NtkplastError, match="top_eigenvalues"):
-        spectra.top_eigenvalues(lambda v: mat @ v, 200, 0, jax.random.PRNGKey(0))
+        spectra.top_eigenvalues(lambda v: mat @ v, 200, 0, key=jax.random.PRNGKey(0))
 
 
 def test_matrix_free_ntk_spectrum_matches_dense():
@@ -106,7 +106,7 @@ def test_matrix_free_ntk_spectrum_matches_dense():
     for trace, shape in ((True, 40), (False, (40, 3))):
         dense = spectra.eigenvalues(ntk.empirical_ntk(model, params, x, trace_outputs=trace))
         mv = ntk.ntk_matvec(model, params, x, trace_outputs=trace)
-        top = spectra.top_eigenvalues(mv, shape, 4, jax.random.PRNGKey(2), num_matvecs=40)
+        top = spectra.top_eigenvalues(mv, shape, 4, key=jax.random.PRNGKey(2), num_matvecs=40)
         np.testing.assert_allclose(top, dense[:4], rtol=1e-8)
-        est = spectra.hutchinson_trace(mv, shape, 64, jax.random.PRNGKey(3), chunk=16)
+        est = spectra.hutchinson_trace(mv, shape, 64, key=jax.random.PRNGKey(3), chunk=16)
         assert abs(est.mean - dense.sum()) < 4 * est.stderr

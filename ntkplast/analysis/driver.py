@@ -26,6 +26,9 @@ task, layer, metric, value)`` to a :class:`~ntkplast.table.Table`:
 * ``plasticity``: the numbers training stored with the checkpoint (loss, online accuracy, and at
   task ends test accuracy, reset-reference accuracy and plasticity loss).
 
+Each checkpoint is validated once: its parameters as they are read (``Run.params``), then
+with the probe set by one :func:`ntkplast.validate.check_probe_set`; the families call the
+diagnostics' unchecked cores (the public functions run the same checks on every call).
 Results are cached per checkpoint under ``<out>/cache/<key>/`` (``key`` hashes the settings and
 the probe set), each written atomically, so re-running skips finished checkpoints and a killed
 analysis resumes. A checkpoint that cannot be read or holds NaN/Inf parameters is skipped with a
@@ -44,17 +47,20 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ntkplast import dormancy, isometry, linalg, ntk, spectra
+from ntkplast import dormancy, isometry, linalg, ntk, spectra, validate
 from ntkplast.analysis import probes
 from ntkplast.errors import NtkplastError
 from ntkplast.runs import checkpoints
 from ntkplast.table import Table
+
+__all__ = ["CACHE_VERSION", "FAMILIES", "Settings", "analyze", "analyze_checkpoint",
+           "parse_metrics"]
 
 FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
 CACHE_VERSION = 3
@@ -103,15 +109,21 @@ class Settings:
             raise NtkplastError(f"probe_size must be >= 2, got {self.probe_size}")
 
 
-def _prefixed(prefix: str, d: dict[str, Any], layer: str) -> Rows:
-    return [(layer, f"{prefix}{k}", float(v)) for k, v in d.items()
-            if isinstance(v, int | float | np.floating | np.integer) and not isinstance(v, bool)]
+_SPECTRUM_FIELDS = ("trace", "lambda_max", "lambda_min", "condition", "effective_rank",
+                    "stable_rank", "decay_exponent", "decay_r2")
+# layer Jacobians' rows in the order earlier releases wrote them (cached tables mix with new ones)
+_JACOBIAN_FIELDS = ("mean_log_sigma_sq", "frac_sigma_in_half_two", "zeros", "isometry_index",
+                    "n", "chi", "var_sigma_sq", "units_off")
 
 
-def _spectrum_rows(prefix: str, s: spectra.SpectrumSummary, layer: str) -> Rows:
-    keep = ("trace", "lambda_max", "lambda_min", "condition", "effective_rank", "stable_rank",
-            "decay_exponent", "decay_r2")
-    return [(layer, f"{prefix}{k}", float(getattr(s, k))) for k in keep]
+def _summary_rows(prefix: str, summary: NamedTuple, layer: str,
+                  fields: Sequence[str] | None = None) -> Rows:
+    """One row ``(layer, prefix + field, value)`` per numeric field of a summary NamedTuple
+    (``fields``: which, in this order; default every field); ``None`` fields are left out."""
+    values = summary._asdict()
+    return [(layer, f"{prefix}{k}", float(values[k])) for k in (fields or values)
+            if isinstance(values[k], int | float | np.floating | np.integer)
+            and not isinstance(values[k], bool)]
 
 
 class _KernelHistory:
@@ -136,14 +148,15 @@ def _kernel_spectrum(kernel: np.ndarray, eps: float, prefix: str, layer: str
     """Summary rows, eigenvalues (descending) and eigenvectors of one Gram."""
     lam, vecs = linalg.eigh(kernel)
     lam, vecs = lam[::-1], vecs[:, ::-1]
-    return _spectrum_rows(prefix, spectra.summary_from_eigenvalues(lam, eps=eps), layer), lam, vecs
+    summary = spectra.summary_from_eigenvalues(lam, eps=eps)
+    return _summary_rows(prefix, summary, layer, _SPECTRUM_FIELDS), lam, vecs
 
 
-def _ntk_family(run: checkpoints.Run, params: Any, probe: probes.Probe, settings: Settings,
-                info: checkpoints.CheckpointInfo, history: _KernelHistory
+def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.Probe,
+                settings: Settings, info: checkpoints.CheckpointInfo, history: _KernelHistory
                 ) -> tuple[Rows, dict[str, np.ndarray]]:
-    total, parts = ntk.empirical_ntk(run.model, params, probe.x, per_layer=True,
-                                     engine=settings.engine, device_count=settings.device_count)
+    total, parts = ntk._empirical_ntk(run.model, params, x, per_layer=True,
+                                      engine=settings.engine, device_count=settings.device_count)
     # eigenvalue floor: N · ε of the dtype the kernel was computed in (its rounding level)
     eps = len(probe.y) * float(np.finfo(np.asarray(total).dtype).eps)
     kernel = np.asarray(total, np.float64)
@@ -152,7 +165,8 @@ def _ntk_family(run: checkpoints.Run, params: Any, probe: probes.Probe, settings
     trace = float(np.trace(kernel))
     for li, part in enumerate(parts):
         part = np.asarray(part, np.float64)
-        rows += _spectrum_rows("ntk_", spectra.summary(part, eps=eps), f"layer{li}")
+        rows += _summary_rows("ntk_", spectra.summary(part, eps=eps), f"layer{li}",
+                              _SPECTRUM_FIELDS)
         rows.append((f"layer{li}", "ntk_trace_share", float(np.trace(part)) / trace))
     if history.prev is not None:
         d_prev = float(spectra.kernel_distance(history.prev, kernel))
@@ -174,27 +188,27 @@ def _ntk_family(run: checkpoints.Run, params: Any, probe: probes.Probe, settings
     return rows, raw
 
 
-def _isometry_family(run: checkpoints.Run, params: Any, probe: probes.Probe,
+def _isometry_family(run: checkpoints.Run, params: Any, x: jax.Array,
                      settings: Settings) -> tuple[Rows, dict[str, np.ndarray]]:
     key = jax.random.PRNGKey(settings.seed)
-    spec = isometry.layer_spectra(run.model, params, probe.x,
-                                  spectra_subsample=settings.spectra_subsample, key=key)
+    spec = isometry._layer_spectra(run.model, params, x, key=key,
+                                   spectra_subsample=settings.spectra_subsample)
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
     for li, layer in enumerate(spec.layers):
-        rows += _prefixed("jac_", layer.summary, f"layer{li}")
+        rows += _summary_rows("jac_", layer.summary, f"layer{li}", _JACOBIAN_FIELDS)
         if layer.singular_values is not None:
             raw[f"jac_sv/{li}"] = np.asarray(layer.singular_values)
-    io = isometry.input_output_spectra(run.model, params, probe.x)
-    rows += _prefixed("io_", io.summary, "all")
+    io = isometry._input_output_spectra(run.model, params, x)
+    rows += _summary_rows("io_", io.summary, "all")
     if io.singular_values is not None:
         raw["io_sv"] = np.asarray(io.singular_values)
     total_sq = 0.0
-    for li, s in enumerate(isometry.weight_spectra(run.model, params)):
+    for li, s in enumerate(isometry._weight_spectra(run.model, params)):
         s = np.asarray(s)
         raw[f"weight_sv/{li}"] = s
-        rows += _prefixed("weight_", {k: float(v) for k, v in
-                                      isometry.summarize_singular_values(s).items()}, f"layer{li}")
+        rows += _summary_rows("weight_", isometry.summarize_singular_values(s).to_floats(),
+                              f"layer{li}")
         sq = float(np.sum(np.asarray(s, np.float64) ** 2))  # ‖M_l‖_F² = Σ σ²
         rows.append((f"layer{li}", "weight_fro_norm", np.sqrt(sq)))
         total_sq += sq
@@ -202,14 +216,14 @@ def _isometry_family(run: checkpoints.Run, params: Any, probe: probes.Probe,
     return rows, raw
 
 
-def _dormancy_family(run: checkpoints.Run, params: Any, probe: probes.Probe,
+def _dormancy_family(run: checkpoints.Run, params: Any, x: jax.Array,
                      settings: Settings) -> tuple[Rows, dict[str, np.ndarray]]:
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
-    for li, layer in enumerate(dormancy.unit_scores(run.model, params, probe.x,
-                                                   taus=settings.taus)):
+    for li, layer in enumerate(dormancy._unit_scores(run.model, params, x, taus=settings.taus)):
         name = f"layer{li}"
-        for tau, frac in layer.dormant_fraction.items():
+        fractions = layer.dormant_fraction
+        for tau, frac in zip(fractions.taus, fractions.fractions):
             rows.append((name, f"dormant_fraction_tau{tau:g}", float(frac)))
         rows += [(name, "dead_units", float(layer.dead_count)),
                  (name, "dead_fraction", float(layer.dead_fraction)),
@@ -225,8 +239,8 @@ def _plasticity_family(info: checkpoints.CheckpointInfo) -> Rows:
     for k, v in info.metrics.items():
         if k in ("task_step", "online_score_sum", "online_correct", "task", "end_step"):
             continue
-        if isinstance(v, list) and v:
-            rows.append(("all", f"{k}_mean", float(np.mean(v))))
+        if isinstance(v, list) and any(x is not None for x in v):  # None: task without tests
+            rows.append(("all", f"{k}_mean", float(np.mean([x for x in v if x is not None]))))
         elif isinstance(v, int | float) and not isinstance(v, bool):
             rows.append(("all", k, float(v)))
     return rows
@@ -251,15 +265,20 @@ def _infinite_kernel(run: checkpoints.Run, probe: probes.Probe) -> np.ndarray | 
 
 def analyze_checkpoint(run: checkpoints.Run, i: int, probe: probes.Probe, settings: Settings,
                        history: _KernelHistory) -> tuple[Rows, dict[str, np.ndarray]]:
-    """Rows ``(layer, metric, value)`` and raw arrays of checkpoint ``i``."""
+    """Rows ``(layer, metric, value)`` and raw arrays of checkpoint ``i``.
+
+    The parameters are checked as they are read and, with the probe inputs, once more by
+    :func:`ntkplast.validate.check_probe_set`; the families then skip the checks.
+    """
     info = run[i]
     params = run.params(i)
+    x = validate.check_probe_set(run.model, params, probe.x)
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
     families = {
-        "ntk": lambda: _ntk_family(run, params, probe, settings, info, history),
-        "isometry": lambda: _isometry_family(run, params, probe, settings),
-        "dormancy": lambda: _dormancy_family(run, params, probe, settings),
+        "ntk": lambda: _ntk_family(run, params, x, probe, settings, info, history),
+        "isometry": lambda: _isometry_family(run, params, x, settings),
+        "dormancy": lambda: _dormancy_family(run, params, x, settings),
         "plasticity": lambda: (_plasticity_family(info), {}),
     }
     for name in settings.metrics:

@@ -1,7 +1,7 @@
 r"""Empirical neural tangent kernels of ntkplast models, per layer, per checkpoint.
 
-The empirical NTK of a network f(x; θ) ∈ R^K on probe inputs (Jacot et al. 2018, "Neural
-tangent kernel"; DESIGN.md, "Empirical NTK") is
+The empirical NTK of a network f(x; θ) ∈ R^K on probe inputs (Jacot, Gabriel & Hongler 2018,
+"Neural tangent kernel: convergence and generalization in neural networks", NeurIPS) is
 
     Θ(x, x')_{kk'} = Σ_p ∂f_k(x)/∂θ_p · ∂f_{k'}(x')/∂θ_p,
 
@@ -43,16 +43,18 @@ from jax import lax
 from ntkplast import models, validate
 from ntkplast.errors import NtkplastError
 from ntkplast.ntk import _checks, _generic, _layerwise, _nt
+from ntkplast.ntk._stax import to_stax, to_stax_params
 
 Array = jax.Array
 Params = models.Params
 
 ENGINES = ("auto", "layerwise", "generic") + tuple(f"nt:{i}" for i in _nt.IMPLEMENTATIONS)
 MEMORY_BUDGET_BYTES = 2 * 2**30
-"""Working memory (bytes) allowed for one kernel block when ``batch_size`` is automatic."""
+"""Working memory (bytes) allowed for one kernel block when ``block_size`` is automatic."""
 
 __all__ = ["ENGINES", "MEMORY_BUDGET_BYTES", "LayerwiseKernel", "empirical_ntk", "kernel_fn",
-           "series_ntk", "ntk_matvec", "ntk_diagonal", "infinite_width_ntk", "resolve_engine"]
+           "series_ntk", "ntk_matvec", "ntk_diagonal", "infinite_width_ntk", "resolve_engine",
+           "to_stax", "to_stax_params"]
 
 
 class LayerwiseKernel(NamedTuple):
@@ -115,39 +117,41 @@ def _blocked(fn: Callable, x1: Array, x2: Array | None, b: int) -> Array:
 
 
 def _body(model: models.Model, engine: str, trace: bool, per_layer: bool,
-          batch_size: int | None) -> Callable:
+          block_size: int | None) -> Callable:
     parts_fn = _parts_fn(model, engine, trace, per_layer)
 
     def run(params, x1, x2):
         def f(xa, xb):
             return parts_fn(params, xa, xb)
-        out = f(x1, x2) if batch_size is None else _blocked(f, x1, x2, batch_size)
+        out = f(x1, x2) if block_size is None else _blocked(f, x1, x2, block_size)
         if not per_layer:
             return out[0]
         return LayerwiseKernel(out.sum(axis=0), tuple(out))
     return run
 
 
+@validate.legacy_arguments(renamed={"batch_size": "block_size"})
 @functools.lru_cache(maxsize=128)
 def kernel_fn(model: models.Model, *, trace_outputs: bool = True, per_layer: bool = False,
-              engine: str = "auto", batch_size: int | None = None) -> Callable[..., Any]:
+              engine: str = "auto", block_size: int | None = None) -> Callable[..., Any]:
     """Configure once, apply many: a jit-compiled ``fn(params, x1, x2=None)``.
 
     Returns the same as :func:`empirical_ntk` with these settings, without its input checks
     (call :func:`empirical_ntk` at a boundary). Cached per configuration, so repeated calls with
-    equal shapes reuse one compilation.
+    equal shapes reuse one compilation. ``block_size`` as in :func:`empirical_ntk` (``None``: one
+    block); ``batch_size=``, its 0.2 name, still works with a DeprecationWarning.
     """
     engine = resolve_engine(model, engine)
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise NtkplastError(f"batch_size: expected a positive int or None, got {batch_size!r}")
-    run = jax.jit(_body(model, engine, trace_outputs, per_layer, batch_size))
+    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
+        raise NtkplastError(f"block_size: expected a positive int or None, got {block_size!r}")
+    run = jax.jit(_body(model, engine, trace_outputs, per_layer, block_size))
 
     def fn(params: Params, x1: Array, x2: Array | None = None) -> Any:
         return run(params, x1, x2)
     return fn
 
 
-def _auto_batch(model: models.Model, engine: str, params: Any, n: int, trace: bool,
+def _auto_block(model: models.Model, engine: str, params: Any, n: int, trace: bool,
                 per_layer: bool, itemsize: int) -> int | None:
     """Largest block size whose working memory fits :data:`MEMORY_BUDGET_BYTES`.
 
@@ -168,22 +172,27 @@ def _auto_batch(model: models.Model, engine: str, params: Any, n: int, trace: bo
     return None if b >= n else b
 
 
-def _prepare(model: models.Model, params: Any, x1: Any, x2: Any, engine: str,
-             stacked: bool = False) -> tuple[str, Array, Array | None]:
-    engine = resolve_engine(model, engine)
+def _checked(model: models.Model, params: Any, x1: Any, x2: Any,
+             stacked: bool = False) -> tuple[Array, Array | None]:
+    """The boundary checks of the entry points: probe inputs x1 (and x2) and the params."""
     x1 = validate.check_inputs("x1", x1, model)
     validate.check_params(model, params, tuple(x1.shape[1:]),
-                         name="params_series" if stacked else "params", stacked=stacked)
-    dtype = _checks.param_dtype(params)
-    x1 = x1.astype(dtype)
+                          name="params_series" if stacked else "params", stacked=stacked)
     if x2 is not None:
-        x2 = validate.check_inputs("x2", x2, model, like=x1).astype(dtype)
-    return engine, x1, x2
+        x2 = validate.check_inputs("x2", x2, model, like=x1)
+    return x1, x2
 
 
+def _cast(params: Any, x1: Array, x2: Array | None) -> tuple[Array, Array | None]:
+    """Probe inputs in the params' floating dtype."""
+    dtype = _checks.param_dtype(params)
+    return jnp.asarray(x1, dtype), None if x2 is None else jnp.asarray(x2, dtype)
+
+
+@validate.legacy_arguments(renamed={"batch_size": "block_size"})
 def empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | None = None, *,
                   trace_outputs: bool = True, per_layer: bool = False, engine: str = "auto",
-                  batch_size: int | None = None, device_count: int | None = None
+                  block_size: int | None = None, device_count: int | None = None
                   ) -> Array | LayerwiseKernel:
     r"""Empirical NTK Θ(x1, x2) of ``model`` at ``params`` (module docstring for the formula).
 
@@ -195,11 +204,12 @@ def empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | No
       trace_outputs: True → ``N1 × N2`` kernel Σ_k Θ_kk; False → ``N1 × N2 × K × K``.
       per_layer: also return the per-weight-layer parts Θ_l (a :class:`LayerwiseKernel`).
       engine: one of :data:`ENGINES` (module docstring).
-      batch_size: block size b over probe points. Kernel blocks of b × b pairs are computed
-        one at a time, so the working memory beyond the output is bounded by
-        2·b·K·Σ_l d_l (layerwise) or 2·b·K·P (generic) floats plus the b²·(K²) block (times L
-        with ``per_layer``), independent of N. ``None`` picks the largest b within
-        :data:`MEMORY_BUDGET_BYTES` (one block when everything fits).
+      block_size: block size b over probe points (a kernel block, not a training minibatch).
+        Kernel blocks of b × b pairs are computed one at a time, so the working memory beyond
+        the output is bounded by 2·b·K·Σ_l d_l (layerwise) or 2·b·K·P (generic) floats plus the
+        b²·(K²) block (times L with ``per_layer``), independent of N. ``None`` picks the largest
+        b within :data:`MEMORY_BUDGET_BYTES` (one block when everything fits). Called
+        ``batch_size`` in 0.2; that keyword still works, with a DeprecationWarning.
       device_count: shard the rows of the kernel over the first this many local jax devices,
         one row block per device (default: every visible device; on CPU, more devices come from
         ``XLA_FLAGS=--xla_force_host_platform_device_count=D``). The result equals the
@@ -212,13 +222,31 @@ def empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | No
       NtkplastError: unknown engine; params that do not fit the spec or the input shape; wrong
         input rank; NaN/Inf in params or inputs; an empty probe set.
     """
-    engine, x1, x2 = _prepare(model, params, x1, x2, engine)
-    if batch_size is None:
+    engine = resolve_engine(model, engine)
+    x1, x2 = _checked(model, params, x1, x2)
+    return _empirical_ntk(model, params, x1, x2, trace_outputs=trace_outputs,
+                          per_layer=per_layer, engine=engine, block_size=block_size,
+                          device_count=device_count)
+
+
+def _empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | None = None, *,
+                   trace_outputs: bool = True, per_layer: bool = False, engine: str = "auto",
+                   block_size: int | None = None, device_count: int | None = None
+                   ) -> Array | LayerwiseKernel:
+    """:func:`empirical_ntk` without the checks of its inputs, for callers that have run them.
+
+    ``params`` must fit the model and be finite, ``x1``/``x2`` finite float arrays of one
+    per-example shape (:func:`ntkplast.validate.check_probe_set`); the analysis driver checks
+    them once per checkpoint and then calls this.
+    """
+    engine = resolve_engine(model, engine)
+    x1, x2 = _cast(params, x1, x2)
+    if block_size is None:
         n = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
-        batch_size = _auto_batch(model, engine, params, n, trace_outputs, per_layer,
+        block_size = _auto_block(model, engine, params, n, trace_outputs, per_layer,
                                  x1.dtype.itemsize)
     fn = kernel_fn(model, trace_outputs=trace_outputs, per_layer=per_layer, engine=engine,
-                   batch_size=batch_size)
+                   block_size=block_size)
     devs = _devices(device_count)
     if len(devs) == 1 or x1.shape[0] < len(devs):
         return fn(params, x1, x2)
@@ -269,30 +297,33 @@ def _stack(params_series: Any) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _series_fn(model: models.Model, engine: str, trace: bool, per_layer: bool,
-               batch_size: int | None) -> Callable:
-    run = _body(model, engine, trace, per_layer, batch_size)
+               block_size: int | None) -> Callable:
+    run = _body(model, engine, trace, per_layer, block_size)
     return jax.jit(lambda ps, x1, x2: lax.map(lambda p: run(p, x1, x2), ps))
 
 
+@validate.legacy_arguments(renamed={"batch_size": "block_size"})
 def series_ntk(model: models.Model, params_series: Sequence[Params] | Params, x1: Array,
                x2: Array | None = None, *, trace_outputs: bool = True, per_layer: bool = False,
-               engine: str = "auto", batch_size: int | None = None) -> Array | LayerwiseKernel:
+               engine: str = "auto", block_size: int | None = None) -> Array | LayerwiseKernel:
     """Empirical NTK at T checkpoints of one run in one compiled call.
 
     ``params_series`` is a list of T parameter tuples or one parameter tuple whose leaves carry
     a leading checkpoint axis of length T. The checkpoints run one after another inside one
     ``jax.jit``/``lax.map`` (one compilation, memory of one checkpoint's kernel computation
     plus the T kernels). Returns the :func:`empirical_ntk` result with a leading T axis on every
-    array; the other arguments are as there.
+    array; the other arguments are as there (``batch_size=`` too, deprecated for
+    ``block_size=``).
     """
     stacked = _stack(params_series)
-    engine, x1, x2 = _prepare(model, stacked, x1, x2, engine, stacked=True)
-    if batch_size is None:
+    engine = resolve_engine(model, engine)
+    x1, x2 = _cast(stacked, *_checked(model, stacked, x1, x2, stacked=True))
+    if block_size is None:
         n = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
         first = jax.tree_util.tree_map(lambda leaf: leaf[0], stacked)
-        batch_size = _auto_batch(model, engine, first, n, trace_outputs, per_layer,
+        block_size = _auto_block(model, engine, first, n, trace_outputs, per_layer,
                                  x1.dtype.itemsize)
-    fn = _series_fn(model, engine, trace_outputs, per_layer, batch_size)
+    fn = _series_fn(model, engine, trace_outputs, per_layer, block_size)
     return fn(stacked, x1, x2)
 
 
@@ -330,9 +361,7 @@ def ntk_matvec(model: models.Model, params: Params, x: Array, *, trace_outputs: 
     the arrays into the compiled program.
     """
     engine = resolve_engine(model, engine)
-    x = validate.check_inputs("x", x, model)
-    validate.check_params(model, params, tuple(x.shape[1:]))
-    x = x.astype(_checks.param_dtype(params))
+    x, _ = _cast(params, validate.check_probe_set(model, params, x), None)
     if engine == "layerwise":
         return jax.tree_util.Partial(_operator_matvec, _factors_fn(model, trace_outputs)(params, x))
     if engine != "generic":
@@ -347,9 +376,7 @@ def ntk_diagonal(model: models.Model, params: Params, x: Array) -> Array:
     tr Θ = ``ntk_diagonal(...).sum()`` exactly, in O(N·K·Σ_l d_l) memory.
     """
     resolve_engine(model, "layerwise")
-    x = validate.check_inputs("x", x, model)
-    validate.check_params(model, params, tuple(x.shape[1:]))
-    x = x.astype(_checks.param_dtype(params))
+    x, _ = _cast(params, validate.check_probe_set(model, params, x), None)
     return _diagonal(_factors_fn(model, True)(params, x))
 
 

@@ -15,13 +15,6 @@ def param_dtype(params: Any) -> Any:
     return jnp.asarray(jax.tree_util.tree_leaves(params)[0]).dtype
 
 
-def auto_batch_size(n: int, bytes_per_point: float, budget_bytes: float) -> int | None:
-    """Largest block size b with ``b · bytes_per_point ≤ budget`` (None: no blocking needed)."""
-    if n * bytes_per_point <= budget_bytes:
-        return None
-    return max(1, min(n, int(budget_bytes // max(bytes_per_point, 1.0))))
-
-
 def num_params(params: Any) -> int:
     """Total number of scalar parameters."""
     return sum(math.prod(np.shape(leaf)) for leaf in jax.tree_util.tree_leaves(params))

@@ -2,7 +2,10 @@ r"""Layerwise-factorized empirical NTK of Dense/activation stacks (never forms t
 
 For a Dense layer l with z_l = m_W a_{l-1} W_l + m_b b_l, the parameter gradients are
 ∂f_k/∂W_l = m_W a_{l-1} ⊗ δ_{l,k} and ∂f_k/∂b_l = m_b δ_{l,k} with δ_{l,k} = ∂f_k/∂z_l, so the
-layer's share of the NTK factorizes (DESIGN.md, "Layerwise factorization"):
+layer's share Θ_l of the NTK (Jacot, Gabriel & Hongler 2018) factorizes into an activation Gram
+and a backward-signal Gram — the Dense-layer structure that neural-tangents' "structured
+derivatives" exploits (Novak, Sohl-Dickstein & Schoenholz 2022, "Fast finite width neural
+tangent kernel", ICML):
 
     Θ_l(x, x')_{kk'} = A_l(x, x') · C_l(x, x')_{kk'},
     A_l(x, x') = m_W² a_{l-1}(x)·a_{l-1}(x') + m_b²          (m_b² only with biases),

@@ -7,7 +7,6 @@ the ``c_out × (c_in·k·k)`` matrix that PyTorch code reshapes to, so the same 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import jax
@@ -15,6 +14,7 @@ import jax.numpy as jnp
 
 from ntkplast import models
 from ntkplast.errors import NtkplastError
+from ntkplast.validate import check_number
 
 Array = jax.Array
 Params = models.Params
@@ -83,14 +83,8 @@ def weight_multipliers(model: models.Model | None, params: Params) -> tuple[floa
 
 
 def check_nonnegative(name: str, value: float) -> float:
-    """A finite number ≥ 0, or :class:`NtkplastError` naming ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = math.nan
-    if not (math.isfinite(v) and v >= 0):
-        raise NtkplastError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return v
+    """A finite number ≥ 0, or :class:`NtkplastError` naming ``name`` (:func:`check_number`)."""
+    return check_number(name, value)
 
 
 def check_positive_int(name: str, value: int) -> int:

@@ -10,16 +10,18 @@ that fits where it is used:
   ``train.make_trainer`` as it is (:func:`isometry_post_update`, :func:`shrink_perturb`);
 * a ``train.Hooks.on_task_end`` function (:func:`shrink_perturb_task_end`).
 
-**AdamO** (Rosseau, Müller & Nowé 2026, §4.4; DESIGN.md): Adam on the task gradient, then the
-isometry step on the result, with the learning rate's schedule::
+**AdamO** (Rosseau, Müller & Nowé 2026, "Preserving plasticity in continual learning via
+dynamical isometry", §4.4): Adam on the task gradient, then the isometry step on the result,
+with the learning rate's schedule::
 
     W̃_{t+1} = W_t − η_t · Adam_t(∇L)                   (moments m_t, v_t of ∇L only)
     W_{t+1} = W̃_{t+1} − η_iso,t · λ · ∇R(W̃_{t+1})       (η_iso,t = η_t unless given)
 
-with R the isometry penalty (½‖G − s'I‖_F², :mod:`ntkplast.regularizers.penalties`). Cheaper
-variants (see benchmarks/RESULTS.md, "Regularizer cost"): ``every=k`` takes the isometry step on
-every k-th update only, with strength k·λ (the same average pull); ``probes=k`` replaces ∇R by
-the unbiased Rademacher estimate :func:`~.penalties.isometry_gradient_estimate`.
+with R the isometry penalty (½‖G − s'I‖_F², :mod:`ntkplast.regularizers.penalties`; its λ is
+twice the paper's unhalved λ_paper). Cheaper variants (see benchmarks/RESULTS.md, "Regularizer
+cost"): ``every=k`` takes the isometry step on every k-th update only, with strength k·λ (the
+same average pull); ``num_probes=k`` replaces ∇R by the unbiased Rademacher estimate
+:func:`~.penalties.isometry_gradient_estimate`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ntkplast import models
@@ -43,6 +46,7 @@ from ntkplast.regularizers._common import (
     select_layers,
 )
 from ntkplast.regularizers.penalties import isometry_gradient, isometry_gradient_estimate
+from ntkplast.validate import legacy_arguments
 
 Schedule = float | Callable[[Array], Array]
 PostUpdate = Callable[[Params, Array, Array], Params]
@@ -66,14 +70,60 @@ def _check_rate(learning_rate: Schedule) -> Schedule:
     return lr
 
 
-def _iso_grad_fn(probes: int | None, scale: float, rect_correction: bool, normalize: bool,
+def _iso_grad_fn(num_probes: int | None, scale: float, rect_correction: bool, normalize: bool,
                  layers: LayerSelection, model: models.Model | None):
-    """``grad(params, key)``: exact closed-form ∇R, or its ``probes``-vector estimate."""
-    kw = dict(rect_correction=rect_correction, normalize=normalize, layers=layers, model=model)
-    if probes is None:
-        return lambda params, key: isometry_gradient(params, scale, **kw)
-    probes = check_positive_int("probes", probes)
-    return lambda params, key: isometry_gradient_estimate(params, key, probes, scale, **kw)
+    """``grad(params, key)``: exact closed-form ∇R, or its ``num_probes``-vector estimate."""
+    kw = dict(scale=scale, rect_correction=rect_correction, normalize=normalize, layers=layers,
+              model=model)
+    if num_probes is None:
+        return lambda params, key: isometry_gradient(params, **kw)
+    num_probes = check_positive_int("num_probes", num_probes)
+    return lambda params, key: isometry_gradient_estimate(params, key=key, num_probes=num_probes,
+                                                          **kw)
+
+
+Pull = Callable[[Any, Callable[[Any], Params], Array, Array], Any]
+
+
+def _isometry_pull(lam: float, learning_rate: Schedule, *, scale: float, rect_correction: bool,
+                   normalize: bool, layers: LayerSelection, model: models.Model | None,
+                   every: int, num_probes: int | None) -> Pull | None:
+    """The isometry step both plug points share; ``None`` when λ = 0 (nothing to do).
+
+    Checks the settings once and returns ``pull(tree, point, key, t)``: for the update numbered
+    t (from 0), tree − η(t)·every·λ·∇R(point(tree)) when every divides t + 1, else tree
+    unchanged (``lax.cond``). :func:`isometry_step` pulls the optimizer's update, measured at
+    params + update; :func:`isometry_post_update` pulls the params themselves.
+    """
+    lam = check_nonnegative("lam", lam)
+    learning_rate = _check_rate(learning_rate)
+    every = check_positive_int("every", every)
+    layers = check_layers(layers)
+    grad_fn = _iso_grad_fn(num_probes, scale, rect_correction, normalize, layers, model)
+    if lam == 0:
+        return None
+
+    def pull(tree: Any, point: Callable[[Any], Params], key: Array, t: Array) -> Any:
+        coeff = _rate(learning_rate, t) * (lam * every)
+
+        def step(x):
+            g = grad_fn(point(x), key)
+            return jax.tree_util.tree_map(lambda a, gi: a - coeff * gi, x, g)
+
+        if every == 1:
+            return step(tree)
+        return jax.lax.cond((t + 1) % every == 0, step, lambda x: x, tree)
+
+    return pull
+
+
+def _initial_key(key: Array | int | None) -> Array:
+    """A PRNG key from a key, an integer seed, or ``None`` (key 0)."""
+    if key is None:
+        return jax.random.PRNGKey(0)
+    if isinstance(key, int | np.integer):
+        return jax.random.PRNGKey(int(key))
+    return jnp.asarray(key)
 
 
 class IsometryStepState(NamedTuple):
@@ -83,11 +133,11 @@ class IsometryStepState(NamedTuple):
     key: Array
 
 
-def isometry_step(lam: float, learning_rate: Schedule, *, scale: float = 1.0,
-                  rect_correction: bool = True, normalize: bool = False,
+@legacy_arguments(renamed={"probes": "num_probes", "seed": "key"})
+def isometry_step(lam: float, learning_rate: Schedule, *, key: Array | int | None = None,
+                  scale: float = 1.0, rect_correction: bool = True, normalize: bool = False,
                   layers: LayerSelection = "hidden", model: models.Model | None = None,
-                  every: int = 1, probes: int | None = None,
-                  seed: int = 0) -> optax.GradientTransformation:
+                  every: int = 1, num_probes: int | None = None) -> optax.GradientTransformation:
     """The decoupled isometry step, to chain *after* an optimizer (AdamO's second half).
 
     Given the optimizer's update u_t and the params W_t it returns
@@ -96,97 +146,86 @@ def isometry_step(lam: float, learning_rate: Schedule, *, scale: float = 1.0,
     moments. ``λ = 0`` returns u_t unchanged (bit-exact).
 
     Args:
-      lam: λ ≥ 0, in the ½‖G − s'I‖² convention of :func:`~.penalties.isometry_loss`.
+      lam: λ ≥ 0, in the ½‖G − s'I‖² convention of :func:`~.penalties.isometry_loss`
+        (λ = 2·λ_paper for the paper's unhalved ‖WᵀW − I‖²).
       learning_rate: η_iso: a float or an optax schedule of the update count (pass the
         optimizer's own schedule so the step follows it).
+      key: PRNG key (or an integer seed) of the probe vectors, carried in the state; ``None``
+        is key 0. ``seed=``, its 0.2 name, still works with a DeprecationWarning.
       scale, rect_correction, normalize, layers, model: as in :func:`~.penalties.isometry_penalty`.
       every: take the step after every ``every``-th update only, with strength ``every``·λ.
-      probes: None for the exact closed-form ∇R; k for the k-probe randomised estimate.
-      seed: seeds the probe vectors (the key is carried in the state).
+      num_probes: None for the exact closed-form ∇R; k for the k-probe randomised estimate
+        (``probes=`` in 0.2, still accepted with a DeprecationWarning).
     """
-    lam = check_nonnegative("lam", lam)
-    learning_rate = _check_rate(learning_rate)
-    every = check_positive_int("every", every)
-    layers = check_layers(layers)
-    grad_fn = _iso_grad_fn(probes, scale, rect_correction, normalize, layers, model)
+    pull = _isometry_pull(lam, learning_rate, scale=scale, rect_correction=rect_correction,
+                          normalize=normalize, layers=layers, model=model, every=every,
+                          num_probes=num_probes)
+    first_key = _initial_key(key)
 
     def init(params: Params) -> IsometryStepState:
         del params
-        return IsometryStepState(jnp.zeros([], jnp.int32), jax.random.PRNGKey(seed))
+        return IsometryStepState(jnp.zeros([], jnp.int32), first_key)
 
     def update(updates, state: IsometryStepState, params=None):
         if params is None:
             raise NtkplastError("isometry_step needs the params: call update(grads, state, "
                                 "params)")
         count = state.count + 1
-        if lam == 0:
+        if pull is None:
             return updates, IsometryStepState(count, state.key)
         key, sub = jax.random.split(state.key)
-        coeff = _rate(learning_rate, state.count) * (lam * every)
-
-        def step(upd):
-            g = grad_fn(optax.apply_updates(params, upd), sub)
-            return jax.tree_util.tree_map(lambda u, gi: u - coeff * gi, upd, g)
-
-        if every == 1:
-            updates = step(updates)
-        else:
-            updates = jax.lax.cond(count % every == 0, step, lambda u: u, updates)
+        updates = pull(updates, lambda u: optax.apply_updates(params, u), sub, state.count)
         return updates, IsometryStepState(count, key)
 
     return optax.GradientTransformation(init, update)
 
 
-def adamo(learning_rate: Schedule, lam: float = 1e-3, *, b1: float = 0.9, b2: float = 0.999,
-          eps: float = 1e-8, iso_learning_rate: Schedule | None = None, scale: float = 1.0,
+@legacy_arguments(renamed={"probes": "num_probes", "seed": "key"})
+def adamo(learning_rate: Schedule, lam: float = 1e-3, *, key: Array | int | None = None,
+          b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          iso_learning_rate: Schedule | None = None, scale: float = 1.0,
           rect_correction: bool = True, normalize: bool = False,
           layers: LayerSelection = "hidden", model: models.Model | None = None, every: int = 1,
-          probes: int | None = None, seed: int = 0) -> optax.GradientTransformation:
+          num_probes: int | None = None) -> optax.GradientTransformation:
     """AdamO (module docstring): ``optax.chain(optax.adam(...), isometry_step(...))``.
 
     The state is ``(adam_state, IsometryStepState)``; ``adam_state`` is exactly optax.adam's, and
     its moments see only the task gradient. With ``lam = 0`` the parameters follow optax.adam
     bit for bit. ``iso_learning_rate`` defaults to ``learning_rate`` (schedule included).
-    Defaults for the paper's reported setting: λ = 1e-3 (learning rate 1e-4; for ReLU networks
-    use ``scale=2``). Other arguments as in :func:`isometry_step`.
+    The paper's reported setting is λ_paper = 1e-3 in its unhalved convention, λ = 2e-3 here,
+    with learning rate 1e-4 and, for ReLU networks, ``scale=2``; the default ``lam=1e-3`` is
+    half that pull. Other arguments (``key``, ``num_probes`` and their 0.2 names ``seed``,
+    ``probes``) as in :func:`isometry_step`.
     """
     iso_lr = learning_rate if iso_learning_rate is None else iso_learning_rate
     return optax.chain(
         optax.adam(learning_rate, b1=b1, b2=b2, eps=eps),
-        isometry_step(lam, iso_lr, scale=scale, rect_correction=rect_correction,
+        isometry_step(lam, iso_lr, key=key, scale=scale, rect_correction=rect_correction,
                       normalize=normalize, layers=layers, model=model, every=every,
-                      probes=probes, seed=seed))
+                      num_probes=num_probes))
 
 
+@legacy_arguments(renamed={"probes": "num_probes"})
 def isometry_post_update(lam: float, learning_rate: Schedule, *, scale: float = 1.0,
                          rect_correction: bool = True, normalize: bool = False,
                          layers: LayerSelection = "hidden", model: models.Model | None = None,
-                         every: int = 1, probes: int | None = None) -> PostUpdate:
+                         every: int = 1, num_probes: int | None = None) -> PostUpdate:
     """The isometry step as a ``train.Hooks.post_update``: W ← W − η(step)·λ·∇R(W).
 
     Run after the optimizer step, so ``Hooks(post_update=...)`` with ``optimizer="adam"`` is
     AdamO (up to float rounding, the same map as :func:`adamo`) without changing the optimizer.
     ``step`` is the global step of the update just taken (0 for the first), which a schedule
-    receives; ``every``/``probes`` as in :func:`isometry_step` (the hook's key draws the probes).
+    receives; ``every``/``num_probes`` as in :func:`isometry_step` (the hook's key draws the
+    probes; ``probes=``, the 0.2 name, still works with a DeprecationWarning).
     """
-    lam = check_nonnegative("lam", lam)
-    learning_rate = _check_rate(learning_rate)
-    every = check_positive_int("every", every)
-    layers = check_layers(layers)
-    grad_fn = _iso_grad_fn(probes, scale, rect_correction, normalize, layers, model)
+    pull = _isometry_pull(lam, learning_rate, scale=scale, rect_correction=rect_correction,
+                          normalize=normalize, layers=layers, model=model, every=every,
+                          num_probes=num_probes)
 
     def post_update(params: Params, key: Array, step: Array) -> Params:
-        if lam == 0:
+        if pull is None:
             return params
-        coeff = _rate(learning_rate, step) * (lam * every)
-
-        def apply(p):
-            g = grad_fn(p, key)
-            return jax.tree_util.tree_map(lambda w, gi: w - coeff * gi, p, g)
-
-        if every == 1:
-            return apply(params)
-        return jax.lax.cond((step + 1) % every == 0, apply, lambda p: p, params)
+        return pull(params, lambda p: p, key, step)
 
     return post_update
 

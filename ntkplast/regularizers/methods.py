@@ -11,11 +11,14 @@ The options are the keyword arguments of the method's constructor in
 :mod:`ntkplast.regularizers` (listed in :data:`METHODS`); unknown names and wrong types raise
 :class:`~ntkplast.errors.NtkplastError`. ``scale`` for isometry/AdamO/Parseval defaults to 2 for a
 ReLU network and 1 otherwise; isometry-type penalties act on the model's effective weights.
-AdamO's η_iso is the run's learning rate.
+AdamO's η_iso is the run's learning rate. ``lam`` of isometry and AdamO is in the ½‖G − s'I‖²
+convention, twice the paper's unhalved λ (:mod:`ntkplast.regularizers.penalties`). AdamO's
+``num_probes`` was ``probes`` in 0.2; that key is still read, with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,10 +44,11 @@ METHODS: dict[str, dict[str, Any]] = {
     "isometry": {"lam": 1e-3, "scale": None, "rect_correction": True, "normalize": False,
                  "layers": "hidden"},
     "adamo": {"lam": 1e-3, "scale": None, "rect_correction": True, "normalize": False,
-              "layers": "hidden", "every": 1, "probes": None},
+              "layers": "hidden", "every": 1, "num_probes": None},
     "redo": {"tau": 0.1, "every": 1000},
     "cbp": {"replacement_rate": 1e-4, "decay_rate": 0.99, "maturity_threshold": 100},
 }
+_RENAMED = {"adamo": {"probes": "num_probes"}}  # 0.2 option names: {method: {old: new}}
 
 
 def _options(method: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -55,6 +59,14 @@ def _options(method: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         raise NtkplastError(f"method.name: unknown {name!r}; choose one of {sorted(METHODS)}")
     allowed = METHODS[name]
     given = {k: v for k, v in method.items() if k != "name"}
+    for old, new in _RENAMED.get(name, {}).items():
+        if old in given:
+            warnings.warn(f"method.{old} is deprecated; it is now method.{new} (the old key "
+                          f"will be removed in a later release)", DeprecationWarning,
+                          stacklevel=3)
+            if new in given:
+                raise NtkplastError(f"method: both {old!r} and {new!r} given; keep {new!r}")
+            given[new] = given.pop(old)
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise NtkplastError(f"method: unknown option(s) {unknown} for {name!r}; its options "
@@ -125,7 +137,8 @@ def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequ
         return Hooks(penalty=penalties.isometry_penalty(o["lam"], scale, **iso))
     if name == "adamo":
         return Hooks(post_update=decoupled.isometry_post_update(
-            o["lam"], learning_rate, scale=scale, every=o["every"], probes=o["probes"], **iso))
+            o["lam"], learning_rate, scale=scale, every=o["every"], num_probes=o["num_probes"],
+            **iso))
     if name == "redo":
         return Hooks(post_step=resets.redo(
             model, tau=o["tau"], every=o["every"], input_shape=input_shape))

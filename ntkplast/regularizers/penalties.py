@@ -11,7 +11,8 @@ matrix-penalized.
 
 **Isometry (Gram) penalty** — the paper's regularizer (Rosseau, Müller & Nowé 2026, "Preserving
 plasticity in continual learning via dynamical isometry", §4.2/§4.4, as read from the first
-author's PyTorch port; DESIGN.md). For M ∈ R^{d_in×d_out} take the Gram on the smaller side::
+author's public PyTorch port, which cites those sections). For M ∈ R^{d_in×d_out} take the Gram
+on the smaller side::
 
     d_out ≤ d_in:  G = MᵀM  (d_out × d_out),  s' = s
     d_out > d_in:  G = MMᵀ  (d_in × d_in),    s' = s · d_out/d_in   (rect_correction=True)
@@ -22,10 +23,14 @@ author's PyTorch port; DESIGN.md). For M ∈ R^{d_in×d_out} take the Gram on th
 s = 1 asks for orthogonality; s = 2 compensates ReLU halving the second moment (He scale). The
 rectangular correction makes s' the squared row norm of a He-initialised tall matrix.
 
-*Normalisation conventions.* This module uses DESIGN.md's ½‖·‖² (gradient 2M(G − s'I)). Issue 5
-writes ‖·‖² without the ½ (gradient 4M(G − s'I)): λ there equals 2λ here.
+*Normalisation conventions.* This module (like the PyTorch port) uses R = ½‖G − s'I‖_F², with
+gradient 2M(G − s'I). The paper writes the penalty λ_paper·‖WᵀW − I‖_F², without the ½ and with
+target I (gradient 4M(G − I)), so the same penalty is λ = 2·λ_paper here: the paper's
+λ_paper = 1e-3 is λ = 2e-3 in ntkplast. (Its target I is s = 1; a ``[method]`` table defaults
+to s = 2 for ReLU networks.)
 
-The other penalties are the baselines of the issue, each in its paper's own normalisation.
+The other penalties are the plasticity baselines ntkplast compares it with, each in its own
+paper's normalisation.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from ntkplast.regularizers._common import (
     weight_multipliers,
     zeros_like_tree,
 )
+from ntkplast.validate import legacy_arguments
 
 Penalty = Callable[[Params], Array]
 
@@ -125,7 +131,8 @@ def isometry_penalty(lam: float, scale: float = 1.0, *, rect_correction: bool = 
     """Coupled isometry penalty θ ↦ λ Σ_{l ∈ layers} R(m_l·W_l) (module docstring).
 
     Args:
-      lam: λ ≥ 0 (½‖·‖² convention; issue 5's unhalved λ is half this one).
+      lam: λ ≥ 0 in the ½‖·‖² convention: λ = 2·λ_paper, the paper's unhalved λ_paper being
+        half this one (module docstring).
       scale, rect_correction, normalize: as in :func:`isometry_loss`.
       layers: ``"hidden"`` (default: all weight matrices but the readout, no biases),
         ``"inner"``, ``"all"`` or a list of layer indices.
@@ -153,11 +160,13 @@ def isometry_gradient(params: Params, scale: float = 1.0, *, rect_correction: bo
     return tuple(grads)
 
 
-def isometry_gradient_estimate(params: Params, key: Array, probes: int = 4,
-                               scale: float = 1.0, *, rect_correction: bool = True,
+@legacy_arguments(positional=("key", "probes", "scale"), after=1,
+                  renamed={"probes": "num_probes"})
+def isometry_gradient_estimate(params: Params, *, key: Array, num_probes: int = 4,
+                               scale: float = 1.0, rect_correction: bool = True,
                                normalize: bool = False, layers: LayerSelection = "hidden",
                                model: models.Model | None = None) -> Params:
-    r"""Unbiased randomised ∇R from ``probes`` Rademacher vectors (Hutchinson, 1990).
+    r"""Unbiased randomised ∇R from ``num_probes`` = k Rademacher vectors (Hutchinson 1989).
 
     With A = G − s'I (n × n) and V ∈ {±1}^{n×k} (E[VVᵀ] = k·I), R̂ = (1/2k)‖AV‖_F² has
     E[R̂] = R, and its gradient, with U = AV,
@@ -167,8 +176,13 @@ def isometry_gradient_estimate(params: Params, key: Array, probes: int = 4,
     has E[∇R̂] = ∇R. It never forms G: cost O(d_in·d_out·k) per layer instead of
     O(d_in·d_out·n). The price is variance: the relative error of one estimate is of order
     √(n/k), so it suits small steps whose noise averages out over many updates.
+
+    Every argument but ``params`` is keyword-only: ``key`` draws V (one split per layer); the
+    other arguments are as in :func:`isometry_gradient`. The 0.2 spelling
+    ``isometry_gradient_estimate(params, key, probes, scale)``, positional or with
+    ``probes=``, still works with a DeprecationWarning.
     """
-    probes = check_positive_int("probes", probes)
+    probes = check_positive_int("num_probes", num_probes)
     mult = weight_multipliers(model, params)
     grads = list(zeros_like_tree(params))
     selected = select_layers(len(params), layers)

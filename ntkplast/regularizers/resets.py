@@ -1,7 +1,8 @@
 r"""Unit resets: ReDo and continual backprop.
 
 Both replace chosen hidden units ("units": Dense outputs, or Conv channels) the same way
-(DESIGN.md, "Reset methods are easy to get wrong"; :func:`reinitialize_units`):
+(:func:`reinitialize_units`), in three steps that re-implementations of both methods are known
+to get wrong, so each is tested on its own:
 
 1. the unit's **incoming** weights (its column of W_l, its bias) are re-drawn from the model's
    initialisation distribution (a fresh ``model.init`` draw);
@@ -58,6 +59,7 @@ from ntkplast.regularizers._common import (
     check_positive_int,
 )
 from ntkplast.regularizers.decoupled import L2InitState
+from ntkplast.validate import legacy_arguments
 
 PostStep = Callable[[Params, Any, Array, Array, Array], tuple[Params, Any]]
 
@@ -208,15 +210,18 @@ def _hidden_activations(model: models.Model, params: Params, x: Array) -> list[A
 # ReDo
 # ---------------------------------------------------------------------------------------------
 
-def redo_step(model: models.Model, params: Params, opt_state: Any, x: Array, key: Array, *,
+@legacy_arguments(positional=("key",), after=4)
+def redo_step(model: models.Model, params: Params, opt_state: Any, x: Array, *, key: Array,
               tau: float = 0.1, input_shape: Sequence[int] | None = None,
               init_fn: Callable[[Array], Params] | None = None
               ) -> tuple[Params, Any, list[Array]]:
     """One ReDo reset on batch ``x``: replace every τ-dormant hidden unit (module docstring).
 
-    ``init_fn(key) -> params`` draws the fresh weights (default ``model.init(key,
-    input_shape)``; ``input_shape`` defaults to ``(d_in,)`` for an MLP). Returns (params,
-    opt_state, per-hidden-layer dormant masks). Pure and jit-compatible.
+    ``key`` (keyword-only) feeds ``init_fn(key) -> params``, which draws the fresh weights
+    (default ``model.init(key, input_shape)``; ``input_shape`` defaults to ``(d_in,)`` for an
+    MLP). Returns (params, opt_state, per-hidden-layer dormant masks). Pure and jit-compatible.
+    ``key`` as the fifth positional argument (the 0.2 spelling) still works, with a
+    DeprecationWarning.
     """
     init_fn = _init_fn(model, params, input_shape, init_fn)
     masks = [dormancy.dormancy_scores(a) <= tau
@@ -240,7 +245,7 @@ def redo(model: models.Model, *, tau: float = 0.1, every: int = 1000,
     def post_step(params: Params, opt_state: Any, x: Array, key: Array, step: Array):
         def reset(args):
             p, s = args
-            p, s, _ = redo_step(model, p, s, x, key, tau=tau, input_shape=input_shape,
+            p, s, _ = redo_step(model, p, s, x, key=key, tau=tau, input_shape=input_shape,
                                 init_fn=init_fn)
             return p, s
 
@@ -258,7 +263,7 @@ def redo_task_end(model: models.Model, x: Array, *, tau: float = 0.1,
 
     @jax.jit
     def apply(params, opt_state, key):
-        params, opt_state, _ = redo_step(model, params, opt_state, x, key, tau=tau,
+        params, opt_state, _ = redo_step(model, params, opt_state, x, key=key, tau=tau,
                                          input_shape=input_shape, init_fn=init_fn)
         return params, opt_state
 
@@ -304,16 +309,18 @@ def _smallest_k(values: Array, eligible: Array, k: Array) -> Array:
     return (rank < k) & eligible
 
 
-def cbp_step(model: models.Model, params: Params, opt_state: Any, state: CBPState, x: Array,
-             key: Array, *, replacement_rate: float = 1e-4, decay_rate: float = 0.99,
+@legacy_arguments(positional=("key",), after=5)
+def cbp_step(model: models.Model, params: Params, opt_state: Any, state: CBPState, x: Array, *,
+             key: Array, replacement_rate: float = 1e-4, decay_rate: float = 0.99,
              maturity_threshold: int = 100, input_shape: Sequence[int] | None = None,
              init_fn: Callable[[Array], Params] | None = None
              ) -> tuple[Params, Any, CBPState, list[Array]]:
     """One continual-backprop step on batch ``x`` (module docstring). Pure and jit-compatible.
 
-    h is taken on ``x`` at the current (post-update) params; ``input_shape``, ``init_fn`` as in
-    :func:`redo_step`. Returns (params, opt_state, state, per-hidden-layer masks of the
-    replaced units).
+    h is taken on ``x`` at the current (post-update) params; ``key``, ``input_shape``,
+    ``init_fn`` as in :func:`redo_step` (``key`` as the sixth positional argument, the 0.2
+    spelling, still works with a DeprecationWarning). Returns (params, opt_state, state,
+    per-hidden-layer masks of the replaced units).
     """
     init_fn = _init_fn(model, params, input_shape, init_fn)
     acts = _hidden_activations(model, params, x)
@@ -384,7 +391,7 @@ def continual_backprop(model: models.Model, *, replacement_rate: float = 1e-4,
             raise NtkplastError("continual_backprop: the optimizer state carries no CBPState; "
                                 "wrap the optimizer with continual_backprop(...).optimizer")
         params, inner, state, _ = cbp_step(
-            model, params, opt_state.inner, opt_state.extra, x, key,
+            model, params, opt_state.inner, opt_state.extra, x, key=key,
             replacement_rate=replacement_rate, decay_rate=decay_rate,
             maturity_threshold=maturity_threshold, input_shape=input_shape, init_fn=init_fn)
         return params, WithState(inner, state)

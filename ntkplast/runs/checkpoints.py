@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -36,6 +35,12 @@ import numpy as np
 from ntkplast import models
 from ntkplast.errors import NtkplastError
 from ntkplast.files import atomic_write_bytes, load_arrays, remove_stale_temporaries, save_arrays
+from ntkplast.validate import expected_param_shapes, param_shapes
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointInfo", "Run", "arrays_to_opt_state",
+           "arrays_to_params", "atomic_write_bytes", "checkpoint_name", "load_arrays",
+           "open_run", "opt_state_to_arrays", "params_to_arrays", "read_manifest",
+           "remove_stale_temporaries", "save_arrays", "write_manifest"]
 
 FORMAT = "ntkplast-run"
 FORMAT_VERSION = 1
@@ -197,13 +202,12 @@ class Run:
         return load_arrays(path)
 
     def params(self, i: int) -> models.Params:
-        """Parameters of checkpoint ``i``, checked against the run's architecture."""
+        """Parameters of checkpoint ``i``: finite floats whose shapes are the run's architecture's
+        (:func:`ntkplast.validate.expected_param_shapes` on the manifest's input shape)."""
         path = self.path / self.checkpoints[i].file
         params = arrays_to_params(self.arrays(i), source=str(path))
-        expected = jax.eval_shape(lambda k: self.model.init(k, self.input_shape),
-                                  jax.random.PRNGKey(0))
-        got = jax.tree_util.tree_map(np.shape, params)
-        want = jax.tree_util.tree_map(lambda s: s.shape, expected)
+        got = param_shapes(params)
+        want = expected_param_shapes(self.model, self.input_shape)
         if got != want:
             raise NtkplastError(f"{path}: parameter shapes {got} do not match the manifest's "
                                 f"model {want}; the checkpoint belongs to another architecture")

@@ -27,6 +27,7 @@ safetensors through its numpy API, ``.pt``/``.pth`` through ``torch.load(weights
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import math
@@ -40,13 +41,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkplast import models
-from ntkplast.runs import checkpoints
+from ntkplast import models, validate
 from ntkplast.errors import NtkplastError
+from ntkplast.runs import checkpoints
+
+__all__ = ["INPUT_LAYOUTS", "SUFFIXES", "TORCH_SUFFIXES", "import_folder", "load_safetensors",
+           "load_spec_file", "load_state_dict", "load_torch", "state_dict_to_params"]
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 SUFFIXES = (".safetensors", ".npz") + TORCH_SUFFIXES
@@ -54,18 +57,23 @@ INPUT_LAYOUTS = ("chw", "hwc")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
 
 
-def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read every tensor of a ``.safetensors`` file as numpy arrays (no torch, no pickle)."""
+def _reader(path: str | os.PathLike, module: str, missing: str) -> Any:
+    """The optional dependency ``module`` that reads ``path``, once ``path`` is known a file."""
     try:
-        from safetensors.numpy import load_file
+        found = importlib.import_module(module)
     except ImportError:
-        raise NtkplastError(f"{path}: reading .safetensors needs the safetensors package; "
-                            f"pip install safetensors (or: pip install 'ntkplast[interop]')"
-                            ) from None
+        raise NtkplastError(f"{path}: {missing}") from None
     if not Path(path).is_file():
         raise NtkplastError(f"{path} does not exist or is not a file")
+    return found
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read every tensor of a ``.safetensors`` file as numpy arrays (no torch, no pickle)."""
+    st = _reader(path, "safetensors.numpy", "reading .safetensors needs the safetensors package; "
+                 "pip install safetensors (or: pip install 'ntkplast[interop]')")
     try:
-        return dict(load_file(str(path)))
+        return dict(st.load_file(str(path)))
     except Exception as e:  # safetensors raises its own SafetensorError, TypeError for bf16, ...
         raise NtkplastError(f"{path} is not a readable safetensors file of numpy-compatible "
                             f"tensors ({type(e).__name__}: {e}); re-save it with float32 tensors"
@@ -79,14 +87,8 @@ def load_torch(path: str | os.PathLike) -> dict[str, np.ndarray]:
     its code never runs. A checkpoint dict that wraps the state dict under ``"state_dict"``,
     ``"model_state_dict"``, ``"model"``, ``"net"`` or ``"module"`` is unwrapped.
     """
-    try:
-        import torch
-    except ImportError:
-        raise NtkplastError(f"{path}: reading PyTorch files needs torch (pip install torch); "
-                            f"or save the state dict with safetensors, which needs no torch"
-                            ) from None
-    if not Path(path).is_file():
-        raise NtkplastError(f"{path} does not exist or is not a file")
+    torch = _reader(path, "torch", "reading PyTorch files needs torch (pip install torch); or "
+                    "save the state dict with safetensors, which needs no torch")
     try:
         with warnings.catch_warnings():  # a damaged file's odd protocol byte: refused below
             warnings.filterwarnings("ignore", message="Detected pickle protocol",
@@ -262,6 +264,31 @@ def state_dict_to_params(state_dict: Mapping[str, Any],
                             f"{list(INPUT_LAYOUTS)}")
     modules = _group_modules(state_dict, source)
     order = _order(modules, key_order, source)
+    spec = _architecture(modules, order, spec, activation, source)
+    num_convs = sum(modules[m]["weight"].ndim == 4 for m in order)
+    if input_shape is None:
+        if num_convs:
+            raise NtkplastError(f"{source}: a CNN needs input_shape (H, W, C), e.g. "
+                                f"--input-shape 28,28,1")
+        input_shape = (modules[order[0]]["weight"].shape[1],)
+    input_shape = tuple(int(s) for s in input_shape)
+    model = models.build(spec)
+    try:
+        want = validate.expected_param_shapes(model, input_shape)
+    except NtkplastError as e:
+        raise NtkplastError(f"{source}: {e}") from None
+    params = _ntkplast_layout(modules, order, input_shape, input_layout)
+    _check_layer_shapes(validate.param_shapes(params), want, num_convs, spec, input_shape,
+                        source)
+    if spec.parameterization == "ntk":
+        params = _to_ntk_parameterization(model, params, source)
+    return spec, tuple({k: jnp.asarray(v) for k, v in p.items()} for p in params)
+
+
+def _architecture(modules: Mapping[str, Mapping[str, np.ndarray]], order: Sequence[str],
+                  spec: models.ArchSpec | Mapping[str, Any] | None, activation: str,
+                  source: str) -> models.ArchSpec:
+    """``spec`` as an :class:`~ntkplast.models.ArchSpec`, or the one the shapes describe."""
     weights = [modules[m]["weight"] for m in order]
     has_bias = {"bias" in modules[m] for m in order}
     if len(has_bias) > 1:
@@ -281,27 +308,25 @@ def state_dict_to_params(state_dict: Mapping[str, Any],
             raise NtkplastError(f"{source}: convolution kernels {sorted(ks)}; ntkplast CNNs "
                                 f"use one odd square kernel size in every block")
     if spec is None:
-        spec = models.ArchSpec(
+        return models.ArchSpec(
             kind="cnn" if convs else "mlp", activation=activation,
             widths=tuple(w.shape[0] for w in (convs or dense[:-1])),
             dense_widths=tuple(w.shape[0] for w in dense[:-1]) if convs else (),
             num_outputs=dense[-1].shape[0], use_bias=has_bias == {True}, kernel_size=kernel)
-    elif not isinstance(spec, models.ArchSpec):
-        spec = models.ArchSpec.from_dict(spec)
-    if input_shape is None:
-        if convs:
-            raise NtkplastError(f"{source}: a CNN needs input_shape (H, W, C), e.g. "
-                                f"--input-shape 28,28,1")
-        input_shape = (dense[0].shape[1],)
-    input_shape = tuple(int(s) for s in input_shape)
-    model = models.build(spec)
-    try:
-        want = jax.eval_shape(lambda k: model.init(k, input_shape), jax.random.PRNGKey(0))
-    except NtkplastError as e:
-        raise NtkplastError(f"{source}: {e}") from None
+    if not isinstance(spec, models.ArchSpec):
+        return models.ArchSpec.from_dict(spec)
+    return spec
+
+
+def _ntkplast_layout(modules: Mapping[str, Mapping[str, np.ndarray]], order: Sequence[str],
+                     input_shape: tuple[int, ...], input_layout: str
+                     ) -> list[dict[str, np.ndarray]]:
+    """The layers in ntkplast's layout: Linear ``W = weightᵀ``, Conv2d OIHW → HWIO, and the
+    rows of the first Linear after images or convs from (c, h, w) to (h, w, c) for ``"chw"``."""
     params = []
     shape = input_shape
-    for m, w in zip(order, weights):
+    for m in order:
+        w = modules[m]["weight"]
         if w.ndim == 4:
             w_new = w.transpose(2, 3, 1, 0)
             shape = (shape[0] // 2, shape[1] // 2, w.shape[0]) if len(shape) == 3 else shape
@@ -315,24 +340,26 @@ def state_dict_to_params(state_dict: Mapping[str, Any],
         if "bias" in modules[m]:
             p["b"] = modules[m]["bias"]
         params.append(p)
-    got = tuple({k: v.shape for k, v in p.items()} for p in params)
-    expected = tuple({k: v.shape for k, v in p.items()} for p in want)
-    if got != expected:
-        n = len(convs)
-        if convs and len(got) == len(expected) and got[n]["W"] != expected[n]["W"]:
-            raise NtkplastError(f"{source}: the first Linear after the convolutions takes "
-                                f"{got[n]['W'][0]} features, but ntkplast's CNN (each block "
-                                f"Conv2d(padding=k//2) → φ → AvgPool2d(2)) gives "
-                                f"{expected[n]['W'][0]} on input_shape {list(input_shape)}; "
-                                f"import a network with that layout, or fix input_shape")
-        arch = {k: v for k, v in spec.to_dict().items()
-                if k in ("kind", "widths", "dense_widths", "num_outputs", "use_bias")}
-        raise NtkplastError(f"{source}: layer shapes (ntkplast layout) {list(got)} do not match "
-                            f"the architecture {arch} on input_shape {list(input_shape)}, "
-                            f"which needs {list(expected)}; pass the right spec/input_shape")
-    if spec.parameterization == "ntk":
-        params = _to_ntk_parameterization(model, params, source)
-    return spec, tuple({k: jnp.asarray(v) for k, v in p.items()} for p in params)
+    return params
+
+
+def _check_layer_shapes(got: validate.Shapes, expected: validate.Shapes, num_convs: int,
+                        spec: models.ArchSpec, input_shape: tuple[int, ...], source: str) -> None:
+    """Raise, saying which layer and why, unless the converted shapes are the spec's."""
+    if got == expected:
+        return
+    n = num_convs
+    if n and len(got) == len(expected) and got[n]["W"] != expected[n]["W"]:
+        raise NtkplastError(f"{source}: the first Linear after the convolutions takes "
+                            f"{got[n]['W'][0]} features, but ntkplast's CNN (each block "
+                            f"Conv2d(padding=k//2) → φ → AvgPool2d(2)) gives "
+                            f"{expected[n]['W'][0]} on input_shape {list(input_shape)}; "
+                            f"import a network with that layout, or fix input_shape")
+    arch = {k: v for k, v in spec.to_dict().items()
+            if k in ("kind", "widths", "dense_widths", "num_outputs", "use_bias")}
+    raise NtkplastError(f"{source}: layer shapes (ntkplast layout) {list(got)} do not match "
+                        f"the architecture {arch} on input_shape {list(input_shape)}, "
+                        f"which needs {list(expected)}; pass the right spec/input_shape")
 
 
 def _to_ntk_parameterization(model: models.Model, params: list[dict[str, np.ndarray]],
@@ -379,6 +406,60 @@ def _number(name: str, pattern: re.Pattern[str]) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
 
+def _numbered_files(src: Path, regex: re.Pattern[str], pattern: str) -> dict[int, Path]:
+    """``{number: path}`` of the checkpoint files in ``src`` whose names carry a number."""
+    files: dict[int, Path] = {}
+    for path in sorted(src.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in SUFFIXES:
+            continue
+        n = _number(path.name, regex)
+        if n is None:
+            continue
+        if n in files:
+            raise NtkplastError(f"{files[n].name} and {path.name} in {src} both have number "
+                                f"{n} under pattern {pattern!r}; narrow the pattern")
+        files[n] = path
+    if not files:
+        raise NtkplastError(f"{src}: no files with suffix {'/'.join(SUFFIXES)} whose names "
+                            f"match {pattern!r} with a number (found "
+                            f"{sorted(p.name for p in src.iterdir())[:8]}); check SRC_DIR and "
+                            f"--pattern")
+    return files
+
+
+def _convert_files(files: Mapping[int, Path], out: Path, number: str, *,
+                   spec: models.ArchSpec | Mapping[str, Any] | None,
+                   key_order: Sequence[str] | None, input_shape: Sequence[int] | None,
+                   input_layout: str, activation: str
+                   ) -> tuple[models.ArchSpec, tuple[int, ...], list[dict[str, Any]]]:
+    """Convert every file, in number order, into a checkpoint in ``out``.
+
+    Returns the architecture (every file must have the first file's), the input shape and the
+    manifest's checkpoint entries.
+    """
+    entries = []
+    first: tuple[models.ArchSpec, Path] | None = None
+    for n in sorted(files):
+        path = files[n]
+        got_spec, params = state_dict_to_params(
+            load_state_dict(path), spec, key_order, input_shape=input_shape,
+            input_layout=input_layout, activation=activation, source=str(path))
+        if first is None:
+            first = (got_spec, path)
+            if input_shape is None:
+                input_shape = (int(params[0]["W"].shape[0]),)
+        elif got_spec != first[0]:
+            raise NtkplastError(f"{path}: architecture {got_spec.to_dict()} differs from "
+                                f"{first[1].name}'s {first[0].to_dict()}; import one "
+                                f"architecture per run folder")
+        name = checkpoints.checkpoint_name(n)
+        checkpoints.save_arrays(out / name, checkpoints.params_to_arrays(params))
+        entries.append({"file": name, "step": n, "task": n if number == "task" else 0,
+                        "kind": "imported", "metrics": {}, "source": path.name})
+    assert first is not None and input_shape is not None
+    return first[0], tuple(input_shape), entries
+
+
 def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
                   spec: models.ArchSpec | Mapping[str, Any] | None = None,
                   key_order: Sequence[str] | None = None, pattern: str = r"(\d+)",
@@ -422,47 +503,15 @@ def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
     if run.exists() and not (run.is_dir() and not any(run.iterdir())):
         raise NtkplastError(f"{run} already exists; choose a new run folder (import never "
                             f"overwrites)")
-    files: dict[int, Path] = {}
-    for path in sorted(src.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in SUFFIXES:
-            continue
-        n = _number(path.name, regex)
-        if n is None:
-            continue
-        if n in files:
-            raise NtkplastError(f"{files[n].name} and {path.name} in {src} both have number "
-                                f"{n} under pattern {pattern!r}; narrow the pattern")
-        files[n] = path
-    if not files:
-        raise NtkplastError(f"{src}: no files with suffix {'/'.join(SUFFIXES)} whose names "
-                            f"match {pattern!r} with a number (found "
-                            f"{sorted(p.name for p in src.iterdir())[:8]}); check SRC_DIR and "
-                            f"--pattern")
+    files = _numbered_files(src, regex, pattern)
     run.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}.importing-", dir=run.parent))
     try:
-        entries = []
-        first: tuple[models.ArchSpec, Path] | None = None
-        for n in sorted(files):
-            path = files[n]
-            got_spec, params = state_dict_to_params(
-                load_state_dict(path), spec, key_order, input_shape=input_shape,
-                input_layout=input_layout, activation=activation, source=str(path))
-            if first is None:
-                first = (got_spec, path)
-                if input_shape is None:
-                    input_shape = (int(params[0]["W"].shape[0]),)
-            elif got_spec != first[0]:
-                raise NtkplastError(f"{path}: architecture {got_spec.to_dict()} differs from "
-                                    f"{first[1].name}'s {first[0].to_dict()}; import one "
-                                    f"architecture per run folder")
-            name = checkpoints.checkpoint_name(n)
-            checkpoints.save_arrays(tmp / name, checkpoints.params_to_arrays(params))
-            entries.append({"file": name, "step": n, "task": n if number == "task" else 0,
-                            "kind": "imported", "metrics": {}, "source": path.name})
-        assert first is not None
+        arch, input_shape, entries = _convert_files(
+            files, tmp, number, spec=spec, key_order=key_order, input_shape=input_shape,
+            input_layout=input_layout, activation=activation)
         manifest = {"format": checkpoints.FORMAT, "format_version": checkpoints.FORMAT_VERSION,
-                    "model": first[0].to_dict(), "input_shape": list(input_shape),
+                    "model": arch.to_dict(), "input_shape": list(input_shape),
                     "checkpoints": entries, "complete": True,
                     "imported_from": {"folder": str(src.resolve()), "pattern": pattern,
                                       "number": number, "input_layout": input_layout}}
