@@ -8,7 +8,7 @@
 # ---
 
 # %% [markdown]
-# # Analysing a PyTorch run with ntkplast (issue 7, interop)
+# # Analysing a PyTorch run with ntkplast
 #
 # A small PyTorch CNN (`Conv2d → ReLU → AvgPool2d(2)`, then `Flatten → Linear`) trains on the
 # 8×8 digits with labels re-shuffled every task (a plasticity stream), saving a safetensors

@@ -8,7 +8,7 @@
 # ---
 
 # %% [markdown]
-# # Plasticity over long task sequences, and what predicts it (issue 5, experiments 1, 2, 4)
+# # Plasticity over long task sequences, and what predicts it
 #
 # Every method of `ntkplast.regularizers` plus plain Adam trains the same stream of tasks under
 # several seeds; each run is analysed at every task end (empirical NTK on a probe set, layer

@@ -8,7 +8,7 @@
 # ---
 
 # %% [markdown]
-# # Experiment 3 (issue 5): do the isometry step and AdamO revive dead ReLU units?
+# # Experiment 3: do the isometry step and AdamO revive dead ReLU units?
 #
 # A dead ReLU unit gets no task gradient (paper_notes.md, "Why the isometry gradient moves dead
 # units"); the isometry gradient 2·M(MᵀM − s'I) moves its incoming column anyway. Starting from

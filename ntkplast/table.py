@@ -29,8 +29,10 @@ __all__ = ["COLUMNS", "TASK_END_METRICS", "Table", "per_task", "task_end_checkpo
            "task_end_values"]
 
 COLUMNS = ("checkpoint", "step", "task", "layer", "metric", "value")
-TASK_END_METRICS = ("test_accuracy", "test_mse")
-"""Metrics only task-end checkpoints carry (classification, regression): they mark task ends."""
+TASK_END_METRICS = ("test_accuracy", "test_mse", "train_accuracy", "train_mse")
+"""Metrics only task-end checkpoints carry (classification, regression; test scores where the
+task has a test set, training-set scores in every run written since they were recorded): any of
+them marks a task end."""
 _DTYPES = {"checkpoint": np.int64, "step": np.int64, "task": np.int64, "layer": str,
            "metric": str, "value": np.float64}
 

@@ -48,3 +48,17 @@ def test_bootstrap_p_two_sided_with_plus_one():
     assert intervals.bootstrap_p(b) == pytest.approx(2 * 11 / 100)
     assert intervals.bootstrap_p(np.r_[-np.ones(50), np.ones(50)]) == 1.0
     assert np.isnan(intervals.bootstrap_p(np.full(5, np.nan)))
+
+
+def test_t_interval_matches_scipy_student_t():
+    from scipy import stats as sps
+
+    from ntkplast.stats import t_interval
+
+    v = np.array([0.31, 0.12, 0.25, 0.40, 0.18])
+    mean, lo, hi = t_interval(v, level=0.9)
+    want = sps.t.interval(0.9, len(v) - 1, loc=v.mean(), scale=sps.sem(v))
+    assert mean == pytest.approx(v.mean())
+    assert (lo, hi) == pytest.approx(want, rel=1e-12)
+    with pytest.raises(NtkplastError, match="at least 2"):
+        t_interval([1.0, np.nan])

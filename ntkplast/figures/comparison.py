@@ -27,9 +27,12 @@ Tables = Mapping[str, Sequence[Table]]
 
 # (metric, layer, axis label, log scale)
 PLASTICITY_PANELS = (
-    ("test_accuracy", "all", "test accuracy on the new task\n(end of its training)", False),
+    ("plasticity_score", "all", "plasticity measure of each new task\n(the run's "
+     "plasticity_measure)", False),
+    ("plasticity_loss_baseline", "all", "plasticity loss: common baseline\n− run "
+     "(> 0: plasticity lost)", False),
     ("online_accuracy", "all", "online accuracy during the task", False),
-    ("running_online_accuracy", "all", "average online accuracy\nover tasks so far", False),
+    ("test_accuracy", "all", "test accuracy on the new task\n(end of its training)", False),
 )
 THEORY_PANELS = (
     ("ntk_condition", "all", "NTK condition number λ_max/λ_min", True),
@@ -65,10 +68,16 @@ def task_values(runs: Sequence[Table], metric: str, layer: str = "all") -> np.nd
 
 
 def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None = None) -> None:
-    """Mean over seeds (rows of ``values``) as a line, its bootstrap interval as a band."""
+    """Mean over seeds (rows of ``values``) as a line, its bootstrap interval as a band; points
+    no seed has (a metric recorded only on some tasks, such as the reference gaps) are skipped,
+    and the line joins the rest with markers."""
     mean, low, high = mean_interval(values)
-    x = np.arange(values.shape[1]) if x is None else x
+    x = np.arange(values.shape[1]) if x is None else np.asarray(x)
+    has = np.isfinite(values).any(axis=0)
     st = style(i)
+    if not has.all():
+        x, mean, low, high = x[has], mean[has], low[has], high[has]
+        st = {**st, "marker": "o", "ms": 3}
     ax.plot(x, mean, label=f"{label} (n={len(values)})", **st)
     if len(values) > 1:
         ax.fill_between(x, low, high, color=st["color"], alpha=0.18, lw=0)
@@ -110,23 +119,42 @@ def per_task_panels(tables: Tables, panels: Sequence[tuple[str, str, str, bool]]
 
 
 def plasticity_curves(tables: Tables, *, title: str = "") -> Any:
-    """Observed plasticity per task: end-of-task test accuracy on each new task, online accuracy
-    during it (Dohare et al. 2024), and the running average of the online accuracy.
+    """Observed plasticity per task, per method (mean over seeds, band: bootstrap interval):
 
-    Grey circles: the reset reference of the first method (a fresh network trained on that task
-    alone with the same budget and hooks), mean over seeds, on the tasks that have one."""
-    fig = per_task_panels(tables, PLASTICITY_PANELS, title=title)
-    first, runs = next(iter(tables.items()))
-    for ax, metric in zip(fig.axes, ("reference_test_accuracy", "reference_online_accuracy")):
-        if not _has(runs, metric):
-            continue
-        mean = mean_interval(task_values(runs, metric), n_boot=1)[0]
-        tasks = np.flatnonzero(np.isfinite(mean))
-        if len(tasks):
-            ax.plot(tasks, mean[tasks], "o", color="0.55", ms=4, zorder=5,
-                    label=f"reset reference ({first})")
-            ax.legend(handles=ax.get_lines()[-1:], loc="lower left", frameon=False)
+    * the plasticity measure of each new task (``plasticity_score``: training accuracy for
+      random-label memorisation, online accuracy for online streams, test accuracy otherwise —
+      what the manifest's ``plasticity_measure`` names), with, on the tasks that have them, each
+      method's own reset reference (open markers: a fresh network trained on that task alone
+      with the same budget and the same method) and the common baseline (grey: a fresh network,
+      plain optimizer, no method — the same yardstick for every method);
+    * the plasticity loss against the common baseline (baseline − run, or run − baseline for
+      errors; above the dashed zero line the run learns the task worse than a fresh network);
+    * the online accuracy during each task (Dohare et al. 2024) and the end-of-task test
+      accuracy, where the runs have them.
+    """
+    fig = per_task_panels(tables, PLASTICITY_PANELS, ncols=2, title=title)
+    score_ax, loss_ax = fig.axes[0], fig.axes[1]
+    loss_ax.axhline(0.0, color="0.3", lw=0.8, ls="--", zorder=1)
+    for i, (name, runs) in enumerate(tables.items()):
+        if _has(runs, "reference_score"):
+            _markers(score_ax, runs, "reference_score", marker="o", mfc="none",
+                     color=style(i)["color"], label=f"own reference ({name})")
+    first = next(iter(tables.values()))
+    if _has(first, "baseline_score"):
+        _markers(score_ax, first, "baseline_score", marker="o", color="0.55",
+                 label="common baseline")
+    refs = [ln for ln in score_ax.get_lines() if ln.get_label().startswith(("own", "common"))]
+    if refs:
+        score_ax.legend(handles=refs, loc="lower left", frameon=False, fontsize=7)
     return fig
+
+
+def _markers(ax: Any, runs: Sequence[Table], metric: str, **kw: Any) -> None:
+    """Mean over seeds of ``metric`` at the task ends that have it, as markers."""
+    mean = mean_interval(task_values(runs, metric), n_boot=1)[0]
+    tasks = np.flatnonzero(np.isfinite(mean))
+    if len(tasks):
+        ax.plot(tasks, mean[tasks], ls="none", ms=4, zorder=5, **kw)
 
 
 def _has(runs: Sequence[Table], metric: str) -> bool:

@@ -45,17 +45,26 @@ def _plot_metric(ax: Any, table: Table, metric: str, label_prefix: str = "",
 
 
 def diagnostics(table: Table, title: str = "") -> Any:
-    """Four panels against training step: (a) test accuracy of each task at its end and the
-    reset reference, (b) NTK effective rank and condition number, (c) mean layer-Jacobian
-    isometry index per layer, (d) τ = 0 dormant (dead) fraction per hidden layer."""
+    """Four panels against training step: (a) each task's plasticity measure at its end
+    (``plasticity_score``; the test accuracy for runs written before it was recorded) with the
+    method's own reset reference and the common baseline, (b) NTK effective rank and condition
+    number, (c) mean layer-Jacobian isometry index per layer, (d) τ = 0 dormant (dead) fraction
+    per hidden layer."""
     if len(table) == 0:
         raise NtkplastError("figures: the metrics table is empty; run `ntkplast analyze` first")
     fig, axes = subplots(2, 2, figsize=(11, 7), sharex=True)
     (a, b), (c, d) = axes
-    _plot_metric(a, table, "test_accuracy", layers=["all"], color=PALETTE[0])
-    _plot_metric(a, table, "reference_test_accuracy", layers=["all"], color=PALETTE[1], ls="--")
-    a.legend(["end-of-task test accuracy", "reset reference"], fontsize=8)
-    a.set_ylabel("accuracy")
+    new = bool(np.any(table.columns["metric"] == "plasticity_score"))
+    curves = ([("plasticity_score", "plasticity measure"), ("reference_score", "own reference"),
+               ("baseline_score", "common baseline")] if new else
+              [("test_accuracy", "end-of-task test accuracy"),
+               ("reference_test_accuracy", "reset reference")])
+    drawn = [label for k, (metric, label) in enumerate(curves)
+             if _plot_metric(a, table, metric, layers=["all"], color=PALETTE[k],
+                             ls="-" if k == 0 else "--")]
+    if drawn:
+        a.legend(drawn, fontsize=8)
+    a.set_ylabel("score")
     a.set_title("(a) observed plasticity", fontsize=10)
     if _plot_metric(b, table, "ntk_effective_rank", layers=["all"], color=PALETTE[0]):
         b.set_ylabel("NTK effective rank", color=PALETTE[0])

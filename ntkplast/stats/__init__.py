@@ -5,7 +5,7 @@ module           what it holds
 ===============  ==============================================================================
 ``correlation``  :func:`spearman`, :func:`partial_spearman`, :func:`lead_lag` across checkpoints;
                  :func:`metric_series`, :func:`aligned`
-``onset``        :func:`onset`, :func:`onset_order`: which metric moves first, in how many runs
+``onsets``       :func:`onset`, :func:`onset_order`: which metric moves first, in how many runs
 ``predictors``   :func:`compare_predictors`, :func:`predictor_lead_lag`: which task-end metric
                  best predicts plasticity on a later task (:data:`PREDICTORS`)
 ``intervals``    the percentile bootstrap: resampling, :func:`percentile_interval`,
@@ -35,6 +35,7 @@ from ntkplast.stats.intervals import (
     percentile_interval,
     resample_counts,
     resample_indices,
+    t_interval,
 )
 from ntkplast.stats.onsets import Onset, OnsetOrder, onset, onset_order
 from ntkplast.stats.predictors import (
@@ -55,5 +56,5 @@ __all__ = [
     "PredictorStat", "aligned", "bootstrap_p", "compare_predictors", "final_tasks_interval",
     "lead_lag", "mean_interval", "metric_series", "onset", "onset_order", "partial_spearman",
     "percentile_interval", "predictor_lead_lag", "resample_counts", "resample_indices",
-    "spearman",
+    "spearman", "t_interval",
 ]

@@ -22,8 +22,8 @@ __all__ = ["At", "MetricRef", "check_bootstrap", "check_level", "name", "ref", "
 MetricRef = str | tuple[str, str]
 """``"metric"`` (layer ``"all"``) or ``("metric", "layer")``."""
 At = Literal["all", "task_end"]
-"""Which checkpoints: all of them, or only task ends (those with a ``test_accuracy`` or
-``test_mse`` row)."""
+"""Which checkpoints: all of them, or only task ends (those with a row of
+:data:`ntkplast.table.TASK_END_METRICS`)."""
 
 
 def name(metric_ref: tuple[str, str]) -> str:

@@ -4,7 +4,7 @@ Functions a researcher calls on one :class:`~ntkplast.table.Table` per run (seed
 hypothesis such as "NTK effective rank falls as plasticity is lost". A metric is named
 ``"metric"`` (layer ``"all"``) or ``("metric", "layer<l>")``. Two metrics are compared on the
 checkpoints where both are finite (``at="task_end"`` keeps only task-end checkpoints, those with a
-``test_accuracy`` row, or ``test_mse`` for regression runs).
+row of :data:`~ntkplast.table.TASK_END_METRICS`).
 
 Statistics (every result prints its sample sizes):
 
@@ -124,8 +124,8 @@ def metric_series(table: Table, metric: str, layer: str = "all", *,
                   at: At = "all") -> tuple[np.ndarray, np.ndarray]:
     """``(checkpoint (n,), value (n,))`` of one metric's finite values, sorted by checkpoint.
 
-    ``at="task_end"`` keeps only checkpoints with a ``test_accuracy`` (or ``test_mse``) row
-    (task ends).
+    ``at="task_end"`` keeps only task-end checkpoints (those with a row of
+    :data:`~ntkplast.table.TASK_END_METRICS`).
     """
     ckpt, _, value = _series(table, (metric, layer), at)
     return ckpt, value
