@@ -1,0 +1,10 @@
+"""Run folders: the checkpoint-series format and importers of foreign checkpoints.
+
+``checkpoints`` reads and writes a run folder (``manifest.json`` + one ``.npz`` per checkpoint);
+``interop`` turns PyTorch state dicts into run folders. The crash-safe file primitives both use
+are in :mod:`ntkplast.files`.
+"""
+
+from ntkplast.runs import checkpoints
+
+__all__ = ["checkpoints"]
