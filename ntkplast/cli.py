@@ -6,7 +6,7 @@
     ntkplast figures RUN_DIR [--out DIR]
     ntkplast sweep GRID.toml [--out DIR] [--no-analysis] [--vectorise-seeds]
                    [--executor local|ray] [--ray-address ADDR] [--ray-cpus N] [--ray-gpus N]
-    ntkplast demo [--out DIR] [--quick] [--seeds N]   (Adam vs AdamO: train, analyse, draw)
+    ntkplast demo [--out DIR] [--quick] [--seeds N]   (plasticity lost and kept, end to end)
     ntkplast import SRC_DIR RUN_DIR [--spec FILE] [--pattern REGEX] [--input-shape 28,28,1]
                     [--key-order a,b,…] [--number step|task] [--input-layout chw|hwc]
 
@@ -16,6 +16,7 @@ Bad input prints one line ``ntkplast: error: …`` and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -89,12 +90,13 @@ def _build_parser() -> argparse.ArgumentParser:
     i.add_argument("--input-layout", default="chw", choices=("chw", "hwc"),
                    help="how the PyTorch model saw images: chw (NCHW, default) or hwc")
 
-    d = sub.add_parser("demo", help="Adam vs AdamO on the built-in permuted-digits stream "
-                                    "(20 tasks, several seeds): train, analyse, draw, summarise")
+    d = sub.add_parser("demo", help="Adam, AdamO and the isometry penalty on random-label "
+                                    "memorisation of 256 digits (30 tasks, several seeds): train, "
+                                    "analyse, draw, summarise")
     d.add_argument("--out", default="runs/demo", help="experiment folder (default: runs/demo)")
     d.add_argument("--quick", action="store_true",
                    help="a short version (seconds), for smoke tests")
-    d.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
+    d.add_argument("--seeds", type=int, default=5, help="seeds per method (default 5)")
     _add_common(d)
     _add_analysis_options(d)
     return p
@@ -105,7 +107,8 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--metrics", default=",".join(FAMILIES),
                    help=f"comma-separated metric families (default: {','.join(FAMILIES)})")
-    p.add_argument("--probe-size", type=int, default=256, help="probe inputs N (default 256)")
+    p.add_argument("--probe-size", type=int, default=None,
+                   help="probe inputs N (default 256; the demo: 128)")
     p.add_argument("--probe", default="seen",
                    help="probe source: seen (tasks reached), task:K, or FILE.npz with array x")
     p.add_argument("--engine", default="auto", help="NTK engine (auto, layerwise, generic, nt:…)")
@@ -146,9 +149,10 @@ def _run_train(args: argparse.Namespace, config_path: str, out: str) -> None:
 def _settings(args: argparse.Namespace):
     from ntkplast import analysis
 
+    size = {} if args.probe_size is None else {"probe_size": args.probe_size}
     return analysis.Settings(metrics=analysis.parse_metrics(args.metrics), probe=args.probe,
-                             probe_size=args.probe_size, seed=args.analysis_seed,
-                             engine=args.engine, device_count=args.device_count)
+                             seed=args.analysis_seed, engine=args.engine,
+                             device_count=args.device_count, **size)
 
 
 def _run_analyze(args: argparse.Namespace, run_dir: str, out: str | None) -> None:
@@ -224,7 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.verb == "demo":
             from ntkplast.experiments import demo
 
-            demo.run_demo(args.out, quick=args.quick, seeds=args.seeds, settings=_settings(args),
+            settings = dataclasses.replace(_settings(args), probe_size=args.probe_size
+                                           or demo.DEMO_PROBE_SIZE)
+            demo.run_demo(args.out, quick=args.quick, seeds=args.seeds, settings=settings,
                           overrides=_overrides(args), progress=not args.no_progress)
         elif args.verb == "figures":
             _run_figures(args.run_dir, args.analysis, args.out)

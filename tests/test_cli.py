@@ -1,4 +1,4 @@
-"""The CLI: the demo writes a 20-task series; bad input is one line and exit status 2."""
+"""The CLI: the demo writes a 30-task series per method; bad input is one line and exit 2."""
 
 import json
 import os
@@ -11,15 +11,17 @@ from ntkplast.errors import NtkplastError
 from ntkplast.training import config
 
 
-def test_demo_quick_compares_adam_and_adamo_and_reruns_cheaply(tmp_path):
+def test_demo_quick_compares_the_methods_and_reruns_cheaply(tmp_path):
     args = ("demo", "--quick", "--no-progress", "--probe-size", "32", "--seeds", "1",
             "--out", "demo")
     proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    for method in ("adam", "adamo"):
+    for method in ("adam", "adamo", "isometry"):
         run = checkpoints.open_run(tmp_path / "demo" / method / "seed0")
-        assert run.complete and len(run.manifest["tasks"]) == 20
-        assert len(run) == 1 + 20 * 2
+        assert run.complete and len(run.manifest["tasks"]) == 30
+        assert len(run) == 1 + 30  # initialisation and every task end
+        assert run.manifest["tasks"][3]["plasticity_measure"] == "train_accuracy"
+        assert "plasticity_loss_baseline" in run.manifest["tasks"][3]
         assert run.manifest["config"].get("method", {}).get("name", "adam") == method
         for name in ("metrics.csv", "metrics.jsonl", "spectra.npz"):
             assert (run.path / "analysis" / name).exists()
@@ -27,7 +29,7 @@ def test_demo_quick_compares_adam_and_adamo_and_reruns_cheaply(tmp_path):
         assert (tmp_path / "demo" / "figures" / f"{name}.png").exists()
     assert "online accuracy" in proc.stdout and "figures:" in proc.stdout
     checkpoint_files = sorted((tmp_path / "demo").glob("*/seed0/*.npz"))
-    assert len(checkpoint_files) == 2 * 41
+    assert len(checkpoint_files) == 3 * 31
     stamp = {p: p.stat().st_mtime_ns for p in checkpoint_files}
     again = run_cli(*args, cwd=tmp_path)  # finished runs are skipped, analyses come from the cache
     assert again.returncode == 0, again.stderr

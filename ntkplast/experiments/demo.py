@@ -28,12 +28,13 @@ from ntkplast import analysis, figures, stats, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 
-__all__ = ["DEMO_LAMBDA", "DEMO_METHODS", "demo_config", "run_demo"]
+__all__ = ["DEMO_LAMBDA", "DEMO_METHODS", "DEMO_PROBE_SIZE", "demo_config", "run_demo"]
 
 DEMO_LAMBDA = 2e-3
 DEMO_METHODS = {"adam": {}, "adamo": {"name": "adamo", "lam": DEMO_LAMBDA},
                 "isometry": {"name": "isometry", "lam": DEMO_LAMBDA}}
 LAST_TASKS = 10  # the summary's window: the last this many tasks
+DEMO_PROBE_SIZE = 128  # probe inputs of the demo's analyses (half the default: half the time)
 ONSET_METRICS = (("plasticity_score", "all"), ("dormant_fraction_tau0", "layer1"),
                  ("jac_mean_log_sigma_sq", "layer1"), ("ntk_effective_rank", "all"),
                  ("ntk_condition", "all"))  # layer1: the middle hidden layer
@@ -95,11 +96,13 @@ def _onsets(tables: dict) -> stats.OnsetOrder | None:
         return None
 
 
-def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds: int = 3,
+def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds: int = 5,
              settings: analysis.Settings | None = None, overrides: Sequence[str] = (),
              progress: bool = True) -> grid_lib.GridResult:
-    """Run the demo into ``out`` (module docstring); returns the grid's tables and folders."""
+    """Run the demo into ``out`` (module docstring); returns the grid's tables and folders.
+    ``settings`` default: every metric family on :data:`DEMO_PROBE_SIZE` probe inputs."""
     out = Path(out)
+    settings = settings or analysis.Settings(probe_size=DEMO_PROBE_SIZE)
     base = demo_config(quick=quick, overrides=overrides)
     grid = grid_lib.run_grid(base, DEMO_METHODS, range(base.seed, base.seed + seeds), out,
                              settings=settings, progress=progress, vectorise_seeds=True)

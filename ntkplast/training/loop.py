@@ -308,6 +308,10 @@ class _Plan(NamedTuple):
     baseline: tuple[optax.GradientTransformation, Trainer] | None
 
 
+_Refs = tuple[dict[str, Evaluation], dict[str, Evaluation]]
+"""A lane's reset-reference measures on one task: (the method's own, the common baseline)."""
+
+
 def _batches(cfg: RunConfig, task: int, n: int, start: int, stop: int) -> np.ndarray:
     """Minibatch indices ``start … stop-1`` of task ``task``: in stream order for the online
     protocol, else the seeded shuffled schedule."""
@@ -337,9 +341,11 @@ def _train_lanes(lanes: Sequence[_Lane], plan: _Plan, progress: bool,
             losses, scores, data_losses = group.run_chunk(plan.trainer, x, y, idx)
             bar.update(stop - in_task)
             in_task = stop
+            refs = (_references(lanes, plan, data, task, int(group.state.step))
+                    if in_task == steps and task in plan.refs else {})
             for i in range(len(lanes)):
                 _after_chunk(group, i, fresh[i], (losses[i], scores[i], data_losses[i]), task,
-                             in_task, steps, data, plan)
+                             in_task, steps, data, plan, refs.get(i))
             mean_online = np.mean([ln.online for ln in lanes]) / (in_task * cfg.train.batch_size)
             bar.set_postfix(task=task, loss=f"{float(np.mean(losses)):.3f}",
                             **{plan.objective.metric: f"{mean_online:.3f}"})
@@ -355,11 +361,12 @@ def _train_lanes(lanes: Sequence[_Lane], plan: _Plan, progress: bool,
 
 def _after_chunk(group: _Group, i: int, template: models.Params,
                  outputs: tuple[np.ndarray, np.ndarray, np.ndarray], task: int, in_task: int,
-                 steps: int, data: streams.Task, plan: _Plan) -> None:
+                 steps: int, data: streams.Task, plan: _Plan, refs: _Refs | None) -> None:
     """Record lane ``i``'s chunk that ended at in-task step ``in_task``: a periodic checkpoint,
-    or at the task's end its evaluation, reference runs and ``on_task_end`` hook; a lane that
-    got this far before takes its own written checkpoint instead. ``outputs`` are the chunk's
-    per-step (loss, summed score, summed per-example loss)."""
+    or at the task's end its evaluation, reference measures ``refs`` (own, baseline; on
+    reference tasks) and ``on_task_end`` hook; a lane that got this far before takes its own
+    written checkpoint instead. ``outputs`` are the chunk's per-step (loss, summed score,
+    summed per-example loss)."""
     lane = group.lanes[i]
     step = int(group.state.step)
     if step in lane.written:
@@ -387,7 +394,7 @@ def _after_chunk(group: _Group, i: int, template: models.Params,
         _save_checkpoint(lane.run_dir, lane.manifest, group.lane_state(i), task, "periodic",
                          metrics)
         return
-    record = _end_task(lane, plan, group.lane_state(i), task, online, data)
+    record = _end_task(lane, plan, group.lane_state(i), task, online, data, refs)
     if plan.hooks.on_task_end is not None:
         s = group.lane_state(i)
         group.set_lane(i, *plan.hooks.on_task_end(s.params, s.opt_state, task,
@@ -415,8 +422,9 @@ def _gap(run: float, reference: float, higher_is_better: bool) -> float:
 
 
 def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Evaluation,
-              data: streams.Task) -> dict[str, Any]:
-    """Evaluate ``lane`` after task ``task``; on reference tasks train both reset references.
+              data: streams.Task, refs: _Refs | None) -> dict[str, Any]:
+    """Evaluate ``lane`` after task ``task``; on reference tasks record both reset references
+    (``refs``: the measures of the method's own and of the common baseline).
 
     The record holds, with m the objective's score (``accuracy`` or ``mse``): ``online_m``,
     ``online_loss``, ``train_m``, ``train_loss``, ``test_m`` and ``test_loss`` (with a test
@@ -440,13 +448,9 @@ def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Ev
                               "test" in measures)
     record.update(plasticity_measure=f"{measure}_{m}",
                   plasticity_score=measures[measure].score)
-    if task not in plan.refs:
+    if refs is None:
         return record
-    key = jax.random.fold_in(lane.k_ref, task)
-    own = reference_run(cfg, plan.trainer, plan.tx, data, task, key, lane.k_step)
-    base = own if plan.baseline is None else reference_run(cfg, plan.baseline[1],
-                                                           plan.baseline[0], data, task, key,
-                                                           lane.k_step)
+    own, base = refs
     for prefix, ref in (("reference", own), ("baseline", base)):
         record.update({f"{prefix}_{name}_{m}": ev.score for name, ev in ref.items()})
         record[f"{prefix}_score"] = ref[measure].score
@@ -459,6 +463,50 @@ def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Ev
 def _test_score(plan: _Plan, params: models.Params, task: int) -> float | None:
     x, y = plan.stream.test_set(task)
     return plan.trainer.evaluate(params, jnp.asarray(x), jnp.asarray(y)).score if len(y) else None
+
+
+def _references(lanes: Sequence[_Lane], plan: _Plan, data: streams.Task, task: int,
+                step: int) -> dict[int, _Refs]:
+    """Lane index → (own, baseline) reference measures of task ``task``, for the lanes that have
+    not written the task's end yet; the lanes' references train together (:func:`_reference_runs`).
+    Plain training has no separate baseline: its own reference is it."""
+    todo = [i for i, lane in enumerate(lanes) if step not in lane.written]
+    if not todo:
+        return {}
+    group = [lanes[i] for i in todo]
+    own = _reference_runs(group, plan.trainer, plan.tx, data, task)
+    base = own if plan.baseline is None else _reference_runs(group, plan.baseline[1],
+                                                             plan.baseline[0], data, task)
+    return {i: (o, b) for i, o, b in zip(todo, own, base, strict=True)}
+
+
+def _reference_runs(lanes: Sequence[_Lane], trainer: Trainer, tx: optax.GradientTransformation,
+                    data: streams.Task, task: int) -> list[dict[str, Evaluation]]:
+    """:func:`reference_run` for every lane, the lanes' fresh networks trained in one vmapped
+    program when there are several (each with its own initialisation key, minibatches and step
+    key, as alone; equal to separate runs to float rounding)."""
+    if len(lanes) == 1:
+        lane = lanes[0]
+        return [reference_run(lane.cfg, trainer, tx, data, task,
+                              jax.random.fold_in(lane.k_ref, task), lane.k_step)]
+    cfg = lanes[0].cfg
+    model = models.build(cfg.model)
+    params = [model.init(jax.random.fold_in(lane.k_ref, task), data.x_train.shape[1:])
+              for lane in lanes]
+    n = len(data.y_train)
+    steps = cfg.train.steps_for(n)
+    state = TrainState(_stack(params), _stack([tx.init(p) for p in params]),
+                       jnp.asarray(0, jnp.int32))
+    idx = jnp.asarray(np.stack([_batches(lane.cfg, task, n, 0, steps) for lane in lanes]))
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    state, (_, scores, data_losses) = trainer.run_chunks(
+        state, x, y, idx, jnp.stack([lane.k_step for lane in lanes]))
+    seen = steps * cfg.train.batch_size
+    scores, data_losses = np.asarray(scores), np.asarray(data_losses)
+    return [_measures(trainer, _lane_of(state.params, k), data,
+                      Evaluation(float(np.sum(scores[k])) / seen,
+                                 float(np.sum(data_losses[k])) / seen))
+            for k in range(len(lanes))]
 
 
 def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransformation,
