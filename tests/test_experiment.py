@@ -123,14 +123,17 @@ def test_comparison_figures_draw_one_band_per_method(tmp_path):
         figures.plasticity_curves({"a": []})
 
 
-def test_plasticity_curves_mark_the_reset_reference_where_it_was_run():
-    with_ref = Table.concat([_table([0.9, 0.8], metric="online_accuracy"), Table.from_rows(
-        [(3, 30, 1, "all", "reference_test_accuracy", 0.95)])])
-    fig = figures.plasticity_curves({"a": [with_ref], "b": [_table([0.5, 0.4])]})
-    ref = [line for line in fig.axes[0].get_lines() if "reset reference" in line.get_label()]
-    assert len(ref) == 1 and ref[0].get_label() == "reset reference (a)"
-    np.testing.assert_array_equal(ref[0].get_xdata(), [1])
-    np.testing.assert_array_equal(ref[0].get_ydata(), [0.95])
+def test_plasticity_curves_mark_both_references_where_they_were_run():
+    with_ref = Table.concat([_table([0.9, 0.8], metric="plasticity_score"), Table.from_rows(
+        [(3, 30, 1, "all", "reference_score", 0.95), (3, 30, 1, "all", "baseline_score", 0.7)])])
+    fig = figures.plasticity_curves({"a": [with_ref], "b": [_table([0.5, 0.4],
+                                                                   metric="plasticity_score")]})
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert {k for k in lines if "reference" in k or "baseline" in k} == {
+        "own reference (a)", "common baseline"}
+    for label, want in (("own reference (a)", 0.95), ("common baseline", 0.7)):
+        np.testing.assert_array_equal(lines[label].get_xdata(), [1])
+        np.testing.assert_array_equal(lines[label].get_ydata(), [want])
 
 
 def test_final_tasks_interval_averages_the_last_tasks_then_seeds():

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ntkplast import checkpoints, cli, data, train
+from ntkplast import checkpoints, cli, train
+from ntkplast.data import datasets as data
 from ntkplast.errors import NtkplastError
 from ntkplast.training import config as ntk_config
 

@@ -77,8 +77,9 @@ def _to_task(i: int, arrays: Sequence[np.ndarray], regression: bool) -> Task:
     xtr, ytr, xte, yte = arrays
     kinds = {bool(np.issubdtype(y.dtype, np.floating)) for y in (ytr, yte)}
     if kinds != {regression}:
-        want = "floats (regression)" if regression else "integer labels (classification)"
-        raise NtkplastError(f"tasks[{i}]: targets must all be {want}, as the stream declares")
+        want = "floats" if regression else "integer labels"
+        raise NtkplastError(f"tasks[{i}]: targets must all be integer labels (classification) or "
+                            f"all floats (regression); this stream's are {want}")
     if regression:
         if ytr.ndim > 2 or ytr.shape[1:] != yte.shape[1:] or not (
                 np.all(np.isfinite(ytr)) and np.all(np.isfinite(yte))):

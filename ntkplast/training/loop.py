@@ -123,7 +123,8 @@ class _Lane:
         (format v1 runs called the score ``online_correct``; runs written before the online
         loss was recorded resume with it unknown, NaN, for that task)."""
         self.online = metrics.get("online_score_sum", metrics.get("online_correct", 0))
-        self.online_loss = metrics.get("online_loss_sum", float("nan"))
+        unknown = float("nan") if metrics.get("task_step", 0) else 0.0  # 0 at a task's start
+        self.online_loss = metrics.get("online_loss_sum", unknown)
 
     def load(self, entry: Mapping[str, Any], tx: optax.GradientTransformation,
              template: models.Params) -> tuple[models.Params, Any]:
@@ -386,10 +387,9 @@ def _after_chunk(group: _Group, i: int, template: models.Params,
     seen = in_task * lane.cfg.train.batch_size
     online = Evaluation(lane.online / seen, lane.online_loss / seen)
     metrics = {"task_step": in_task, "online_score_sum": lane.online,
-               "online_loss_sum": lane.online_loss, "loss": float(np.mean(losses)),
-               f"online_{plan.objective.metric}": online.score}
-    if np.isfinite(online.loss):
-        metrics["online_loss"] = online.loss
+               "loss": float(np.mean(losses)), f"online_{plan.objective.metric}": online.score}
+    if np.isfinite(online.loss):  # unknown only for a pre-0.2 run resumed inside a task
+        metrics.update(online_loss_sum=lane.online_loss, online_loss=online.loss)
     if in_task < steps:
         _save_checkpoint(lane.run_dir, lane.manifest, group.lane_state(i), task, "periodic",
                          metrics)

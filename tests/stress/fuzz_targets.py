@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkplast import checkpoints, data
+from ntkplast import checkpoints
+from ntkplast.data import datasets as data
 from ntkplast.errors import NtkplastError
 from ntkplast.runs import interop
 from ntkplast.training import config
