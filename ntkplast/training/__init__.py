@@ -5,7 +5,8 @@ module               what it holds
 ===================  ==========================================================================
 ``config``           :class:`TrainConfig`, :class:`RunConfig`, TOML configs and ``--set`` overrides
 ``step``             objectives, :class:`TrainState`, :func:`make_trainer`, the minibatch schedule
-``loop``             :func:`train_run`, :func:`train_seeds` (vmapped seeds), reset references
+``loop``             :func:`train_run`, :func:`train_seeds` (vmapped seeds): the training loop
+``references``       reset references (own method, common baseline) and per-task measures
 ===================  ==========================================================================
 
 The plug points regularizers fill are :class:`ntkplast.hooks.Hooks`. ``from ntkplast import
@@ -27,7 +28,8 @@ from ntkplast.training.config import (
     reference_task_set,
     resolve_measure,
 )
-from ntkplast.training.loop import reference_run, train_run, train_seeds
+from ntkplast.training.loop import train_run, train_seeds
+from ntkplast.training.references import reference_run
 from ntkplast.training.step import (
     OBJECTIVES,
     Evaluation,

@@ -38,19 +38,22 @@ from ntkplast.hooks import Hooks
 from ntkplast.regularizers import make_hooks
 from ntkplast.runs import checkpoints
 from ntkplast.training.config import RunConfig, reference_task_set, resolve_measure
+from ntkplast.training.references import Refs, measures, reference_runs
 from ntkplast.training.step import (
     OBJECTIVES,
     Evaluation,
     Objective,
     Trainer,
     TrainState,
+    lane_of,
     make_optimizer,
     make_trainer,
-    minibatch_indices,
-    online_indices,
+    set_lane,
+    stack_trees,
+    task_batches,
 )
 
-__all__ = ["reference_run", "train_run", "train_seeds"]
+__all__ = ["train_run", "train_seeds"]
 
 Array = jax.Array
 
@@ -208,18 +211,6 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | o
     return [checkpoints.open_run(lane.run_dir) for lane in lanes]
 
 
-def _stack(trees: Sequence[Any]) -> Any:
-    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
-
-
-def _lane_of(tree: Any, i: int) -> Any:
-    return jax.tree_util.tree_map(lambda a: a[i], tree)
-
-
-def _set_lane(tree: Any, i: int, value: Any) -> Any:
-    return jax.tree_util.tree_map(lambda a, v: a.at[i].set(v), tree, value)
-
-
 class _Group:
     """The lanes trained together and their state: one :class:`TrainState`, or with several
     lanes their parameters and optimizer states stacked on a leading axis (global step shared).
@@ -229,8 +220,8 @@ class _Group:
         self.lanes = list(lanes)
         self.vectorised = len(self.lanes) > 1
         if self.vectorised:
-            self.state = TrainState(_stack([s.params for s in states]),
-                                    _stack([s.opt_state for s in states]), states[0].step)
+            self.state = TrainState(stack_trees([s.params for s in states]),
+                                    stack_trees([s.opt_state for s in states]), states[0].step)
             self.step_keys = jnp.stack([lane.k_step for lane in self.lanes])
         else:
             self.state = states[0]
@@ -239,7 +230,7 @@ class _Group:
         """Lane ``i``'s own state."""
         if not self.vectorised:
             return self.state
-        return TrainState(_lane_of(self.state.params, i), _lane_of(self.state.opt_state, i),
+        return TrainState(lane_of(self.state.params, i), lane_of(self.state.opt_state, i),
                           self.state.step)
 
     def set_lane(self, i: int, params: models.Params, opt_state: Any) -> None:
@@ -247,8 +238,8 @@ class _Group:
         if not self.vectorised:
             self.state = TrainState(params, opt_state, self.state.step)
             return
-        self.state = TrainState(_set_lane(self.state.params, i, params),
-                                _set_lane(self.state.opt_state, i, opt_state), self.state.step)
+        self.state = TrainState(set_lane(self.state.params, i, params),
+                                set_lane(self.state.opt_state, i, opt_state), self.state.step)
 
     def run_chunk(self, trainer: Trainer, x: Array, y: Array,
                   idx: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -309,18 +300,6 @@ class _Plan(NamedTuple):
     baseline: tuple[optax.GradientTransformation, Trainer] | None
 
 
-_Refs = tuple[dict[str, Evaluation], dict[str, Evaluation]]
-"""A lane's reset-reference measures on one task: (the method's own, the common baseline)."""
-
-
-def _batches(cfg: RunConfig, task: int, n: int, start: int, stop: int) -> np.ndarray:
-    """Minibatch indices ``start … stop-1`` of task ``task``: in stream order for the online
-    protocol, else the seeded shuffled schedule."""
-    if cfg.train.online:
-        return online_indices(n, cfg.train.batch_size, start, stop)
-    return minibatch_indices(cfg.seed, task, n, cfg.train.batch_size, start, stop)
-
-
 def _train_lanes(lanes: Sequence[_Lane], plan: _Plan, progress: bool,
                  stop_after_chunks: int | None) -> None:
     """The training loop of :func:`train_seeds` over the unfinished ``lanes``: every task in
@@ -338,7 +317,7 @@ def _train_lanes(lanes: Sequence[_Lane], plan: _Plan, progress: bool,
         steps = cfg.train.steps_for(n)
         x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
         for stop in (b for b in _chunk_bounds(steps, cfg.train.checkpoint_every) if b > in_task):
-            idx = [_batches(lane.cfg, task, n, in_task, stop) for lane in lanes]
+            idx = [task_batches(lane.cfg, task, n, in_task, stop) for lane in lanes]
             losses, scores, data_losses = group.run_chunk(plan.trainer, x, y, idx)
             bar.update(stop - in_task)
             in_task = stop
@@ -362,7 +341,7 @@ def _train_lanes(lanes: Sequence[_Lane], plan: _Plan, progress: bool,
 
 def _after_chunk(group: _Group, i: int, template: models.Params,
                  outputs: tuple[np.ndarray, np.ndarray, np.ndarray], task: int, in_task: int,
-                 steps: int, data: streams.Task, plan: _Plan, refs: _Refs | None) -> None:
+                 steps: int, data: streams.Task, plan: _Plan, refs: Refs | None) -> None:
     """Record lane ``i``'s chunk that ended at in-task step ``in_task``: a periodic checkpoint,
     or at the task's end its evaluation, reference measures ``refs`` (own, baseline; on
     reference tasks) and ``on_task_end`` hook; a lane that got this far before takes its own
@@ -405,24 +384,13 @@ def _after_chunk(group: _Group, i: int, template: models.Params,
     _save_checkpoint(lane.run_dir, lane.manifest, group.lane_state(i), task, "task_end", metrics)
 
 
-def _measures(trainer: Trainer, params: models.Params, data: streams.Task,
-              online: Evaluation) -> dict[str, Evaluation]:
-    """The task's measures after training on it: online (given), train, and test if it has a
-    test set."""
-    out = {"online": online,
-           "train": trainer.evaluate(params, jnp.asarray(data.x_train), jnp.asarray(data.y_train))}
-    if len(data.y_test):
-        out["test"] = trainer.evaluate(params, jnp.asarray(data.x_test), jnp.asarray(data.y_test))
-    return out
-
-
 def _gap(run: float, reference: float, higher_is_better: bool) -> float:
     """Plasticity loss: how much worse the run is than the reference (positive: worse)."""
     return reference - run if higher_is_better else run - reference
 
 
 def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Evaluation,
-              data: streams.Task, refs: _Refs | None) -> dict[str, Any]:
+              data: streams.Task, refs: Refs | None) -> dict[str, Any]:
     """Evaluate ``lane`` after task ``task``; on reference tasks record both reset references
     (``refs``: the measures of the method's own and of the common baseline).
 
@@ -436,26 +404,26 @@ def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Ev
     ``plasticity_loss`` / ``plasticity_loss_baseline``: the run's shortfall from each.
     """
     cfg, m, better = lane.cfg, plan.objective.metric, plan.objective.higher_is_better
-    measures = _measures(plan.trainer, state.params, data, online)
+    scores = measures(plan.trainer, state.params, data, online)
     record: dict[str, Any] = {"task": task, "end_step": int(state.step)}
-    for name, ev in measures.items():
+    for name, ev in scores.items():
         record[f"{name}_{m}"] = ev.score
         if np.isfinite(ev.loss):
             record[f"{name}_loss"] = ev.loss
-    if cfg.train.eval_previous and "test" in measures:
+    if cfg.train.eval_previous and "test" in scores:
         record[f"{m}_on_tasks"] = [_test_score(plan, state.params, s) for s in range(task + 1)]
     measure = resolve_measure(cfg.train.plasticity_measure, plan.stream_kind, cfg.train.online,
-                              "test" in measures)
+                              "test" in scores)
     record.update(plasticity_measure=f"{measure}_{m}",
-                  plasticity_score=measures[measure].score)
+                  plasticity_score=scores[measure].score)
     if refs is None:
         return record
     own, base = refs
     for prefix, ref in (("reference", own), ("baseline", base)):
         record.update({f"{prefix}_{name}_{m}": ev.score for name, ev in ref.items()})
         record[f"{prefix}_score"] = ref[measure].score
-    record["plasticity_loss"] = _gap(measures[measure].score, own[measure].score, better)
-    record["plasticity_loss_baseline"] = _gap(measures[measure].score, base[measure].score,
+    record["plasticity_loss"] = _gap(scores[measure].score, own[measure].score, better)
+    record["plasticity_loss_baseline"] = _gap(scores[measure].score, base[measure].score,
                                               better)
     return record
 
@@ -466,7 +434,7 @@ def _test_score(plan: _Plan, params: models.Params, task: int) -> float | None:
 
 
 def _references(lanes: Sequence[_Lane], plan: _Plan, data: streams.Task, task: int,
-                step: int) -> dict[int, _Refs]:
+                step: int) -> dict[int, Refs]:
     """Lane index → (own, baseline) reference measures of task ``task``, for the lanes that have
     not written the task's end yet; the lanes' references train together (:func:`_reference_runs`).
     Plain training has no separate baseline: its own reference is it."""
@@ -474,64 +442,10 @@ def _references(lanes: Sequence[_Lane], plan: _Plan, data: streams.Task, task: i
     if not todo:
         return {}
     group = [lanes[i] for i in todo]
-    own = _reference_runs(group, plan.trainer, plan.tx, data, task)
-    base = own if plan.baseline is None else _reference_runs(group, plan.baseline[1],
+    own = reference_runs(group, plan.trainer, plan.tx, data, task)
+    base = own if plan.baseline is None else reference_runs(group, plan.baseline[1],
                                                              plan.baseline[0], data, task)
     return {i: (o, b) for i, o, b in zip(todo, own, base, strict=True)}
-
-
-def _reference_runs(lanes: Sequence[_Lane], trainer: Trainer, tx: optax.GradientTransformation,
-                    data: streams.Task, task: int) -> list[dict[str, Evaluation]]:
-    """:func:`reference_run` for every lane, the lanes' fresh networks trained in one vmapped
-    program when there are several (each with its own initialisation key, minibatches and step
-    key, as alone; equal to separate runs to float rounding)."""
-    if len(lanes) == 1:
-        lane = lanes[0]
-        return [reference_run(lane.cfg, trainer, tx, data, task,
-                              jax.random.fold_in(lane.k_ref, task), lane.k_step)]
-    cfg = lanes[0].cfg
-    model = models.build(cfg.model)
-    params = [model.init(jax.random.fold_in(lane.k_ref, task), data.x_train.shape[1:])
-              for lane in lanes]
-    n = len(data.y_train)
-    steps = cfg.train.steps_for(n)
-    state = TrainState(_stack(params), _stack([tx.init(p) for p in params]),
-                       jnp.asarray(0, jnp.int32))
-    idx = jnp.asarray(np.stack([_batches(lane.cfg, task, n, 0, steps) for lane in lanes]))
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    state, (_, scores, data_losses) = trainer.run_chunks(
-        state, x, y, idx, jnp.stack([lane.k_step for lane in lanes]))
-    seen = steps * cfg.train.batch_size
-    scores, data_losses = np.asarray(scores), np.asarray(data_losses)
-    return [_measures(trainer, _lane_of(state.params, k), data,
-                      Evaluation(float(np.sum(scores[k])) / seen,
-                                 float(np.sum(data_losses[k])) / seen))
-            for k in range(len(lanes))]
-
-
-def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransformation,
-                  data: streams.Task, task: int, key: Array,
-                  step_key: Array) -> dict[str, Evaluation]:
-    """Train a fresh network on ``data`` alone with the run's budget and minibatch order.
-
-    ``key`` initialises the network, ``step_key`` keys its steps (the run's own step key);
-    ``trainer`` and ``tx`` say how it trains (the method's own, or a plain optimizer's).
-
-    Returns its measures, as the run's: ``"online"`` (over the task), ``"train"`` and, with a
-    test set, ``"test"`` (at the end) — accuracies or mean squared errors, and mean losses.
-    """
-    model = models.build(cfg.model)
-    params = model.init(key, data.x_train.shape[1:])
-    state = TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
-    n = len(data.y_train)
-    steps = cfg.train.steps_for(n)
-    idx = _batches(cfg, task, n, 0, steps)
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    state, (_, scores, data_losses) = trainer.run_chunk_keyed(state, x, y, jnp.asarray(idx),
-                                                              step_key)
-    seen = steps * cfg.train.batch_size
-    online = Evaluation(float(np.sum(scores)) / seen, float(np.sum(data_losses)) / seen)
-    return _measures(trainer, state.params, data, online)
 
 
 def _save_checkpoint(run_dir: Path, manifest: dict[str, Any], state: TrainState, task: int,

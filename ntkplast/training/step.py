@@ -7,7 +7,7 @@ optionally ``jax.vmap``-ed over seeds) and the deterministic minibatch schedule.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -17,11 +17,12 @@ import optax
 
 from ntkplast import models
 from ntkplast.hooks import Hooks
-from ntkplast.training.config import TrainConfig
+from ntkplast.training.config import RunConfig, TrainConfig
 
 __all__ = ["OBJECTIVES", "Evaluation", "Objective", "TrainState", "Trainer", "correct",
            "cross_entropy", "make_optimizer", "make_trainer", "mean_squared_error",
-           "minibatch_indices", "nll", "online_indices", "squared_errors"]
+           "lane_of", "minibatch_indices", "nll", "online_indices", "set_lane", "squared_errors",
+           "stack_trees", "task_batches"]
 
 Array = jax.Array
 
@@ -199,3 +200,26 @@ def minibatch_indices(seed: int, task: int, num_train: int, batch_size: int,
                             for e in epochs])
     offset = epochs[0] * num_train
     return order[first - offset:last - offset].reshape(stop - start, batch_size).astype(np.int32)
+
+
+def task_batches(cfg: RunConfig, task: int, n: int, start: int, stop: int) -> np.ndarray:
+    """Minibatch indices ``start … stop-1`` of task ``task``: in stream order for the online
+    protocol, else the seeded shuffled schedule."""
+    if cfg.train.online:
+        return online_indices(n, cfg.train.batch_size, start, stop)
+    return minibatch_indices(cfg.seed, task, n, cfg.train.batch_size, start, stop)
+
+
+def stack_trees(trees: Sequence[Any]) -> Any:
+    """Stack pytrees of equal structure leaf by leaf on a new leading (lane) axis."""
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
+
+def lane_of(tree: Any, i: int) -> Any:
+    """Lane ``i`` of a stacked pytree."""
+    return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+
+def set_lane(tree: Any, i: int, value: Any) -> Any:
+    """A stacked pytree with lane ``i`` replaced by ``value``."""
+    return jax.tree_util.tree_map(lambda a, v: a.at[i].set(v), tree, value)
