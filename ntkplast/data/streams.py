@@ -75,10 +75,12 @@ from ntkplast.data.tasks import LazyTasks, Task
 from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 
-__all__ = ["FLIPS", "KINDS", "StreamSpec", "Task", "TaskStream", "make_stream"]
+__all__ = ["FLIPS", "IMAGE_KINDS", "KINDS", "StreamSpec", "Task", "TaskStream", "make_stream"]
 
-KINDS: tuple[str, ...] = ("permuted", "split", "shuffled_labels", "random_labels", "warm_start",
-                          "slowly_changing_regression")
+IMAGE_KINDS: tuple[str, ...] = ("permuted", "split", "shuffled_labels", "random_labels",
+                                "warm_start")
+"""The kinds built on a classification dataset."""
+KINDS: tuple[str, ...] = IMAGE_KINDS + ("slowly_changing_regression",)
 FLIPS: tuple[str, ...] = ("all", "one")
 
 _TRANSFORM, _SUBSET, _TEST_LABELS, _CYCLE, _WARM = 0, 1, 2, 3, 4
