@@ -143,7 +143,8 @@ with open(out / "summary.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(summary_rows[0]))
     writer.writeheader()
     writer.writerows(summary_rows)
-print(f"\nlast-quarter means over seeds [95% bootstrap interval] "
+print(f"\nlast-quarter means over seeds [95% Student-t interval, R = "
+      f"{num_seeds}] "
       f"({time.perf_counter() - started:.0f} s):")
 print(f"{'stream':<16} {'method':<15} {'online acc':>22} {'plasticity loss':>24}")
 for r in summary_rows:

@@ -194,7 +194,8 @@ def verdict(a: dict, b: dict) -> str:
 
 
 print(f"\nfraction of the initially dead units firing again after {args.steps} steps "
-      f"(mean over seeds [95% bootstrap interval]; per hidden layer in brackets):")
+      f"(mean over seeds [95% Student-t interval, R = {args.seeds}]; per hidden layer "
+      "in brackets):")
 for setting, (title, _, _) in SETTINGS.items():
     sel = {r["arm"]: r for r in rows if r["setting"] == setting}
     dead = dead_counts[setting]

@@ -91,20 +91,15 @@ def test_task_values_layer_mean_and_running_mean():
                                [1.0, 2.0, 4.0])
 
 
-def test_mean_interval_against_numpy():
-    rng = np.random.default_rng(0)
-    v = rng.standard_normal((8, 5))
-    mean, low, high = experiment.mean_interval(v, n_boot=4000)
-    np.testing.assert_allclose(mean, v.mean(0))
-    assert np.all(low < mean) and np.all(mean < high)
-    # the bootstrap interval of a mean shrinks like the standard error: ≈ ±1.96 s/√n
-    np.testing.assert_allclose(high - low, 2 * 1.96 * v.std(0) / np.sqrt(8), rtol=0.3)
-    one_mean, one_low, one_high = experiment.mean_interval(v[:1])
-    np.testing.assert_array_equal(one_low, one_mean)
-    np.testing.assert_array_equal(one_high, one_mean)
-    with pytest.raises(NtkplastError, match="seeds × points"):
-        experiment.mean_interval(np.ones(3))
+def test_mean_interval_is_importable_from_experiment_and_is_student_t():
+    from scipy import stats as sps
 
+    v = np.random.default_rng(0).standard_normal((8, 5))
+    mean, low, high = experiment.mean_interval(v)
+    np.testing.assert_allclose(mean, v.mean(0))
+    want = sps.t.interval(0.95, 7, loc=v.mean(0), scale=sps.sem(v, axis=0))
+    np.testing.assert_allclose(low, want[0], rtol=1e-12)
+    np.testing.assert_allclose(high, want[1], rtol=1e-12)
 
 def test_comparison_figures_draw_one_band_per_method(tmp_path):
     tables = {"a": [_table([0.9, 0.8]), _table([0.7, 0.6])],
@@ -112,7 +107,7 @@ def test_comparison_figures_draw_one_band_per_method(tmp_path):
     fig = figures.per_task_panels(tables, [("m", "all", "m", False),
                                            ("absent", "all", "nothing", False)], ncols=2)
     ax, empty = fig.axes[:2]
-    assert [line.get_label() for line in ax.get_lines()] == ["a (n=2)", "b (n=1)"]
+    assert [line.get_label() for line in ax.get_lines()] == ["a (R = 2)", "b (R = 1)"]
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [0.8, 0.7])
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [0.5, 0.4])
     assert len(ax.collections) == 1  # a band for the two-seed method only
@@ -140,4 +135,5 @@ def test_final_tasks_interval_averages_the_last_tasks_then_seeds():
     v = np.array([[0.0, 1.0, 2.0, np.nan], [5.0, 5.0, 4.0, 6.0]])
     mean, low, high = experiment.final_tasks_interval(v, 2)
     assert mean == pytest.approx(np.mean([2.0, 5.0]))  # seed 0: its one finite late value
-    assert low == pytest.approx(2.0) and high == pytest.approx(5.0)
+    from scipy import stats as sps
+    assert (low, high) == pytest.approx(sps.t.interval(0.95, 1, loc=3.5, scale=1.5))

@@ -46,7 +46,7 @@ def test_single_run_matches_scipy_spearmanr_with_ties(n):
     rng = np.random.default_rng(n)
     x = np.round(rng.normal(size=n), 1)
     y = np.round(0.5 * x + rng.normal(size=n), 1)
-    res = hy.spearman(make_table({"x": x, "y": y}), "x", "y", n_boot=50)
+    res = hy.spearman(make_table({"x": x, "y": y}), "x", "y")
     ref = stats.spearmanr(x, y)
     assert res.rho == pytest.approx(ref.correlation, abs=1e-12)
     assert res.p_value == pytest.approx(ref.pvalue, rel=1e-9)
@@ -61,12 +61,14 @@ def test_several_runs_mean_of_per_run_rho_and_fixed_effects_p_value():
         runs.append(make_table({"x": x, "y": y}))
         xs.append(x)
         ys.append(y)
-    res = hy.spearman(runs, "x", "y", n_boot=400)
+    res = hy.spearman(runs, "x", "y")
     per_run = [stats.spearmanr(a, b).correlation for a, b in zip(xs, ys)]
     assert res.rho == pytest.approx(np.mean(per_run), abs=1e-12)
     assert res.per_run == pytest.approx(per_run)
     assert (res.n_runs, res.n_points, res.n_per_run, res.ci_over) == (4, 100, (25,) * 4, "runs")
-    assert min(per_run) <= res.ci_low <= res.rho <= res.ci_high <= max(per_run)
+    want = stats.t.interval(0.95, 3, loc=np.mean(per_run), scale=stats.sem(per_run))
+    assert (res.ci_low, res.ci_high) == pytest.approx(want, rel=1e-12)   # Student-t over runs
+    assert "Student-t over runs, R = 4" in str(res)
     # Reference p: t-test of the slope of rank y on rank x with one intercept per run (OLS).
     rx = np.concatenate([stats.rankdata(a) for a in xs])
     ry = np.concatenate([stats.rankdata(b) for b in ys])
@@ -80,23 +82,36 @@ def test_several_runs_mean_of_per_run_rho_and_fixed_effects_p_value():
 def test_independent_noise_rho_near_zero_and_ci_covers_zero():
     rng = np.random.default_rng(2)
     one = hy.spearman(make_table({"x": rng.normal(size=2000), "y": rng.normal(size=2000)}),
-                      "x", "y", n_boot=300)
+                      "x", "y")
     assert abs(one.rho) < 0.05 and one.ci_low < 0 < one.ci_high and one.p_value > 0.05
     runs = [make_table({"x": rng.normal(size=100), "y": rng.normal(size=100)})
             for _ in range(10)]
-    many = hy.spearman(runs, "x", "y", n_boot=300)
+    many = hy.spearman(runs, "x", "y")
     assert abs(many.rho) < 0.1 and many.ci_low < 0 < many.ci_high
 
 
-def test_bootstrap_reproducible_with_seed():
+def test_one_run_interval_is_the_fisher_z_jackknife_over_checkpoints():
+    """Reference: delete each checkpoint, scipy spearmanr, se_J on atanh scale, t_{n−1}."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=30)
+    y = x + rng.normal(size=30)
+    res = hy.spearman(make_table({"x": x, "y": y}), "x", "y")
+    loo = np.arctanh([stats.spearmanr(np.delete(x, i), np.delete(y, i)).correlation
+                      for i in range(30)])
+    se = np.sqrt(29 / 30 * np.sum((loo - loo.mean()) ** 2))
+    half = stats.t.ppf(0.975, 29) * se
+    z = np.arctanh(stats.spearmanr(x, y).correlation)
+    assert (res.ci_low, res.ci_high) == pytest.approx((np.tanh(z - half), np.tanh(z + half)))
+    assert "jackknife" in str(res) and "R = 1" in str(res)
+
+
+def test_bootstrap_arguments_are_deprecated_and_ignored():
     rng = np.random.default_rng(3)
     x = rng.normal(size=30)
     t = make_table({"x": x, "y": x + rng.normal(size=30)})
-    a, b = hy.spearman(t, "x", "y", seed=7), hy.spearman(t, "x", "y", seed=7)
-    c = hy.spearman(t, "x", "y", seed=8)
-    assert a == b
-    assert (a.ci_low, a.ci_high) != (c.ci_low, c.ci_high)
-
+    with pytest.warns(DeprecationWarning, match="n_boot and seed no longer"):
+        old = hy.spearman(t, "x", "y", n_boot=500, seed=7)
+    assert old == hy.spearman(t, "x", "y")
 
 def test_partial_removes_common_driver_and_matches_inverse_matrix():
     rng = np.random.default_rng(4)
@@ -105,14 +120,14 @@ def test_partial_removes_common_driver_and_matches_inverse_matrix():
     y = (z + rng.normal(scale=0.5, size=400)) ** 3
     w = rng.normal(size=400)
     t = make_table({"x": x, "y": y, ("z", "layer2"): z, "w": w})
-    raw = hy.spearman(t, "x", "y", n_boot=100)
-    part = hy.partial_spearman(t, "x", "y", [("z", "layer2")], n_boot=100)
+    raw = hy.spearman(t, "x", "y")
+    part = hy.partial_spearman(t, "x", "y", [("z", "layer2")])
     assert raw.rho > 0.6
     assert abs(part.rho) < 0.15 and part.ci_low < 0 < part.ci_high
     assert part.rho == pytest.approx(brute_partial(x, y, z), abs=1e-10)
-    two = hy.partial_spearman(t, "x", "y", [("z", "layer2"), "w"], n_boot=100)
+    two = hy.partial_spearman(t, "x", "y", [("z", "layer2"), "w"])
     assert two.rho == pytest.approx(brute_partial(x, y, np.column_stack([z, w])), abs=1e-10)
-    assert hy.partial_spearman(t, "x", "y", [], n_boot=100).rho == pytest.approx(raw.rho)
+    assert hy.partial_spearman(t, "x", "y", []).rho == pytest.approx(raw.rho)
 
 
 def test_partial_several_runs_is_mean_of_brute_force():
@@ -123,7 +138,7 @@ def test_partial_several_runs_is_mean_of_brute_force():
         x, y = z + rng.normal(size=40), z + 0.3 * rng.normal(size=40) + 0.5 * rng.normal(size=40)
         runs.append(make_table({"x": x, "y": y, "z": z}))
         expect.append(brute_partial(x, y, z))
-    res = hy.partial_spearman(runs, "x", "y", ["z"], n_boot=200)
+    res = hy.partial_spearman(runs, "x", "y", ["z"])
     assert res.rho == pytest.approx(np.mean(expect), abs=1e-10)
     assert "n_runs = 3" in str(res) and "n_points = 120" in str(res)
 
@@ -137,7 +152,7 @@ def test_lead_lag_finds_shift(shift):
         y[shift:] = x[:-shift]
     else:
         y[:shift] = x[-shift:]
-    res = hy.lead_lag(make_table({"x": x, "y": y}), "x", "y", max_lag=5, n_boot=100)
+    res = hy.lead_lag(make_table({"x": x, "y": y}), "x", "y", max_lag=5)
     assert res.best_lag == shift
     assert res.best.rho == pytest.approx(1.0)
     assert list(res.lags) == list(range(-5, 6))
@@ -154,7 +169,7 @@ def test_lead_lag_differencing_on_random_walks_and_several_runs():
         y = np.cumsum(rng.normal(size=80))
         y[4:] = x[:-4] + 0.01 * rng.normal(size=76)
         runs.append(make_table({"x": x, "y": y}))
-    res = hy.lead_lag(runs, "x", "y", max_lag=6, difference=True, n_boot=100)
+    res = hy.lead_lag(runs, "x", "y", max_lag=6, difference=True)
     assert res.best_lag == 4 and res.best.rho > 0.95 and res.best.ci_over == "runs"
     lagged = hy.spearman(runs, "x", "y", lag=4)
     assert lagged.n_points == 3 * 76
@@ -171,7 +186,7 @@ def test_alignment_and_task_ends():
     assert np.array_equal(vals[:, 0], -vals[:, 1])
     ck_end, v_end = hy.metric_series(t, "x", at="task_end")
     assert list(ck_end) == [4, 9, 14, 19] and list(v_end) == [4, 9, 14, 19]
-    res = hy.spearman(t, "x", "y", at="task_end", n_boot=50)
+    res = hy.spearman(t, "x", "y", at="task_end")
     assert res.rho == pytest.approx(-1.0) and res.n_points == 4 and "task ends" in str(res)
 
 

@@ -1,5 +1,5 @@
 """Head-to-head predictor comparison (hypotheses.compare_predictors) against scipy references
-and a hand-written cluster bootstrap; the forest and lead-lag figures draw."""
+and a hand-written delete-one-run jackknife; the forest and lead-lag figures draw."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -61,7 +61,7 @@ def test_pooled_and_within_match_scipy_on_hand_assembled_pairs(lag):
     rng = np.random.default_rng(10 + lag)
     runs = {m: [random_values(rng, 9, nan_frac=0.1) for _ in range(3)] for m in ("sgd", "l2")}
     tables = {m: [make_run(v, junk_seed=i) for i, v in enumerate(vs)] for m, vs in runs.items()}
-    res = hy.compare_predictors(tables, P, lag=lag, n_boot=50)
+    res = hy.compare_predictors(tables, P, lag=lag)
     pairs = [hand_pairs(v, lag) for vs in runs.values() for v in vs]
     x = np.concatenate([p[0] for p in pairs])
     y = np.concatenate([p[1] for p in pairs])
@@ -89,28 +89,33 @@ def test_weighted_spearman_is_spearmanr_of_the_expanded_sample():
     np.testing.assert_allclose(got, ref, atol=1e-12)
 
 
-def test_cluster_bootstrap_resamples_whole_runs():
-    """Reference: draw runs with the same generator, concatenate them, scipy spearmanr."""
+def test_jackknife_leaves_whole_runs_out():
+    """Reference: drop one run, concatenate the rest, scipy spearmanr; se_J; t_{R−1}; the
+    pooled interval on Fisher's z scale, the within-run one the Student-t of the run ρ_r."""
     rng = np.random.default_rng(3)
     vals = [random_values(rng, 7) for _ in range(5)]
-    res = hy.compare_predictors([make_run(v) for v in vals], P, n_boot=200, seed=7)
+    res = hy.compare_predictors([make_run(v) for v in vals], P)
     pairs = [hand_pairs(v, 1) for v in vals]
-    draws = np.random.default_rng(7).integers(0, 5, (200, 5))
+    q = stats.t.ppf(0.975, 4)
     for j, (s, w) in enumerate(zip(res.pooled.stats, res.within.stats)):
-        boot = [stats.spearmanr(np.concatenate([pairs[r][0][:, j] for r in d]),
-                                np.concatenate([pairs[r][1] for r in d])).correlation
-                for d in draws]
-        assert (s.ci_low, s.ci_high) == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])))
+        def pooled(keep, j=j):
+            return stats.spearmanr(np.concatenate([pairs[r][0][:, j] for r in keep]),
+                                   np.concatenate([pairs[r][1] for r in keep])).correlation
+        loo = np.arctanh([pooled([r for r in range(5) if r != d]) for d in range(5)])
+        se = np.sqrt(4 / 5 * np.sum((loo - loo.mean()) ** 2))
+        z = np.arctanh(pooled(range(5)))
+        assert s.rho == pytest.approx(np.tanh(z))
+        assert (s.ci_low, s.ci_high) == pytest.approx((np.tanh(z - q * se), np.tanh(z + q * se)))
         rho_r = np.array([stats.spearmanr(px[:, j], py).correlation for px, py in pairs])
-        wb = rho_r[draws].mean(1)
-        assert (w.ci_low, w.ci_high) == pytest.approx(tuple(np.percentile(wb, [2.5, 97.5])))
-    assert res.ci_over == "runs"
-
+        want = stats.t.interval(0.95, 4, loc=rho_r.mean(), scale=stats.sem(rho_r))
+        assert (w.ci_low, w.ci_high) == pytest.approx(want)
+        assert w.p_value == pytest.approx(stats.ttest_1samp(rho_r, 0).pvalue)
+        assert w.p_jackknife == pytest.approx(w.p_value)
+    assert res.ci_over == "runs" and "R = 5" in str(res)
 
 def test_identical_runs_collapse_every_interval():
     vals = random_values(np.random.default_rng(4), 10)
-    res = hy.compare_predictors({"a": [make_run(vals)] * 3, "b": [make_run(vals)] * 2}, P,
-                                n_boot=300)
+    res = hy.compare_predictors({"a": [make_run(vals)] * 3, "b": [make_run(vals)] * 2}, P)
     for rank in (res.pooled, res.within):
         for s in rank.stats:
             assert s.ci_low == pytest.approx(s.rho, abs=1e-12)
@@ -121,13 +126,13 @@ def test_identical_runs_collapse_every_interval():
     assert res.pooled.stats[0].rho == pytest.approx(res.within.stats[0].rho, abs=1e-12)
 
 
-def test_one_run_resamples_tasks_and_has_no_between_run_test():
+def test_one_run_leaves_tasks_out_and_has_no_between_run_test():
     vals = random_values(np.random.default_rng(5), 12)
-    res = hy.compare_predictors(make_run(vals), P, n_boot=200)
+    res = hy.compare_predictors(make_run(vals), P)
     assert res.ci_over == "tasks" and len(res.runs) == 1
     for p, w in zip(res.pooled.stats, res.within.stats):
         assert w.rho == pytest.approx(p.rho) and np.isnan(w.p_value)
-        assert p.ci_low < p.rho < p.ci_high            # tasks resampled: a real interval
+        assert p.ci_low < p.rho < p.ci_high            # tasks left out: a real interval
 
 
 def synthetic_winner(seed=0, n_tasks=12):
@@ -150,12 +155,12 @@ def synthetic_winner(seed=0, n_tasks=12):
 
 
 def test_monotone_driver_wins_with_contrast_intervals_above_zero():
-    res = hy.compare_predictors(synthetic_winner(), P, n_boot=1000)
+    res = hy.compare_predictors(synthetic_winner(), P)
     for rank in (res.pooled, res.within):
         assert rank.best == "cond"
         assert rank.stats[0].rho < -0.7 and rank.stats[0].ci_high < 0
         assert set(rank.beats) == {"trace", "iso"}
-        assert all(c.ci_low > 0 and c.p_boot < 0.01 for c in rank.contrasts)
+        assert all(c.ci_low > 0 and c.p_jackknife < 0.01 for c in rank.contrasts)
         for s in rank.stats[1:]:
             assert s.ci_low < 0 < s.ci_high                # pure noise: interval covers 0
     text = str(res)
@@ -163,7 +168,7 @@ def test_monotone_driver_wins_with_contrast_intervals_above_zero():
 
 
 def test_lead_lag_peaks_at_the_true_lag():
-    ll = hy.predictor_lead_lag(synthetic_winner(1), P, max_lag=2, n_boot=100)
+    ll = hy.predictor_lead_lag(synthetic_winner(1), P, max_lag=2)
     rho = ll.table("pooled")[:, 0, 0]
     assert ll.lags.tolist() == [-2, -1, 0, 1, 2]
     assert int(ll.lags[np.argmax(np.abs(rho))]) == 1
@@ -177,8 +182,8 @@ def test_complete_cases_off_lets_each_predictor_keep_its_points():
     for v in vals:
         v[("ntk_trace", "all")][:4] = np.nan
     tables = [make_run(v) for v in vals]
-    on = hy.compare_predictors(tables, P, n_boot=20)
-    off = hy.compare_predictors(tables, P, n_boot=20, complete_cases=False)
+    on = hy.compare_predictors(tables, P)
+    off = hy.compare_predictors(tables, P, complete_cases=False)
     assert [s.n_points for s in on.pooled.stats] == [15] * 3
     assert [s.n_points for s in off.pooled.stats] == [27, 15, 27]
 
@@ -204,7 +209,7 @@ def test_errors_name_what_is_missing_or_degenerate():
         hy.compare_predictors({}, P)
     with pytest.raises(NtkplastError, match="has no tables"):
         hy.compare_predictors({"a": []}, P)
-    with pytest.raises(NtkplastError, match="n_boot"):
+    with pytest.warns(DeprecationWarning, match="n_boot no longer"):
         hy.compare_predictors(tables, P, n_boot=0)
     with pytest.raises(NtkplastError, match="level"):
         hy.compare_predictors(tables, P, level=95)
@@ -217,24 +222,24 @@ def test_default_predictors_resolve_against_a_full_table():
     vals = {(m, layer) if layer == "all" else (m, f"layer{k}"): rng.normal(size=8)
             for m, layer in hy.PREDICTORS.values() for k in range(2)}
     vals[("online_accuracy", "all")] = rng.normal(size=8)
-    res = hy.compare_predictors([make_run(vals)] * 2, n_boot=10)
+    res = hy.compare_predictors([make_run(vals)] * 2)
     assert [s.name for s in res.pooled.stats] == list(hy.PREDICTORS)
 
 
 def test_figures_draw_and_mark_the_best():
-    res = hy.compare_predictors(synthetic_winner(), P, n_boot=100)
+    res = hy.compare_predictors(synthetic_winner(), P)
     fig = predictor_comparison(res, title="t")
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["★ cond", "trace", "iso"]
     assert fig.axes[0].get_xlabel().startswith("Spearman")
     plt.close(fig)
-    ll = hy.predictor_lead_lag(synthetic_winner(), P, max_lag=1, n_boot=20)
+    ll = hy.predictor_lead_lag(synthetic_winner(), P, max_lag=1)
     fig = lead_lag_plot(ll, scope="within")
     assert len(fig.axes[0].get_lines()) >= 3
     plt.close(fig)
     runs = synthetic_winner()["sgd"]
     single = {"cond": hy.lead_lag(runs, "ntk_condition", "online_accuracy", max_lag=1,
-                                  at="task_end", n_boot=20)}
+                                  at="task_end")}
     plt.close(lead_lag_plot(single))
     with pytest.raises(NtkplastError, match="compare_predictors"):
         predictor_comparison(ll)

@@ -148,7 +148,9 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds
             continue
         cells = "   ".join(f"{name} {m:.4g} [{lo:.4g}, {hi:.4g}]"
                            for name, (m, lo, hi) in summary.items())
-        print(f"  {label} (last 5 tasks, mean over seeds [95% bootstrap CI]): {cells}")
+        runs = min(len(r) for r in grid.tables.values())
+        print(f"  {label} (last 5 tasks, mean over seeds [95% t-interval, R = {runs}]): "
+              f"{cells}")
     if comparison is not None:
         best = comparison.pooled.best
         print(f"  best predictor of the next task's plasticity measure (pooled Spearman over "

@@ -10,7 +10,7 @@ metrics :class:`~ntkplast.table.Table` per seed — what every comparison figure
 
 ``per_task`` (:func:`ntkplast.table.per_task`: a ``seeds × tasks`` array of one metric read at
 task ends), ``mean_interval`` and ``final_tasks_interval`` (:mod:`ntkplast.stats.intervals`:
-its mean over seeds with a percentile-bootstrap interval) are importable from here as well.
+its mean over seeds with a Student-t interval) are importable from here as well.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Every function takes ``tables``: method name → one metrics :class:`~ntkplast.table.Table` per
 seed (what :func:`~ntkplast.experiments.grid.run_grid` returns in ``.tables``, or your own), and
-returns the matplotlib figure. The band is the 95% percentile-bootstrap interval of the mean over
-seeds (:func:`ntkplast.stats.intervals.mean_interval`); with one seed there is no band. A metric
+returns the matplotlib figure. The band is the 95% Student-t interval of the mean over the R seeds
+(:func:`ntkplast.stats.intervals.mean_interval`; R is in the legend); with one seed there is no
+band. A metric
 measured per layer is averaged over the layers first (``layer="mean"``,
 :func:`ntkplast.table.task_end_values`).
 """
@@ -68,7 +69,7 @@ def task_values(runs: Sequence[Table], metric: str, layer: str = "all") -> np.nd
 
 
 def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None = None) -> None:
-    """Mean over seeds (rows of ``values``) as a line, its bootstrap interval as a band; points
+    """Mean over seeds (rows of ``values``) as a line, its Student-t interval as a band; points
     no seed has (a metric recorded only on some tasks, such as the reference gaps) are skipped,
     and the line joins the rest with markers."""
     mean, low, high = mean_interval(values)
@@ -78,7 +79,7 @@ def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None =
     if not has.all():
         x, mean, low, high = x[has], mean[has], low[has], high[has]
         st = {**st, "marker": "o", "ms": 3}
-    ax.plot(x, mean, label=f"{label} (n={len(values)})", **st)
+    ax.plot(x, mean, label=f"{label} (R = {len(values)})", **st)
     if len(values) > 1:
         ax.fill_between(x, low, high, color=st["color"], alpha=0.18, lw=0)
 
@@ -119,7 +120,7 @@ def per_task_panels(tables: Tables, panels: Sequence[tuple[str, str, str, bool]]
 
 
 def plasticity_curves(tables: Tables, *, title: str = "") -> Any:
-    """Observed plasticity per task, per method (mean over seeds, band: bootstrap interval):
+    """Observed plasticity per task, per method (mean over seeds, band: Student-t interval):
 
     * the plasticity measure of each new task (``plasticity_score``: training accuracy for
       random-label memorisation, online accuracy for online streams, test accuracy otherwise —
@@ -151,7 +152,7 @@ def plasticity_curves(tables: Tables, *, title: str = "") -> Any:
 
 def _markers(ax: Any, runs: Sequence[Table], metric: str, **kw: Any) -> None:
     """Mean over seeds of ``metric`` at the task ends that have it, as markers."""
-    mean = mean_interval(task_values(runs, metric), n_boot=1)[0]
+    mean = mean_interval(task_values(runs, metric))[0]
     tasks = np.flatnonzero(np.isfinite(mean))
     if len(tasks):
         ax.plot(tasks, mean[tasks], ls="none", ms=4, zorder=5, **kw)

@@ -4,7 +4,7 @@ Both functions draw results of :mod:`ntkplast.stats` (compute first, draw second
 can print the numbers the figure shows) and return the matplotlib figure:
 
 * :func:`predictor_comparison` draws a :func:`~ntkplast.stats.compare_predictors` result:
-  per predictor, Spearman's ρ with its cluster-bootstrap interval, pooled and within-run, the
+  per predictor, Spearman's ρ with its jackknife-over-runs interval, pooled and within-run, the
   best predictor marked and its paired contrast |ρ_best| − |ρ_other| written beside each other.
 * :func:`lead_lag_plot` draws ρ against the lag in tasks with its interval band, from
   :func:`~ntkplast.stats.predictor_lead_lag` or from a mapping name →
@@ -34,7 +34,7 @@ def _target(result: PredictorComparison) -> str:
 
 def predictor_comparison(result: PredictorComparison, title: str = "") -> Any:
     """Forest plot: each predictor's ρ(predictor at the end of task t, target on task t + lag)
-    with its percentile cluster-bootstrap interval, pooled and within-run (two panels).
+    with its delete-one-run jackknife-t interval, pooled and within-run (two panels).
 
     The largest |ρ| of each panel is drawn filled with a ★ on its label; beside every other
     predictor stands Δ = |ρ_best| − |ρ_other| with its paired interval, bold where the interval
@@ -69,10 +69,10 @@ def predictor_comparison(result: PredictorComparison, title: str = "") -> Any:
         ax.set_xlim(-1.05, 1.05)
         ax.set_ylim(-0.7, n - 0.3)
         ax.set_title(f"{label}\n{result.pooled.stats[0].n_points} points, "
-                     f"{len(result.runs)} runs" if j == 0 else
-                     f"{label}\n{len(result.runs)} runs")
+                     f"R = {len(result.runs)} runs" if j == 0 else
+                     f"{label}\nR = {len(result.runs)} runs")
         ax.set_xlabel(f"Spearman ρ(predictor at task t, {_target(result)} at t{result.lag:+d})\n"
-                      f"{100 * result.level:g}% bootstrap interval over {result.ci_over}")
+                      f"{100 * result.level:g}% jackknife-t interval over {result.ci_over}")
     axes[0, 0].set_yticks(y)
     axes[0, 0].set_yticklabels([f"★ {nm}" if nm == result.pooled.best else nm for nm in names])
     axes[0, 0].set_ylabel("predictor (end of task t)")
@@ -108,9 +108,9 @@ def _series(result: PredictorLeadLag | Mapping[str, LeadLagResult],
 def lead_lag_plot(result: PredictorLeadLag | Mapping[str, LeadLagResult], *,
                   scope: Literal["pooled", "within"] = "pooled", title: str = "") -> Any:
     """ρ(predictor at task t, target at task t + lag) against the lag, one line per predictor
-    with its bootstrap band. Lag > 0: the predictor leads (a driver of plasticity loss peaks
-    right of the dashed line at lag 0). ``scope`` picks the pooled or within-run ρ of a
-    :func:`~ntkplast.stats.predictor_lead_lag` result (ignored for
+    with its interval as a band (jackknife-t over runs). Lag > 0: the predictor leads (a driver
+    of plasticity loss peaks right of the dashed line at lag 0). ``scope`` picks the pooled or
+    within-run ρ of a :func:`~ntkplast.stats.predictor_lead_lag` result (ignored for
     :func:`~ntkplast.stats.lead_lag` results, whose ρ is the within-run mean and whose lags
     count checkpoints)."""
     if scope not in ("pooled", "within"):

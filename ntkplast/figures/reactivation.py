@@ -3,7 +3,7 @@
 ``curves`` maps a method name to a ``seeds × points`` array of revived fractions
 (:func:`ntkplast.experiments.reactivation.reactivation_curve`, one row per seed); ``steps`` gives
 the training step of each point. Each method is drawn as the mean over seeds with its 95%
-percentile-bootstrap band (:func:`ntkplast.stats.intervals.mean_interval`; no band for one seed).
+Student-t band (:func:`ntkplast.stats.intervals.mean_interval`; no band for one seed).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ __all__ = ["reactivation_curves"]
 
 def reactivation_curves(curves: Mapping[str, np.ndarray], steps: np.ndarray, title: str = "",
                         *, ax: Any = None) -> Any:
-    """Revived fraction against training steps, mean line + bootstrap band per method.
+    """Revived fraction against training steps, mean line + Student-t band per method (R seeds
+    in the legend).
 
     Args:
       curves: method name → ``seeds × points`` revived fractions in [0, 1] (NaN: no dead unit).
@@ -50,7 +51,7 @@ def reactivation_curves(curves: Mapping[str, np.ndarray], steps: np.ndarray, tit
                                 f"expected seeds × {steps.shape[0]} (one column per step)")
         mean, low, high = mean_interval(values)
         st = style(i)
-        ax.plot(steps, mean, label=name, **st)
+        ax.plot(steps, mean, label=f"{name} (R = {len(values)})", **st)
         if len(values) > 1:
             ax.fill_between(steps, low, high, color=st["color"], alpha=0.18, lw=0)
     ax.set_xlabel("training steps from the dead-unit state")

@@ -8,8 +8,9 @@ module           what it holds
 ``onsets``       :func:`onset`, :func:`onset_order`: which metric moves first, in how many runs
 ``predictors``   :func:`compare_predictors`, :func:`predictor_lead_lag`: which task-end metric
                  best predicts plasticity on a later task (:data:`PREDICTORS`)
-``intervals``    the percentile bootstrap: resampling, :func:`percentile_interval`,
-                 :func:`bootstrap_p`, :func:`mean_interval`, :func:`final_tasks_interval`
+``intervals``    intervals that hold their coverage at R = 3–8 runs: :func:`t_interval`,
+                 :func:`jackknife_interval`, :func:`correlation_interval`, :func:`jackknife_p`,
+                 :func:`mean_interval`, :func:`final_tasks_interval`
 ===============  ==============================================================================
 
 Every function takes one :class:`~ntkplast.table.Table` per run (or method name → one per seed)
@@ -29,12 +30,11 @@ from ntkplast.stats.correlation import (
     spearman,
 )
 from ntkplast.stats.intervals import (
-    bootstrap_p,
+    correlation_interval,
     final_tasks_interval,
+    jackknife_interval,
+    jackknife_p,
     mean_interval,
-    percentile_interval,
-    resample_counts,
-    resample_indices,
     t_interval,
 )
 from ntkplast.stats.onsets import Onset, OnsetOrder, onset, onset_order
@@ -53,8 +53,8 @@ from ntkplast.stats.predictors import (
 __all__ = [
     "PREDICTORS", "At", "Contrast", "CorrelationResult", "LeadLagResult", "MetricRef", "Onset",
     "OnsetOrder", "PredictorComparison", "PredictorLeadLag", "PredictorRanking", "PredictorSpec",
-    "PredictorStat", "aligned", "bootstrap_p", "compare_predictors", "final_tasks_interval",
-    "lead_lag", "mean_interval", "metric_series", "onset", "onset_order", "partial_spearman",
-    "percentile_interval", "predictor_lead_lag", "resample_counts", "resample_indices",
-    "spearman", "t_interval",
+    "PredictorStat", "aligned", "compare_predictors", "correlation_interval",
+    "final_tasks_interval", "jackknife_interval", "jackknife_p", "lead_lag",
+    "mean_interval", "metric_series", "onset", "onset_order", "partial_spearman",
+    "predictor_lead_lag", "spearman", "t_interval",
 ]

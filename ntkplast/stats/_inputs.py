@@ -8,6 +8,7 @@ pairs, a non-empty list of tables and sorted finite series, or raise one
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -16,7 +17,7 @@ import numpy as np
 from ntkplast.errors import NtkplastError
 from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints
 
-__all__ = ["At", "MetricRef", "check_bootstrap", "check_level", "name", "ref", "series",
+__all__ = ["At", "MetricRef", "check_level", "ignore_bootstrap", "name", "ref", "series",
            "tables"]
 
 MetricRef = str | tuple[str, str]
@@ -93,9 +94,12 @@ def check_level(level: float) -> None:
         raise NtkplastError(f"level: expected a coverage in (0, 1) such as 0.95, got {level!r}")
 
 
-def check_bootstrap(n_boot: int, level: float) -> int:
-    """``n_boot`` as an int if it is a positive integer and ``level`` a coverage in (0, 1)."""
-    if not isinstance(n_boot, int | np.integer) or n_boot < 1:
-        raise NtkplastError(f"n_boot: expected a positive integer, got {n_boot!r}")
-    check_level(level)
-    return int(n_boot)
+def ignore_bootstrap(fn: str, n_boot: object, seed: object) -> None:
+    """Warn that ``n_boot`` / ``seed`` (arguments of the percentile bootstrap that intervals
+    used before 0.3) no longer do anything: the intervals are Student-t / jackknife, with no
+    resampling (:mod:`ntkplast.stats.intervals`)."""
+    given = [name for name, v in (("n_boot", n_boot), ("seed", seed)) if v is not None]
+    if given:
+        warnings.warn(f"{fn}: {' and '.join(given)} no longer do anything (intervals are "
+                      "Student-t / delete-one jackknife since ntkplast 0.3, with no "
+                      "resampling); drop the argument", DeprecationWarning, stacklevel=3)

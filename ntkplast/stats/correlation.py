@@ -15,11 +15,11 @@ Statistics (every result prints its sample sizes):
   rank(x) and rank(y) on [1, rank(Z)] by least squares and correlate the residuals — the partial
   correlation of the ranks (Kendall & Stuart, *The Advanced Theory of Statistics* vol. 2, ch. 27;
   equal to −P_xy / √(P_xx P_yy) with P the inverse rank-correlation matrix).
-* Confidence interval: percentile bootstrap (Efron & Tibshirani 1993, ch. 13;
-  :mod:`~ntkplast.stats.intervals`) of the mean ρ, resampling runs with replacement when there
-  are ≥ 2 runs (the seed-to-seed spread), else resampling checkpoints of the single run.
-  Checkpoints of one run are autocorrelated, so the one-run interval is optimistic; with few
-  runs the run interval is coarse.
+* Confidence interval (:mod:`~ntkplast.stats.intervals`): with R ≥ 2 runs, the Student-t
+  interval of the mean ρ over runs, ρ̄ ± t_{(1+level)/2, R−1} · s_ρ/√R clipped to [−1, 1] (the
+  seed-to-seed spread; coverage near nominal from R = 3). With one run, the delete-one
+  jackknife over its checkpoints on Fisher's z scale with t_{n−1} critical values;
+  checkpoints of one run are autocorrelated, so that interval is optimistic.
 * p-value: pool the within-run residualised ranks of all runs (the centred ranks when there are no
   controls), r = their Pearson correlation, t = r √(df / (1 − r²)) with df = N − R(k + 1) − 1
   (N points, R runs, k controls), two-sided Student-t. For one run without controls this is
@@ -43,13 +43,13 @@ from typing import NamedTuple
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.stats._inputs import At, MetricRef, check_bootstrap
+from ntkplast.stats._inputs import At, MetricRef, check_level, ignore_bootstrap
 from ntkplast.stats._inputs import name as _name
 from ntkplast.stats._inputs import ref as _ref
 from ntkplast.stats._inputs import series as _series
 from ntkplast.stats._inputs import tables as _tables
 from ntkplast.stats._ranks import correlation_p, partial, pearson, residual_ranks
-from ntkplast.stats.intervals import mean_interval, percentile_interval, resample_indices
+from ntkplast.stats.intervals import correlation_interval, t_interval
 from ntkplast.table import Table
 
 __all__ = ["At", "CorrelationResult", "LeadLagResult", "MetricRef", "aligned", "lead_lag",
@@ -61,12 +61,13 @@ class CorrelationResult(NamedTuple):
 
     Attributes:
       rho: mean over runs of the per-run coefficient.
-      ci_low, ci_high: percentile bootstrap interval at ``level``.
+      ci_low, ci_high: interval at ``level`` (Student-t over runs; one run: jackknife over
+        checkpoints).
       p_value: two-sided p of the pooled within-run test.
       n_runs: runs R.  n_points: points N summed over runs.  n_per_run: points in each run.
       per_run: the per-run coefficients.
-      ci_over: ``"runs"`` or ``"checkpoints"`` (what the bootstrap resampled).
-      n_boot: resamples.  level: interval coverage.  label: what was correlated.
+      ci_over: ``"runs"`` or ``"checkpoints"`` (the interval's independent unit).
+      level: interval coverage.  label: what was correlated.
     """
 
     rho: float
@@ -78,16 +79,20 @@ class CorrelationResult(NamedTuple):
     n_per_run: tuple[int, ...]
     per_run: tuple[float, ...]
     ci_over: str
-    n_boot: int
     level: float
     label: str
 
     def __str__(self) -> str:
         per = "/".join(map(str, self.n_per_run))
         return (f"{self.label}: rho = {self.rho:+.3f}, {100 * self.level:g}% CI "
-                f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] (bootstrap over {self.ci_over}, "
-                f"{self.n_boot} resamples), p = {self.p_value:.3g} (pooled within-run); "
+                f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] ({_interval_name(self.ci_over)}, "
+                f"R = {self.n_runs}), p = {self.p_value:.3g} (pooled within-run); "
                 f"n_runs = {self.n_runs}, n_points = {self.n_points} ({per} per run)")
+
+
+def _interval_name(ci_over: str) -> str:
+    return ("Student-t over runs" if ci_over == "runs" else
+            "jackknife over the checkpoints of one run, optimistic")
 
 
 class LeadLagResult(NamedTuple):
@@ -110,8 +115,9 @@ class LeadLagResult(NamedTuple):
 
     def __str__(self) -> str:
         r0 = self.results[0]
-        lines = [f"{self.label} (lag > 0: x leads y; {100 * r0.level:g}% CI over {r0.ci_over}, "
-                 f"{r0.n_runs} run(s)):", "    lag  rho     CI                p        n_points"]
+        lines = [f"{self.label} (lag > 0: x leads y; {100 * r0.level:g}% CI: "
+                 f"{_interval_name(r0.ci_over)}, R = {r0.n_runs}):",
+                 "    lag  rho     CI                p        n_points"]
         for lag, r in zip(self.lags.tolist(), self.results):
             mark = " *" if lag == self.best_lag else ""
             lines.append(f"  {lag:+5d}  {r.rho:+.3f}  [{r.ci_low:+.3f}, {r.ci_high:+.3f}]  "
@@ -185,11 +191,11 @@ def _pooled_p(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]], k: int) -> 
 
 def _correlate(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef,
                controls: Sequence[MetricRef], *, fn: str, lag: int = 0, difference: bool = False,
-               at: At, n_boot: int, seed: int, level: float) -> CorrelationResult:
+               at: At, level: float) -> CorrelationResult:
     runs = _tables(tables, fn)
     xr, yr = _ref(x, "x"), _ref(y, "y")
     zr = [_ref(c, f"controls[{i}]") for i, c in enumerate(controls)]
-    n_boot = check_bootstrap(n_boot, level)
+    check_level(level)
     k = len(zr)
     data = _run_data(runs, [xr, yr, *zr], fn=fn, lag=lag, difference=difference, at=at)
     per_run = np.array([float(partial(*d)) for d in data])
@@ -199,13 +205,14 @@ def _correlate(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef,
                             f"{_name(yr)} is constant over its {len(data[bad[0]][0])} checkpoints"
                             f"{' or fully explained by the controls' if k else ''}")
     p = _pooled_p(data, k)
-    if len(data) >= 2:     # percentile bootstrap of the mean ρ over runs
-        _, lo, hi = mean_interval(per_run[:, None], level=level, n_boot=n_boot, seed=seed)
-        lo, hi, over = lo[0], hi[0], "runs"
-    else:                  # one run: resample its checkpoints
+    if len(data) >= 2:     # Student-t over the per-run ρ
+        _, lo, hi = t_interval(per_run, level)
+        lo, hi, over = max(lo, -1.0), min(hi, 1.0), "runs"
+    else:                  # one run: delete-one jackknife over its checkpoints
         xs, ys, zs = data[0]
-        idx = resample_indices(len(xs), n_boot, np.random.default_rng(seed))
-        lo, hi = percentile_interval(partial(xs[idx], ys[idx], zs[idx]), level)
+        n = len(xs)
+        idx = np.arange(n)[None, :].repeat(n, 0)[~np.eye(n, dtype=bool)].reshape(n, n - 1)
+        lo, hi = correlation_interval(per_run[0], partial(xs[idx], ys[idx], zs[idx]), level)
         over = "checkpoints"
     what = "partial spearman" if k else "spearman"
     label = f"{what} rho({_name(xr)}, {_name(yr)}"
@@ -214,15 +221,15 @@ def _correlate(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef,
     label += " at task ends" if at == "task_end" else ""
     return CorrelationResult(float(per_run.mean()), float(lo), float(hi), p, len(data),
                              sum(len(d[0]) for d in data), tuple(len(d[0]) for d in data),
-                             tuple(per_run.tolist()), over, n_boot, level, label)
+                             tuple(per_run.tolist()), over, level, label)
 
 
 # ----------------------------------------------------------------------------------- public
 
 
 def spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, lag: int = 0,
-             at: At = "all", n_boot: int = 1000, seed: int = 0,
-             level: float = 0.95) -> CorrelationResult:
+             at: At = "all", level: float = 0.95, n_boot: int | None = None,
+             seed: int | None = None) -> CorrelationResult:
     r"""Spearman rank correlation of two metrics across checkpoints, averaged over runs.
 
     ρ_r = corr(rank x_t, rank y_{t+lag}) over the common checkpoints t of run r (ties get average
@@ -233,7 +240,8 @@ def spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, lag
       x, y: ``"metric"`` (layer ``"all"``) or ``("metric", "layer<l>")``.
       lag: pair x at common checkpoint t with y at t + lag (lag > 0: x leads y).
       at: ``"all"`` checkpoints or only ``"task_end"`` ones.
-      n_boot: bootstrap resamples.  seed: seeds the bootstrap.  level: interval coverage.
+      level: interval coverage.
+      n_boot, seed: deprecated, ignored with a warning (the interval no longer resamples).
 
     Raises:
       NtkplastError: no tables, an empty table, an unknown metric or layer, fewer than 3 common
@@ -241,13 +249,13 @@ def spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, lag
     """
     if not isinstance(lag, int | np.integer):
         raise NtkplastError(f"lag: expected an integer number of checkpoints, got {lag!r}")
-    return _correlate(tables, x, y, (), fn="spearman", lag=int(lag), at=at, n_boot=n_boot,
-                      seed=seed, level=level)
+    ignore_bootstrap("spearman", n_boot, seed)
+    return _correlate(tables, x, y, (), fn="spearman", lag=int(lag), at=at, level=level)
 
 
 def partial_spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef,
-                     controls: Sequence[MetricRef], *, at: At = "all", n_boot: int = 1000,
-                     seed: int = 0, level: float = 0.95) -> CorrelationResult:
+                     controls: Sequence[MetricRef], *, at: At = "all", level: float = 0.95,
+                     n_boot: int | None = None, seed: int | None = None) -> CorrelationResult:
     r"""Partial Spearman correlation ρ_{xy·Z} of two metrics given control metrics Z, per run.
 
     With R_x, R_y, R_Z the within-run ranks and D = [1, R_Z] (n × (k+1)),
@@ -266,13 +274,13 @@ def partial_spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef
                                      and all(isinstance(s, str) for s in controls)):
         raise NtkplastError(f"controls: expected a list of metrics, got {controls!r}; wrap it: "
                             f"[{controls!r}]")
-    return _correlate(tables, x, y, list(controls), fn="partial_spearman", at=at, n_boot=n_boot,
-                      seed=seed, level=level)
+    ignore_bootstrap("partial_spearman", n_boot, seed)
+    return _correlate(tables, x, y, list(controls), fn="partial_spearman", at=at, level=level)
 
 
 def lead_lag(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, max_lag: int = 5,
-             difference: bool = False, at: At = "all", n_boot: int = 1000, seed: int = 0,
-             level: float = 0.95) -> LeadLagResult:
+             difference: bool = False, at: At = "all", level: float = 0.95,
+             n_boot: int | None = None, seed: int | None = None) -> LeadLagResult:
     r"""Lagged Spearman correlation ρ(lag) = ρ(x_t, y_{t+lag}) for lag = −max_lag … max_lag.
 
     Lag > 0 means x leads y: a peak of |ρ| at lag L > 0 says y follows x L checkpoints later
@@ -284,10 +292,10 @@ def lead_lag(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, max
     """
     if not isinstance(max_lag, int | np.integer) or max_lag < 0:
         raise NtkplastError(f"max_lag: expected a non-negative integer, got {max_lag!r}")
+    ignore_bootstrap("lead_lag", n_boot, seed)
     lags = np.arange(-int(max_lag), int(max_lag) + 1)
     results = tuple(_correlate(tables, x, y, (), fn="lead_lag", lag=int(lag),
-                               difference=difference, at=at, n_boot=n_boot, seed=seed,
-                               level=level) for lag in lags)
+                               difference=difference, at=at, level=level) for lag in lags)
     rho = np.abs([r.rho for r in results])
     by_size = np.argsort(np.abs(lags), kind="stable")
     best = int(lags[by_size[np.argmax(rho[by_size])]])
