@@ -36,3 +36,16 @@ def test_plasticity_sweep_quick_at_tiny_size(tmp_path):
 def test_example_scripts(tmp_path, script, args, produced):
     _run(script, *args, cwd=tmp_path)
     assert (tmp_path / produced).exists()
+
+
+def test_paper_claims_at_tiny_size(tmp_path):
+    out = _run("paper_claims.py", "--set", "model.widths=[8,8]", "--set", "stream.num_tasks=8",
+               "--set", "train.steps_per_task=3", "--set", "train.reference_tasks=every:2",
+               "--methods", "adam,adamo_1e-3", "--seeds", "2", "--analyse-every", "2",
+               "--out", "paper", cwd=tmp_path)
+    for claim in ("claim 3", "claim 1", "claim 2", "claim 'partial measures'", "claim 4"):
+        assert claim in out
+    assert "R = 2" in out and "8×8" in out
+    for name in ("plasticity", "theory", "isometry_measures", "predictors_plasticity_score"):
+        assert (tmp_path / "paper" / "figures" / f"{name}.png").exists()
+    assert (tmp_path / "paper" / "claims.txt").read_text() in out
