@@ -37,7 +37,7 @@ import warnings
 
 from ntkplast.errors import NtkplastError
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["NtkplastError", "__version__"]
 
 _FLAT = {
