@@ -16,19 +16,23 @@
 # 1e-1}, and the ten other methods at their defaults. Each claim gets a statistic with its
 # interval (R runs beside it) and a figure:
 #
-# 1. conditioning, not scale: NTK condition number, decay exponent, effective rank, trace and
-#    λ_max as predictors of the next task's plasticity measure (pooled and within-run), and of
-#    the plasticity loss against the common baseline;
-# 2. isometry as the mechanism: which of isometry deviation, NTK conditioning, dead fraction,
-#    weight norm and feature rank passes half its change first in each plain-Adam run, and the
-#    lead times relative to the plasticity measure;
-# 3. partial measures: per method, the drift from initialisation of four isometry measures;
-# 4. plasticity over 100 tasks: every method's plasticity loss against the common baseline;
-# 5. reactivation: the dead-unit fraction per method.
+# * claim 1, conditioning not scale: NTK condition number, decay exponent, effective rank, trace
+#   and λ_max (with isometry deviation, dead fraction and weight norm) as predictors of the next
+#   task's plasticity measure and of its loss against the common baseline, pooled and within-run;
+# * claim 2, isometry as the mechanism: which of isometry deviation, NTK conditioning, dead
+#   fraction, weight norm and feature rank passes half its change first in each plain-Adam run,
+#   and each one's lead time relative to the plasticity measure;
+# * claim "partial measures": per method, the drift from initialisation of four isometry
+#   measures (layer Jacobian, input–output Jacobian, weight spectrum, NTK conditioning);
+# * claim 3, over 100 tasks: every method's plasticity loss against the common baseline;
+# * claim 4, reactivation: the dead-unit fraction per method, its peak and its final value.
 #
-# Cost on 2 cores: training every checkpoint, analysing every 10th task end (and the init) with
-# all families and every task end with the plasticity family. `--full` is the full size, for a
-# GPU or a cluster. Usage:
+# Training runs every checkpoint; the analysis takes the plasticity family at every task end
+# and the NTK, isometry and dormancy families at the initialisation and every `--analyse-every`-th
+# task end, into each run's `analysis_plasticity/` and `analysis_theory/` (not `analysis/`, so
+# `ntkplast analyze` there stays free for the every-checkpoint analysis). Measured costs are in
+# paper_notes.md. `--full` is the full size, for a GPU or a
+# cluster. Usage:
 #
 #     python analyses/paper_claims.py --stream random_labels
 #     python analyses/paper_claims.py --stream online_permuted
@@ -146,7 +150,7 @@ def save(fig, name: str) -> None:
         figures.save(fig, Path(args.figures) / f"paper_{args.stream}_{name}")
 
 
-# Claim 4 (over 100+ tasks): plasticity of every method against the common baseline.
+# Claim 3 (over 100 tasks): plasticity of every method against the common baseline.
 save(figures.plasticity_curves(tables, title=title), "plasticity")
 last = max(base.stream.num_tasks // 4, 1)
 lines.append(f"claim 3 — plasticity loss vs the common baseline (fresh network, plain Adam), "
