@@ -221,6 +221,14 @@ else:
                 if len(done) else "never crossed")
         lines.append(f"    {metric}[{layer}]: {cell} over {len(done)}/{len(col)} runs")
 
+def finite_ends(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (seed) of a seeds × tasks array: its first and its last finite value (NaN for a
+    row with none)."""
+    ends = [(r[np.isfinite(r)][[0, -1]] if np.isfinite(r).any() else (np.nan, np.nan))
+            for r in v]
+    return np.array([e[0] for e in ends]), np.array([e[1] for e in ends])
+
+
 # Claim "partial measures": which isometry measures each method holds.
 save(figures.per_task_panels(tables, [(m, layer, label, m == "ntk_condition")
                                       for label, m, layer in PARTIAL], ncols=2, title=title),
@@ -233,11 +241,7 @@ for name, runs in tables.items():
         v = figures.task_values(runs, metric, layer)
         if metric == "ntk_condition":
             v = np.log10(v)
-        with np.errstate(all="ignore"):
-            first = np.array([row[np.isfinite(row)][0] if np.isfinite(row).any() else np.nan
-                              for row in v])
-            final = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan
-                              for row in v])
+        first, final = finite_ends(v)
         try:
             m, lo, hi = stats.t_interval(final - first)
             cells.append(f"{label.split(' (')[0].split(' isometry')[0]} {m:+.3g} "
@@ -251,8 +255,8 @@ lines += ["", "claim 4 — dead-unit fraction (τ = 0, layer mean) at the last a
           "and its peak over the run; mean over seeds [95% Student-t, R seeds]:"]
 for name, runs in tables.items():
     v = figures.task_values(runs, "dormant_fraction_tau0", "mean")
+    final = finite_ends(v)[1]
     with np.errstate(all="ignore"):
-        final = np.array([row[np.isfinite(row)][-1] for row in v])
         peak = np.nanmax(v, axis=1)
     f, p = stats.t_interval(final), stats.t_interval(peak)
     lines.append(f"  {name:<16} final {f[0]:.4f} [{f[1]:.4f}, {f[2]:.4f}], peak {p[0]:.4f} "

@@ -373,8 +373,7 @@ def _interval(rho: float, loo: np.ndarray, level: float, correlation: bool) -> t
         return float("nan"), float("nan")
     if correlation:
         return correlation_interval(rho, loo, level)
-    lo, hi = jackknife_interval(rho, loo, level)
-    return lo, hi
+    return jackknife_interval(rho, loo, level)
 
 
 def _p(rho: float, loo: np.ndarray) -> float:
