@@ -23,7 +23,16 @@ positions first, as in Sokar et al.'s code):
   (:func:`ntkplast.spectra.summary`), so each name means one thing.
 
 For conv layers Φ_l is the spatial mean of a_l per channel (global average pooling), N × c_l.
-Φ_l is not centred. :func:`unit_scores` returns one :class:`LayerDormancy` per hidden layer.
+Φ_l is not centred.
+
+GroupSort and MaxMin (Anil, Lucas & Grosse 2019) zero no output: every input of a group
+passes, permuted, and the layer's Jacobian is a permutation, so no unit is dead in ReLU's sense.
+There a unit is one input of a group (a coordinate of the sort's input h_l, the pre-activation
+after any norm), and it is **dead** when it never wins its group (is never the group's maximum)
+on any probe input; its active frequency is the fraction of inputs (× positions) on which it
+wins, and the frequency rule reads that. The ReDo score stays the score of the output
+coordinates a_l, which for a sorted group rank positions rather than units.
+:func:`unit_scores` returns one :class:`LayerDormancy` per hidden layer.
 """
 
 from __future__ import annotations
@@ -44,7 +53,8 @@ from ntkplast.validate import check_number, check_probe_set
 Array = jax.Array
 
 __all__ = ["DormantFractions", "LayerDormancy", "active_frequency", "dead_units",
-           "dormancy_scores", "effective_rank", "feature_matrix", "srank", "unit_scores"]
+           "dormancy_scores", "effective_rank", "feature_matrix", "group_wins", "srank",
+           "unit_scores"]
 
 
 def _unit_axes(acts: Array) -> tuple[int, ...]:
@@ -168,9 +178,28 @@ class LayerDormancy(NamedTuple):
 @functools.partial(jax.jit, static_argnums=0)
 def _layer_stats(model: models.Model, params: models.Params, x: Array) -> list[tuple[Array, ...]]:
     """Per hidden layer: ReDo scores, dead mask, active frequency, feature matrix."""
-    _, post = model.intermediates(params, x)
-    return [(dormancy_scores(a), dead_units(a), active_frequency(a), feature_matrix(a))
-            for a in post]
+    _, pre, post = models.forward(model, params, x)
+    out = []
+    for layer, p, z, a in zip(model.layers, params, pre, post):
+        if layer.activation in models.GROUP_ACTIVATIONS:
+            wins = group_wins(models.layer_norm(z, p) if layer.post_norm else z,
+                              layer.group_size)
+            out.append((dormancy_scores(a), ~jnp.any(wins, axis=_unit_axes(wins)),
+                        jnp.mean(wins, axis=_unit_axes(wins)), feature_matrix(a)))
+        else:
+            out.append((dormancy_scores(a), dead_units(a), active_frequency(a),
+                        feature_matrix(a)))
+    return out
+
+
+def group_wins(h: Array, group_size: int) -> Array:
+    """Whether each unit is its group's maximum, GroupSort's notion of a unit firing.
+
+    ``h``: the sort's input, units last, groups of ``group_size`` consecutive units. Returns a
+    boolean array of ``h``'s shape; ties all count as wins.
+    """
+    groups = h.reshape(h.shape[:-1] + (h.shape[-1] // group_size, group_size))
+    return (groups == jnp.max(groups, axis=-1, keepdims=True)).reshape(h.shape)
 
 
 def unit_scores(model: models.Model, params: models.Params, x: Array, *,

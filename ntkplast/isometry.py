@@ -12,6 +12,12 @@ dynamical isometry", NeurIPS). Per weight layer l, on every probe input x:
   as in :meth:`ntkplast.models.Model.intermediates`. The pool is a fixed linear map between
   layers and belongs to no layer's Jacobian. The **readout** (no activation) is included with
   J_L = L_L = (m_W W_L)ᵀ, so the table covers every weight layer.
+  Blocks with GroupSort/MaxMin, LayerNorm or a residual skip (:mod:`ntkplast.models`) have
+  J_l(x) = ∂u_l/∂u_{l-1}, the whole block's map: GroupSort's permutation P(z) in place of
+  diag(φ'), the norm's projection, and the identity of the skip, J_l = I + ∂a_l/∂u_{l-1}. These
+  are built explicitly per input (forward-mode Jacobian of the block), so every moment is exact
+  and spectra come from an SVD; ``units_off`` counts the rows of J_l that are exactly zero.
+  GroupSort with orthogonal square weights gives J_l = P(z)·Wᵀ, orthogonal: every σ = 1.
 * **Input–output Jacobian** J(x) = ∂f/∂x ∈ R^{K×D}.
 * **Weight spectra** σ(m_W W_l), conv kernels reshaped to c_out × (c_in·k·k).
 
@@ -220,8 +226,7 @@ def _gate(layer: models.Layer, z: Array) -> Array:
     """φ'(z) (ones for the readout); ReLU's derivative at 0 is 0, so z ≤ 0 gates a unit off."""
     if layer.activation is None:
         return jnp.ones_like(z)
-    phi = models.ACTIVATIONS[layer.activation]
-    return jax.jvp(phi, (z,), (jnp.ones_like(z),))[1]
+    return jax.jvp(models.activation_fn(layer), (z,), (jnp.ones_like(z),))[1]
 
 
 def _input_shapes(model: models.Model, x_shape: tuple[int, ...],
@@ -303,22 +308,53 @@ def _layer_core(model: models.Model, max_entries: int, num_probes: int, params: 
     """One compiled pass over all layers: moments on all inputs, spectra on ``x[idx]``."""
     pre, _ = model.intermediates(params, x)
     in_shapes = _input_shapes(model, tuple(x.shape[1:]), [tuple(z.shape[1:]) for z in pre])
+    inputs = models.block_inputs(model, params, x)
     out = []
     for i, (layer, p, z, in_shape) in enumerate(zip(model.layers, params, pre, in_shapes)):
         w = p["W"]
         d_in, d_out = math.prod(in_shape), math.prod(z.shape[1:])
         n = min(d_in, d_out)
         exact = _fits(d_in, d_out, max_entries)
+        if not _diagonal_gate(layer):
+            if not exact:
+                raise NtkplastError(
+                    f"layer {i}: its block ({layer.activation}, norm or skip) has no diagonal "
+                    f"gate, so its Jacobian is built explicitly, and {d_out} × {d_in} exceeds "
+                    f"max_matrix_entries={max_entries}; raise it or use smaller probe images")
+            out.append(_block_moments(model, layer, p, inputs[i], n, idx))
+            continue
         gate = _gate(layer, z)
         t1, t2 = _layer_moments(model, layer, in_shape, exact, num_probes, w, gate,
                                 jax.random.fold_in(key, i))
         gate = gate.reshape(z.shape[0], -1)
         res = {"chi": t1 / n, "mean_sigma4": t2 / n, "units_off": jnp.sum(gate == 0, axis=1),
-               "gate_sub": None, "lmat": None}
+               "gate_sub": None, "lmat": None, "jac_sub": None}
         if exact and idx.shape[0] > 0:  # spectra on the host (ntkplast.linalg)
             res["gate_sub"], res["lmat"] = gate[idx], _explicit(model, layer, w, in_shape).T
         out.append(res)
     return out
+
+
+def _diagonal_gate(layer: models.Layer) -> bool:
+    """Whether J_l = diag(φ'(z_l)) L_l: an elementwise block with no norm and no skip."""
+    return layer.elementwise and not layer.pre_norm
+
+
+def _block_moments(model: models.Model, layer: models.Layer, p: dict[str, Array], u: Array,
+                   n: int, idx: Array) -> dict[str, Any]:
+    """Moments of the explicit block Jacobians ∂u_l/∂u_{l-1} (GroupSort, norms, skips)."""
+    def one(ui: Array) -> Array:
+        return models.block_map(model, layer, p, ui[None])[0]
+
+    jac = jax.vmap(jax.jacfwd(one))(u)
+    jac = jac.reshape(u.shape[0], math.prod(jac.shape[1:1 + jac.ndim - u.ndim]), -1)
+    sq = jac * jac
+    small = jac @ jnp.swapaxes(jac, 1, 2) if jac.shape[1] <= jac.shape[2] else \
+        jnp.swapaxes(jac, 1, 2) @ jac
+    return {"chi": jnp.sum(sq, axis=(1, 2)) / n,
+            "mean_sigma4": jnp.sum(small * small, axis=(1, 2)) / n,
+            "units_off": jnp.sum(jnp.all(jac == 0, axis=2), axis=1),
+            "gate_sub": None, "lmat": None, "jac_sub": jac[idx] if idx.shape[0] else None}
 
 
 def _check_options(spectra_subsample: int | None, num_probes: int) -> None:
@@ -424,16 +460,19 @@ def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
     core = jax.device_get(_layer_core(model, int(max_matrix_entries), int(num_probes),
                                       tuple(params), x, idx, k_probe))
     layers = []
-    for res, z, in_shape in zip(core, pre, in_shapes):
+    for layer, res, z, in_shape in zip(model.layers, core, pre, in_shapes):
         d_in, d_out = math.prod(in_shape), math.prod(z.shape[1:])
         n = min(d_in, d_out)
         sv = summary = None
         if res["gate_sub"] is not None:
             sv = _gated_singular_values(res["gate_sub"], res["lmat"])
+        elif res["jac_sub"] is not None:
+            sv = linalg.singular_values(res["jac_sub"])
+        if sv is not None:
             summary = _summarize(sv, max(d_in, d_out) * _eps(sv.dtype))
+        exact = _fits(d_in, d_out, max_matrix_entries) or not _diagonal_gate(layer)
         layers.append(JacobianSpectrum(_layer_summary(n, res, summary), sv, res["chi"],
-                                       res["mean_sigma4"], res["units_off"], n,
-                                       _fits(d_in, d_out, max_matrix_entries)))
+                                       res["mean_sigma4"], res["units_off"], n, exact))
     return LayerSpectra(tuple(layers), np.asarray(idx))
 
 

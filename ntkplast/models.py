@@ -18,6 +18,31 @@ same spec converts to a stax triple (:mod:`ntkplast.ntk._stax`) whose infinite-w
 σ_w·Q with Q semi-orthogonal (Saxe et al. 2014); for convolutions it is the delta-orthogonal
 kernel of Xiao et al. (2018): σ_w·Q at the centre tap, zero elsewhere. Both are the isometric
 initialisations: a linear network built from them has every input–output singular value σ_w^L.
+
+Hidden blocks. With every option on, hidden layer l maps the block input u_{l-1} to
+
+    v_l = LN(u_{l-1})            (``pre_norm``: LayerNorm before the weight layer)
+    z_l = m_W · v_l ⊛ W_l + m_b · b_l
+    h_l = LN(z_l)                (``layer_norm`` without ``pre_norm``: after it, before φ)
+    a_l = φ(h_l)                 (the layer's units: what dormancy and resets read)
+    u_l = u_{l-1} + a_l          (``residual``, where u_{l-1} and a_l have one shape)
+
+and a CNN block pools u_l (2×2 average) after the sum. LN(z) = γ ⊙ (z − μ)/√(s² + ε) + β over
+the last axis (units; channels per position for a CNN) with the layer's own γ, β
+(``ln_scale``/``ln_bias`` in its parameter dict) when ``layer_norm_affine``, ε = 1e-5 (Ba,
+Kiros & Hinton 2016, "Layer normalization"). Residual skips join every hidden layer but the
+first whose input and output shapes agree (He, Zhang, Ren & Sun 2016); the readout is a plain
+weight layer. Under ``pre_norm`` the LN moves to the input of each residual block (the first
+layer of a stack, which changes the width, has none) and one more LN precedes the readout (the
+pre-norm arrangement of Xiong et al. 2020, "On layer normalization in the Transformer
+architecture").
+
+Activations: the elementwise ``relu, leaky_relu (slope negative_slope), tanh, erf, gelu,
+linear``, and the two that are not elementwise: ``groupsort`` sorts each consecutive group of
+``group_size`` units in descending order and ``maxmin`` is its group size 2, (max, min) of each
+pair (Anil, Lucas & Grosse 2019, "Sorting out Lipschitz function approximation", ICML). Their
+Jacobian is a permutation matrix on every input (a.e.), so with orthogonal weights every layer
+Jacobian is orthogonal: the networks are isometric yet universal Lipschitz approximators.
 """
 
 from __future__ import annotations
@@ -34,8 +59,10 @@ from jax import lax
 from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 
-__all__ = ["ACTIVATIONS", "INITS", "KINDS", "PARAMETERIZATIONS", "ArchSpec", "Layer", "Model",
-           "Params", "build", "fan_in", "forward", "init_params", "layer_pre_activation",
+__all__ = ["ACTIVATIONS", "ACTIVATION_NAMES", "GROUP_ACTIVATIONS", "INITS", "KINDS", "LN_EPS",
+           "PARAMETERIZATIONS", "ArchSpec", "Layer", "Model", "Params", "activation_fn",
+           "block_inputs", "block_map", "block_output", "build", "fan_in", "forward",
+           "group_sort", "init_params", "layer_input", "layer_norm", "layer_pre_activation",
            "multipliers", "out_widths"]
 
 Array = jax.Array
@@ -48,6 +75,11 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": lambda z: jax.nn.gelu(z, approximate=False),
     "linear": lambda z: z,
 }
+"""The elementwise activations with no parameter (:func:`activation_fn` gives every one)."""
+GROUP_ACTIVATIONS = ("groupsort", "maxmin")
+"""Activations that act on groups of units: their Jacobian is a permutation, not diagonal."""
+ACTIVATION_NAMES = (*ACTIVATIONS, "leaky_relu", *GROUP_ACTIVATIONS)
+LN_EPS = 1e-5
 KINDS = ("mlp", "cnn")
 PARAMETERIZATIONS = ("standard", "ntk")
 INITS = ("gaussian", "orthogonal")
@@ -62,15 +94,24 @@ class ArchSpec:
         inputs ``H × W × C``).
       widths: MLP hidden widths, or CNN conv channels per block.
       num_outputs: K, the number of logits.
-      activation: one of ``relu, tanh, erf, gelu, linear``.
+      activation: one of ``relu, leaky_relu, tanh, erf, gelu, linear, groupsort, maxmin``.
+      negative_slope: leaky ReLU's slope α for z < 0, φ(z) = max(z, αz).
+      group_size: GroupSort's group size g ≥ 2 (every hidden width a multiple of g);
+        ``maxmin`` is g = 2.
       parameterization: ``"standard"`` or ``"ntk"`` (module docstring).
       init: ``"gaussian"`` or ``"orthogonal"``.
-      w_std: σ_w of hidden layers; ``None`` picks He (√2) for relu and LeCun (1) otherwise.
+      w_std: σ_w of hidden layers; ``None`` picks He (√2) for relu, √(2/(1 + α²)) for leaky
+        ReLU and 1 otherwise (LeCun; for GroupSort/MaxMin the norm-preserving gain).
       b_std: σ_b (0 with standard parameterization initialises biases at zero).
       readout_w_std: σ_w of the last layer.
       use_bias: whether layers carry biases.
       kernel_size: CNN filter size (square, SAME padding).
       dense_widths: CNN only, widths of dense hidden layers between the conv blocks and readout.
+      layer_norm: LayerNorm in every hidden block (after the weight layer, before φ; before
+        the weight layer and once before the readout with ``pre_norm``).
+      layer_norm_affine: whether each LayerNorm has its own scale γ and shift β (init 1, 0).
+      residual: skip connections u_l = u_{l-1} + a_l where shapes agree (module docstring).
+      pre_norm: LayerNorm at the block input instead (needs ``layer_norm`` and ``residual``).
     """
 
     kind: str = "mlp"
@@ -85,12 +126,18 @@ class ArchSpec:
     use_bias: bool = True
     kernel_size: int = 3
     dense_widths: tuple[int, ...] = ()
+    negative_slope: float = 0.01
+    group_size: int = 2
+    layer_norm: bool = False
+    layer_norm_affine: bool = True
+    residual: bool = False
+    pre_norm: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "dense_widths", tuple(int(w) for w in self.dense_widths))
         _check_choice("kind", self.kind, KINDS)
-        _check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        _check_choice("activation", self.activation, ACTIVATION_NAMES)
         _check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
         _check_choice("init", self.init, INITS)
         if any(w < 1 for w in self.widths + self.dense_widths) or self.num_outputs < 1:
@@ -103,13 +150,49 @@ class ArchSpec:
                                 "put MLP hidden widths in model.widths")
         if self.kernel_size < 1:
             raise NtkplastError(f"model.kernel_size must be >= 1, got {self.kernel_size}")
+        if self.activation in GROUP_ACTIVATIONS:
+            g = self.unit_group_size
+            if g < 2:
+                raise NtkplastError(f"model.group_size must be >= 2, got {self.group_size}")
+            bad = [w for w in self.widths + self.dense_widths if w % g]
+            if bad:
+                raise NtkplastError(f"model.widths: {self.activation} sorts groups of {g} units,"
+                                    f" so every hidden width must be a multiple of {g}; got "
+                                    f"{bad}")
+        if not (0.0 <= self.negative_slope < 1.0):
+            raise NtkplastError(f"model.negative_slope must be in [0, 1), got "
+                                f"{self.negative_slope}")
+        if self.pre_norm and not (self.layer_norm and self.residual):
+            raise NtkplastError("model.pre_norm puts LayerNorm at each residual block's input; "
+                                "set layer_norm = true and residual = true with it")
 
     @property
     def hidden_w_std(self) -> float:
         """σ_w of the hidden layers (He for relu, LeCun otherwise, unless given)."""
         if self.w_std is not None:
             return float(self.w_std)
-        return math.sqrt(2.0) if self.activation == "relu" else 1.0
+        if self.activation == "relu":
+            return math.sqrt(2.0)
+        if self.activation == "leaky_relu":
+            return math.sqrt(2.0 / (1.0 + self.negative_slope ** 2))
+        return 1.0
+
+    @property
+    def gram_target(self) -> float:
+        """Default target s of the Gram penalties ‖WᵀW − s·I‖: the He gain² 2 for relu,
+        2/(1 + α²) for leaky ReLU, 1 otherwise (whatever ``w_std`` is)."""
+        if self.activation == "relu":
+            return 2.0
+        if self.activation == "leaky_relu":
+            return 2.0 / (1.0 + self.negative_slope ** 2)
+        return 1.0
+
+    @property
+    def unit_group_size(self) -> int:
+        """Units per activation group: g for GroupSort, 2 for MaxMin, 1 for the elementwise."""
+        if self.activation == "maxmin":
+            return 2
+        return int(self.group_size) if self.activation == "groupsort" else 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/TOML-ready dict; ``ArchSpec.from_dict(spec.to_dict()) == spec``."""
@@ -131,6 +214,9 @@ class Layer:
     ``kind`` is ``"dense"`` or ``"conv"``; ``activation`` is the nonlinearity applied after it
     (``None`` for the readout); ``pool`` says whether a 2×2 average pool follows the activation;
     ``flatten`` whether the input is flattened first; ``w_std``/``b_std`` are σ_w and σ_b.
+    ``pre_norm``/``post_norm``: a LayerNorm on the layer's input / on z before φ; ``skip``: the
+    block adds its input to its output (module docstring). ``negative_slope`` and
+    ``group_size`` parameterize leaky ReLU and GroupSort.
     """
 
     kind: str
@@ -139,6 +225,21 @@ class Layer:
     activation: str | None
     pool: bool = False
     flatten: bool = False
+    pre_norm: bool = False
+    post_norm: bool = False
+    skip: bool = False
+    negative_slope: float = 0.01
+    group_size: int = 1
+
+    @property
+    def has_norm(self) -> bool:
+        """Whether the layer owns a LayerNorm (and, with affine norms, its γ and β)."""
+        return self.pre_norm or self.post_norm
+
+    @property
+    def elementwise(self) -> bool:
+        """Whether the block's Jacobian in z is diagonal: an elementwise φ, no norm, no skip."""
+        return not (self.activation in GROUP_ACTIVATIONS or self.has_norm or self.skip)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,17 +271,27 @@ def build(spec: ArchSpec | Mapping[str, Any]) -> Model:
     """Build a :class:`Model` from a spec (an :class:`ArchSpec` or its dict form)."""
     if not isinstance(spec, ArchSpec):
         spec = ArchSpec.from_dict(spec)
-    hid = spec.hidden_w_std
     b = spec.b_std
+    hidden = dict(w_std=spec.hidden_w_std, b_std=b, activation=spec.activation,
+                  post_norm=spec.layer_norm and not spec.pre_norm,
+                  negative_slope=spec.negative_slope, group_size=spec.unit_group_size)
+
+    def stack(kind: str, widths: tuple[int, ...], **kw: Any) -> list[Layer]:
+        # a skip needs equal input and output widths, so never on a stack's first layer;
+        # pre-norm normalises the input of each residual block only
+        skips = [spec.residual and i > 0 and widths[i] == widths[i - 1]
+                 for i in range(len(widths))]
+        return [Layer(kind, **hidden, **kw, flatten=kind == "dense" and i == 0, skip=skip,
+                      pre_norm=spec.pre_norm and skip) for i, skip in enumerate(skips)]
+
     if spec.kind == "mlp":
-        layers = [Layer("dense", hid, b, spec.activation, flatten=(i == 0))
-                  for i in range(len(spec.widths))]
-        layers.append(Layer("dense", spec.readout_w_std, b, None, flatten=not spec.widths))
+        layers = stack("dense", spec.widths)
+        flat = not spec.widths
     else:
-        layers = [Layer("conv", hid, b, spec.activation, pool=True) for _ in spec.widths]
-        layers += [Layer("dense", hid, b, spec.activation, flatten=(i == 0))
-                   for i in range(len(spec.dense_widths))]
-        layers.append(Layer("dense", spec.readout_w_std, b, None, flatten=not spec.dense_widths))
+        layers = stack("conv", spec.widths, pool=True) + stack("dense", spec.dense_widths)
+        flat = not spec.dense_widths
+    layers.append(Layer("dense", spec.readout_w_std, b, None, flatten=flat,
+                        pre_norm=spec.pre_norm and bool(layers)))
     return Model(spec, tuple(layers))
 
 
@@ -257,6 +368,10 @@ def init_params(model: Model, key: Array, input_shape: tuple[int, ...]) -> Param
         if spec.use_bias:
             std = 1.0 if spec.parameterization == "ntk" else layer.b_std
             p["b"] = std * jax.random.normal(kb, (width,))
+        if layer.has_norm and spec.layer_norm_affine:
+            norm_width = w_shape[-2] if layer.pre_norm else width
+            p["ln_scale"] = jnp.ones((norm_width,))
+            p["ln_bias"] = jnp.zeros((norm_width,))
         params.append(p)
     return tuple(params)
 
@@ -280,22 +395,95 @@ def layer_pre_activation(model: Model, layer: Layer, p: Mapping[str, Array], a: 
     return z
 
 
+def group_sort(z: Array, group_size: int) -> Array:
+    """GroupSort (Anil, Lucas & Grosse 2019): each group of ``group_size`` consecutive units of
+    the last axis sorted in descending order; group size 2 is MaxMin, (max, min) per pair.
+
+    Piecewise a permutation of z, so its Jacobian is a permutation matrix wherever the values
+    in each group are distinct; jax's derivative of the sort follows the permutation.
+    """
+    groups = z.reshape(z.shape[:-1] + (z.shape[-1] // group_size, group_size))
+    return -jnp.sort(-groups, axis=-1).reshape(z.shape)
+
+
+def activation_fn(layer: Layer) -> Callable[[Array], Array]:
+    """φ of a hidden layer as a function of its (normalised) pre-activation, units last."""
+    if layer.activation == "leaky_relu":
+        slope = layer.negative_slope
+        return lambda z: jax.nn.leaky_relu(z, slope)
+    if layer.activation in GROUP_ACTIVATIONS:
+        size = layer.group_size
+        return lambda z: group_sort(z, size)
+    return ACTIVATIONS[layer.activation]
+
+
+def layer_norm(z: Array, p: Mapping[str, Array]) -> Array:
+    """LN(z) = γ ⊙ (z − μ)/√(s² + ε) + β over the last axis (Ba, Kiros & Hinton 2016).
+
+    μ and s² are the mean and (population) variance of z's last axis, ε = :data:`LN_EPS`;
+    γ = ``p["ln_scale"]`` and β = ``p["ln_bias"]`` when the layer has them (affine norm).
+    The Jacobian of the normalisation n̂ = (z − μ)/√(s² + ε) is ((I − 11ᵀ/d) − n̂n̂ᵀ/d)/√(s² + ε):
+    it annihilates 1 exactly (rank d − 1) and shrinks the direction n̂ by ε/(s² + ε), which
+    vanishes as ε → 0.
+    """
+    mu = jnp.mean(z, axis=-1, keepdims=True)
+    var = jnp.mean((z - mu) ** 2, axis=-1, keepdims=True)
+    out = (z - mu) * lax.rsqrt(var + LN_EPS)
+    if "ln_scale" in p:
+        out = out * p["ln_scale"] + p["ln_bias"]
+    return out
+
+
+def layer_input(layer: Layer, p: Mapping[str, Array], u: Array) -> Array:
+    """What the weight layer multiplies: LN(u) under pre-norm, else the block input u."""
+    return layer_norm(u, p) if layer.pre_norm else u
+
+
+def block_output(layer: Layer, p: Mapping[str, Array], u: Array,
+                 z: Array) -> tuple[Array, Array]:
+    """A hidden block's units a = φ(LN(z) or z) and its output u + a (skip) or a, unpooled."""
+    a = activation_fn(layer)(layer_norm(z, p) if layer.post_norm else z)
+    return a, (u + a if layer.skip else a)
+
+
+def block_map(model: Model, layer: Layer, p: Mapping[str, Array], u: Array) -> Array:
+    """The map u_{l-1} ↦ u_l of one block before pooling (the readout's: u_{L-1} ↦ logits)."""
+    z = layer_pre_activation(model, layer, p, layer_input(layer, p, u))
+    return z if layer.activation is None else block_output(layer, p, u, z)[1]
+
+
 def forward(model: Model, params: Params, x: Array) -> tuple[Array, list[Array], list[Array]]:
-    """Run the network; return logits, pre-activations per layer and post-activations."""
+    """Run the network; return logits, pre-activations per layer and post-activations.
+
+    Pre-activations are the weight layers' outputs z_l (logits last); post-activations the
+    hidden blocks' units a_l (before any skip sum and pooling; module docstring).
+    """
+    logits, pre, post, _ = _run(model, params, x)
+    return logits, pre, post
+
+
+def block_inputs(model: Model, params: Params, x: Array) -> list[Array]:
+    """What each weight layer's block consumes, u_{l-1} (after pooling and flattening)."""
+    return _run(model, params, x)[3]
+
+
+def _run(model: Model, params: Params,
+         x: Array) -> tuple[Array, list[Array], list[Array], list[Array]]:
     if len(params) != len(model.layers):
         raise NtkplastError(f"params have {len(params)} layers but the model spec has "
                             f"{len(model.layers)}; load parameters made for this spec")
-    a = x
-    pre, post = [], []
+    u = x
+    pre, post, inputs = [], [], []
     for layer, p in zip(model.layers, params):
         if layer.flatten:
-            a = a.reshape(a.shape[0], -1)
-        z = layer_pre_activation(model, layer, p, a)
+            u = u.reshape(u.shape[0], -1)
+        inputs.append(u)
+        z = layer_pre_activation(model, layer, p, layer_input(layer, p, u))
         pre.append(z)
         if layer.activation is None:
-            return z, pre, post
-        a = ACTIVATIONS[layer.activation](z)
+            return z, pre, post, inputs
+        a, u = block_output(layer, p, u, z)
         post.append(a)
         if layer.pool:
-            a = _avg_pool(a)
+            u = _avg_pool(u)
     raise AssertionError("the last layer of a model always has activation None")

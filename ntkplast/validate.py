@@ -169,10 +169,13 @@ def check_params(model: models.Model, params: Any, input_shape: tuple[int, ...] 
     lead = 1 if stacked else 0
     for i, (layer, p, width) in enumerate(zip(model.layers, params, models.out_widths(spec))):
         want_keys = {"W", "b"} if spec.use_bias else {"W"}
+        if layer.has_norm and spec.layer_norm_affine:
+            want_keys |= {"ln_scale", "ln_bias"}
         if not isinstance(p, Mapping) or set(p) != want_keys:
             got = sorted(p) if isinstance(p, Mapping) else type(p).__name__
             raise NtkplastError(f"{name}[{i}]: expected keys {sorted(want_keys)}, got {got}; "
-                                f"the parameters do not belong to this spec (use_bias?)")
+                                f"the parameters do not belong to this spec (use_bias? "
+                                f"layer_norm_affine?)")
         w_shape = tuple(np.shape(p["W"]))[lead:]
         k = spec.kernel_size
         ok = (len(w_shape) == 4 and w_shape[:2] == (k, k)) if layer.kind == "conv" else \
@@ -184,6 +187,11 @@ def check_params(model: models.Model, params: Any, input_shape: tuple[int, ...] 
         if "b" in p and tuple(np.shape(p["b"]))[lead:] != (width,):
             raise NtkplastError(f"{name}[{i}]['b']: expected shape ({width},), got "
                                 f"{tuple(np.shape(p['b']))[lead:]}")
+        norm_width = w_shape[-2] if layer.pre_norm else width
+        for key in ("ln_scale", "ln_bias"):
+            if key in p and tuple(np.shape(p[key]))[lead:] != (norm_width,):
+                raise NtkplastError(f"{name}[{i}]['{key}']: expected shape ({norm_width},), got"
+                                    f" {tuple(np.shape(p[key]))[lead:]}")
     if input_shape is not None:
         _check_fan_ins(model, params, tuple(input_shape), name, input_name, lead)
     for i, p in enumerate(params):

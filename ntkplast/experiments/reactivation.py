@@ -190,7 +190,7 @@ def make_arm(name: str, model: models.Model, input_shape: Sequence[int], *,
     if name not in ARMS:
         raise NtkplastError(f"arm: unknown {name!r}; choose one of {list(ARMS)}")
     if scale is None:
-        scale = 2.0 if model.spec.activation == "relu" else 1.0
+        scale = model.spec.gram_target
     adam = optax.adam(learning_rate)
     if name == "adam":
         return adam, training.Hooks()

@@ -14,7 +14,9 @@ Engines (``engine=``):
 
 * ``"layerwise"``: the factorized kernel of Dense/activation stacks (MLPs), Θ_l = A_l ⊙ C_l with
   A_l the activation Gram and C_l the backward-signal Gram (:mod:`._layerwise`); never forms the
-  Jacobian. Per-layer parts come for free.
+  Jacobian. Per-layer parts come for free. GroupSort/MaxMin, LayerNorm (its γ, β in their
+  layer's part) and residual blocks keep the factorization, with the backward signals taken
+  through each block's vjp instead of a diagonal φ'.
 * ``"generic"``: any model (the CNN too), Jacobian contraction by jax's vjp/vmap (:mod:`._generic`).
 * ``"nt:jacobian_contraction"``, ``"nt:ntk_vector_products"``, ``"nt:structured_derivatives"``:
   neural-tangents' ``empirical_ntk_fn`` (Novak et al. 2022) when it is installed.

@@ -19,9 +19,25 @@ of an N×(K·d) one. Deeper layers use the Gram of the flattened N × (K·d_l) b
 
 Symmetric kernels (x' = x) compute each N × N Gram F Fᵀ from the tiles on and above the diagonal
 of a b × b tiling only, (b + 1)/(2b) of the products, and mirror the rest (:func:`gram`).
+
+Blocks that are not elementwise (GroupSort/MaxMin, LayerNorm, residual skips; see
+:mod:`ntkplast.models`) keep the factorization — every weight matrix still enters through one
+Dense map — but the backward recursion runs through each block's vector–Jacobian product
+instead of a diagonal φ': with u_l = block_l(z_l, u_{l-1}) and v_l the Dense input,
+
+    δ_l = (∂u_l/∂z_l)ᵀ g_l,   g_{l-1} = (∂v_l/∂u_{l-1})ᵀ (δ_l m_W W_lᵀ) + [skip] g_l,
+
+g_l = ∂f_k/∂u_l, batched over the K outputs by vmap (GroupSort's vjp permutes, LayerNorm's
+projects). A LayerNorm's γ and β add Θ = Σ_j ∂f_k/∂γ_j(x) ∂f_k'/∂γ_j(x') (and the same for β)
+to their layer's part: the per-example gradients are the vjp's parameter cotangents, taken
+with respect to γ, β broadcast over the batch, and enter as factors with A = 1. The traced
+shortcut for the last hidden layer needs a diagonal block, so that layer uses the flattened
+N × (K·d) signals too.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +78,7 @@ def _forward(model: models.Model, params: models.Params, x: Array):
         z = models.layer_pre_activation(model, layer, p, a)
         if layer.activation is None:
             break
-        a, d = jax.jvp(models.ACTIVATIONS[layer.activation], (z,), (jnp.ones_like(z),))
+        a, d = jax.jvp(models.activation_fn(layer), (z,), (jnp.ones_like(z),))
         derivs.append(d)
     return inputs, mults, derivs
 
@@ -84,9 +100,133 @@ def _backward(model: models.Model, params: models.Params, mults, derivs) -> list
     return deltas[::-1]
 
 
+class Factor(NamedTuple):
+    r"""One parameter group's kernel Θ = (s_w F_a F_bᵀ + s_b 11ᵀ) ⊙ (backward Gram of G).
+
+    ``f``: N × d_{l-1}, the Dense input a_{l-1}(X) (``None`` for a norm's γ or β: A = s_b).
+    ``g``: traced, N × F_G with B = G Gᵀ; full, δ as N × K × d; ``None`` for the readout,
+    whose δ is e_k (B = K, C = I_K). ``s_w``, ``s_b``: m_W² and m_b² (0 without a bias).
+    """
+
+    f: Array | None
+    g: Array | None
+    s_w: Array
+    s_b: Array
+
+
 def _signals(model, params, x):
     inputs, mults, derivs = _forward(model, params, x)
     return inputs, mults, derivs, _backward(model, params, mults, derivs)
+
+
+def _diagonal_factors(model: models.Model, params: models.Params, x: Array,
+                      trace: bool) -> list[list[Factor]]:
+    """One factor per layer for stacks of elementwise blocks (diagonal φ', module docstring)."""
+    inputs, mults, derivs, deltas = _signals(model, params, x)
+    last = len(model.layers) - 1
+    dtype = inputs[0].dtype
+    out = []
+    for i in range(last + 1):
+        m_w, m_b = mults[i]
+        s_w = jnp.asarray(m_w ** 2, dtype)
+        s_b = jnp.asarray(m_b ** 2 if "b" in params[i] else 0.0, dtype)
+        if i == last:
+            g = None
+        elif trace and i == last - 1:
+            g = derivs[i] * jnp.sqrt(jnp.sum((mults[-1][0] * params[-1]["W"]) ** 2, axis=1))
+        else:
+            g = deltas[i].reshape(x.shape[0], -1) if trace else deltas[i]
+        out.append([Factor(inputs[i], g, s_w, s_b)])
+    return out
+
+
+NORM_KEYS = ("ln_scale", "ln_bias")
+
+
+def _per_example(p: dict[str, Array], n: int) -> dict[str, Array]:
+    """A layer's norm parameters broadcast over the batch, so vjps give per-example gradients."""
+    return {k: jnp.broadcast_to(p[k], (n,) + p[k].shape) for k in NORM_KEYS if k in p}
+
+
+def _block_factors(model: models.Model, params: models.Params, x: Array,
+                   trace: bool) -> list[list[Factor]]:
+    """Factors for any MLP block structure, backward through each block's vjp (module doc)."""
+    n = x.shape[0]
+    u = x.reshape(n, -1)
+    dtype = u.dtype
+    steps = []
+    for layer, p in zip(model.layers, params, strict=True):
+        norm = _per_example(p, n)
+        v, in_vjp = jax.vjp(lambda u_, q, layer=layer: models.layer_input(layer, q, u_), u, norm)
+        z = models.layer_pre_activation(model, layer, p, v)
+        out_vjp = None
+        if layer.activation is not None:
+            u, out_vjp = jax.vjp(
+                lambda z_, u_, q, layer=layer: models.block_output(layer, q, u_, z_)[1],
+                z, u, norm)
+        steps.append((v, in_vjp, out_vjp))
+    last = len(model.layers) - 1
+    num_out = params[-1]["W"].shape[-1]
+    factors: list[list[Factor]] = [[] for _ in model.layers]
+    g_u = None  # ∂f_k/∂u_l as K × N × d_l
+    for i in range(last, -1, -1):
+        layer, p = model.layers[i], params[i]
+        v, in_vjp, out_vjp = steps[i]
+        m_w, m_b = models.multipliers(model, layer, p["W"])
+        s_w = jnp.asarray(m_w ** 2, dtype)
+        s_b = jnp.asarray(m_b ** 2 if "b" in p else 0.0, dtype)
+        grads = {}
+        if i == last:
+            delta = jnp.broadcast_to(jnp.eye(num_out, dtype=dtype)[:, None, :], (num_out, n,
+                                                                                   num_out))
+            factors[i].append(Factor(v, None, s_w, s_b))
+        else:
+            delta, g_skip, grads = jax.vmap(out_vjp)(g_u)
+            factors[i].append(Factor(v, _layout(delta, trace), s_w, s_b))
+        if i > 0 or layer.pre_norm:
+            g_in, grads_in = jax.vmap(in_vjp)(jnp.einsum("knj,ij->kni", delta, m_w * p["W"]))
+            grads = grads_in if layer.pre_norm else grads
+            if i > 0:
+                g_u = g_in + g_skip if i < last and layer.skip else g_in
+        for key in NORM_KEYS:
+            if key in grads:
+                factors[i].append(Factor(None, _layout(grads[key], trace),
+                                         jnp.asarray(0.0, dtype), jnp.asarray(1.0, dtype)))
+    return factors
+
+
+def _layout(cot: Array, trace: bool) -> Array:
+    """K × N × d cotangents as the factor's G: N × (K·d) traced, N × K × d full."""
+    g = jnp.swapaxes(cot, 0, 1)
+    return g.reshape(g.shape[0], -1) if trace else g
+
+
+def layer_factors(model: models.Model, params: models.Params, x: Array,
+                  trace: bool) -> list[list[Factor]]:
+    """Per weight layer, the :class:`Factor` of each of its parameter groups."""
+    if all(layer.elementwise for layer in model.layers) and not model.layers[-1].pre_norm:
+        return _diagonal_factors(model, params, x, trace)
+    return _block_factors(model, params, x, trace)
+
+
+def _factor_kernel(fa: Factor, fb: Factor | None, trace: bool, num_out: int) -> Array:
+    """One factor's kernel block, ``Na × Nb`` (traced) or ``Na × Nb × K × K`` (full)."""
+    if fa.f is None:
+        act = fa.s_b
+    else:
+        act = fa.s_w * gram(fa.f, None if fb is None else fb.f) + fa.s_b  # A_l
+    n_a = fa.f.shape[0] if fa.f is not None else fa.g.shape[0]
+    if fa.g is None:  # δ_L = e_k: C_L = I_K, B_L = K.
+        eye = jnp.eye(num_out, dtype=act.dtype)
+        return num_out * act if trace else act[:, :, None, None] * eye
+    if trace:
+        return act * gram(fa.g, None if fb is None else fb.g)
+    # C_l from the (N·K) × (N'·K) Gram, rows (n, k); not tiled: the N²K² output makes this
+    # step memory-bound, and tiles would add copies.
+    ga = fa.g.reshape(-1, fa.g.shape[-1])
+    gb = ga if fb is None else fb.g.reshape(-1, fb.g.shape[-1])
+    c = (ga @ gb.T).reshape(n_a, num_out, -1, num_out).transpose(0, 2, 1, 3)
+    return c * (act[:, :, None, None] if act.ndim else act)
 
 
 def layerwise_parts(model: models.Model, params: models.Params, xa: Array, xb: Array | None,
@@ -95,69 +235,38 @@ def layerwise_parts(model: models.Model, params: models.Params, xa: Array, xb: A
 
     ``xb=None`` means ``xb = xa``; the forward and backward passes then run once.
     """
-    in_a, mults, der_a, del_a = _signals(model, params, xa)
-    if xb is None:
-        in_b, der_b, del_b = [None] * len(in_a), [None] * len(der_a), [None] * len(del_a)
-    else:
-        in_b, _, der_b, del_b = _signals(model, params, xb)
-    n_a = xa.shape[0]
-    last = len(model.layers) - 1
+    fac_a = layer_factors(model, params, xa, trace)
+    fac_b = None if xb is None else layer_factors(model, params, xb, trace)
     num_out = params[-1]["W"].shape[-1]
     parts = []
-    for i in range(last + 1):
-        m_w, m_b = mults[i]
-        act = (m_w ** 2) * gram(in_a[i], in_b[i])  # A_l
-        if "b" in params[i]:
-            act = act + m_b ** 2
-        if i == last:  # δ_L = e_k: C_L = I_K, B_L = K.
-            eye = jnp.eye(num_out, dtype=act.dtype)
-            part = num_out * act if trace else act[:, :, None, None] * eye
-        elif trace and i == last - 1:  # B_{L-1} = φ'(x) diag(c) φ'(x')ᵀ, c ≥ 0
-            root_c = jnp.sqrt(jnp.sum((mults[-1][0] * params[-1]["W"]) ** 2, axis=1))
-            fb = None if xb is None else der_b[i] * root_c
-            part = act * gram(der_a[i] * root_c, fb)
-        elif trace:
-            fb = None if xb is None else del_b[i].reshape(del_b[i].shape[0], -1)
-            part = act * gram(del_a[i].reshape(n_a, -1), fb)
-        else:  # C_l from the (N·K) × (N'·K) Gram, rows (n, k); not tiled: the
-            # N²K² output makes this step memory-bound, and tiles would add copies.
-            fa = del_a[i].reshape(-1, del_a[i].shape[-1])
-            fb = fa if xb is None else del_b[i].reshape(-1, del_b[i].shape[-1])
-            c = (fa @ fb.T).reshape(n_a, num_out, -1, num_out).transpose(0, 2, 1, 3)
-            part = act[:, :, None, None] * c
-        parts.append(part)
+    for i, groups in enumerate(fac_a):
+        terms = [_factor_kernel(fa, None if fac_b is None else fac_b[i][j], trace, num_out)
+                 for j, fa in enumerate(groups)]
+        parts.append(sum(terms[1:], terms[0]))
     return jnp.stack(parts) if per_layer else sum(parts[1:], parts[0])[None]
 
 
 def operator_factors(model: models.Model, params: models.Params, x: Array,
                      trace: bool) -> list[tuple[Array, Array, Array, Array]]:
-    r"""Per layer (F, G, m_W², m_b²) with Θ_l = (m_W² F Fᵀ + m_b² 11ᵀ) ⊙ (backward Gram of G).
+    r"""Every (F, G, m_W², m_b²) with Θ = Σ (m_W² F Fᵀ + m_b² 11ᵀ) ⊙ (backward Gram of G).
 
-    F = a_{l-1}(X) (N × d_{l-1}). Traced: G is N × F_G with B_l = G Gᵀ (√K·1 for the readout,
-    φ'·√c for the last hidden layer, the flattened δ_l below). Full: G = δ_l as N × K × d_l,
-    with the readout's δ = e_k given as the K × K identity per sample. m_b² is 0 without bias.
-    Precomputed once, these make every NTK-vector product two thin matmuls per layer.
+    :func:`layer_factors` flattened, with the readout's δ = e_k made explicit (√K·1 traced, the
+    K × K identity per sample full) and a norm parameter's missing F as a zero column.
+    Precomputed once, these make every NTK-vector product two thin matmuls per factor.
     """
-    inputs, mults, derivs, deltas = _signals(model, params, x)
-    last = len(model.layers) - 1
     num_out = params[-1]["W"].shape[-1]
     n = x.shape[0]
-    dtype = inputs[0].dtype
     out = []
-    for i in range(last + 1):
-        m_w, m_b = mults[i]
-        scales = (jnp.asarray(m_w ** 2, dtype),
-                  jnp.asarray(m_b ** 2 if "b" in params[i] else 0.0, dtype))
-        if i == last:
-            g = (jnp.full((n, 1), num_out ** 0.5, dtype) if trace
-                 else jnp.broadcast_to(jnp.eye(num_out, dtype=dtype), (n, num_out, num_out)))
-        elif trace and i == last - 1:
-            g = derivs[i] * jnp.sqrt(jnp.sum((mults[-1][0] * params[-1]["W"]) ** 2, axis=1))
-        elif trace:
-            g = deltas[i].reshape(n, -1)
-        else:
-            g = deltas[i]
-        out.append((inputs[i], g, *scales))
+    for groups in layer_factors(model, params, x, trace):
+        for fac in groups:
+            f, g = fac.f, fac.g
+            dtype = fac.s_w.dtype
+            if g is None:
+                g = (jnp.full((n, 1), num_out ** 0.5, dtype) if trace
+                     else jnp.broadcast_to(jnp.eye(num_out, dtype=dtype), (n, num_out, num_out)))
+            if f is None:
+                f = jnp.zeros((n, 1), dtype)
+            out.append((f, g, fac.s_w, fac.s_b))
     return out
 
 

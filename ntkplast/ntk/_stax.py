@@ -3,9 +3,11 @@
 ``to_stax(spec)`` returns ``(init_fn, apply_fn, kernel_fn)`` built from ``stax.Dense``/
 ``stax.Conv``/activations/``stax.AvgPool`` with the spec's σ_w, σ_b and parameterization, so
 ``kernel_fn(x1, x2, "ntk")`` is the infinite-width NTK of the architecture (Jacot et al. 2018;
-Novak et al. 2020, "Neural Tangents"). ``to_stax_params`` maps ntkplast parameters onto the
-triple's parameter layout, and ``apply_fn(to_stax_params(model, params), x)`` equals
-``model.apply(params, x)``.
+Novak et al. 2020, "Neural Tangents"). Leaky ReLU, LayerNorm (``stax.LayerNorm`` over the last
+axis, without scale and shift) and residual blocks (``FanOut``/``parallel``/``FanInSum``) convert;
+GroupSort and MaxMin have no stax layer and raise :class:`NtkplastError`. ``to_stax_params``
+maps ntkplast parameters onto the triple's parameter layout, and
+``apply_fn(to_stax_params(model, params), x)`` equals ``model.apply(params, x)``.
 
 neural-tangents is imported on first use, so this module can be imported in the core
 environment; calling it there raises :class:`NtkplastError`.
@@ -30,7 +32,15 @@ def _stax():
     return stax
 
 
-def _activation(stax: Any, name: str) -> Any:
+def _activation(stax: Any, layer: models.Layer) -> Any:
+    name = layer.activation
+    if name in models.GROUP_ACTIVATIONS:
+        raise NtkplastError(f"model.activation: neural-tangents has no {name} layer, so this "
+                            f"architecture has no stax triple (no infinite-width kernel, no "
+                            f"nt: engine comparison through stax); the layerwise and generic "
+                            f"engines take it")
+    if name == "leaky_relu":
+        return stax.LeakyRelu(layer.negative_slope)
     if name == "relu":
         return stax.Relu()
     if name == "erf":
@@ -57,15 +67,24 @@ def _layers(spec: models.ArchSpec) -> tuple[list[Any], list[int | None]]:
         b_std = layer.b_std if spec.use_bias else None
         if layer.kind == "conv":
             k = spec.kernel_size
-            out.append(stax.Conv(width, (k, k), padding="SAME", W_std=layer.w_std, b_std=b_std,
-                                 parameterization=spec.parameterization))
+            weights = stax.Conv(width, (k, k), padding="SAME", W_std=layer.w_std, b_std=b_std,
+                                parameterization=spec.parameterization)
         else:
-            out.append(stax.Dense(width, W_std=layer.w_std, b_std=b_std,
-                                  parameterization=spec.parameterization))
-        owner.append(i)
+            weights = stax.Dense(width, W_std=layer.w_std, b_std=b_std,
+                                 parameterization=spec.parameterization)
+        branch = ([stax.LayerNorm(axis=-1, eps=models.LN_EPS)] if layer.pre_norm else []) + \
+            [weights] + ([stax.LayerNorm(axis=-1, eps=models.LN_EPS)] if layer.post_norm else [])
         if layer.activation is not None:
-            out.append(_activation(stax, layer.activation))
-            owner.append(None)
+            branch.append(_activation(stax, layer))
+        if layer.skip:  # u + branch(u), one parameter slot for the whole block
+            out.append(stax.serial(stax.FanOut(2), stax.parallel(stax.serial(*branch),
+                                                                 stax.Identity()),
+                                   stax.FanInSum()))
+            owner.append(("block", i, len(branch)))
+        else:
+            for lay in branch:
+                out.append(lay)
+                owner.append(i if lay is weights else None)
         if layer.pool:
             out.append(stax.AvgPool((2, 2), strides=(2, 2), padding="VALID"))
             owner.append(None)
@@ -80,14 +99,28 @@ def to_stax(spec: models.ArchSpec) -> tuple[Any, Any, Any]:
 
 def to_stax_params(model: models.Model, params: models.Params) -> tuple[Any, ...]:
     """ntkplast parameters in the layout of ``to_stax(model.spec)``'s ``apply_fn``."""
+    if model.spec.layer_norm and model.spec.layer_norm_affine:
+        raise NtkplastError("model.layer_norm_affine: neural-tangents' LayerNorm has no scale "
+                            "or shift, so these parameters have no stax layout; build the "
+                            "spec with layer_norm_affine = false to compare through stax")
     _, owner = _layers(model.spec)
     out = []
     for i in owner:
         if i is None:
             out.append(())
-            continue
-        w, b = params[i]["W"], params[i].get("b")
-        if b is not None:  # stax keeps biases as 1 × C (Dense) or 1 × 1 × 1 × C (Conv)
-            b = b.reshape((1,) * (w.ndim - 1) + (-1,))
-        out.append((w, b))
+        elif isinstance(i, tuple):  # a residual block: (((branch…), ()), (), ())
+            _, j, size = i
+            layer = model.layers[j]
+            branch = [()] * size
+            branch[1 if layer.pre_norm else 0] = _dense_params(params[j])
+            out.append(((), (tuple(branch), ()), ()))
+        else:
+            out.append(_dense_params(params[i]))
     return tuple(out)
+
+
+def _dense_params(p: dict[str, Any]) -> tuple[Any, Any]:
+    w, b = p["W"], p.get("b")
+    if b is not None:  # stax keeps biases as 1 × C (Dense) or 1 × 1 × 1 × C (Conv)
+        b = b.reshape((1,) * (w.ndim - 1) + (-1,))
+    return (w, b)

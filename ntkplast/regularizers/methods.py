@@ -100,7 +100,7 @@ def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequ
     name, o = _options(method)
     scale = o.get("scale")
     if scale is None:
-        scale = 2.0 if model.spec.activation == "relu" else 1.0
+        scale = model.spec.gram_target
     if name == "none":
         return Hooks()
     if name == "l2":

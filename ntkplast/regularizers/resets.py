@@ -183,6 +183,22 @@ def _replace_units(init_fn: Callable[[Array], Params], params: Params, opt_state
     return jax.lax.cond(any_unit, replace, lambda a: a, (params, opt_state))
 
 
+def check_resettable(model: models.Model, method: str) -> None:
+    """Raise unless every hidden unit's outgoing weights are the next layer's row for it.
+
+    A residual skip carries the unit's value past the next layer, so zeroing that row no
+    longer silences it; GroupSort's outputs are sorted positions, not units. Neither reset is
+    defined there. (A LayerNorm after the weight layer is allowed: a re-drawn unit shifts the
+    norm's mean and variance, so the function moves slightly at the reset.)
+    """
+    spec = model.spec
+    if spec.residual or spec.activation in models.GROUP_ACTIVATIONS:
+        what = "residual skips" if spec.residual else f"activation={spec.activation!r}"
+        raise NtkplastError(f"{method}: unit resets zero a unit's outgoing weights to keep the "
+                            f"function, which {what} do not allow; use a plain stack "
+                            f"(residual = false, an elementwise activation) or another method")
+
+
 def _init_fn(model: models.Model, params: Params, input_shape: Sequence[int] | None,
              init_fn: Callable[[Array], Params] | None) -> Callable[[Array], Params]:
     if init_fn is not None:
@@ -239,6 +255,7 @@ def redo(model: models.Model, *, tau: float = 0.1, every: int = 1000,
     every−1, 2·every−1, … (global step counted from 0). ``tau``: the dormancy threshold τ;
     ``input_shape``, ``init_fn`` as in :func:`redo_step`.
     """
+    check_resettable(model, "redo")
     tau = check_nonnegative("tau", tau)
     every = check_positive_int("every", every)
 
@@ -258,6 +275,7 @@ def redo_task_end(model: models.Model, x: Array, *, tau: float = 0.1,
                   input_shape: Sequence[int] | None = None,
                   init_fn: Callable[[Array], Params] | None = None):
     """ReDo at each task's end on the fixed probe batch ``x`` (a ``train.Hooks.on_task_end``)."""
+    check_resettable(model, "redo")
     tau = check_nonnegative("tau", tau)
     x = jnp.asarray(x)
 
@@ -370,6 +388,7 @@ def continual_backprop(model: models.Model, *, replacement_rate: float = 1e-4,
       input_shape: per-example input shape (needed for a cnn).
       init_fn: ``init_fn(key) -> params`` draws replacement weights (default ``model.init``).
     """
+    check_resettable(model, "continual_backprop")
     replacement_rate = check_nonnegative("replacement_rate", replacement_rate)
     if replacement_rate >= 1:
         raise NtkplastError(f"replacement_rate: expected a fraction in [0, 1), got "

@@ -1,0 +1,257 @@
+"""Near-isometric and modern blocks: GroupSort/MaxMin, leaky ReLU, LayerNorm, residual skips.
+
+Closed forms (orthogonal GroupSort layers are exactly isometric, a zeroed residual branch is the
+identity, LayerNorm's Jacobian has rank d − 1) and every NTK engine against a float64
+brute-force Jacobian contraction over the flattened parameters.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from ntkplast import dormancy, isometry, models, ntk
+from ntkplast.errors import NtkplastError
+from ntkplast.regularizers import resets
+
+NEW_BLOCKS = {
+    "leaky_relu": dict(activation="leaky_relu", negative_slope=0.2),
+    "groupsort4": dict(activation="groupsort", group_size=4),
+    "maxmin": dict(activation="maxmin"),
+    "layer_norm": dict(layer_norm=True),
+    "layer_norm_plain": dict(layer_norm=True, layer_norm_affine=False),
+    "residual": dict(residual=True),
+    "residual_post_norm": dict(residual=True, layer_norm=True, activation="maxmin"),
+    "residual_pre_norm": dict(residual=True, layer_norm=True, pre_norm=True),
+    "pre_norm_ntk_nobias": dict(residual=True, layer_norm=True, pre_norm=True, use_bias=False,
+                                parameterization="ntk"),
+}
+
+
+@pytest.fixture(autouse=True)
+def _float64(x64):
+    """Every test here compares against float64 references."""
+
+
+def _perturbed(model, key, input_shape, scale=0.3):
+    """Parameters off their initial values (γ ≠ 1, β ≠ 0, biases ≠ 0)."""
+    params = model.init(key, input_shape)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+    return jax.tree_util.tree_unflatten(
+        tree, [a + scale * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)])
+
+
+def _brute_force_parts(model, params, x):
+    """Per-layer NTK Θ_l(x, x')_{kk'} = J_l(x) J_l(x')ᵀ on x × x, from jacfwd over each layer's
+    flattened parameters θ_l (the whole batch at once, so no per-example code is shared)."""
+    parts = []
+    for i in range(len(params)):
+        flat, unravel = ravel_pytree(params[i])
+
+        def f(theta, i=i, unravel=unravel):
+            return model.apply(params[:i] + (unravel(theta),) + params[i + 1:], x)
+
+        jac = np.asarray(jax.jacfwd(f)(flat))  # N × K × P_l
+        parts.append(np.einsum("nkp,mjp->nmkj", jac, jac))
+    return parts
+
+
+@pytest.mark.parametrize("name", sorted(NEW_BLOCKS))
+def test_engines_match_float64_brute_force(name):
+    model = models.build(dict(widths=[8, 8, 8], num_outputs=3, b_std=0.1, **NEW_BLOCKS[name]))
+    params = _perturbed(model, jax.random.PRNGKey(0), (5,))
+    xa = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
+    xb = jax.random.normal(jax.random.PRNGKey(2), (3, 5))
+    both = _brute_force_parts(model, params, jnp.concatenate([xa, xb]))
+    want, want_sym = [w[:4, 4:] for w in both], [w[:4, :4] for w in both]
+    engines = ["layerwise", "generic"]
+    if name == "layer_norm" and importlib.util.find_spec("neural_tangents"):
+        engines.append("nt:structured_derivatives")  # neural-tangents on the same function
+    for engine, trace, (x2, ref) in itertools.product(engines, (False, True),
+                                                      ((xb, want), (None, want_sym))):
+        got = ntk.empirical_ntk(model, params, xa, x2, trace_outputs=trace, per_layer=True,
+                                engine=engine)
+        refs = [np.trace(r, axis1=2, axis2=3) if trace else r for r in ref]
+        assert len(got.parts) == len(refs)
+        for g, r in zip(got.parts, refs):
+            np.testing.assert_allclose(np.asarray(g), r, rtol=0, atol=1e-10, err_msg=engine)
+        np.testing.assert_allclose(np.asarray(got.total), sum(refs), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["groupsort4", "layer_norm", "residual_pre_norm"])
+def test_matrix_free_operator_matches_brute_force(name):
+    model = models.build(dict(widths=[8, 8], num_outputs=3, **NEW_BLOCKS[name]))
+    params = _perturbed(model, jax.random.PRNGKey(3), (5,))
+    x = jax.random.normal(jax.random.PRNGKey(4), (6, 5))
+    full = sum(_brute_force_parts(model, params, x))
+    traced = np.trace(full, axis1=2, axis2=3)
+    v = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (6,)))
+    np.testing.assert_allclose(np.asarray(ntk.ntk_matvec(model, params, x)(jnp.asarray(v))),
+                               traced @ v, atol=1e-10)
+    vk = np.asarray(jax.random.normal(jax.random.PRNGKey(6), (6, 3)))
+    got = ntk.ntk_matvec(model, params, x, trace_outputs=False)(jnp.asarray(vk))
+    np.testing.assert_allclose(np.asarray(got), np.einsum("nmkj,mj->nk", full, vk), atol=1e-10)
+    np.testing.assert_allclose(np.asarray(ntk.ntk_diagonal(model, params, x)), np.diag(traced),
+                               atol=1e-10)
+
+
+@pytest.mark.parametrize("activation", ["groupsort", "maxmin"])
+def test_orthogonal_groupsort_layers_are_exact_isometries(activation):
+    d = 8
+    model = models.build(dict(widths=[d, d, d], num_outputs=d, activation=activation,
+                              group_size=4, init="orthogonal", w_std=1.0, readout_w_std=1.0))
+    params = model.init(jax.random.PRNGKey(0), (d,))
+    x = 3.0 * jax.random.normal(jax.random.PRNGKey(1), (16, d))
+    spectra = isometry.layer_spectra(model, params, x, spectra_subsample=None)
+    for layer in spectra.layers:  # every σ of every layer Jacobian on every input is 1
+        np.testing.assert_allclose(layer.singular_values, 1.0, atol=1e-12)
+        np.testing.assert_allclose(layer.chi, 1.0, atol=1e-12)
+        np.testing.assert_allclose(layer.mean_sigma4, 1.0, atol=1e-12)
+        assert layer.exact and layer.summary.units_off == 0
+    io = isometry.input_output_spectra(model, params, x)
+    np.testing.assert_allclose(io.singular_values, 1.0, atol=1e-12)  # ∂f/∂x is orthogonal
+    jac = jax.vmap(jax.jacrev(lambda xi: model.apply(params, xi[None])[0]))(x)
+    np.testing.assert_allclose(np.einsum("nij,nkj->nik", jac, jac),
+                               np.broadcast_to(np.eye(d), (16, d, d)), atol=1e-12)
+
+
+def test_groupsort_sorts_groups_descending_and_maxmin_is_group_two():
+    z = jnp.array([[1.0, 3.0, -2.0, 0.5, 4.0, -1.0]])
+    np.testing.assert_array_equal(models.group_sort(z, 3), [[3.0, 1.0, -2.0, 4.0, 0.5, -1.0]])
+    maxmin = models.activation_fn(models.build(dict(activation="maxmin", widths=[6])).layers[0])
+    np.testing.assert_array_equal(maxmin(z), [[3.0, 1.0, 0.5, -2.0, 4.0, -1.0]])
+
+
+def test_zeroed_residual_branch_is_the_identity():
+    model = models.build(dict(widths=[6, 6, 6], num_outputs=2, residual=True, layer_norm=True,
+                              pre_norm=True, b_std=0.2))
+    assert [layer.skip for layer in model.layers] == [False, True, True, False]
+    params = list(_perturbed(model, jax.random.PRNGKey(0), (4,)))
+    for i in (1, 2):  # zero each branch's weights and bias
+        params[i] = {**params[i], "W": jnp.zeros_like(params[i]["W"]),
+                     "b": jnp.zeros_like(params[i]["b"])}
+    params = tuple(params)
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
+    u1 = jax.nn.relu(x @ params[0]["W"] + params[0]["b"])
+    for i in (1, 2):
+        np.testing.assert_array_equal(models.block_map(model, model.layers[i], params[i], u1), u1)
+    spectra = isometry.layer_spectra(model, params, x, spectra_subsample=None)
+    for i in (1, 2):
+        np.testing.assert_allclose(spectra.layers[i].singular_values, 1.0, atol=1e-12)
+
+
+def test_layer_norm_formula_and_jacobian_rank():
+    z = jax.random.normal(jax.random.PRNGKey(0), (3, 7))
+    g, b = jnp.linspace(0.5, 2.0, 7), jnp.linspace(-1.0, 1.0, 7)
+    zn = np.asarray(z)
+    want = (zn - zn.mean(1, keepdims=True)) / np.sqrt(zn.var(1, keepdims=True) + models.LN_EPS)
+    np.testing.assert_allclose(models.layer_norm(z, {"ln_scale": g, "ln_bias": b}),
+                               want * np.asarray(g) + np.asarray(b), atol=1e-12)
+    jac = jax.vmap(jax.jacfwd(lambda zi: models.layer_norm(zi, {})))(z)
+    for j in np.asarray(jac):
+        assert np.linalg.matrix_rank(j) == 6          # rank d − 1
+        np.testing.assert_allclose(j @ np.ones(7), 0.0, atol=1e-12)  # annihilates 1
+    # in a network: a LayerNorm + leaky-ReLU layer's Jacobian has exactly one zero σ
+    model = models.build(dict(widths=[8, 8], num_outputs=3, layer_norm=True,
+                              activation="leaky_relu"))
+    params = _perturbed(model, jax.random.PRNGKey(1), (8,))
+    x = jax.random.normal(jax.random.PRNGKey(2), (5, 8))
+    spectra = isometry.layer_spectra(model, params, x, spectra_subsample=None)
+    assert [s.summary.zeros for s in spectra.layers] == [1.0, 1.0, 0.0]
+
+
+def test_block_jacobian_moments_match_explicit_jacobians():
+    model = models.build(dict(widths=[8, 8], num_outputs=3, residual=True, layer_norm=True,
+                              activation="groupsort", group_size=4))
+    params = _perturbed(model, jax.random.PRNGKey(0), (5,))
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
+    spectra = isometry.layer_spectra(model, params, x, spectra_subsample=None)
+    inputs = models.block_inputs(model, params, x)
+    for layer, p, u, got in zip(model.layers, params, inputs, spectra.layers):
+        def one(ui, layer=layer, p=p):
+            return models.block_map(model, layer, p, ui[None])[0]
+
+        jac = np.stack([jax.jacrev(one)(ui) for ui in u])
+        sv = np.linalg.svd(jac, compute_uv=False)
+        np.testing.assert_allclose(got.singular_values, sv, atol=1e-12)
+        np.testing.assert_allclose(got.chi, (sv ** 2).mean(axis=1), atol=1e-12)
+        np.testing.assert_allclose(got.mean_sigma4, (sv ** 4).mean(axis=1), atol=1e-12)
+
+
+def test_groupsort_dormancy_counts_units_that_never_win():
+    model = models.build(dict(widths=[4], num_outputs=2, activation="maxmin", use_bias=False))
+    w = jnp.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, -1.0]])
+    params = ({"W": w}, {"W": jnp.ones((4, 2))})
+    # x ≥ 0: unit 0 (= x_0) vs unit 1 (= x_1) each win sometimes; unit 2 (= x_1) always beats
+    # unit 3 (= −x_1) when x_1 > 0, so unit 3 never wins its group
+    x = jnp.array([[1.0, 2.0], [3.0, 0.5], [0.2, 0.1]])
+    (layer,) = dormancy.unit_scores(model, params, x)
+    np.testing.assert_array_equal(layer.dead_mask, [False, False, False, True])
+    np.testing.assert_allclose(layer.active_frequency, [2 / 3, 1 / 3, 1.0, 0.0])
+    assert layer.dead_fraction == 0.25
+
+
+def test_specs_build_from_plain_data_and_bad_ones_name_the_field():
+    for name, extra in NEW_BLOCKS.items():
+        spec = models.ArchSpec.from_dict(dict(widths=[8, 8], **extra))
+        assert models.ArchSpec.from_dict(spec.to_dict()) == spec, name
+    with pytest.raises(NtkplastError, match="multiple of 4"):
+        models.ArchSpec(activation="groupsort", group_size=4, widths=(8, 6))
+    with pytest.raises(NtkplastError, match="pre_norm"):
+        models.ArchSpec(pre_norm=True, layer_norm=True)
+    with pytest.raises(NtkplastError, match="group_size"):
+        models.ArchSpec(activation="groupsort", group_size=1)
+    with pytest.raises(NtkplastError, match="negative_slope"):
+        models.ArchSpec(activation="leaky_relu", negative_slope=1.5)
+    assert models.ArchSpec(activation="maxmin").hidden_w_std == 1.0
+    np.testing.assert_allclose(models.ArchSpec(activation="leaky_relu",
+                                               negative_slope=0.2).hidden_w_std,
+                               np.sqrt(2 / 1.04))
+
+
+def test_resets_refuse_skips_and_groupsort():
+    for extra in (dict(residual=True), dict(activation="maxmin")):
+        model = models.build(dict(widths=[8, 8], **extra))
+        with pytest.raises(NtkplastError, match="outgoing weights"):
+            resets.redo(model)
+        with pytest.raises(NtkplastError, match="outgoing weights"):
+            resets.continual_backprop(model)
+
+
+def test_cnn_blocks_with_norm_and_skip():
+    model = models.build(dict(kind="cnn", widths=[4, 4], num_outputs=3, layer_norm=True,
+                              residual=True, activation="maxmin"))
+    params = _perturbed(model, jax.random.PRNGKey(0), (8, 8, 1))
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 8, 1))
+    want = sum(_brute_force_parts(model, params, x))
+    got = ntk.empirical_ntk(model, params, x, trace_outputs=False)
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-10)
+    spectra = isometry.layer_spectra(model, params, x, spectra_subsample=2)
+    assert all(np.all(np.isfinite(s.chi)) for s in spectra.layers)
+
+
+def test_stax_conversion_of_the_new_blocks():
+    stax_bridge = pytest.importorskip("neural_tangents") and ntk
+    for extra in (dict(activation="leaky_relu", negative_slope=0.1),
+                  dict(layer_norm=True, layer_norm_affine=False),
+                  dict(residual=True, layer_norm=True, layer_norm_affine=False, pre_norm=True),
+                  dict(residual=True, b_std=0.1)):
+        spec = models.ArchSpec(widths=(8, 8, 8), num_outputs=3, **extra)
+        model = models.build(spec)
+        params = _perturbed(model, jax.random.PRNGKey(0), (5,))
+        x = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
+        _, apply_fn, _ = stax_bridge.to_stax(spec)
+        np.testing.assert_allclose(np.asarray(apply_fn(ntk.to_stax_params(model, params), x)),
+                                   np.asarray(model.apply(params, x)), atol=1e-10)
+    with pytest.raises(NtkplastError, match="no maxmin layer"):
+        ntk.to_stax(models.ArchSpec(activation="maxmin"))
+    with pytest.raises(NtkplastError, match="layer_norm_affine"):
+        model = models.build(dict(layer_norm=True))
+        ntk.to_stax_params(model, model.init(jax.random.PRNGKey(0), (5,)))
