@@ -336,7 +336,8 @@ def _layer_core(model: models.Model, max_entries: int, num_probes: int, params: 
 
 
 def _diagonal_gate(layer: models.Layer) -> bool:
-    """Whether J_l = diag(φ'(z_l)) L_l: an elementwise block with no norm and no skip."""
+    """Whether J_l = diag(φ'(z_l)) L_l with L_l the stored W: an elementwise block with no
+    norm, no skip and no weight constraint."""
     return layer.elementwise and not layer.pre_norm
 
 
@@ -525,6 +526,9 @@ def _input_output_spectra(model: models.Model, params: models.Params, x: Array, 
 def weight_spectra(model: models.Model, params: models.Params) -> tuple[np.ndarray, ...]:
     """Singular values (descending) of each effective weight matrix m_W · W_l, readout last.
 
+    For orthogonally constrained layers the effective weight is σ_w · C(W), not the stored
+    free parameter (:func:`ntkplast.models.effective_weight`).
+
     Dense W_l (d_in × d_out) as is; a conv kernel (k × k × c_in × c_out) reshaped to
     c_out × (c_in·k·k), the matrix acting on one receptive field. Pass a row through
     :func:`summarize_singular_values` for χ, isometry index and friends; orthogonal init
@@ -540,5 +544,6 @@ def _weight_spectra(model: models.Model, params: models.Params) -> tuple[np.ndar
     for layer, p in zip(model.layers, params):
         w = jnp.asarray(p["W"])
         m_w = models.multipliers(model, layer, w)[0]
+        w = models.effective_weight(layer, w)
         out.append(linalg.singular_values(m_w * w.reshape(-1, w.shape[-1])))
     return tuple(out)

@@ -37,6 +37,21 @@ layer of a stack, which changes the width, has none) and one more LN precedes th
 pre-norm arrangement of Xiong et al. 2020, "On layer normalization in the Transformer
 architecture").
 
+Orthogonal weights (``weight_constraint = "orthogonal"``, Dense layers, standard
+parameterization): the stored ``W`` (d_in × d_out) is a free parameter and the layer uses
+W_eff = σ_w · C(W), exactly semi-orthogonal whatever W is, through the Cayley transform on
+the Stiefel manifold (Cayley 1846; as a training parametrisation, Helfrich, Willmott & Ye 2018,
+"Orthogonal recurrent neural networks with scaled Cayley transform", and Trockman & Kolter
+2021, "Orthogonalizing convolutional layers with the Cayley transform"): for W tall (n × p,
+n ≥ p) with top block T (p × p) and rest B,
+
+    S = [[T − Tᵀ, −Bᵀ], [B, 0]]  (n × n, skew),   C(W) = (I + S)⁻¹ (I − S) E,   E = [I_p; 0],
+
+and C(W) = C(Wᵀ)ᵀ for wide W. I + S is always invertible (S's eigenvalues are imaginary), so
+C is smooth everywhere and C(W)ᵀC(W) = I_p to rounding. Gradients, the NTK and the optimizer
+all act on the free W; W is drawn N(0, 1/d_in) (so C(W) is a random, not Haar-distributed,
+orthogonal frame). Anil, Lucas & Grosse (2019) pair such layers with GroupSort.
+
 Activations: the elementwise ``relu, leaky_relu (slope negative_slope), tanh, erf, gelu,
 linear``, and the two that are not elementwise: ``groupsort`` sorts each consecutive group of
 ``group_size`` units in descending order and ``maxmin`` is its group size 2, (max, min) of each
@@ -60,10 +75,11 @@ from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_NAMES", "GROUP_ACTIVATIONS", "INITS", "KINDS", "LN_EPS",
-           "PARAMETERIZATIONS", "ArchSpec", "Layer", "Model", "Params", "activation_fn",
-           "block_inputs", "block_map", "block_output", "build", "fan_in", "forward",
-           "group_sort", "init_params", "layer_input", "layer_norm", "layer_pre_activation",
-           "multipliers", "out_widths"]
+           "PARAMETERIZATIONS", "WEIGHT_CONSTRAINTS", "ArchSpec", "Layer", "Model", "Params",
+           "activation_fn", "block_inputs", "block_map", "block_output", "build",
+           "cayley_stiefel", "effective_weight", "fan_in", "forward", "group_sort",
+           "init_params", "layer_input", "layer_norm", "layer_pre_activation", "multipliers",
+           "out_widths"]
 
 Array = jax.Array
 Params = tuple[dict[str, Array], ...]
@@ -83,6 +99,7 @@ LN_EPS = 1e-5
 KINDS = ("mlp", "cnn")
 PARAMETERIZATIONS = ("standard", "ntk")
 INITS = ("gaussian", "orthogonal")
+WEIGHT_CONSTRAINTS = ("none", "orthogonal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +129,9 @@ class ArchSpec:
       layer_norm_affine: whether each LayerNorm has its own scale γ and shift β (init 1, 0).
       residual: skip connections u_l = u_{l-1} + a_l where shapes agree (module docstring).
       pre_norm: LayerNorm at the block input instead (needs ``layer_norm`` and ``residual``).
+      weight_constraint: ``"none"`` or ``"orthogonal"``: every Dense layer's effective weight
+        is σ_w times the Cayley image of its free parameter, exactly semi-orthogonal (module
+        docstring; MLPs with the standard parameterization).
     """
 
     kind: str = "mlp"
@@ -132,6 +152,7 @@ class ArchSpec:
     layer_norm_affine: bool = True
     residual: bool = False
     pre_norm: bool = False
+    weight_constraint: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -140,6 +161,12 @@ class ArchSpec:
         _check_choice("activation", self.activation, ACTIVATION_NAMES)
         _check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
         _check_choice("init", self.init, INITS)
+        _check_choice("weight_constraint", self.weight_constraint, WEIGHT_CONSTRAINTS)
+        if self.weight_constraint != "none" and (self.kind != "mlp"
+                                                 or self.parameterization != "standard"):
+            raise NtkplastError("model.weight_constraint: orthogonal layers are Dense layers "
+                                "with the standard parameterization; use kind = 'mlp' and "
+                                "parameterization = 'standard'")
         if any(w < 1 for w in self.widths + self.dense_widths) or self.num_outputs < 1:
             raise NtkplastError(f"model widths and num_outputs must be positive integers, got "
                                 f"widths={self.widths}, num_outputs={self.num_outputs}")
@@ -216,7 +243,8 @@ class Layer:
     ``flatten`` whether the input is flattened first; ``w_std``/``b_std`` are σ_w and σ_b.
     ``pre_norm``/``post_norm``: a LayerNorm on the layer's input / on z before φ; ``skip``: the
     block adds its input to its output (module docstring). ``negative_slope`` and
-    ``group_size`` parameterize leaky ReLU and GroupSort.
+    ``group_size`` parameterize leaky ReLU and GroupSort; ``constrained``: the weight is
+    σ_w · C(W), the Cayley image of the stored free parameter (:func:`effective_weight`).
     """
 
     kind: str
@@ -230,6 +258,7 @@ class Layer:
     skip: bool = False
     negative_slope: float = 0.01
     group_size: int = 1
+    constrained: bool = False
 
     @property
     def has_norm(self) -> bool:
@@ -238,8 +267,10 @@ class Layer:
 
     @property
     def elementwise(self) -> bool:
-        """Whether the block's Jacobian in z is diagonal: an elementwise φ, no norm, no skip."""
-        return not (self.activation in GROUP_ACTIVATIONS or self.has_norm or self.skip)
+        """Whether the layer is W (as stored), then an elementwise φ: no norm, no skip, no
+        constraint, so the layerwise engine's diagonal fast path and gates apply."""
+        return not (self.activation in GROUP_ACTIVATIONS or self.has_norm or self.skip
+                    or self.constrained)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +303,9 @@ def build(spec: ArchSpec | Mapping[str, Any]) -> Model:
     if not isinstance(spec, ArchSpec):
         spec = ArchSpec.from_dict(spec)
     b = spec.b_std
+    constrained = spec.weight_constraint == "orthogonal"
     hidden = dict(w_std=spec.hidden_w_std, b_std=b, activation=spec.activation,
+                  constrained=constrained,
                   post_norm=spec.layer_norm and not spec.pre_norm,
                   negative_slope=spec.negative_slope, group_size=spec.unit_group_size)
 
@@ -291,7 +324,7 @@ def build(spec: ArchSpec | Mapping[str, Any]) -> Model:
         layers = stack("conv", spec.widths, pool=True) + stack("dense", spec.dense_widths)
         flat = not spec.dense_widths
     layers.append(Layer("dense", spec.readout_w_std, b, None, flatten=flat,
-                        pre_norm=spec.pre_norm and bool(layers)))
+                        pre_norm=spec.pre_norm and bool(layers), constrained=constrained))
     return Model(spec, tuple(layers))
 
 
@@ -329,6 +362,8 @@ def _semi_orthogonal(key: Array, rows: int, cols: int) -> Array:
 
 def _init_weight(key: Array, spec: ArchSpec, layer: Layer, shape: tuple[int, ...]) -> Array:
     fin = math.prod(shape[:-1])
+    if layer.constrained:  # the free parameter of the Cayley map
+        return jax.random.normal(key, shape) / math.sqrt(fin)
     if spec.init == "gaussian":
         w = jax.random.normal(key, shape)
         return w if spec.parameterization == "ntk" else w * (layer.w_std / math.sqrt(fin))
@@ -388,11 +423,32 @@ def layer_pre_activation(model: Model, layer: Layer, p: Mapping[str, Array], a: 
         z = lax.conv_general_dilated(a, p["W"], (1, 1), "SAME",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
     else:
-        z = a @ p["W"]
+        z = a @ effective_weight(layer, p["W"])
     z = m_w * z
     if "b" in p:
         z = z + m_b * p["b"]
     return z
+
+
+def cayley_stiefel(w: Array) -> Array:
+    """C(W), the semi-orthogonal Cayley image of a free ``n × p`` parameter (module docstring).
+
+    Tall W (n ≥ p): S = [[T − Tᵀ, −Bᵀ], [B, 0]] from W's top p × p block T and the rest B, and
+    C(W) = (I + S)⁻¹(I − S)E, the first p columns of the orthogonal Cayley transform of S; wide
+    W: C(Wᵀ)ᵀ. Smooth in W, exactly orthonormal columns (rows) up to the solve's rounding.
+    """
+    if w.shape[0] < w.shape[1]:
+        return cayley_stiefel(w.T).T
+    n, p = w.shape
+    top, rest = w[:p], w[p:]
+    skew = jnp.block([[top - top.T, -rest.T], [rest, jnp.zeros((n - p, n - p), w.dtype)]])
+    eye = jnp.eye(n, dtype=w.dtype)
+    return jnp.linalg.solve(eye + skew, (eye - skew)[:, :p])
+
+
+def effective_weight(layer: Layer, w: Array) -> Array:
+    """The weight a layer multiplies by: σ_w · C(W) for a constrained layer, else W itself."""
+    return layer.w_std * cayley_stiefel(w) if layer.constrained else w
 
 
 def group_sort(z: Array, group_size: int) -> Array:

@@ -255,3 +255,62 @@ def test_stax_conversion_of_the_new_blocks():
     with pytest.raises(NtkplastError, match="layer_norm_affine"):
         model = models.build(dict(layer_norm=True))
         ntk.to_stax_params(model, model.init(jax.random.PRNGKey(0), (5,)))
+
+
+@pytest.mark.parametrize("shape", [(7, 7), (9, 4), (3, 8)])
+def test_cayley_map_is_semi_orthogonal_for_any_free_parameter(shape):
+    for seed in range(3):
+        w = 2.0 * jax.random.normal(jax.random.PRNGKey(seed), shape)
+        q = np.asarray(models.cayley_stiefel(w))
+        assert q.shape == shape
+        gram = q.T @ q if shape[0] >= shape[1] else q @ q.T
+        np.testing.assert_allclose(gram, np.eye(min(shape)), atol=1e-12)
+    # an independent check of the formula on a square W: (I + S)⁻¹(I − S), S = W − Wᵀ
+    w = np.asarray(jax.random.normal(jax.random.PRNGKey(9), (5, 5)))
+    s = w - w.T
+    np.testing.assert_allclose(np.asarray(models.cayley_stiefel(jnp.asarray(w))),
+                               np.linalg.solve(np.eye(5) + s, np.eye(5) - s), atol=1e-12)
+
+
+def test_orthogonal_groupsort_network_stays_isometric_while_training():
+    import optax
+
+    d = 8
+    model = models.build(dict(widths=[d, d], num_outputs=d, activation="groupsort",
+                              group_size=4, weight_constraint="orthogonal", w_std=1.0))
+    params = model.init(jax.random.PRNGKey(0), (d,))
+    x = jax.random.normal(jax.random.PRNGKey(1), (16, d))
+    y = jax.random.normal(jax.random.PRNGKey(2), (16, d))
+    opt = optax.adam(0.1)
+    state = opt.init(params)
+    loss = jax.jit(jax.value_and_grad(lambda p: jnp.mean((model.apply(p, x) - y) ** 2)))
+    first = None
+    for _ in range(20):
+        value, grads = loss(params)
+        first = value if first is None else first
+        updates, state = opt.update(grads, state)
+        params = optax.apply_updates(params, updates)
+    assert float(loss(params)[0]) < 0.9 * float(first)      # it learns ...
+    spectra = isometry.layer_spectra(model, params, x, spectra_subsample=None)
+    for layer in spectra.layers:                             # ... and stays exactly isometric
+        np.testing.assert_allclose(layer.singular_values, 1.0, atol=1e-10)
+    for s in isometry.weight_spectra(model, params):
+        np.testing.assert_allclose(s, 1.0, atol=1e-10)
+    # the NTK is taken in the free parameters: generic (the auto choice) matches brute force
+    want = sum(_brute_force_parts(model, params, x[:5]))
+    got = ntk.empirical_ntk(model, params, x[:5], trace_outputs=False)
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-10)
+    with pytest.raises(NtkplastError, match="free parameters"):
+        ntk.empirical_ntk(model, params, x[:5], engine="layerwise")
+
+
+def test_methods_and_resets_refuse_orthogonal_layers():
+    from ntkplast import regularizers
+
+    model = models.build(dict(widths=[8, 8], weight_constraint="orthogonal"))
+    with pytest.raises(NtkplastError, match="free parameters"):
+        regularizers.make_hooks({"name": "isometry"}, model, (5,), 1e-3)
+    with pytest.raises(NtkplastError, match="outgoing weights"):
+        resets.redo(model)
+    with pytest.raises(NtkplastError, match="weight_constraint"):
+        models.ArchSpec(kind="cnn", widths=(4,), weight_constraint="orthogonal")

@@ -20,7 +20,8 @@ Engines (``engine=``):
 * ``"generic"``: any model (the CNN too), Jacobian contraction by jax's vjp/vmap (:mod:`._generic`).
 * ``"nt:jacobian_contraction"``, ``"nt:ntk_vector_products"``, ``"nt:structured_derivatives"``:
   neural-tangents' ``empirical_ntk_fn`` (Novak et al. 2022) when it is installed.
-* ``"auto"``: layerwise for MLPs, generic otherwise.
+* ``"auto"``: layerwise for MLPs, generic otherwise (and for orthogonally constrained layers,
+  whose NTK is taken in the free parameters of the Cayley map).
 
 All engines run under one ``jax.jit`` per configuration (:func:`kernel_fn`, cached), blocked over
 probe points when asked or when the working memory would exceed :data:`MEMORY_BUDGET_BYTES`.
@@ -74,11 +75,16 @@ def resolve_engine(model: models.Model, engine: str) -> str:
     """The concrete engine for ``engine`` (``"auto"``: layerwise for MLPs, generic otherwise)."""
     if engine not in ENGINES:
         raise NtkplastError(f"engine: unknown value {engine!r}; choose one of {list(ENGINES)}")
+    constrained = model.spec.weight_constraint != "none"
     if engine == "auto":
-        return "layerwise" if model.spec.kind == "mlp" else "generic"
+        return "layerwise" if model.spec.kind == "mlp" and not constrained else "generic"
     if engine == "layerwise" and model.spec.kind != "mlp":
         raise NtkplastError(f"engine: 'layerwise' handles Dense stacks (kind='mlp') only, this "
                             f"model is kind={model.spec.kind!r}; use engine='generic'")
+    if engine == "layerwise" and constrained:
+        raise NtkplastError("engine: 'layerwise' factorizes the kernel in the weights a layer "
+                            "multiplies by, but with weight_constraint = 'orthogonal' the NTK "
+                            "is taken in the free parameters behind them; use engine='generic'")
     if engine.startswith("nt:"):
         _nt.import_nt()
     return engine

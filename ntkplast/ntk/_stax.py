@@ -53,8 +53,12 @@ def _activation(stax: Any, layer: models.Layer) -> Any:
     return stax.ElementwiseNumerical(jnp.tanh, deg=25, df=lambda z: 1 - jnp.tanh(z) ** 2)
 
 
-def _layers(spec: models.ArchSpec) -> tuple[list[Any], list[int | None]]:
+def _layers(spec: models.ArchSpec) -> tuple[list[Any], list[Any]]:
     """stax layers and, for each, the index of the ntkplast layer whose parameters it takes."""
+    if spec.weight_constraint != "none":
+        raise NtkplastError("model.weight_constraint: neural-tangents has no orthogonally "
+                            "constrained layer, so this architecture has no stax triple; the "
+                            "generic engine takes it")
     stax = _stax()
     model = models.build(spec)
     widths = models.out_widths(spec)

@@ -103,6 +103,11 @@ def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequ
         scale = model.spec.gram_target
     if name == "none":
         return Hooks()
+    if model.spec.weight_constraint != "none" and name not in ("l2", "l2_init"):
+        raise NtkplastError(f"method {name!r}: it acts on the stored weights, which under "
+                            f"model.weight_constraint = 'orthogonal' are the free parameters "
+                            f"of the Cayley map, not the (already orthogonal) weights the "
+                            f"layers use; use plain training, l2 or l2_init there")
     if name == "l2":
         return Hooks(penalty=penalties.l2_penalty(
             o["lam"], layers=o["layers"], include_biases=o["include_biases"]))
