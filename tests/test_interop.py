@@ -302,3 +302,75 @@ def test_cli_import_and_its_errors(tmp_path):
     assert_one_line_error(run_cli("import", "src", "run2", "--spec", "bad.json", cwd=tmp_path),
                            "do not match")
     assert not (tmp_path / "run2").exists()
+
+
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_residual_layernorm_groupsort_modules_import_with_their_spec(pre_norm):
+    """Named PyTorch modules (embedding, residual blocks with LayerNorm, GroupSort, head): the
+    imported network computes the same function and the same NTK (γ and β included)."""
+    torch = pytest.importorskip("torch")
+
+    class GroupSort(torch.nn.Module):
+        def __init__(self, group_size):
+            super().__init__()
+            self.group_size = group_size
+
+        def forward(self, z):
+            g = z.reshape(*z.shape[:-1], -1, self.group_size)
+            return torch.sort(g, dim=-1, descending=True).values.reshape(z.shape)
+
+    class Block(torch.nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.linear, self.norm, self.act = torch.nn.Linear(d, d), torch.nn.LayerNorm(d), \
+                GroupSort(4)
+
+        def forward(self, u):
+            if pre_norm:
+                return u + self.act(self.linear(self.norm(u)))
+            return u + self.act(self.norm(self.linear(u)))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.embed_norm = torch.nn.Linear(5, 8), torch.nn.LayerNorm(8)
+            self.blocks = torch.nn.ModuleList([Block(8), Block(8)])
+            self.final_norm, self.head = torch.nn.LayerNorm(8), torch.nn.Linear(8, 3)
+            self.act = GroupSort(4)
+
+        def forward(self, x):
+            u = self.act(self.embed(x) if pre_norm else self.embed_norm(self.embed(x)))
+            for block in self.blocks:
+                u = block(u)
+            return self.head(self.final_norm(u) if pre_norm else u)
+
+    torch.manual_seed(0)
+    net = Net()
+    with torch.no_grad():  # move γ, β off 1, 0 so a misplaced norm shows
+        for name, p in net.named_parameters():
+            if "norm" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    state = _numpy_state_dict(net)
+    drop = ("embed_norm",) if pre_norm else ("final_norm",)  # unused modules of each variant
+    state = {k: v for k, v in state.items() if not k.startswith(drop)}
+    spec = dict(widths=[8, 8, 8], num_outputs=3, activation="groupsort", group_size=4,
+                layer_norm=True, residual=True, pre_norm=pre_norm)
+    norms = ["blocks.0.norm", "blocks.1.norm"]
+    order = ["embed"] + ([] if pre_norm else ["embed_norm"]) + ["blocks.0.linear"] + norms[:1] \
+        + ["blocks.1.linear"] + norms[1:] + (["final_norm"] if pre_norm else []) + ["head"]
+    spec, params = interop.state_dict_to_params(state, spec, key_order=order)
+    model = models.build(spec)
+    x = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(model.apply(params, x)), want, rtol=1e-5, atol=1e-5)
+    theta = ntk.empirical_ntk(model, params, x)  # the unused norm has zero gradient in torch
+    assert _relative(theta, _torch_ntk(torch, net, torch.from_numpy(x))) < 1e-4
+
+
+def test_layernorm_modules_without_a_spec_that_has_them_are_refused():
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.LayerNorm(6), torch.nn.ReLU(),
+                              torch.nn.Linear(6, 2))
+    with pytest.raises(NtkplastError, match="normalisation modules"):
+        interop.state_dict_to_params(_numpy_state_dict(net))

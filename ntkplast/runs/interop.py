@@ -1,4 +1,4 @@
-"""Import PyTorch checkpoints: state dicts of ReLU MLPs and small CNNs become ntkplast params.
+"""Import PyTorch checkpoints: state dicts of MLPs, residual MLPs and small CNNs become params.
 
 A PyTorch ``nn.Linear`` stores ``weight`` as ``out × in`` and computes ``y = x Wᵀ + b``; an
 ``nn.Conv2d`` stores ``weight`` as ``O × I × kh × kw`` (OIHW) on NCHW images. ntkplast computes
@@ -13,7 +13,14 @@ A PyTorch ``nn.Linear`` stores ``weight`` as ``out × in`` and computes ``y = x 
 Supported networks are the ones :func:`ntkplast.models.build` describes, with standard
 parameterization (PyTorch's): an MLP ``Linear → φ → … → Linear``, or a CNN whose blocks are
 ``Conv2d(k, stride=1, padding=k // 2) → φ → AvgPool2d(2)`` (odd square k, equal in every block)
-followed by ``Flatten → Linear → φ → … → Linear``. Modules may be an ``nn.Sequential``
+followed by ``Flatten → Linear → φ → … → Linear``. With a ``spec`` that says so, also
+``nn.LayerNorm`` (eps 1e-5, over the units; its 1-D ``weight``/``bias`` become the layer's
+``ln_scale``/``ln_bias``, the k-th norm module going to the k-th layer that has one, in
+``key_order`` when it lists the norms, else in the natural order of their names), residual
+blocks ``u + φ(LN(Linear(u)))`` or pre-norm ``u + φ(Linear(LN(u)))`` written as named modules
+(a skip has no parameters: ``residual = true`` says where they are), and GroupSort/MaxMin
+modules (no parameters; ``activation`` and ``group_size`` in the spec, each group sorted in
+descending order, so MaxMin gives (max, min)). Modules may be an ``nn.Sequential``
 (keys ``"0.weight"``, ``"2.weight"``, …) or named (``"fc1.weight"``, ``"conv.weight"``, …).
 
 The architecture is inferred from the shapes where that is unambiguous: 4-D weights are
@@ -74,8 +81,8 @@ def _group_modules(state_dict: Mapping[str, Any], source: str
         mod, _, leaf = key.rpartition(".")
         if leaf not in ("weight", "bias"):
             raise NtkplastError(f"{source}: unsupported entry {key!r} (a {leaf!r} buffer or "
-                                f"parameter: only Linear and Conv2d layers, with ReLU-like "
-                                f"activations, are supported; no BatchNorm or other layers)")
+                                f"parameter: only Linear, Conv2d and LayerNorm layers, with the "
+                                f"activations ntkplast builds, are supported; no BatchNorm)")
         arr = np.asarray(value)
         if arr.dtype.kind != "f" or not np.all(np.isfinite(arr)):
             raise NtkplastError(f"{source}: {key!r} must hold finite floats (dtype {arr.dtype})")
@@ -87,11 +94,11 @@ def _group_modules(state_dict: Mapping[str, Any], source: str
         name = f"{mod}.weight" if mod else "weight"
         if w is None:
             raise NtkplastError(f"{source}: module {mod!r} has a bias but no weight")
-        if w.ndim not in (2, 4):
-            kind = {1: "a normalisation layer (BatchNorm/LayerNorm)", 3: "a Conv1d",
-                    5: "a Conv3d"}.get(w.ndim, "an unknown layer")
+        if w.ndim not in (1, 2, 4):
+            kind = {3: "a Conv1d", 5: "a Conv3d"}.get(w.ndim, "an unknown layer")
             raise NtkplastError(f"{source}: {name!r} has shape {w.shape}, which looks like "
-                                f"{kind}; only Linear (2-D) and Conv2d (4-D) are supported")
+                                f"{kind}; only Linear (2-D), Conv2d (4-D) and LayerNorm "
+                                f"(1-D) are supported")
         if "bias" in p and p["bias"].shape != (w.shape[0],):
             raise NtkplastError(f"{source}: {mod}.bias has shape {p['bias'].shape}, expected "
                                 f"({w.shape[0]},) to match {name!r} {w.shape}")
@@ -187,6 +194,13 @@ def state_dict_to_params(state_dict: Mapping[str, Any],
         raise NtkplastError(f"input_layout: unknown {input_layout!r}; choose one of "
                             f"{list(INPUT_LAYOUTS)}")
     modules = _group_modules(state_dict, source)
+    norms = {m: p for m, p in modules.items() if p["weight"].ndim == 1}
+    modules = {m: p for m, p in modules.items() if m not in norms}
+    norm_order = sorted(norms, key=_natural_key)
+    if key_order is not None:
+        listed = [k.removesuffix(".weight") for k in key_order]
+        norm_order = [m for m in listed if m in norms] or norm_order
+        key_order = [k for k, m in zip(key_order, listed) if m not in norms]
     order = _order(modules, key_order, source)
     spec = _architecture(modules, order, spec, activation, source)
     num_convs = sum(modules[m]["weight"].ndim == 4 for m in order)
@@ -202,6 +216,7 @@ def state_dict_to_params(state_dict: Mapping[str, Any],
     except NtkplastError as e:
         raise NtkplastError(f"{source}: {e}") from None
     params = _ntkplast_layout(modules, order, input_shape, input_layout)
+    _attach_norms(params, model, {m: norms[m] for m in norm_order}, source)
     _check_layer_shapes(validate.param_shapes(params), want, num_convs, spec, input_shape,
                         source)
     if spec.parameterization == "ntk":
@@ -265,6 +280,28 @@ def _ntkplast_layout(modules: Mapping[str, Mapping[str, np.ndarray]], order: Seq
             p["b"] = modules[m]["bias"]
         params.append(p)
     return params
+
+
+def _attach_norms(params: list[dict[str, np.ndarray]], model: models.Model,
+                  norms: Mapping[str, Mapping[str, np.ndarray]], source: str) -> None:
+    """Give the k-th LayerNorm module (``norms`` is in forward order) to the k-th layer that
+    owns a norm: ``weight`` → ``ln_scale``, ``bias`` → ``ln_bias``."""
+    owners = [i for i, layer in enumerate(model.layers) if layer.has_norm]
+    if not model.spec.layer_norm_affine:
+        owners = []
+    names = list(norms)
+    if len(names) != len(owners):
+        raise NtkplastError(
+            f"{source}: {len(names)} normalisation modules "
+            f"({[f'{m}.weight' for m in names]}) for a spec whose "
+            f"{len(owners)} affine LayerNorms need one each; describe the network with "
+            f"spec (layer_norm, layer_norm_affine, pre_norm, residual), e.g. --spec spec.toml")
+    for name, i in zip(names, owners):
+        p = norms[name]
+        if "bias" not in p:
+            raise NtkplastError(f"{source}: {name} has a weight but no bias; ntkplast's "
+                                f"affine LayerNorm has both (elementwise_affine=True)")
+        params[i]["ln_scale"], params[i]["ln_bias"] = p["weight"], p["bias"]
 
 
 def _check_layer_shapes(got: validate.Shapes, expected: validate.Shapes, num_convs: int,
