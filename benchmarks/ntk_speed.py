@@ -1,7 +1,8 @@
 """Layerwise NTK engine vs neural-tangents STRUCTURED_DERIVATIVES (Novak et al. 2022).
 
-784–512–512–10 ReLU MLP, float32, jit, symmetric kernel Θ(X, X), min of ``--repeats`` timed
-calls after one warm-up call (compilation excluded for both). Prints, for traced (N × N) and full
+784–512–512–10 MLP (ReLU unless ``--activation``/``--layer-norm`` say otherwise), float32, jit,
+symmetric kernel Θ(X, X), min of ``--repeats`` timed calls after one warm-up call (compilation
+excluded for both). Prints, for traced (N × N) and full
 (N × N × K × K) kernels: both times, their ratio, and each time's ratio to the FLOP floor:
 
     floor = FLOPs of the layerwise contraction plan (matmuls only) / measured matmul rate,
@@ -15,6 +16,8 @@ are seconds on this machine; compare only the ratios across machines.
     python benchmarks/ntk_speed.py --series 50 --series-n 1000   # 50 checkpoints, one call
     python benchmarks/ntk_speed.py --matrix-free 20000           # top-20 + trace, no N×N
     python benchmarks/ntk_speed.py --dense 5000                  # dense route, for comparison
+    python benchmarks/ntk_speed.py --activation groupsort        # GroupSort (groups of 2)
+    python benchmarks/ntk_speed.py --layer-norm                  # ReLU MLP with LayerNorm
 
 The two engines are timed interleaved (ours, nt, ours, nt, …) so that load from other processes
 hits both alike. Without neural-tangents (core environment) only ntkplast's times and floor
@@ -67,22 +70,29 @@ def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size ** 3 / best_time(lambda: mm(a, b), repeats)
 
 
-def layerwise_flops(dims: list[int], num_out: int, n: int, trace: bool) -> float:
+def layerwise_flops(dims: list[int], num_out: int, n: int, trace: bool,
+                    diagonal: bool = True, norms: int = 0) -> float:
     """Matmul FLOPs of the layerwise engine for Θ(X, X), X with n rows.
 
     ``dims`` = [d_0, d_1, …, d_L] (input, hidden widths, K = d_L). Forward 2n·Σ d_{l-1}d_l;
     backward signals 2nK·d_l·d_{l-1} for the layers below the last hidden one; activation Grams
     2n²·d_{l-1} per layer; backward Grams: traced 2n²·d_{L-1} for the last hidden layer and
     2n²·K·d_l below it, full 2n²K²·d_l for every hidden layer (the readout's is the identity).
+    Blocks that are not ``diagonal`` (GroupSort, LayerNorm) take the last hidden layer's
+    traced Gram over K·d_{L-1} too; each of ``norms`` affine norms (of width d) adds two more
+    backward Grams (γ and β), 2·2n²K·d traced, 2·2n²K²·d full.
     """
     hidden = dims[1:-1]
     f = 2 * n * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
     f += 2 * n * num_out * sum(a * b for a, b in zip(hidden[:-1], hidden[1:], strict=True))
     f += 2 * n * n * sum(dims[:-1])
+    k_gram = num_out if trace else num_out ** 2
     if trace:
-        f += 2 * n * n * (hidden[-1] + num_out * sum(hidden[:-1]))
+        f += 2 * n * n * ((hidden[-1] if diagonal else num_out * hidden[-1])
+                          + num_out * sum(hidden[:-1]))
     else:
         f += 2 * n * n * num_out ** 2 * sum(hidden)
+    f += norms * 2 * 2 * n * n * k_gram * hidden[-1]
     return float(f)
 
 
@@ -110,7 +120,10 @@ def kernel_speed(model, params, dims, nt, args) -> None:
                 ref = np.asarray(fns[1]()) * (dims[-1] if trace else 1)  # nt: mean over k
                 got = np.asarray(fns[0]())
                 diff = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
-            flops = layerwise_flops(dims, dims[-1], n, trace)
+            norms = sum(layer.has_norm for layer in model.layers) \
+                if model.spec.layer_norm_affine else 0
+            flops = layerwise_flops(dims, dims[-1], n, trace,
+                                    all(layer.elementwise for layer in model.layers), norms)
             floor = flops / rate
             print(f"{n:>5} {'traced' if trace else 'full':>6} {flops / 1e9:>7.2f} {floor:>8.4f} "
                   f"{t_ours:>10.4f} {t_sd:>8.4f} {t_sd / t_ours:>8.2f} {t_ours / floor:>10.2f} "
@@ -188,10 +201,15 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--hutchinson", type=int, default=30, help="Hutchinson samples")
     parser.add_argument("--dense", type=int, default=0, help="N (dense-route mode)")
+    parser.add_argument("--activation", default="relu", choices=models.ACTIVATION_NAMES,
+                        help="hidden activation (groupsort: groups of 2)")
+    parser.add_argument("--layer-norm", action="store_true",
+                        help="LayerNorm (with γ, β) after each hidden weight layer")
     args = parser.parse_args()
 
     dims = [784, 512, 512, 10]
-    spec = models.ArchSpec(widths=tuple(dims[1:-1]), num_outputs=dims[-1], activation="relu")
+    spec = models.ArchSpec(widths=tuple(dims[1:-1]), num_outputs=dims[-1],
+                           activation=args.activation, layer_norm=args.layer_norm)
     model = models.build(spec)
     params = model.init(jax.random.PRNGKey(0), (dims[0],))
     try:
@@ -200,7 +218,8 @@ def main() -> None:
         nt = None
     print(f"jax {jax.__version__} on {platform.machine()} {jax.devices()[0].device_kind}, "
           f"{jax.device_count()} device(s); neural-tangents "
-          f"{nt.__version__ if nt else 'not installed'}; 784-512-512-10 ReLU MLP, float32")
+          f"{nt.__version__ if nt else 'not installed'}; 784-512-512-10 {args.activation} MLP"
+          f"{' with LayerNorm' if args.layer_norm else ''}, float32")
     if args.series:
         params_list = [model.init(jax.random.PRNGKey(s), (dims[0],)) for s in range(args.series)]
         series_speed(model, params_list, dims, nt, args)
