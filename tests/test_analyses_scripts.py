@@ -49,3 +49,15 @@ def test_paper_claims_at_tiny_size(tmp_path):
     for name in ("plasticity", "theory", "isometry_measures", "predictors_plasticity_score"):
         assert (tmp_path / "paper" / "figures" / f"{name}.png").exists()
     assert (tmp_path / "paper" / "claims.txt").read_text() in out
+
+
+def test_architectures_at_tiny_size(tmp_path):
+    out = _run("architectures.py", "--set", "model.widths=[8,8]", "--set", "stream.num_tasks=6",
+               "--set", "train.steps_per_task=3", "--set", "train.reference_tasks=every:2",
+               "--seeds", "2", "--out", "arch", cwd=tmp_path)
+    for arm in ("relu", "relu_adamo", "layernorm_l2", "groupsort_orthogonal"):
+        assert f"[{arm}] trained" in out
+        line = next(x for x in out.splitlines() if x.strip().startswith(arm + " "))
+        assert "(R = 2)" in line and "first task" in line and "n/a" not in line.split(";")[0]
+    assert (tmp_path / "arch" / "figures" / "plasticity.png").exists()
+    assert (tmp_path / "arch" / "architectures.txt").read_text().strip() in out

@@ -314,3 +314,15 @@ def test_methods_and_resets_refuse_orthogonal_layers():
         resets.redo(model)
     with pytest.raises(NtkplastError, match="weight_constraint"):
         models.ArchSpec(kind="cnn", widths=(4,), weight_constraint="orthogonal")
+
+
+def test_layer_norm_parameters_survive_a_checkpoint(tmp_path):
+    from ntkplast.runs import checkpoints
+
+    model = models.build(dict(widths=[6, 6], layer_norm=True, residual=True, pre_norm=True))
+    params = _perturbed(model, jax.random.PRNGKey(0), (4,))
+    checkpoints.save_arrays(tmp_path / "c.npz", checkpoints.params_to_arrays(params))
+    back = checkpoints.arrays_to_params(checkpoints.load_arrays(tmp_path / "c.npz"))
+    assert [sorted(p) for p in back] == [sorted(p) for p in params]
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(back)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -10,7 +10,8 @@ Format (version 1) — any program can write it::
                             ... optional: "stream", "train", "seed", "num_classes",
                             "tasks", "complete"}
       ckpt_000000.npz      arrays "params/<layer>/W" and "params/<layer>/b" (ntkplast layout:
-                           Dense W is d_in × d_out, Conv W is HWIO), optionally
+                           Dense W is d_in × d_out, Conv W is HWIO), "ln_scale" and
+                           "ln_bias" for a LayerNorm's γ, β, optionally
                            "opt_state/<j>" (the optimizer state's leaves, for exact resume)
 
 Only ``format``, ``format_version``, ``model``, ``input_shape`` and each checkpoint's ``file``
@@ -45,13 +46,13 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointInfo", "Run", "arr
 FORMAT = "ntkplast-run"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_PARAM_KEY = re.compile(r"^params/([0-9]{1,6})/(W|b)$")
+_PARAM_KEY = re.compile(r"^params/([0-9]{1,6})/(W|b|ln_scale|ln_bias)$")
 _OPT_KEY = re.compile(r"^opt_state/([0-9]{1,9})$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def params_to_arrays(params: models.Params) -> dict[str, np.ndarray]:
-    """Flatten a params tuple to ``{"params/<layer>/<W|b>": array}``."""
+    """Flatten a params tuple to ``{"params/<layer>/<W|b|ln_scale|ln_bias>": array}``."""
     return {f"params/{i}/{name}": np.asarray(v)
             for i, layer in enumerate(params) for name, v in layer.items()}
 
