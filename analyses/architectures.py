@@ -116,8 +116,9 @@ for name, runs in tables.items():
         common = np.nanmean(figures.task_values(runs, "plasticity_loss_baseline")[:, -last:],
                             axis=1)
         late = np.nanmean(score[:, -last:], axis=1)
-    lines.append(f"  {name:<22} first task {cell(score[:, 0], ".3f")}; late {cell(late, ".3f")}; loss vs own "
-                 f"fresh net {cell(own)}; vs its plain-Adam fresh net {cell(common)}  (R = {len(runs)})")
+    first, end = cell(score[:, 0], ".3f"), cell(late, ".3f")
+    lines.append(f"  {name:<22} first task {first}; late {end}; loss vs own fresh net "
+                 f"{cell(own)}; vs its plain-Adam fresh net {cell(common)}  (R = {len(runs)})")
 text = "\n".join(lines)
 print(text)
 (out / "figures").mkdir(parents=True, exist_ok=True)
