@@ -44,10 +44,11 @@ from ntkplast.stats._inputs import check_level
 __all__ = ["correlation_interval", "final_tasks_interval", "jackknife_interval", "jackknife_p",
            "mean_interval", "t_interval"]
 
-def _t_quantile(level: float, df: int) -> float:
+def _t_quantile(level: float, df: ArrayLike) -> np.ndarray:
+    """t_{(1+level)/2, df}, elementwise over ``df``."""
     from scipy import stats
 
-    return float(stats.t.ppf(0.5 + level / 2, df))
+    return stats.t.ppf(0.5 + level / 2, df)
 
 
 def t_interval(values: ArrayLike, level: float = 0.95) -> tuple[float, float, float]:
@@ -58,7 +59,7 @@ def t_interval(values: ArrayLike, level: float = 0.95) -> tuple[float, float, fl
     v = v[np.isfinite(v)]
     if len(v) < 2:
         raise NtkplastError(f"t_interval: needs at least 2 finite run values, got {len(v)}")
-    half = _t_quantile(level, len(v) - 1) * float(v.std(ddof=1)) / np.sqrt(len(v))
+    half = float(_t_quantile(level, len(v) - 1)) * float(v.std(ddof=1)) / np.sqrt(len(v))
     return float(v.mean()), float(v.mean()) - half, float(v.mean()) + half
 
 
@@ -91,7 +92,7 @@ def jackknife_interval(estimate: float, loo: ArrayLike, level: float = 0.95, *,
     g, ginv = (scale, inverse) if scale is not None else (lambda v: v, lambda v: v)
     with np.errstate(divide="ignore", invalid="ignore"):
         centre, reps = g(np.asarray(float(estimate))), g(loo)
-    half = _t_quantile(level, len(loo) - 1) * _jackknife_se(reps)
+    half = float(_t_quantile(level, len(loo) - 1)) * _jackknife_se(reps)
     low, high = ginv(centre - half), ginv(centre + half)
     return float(low), float(high)
 
@@ -140,9 +141,7 @@ def mean_interval(values: ArrayLike, *, level: float = 0.95) -> tuple[np.ndarray
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN or one-value columns: NaN
         mean = np.nanmean(values, axis=0)
         sd = np.nanstd(values, axis=0, ddof=1)
-    from scipy import stats
-
-    q = np.where(n >= 2, stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)), np.nan)
+    q = np.where(n >= 2, _t_quantile(level, np.maximum(n - 1, 1)), np.nan)
     half = q * sd / np.sqrt(np.maximum(n, 1))
     return mean, mean - half, mean + half
 
