@@ -1,6 +1,7 @@
 """Continual training: learning happens, resume is bit-identical, hooks plug in, bad runs stop."""
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -91,6 +92,26 @@ def test_existing_run_needs_resume_and_same_config(tmp_path):
     with pytest.raises(NtkplastError, match="--resume"):
         train.train_run(cfg, tmp_path, progress=False)
     other = dataclasses.replace(cfg, seed=9)
+    with pytest.raises(NtkplastError, match="different configuration"):
+        train.train_run(other, tmp_path, progress=False, resume=True)
+
+
+def test_a_run_written_before_the_new_architecture_fields_resumes(tmp_path):
+    """A manifest whose model config predates fields added since (layer_norm, residual, …) is
+    the same configuration when those fields are at their defaults; a changed field is not."""
+    cfg = _cfg(reference_tasks="none")
+    train.train_run(cfg, tmp_path, progress=False, stop_after_chunks=1)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    new_fields = ("negative_slope", "group_size", "layer_norm", "layer_norm_affine", "residual",
+                  "pre_norm", "weight_constraint")
+    for key in new_fields:
+        del manifest["config"]["model"][key]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    uninterrupted = tmp_path / "whole"
+    train.train_run(cfg, uninterrupted, progress=False)
+    train.train_run(cfg, tmp_path, progress=False, resume=True)
+    assert _files(tmp_path) == _files(uninterrupted)
+    other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, layer_norm=True))
     with pytest.raises(NtkplastError, match="different configuration"):
         train.train_run(other, tmp_path, progress=False, resume=True)
 

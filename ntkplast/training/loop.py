@@ -91,6 +91,21 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                        progress=progress, stop_after_chunks=stop_after_chunks)[0]
 
 
+def _same_config(stored: Any, record: dict[str, Any]) -> bool:
+    """Whether a run folder's stored config is ``record``, reading architecture fields added
+    since the run was written (LayerNorm, residual, GroupSort, weight constraints) at their
+    defaults, so a run written before them resumes."""
+    if stored == record:
+        return True
+    if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict):
+        return False
+    try:
+        model = models.ArchSpec.from_dict(stored["model"]).to_dict()
+    except NtkplastError:
+        return False
+    return {**stored, "model": model} == record
+
+
 class _Lane:
     """One run of a training: its config, folder, manifest, keys and in-task bookkeeping."""
 
@@ -106,7 +121,7 @@ class _Lane:
                 raise NtkplastError(f"{run_dir} already holds a run; pass --resume to continue "
                                     f"it or choose another output folder")
             self.manifest = checkpoints.read_manifest(run_dir)
-            if self.manifest.get("config") != config_record:
+            if not _same_config(self.manifest.get("config"), config_record):
                 raise NtkplastError(f"{run_dir} was written with a different configuration; "
                                     f"resume it with the same config, or train into a new folder")
             checkpoints.remove_stale_temporaries(run_dir)  # half-written files of a killed run
