@@ -374,35 +374,6 @@ def _subsample(n: int, size: int | None, key: Array | None) -> Array:
     return jnp.sort(jax.random.choice(key, n, (size,), replace=False))
 
 
-def _gated_singular_values(gate_sub: np.ndarray, lmat: np.ndarray) -> np.ndarray:
-    """σ of J = diag(g)·L for every row g of ``gate_sub`` (host LAPACK).
-
-    float32 (the default): from the eigenvalues, in float64, of the smaller Gram —
-    JJᵀ = diag(g)(LLᵀ)diag(g), with LLᵀ formed once, when d_out ≤ d_in, else
-    JᵀJ = Lᵀ diag(g²) L — σ = √λ; ~10× cheaper than an SVD per input, and a zero σ comes out
-    below √ε₆₄ · σ_max ≈ 1e-8 σ_max, far under the float32 zero threshold. float64 inputs
-    (verification) take an SVD of each J, exact to rounding. Blocks of inputs keep the stacked
-    matrices within ``BLOCK_ENTRIES`` entries.
-    """
-    if gate_sub.dtype == np.float64:
-        per = max(1, BLOCK_ENTRIES // lmat.size)
-        return np.concatenate([linalg.singular_values(gate_sub[i:i + per, :, None] * lmat)
-                               for i in range(0, len(gate_sub), per)])
-    lmat = np.asarray(lmat, np.float64)
-    d_out, d_in = lmat.shape
-    gram = lmat @ lmat.T if d_out <= d_in else None
-    per = max(1, BLOCK_ENTRIES // min(d_out, d_in) ** 2)
-    out = []
-    for i in range(0, len(gate_sub), per):
-        g = np.asarray(gate_sub[i:i + per], np.float64)
-        if gram is not None:
-            mats = g[:, :, None] * gram[None] * g[:, None, :]
-        else:
-            mats = np.einsum("ki,sk,kj->sij", lmat, g * g, lmat, optimize=True)
-        out.append(np.sqrt(np.clip(linalg.eigvalsh(mats), 0.0, None)))
-    return np.concatenate(out).astype(gate_sub.dtype)
-
-
 _summarize = jax.jit(lambda s, rtol: summarize_singular_values(s, rtol=rtol),
                      static_argnums=1)
 
@@ -466,7 +437,7 @@ def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
         n = min(d_in, d_out)
         sv = summary = None
         if res["gate_sub"] is not None:
-            sv = _gated_singular_values(res["gate_sub"], res["lmat"])
+            sv = linalg.gated_singular_values(res["gate_sub"], res["lmat"], BLOCK_ENTRIES)
         elif res["jac_sub"] is not None:
             sv = linalg.singular_values(res["jac_sub"])
         if sv is not None:

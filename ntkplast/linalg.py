@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["eigh", "eigvalsh", "singular_values"]
+__all__ = ["eigh", "eigvalsh", "gated_singular_values", "singular_values"]
 
 
 def singular_values(a: Any) -> np.ndarray:
@@ -34,3 +34,33 @@ def eigvalsh(a: Any) -> np.ndarray:
     """Eigenvalues (descending) of a symmetric matrix or a stack ``(..., n, n)``."""
     a = np.asarray(a)
     return np.linalg.eigvalsh(0.5 * (a + np.swapaxes(a, -1, -2)))[..., ::-1]
+
+
+def gated_singular_values(gate_sub: np.ndarray, lmat: np.ndarray,
+                          block_entries: int) -> np.ndarray:
+    """σ of J = diag(g)·L for every row g of ``gate_sub`` (host LAPACK).
+
+    float32 (the default): from the eigenvalues, in float64, of the smaller Gram —
+    JJᵀ = diag(g)(LLᵀ)diag(g), with LLᵀ formed once, when d_out ≤ d_in, else
+    JᵀJ = Lᵀ diag(g²) L — σ = √λ; ~10× cheaper than an SVD per input, and a zero σ comes out
+    below √ε₆₄ · σ_max ≈ 1e-8 σ_max, far under the float32 zero threshold. float64 inputs
+    (verification) take an SVD of each J, exact to rounding. Blocks of inputs keep the stacked
+    matrices within ``block_entries`` entries.
+    """
+    if gate_sub.dtype == np.float64:
+        per = max(1, block_entries // lmat.size)
+        return np.concatenate([singular_values(gate_sub[i:i + per, :, None] * lmat)
+                               for i in range(0, len(gate_sub), per)])
+    lmat = np.asarray(lmat, np.float64)
+    d_out, d_in = lmat.shape
+    gram = lmat @ lmat.T if d_out <= d_in else None
+    per = max(1, block_entries // min(d_out, d_in) ** 2)
+    out = []
+    for i in range(0, len(gate_sub), per):
+        g = np.asarray(gate_sub[i:i + per], np.float64)
+        if gram is not None:
+            mats = g[:, :, None] * gram[None] * g[:, None, :]
+        else:
+            mats = np.einsum("ki,sk,kj->sij", lmat, g * g, lmat, optimize=True)
+        out.append(np.sqrt(np.clip(eigvalsh(mats), 0.0, None)))
+    return np.concatenate(out).astype(gate_sub.dtype)

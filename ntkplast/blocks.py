@@ -1,0 +1,66 @@
+"""The block functions that are not a weight layer: GroupSort, LayerNorm, the Cayley map.
+
+Pure functions on arrays (units on the last axis); :mod:`ntkplast.models` composes them into
+hidden blocks and documents where each sits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["LN_EPS", "cayley_stiefel", "group_sort", "layer_norm"]
+
+Array = jax.Array
+
+LN_EPS = 1e-5
+"""ε of :func:`layer_norm` (PyTorch's ``nn.LayerNorm`` default)."""
+
+
+def cayley_stiefel(w: Array) -> Array:
+    """C(W), the semi-orthogonal Cayley image of a free ``n × p`` parameter (module docstring).
+
+    Tall W (n ≥ p): S = [[T − Tᵀ, −Bᵀ], [B, 0]] from W's top p × p block T and the rest B, and
+    C(W) = (I + S)⁻¹(I − S)E, the first p columns of the orthogonal Cayley transform of S; wide
+    W: C(Wᵀ)ᵀ. Smooth in W, exactly orthonormal columns (rows) up to the solve's rounding.
+    """
+    if w.shape[0] < w.shape[1]:
+        return cayley_stiefel(w.T).T
+    n, p = w.shape
+    top, rest = w[:p], w[p:]
+    skew = jnp.block([[top - top.T, -rest.T], [rest, jnp.zeros((n - p, n - p), w.dtype)]])
+    eye = jnp.eye(n, dtype=w.dtype)
+    return jnp.linalg.solve(eye + skew, (eye - skew)[:, :p])
+
+
+
+def group_sort(z: Array, group_size: int) -> Array:
+    """GroupSort (Anil, Lucas & Grosse 2019): each group of ``group_size`` consecutive units of
+    the last axis sorted in descending order; group size 2 is MaxMin, (max, min) per pair.
+
+    Piecewise a permutation of z, so its Jacobian is a permutation matrix wherever the values
+    in each group are distinct; jax's derivative of the sort follows the permutation.
+    """
+    groups = z.reshape(z.shape[:-1] + (z.shape[-1] // group_size, group_size))
+    return -jnp.sort(-groups, axis=-1).reshape(z.shape)
+
+
+
+def layer_norm(z: Array, p: Mapping[str, Array]) -> Array:
+    """LN(z) = γ ⊙ (z − μ)/√(s² + ε) + β over the last axis (Ba, Kiros & Hinton 2016).
+
+    μ and s² are the mean and (population) variance of z's last axis, ε = :data:`LN_EPS`;
+    γ = ``p["ln_scale"]`` and β = ``p["ln_bias"]`` when the layer has them (affine norm).
+    The Jacobian of the normalisation n̂ = (z − μ)/√(s² + ε) is ((I − 11ᵀ/d) − n̂n̂ᵀ/d)/√(s² + ε):
+    it annihilates 1 exactly (rank d − 1) and shrinks the direction n̂ by ε/(s² + ε), which
+    vanishes as ε → 0.
+    """
+    mu = jnp.mean(z, axis=-1, keepdims=True)
+    var = jnp.mean((z - mu) ** 2, axis=-1, keepdims=True)
+    out = (z - mu) * lax.rsqrt(var + LN_EPS)
+    if "ln_scale" in p:
+        out = out * p["ln_scale"] + p["ln_bias"]
+    return out
