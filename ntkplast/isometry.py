@@ -338,7 +338,7 @@ def _layer_core(model: models.Model, max_entries: int, num_probes: int, params: 
 def _diagonal_gate(layer: models.Layer) -> bool:
     """Whether J_l = diag(φ'(z_l)) L_l with L_l the stored W: an elementwise block with no
     norm, no skip and no weight constraint."""
-    return layer.elementwise and not layer.pre_norm
+    return layer.elementwise
 
 
 def _block_moments(model: models.Model, layer: models.Layer, p: dict[str, Array], u: Array,

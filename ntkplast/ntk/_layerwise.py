@@ -204,7 +204,7 @@ def _layout(cot: Array, trace: bool) -> Array:
 def layer_factors(model: models.Model, params: models.Params, x: Array,
                   trace: bool) -> list[list[Factor]]:
     """Per weight layer, the :class:`Factor` of each of its parameter groups."""
-    if all(layer.elementwise for layer in model.layers) and not model.layers[-1].pre_norm:
+    if all(layer.elementwise for layer in model.layers):
         return _diagonal_factors(model, params, x, trace)
     return _block_factors(model, params, x, trace)
 
