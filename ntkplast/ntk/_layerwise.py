@@ -127,9 +127,7 @@ def _diagonal_factors(model: models.Model, params: models.Params, x: Array,
     dtype = inputs[0].dtype
     out = []
     for i in range(last + 1):
-        m_w, m_b = mults[i]
-        s_w = jnp.asarray(m_w ** 2, dtype)
-        s_b = jnp.asarray(m_b ** 2 if "b" in params[i] else 0.0, dtype)
+        s_w, s_b = _scales(mults[i], params[i], dtype)
         if i == last:
             g = None
         elif trace and i == last - 1:
@@ -138,6 +136,12 @@ def _diagonal_factors(model: models.Model, params: models.Params, x: Array,
             g = deltas[i].reshape(x.shape[0], -1) if trace else deltas[i]
         out.append([Factor(inputs[i], g, s_w, s_b)])
     return out
+
+
+def _scales(mults: tuple[float, float], p: dict[str, Array], dtype) -> tuple[Array, Array]:
+    """(m_W², m_b²) of a layer as arrays, m_b² = 0 without a bias."""
+    m_w, m_b = mults
+    return jnp.asarray(m_w ** 2, dtype), jnp.asarray(m_b ** 2 if "b" in p else 0.0, dtype)
 
 
 NORM_KEYS = ("ln_scale", "ln_bias")
@@ -172,9 +176,8 @@ def _block_factors(model: models.Model, params: models.Params, x: Array,
     for i in range(last, -1, -1):
         layer, p = model.layers[i], params[i]
         v, in_vjp, out_vjp = steps[i]
-        m_w, m_b = models.multipliers(model, layer, p["W"])
-        s_w = jnp.asarray(m_w ** 2, dtype)
-        s_b = jnp.asarray(m_b ** 2 if "b" in p else 0.0, dtype)
+        mults = models.multipliers(model, layer, p["W"])
+        m_w, (s_w, s_b) = mults[0], _scales(mults, p, dtype)
         grads = {}
         if i == last:
             delta = jnp.broadcast_to(jnp.eye(num_out, dtype=dtype)[:, None, :], (num_out, n,
