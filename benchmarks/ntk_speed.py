@@ -1,11 +1,14 @@
-"""Layerwise NTK engine vs neural-tangents STRUCTURED_DERIVATIVES (Novak et al. 2022).
+"""Structured NTK engine vs neural-tangents STRUCTURED_DERIVATIVES (Novak et al. 2022).
 
-784–512–512–10 MLP (ReLU unless ``--activation``/``--layer-norm`` say otherwise), float32, jit,
-symmetric kernel Θ(X, X), min of ``--repeats`` timed calls after one warm-up call (compilation
-excluded for both). Prints, for traced (N × N) and full
-(N × N × K × K) kernels: both times, their ratio, and each time's ratio to the FLOP floor:
+784–512–512–10 MLP or ntkplast's CNN (``--cnn``; ReLU unless ``--activation``/``--layer-norm``
+say otherwise), float32, jit, symmetric kernel Θ(X, X), min of ``--repeats`` timed calls after
+one warm-up call (compilation excluded for all). neural-tangents runs at its best: on its own
+stax network of the same architecture (``ntk.to_stax``, its own parameter layout) and on
+ntkplast's ``model.apply``; ``best_nt/ours`` uses the faster of the two. Prints, for traced
+(N × N) and full (N × N × K × K) kernels, every time and the ratio to the FLOP floor:
 
-    floor = FLOPs of the layerwise contraction plan (matmuls only) / measured matmul rate,
+    floor = FLOPs of the structured contraction plan (matmuls only, each symmetric Gram
+            counted once per pair) / measured matmul rate,
 
 where the rate is the best of several jit-compiled float32 2048³ matmuls in the same run, and
 the FLOPs are counted from the model's shapes (see :func:`layerwise_flops`). The times printed
@@ -18,8 +21,11 @@ are seconds on this machine; compare only the ratios across machines.
     python benchmarks/ntk_speed.py --dense 5000                  # dense route, for comparison
     python benchmarks/ntk_speed.py --activation groupsort        # GroupSort (groups of 2)
     python benchmarks/ntk_speed.py --layer-norm                  # ReLU MLP with LayerNorm
+    python benchmarks/ntk_speed.py --cnn digits --n 300          # conv 32 → 64 on 8×8×1
+    python benchmarks/ntk_speed.py --cnn cifar --n 100           # … on 32×32×3
+    python benchmarks/ntk_speed.py --cnn split_cifar --n 100     # the Split-CIFAR config's CNN
 
-The two engines are timed interleaved (ours, nt, ours, nt, …) so that load from other processes
+The engines are timed interleaved (ours, nt, nt, ours, nt, nt, …) so that load from other processes
 hits both alike. Without neural-tangents (core environment) only ntkplast's times and floor
 ratios are printed. ``--matrix-free``/``--dense`` print the process's peak resident memory, so
 run each in its own process.
@@ -28,6 +34,7 @@ run each in its own process.
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import resource
 import time
@@ -37,6 +44,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkplast import models, ntk, spectra
+from ntkplast.errors import NtkplastError
+
+CNN_SHAPES = {  # input shape, conv channels, dense widths
+    "digits": ((8, 8, 1), (32, 64), ()),
+    "cifar": ((32, 32, 3), (32, 64), ()),
+    "split_cifar": ((32, 32, 3), (32, 64), (128,)),  # configs/split_cifar100_cnn.toml
+}
 
 
 def best_times(fns, repeats: int) -> list[float]:
@@ -70,64 +84,93 @@ def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size ** 3 / best_time(lambda: mm(a, b), repeats)
 
 
-def layerwise_flops(dims: list[int], num_out: int, n: int, trace: bool,
-                    diagonal: bool = True, norms: int = 0) -> float:
-    """Matmul FLOPs of the layerwise engine for Θ(X, X), X with n rows.
+def layerwise_flops(model: models.Model, input_shape: tuple[int, ...], n: int,
+                    trace: bool) -> float:
+    """Matmul FLOPs of the structured engine's plan for the symmetric Θ(X, X), X with n rows.
 
-    ``dims`` = [d_0, d_1, …, d_L] (input, hidden widths, K = d_L). Forward 2n·Σ d_{l-1}d_l;
-    backward signals 2nK·d_l·d_{l-1} for the layers below the last hidden one; activation Grams
-    2n²·d_{l-1} per layer; backward Grams: traced 2n²·d_{L-1} for the last hidden layer and
-    2n²·K·d_l below it, full 2n²K²·d_l for every hidden layer (the readout's is the identity).
-    Blocks that are not ``diagonal`` (GroupSort, LayerNorm) take the last hidden layer's
-    traced Gram over K·d_{L-1} too; each of ``norms`` affine norms (of width d) adds two more
-    backward Grams (γ and β), 2·2n²K·d traced, 2·2n²K²·d full.
+    Per weight layer with input a (d_in per point, or S positions of D = k²·C_in patch
+    entries for a conv) and C outputs: forward 2n·d_in·C (conv 2n·S·D·C); the backward
+    signals into every layer below the last hidden one, 2nK·d_in·C (conv 2nK·S·D·C); a conv
+    layer's per-example weight gradients 2nK·S·D·C. Grams are symmetric, so each counts
+    n²·F (half of 2n²·F) for F columns: the Dense input Gram F = d_in; the backward Gram
+    F = d (traced: the last hidden layer's diagonal shortcut, K·d below it and for blocks
+    that are not elementwise), F = K²·d full (the (nK)² Gram of δ); a conv layer's gradient
+    Gram F = K·D·C traced, K²·D·C full; an affine norm of width d adds two backward Grams
+    (γ and β). The readout's backward Gram is the identity.
     """
-    hidden = dims[1:-1]
-    f = 2 * n * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
-    f += 2 * n * num_out * sum(a * b for a, b in zip(hidden[:-1], hidden[1:], strict=True))
-    f += 2 * n * n * sum(dims[:-1])
-    k_gram = num_out if trace else num_out ** 2
-    if trace:
-        f += 2 * n * n * ((hidden[-1] if diagonal else num_out * hidden[-1])
-                          + num_out * sum(hidden[:-1]))
-    else:
-        f += 2 * n * n * num_out ** 2 * sum(hidden)
-    f += norms * 2 * 2 * n * n * k_gram * hidden[-1]
-    return float(f)
+    shapes = jax.eval_shape(lambda x: models.block_inputs(model, model.init(
+        jax.random.PRNGKey(0), input_shape), x), jax.ShapeDtypeStruct((1,) + input_shape,
+                                                                       jnp.float32))
+    k = model.spec.num_outputs
+    last = len(model.layers) - 1
+    kk = k if trace else k * k
+    diagonal = model.spec.kind == "mlp" and all(layer.elementwise for layer in model.layers)
+    flops = 0.0
+    for i, (layer, u) in enumerate(zip(model.layers, shapes, strict=True)):
+        c = models.out_widths(model.spec)[i]
+        if layer.kind == "conv":
+            s, d = math.prod(u.shape[1:3]), model.spec.kernel_size ** 2 * u.shape[-1]
+            mac = s * d * c
+            flops += 2 * n * mac * (1 + k * (0 < i < last) + k) + n * n * kk * d * c
+            flops += n * n * kk * c if model.spec.use_bias else 0
+            continue
+        d_in = math.prod(u.shape[1:])
+        flops += 2 * n * d_in * c * (1 + k * (0 < i < last))
+        flops += n * n * d_in
+        if i < last:
+            shortcut = trace and diagonal and i == last - 1
+            flops += n * n * (c if shortcut else kk * c)
+            if layer.has_norm and model.spec.layer_norm_affine:
+                flops += 2 * n * n * kk * c
+    return float(flops)
 
 
-def kernel_speed(model, params, dims, nt, args) -> None:
-    """Layerwise vs STRUCTURED_DERIVATIVES on Θ(X, X), with FLOP-floor ratios."""
+def peer_fns(model, params, x, trace: bool, nt):
+    """neural-tangents STRUCTURED_DERIVATIVES at its best: on its own stax network of the same
+    architecture with its own parameter layout, and on ntkplast's ``model.apply``."""
+    impl = nt.NtkImplementation.STRUCTURED_DERIVATIVES
+    axes = (-1,) if trace else ()
+    on_apply = jax.jit(nt.empirical_ntk_fn(model.apply, trace_axes=axes, vmap_axes=0,
+                                           implementation=impl))
+    fns = {"nt_apply": lambda: on_apply(x, None, params)}
+    try:
+        _, stax_apply, _ = ntk.to_stax(model.spec)
+        stax_params = ntk.to_stax_params(model, params)
+    except NtkplastError:  # no stax form (GroupSort, affine LayerNorm): apply only
+        return fns
+    on_stax = jax.jit(nt.empirical_ntk_fn(stax_apply, trace_axes=axes, vmap_axes=0,
+                                          implementation=impl))
+    fns["nt_stax"] = lambda: on_stax(x, None, stax_params)
+    return fns
+
+
+def kernel_speed(model, params, input_shape, nt, args) -> None:
+    """Structured engine vs STRUCTURED_DERIVATIVES at its best on Θ(X, X), with floor ratios."""
     rate = matmul_rate()
     print(f"measured float32 matmul rate: {rate / 1e9:.1f} GFLOP/s (2048^3, best of 5)")
     print(f"{'N':>5} {'kernel':>6} {'GFLOP':>7} {'floor_s':>8} {'ntkplast_s':>10} "
-          f"{'nt_sd_s':>8} {'sd/ours':>8} {'ours/floor':>10} {'sd/floor':>8} "
+          f"{'nt_stax_s':>9} {'nt_apply_s':>10} {'best_nt/ours':>12} {'ours/floor':>10} "
           f"{'max_rel_diff':>12}")
     for n in args.n:
-        x = jax.random.normal(jax.random.PRNGKey(1), (n, dims[0]), jnp.float32)
+        x = jax.random.normal(jax.random.PRNGKey(1), (n,) + input_shape, jnp.float32)
         for trace in ([True] if args.no_full else [True, False]):
             ours_fn = ntk.kernel_fn(model, trace_outputs=trace, engine="layerwise")
-            fns = [lambda f=ours_fn, x=x: f(params, x)]
+            fns = {"ours": lambda f=ours_fn, x=x: f(params, x)}
             if nt is not None:
-                sd = jax.jit(nt.empirical_ntk_fn(
-                    model.apply, trace_axes=(-1,) if trace else (), vmap_axes=0,
-                    implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES))
-                fns.append(lambda f=sd, x=x: f(x, None, params))
-            times = best_times(fns, args.repeats)
-            t_ours, t_sd, diff = times[0], float("nan"), float("nan")
+                fns.update(peer_fns(model, params, x, trace, nt))
+            times = dict(zip(fns, best_times(list(fns.values()), args.repeats), strict=True))
+            t_ours = times["ours"]
+            t_stax, t_apply = times.get("nt_stax", math.nan), times.get("nt_apply", math.nan)
+            best_nt, diff = min(t_stax, t_apply), math.nan
             if nt is not None:
-                t_sd = times[1]
-                ref = np.asarray(fns[1]()) * (dims[-1] if trace else 1)  # nt: mean over k
-                got = np.asarray(fns[0]())
+                ref = np.asarray(fns["nt_apply"]()) * (model.spec.num_outputs if trace else 1)
+                got = np.asarray(fns["ours"]())  # nt's traced kernel is the mean over k
                 diff = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
-            norms = sum(layer.has_norm for layer in model.layers) \
-                if model.spec.layer_norm_affine else 0
-            flops = layerwise_flops(dims, dims[-1], n, trace,
-                                    all(layer.elementwise for layer in model.layers), norms)
+            flops = layerwise_flops(model, input_shape, n, trace)
             floor = flops / rate
-            print(f"{n:>5} {'traced' if trace else 'full':>6} {flops / 1e9:>7.2f} {floor:>8.4f} "
-                  f"{t_ours:>10.4f} {t_sd:>8.4f} {t_sd / t_ours:>8.2f} {t_ours / floor:>10.2f} "
-                  f"{t_sd / floor:>8.2f} {diff:>12.2e}")
+            print(f"{n:>5} {'traced' if trace else 'full':>6} {flops / 1e9:>7.2f} "
+                  f"{floor:>8.4f} {t_ours:>10.4f} {t_stax:>9.4f} {t_apply:>10.4f} "
+                  f"{best_nt / t_ours:>12.2f} {t_ours / floor:>10.2f} {diff:>12.2e}")
 
 
 def series_speed(model, params_list, dims, nt, args) -> None:
@@ -205,21 +248,33 @@ def main() -> None:
                         help="hidden activation (groupsort: groups of 2)")
     parser.add_argument("--layer-norm", action="store_true",
                         help="LayerNorm (with γ, β) after each hidden weight layer")
+    parser.add_argument("--cnn", choices=sorted(CNN_SHAPES), default=None,
+                        help="ntkplast's cnn kind instead of the MLP (kernel mode)")
     args = parser.parse_args()
 
-    dims = [784, 512, 512, 10]
-    spec = models.ArchSpec(widths=tuple(dims[1:-1]), num_outputs=dims[-1],
-                           activation=args.activation, layer_norm=args.layer_norm)
+    if args.cnn:
+        input_shape, widths, dense_widths = CNN_SHAPES[args.cnn]
+        spec = models.ArchSpec(kind="cnn", widths=widths, dense_widths=dense_widths,
+                               num_outputs=10, activation=args.activation,
+                               layer_norm=args.layer_norm)
+        name = (f"{args.cnn} CNN {'x'.join(map(str, input_shape))} conv "
+                f"{'-'.join(map(str, widths))} dense {list(dense_widths)}")
+    else:
+        input_shape, spec = (784,), models.ArchSpec(widths=(512, 512), num_outputs=10,
+                                                    activation=args.activation,
+                                                    layer_norm=args.layer_norm)
+        name = "784-512-512-10 MLP"
     model = models.build(spec)
-    params = model.init(jax.random.PRNGKey(0), (dims[0],))
+    params = model.init(jax.random.PRNGKey(0), input_shape)
     try:
         import neural_tangents as nt
     except ImportError:
         nt = None
     print(f"jax {jax.__version__} on {platform.machine()} {jax.devices()[0].device_kind}, "
           f"{jax.device_count()} device(s); neural-tangents "
-          f"{nt.__version__ if nt else 'not installed'}; 784-512-512-10 {args.activation} MLP"
+          f"{nt.__version__ if nt else 'not installed'}; {name}, {args.activation}"
           f"{' with LayerNorm' if args.layer_norm else ''}, float32")
+    dims = [784, 512, 512, 10]
     if args.series:
         params_list = [model.init(jax.random.PRNGKey(s), (dims[0],)) for s in range(args.series)]
         series_speed(model, params_list, dims, nt, args)
@@ -228,7 +283,7 @@ def main() -> None:
     elif args.dense:
         dense(model, params, dims, args)
     else:
-        kernel_speed(model, params, dims, nt, args)
+        kernel_speed(model, params, input_shape, nt, args)
 
 
 if __name__ == "__main__":

@@ -411,9 +411,12 @@ def init_params(model: Model, key: Array, input_shape: tuple[int, ...]) -> Param
     return tuple(params)
 
 
-def _avg_pool(a: Array) -> Array:
-    s = lax.reduce_window(a, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-    return s / 4.0
+def avg_pool(a: Array) -> Array:
+    """2×2 average pooling with stride 2 over the spatial axes of NHWC ``a`` (VALID: an odd
+    last row or column is dropped), as a reshape and mean, whose vjp is a broadcast."""
+    n, h, w, c = a.shape
+    a = a[:, :h - h % 2, :w - w % 2]
+    return a.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
 def layer_pre_activation(model: Model, layer: Layer, p: Mapping[str, Array], a: Array) -> Array:
@@ -497,5 +500,5 @@ def _run(model: Model, params: Params,
         a, u = block_output(layer, p, u, z)
         post.append(a)
         if layer.pool:
-            u = _avg_pool(u)
+            u = avg_pool(u)
     raise AssertionError("the last layer of a model always has activation None")

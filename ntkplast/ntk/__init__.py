@@ -12,16 +12,18 @@ restricted to layer l's W and b).
 
 Engines (``engine=``):
 
-* ``"layerwise"``: the factorized kernel of Dense/activation stacks (MLPs), Θ_l = A_l ⊙ C_l with
-  A_l the activation Gram and C_l the backward-signal Gram (:mod:`._layerwise`); never forms the
-  Jacobian. Per-layer parts come for free. GroupSort/MaxMin, LayerNorm (its γ, β in their
-  layer's part) and residual blocks keep the factorization, with the backward signals taken
-  through each block's vjp instead of a diagonal φ'.
-* ``"generic"``: any model (the CNN too), Jacobian contraction by jax's vjp/vmap (:mod:`._generic`).
+* ``"layerwise"``: the structured kernel (:mod:`._layerwise`); never forms the whole Jacobian.
+  A Dense layer's part factorizes, Θ_l = A_l ⊙ C_l with A_l the activation Gram and C_l the
+  backward-signal Gram; a Conv layer's part is the Gram of its per-example weight gradients,
+  each one matmul of the layer's input patches against the backward signals. Per-layer parts
+  come for free. GroupSort/MaxMin, LayerNorm (its γ, β in their layer's part), residual blocks
+  and pooling keep the structure, with the backward signals taken through each block's vjp
+  instead of a diagonal φ'.
+* ``"generic"``: any model, Jacobian contraction by jax's vjp/vmap (:mod:`._generic`).
 * ``"nt:jacobian_contraction"``, ``"nt:ntk_vector_products"``, ``"nt:structured_derivatives"``:
   neural-tangents' ``empirical_ntk_fn`` (Novak et al. 2022) when it is installed.
-* ``"auto"``: layerwise for MLPs, generic otherwise (and for orthogonally constrained layers,
-  whose NTK is taken in the free parameters of the Cayley map).
+* ``"auto"``: layerwise, except generic for orthogonally constrained layers, whose NTK is taken
+  in the free parameters of the Cayley map.
 
 All engines run under one ``jax.jit`` per configuration (:func:`kernel_fn`, cached), blocked over
 probe points when asked or when the working memory would exceed :data:`MEMORY_BUDGET_BYTES`.
@@ -72,15 +74,13 @@ class LayerwiseKernel(NamedTuple):
 
 
 def resolve_engine(model: models.Model, engine: str) -> str:
-    """The concrete engine for ``engine`` (``"auto"``: layerwise for MLPs, generic otherwise)."""
+    """The concrete engine for ``engine`` (``"auto"``: layerwise unless the weights are
+    constrained, then generic)."""
     if engine not in ENGINES:
         raise NtkplastError(f"engine: unknown value {engine!r}; choose one of {list(ENGINES)}")
     constrained = model.spec.weight_constraint != "none"
     if engine == "auto":
-        return "layerwise" if model.spec.kind == "mlp" and not constrained else "generic"
-    if engine == "layerwise" and model.spec.kind != "mlp":
-        raise NtkplastError(f"engine: 'layerwise' handles Dense stacks (kind='mlp') only, this "
-                            f"model is kind={model.spec.kind!r}; use engine='generic'")
+        return "generic" if constrained else "layerwise"
     if engine == "layerwise" and constrained:
         raise NtkplastError("engine: 'layerwise' factorizes the kernel in the weights a layer "
                             "multiplies by, but with weight_constraint = 'orthogonal' the NTK "
@@ -159,23 +159,26 @@ def kernel_fn(model: models.Model, *, trace_outputs: bool = True, per_layer: boo
     return fn
 
 
-def _auto_block(model: models.Model, engine: str, params: Any, n: int, trace: bool,
-                per_layer: bool, itemsize: int) -> int | None:
+def _auto_block(model: models.Model, engine: str, params: Any, x1: Array, n: int, trace: bool,
+                per_layer: bool) -> int | None:
     """Largest block size whose working memory fits :data:`MEMORY_BUDGET_BYTES`.
 
-    Per block of b rows and b columns: layerwise holds 2·b·K·Σ_l d_l floats of signals,
-    generic 2·b·K·P of Jacobians; both hold the block's P_parts·b²·(K² if full) kernel entries.
+    Per block of b rows and b columns: layerwise holds the factors of both sides, 2·b floats
+    times their size per probe point (2·b·K·Σ_l d_l for an MLP; the per-example weight
+    gradients, K·k²·C_in·C_out per conv layer), generic 2·b·K·P of Jacobians; both hold the
+    block's P_parts·b²·(K² if full) kernel entries.
     """
     num_out = model.spec.num_outputs
-    widths = [leaf.shape[-1] for leaf in (p["W"] for p in params)] + [0]
     if engine == "layerwise":
-        fan_in0 = math.prod(params[0]["W"].shape[:-1])
-        linear = 2 * (num_out * sum(widths) + fan_in0 + sum(widths))
+        one = jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype)
+        shapes = jax.eval_shape(lambda p, x: _layerwise.layer_factors(model, p, x, trace),
+                                params, one)
+        linear = 2 * sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
     else:
         linear = 2 * num_out * _checks.num_params(params)
     quad = (len(params) if per_layer else 1) * (1 if trace else num_out ** 2) * 3
     b = n
-    while b > 1 and (b * linear + b * b * quad) * itemsize > MEMORY_BUDGET_BYTES:
+    while b > 1 and (b * linear + b * b * quad) * x1.dtype.itemsize > MEMORY_BUDGET_BYTES:
         b = (b + 1) // 2
     return None if b >= n else b
 
@@ -251,8 +254,7 @@ def _empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | N
     x1, x2 = _cast(params, x1, x2)
     if block_size is None:
         n = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
-        block_size = _auto_block(model, engine, params, n, trace_outputs, per_layer,
-                                 x1.dtype.itemsize)
+        block_size = _auto_block(model, engine, params, x1, n, trace_outputs, per_layer)
     fn = kernel_fn(model, trace_outputs=trace_outputs, per_layer=per_layer, engine=engine,
                    block_size=block_size)
     devs = _devices(device_count)
@@ -329,8 +331,7 @@ def series_ntk(model: models.Model, params_series: Sequence[Params] | Params, x1
     if block_size is None:
         n = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
         first = jax.tree_util.tree_map(lambda leaf: leaf[0], stacked)
-        block_size = _auto_block(model, engine, first, n, trace_outputs, per_layer,
-                                 x1.dtype.itemsize)
+        block_size = _auto_block(model, engine, first, x1, n, trace_outputs, per_layer)
     fn = _series_fn(model, engine, trace_outputs, per_layer, block_size)
     return fn(stacked, x1, x2)
 

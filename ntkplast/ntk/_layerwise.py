@@ -1,4 +1,4 @@
-r"""Layerwise-factorized empirical NTK of Dense/activation stacks (never forms the Jacobian).
+r"""Structured empirical NTK of Dense and Conv stacks (never forms the whole Jacobian).
 
 For a Dense layer l with z_l = m_W a_{l-1} W_l + m_b b_l, the parameter gradients are
 ∂f_k/∂W_l = m_W a_{l-1} ⊗ δ_{l,k} and ∂f_k/∂b_l = m_b δ_{l,k} with δ_{l,k} = ∂f_k/∂z_l, so the
@@ -17,8 +17,9 @@ any per-sample object is formed: B_L = K, and for the last hidden layer
 B_{L-1}(x, x') = Σ_j φ'_j(x) φ'_j(x') c_j with c_j = Σ_k (m_W W_L)_{jk}², an N×d Gram instead
 of an N×(K·d) one. Deeper layers use the Gram of the flattened N × (K·d_l) backward signals.
 
-Symmetric kernels (x' = x) compute each N × N Gram F Fᵀ from the tiles on and above the diagonal
-of a b × b tiling only, (b + 1)/(2b) of the products, and mirror the rest (:func:`gram`).
+Symmetric kernels (x' = x) compute each Gram F Fᵀ — the N × N ones and the (N·K) × (N·K) Gram
+of the full kernel's backward signals — from the tiles on and above the diagonal of a b × b
+tiling only, (b + 1)/(2b) of the products, and mirror the rest (:func:`gram`).
 
 Blocks that are not elementwise (GroupSort/MaxMin, LayerNorm, residual skips; see
 :mod:`ntkplast.models`) keep the factorization — every weight matrix still enters through one
@@ -28,11 +29,14 @@ instead of a diagonal φ': with u_l = block_l(z_l, u_{l-1}) and v_l the Dense in
     δ_l = (∂u_l/∂z_l)ᵀ g_l,   g_{l-1} = (∂v_l/∂u_{l-1})ᵀ (δ_l m_W W_lᵀ) + [skip] g_l,
 
 g_l = ∂f_k/∂u_l, batched over the K outputs by vmap (GroupSort's vjp permutes, LayerNorm's
-projects). A LayerNorm's γ and β add Θ = Σ_j ∂f_k/∂γ_j(x) ∂f_k'/∂γ_j(x') (and the same for β)
-to their layer's part: the per-example gradients are the vjp's parameter cotangents, taken
-with respect to γ, β broadcast over the batch, and enter as factors with A = 1. The traced
-shortcut for the last hidden layer needs a diagonal block, so that layer uses the flattened
-N × (K·d) signals too.
+projects, a 2×2 average pool spreads each cotangent over its window). A Conv layer's W and b
+enter as per-example gradient factors instead (:func:`_conv_factors`): F = 1 and G the
+gradients themselves, so Θ_l = G Gᵀ. A LayerNorm's γ and β add
+Θ = Σ_j ∂f_k/∂γ_j(x) ∂f_k'/∂γ_j(x') (and the same for β) to their layer's part: the
+per-example gradients are the vjp's parameter cotangents, taken with respect to γ, β
+broadcast over the batch (and over positions in a conv block), and enter as factors with
+A = 1. The traced shortcut for the last hidden layer needs a diagonal block, so that layer
+uses the flattened N × (K·d) signals too.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from ntkplast import models
 
@@ -50,7 +55,8 @@ Array = jax.Array
 
 SYM_TILE_ROWS = 128
 """Smallest tile (rows) worth a separate product when a symmetric Gram is tiled."""
-MAX_SYM_TILES = 4
+MAX_SYM_TILES = 8
+"""Most tiles per side: (b + 1)/(2b) of the products with b tiles, 9/16 at b = 8."""
 
 
 def gram(fa: Array, fb: Array | None) -> Array:
@@ -147,37 +153,45 @@ def _scales(mults: tuple[float, float], p: dict[str, Array], dtype) -> tuple[Arr
 NORM_KEYS = ("ln_scale", "ln_bias")
 
 
-def _per_example(p: dict[str, Array], n: int) -> dict[str, Array]:
-    """A layer's norm parameters broadcast over the batch, so vjps give per-example gradients."""
-    return {k: jnp.broadcast_to(p[k], (n,) + p[k].shape) for k in NORM_KEYS if k in p}
+def _per_example(p: dict[str, Array], n: int, ndim: int) -> dict[str, Array]:
+    """A layer's norm parameters broadcast over the batch (and over the spatial axes of an
+    ``ndim``-dimensional activation), so vjps give per-example gradients."""
+    lead = (n,) + (1,) * (ndim - 2)
+    return {k: jnp.broadcast_to(p[k], lead + p[k].shape) for k in NORM_KEYS if k in p}
 
 
 def _block_factors(model: models.Model, params: models.Params, x: Array,
                    trace: bool) -> list[list[Factor]]:
-    """Factors for any MLP block structure, backward through each block's vjp (module doc)."""
+    """Factors for any block structure, backward through each block's vjp (module doc).
+
+    Handles Dense and Conv layers, pooling and flattening; a conv layer's W and b enter as
+    per-example gradient factors (:func:`_conv_factors`).
+    """
     n = x.shape[0]
-    u = x.reshape(n, -1)
+    u = x
     dtype = u.dtype
     steps = []
     for layer, p in zip(model.layers, params, strict=True):
-        norm = _per_example(p, n)
+        shape_in = u.shape
+        u = u.reshape(n, -1) if layer.flatten else u
+        norm = _per_example(p, n, u.ndim)
         v, in_vjp = jax.vjp(lambda u_, q, layer=layer: models.layer_input(layer, q, u_), u, norm)
-        z = models.layer_pre_activation(model, layer, p, v)
+        z, lin_vjp = jax.vjp(
+            lambda v_, layer=layer, p=p: models.layer_pre_activation(model, layer, p, v_), v)
         out_vjp = None
         if layer.activation is not None:
-            u, out_vjp = jax.vjp(
-                lambda z_, u_, q, layer=layer: models.block_output(layer, q, u_, z_)[1],
-                z, u, norm)
-        steps.append((v, in_vjp, out_vjp))
+            u, out_vjp = jax.vjp(lambda z_, u_, q, layer=layer: _pooled_output(layer, q, u_, z_),
+                                 z, u, norm)
+        steps.append((shape_in, v, in_vjp, lin_vjp, out_vjp))
     last = len(model.layers) - 1
     num_out = params[-1]["W"].shape[-1]
     factors: list[list[Factor]] = [[] for _ in model.layers]
-    g_u = None  # ∂f_k/∂u_l as K × N × d_l
+    g_u = None  # ∂f_k/∂u_l as K × N × (shape of u_l)
     for i in range(last, -1, -1):
         layer, p = model.layers[i], params[i]
-        v, in_vjp, out_vjp = steps[i]
+        shape_in, v, in_vjp, lin_vjp, out_vjp = steps[i]
         mults = models.multipliers(model, layer, p["W"])
-        m_w, (s_w, s_b) = mults[0], _scales(mults, p, dtype)
+        s_w, s_b = _scales(mults, p, dtype)
         grads = {}
         if i == last:
             delta = jnp.broadcast_to(jnp.eye(num_out, dtype=dtype)[:, None, :], (num_out, n,
@@ -185,12 +199,17 @@ def _block_factors(model: models.Model, params: models.Params, x: Array,
             factors[i].append(Factor(v, None, s_w, s_b))
         else:
             delta, g_skip, grads = jax.vmap(out_vjp)(g_u)
-            factors[i].append(Factor(v, _layout(delta, trace), s_w, s_b))
+            if layer.kind == "conv":
+                factors[i] += _conv_factors(model, layer, p, v, delta, trace)
+            else:
+                factors[i].append(Factor(v, _layout(delta, trace), s_w, s_b))
         if i > 0 or layer.pre_norm:
-            g_in, grads_in = jax.vmap(in_vjp)(jnp.einsum("knj,ij->kni", delta, m_w * p["W"]))
+            g_v = jax.vmap(lambda d, f=lin_vjp: f(d)[0])(delta)
+            g_in, grads_in = jax.vmap(in_vjp)(g_v)
             grads = grads_in if layer.pre_norm else grads
             if i > 0:
                 g_u = g_in + g_skip if i < last and layer.skip else g_in
+                g_u = g_u.reshape((num_out,) + shape_in)
         for key in NORM_KEYS:
             if key in grads:
                 factors[i].append(Factor(None, _layout(grads[key], trace),
@@ -198,22 +217,61 @@ def _block_factors(model: models.Model, params: models.Params, x: Array,
     return factors
 
 
+def _pooled_output(layer: models.Layer, p: dict[str, Array], u: Array, z: Array) -> Array:
+    """A hidden block's output as the next layer receives it (pooled when the layer pools)."""
+    out = models.block_output(layer, p, u, z)[1]
+    return models.avg_pool(out) if layer.pool else out
+
+
+def _conv_factors(model: models.Model, layer: models.Layer, p: dict[str, Array], v: Array,
+                  delta: Array, trace: bool) -> list[Factor]:
+    r"""A conv layer's W and b as per-example gradient factors (A = 1, B = the gradients' Gram).
+
+    With z_s = m_W Σ_{d} P_s(v)_d W_{dc} + m_b b_c at output position s, P_s(v) the patch of the
+    layer input under the filter at s (``lax.conv_general_dilated_patches``, SAME padding),
+
+        ∂f_k/∂W = m_W Σ_s P_s(v) ⊗ δ_{s,k},   ∂f_k/∂b = m_b Σ_s δ_{s,k},
+
+    and Θ_l(x, x') = Σ_k ⟨∂f_k/∂θ_l(x), ∂f_k'/∂θ_l(x')⟩: one batched matmul per example (the
+    patch matrix against the K backward signals) and one Gram. The alternative contraction
+    Σ_{s,s'} ⟨P_s(x), P_s'(x')⟩⟨δ_s(x), δ_s'(x')⟩ costs N²S²(D + K·C) against N·K·S·D·C +
+    N²·K·D·C here (S positions, D = k²·C_in, C channels): more whenever S² > K·D·C/(D + K·C),
+    i.e. on every feature map of 3 × 3 and up for ntkplast's widths, so it is not used.
+    """
+    m_w, m_b = models.multipliers(model, layer, p["W"])
+    num_out, n, channels = delta.shape[0], delta.shape[1], delta.shape[-1]
+    patches = lax.conv_general_dilated_patches(v, p["W"].shape[:2], (1, 1), "SAME",
+                                               dimension_numbers=("NHWC", "HWIO", "NCHW"))
+    patches = patches.reshape(n, patches.shape[1], -1)  # N × D × S
+    signals = jnp.moveaxis(delta, 0, -2).reshape(n, -1, num_out * channels)  # N × S × (K·C)
+    grad_w = m_w * (patches @ signals)  # N × D × (K·C): one batched matmul
+    if not trace:  # rows (n, k) for the K × K blocks; traced, any column order gives the Gram
+        grad_w = jnp.swapaxes(grad_w.reshape(n, -1, num_out, channels), 1, 2)
+    one, zero = jnp.asarray(1.0, v.dtype), jnp.asarray(0.0, v.dtype)
+    g_w = grad_w.reshape(n, -1) if trace else grad_w.reshape(n, num_out, -1)
+    out = [Factor(None, g_w, zero, one)]
+    if "b" in p:
+        out.append(Factor(None, _layout(m_b * delta.sum(axis=(2, 3)), trace), zero, one))
+    return out
+
+
 def _layout(cot: Array, trace: bool) -> Array:
-    """K × N × d cotangents as the factor's G: N × (K·d) traced, N × K × d full."""
+    """K × N × … cotangents as the factor's G: N × (K·d) traced, N × K × d full."""
     g = jnp.swapaxes(cot, 0, 1)
-    return g.reshape(g.shape[0], -1) if trace else g
+    return g.reshape(g.shape[0], -1) if trace else g.reshape(g.shape[:2] + (-1,))
 
 
 def layer_factors(model: models.Model, params: models.Params, x: Array,
                   trace: bool) -> list[list[Factor]]:
     """Per weight layer, the :class:`Factor` of each of its parameter groups."""
-    if all(layer.elementwise for layer in model.layers):
+    if model.spec.kind == "mlp" and all(layer.elementwise for layer in model.layers):
         return _diagonal_factors(model, params, x, trace)
     return _block_factors(model, params, x, trace)
 
 
 def _factor_kernel(fa: Factor, fb: Factor | None, trace: bool, num_out: int) -> Array:
-    """One factor's kernel block, ``Na × Nb`` (traced) or ``Na × Nb × K × K`` (full)."""
+    """One factor's kernel block: ``Na × Nb`` (traced) or ``Na × K × Nb × K`` (full, in the
+    row order of the (N·K) × (N'·K) Gram; :func:`layerwise_parts` transposes once)."""
     if fa.f is None:
         act = fa.s_b
     else:
@@ -221,22 +279,22 @@ def _factor_kernel(fa: Factor, fb: Factor | None, trace: bool, num_out: int) -> 
     n_a = fa.f.shape[0] if fa.f is not None else fa.g.shape[0]
     if fa.g is None:  # δ_L = e_k: C_L = I_K, B_L = K.
         eye = jnp.eye(num_out, dtype=act.dtype)
-        return num_out * act if trace else act[:, :, None, None] * eye
+        return num_out * act if trace else act[:, None, :, None] * eye[None, :, None, :]
     if trace:
         return act * gram(fa.g, None if fb is None else fb.g)
-    # C_l from the (N·K) × (N'·K) Gram, rows (n, k); not tiled: the N²K² output makes this
-    # step memory-bound, and tiles would add copies.
+    # C_l from the (N·K) × (N'·K) Gram, rows (n, k); symmetric from its upper tiles.
     ga = fa.g.reshape(-1, fa.g.shape[-1])
-    gb = ga if fb is None else fb.g.reshape(-1, fb.g.shape[-1])
-    c = (ga @ gb.T).reshape(n_a, num_out, -1, num_out).transpose(0, 2, 1, 3)
-    return c * (act[:, :, None, None] if act.ndim else act)
+    gb = None if fb is None else fb.g.reshape(-1, fb.g.shape[-1])
+    c = gram(ga, gb).reshape(n_a, num_out, -1, num_out)
+    return c * (act[:, None, :, None] if act.ndim else act)
 
 
 def layerwise_parts(model: models.Model, params: models.Params, xa: Array, xb: Array | None,
                     trace: bool, per_layer: bool) -> Array:
     """Per-layer kernels stacked as ``(L, Na, Nb[, K, K])`` (or the total as ``(1, …)``).
 
-    ``xb=None`` means ``xb = xa``; the forward and backward passes then run once.
+    ``xb=None`` means ``xb = xa``; the forward and backward passes then run once. Full
+    kernels are summed in the Gram's (n, k, m, k') order and transposed once at the end.
     """
     fac_a = layer_factors(model, params, xa, trace)
     fac_b = None if xb is None else layer_factors(model, params, xb, trace)
@@ -246,7 +304,8 @@ def layerwise_parts(model: models.Model, params: models.Params, xa: Array, xb: A
         terms = [_factor_kernel(fa, None if fac_b is None else fac_b[i][j], trace, num_out)
                  for j, fa in enumerate(groups)]
         parts.append(sum(terms[1:], terms[0]))
-    return jnp.stack(parts) if per_layer else sum(parts[1:], parts[0])[None]
+    out = jnp.stack(parts) if per_layer else sum(parts[1:], parts[0])[None]
+    return out if trace else out.transpose(0, 1, 3, 2, 4)
 
 
 def operator_factors(model: models.Model, params: models.Params, x: Array,
