@@ -10,21 +10,23 @@ memory. Used by the run-folder format, the dataset cache, tables, figures and sw
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ntkplast.errors import NtkplastError
 
-__all__ = ["atomic_write_bytes", "load_arrays", "remove_stale_temporaries", "save_arrays"]
+__all__ = ["array_writer", "atomic_write_bytes", "load_arrays", "remove_stale_temporaries",
+           "save_arrays"]
 
 
 def _umask() -> int:
@@ -53,15 +55,9 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     return removed
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync the folder.
-
-    The file gets the permissions ``open()`` would give it (0666 less the umask), not the
-    owner-only 0600 of the temporary file, so a shared run folder stays readable. A failed
-    write (disk full, no permission) removes the temporary file, leaves any previous version
-    of ``path`` intact and raises :class:`NtkplastError` naming the file and the OS error.
-    """
-    path = Path(path)
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` only when the block exits normally (module doc)."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
@@ -69,7 +65,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -89,11 +85,38 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise _write_error(path, e) from e
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync the folder.
+
+    The file gets the permissions ``open()`` would give it (0666 less the umask), not the
+    owner-only 0600 of the temporary file, so a shared run folder stays readable. A failed
+    write (disk full, no permission) removes the temporary file, leaves any previous version
+    of ``path`` intact and raises :class:`NtkplastError` naming the file and the OS error.
+    """
+    with _atomic_file(Path(path)) as f:
+        f.write(data)
+
+
 def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
     """Save named arrays as an uncompressed ``.npz``, atomically."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     atomic_write_bytes(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def array_writer(path: str | os.PathLike) -> Iterator[Callable[[str, Any], None]]:
+    """Stream named arrays into an uncompressed ``.npz``, atomically: ``add(name, array)``.
+
+    Each array goes to disk as it is added, so memory holds one array at a time however many
+    are written; the file appears under ``path`` only when the block exits without an error
+    (as :func:`atomic_write_bytes`). Readable by :func:`load_arrays` and ``np.load``.
+    """
+    with _atomic_file(Path(path)) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+        def add(name: str, array: Any) -> None:
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+        yield add
 
 
 # A member that inflates more than this many times over its compressed size, to more than

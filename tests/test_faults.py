@@ -235,3 +235,23 @@ def test_npz_header_claiming_a_huge_array_is_refused_without_allocating(tmp_path
         zf.writestr("params/0/W.npy", npy.getvalue())
     with pytest.raises(NtkplastError, match=r"big.npz.*declares shape \(1000000000000,\)"):
         checkpoints.load_arrays(path)
+
+
+def test_streamed_npz_round_trips_and_an_error_leaves_nothing(tmp_path):
+    """files.array_writer: arrays written one at a time read back exactly (ours and np.load);
+    an exception inside the block leaves neither the file nor a temporary."""
+    from ntkplast import files
+    arrays = {"jac_sv/0": np.arange(7.0), "weight_sv/3": np.ones((2, 3), np.float32),
+              "scores": np.array([1, -2], np.int64)}
+    with files.array_writer(tmp_path / "s.npz") as add:
+        for k, v in arrays.items():
+            add(k, v)
+    for got in (files.load_arrays(tmp_path / "s.npz"), dict(np.load(tmp_path / "s.npz"))):
+        assert got.keys() == arrays.keys()
+        for k, v in arrays.items():
+            assert got[k].dtype == v.dtype and np.array_equal(got[k], v)
+    with pytest.raises(RuntimeError, match="midway"):
+        with files.array_writer(tmp_path / "t.npz") as add:
+            add("a", np.zeros(3))
+            raise RuntimeError("midway")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz"]

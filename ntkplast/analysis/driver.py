@@ -33,8 +33,10 @@ Results are cached per checkpoint under ``<out>/cache/<key>/`` (``key`` hashes t
 the probe set), each written atomically, so re-running skips finished checkpoints and a killed
 analysis resumes. A checkpoint that cannot be read or holds NaN/Inf parameters is skipped with a
 warning and one row ``checkpoint_skipped`` = 1 (and is not cached). The full table is written as
-``<out>/metrics.csv`` and ``metrics.jsonl``, the raw spectra as ``<out>/spectra.npz`` and the
-probe set as ``<out>/probe.npz``; ``<out>`` defaults to ``RUN_DIR/analysis``.
+``<out>/metrics.csv`` and ``metrics.jsonl``, the raw spectra as ``<out>/spectra.npz`` (streamed
+to disk checkpoint by checkpoint, so memory holds one checkpoint's arrays, the two kernels it is
+compared with and the table's rows) and the probe set as ``<out>/probe.npz``; ``<out>``
+defaults to ``RUN_DIR/analysis``.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ntkplast import dormancy, isometry, linalg, ntk, spectra, validate
+from ntkplast import dormancy, files, isometry, linalg, ntk, spectra, validate
 from ntkplast.analysis import probes
 from ntkplast.errors import NtkplastError
 from ntkplast.runs import checkpoints
@@ -296,6 +298,27 @@ def _to_arrays(rows: Rows, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def _checkpoint_arrays(run: checkpoints.Run, i: int, probe: probes.Probe, settings: Settings,
+                       history: _KernelHistory, cache: Path) -> dict[str, np.ndarray]:
+    """Checkpoint ``i``'s rows and raw arrays: from the cache, else computed and cached.
+
+    A checkpoint that fails its checks is skipped with a warning (one bad file must not sink
+    the series) and not cached, so a repaired file is analysed on the next call.
+    """
+    info = run[i]
+    path = cache / _cache_name(info)
+    if path.exists():
+        return checkpoints.load_arrays(path)
+    try:
+        rows, raw = analyze_checkpoint(run, i, probe, settings, history)
+    except NtkplastError as e:
+        warnings.warn(f"skipping checkpoint {i} ({info.file}): {e}", stacklevel=3)
+        return _to_arrays([("all", "checkpoint_skipped", 1.0)], {})
+    arrays = _to_arrays(rows, raw)
+    checkpoints.save_arrays(path, arrays)
+    return arrays
+
+
 def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
             out_dir: str | os.PathLike | None = None, data_dir: str | None = None,
             progress: bool = True, checkpoints_subset: Sequence[int] | None = None) -> Table:
@@ -325,34 +348,23 @@ def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
     checkpoints.save_arrays(out / "probe.npz", {"x": probe.x, "y": probe.y})
     indices = list(range(len(run))) if checkpoints_subset is None else sorted(checkpoints_subset)
     history = _KernelHistory(_infinite_kernel(run, probe) if "ntk" in settings.metrics else None)
-    tables, spectra_out = [], {}
-    for i in tqdm(indices, disable=not progress, unit="ckpt", desc="analyze"):
-        info = run[i]
-        path = cache / _cache_name(info)
-        if path.exists():
-            arrays = checkpoints.load_arrays(path)
-        else:
-            try:
-                rows, raw = analyze_checkpoint(run, i, probe, settings, history)
-            except NtkplastError as e:  # one bad checkpoint must not sink the series
-                warnings.warn(f"skipping checkpoint {i} ({info.file}): {e}", stacklevel=2)
-                rows, raw = [("all", "checkpoint_skipped", 1.0)], {}
-                arrays = _to_arrays(rows, raw)  # not cached: a repaired file is analysed later
-            else:
-                arrays = _to_arrays(rows, raw)
-                checkpoints.save_arrays(path, arrays)
-        if "raw/ntk_kernel" in arrays:
-            history.push(np.asarray(arrays["raw/ntk_kernel"], np.float64),
-                         arrays["raw/ntk_top_eigenvectors"], info.step)
-        n = len(arrays["value"])
-        tables.append(Table({"checkpoint": np.full(n, i), "step": np.full(n, info.step),
-                             "task": np.full(n, info.task), "layer": arrays["layer"],
-                             "metric": arrays["metric"], "value": arrays["value"]}))
-        spectra_out.update({f"{k[4:]}/{i}": v for k, v in arrays.items()
-                            if k.startswith("raw/") and k not in _NOT_EXPORTED})
+    tables = []
+    with files.array_writer(out / "spectra.npz") as add_spectrum:  # streamed, one at a time
+        for i in tqdm(indices, disable=not progress, unit="ckpt", desc="analyze"):
+            arrays = _checkpoint_arrays(run, i, probe, settings, history, cache)
+            info = run[i]
+            if "raw/ntk_kernel" in arrays:
+                history.push(np.asarray(arrays["raw/ntk_kernel"], np.float64),
+                             arrays["raw/ntk_top_eigenvectors"], info.step)
+            n = len(arrays["value"])
+            tables.append(Table({"checkpoint": np.full(n, i), "step": np.full(n, info.step),
+                                 "task": np.full(n, info.task), "layer": arrays["layer"],
+                                 "metric": arrays["metric"], "value": arrays["value"]}))
+            for k, v in arrays.items():
+                if k.startswith("raw/") and k not in _NOT_EXPORTED:
+                    add_spectrum(f"{k[4:]}/{i}", v)
     table = Table.concat(tables)
     table.write(out)
-    checkpoints.save_arrays(out / "spectra.npz", spectra_out)
     settings_doc = {"settings": dataclasses.asdict(settings), "cache_key": cache.name,
                     "probe": {"source": probe.source, "size": len(probe.y), "seed": probe.seed,
                               "fingerprint": probe.fingerprint()},
