@@ -44,6 +44,27 @@ def test_checkpoint_series_layout(tmp_path):
     assert all(0 <= t["online_accuracy"] <= 1 for t in tasks)
 
 
+def test_accuracy_matrix_every_k_tasks_matches_a_direct_evaluation(tmp_path):
+    """``eval_previous_every = 2`` on 3 tasks: rows at tasks 1 and 2 (the last) only, each
+    entry the accuracy of that task end's parameters on the earlier task's test set."""
+    cfg = _cfg(eval_previous_every=2, checkpoint_every=0)
+    run = train.train_run(cfg, tmp_path, progress=False)
+    tasks = run.manifest["tasks"]
+    assert ["accuracy_on_tasks" in t for t in tasks] == [False, True, True]
+    stream = streams.make_stream(cfg.stream)
+    ends = [i for i, c in enumerate(run.checkpoints) if c.kind == "task_end"]
+    for t in (1, 2):
+        params = run.params(ends[t])
+        direct = []
+        for s in range(t + 1):
+            x, y = stream.test_set(s)
+            logits = run.model.apply(params, jnp.asarray(x))
+            direct.append(float(np.mean(np.argmax(np.asarray(logits), -1) == y)))
+        np.testing.assert_allclose(tasks[t]["accuracy_on_tasks"], direct, atol=1e-6)
+    with pytest.raises(NtkplastError, match="eval_previous_every"):
+        train.TrainConfig(eval_previous_every=0)
+
+
 def test_learning_happens_on_digits(tmp_path):
     cfg = _cfg(steps_per_task=150, checkpoint_every=0, reference_tasks="none")
     cfg = dataclasses.replace(cfg, stream=dataclasses.replace(cfg.stream, num_tasks=1))

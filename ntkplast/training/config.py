@@ -66,7 +66,12 @@ class TrainConfig:
         boundaries and at initialisation).
       reference_tasks: which tasks get a reset-reference run: ``"all"``, ``"none"``, a list of
         task indices, or ``"every:k"`` (tasks 0, k, 2k, …).
-      eval_previous: evaluate every earlier task after each task (the accuracy matrix).
+      eval_previous: evaluate every earlier task after each task (the accuracy matrix
+        ``<m>_on_tasks``): row t costs t + 1 test passes, so a stream of T tasks costs
+        T(T + 1)/2 of them.
+      eval_previous_every: compute that row only at the end of every k-th task (tasks k − 1,
+        2k − 1, …) and of the last one, which divides the T(T + 1)/2 passes by about k; 1 = every
+        task.
       loss: ``"cross_entropy"`` (classification; the run records accuracies) or ``"mse"``
         (regression on float targets; the run records mean squared errors): :data:`LOSSES`,
         the objectives of :data:`ntkplast.training.step.OBJECTIVES`.
@@ -91,6 +96,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     reference_tasks: str | list[int] = "none"
     eval_previous: bool = True
+    eval_previous_every: int = 1
     loss: str = "cross_entropy"
     online: bool = False
     plasticity_measure: str = "auto"
@@ -117,6 +123,9 @@ class TrainConfig:
             raise NtkplastError(f"train.steps_per_task must be >= 1, got {self.steps_per_task}")
         if self.epochs_per_task is not None and not self.epochs_per_task > 0:
             raise NtkplastError(f"train.epochs_per_task must be > 0, got {self.epochs_per_task}")
+        if self.eval_previous_every < 1:
+            raise NtkplastError(f"train.eval_previous_every must be >= 1, got "
+                                f"{self.eval_previous_every}")
         if self.checkpoint_every < 0:
             raise NtkplastError("train.checkpoint_every must be >= 0 (0 = task boundaries only)")
         reference_task_set(self.reference_tasks, 1)  # validates the form
@@ -156,7 +165,8 @@ def reference_task_set(value: str | Sequence[int], num_tasks: int) -> frozenset[
 
 # TrainConfig fields added after format v1 shipped: left out of the manifest at their default
 # value, so runs written before them still resume (their stored config compares equal).
-_ADDED_TRAIN_FIELDS = {"loss": "cross_entropy", "online": False, "plasticity_measure": "auto"}
+_ADDED_TRAIN_FIELDS = {"loss": "cross_entropy", "online": False, "plasticity_measure": "auto",
+                       "eval_previous_every": 1}
 
 
 def resolve_measure(measure: str, stream_kind: str | None, online: bool, has_test: bool) -> str:

@@ -411,7 +411,8 @@ def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Ev
 
     The record holds, with m the objective's score (``accuracy`` or ``mse``): ``online_m``,
     ``online_loss``, ``train_m``, ``train_loss``, ``test_m`` and ``test_loss`` (with a test
-    set), ``m_on_tasks`` (``eval_previous``; None for earlier tasks without a test set),
+    set), ``m_on_tasks`` (``eval_previous``, at the tasks ``eval_previous_every`` picks; None for
+    earlier tasks without a test set),
     ``plasticity_measure`` (which of them is the plasticity signal, e.g. ``train_accuracy``) and
     ``plasticity_score`` (its value). On a reference task also ``reference_<measure>_m`` (the
     method itself from a fresh network), ``baseline_<measure>_m`` (a fresh network, plain
@@ -425,7 +426,9 @@ def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Ev
         record[f"{name}_{m}"] = ev.score
         if np.isfinite(ev.loss):
             record[f"{name}_loss"] = ev.loss
-    if cfg.train.eval_previous and "test" in scores:
+    every = cfg.train.eval_previous_every
+    if (cfg.train.eval_previous and "test" in scores
+            and ((task + 1) % every == 0 or task == len(plan.stream) - 1)):
         record[f"{m}_on_tasks"] = [_test_score(plan, state.params, s) for s in range(task + 1)]
     measure = resolve_measure(cfg.train.plasticity_measure, plan.stream_kind, cfg.train.online,
                               "test" in scores)
