@@ -468,7 +468,9 @@ def input_output_spectra(model: models.Model, params: models.Params, x: Array, *
     """Singular values of the input–output Jacobian J(x) = ∂f/∂x ∈ R^{K×D} for every input.
 
     Built per input by reverse mode (K ≤ D) or forward mode, vmapped over blocks of
-    ``block_size`` probe inputs (bounded memory: ``block_size · K · D`` floats), then an SVD.
+    ``block_size`` probe inputs (bounded memory: ``block_size · K · D`` floats); σ from the
+    eigenvalues of the K × K Gram JJᵀ in float64 (an SVD for float64 inputs;
+    :func:`ntkplast.linalg.gram_singular_values`).
     Since n = min(K, D) is small, full spectra are computed for all N inputs
     (``singular_values`` is ``(N, n)``) and every summary uses all of them; zeros are
     σ ≤ max(K, D) · eps · max σ. Pennington, Schoenholz & Ganguli (2017): at dynamical isometry
@@ -486,7 +488,7 @@ def _input_output_spectra(model: models.Model, params: models.Params, x: Array, 
     if not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise NtkplastError(f"block_size: expected a positive int, got {block_size!r}")
     jac = np.asarray(_io_jacobians(model, int(block_size), tuple(params), x))
-    s = linalg.singular_values(jac)
+    s = linalg.gram_singular_values(jac)
     summary = _summarize(s, max(jac.shape[1:]) * _eps(s.dtype))
     sq = s * s
     return JacobianSpectrum(summary.to_floats(), s, sq.mean(axis=1), (sq * sq).mean(axis=1),
