@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntkplast import isometry, models
+from ntkplast import isometry, linalg, models
 from ntkplast.errors import NtkplastError
 
 
@@ -225,3 +225,16 @@ def test_float32_gram_route_matches_float64_svd(widths):
             ref = np.linalg.svd(gate[n][:, None] * w.T, compute_uv=False)
             np.testing.assert_allclose(got.layers[li].singular_values[n], ref,
                                        atol=1e-5 * ref[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(7, 3, 11), (7, 11, 3)], ids=["wide", "tall"])
+def test_gram_singular_values_match_a_float64_svd(shape):
+    """float32 stacks take the smaller Gram in float64; a rank-deficient matrix keeps its zero."""
+    a = np.random.default_rng(0).standard_normal(shape)
+    a[0, 0] = a[0, 1]  # rank one lower
+    ref = np.linalg.svd(a, compute_uv=False)
+    got = linalg.gram_singular_values(a.astype(np.float32))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=1e-5 * ref.max(), rtol=1e-5)
+    assert got[0, -1] < 1e-6 * ref[0, 0] or shape[1] > shape[2]
+    np.testing.assert_allclose(linalg.gram_singular_values(a), ref, rtol=1e-13, atol=1e-13)
