@@ -468,11 +468,9 @@ def input_output_spectra(model: models.Model, params: models.Params, x: Array, *
     """Singular values of the input–output Jacobian J(x) = ∂f/∂x ∈ R^{K×D} for every input.
 
     Built per input by reverse mode (K ≤ D) or forward mode, vmapped over blocks of
-    ``block_size`` probe inputs (bounded memory: ``block_size · K · D`` floats); σ from the
-    eigenvalues of the K × K Gram JJᵀ in float64 (an SVD for float64 inputs;
-    :func:`ntkplast.linalg.gram_singular_values`).
-    Since n = min(K, D) is small, full spectra are computed for all N inputs
-    (``singular_values`` is ``(N, n)``) and every summary uses all of them; zeros are
+    ``block_size`` probe inputs (``block_size · K · D`` floats); σ = √λ of the smaller Gram in
+    float64 (:func:`ntkplast.linalg.gram_singular_values`). n = min(K, D) is small, so full
+    spectra are kept for all N inputs (``singular_values`` is ``(N, n)``); zeros are
     σ ≤ max(K, D) · eps · max σ. Pennington, Schoenholz & Ganguli (2017): at dynamical isometry
     every σ is 1; a linear network of orthogonal layers with gain c has every σ = c^L.
     ``block_size`` was ``batch_size`` in 0.2; that keyword still works, with a
