@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # end to end: the full leg of CI runs them, the core leg does not
 
 
 def _run(script, *args, cwd):

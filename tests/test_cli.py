@@ -11,6 +11,7 @@ from ntkplast.errors import NtkplastError
 from ntkplast.training import config
 
 
+@pytest.mark.slow
 def test_demo_quick_compares_the_methods_and_reruns_cheaply(tmp_path):
     args = ("demo", "--quick", "--no-progress", "--probe-size", "32", "--seeds", "1",
             "--out", "demo")
