@@ -33,7 +33,10 @@ Results are cached per checkpoint under ``<out>/cache/<key>/`` (``key`` hashes t
 the probe set), each written atomically, so re-running skips finished checkpoints and a killed
 analysis resumes. A checkpoint that cannot be read or holds NaN/Inf parameters is skipped with a
 warning and one row ``checkpoint_skipped`` = 1 (and is not cached). The full table is written as
-``<out>/metrics.csv`` and ``metrics.jsonl``, the raw spectra as ``<out>/spectra.npz`` (streamed
+``<out>/metrics.csv`` and ``metrics.jsonl``, the raw spectra as ``<out>/spectra.npz``
+(``ntk_eigenvalues/<ckpt>``, ``ntk_layer_eigenvalues/<layer>/<ckpt>``, once
+``ntk_infinite_eigenvalues``, ``jac_sv/<layer>/<ckpt>``, ``io_sv/<ckpt>``,
+``weight_sv/<layer>/<ckpt>``, ``dormancy_scores/<layer>/<ckpt>``; streamed
 to disk checkpoint by checkpoint, so memory holds one checkpoint's arrays, the two kernels it is
 compared with and the table's rows) and the probe set as ``<out>/probe.npz``; ``<out>``
 defaults to ``RUN_DIR/analysis``.
@@ -65,7 +68,7 @@ __all__ = ["CACHE_VERSION", "FAMILIES", "Settings", "analyze", "analyze_checkpoi
            "parse_metrics"]
 
 FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 _NOT_EXPORTED = ("raw/ntk_kernel", "raw/ntk_top_eigenvectors")  # cached, not in spectra.npz
 Rows = list[tuple[str, str, float]]
 
@@ -165,10 +168,13 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
     rows, lam, vecs = _kernel_spectrum(kernel, eps, "ntk_", "all")
     top = vecs[:, :min(settings.overlap_k, len(kernel))]
     trace = float(np.trace(kernel))
+    raw = {"ntk_kernel": kernel.astype(np.float32), "ntk_top_eigenvectors": top,
+           "ntk_eigenvalues": lam}
     for li, part in enumerate(parts):
         part = np.asarray(part, np.float64)
-        rows += _summary_rows("ntk_", spectra.summary(part, eps=eps), f"layer{li}",
-                              _SPECTRUM_FIELDS)
+        lam_l = raw[f"ntk_layer_eigenvalues/{li}"] = spectra.eigenvalues(part)
+        rows += _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam_l, eps=eps),
+                              f"layer{li}", _SPECTRUM_FIELDS)
         rows.append((f"layer{li}", "ntk_trace_share", float(np.trace(part)) / trace))
     if history.prev is not None:
         d_prev = float(spectra.kernel_distance(history.prev, kernel))
@@ -185,8 +191,6 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
     if np.all(probe.y >= 0):
         rows.append(("all", "kernel_alignment", float(spectra.centered_alignment(
             kernel, probe.y, num_classes=run.spec.num_outputs))))
-    raw = {"ntk_kernel": kernel.astype(np.float32), "ntk_top_eigenvectors": top,
-           "ntk_eigenvalues": lam}
     return rows, raw
 
 
@@ -350,6 +354,8 @@ def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
     history = _KernelHistory(_infinite_kernel(run, probe) if "ntk" in settings.metrics else None)
     tables = []
     with files.array_writer(out / "spectra.npz") as add_spectrum:  # streamed, one at a time
+        if history.infinite is not None:
+            add_spectrum("ntk_infinite_eigenvalues", spectra.eigenvalues(history.infinite))
         for i in tqdm(indices, disable=not progress, unit="ckpt", desc="analyze"):
             arrays = _checkpoint_arrays(run, i, probe, settings, history, cache)
             info = run[i]

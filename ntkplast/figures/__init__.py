@@ -10,10 +10,15 @@ function                      what it shows
 :func:`predictor_comparison`  which end-of-task quantity predicts the next task's plasticity
 :func:`lead_lag_plot`         the same correlations at task lags (who leads whom)
 :func:`reactivation_curves`   fraction of initially dead units firing again, per method
+:func:`ntk_spectra`           one run: NTK eigenvalue decay (total and per layer) by task
+:func:`jacobian_spectra`      one run: layer-Jacobian singular-value distributions by task
+:func:`ntk_layer_shares`      one run: each layer's share of tr Θ beside its dead fraction
+:func:`kernel_vs_plasticity`  methods × seeds: a task-end quantity vs next task's plasticity
 ============================  =============================================================
 
 All share one style (Okabe–Ito colour-blind-safe palette, labelled axes) and :func:`save`
-writes PNG and PDF atomically. ``ntkplast figures RUN_DIR`` draws :func:`diagnostics`.
+writes PNG and PDF atomically. ``ntkplast figures RUN_DIR`` draws :func:`diagnostics`,
+:func:`ntk_spectra`, :func:`jacobian_spectra` and :func:`ntk_layer_shares` (:func:`run_figures`).
 """
 
 from ntkplast.figures._style import PALETTE, save
@@ -27,7 +32,14 @@ from ntkplast.figures.comparison import (
 from ntkplast.figures.diagnostics import diagnostics, run_figures
 from ntkplast.figures.predictors import lead_lag_plot, predictor_comparison
 from ntkplast.figures.reactivation import reactivation_curves
+from ntkplast.figures.spectra import (
+    jacobian_spectra,
+    kernel_vs_plasticity,
+    ntk_layer_shares,
+    ntk_spectra,
+)
 
-__all__ = ["PALETTE", "diagnostics", "kernel_regime", "lead_lag_plot", "per_task_panels",
-           "plasticity_curves", "predictor_comparison", "reactivation_curves", "run_figures",
-           "save", "task_values", "theory_panels"]
+__all__ = ["PALETTE", "diagnostics", "jacobian_spectra", "kernel_regime",
+           "kernel_vs_plasticity", "lead_lag_plot", "ntk_layer_shares", "ntk_spectra",
+           "per_task_panels", "plasticity_curves", "predictor_comparison", "reactivation_curves",
+           "run_figures", "save", "task_values", "theory_panels"]

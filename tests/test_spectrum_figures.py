@@ -1,0 +1,134 @@
+"""The spectrum figures draw the analysis' raw spectra, and those spectra are the kernels'."""
+
+import jax.numpy as jnp
+import matplotlib.collections
+import numpy as np
+import pytest
+
+from ntkplast import analysis, checkpoints, figures, models, ntk, stats, streams, train
+from ntkplast.errors import NtkplastError
+from ntkplast.figures import spectra as spectrum_figures
+from ntkplast.table import Table
+
+SETTINGS = analysis.Settings(probe_size=12, spectra_subsample=4)
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    cfg = train.RunConfig(
+        seed=2, model=models.ArchSpec(widths=(10, 10), num_outputs=10),
+        stream=streams.StreamSpec(kind="permuted", num_tasks=3),
+        train=train.TrainConfig(steps_per_task=8, batch_size=16, eval_previous=False))
+    train.train_run(cfg, d, progress=False)
+    table = analysis.analyze(d, SETTINGS, progress=False)
+    return d, table, checkpoints.load_arrays(d / "analysis" / "spectra.npz")
+
+
+def _lines(ax):
+    return {line.get_label().split(" (")[0]: line for line in ax.get_lines()}
+
+
+def test_ntk_spectra_draw_the_kernels_eigenvalues(analysed):
+    run_dir, table, arrays = analysed
+    run = checkpoints.open_run(run_dir)
+    x = jnp.asarray(checkpoints.load_arrays(run_dir / "analysis" / "probe.npz")["x"])
+    fig = figures.ntk_spectra(arrays, table)
+    total_ax = fig.axes[0]
+    last = len(run) - 1  # the end of the last task, drawn by default
+    line = _lines(total_ax)["task 2 end"]
+    kernel = np.asarray(ntk.empirical_ntk(run.model, run.params(last), x), np.float64)
+    want = np.sort(np.linalg.eigvalsh(kernel))[::-1]
+    np.testing.assert_allclose(line.get_ydata(), want[want > 0], rtol=1e-4, atol=1e-6 * want[0])
+    alpha = float(line.get_label().split("α = ")[1].rstrip(")"))
+    row = table.select("ntk_decay_exponent", "all")
+    assert alpha == pytest.approx(row.columns["value"][row.columns["checkpoint"] == last][0],
+                                  abs=0.006)
+    # one small panel per layer, whose parts add up to the total kernel's trace
+    parts = [arrays[f"ntk_layer_eigenvalues/{li}/{last}"] for li in range(3)]
+    assert sum(p.sum() for p in parts) == pytest.approx(arrays[f"ntk_eigenvalues/{last}"].sum(),
+                                                        rel=1e-5)
+    assert [ax.get_title() for ax in fig.axes[1:4]] == [f"Θ_{li} (layer {li})" for li in range(3)]
+    assert "init" in _lines(total_ax)
+
+
+def test_choose_checkpoints_defaults_explicit_and_refusals(analysed):
+    _, table, arrays = analysed
+    have = sorted(int(k.split("/")[-1]) for k in arrays if k.startswith("ntk_eigenvalues/"))
+    assert spectrum_figures.choose_checkpoints(have, table) == have  # init + 3 task ends
+    assert spectrum_figures.choose_checkpoints(have, table, every=2) == [0, 2, 3]
+    assert spectrum_figures.choose_checkpoints(have, None, checkpoints=[3, 99]) == [3]
+    with pytest.raises(NtkplastError, match="none of checkpoints"):
+        spectrum_figures.choose_checkpoints(have, table, checkpoints=[99])
+    with pytest.raises(NtkplastError, match="no Jacobian spectra"):
+        figures.jacobian_spectra({}, table)
+
+
+def test_jacobian_spectra_are_ecdfs_of_the_singular_values(analysed):
+    _, table, arrays = analysed
+    fig = figures.jacobian_spectra(arrays, table, checkpoints=[3])
+    for ax, key in zip(fig.axes, ["jac_sv/0/3", "jac_sv/1/3", "jac_sv/2/3", "io_sv/3"]):
+        sv = arrays[key].astype(np.float64)
+        # zero: at or below n·ε₃₂·σ_max of its own input (row)
+        floor = sv.shape[1] * np.finfo(np.float32).eps * sv.max(axis=1, keepdims=True)
+        positive = np.sort(sv[sv > floor])
+        (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("task")]
+        x, y = line.get_xdata(), line.get_ydata()
+        np.testing.assert_array_equal(x, positive)
+        assert y[-1] == pytest.approx(1.0)
+        zeros = 1 - len(positive) / sv.size
+        assert y[0] == pytest.approx(zeros + (1 - zeros) / len(positive))
+        assert ax.get_title().endswith(f"zeros {zeros:.0%} → {zeros:.0%}")
+
+
+def test_layer_shares_stack_to_one(analysed):
+    _, table, _ = analysed
+    fig = figures.ntk_layer_shares(table)
+    polys = [c for c in fig.axes[0].collections
+             if isinstance(c, matplotlib.collections.PolyCollection)]
+    assert len(polys) == 3
+    top = polys[-1].get_paths()[0].vertices[:, 1].max()
+    assert top == pytest.approx(1.0, abs=1e-6)
+
+
+def test_run_figures_writes_every_figure(analysed, tmp_path):
+    run_dir, _, _ = analysed
+    paths = figures.run_figures(run_dir / "analysis", tmp_path)
+    names = {p.name for p in paths}
+    for stem in ("diagnostics", "ntk_spectra", "jacobian_spectra", "ntk_layer_shares"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= names
+        assert (tmp_path / f"{stem}.png").stat().st_size > 1000
+
+
+def _synthetic_run(seed, sign):
+    """Task ends 0…5 with ntk_condition c_t and next-task plasticity monotone in c_t."""
+    rng = np.random.default_rng(seed)
+    cond = np.sort(rng.uniform(10, 1000, 6))
+    rows = []
+    for t in range(6):
+        rows += [(t, t, "all", "test_accuracy", 0.5), (t, t, "all", "ntk_condition", cond[t])]
+        if t:
+            rows.append((t, t, "all", "plasticity_score", 0.5 + sign * 1e-4 * cond[t - 1]
+                         + 0.01 * rng.standard_normal()))
+    cols = list(zip(*rows))
+    return Table({"checkpoint": np.array(cols[0]), "step": np.array(cols[1]),
+                  "task": np.array(cols[1]), "layer": np.array(cols[2]),
+                  "metric": np.array(cols[3]), "value": np.array(cols[4], float)})
+
+
+def test_kernel_vs_plasticity_shows_the_predictor_tests_rho():
+    runs = {"up": [_synthetic_run(s, +1) for s in range(3)],
+            "down": [_synthetic_run(10 + s, -1) for s in range(3)]}
+    fig = figures.kernel_vs_plasticity(runs)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    offsets = [c.get_offsets() for c in ax.collections]
+    assert [len(o) for o in offsets] == [15, 15]  # 3 seeds × 5 (task t, task t + 1) pairs
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    for label, method in zip(labels, ["up", "down"]):
+        s = stats.compare_predictors({method: runs[method]}, {"x": ("ntk_condition", "all")},
+                                     ("plasticity_score", "all"), lag=1).pooled.stats[0]
+        assert label == (f"{method}: ρ = {s.rho:+.2f} [{s.ci_low:+.2f}, {s.ci_high:+.2f}], "
+                         f"R = 3")
+    assert labels[0].startswith("up: ρ = +") and labels[1].startswith("down: ρ = -")
+    assert labels[2].startswith("pooled: ρ = ")
