@@ -4,6 +4,7 @@
     ntkplast analyze RUN_DIR [--metrics ntk,isometry,dormancy,plasticity] [--probe-size N]
                      [--probe seen|task:K|FILE.npz] [--engine auto] [--out DIR]
     ntkplast figures RUN_DIR [--out DIR]
+    ntkplast report RUN_DIR|FOLDER [--out FILE]   (one HTML page: config, tasks, verdicts, figures)
     ntkplast sweep GRID.toml [--out DIR] [--no-analysis] [--vectorise-seeds]
                    [--executor local|ray] [--ray-address ADDR] [--ray-cpus N] [--ray-gpus N]
     ntkplast demo [--out DIR] [--quick] [--seeds N]   (plasticity lost and kept, end to end)
@@ -56,6 +57,11 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("run_dir", help="a run folder analysed by `ntkplast analyze`")
     f.add_argument("--analysis", help="analysis folder (default: RUN_DIR/analysis)")
     f.add_argument("--out", help="figure folder (default: the analysis folder)")
+
+    r = sub.add_parser("report", help="write one self-contained report.html for an analysed run "
+                       "or a folder of runs (demo, grid, sweep)")
+    r.add_argument("folder", help="a run folder, or a folder with analysed runs below it")
+    r.add_argument("--out", help="the HTML file (default: FOLDER/report.html)")
 
     s = sub.add_parser("sweep", help="train and analyse a grid of seeds × methods × settings")
     s.add_argument("grid", help="grid TOML (see configs/grids/ and ntkplast.experiments.sweep)")
@@ -237,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run_figures(args.run_dir, args.analysis, args.out)
         elif args.verb == "import":
             _run_import(args)
+        elif args.verb == "report":
+            from ntkplast.experiments import report
+
+            print(f"wrote {report.write_report(args.folder, args.out)}")
     except NtkplastError as e:
         print(f"ntkplast: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -27,13 +27,14 @@ import numpy as np
 from ntkplast import analysis, figures, stats, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
+from ntkplast.experiments import report
 
 __all__ = ["DEMO_LAMBDA", "DEMO_METHODS", "DEMO_PROBE_SIZE", "demo_config", "run_demo"]
 
 DEMO_LAMBDA = 2e-3
 DEMO_METHODS = {"adam": {}, "adamo": {"name": "adamo", "lam": DEMO_LAMBDA},
                 "isometry": {"name": "isometry", "lam": DEMO_LAMBDA}}
-LAST_TASKS = 10  # the summary's window: the last this many tasks
+LAST_TASKS = report.LAST_TASKS  # the summary's window: the last this many tasks
 DEMO_PROBE_SIZE = 128  # probe inputs of the demo's analyses (half the default: half the time)
 ONSET_METRICS = (("plasticity_score", "all"), ("dormant_fraction_tau0", "layer1"),
                  ("jac_mean_log_sigma_sq", "layer1"), ("ntk_effective_rank", "all"),
@@ -75,19 +76,6 @@ def demo_config(quick: bool = False, overrides: Sequence[str] = ()) -> training.
     return training.config_from_dict(training.apply_overrides(d, overrides), where="demo config")
 
 
-def _loss_summary(tables: dict, last: int) -> dict[str, tuple[float, float, float, int]]:
-    """Per method: the plasticity loss against the common baseline, each seed's mean over its
-    reference tasks among the last ``last`` tasks, then mean and Student-t interval over seeds
-    (and R)."""
-    out = {}
-    for name, runs in tables.items():
-        values = figures.task_values(runs, "plasticity_loss_baseline")[:, -last:]
-        per_seed = np.nanmean(values, axis=1)
-        if len(per_seed) >= 2 and np.isfinite(per_seed).all():
-            out[name] = (*stats.t_interval(per_seed), len(per_seed))
-    return out
-
-
 def _onsets(tables: dict) -> stats.OnsetOrder | None:
     """Which diagnostic passes half of its total change first, in the plain run's seeds."""
     try:
@@ -124,11 +112,8 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds
         paths += figures.save(figures.predictor_comparison(comparison, title=title),
                               fig_dir / "predictors")
     print(f"trained and analysed {sum(map(len, grid.run_dirs.values()))} runs in {out}/")
-    for name, (m, lo, hi, r) in _loss_summary(grid.tables, LAST_TASKS).items():
-        verdict = ("lost" if lo > 0 else "kept (better than a fresh network)" if hi < 0
-                   else "not distinguishable from a fresh network")
-        print(f"  plasticity loss vs the common baseline, last {LAST_TASKS} tasks: {name} "
-              f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] (95% t-interval, R = {r}): plasticity {verdict}")
+    for line in report.verdict_lines(grid.tables, LAST_TASKS):
+        print(f"  {line}")
     onsets = _onsets(grid.tables)
     if onsets is not None:
         (fig_dir / "onsets.txt").write_text(str(onsets) + "\n")
@@ -157,4 +142,5 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds
               f"{len(comparison.runs)} runs): {best} — full table in {fig_dir / 'predictors.txt'}")
         (fig_dir / "predictors.txt").write_text(comparison.summary() + "\n")
     print("figures: " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
+    print(f"report: {report.write_report(out)}")
     return grid

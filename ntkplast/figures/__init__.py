@@ -21,7 +21,7 @@ writes PNG and PDF atomically. ``ntkplast figures RUN_DIR`` draws :func:`diagnos
 :func:`ntk_spectra`, :func:`jacobian_spectra` and :func:`ntk_layer_shares` (:func:`run_figures`).
 """
 
-from ntkplast.figures._style import PALETTE, save
+from ntkplast.figures._style import PALETTE, render, save
 from ntkplast.figures.comparison import (
     kernel_regime,
     per_task_panels,
@@ -29,7 +29,7 @@ from ntkplast.figures.comparison import (
     task_values,
     theory_panels,
 )
-from ntkplast.figures.diagnostics import diagnostics, run_figures
+from ntkplast.figures.diagnostics import diagnostics, run_figure_set, run_figures
 from ntkplast.figures.predictors import lead_lag_plot, predictor_comparison
 from ntkplast.figures.reactivation import reactivation_curves
 from ntkplast.figures.spectra import (
@@ -42,4 +42,4 @@ from ntkplast.figures.spectra import (
 __all__ = ["PALETTE", "diagnostics", "jacobian_spectra", "kernel_regime",
            "kernel_vs_plasticity", "lead_lag_plot", "ntk_layer_shares", "ntk_spectra",
            "per_task_panels", "plasticity_curves", "predictor_comparison", "reactivation_curves",
-           "run_figures", "save", "task_values", "theory_panels"]
+           "render", "run_figure_set", "run_figures", "save", "task_values", "theory_panels"]

@@ -47,16 +47,21 @@ def subplots(*args: Any, **kw: Any) -> tuple[Any, Any]:
         return plt.subplots(*args, **kw)
 
 
+def render(fig: Any, fmt: str = "png") -> bytes:
+    """``fig`` as the bytes of a ``fmt`` file, under the shared style."""
+    buf = io.BytesIO()
+    with plt.rc_context(STYLE):
+        fig.savefig(buf, format=fmt)
+    return buf.getvalue()
+
+
 def save(fig: Any, path_stem: str | os.PathLike,
          formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Write ``fig`` as ``<path_stem>.<fmt>`` for each format, atomically; returns the paths."""
     out = []
     for fmt in formats:
-        buf = io.BytesIO()
-        with plt.rc_context(STYLE):
-            fig.savefig(buf, format=fmt)
         path = Path(f"{path_stem}.{fmt}")
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, render(fig, fmt))
         out.append(path)
     plt.close(fig)
     return out

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.figures._style import PALETTE, plt, save, subplots
+from ntkplast.figures._style import PALETTE, save, subplots
 from ntkplast.files import load_arrays
 from ntkplast.table import Table, task_end_checkpoints
 
@@ -92,22 +92,18 @@ def diagnostics(table: Table, title: str = "") -> Any:
     return fig
 
 
-def run_figures(analysis_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                title: str = "") -> list[Path]:
-    """Draw every figure of one analysed run (``RUN_DIR/analysis``) into ``out_dir``:
-    ``diagnostics``, and where the analysis has what they draw ``ntk_spectra``,
-    ``jacobian_spectra`` (from ``spectra.npz``) and ``ntk_layer_shares``; PNG and PDF each."""
+def run_figure_set(analysis_dir: str | os.PathLike, title: str = "") -> dict[str, Any]:
+    """The figures of one analysed run (``RUN_DIR/analysis``), by name: ``diagnostics``, and
+    where the analysis has what they draw ``ntk_spectra``, ``jacobian_spectra`` (from
+    ``spectra.npz``) and ``ntk_layer_shares``."""
     from ntkplast.figures import spectra as spectra_figures
 
-    analysis_dir = Path(analysis_dir)
-    csv = analysis_dir / "metrics.csv"
+    csv = Path(analysis_dir) / "metrics.csv"
     if not csv.exists():
         raise NtkplastError(f"{csv} does not exist; run `ntkplast analyze` on the run first")
     table = Table.read_csv(csv)
-    out = Path(out_dir) if out_dir is not None else analysis_dir
-    out.mkdir(parents=True, exist_ok=True)
     figs = {"diagnostics": diagnostics(table, title)}
-    raw = analysis_dir / "spectra.npz"
+    raw = Path(analysis_dir) / "spectra.npz"
     arrays = load_arrays(raw) if raw.exists() else {}
     if any(k.startswith("ntk_eigenvalues/") for k in arrays):
         figs["ntk_spectra"] = spectra_figures.ntk_spectra(arrays, table, title=title)
@@ -115,8 +111,14 @@ def run_figures(analysis_dir: str | os.PathLike, out_dir: str | os.PathLike | No
         figs["jacobian_spectra"] = spectra_figures.jacobian_spectra(arrays, table, title=title)
     if np.any(table.columns["metric"] == "ntk_trace_share"):
         figs["ntk_layer_shares"] = spectra_figures.ntk_layer_shares(table, title=title)
-    paths = []
-    for name, fig in figs.items():
-        paths += save(fig, out / name)
-        plt.close(fig)
-    return paths
+    return figs
+
+
+def run_figures(analysis_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                title: str = "") -> list[Path]:
+    """Draw :func:`run_figure_set` into ``out_dir`` (default: the analysis folder), PNG and PDF
+    each; returns the paths."""
+    figs = run_figure_set(analysis_dir, title)
+    out = Path(out_dir) if out_dir is not None else Path(analysis_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return [path for name, fig in figs.items() for path in save(fig, out / name)]

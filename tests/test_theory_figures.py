@@ -1,12 +1,19 @@
-"""The spectrum figures draw the analysis' raw spectra, and those spectra are the kernels'."""
+"""Theory figures draw the raw spectra of an analysis (those of its kernels); reports embed them."""
+
+import base64
+import html
+from html.parser import HTMLParser
 
 import jax.numpy as jnp
 import matplotlib.collections
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
 from ntkplast import analysis, checkpoints, figures, models, ntk, stats, streams, train
 from ntkplast.errors import NtkplastError
+from ntkplast.experiments import report
+from ntkplast.experiments.grid import run_grid
 from ntkplast.figures import spectra as spectrum_figures
 from ntkplast.table import Table
 
@@ -132,3 +139,62 @@ def test_kernel_vs_plasticity_shows_the_predictor_tests_rho():
                          f"R = 3")
     assert labels[0].startswith("up: ρ = +") and labels[1].startswith("down: ρ = -")
     assert labels[2].startswith("pooled: ρ = ")
+
+
+class _Page(HTMLParser):
+    """The images, headings and table rows of a report page."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.headings, self.rows, self._tag = [], [], 0, None
+
+    def handle_starttag(self, tag, attrs):
+        self._tag = tag
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        self.rows += tag == "tr"
+
+    def handle_data(self, data):
+        if self._tag in ("h1", "h2", "h3") and data.strip():
+            self.headings.append(data.strip())
+
+
+def _parse(path):
+    page = _Page()
+    page.feed(path.read_text())
+    for src in page.images:  # every image is embedded, and each is a PNG
+        head, _, data = src.partition(",")
+        assert head == "data:image/png;base64"
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    return page
+
+
+def test_report_of_one_run_from_the_cli(analysed):
+    run_dir, _, _ = analysed
+    proc = run_cli("report", str(run_dir), cwd=run_dir.parent)
+    assert proc.returncode == 0, proc.stderr
+    page = _parse(run_dir / "report.html")
+    assert len(page.images) == 4  # diagnostics, ntk_spectra, jacobian_spectra, layer shares
+    assert "tasks" in page.headings
+    assert page.rows == 1 + 3  # header + one row per task
+    assert_one_line_error(run_cli("report", str(run_dir / "nope"), cwd=run_dir.parent),
+                          "not a folder")
+
+
+def test_report_of_a_grid_has_verdicts_predictors_and_every_method(tmp_path):
+    base = train.RunConfig(
+        seed=0, model=models.ArchSpec(widths=(8,), num_outputs=10),
+        stream=streams.StreamSpec(kind="random_labels", num_tasks=4, train_size=64),
+        train=train.TrainConfig(steps_per_task=6, batch_size=16, reference_tasks="all",
+                                eval_previous=False))
+    grid = run_grid(base, {"adam": {}, "l2": {"name": "l2"}}, [0, 1], tmp_path / "g",
+                    settings=analysis.Settings(probe_size=8, spectra_subsample=2),
+                    progress=False)
+    path = report.write_report(tmp_path / "g")
+    page = _parse(path)
+    text = path.read_text()
+    for line in report.verdict_lines(grid.tables):
+        assert html.escape(line) in text
+    assert "R = 2" in text and "predictor test" in page.headings
+    assert {"adam, seed0", "l2, seed0"} <= set(page.headings)
+    assert len(page.images) >= 4 + 2 * 4

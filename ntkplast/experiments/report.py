@@ -1,0 +1,194 @@
+"""One self-contained HTML page per run or per folder of runs: ``ntkplast report PATH``.
+
+For a run folder (``manifest.json``): its config, the task table (each task's plasticity
+measure, the reset references' scores and the plasticity losses), its verdict line and the
+figures of :func:`ntkplast.figures.run_figure_set`. For a folder of runs (a demo, a grid, a
+sweep: every analysed run below it, grouped by the folder above ``seed<k>``): each method's
+config, the verdict lines the demo prints (plasticity loss against the common baseline over the
+last tasks, Student-t interval over seeds, R), the predictor test's tables and the comparison
+figures, then the first seed's run figures per method. Figures are embedded as PNG data, so the
+one file is what a researcher sends to a colleague; it is written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ntkplast import __version__, figures, stats
+from ntkplast.errors import NtkplastError
+from ntkplast.files import atomic_write_bytes
+from ntkplast.runs import checkpoints
+from ntkplast.table import Table
+
+__all__ = ["LAST_TASKS", "find_runs", "loss_summary", "verdict_lines", "write_report"]
+
+LAST_TASKS = 10
+"""Tasks at the end of a stream over which the verdict averages the plasticity loss."""
+
+TASK_COLUMNS = ("task", "end_step", "plasticity_measure", "plasticity_score", "reference_score",
+                "baseline_score", "plasticity_loss", "plasticity_loss_baseline")
+
+
+def loss_summary(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS
+                 ) -> dict[str, tuple[float, float, float, int]]:
+    """Per method: the plasticity loss against the common baseline, each seed's mean over its
+    reference tasks among the last ``last`` tasks, then mean and Student-t interval over seeds
+    (and R); methods with fewer than two finite seeds are left out."""
+    out = {}
+    for name, runs in tables.items():
+        values = figures.task_values(list(runs), "plasticity_loss_baseline")[:, -last:]
+        with warnings.catch_warnings():  # a seed without reference tasks there: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_seed = np.nanmean(values, axis=1)
+        if len(per_seed) >= 2 and np.isfinite(per_seed).all():
+            out[name] = (*stats.t_interval(per_seed), len(per_seed))
+    return out
+
+
+def verdict_lines(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS) -> list[str]:
+    """One line per method: its plasticity loss against the common baseline over the last
+    ``last`` tasks with the 95% t-interval over seeds, R, and the verdict — lost (interval above
+    0), kept (below 0: better than a fresh network) or not distinguishable."""
+    lines = []
+    for name, (m, lo, hi, r) in loss_summary(tables, last).items():
+        verdict = ("lost" if lo > 0 else "kept (better than a fresh network)" if hi < 0
+                   else "not distinguishable from a fresh network")
+        lines.append(f"plasticity loss vs the common baseline, last {last} tasks: {name} "
+                     f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] (95% t-interval, R = {r}): plasticity "
+                     f"{verdict}")
+    return lines
+
+
+def _single_run_verdict(table: Table, last: int = LAST_TASKS) -> list[str]:
+    """One run (R = 1, so no interval): its mean plasticity loss against the common baseline
+    over its reference tasks among the last ``last`` tasks."""
+    try:
+        values = figures.task_values([table], "plasticity_loss_baseline")[0, -last:]
+    except NtkplastError:
+        return []
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return []
+    return [f"plasticity loss vs the common baseline, last {last} tasks: "
+            f"{float(values.mean()):+.3f} (mean of {len(values)} reference task(s); one run, "
+            "R = 1: no interval)"]
+
+
+def find_runs(folder: str | os.PathLike) -> dict[str, list[Path]]:
+    """Analysed runs at or below ``folder`` (a ``manifest.json`` and ``analysis/metrics.csv``),
+    grouped by method: the name of the folder holding ``seed<k>`` folders, else the run's own.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NtkplastError(f"report: {folder} is not a folder; give a run folder or a folder "
+                            "of runs (a demo, grid or sweep output)")
+    found = sorted(p.parent for p in folder.rglob(checkpoints.MANIFEST)
+                   if (p.parent / "analysis" / "metrics.csv").is_file())
+    if not found:
+        raise NtkplastError(f"report: no analysed run in {folder}; run `ntkplast analyze` (or "
+                            "the demo / sweep) first")
+    groups: dict[str, list[Path]] = {}
+    for run in found:
+        grouped = run != folder and run.name.startswith("seed") and run.parent != folder
+        method = (run.parent if grouped else run).relative_to(folder).as_posix()
+        groups.setdefault(folder.resolve().name if method == "." else method, []).append(run)
+    return groups
+
+
+def _img(fig: Any, caption: str) -> str:
+    data = base64.b64encode(figures.render(fig, "png")).decode()
+    plt.close(fig)
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    cols = [c for c in columns if any(c in r for r in rows)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return html.escape("" if v is None else str(v))
+
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in cols) + "</tr>"
+                   for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pre(text: str) -> str:
+    return f"<pre>{html.escape(text)}</pre>"
+
+
+def _run_section(run_dir: Path, heading: str) -> list[str]:
+    manifest = checkpoints.read_manifest(run_dir)
+    parts = [f"<h2>{html.escape(heading)}</h2>",
+             "<details><summary>config</summary>"
+             + _pre(json.dumps(manifest.get("config"), indent=1)) + "</details>",
+             "<h3>tasks</h3>", _table(manifest.get("tasks", []), TASK_COLUMNS)]
+    for name, fig in figures.run_figure_set(run_dir / "analysis", title=heading).items():
+        parts.append(_img(fig, f"{heading}: {name}"))
+    return parts
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#111}
+table{border-collapse:collapse;font-size:0.8em}td,th{border:1px solid #ccc;padding:2px 6px}
+img{max-width:100%}figure{margin:1em 0}figcaption{font-size:0.8em;color:#555}
+pre{background:#f6f6f6;padding:0.6em;overflow-x:auto;font-size:0.8em}"""
+
+
+def write_report(folder: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write ``report.html`` for the run or folder of runs ``folder`` (module docstring) to
+    ``out`` (default ``folder/report.html``); returns its path."""
+    folder = Path(folder)
+    groups = find_runs(folder)
+    tables = {m: [Table.read_csv(r / "analysis" / "metrics.csv") for r in runs]
+              for m, runs in groups.items()}
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [f"<h1>ntkplast report: {html.escape(folder.resolve().name)}</h1>",
+             f"<p>{sum(map(len, groups.values()))} analysed run(s) of {len(groups)} "
+             f"method(s); written {now} by ntkplast {__version__}.</p>"]
+    verdicts = verdict_lines(tables)
+    if not verdicts and len(groups) == 1 and len(tables[next(iter(tables))]) == 1:
+        verdicts = _single_run_verdict(next(iter(tables.values()))[0])
+    if verdicts:
+        parts += ["<h2>verdicts</h2>", _pre("\n".join(verdicts))]
+    if len(groups) > 1 or any(len(v) > 1 for v in groups.values()):
+        parts.append("<h2>comparison</h2>")
+        for name, draw in (("plasticity", figures.plasticity_curves),
+                           ("theory", figures.theory_panels),
+                           ("kernel regime", figures.kernel_regime),
+                           ("NTK condition vs next task's plasticity",
+                            figures.kernel_vs_plasticity)):
+            try:
+                parts.append(_img(draw(tables), name))
+            except NtkplastError as e:  # a family the analysis left out
+                parts.append(f"<p>{html.escape(name)}: not drawn ({html.escape(str(e))})</p>")
+        try:
+            comparison = stats.compare_predictors(tables, stats.PREDICTORS,
+                                                  target="plasticity_score", lag=1)
+        except NtkplastError as e:
+            parts.append(f"<p>predictor test: not run ({html.escape(str(e))})</p>")
+        else:
+            parts += ["<h3>predictor test</h3>", _pre(comparison.summary()),
+                      _img(figures.predictor_comparison(comparison), "predictor test")]
+    for method, runs in groups.items():
+        heading = method if len(runs) == 1 else f"{method}, {runs[0].name}"
+        parts += _run_section(runs[0], heading)
+    page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+            f"<title>ntkplast report: {html.escape(folder.resolve().name)}</title>"
+            f"<style>{_STYLE}</style></head><body>" + "\n".join(parts) + "</body></html>\n")
+    path = Path(out) if out is not None else folder / "report.html"
+    atomic_write_bytes(path, page.encode())
+    return path
