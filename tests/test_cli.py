@@ -26,9 +26,11 @@ def test_demo_quick_compares_the_methods_and_reruns_cheaply(tmp_path):
         assert run.manifest["config"].get("method", {}).get("name", "adam") == method
         for name in ("metrics.csv", "metrics.jsonl", "spectra.npz"):
             assert (run.path / "analysis" / name).exists()
-    for name in ("plasticity", "theory", "kernel_regime", "diagnostics_adam"):
+    for name in ("plasticity", "theory", "kernel_regime", "diagnostics_adam",
+                 "ntk_spectra_adamo", "jacobian_spectra_isometry", "ntk_layer_shares_adam"):
         assert (tmp_path / "demo" / "figures" / f"{name}.png").exists()
     assert "online accuracy" in proc.stdout and "figures:" in proc.stdout
+    assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
     checkpoint_files = sorted((tmp_path / "demo").glob("*/seed0/*.npz"))
     assert len(checkpoint_files) == 3 * 31
     stamp = {p: p.stat().st_mtime_ns for p in checkpoint_files}

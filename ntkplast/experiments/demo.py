@@ -7,12 +7,16 @@ from Adam's moments) and under the coupled isometry penalty, with λ = 2e-3 (the
 its unhalved penalty ‖WᵀW − I‖²_F), several seeds each (:func:`ntkplast.experiments.grid.run_grid`:
 finished runs are skipped, interrupted ones resume). Every third task gets both reset references:
 the method's own and the common baseline (a fresh network with plain Adam). It analyses every
-checkpoint, draws the per-run diagnostics and the per-method comparison figures, and prints the
-plasticity loss against the common baseline over the last tasks (mean over seeds, Student-t 95%
-interval, R seeds) and which diagnostics moved before plasticity was lost:
+checkpoint, draws the per-method comparison figures and, for each method's first seed, the run
+figures (diagnostics, NTK and Jacobian spectra, layer shares), prints the plasticity loss against
+the common baseline over the last tasks (mean over seeds, Student-t 95% interval, R seeds) and
+which diagnostics moved before plasticity was lost, and writes the report page:
 
     runs/demo/adam/seed0/ …            one run folder per (method, seed), each with analysis/
-    runs/demo/figures/*.png, *.pdf     plasticity, theory, kernel regime, predictors, diagnostics
+    runs/demo/figures/*.png, *.pdf     plasticity, theory, kernel regime, predictors, and per
+                                       method diagnostics_, ntk_spectra_, jacobian_spectra_,
+                                       ntk_layer_shares_<method>
+    runs/demo/report.html              all of it on one page (ntkplast report)
 """
 
 from __future__ import annotations
@@ -104,9 +108,10 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds
                        ("theory", figures.theory_panels),
                        ("kernel_regime", figures.kernel_regime)]:
         paths += figures.save(draw(grid.tables, title=title), fig_dir / name)
-    for name, runs in grid.tables.items():
-        paths += figures.save(figures.diagnostics(runs[0], title=f"{name}, seed {base.seed}"),
-                              fig_dir / f"diagnostics_{name}")
+    for name, dirs in grid.run_dirs.items():  # one run per method: diagnostics and spectra
+        for kind, fig in figures.run_figure_set(dirs[0] / "analysis",
+                                                title=f"{name}, seed {base.seed}").items():
+            paths += figures.save(fig, fig_dir / f"{kind}_{name}")
     comparison = _predictors(grid.tables)
     if comparison is not None:
         paths += figures.save(figures.predictor_comparison(comparison, title=title),
