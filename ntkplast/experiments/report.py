@@ -44,10 +44,14 @@ def loss_summary(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS
                  ) -> dict[str, tuple[float, float, float, int]]:
     """Per method: the plasticity loss against the common baseline, each seed's mean over its
     reference tasks among the last ``last`` tasks, then mean and Student-t interval over seeds
-    (and R); methods with fewer than two finite seeds are left out."""
+    (and R); methods with fewer than two finite seeds, or without reference tasks, are left
+    out."""
     out = {}
     for name, runs in tables.items():
-        values = figures.task_values(list(runs), "plasticity_loss_baseline")[:, -last:]
+        try:
+            values = figures.task_values(list(runs), "plasticity_loss_baseline")[:, -last:]
+        except NtkplastError:  # no task ends, or no reference tasks: nothing to summarise
+            continue
         with warnings.catch_warnings():  # a seed without reference tasks there: NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             per_seed = np.nanmean(values, axis=1)
