@@ -31,6 +31,7 @@
 #
 #     python analyses/architectures.py --stream random_labels
 #     python analyses/architectures.py --stream online_permuted --seeds 4
+#     python analyses/architectures.py --no-train   # report on the finished runs only
 
 # %%
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkplast import analysis, figures, models, stats, training
+from ntkplast import analysis, checkpoints, figures, models, stats, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments import sweep
@@ -67,6 +68,9 @@ parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override the run config, e.g. stream.num_tasks=20")
 parser.add_argument("--out", default=None, help="default runs/architectures/<stream>")
 parser.add_argument("--figures", default=None, help="also copy the figure here")
+parser.add_argument("--no-train", action="store_true",
+                    help="train nothing: report on the runs under --out that have finished (an "
+                         "arm's R is then the number of its finished seeds)")
 args, _ = parser.parse_known_args()
 
 # %%
@@ -83,18 +87,27 @@ lines = []
 for name, (overrides, method) in arms.items():
     spec = models.ArchSpec.from_dict({**base.model.to_dict(), **overrides}, where="arm")
     t0 = time.perf_counter()
-    dirs = grid_lib.run_grid(dataclasses.replace(base, model=spec), {name: method}, seeds, out,
-                             analyze=False, progress=False, vectorise_seeds=True).run_dirs[name]
+    if args.no_train:
+        dirs = [out / name / f"seed{s}" for s in seeds
+                if (out / name / f"seed{s}" / "manifest.json").exists()
+                and checkpoints.open_run(out / name / f"seed{s}").complete]
+    else:
+        dirs = grid_lib.run_grid(dataclasses.replace(base, model=spec), {name: method}, seeds,
+                                 out, analyze=False, progress=False,
+                                 vectorise_seeds=True).run_dirs[name]
     t_train = time.perf_counter() - t0
     tables[name] = [analysis.analyze(d, settings, progress=False) for d in dirs]
-    lines.append(f"[{name}] trained in {t_train:.0f} s")
-    print(lines[-1], flush=True)
+    if not args.no_train:
+        lines.append(f"[{name}] trained in {t_train:.0f} s")
+        print(lines[-1], flush=True)
 
 # %%
-R = min(len(v) for v in tables.values())
+sizes = {name: len(v) for name, v in tables.items()}
+R = (f"R = {next(iter(sizes.values()))} seeds" if len(set(sizes.values())) == 1
+     else "R = " + ", ".join(f"{n} ({name})" for name, n in sizes.items()))
 arch = "×".join(map(str, base.model.widths))
 title = (f"{base.stream.kind} {base.stream.dataset}, {arch} MLPs, {base.train.optimizer} "
-         f"{base.train.learning_rate:g}, {base.stream.num_tasks} tasks; R = {R} seeds")
+         f"{base.train.learning_rate:g}, {base.stream.num_tasks} tasks; {R}")
 last = max(base.stream.num_tasks // 4, 1)
 
 
