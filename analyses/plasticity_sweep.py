@@ -118,6 +118,12 @@ for kind in stream_kinds:
                        ("theory", figures.theory_panels),
                        ("kernel_regime", figures.kernel_regime)]:
         figures.save(draw(grid.tables, title=title), fig_dir / f"{name}_{kind}")
+    try:  # the picture behind the predictor test: NTK conditioning vs next task's accuracy
+        figures.save(figures.kernel_vs_plasticity(grid.tables, "ntk_condition",
+                                                  "online_accuracy", title=title),
+                     fig_dir / f"kernel_vs_plasticity_{kind}")
+    except NtkplastError as e:
+        print(f"\n[{kind}] kernel_vs_plasticity not drawn: {e}")
     for name, runs in grid.tables.items():
         row = {"stream": kind, "method": name, "seeds": len(runs)}
         for metric in ("online_accuracy", "test_accuracy", "plasticity_loss"):

@@ -198,6 +198,10 @@ def _run_sweep(args: argparse.Namespace) -> None:
     runs = sum(len(d) for r in results.values() for d in r.run_dirs.values())
     print(f"{runs} runs over {len(results)} point(s) in {out}"
           + ("" if args.no_analysis else f"; joined analysis in {out}/summary.csv"))
+    if not args.no_analysis:
+        from ntkplast.experiments import report
+
+        print(f"report: {report.write_report(out)}")
 
 
 def _run_import(args: argparse.Namespace) -> None:

@@ -24,7 +24,7 @@ def test_plasticity_sweep_quick_at_tiny_size(tmp_path):
                "--methods", "adam,adamo,redo", "--probe-size", "8", "--out", "sweep",
                cwd=tmp_path)
     assert "last-quarter means" in out and "predictors of the next task" in out
-    for name in ("plasticity", "theory", "kernel_regime", "predictors"):
+    for name in ("plasticity", "theory", "kernel_regime", "predictors", "kernel_vs_plasticity"):
         assert (tmp_path / "sweep" / "figures" / f"{name}_permuted.png").exists()
     rows = (tmp_path / "sweep" / "summary.csv").read_text().splitlines()
     assert len(rows) == 1 + 3  # header + one row per method

@@ -8,7 +8,7 @@ from cli_helpers import assert_one_line_error, run_cli
 
 from ntkplast import checkpoints
 from ntkplast.errors import NtkplastError
-from ntkplast.experiments import sweep
+from ntkplast.experiments import report, sweep
 
 GRID = """
 seeds = [0, 3]
@@ -61,6 +61,10 @@ def test_sweep_expands_trains_and_joins(tmp_path):
     got = [float(r["value"]) for r in rows if r["point"] == "train.learning_rate=0.01"
            and r["method"] == "l2" and r["seed"] == "3" and r["metric"] == "test_accuracy"]
     np.testing.assert_allclose(got, sel.columns["value"])
+    # the report groups the sweep's runs by point and method
+    groups = report.find_runs(tmp_path / "out")
+    assert set(groups) == {f"{p}/{m}" for p in results for m in ("adam", "l2")}
+    assert all([r.name for r in runs] == ["seed0", "seed3"] for runs in groups.values())
 
 
 def test_rerun_skips_finished_runs_and_refuses_another_grid(tmp_path):

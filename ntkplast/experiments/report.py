@@ -17,6 +17,7 @@ import datetime
 import html
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -91,14 +92,16 @@ def _single_run_verdict(table: Table, last: int = LAST_TASKS) -> list[str]:
 
 def find_runs(folder: str | os.PathLike) -> dict[str, list[Path]]:
     """Analysed runs at or below ``folder`` (a ``manifest.json`` and ``analysis/metrics.csv``),
-    grouped by method: the name of the folder holding ``seed<k>`` folders, else the run's own.
-    """
+    grouped by method: the folder holding ``seed<k>`` folders (relative to ``folder``), else
+    the run's own; seeds in numeric order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NtkplastError(f"report: {folder} is not a folder; give a run folder or a folder "
                             "of runs (a demo, grid or sweep output)")
-    found = sorted(p.parent for p in folder.rglob(checkpoints.MANIFEST)
-                   if (p.parent / "analysis" / "metrics.csv").is_file())
+    found = sorted((p.parent for p in folder.rglob(checkpoints.MANIFEST)
+                    if (p.parent / "analysis" / "metrics.csv").is_file()),
+                   key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)",
+                                                                                str(p))])
     if not found:
         raise NtkplastError(f"report: no analysed run in {folder}; run `ntkplast analyze` (or "
                             "the demo / sweep) first")
