@@ -198,3 +198,14 @@ def test_report_of_a_grid_has_verdicts_predictors_and_every_method(tmp_path):
     assert "R = 2" in text and "predictor test" in page.headings
     assert {"adam, seed0", "l2, seed0"} <= set(page.headings)
     assert len(page.images) >= 4 + 2 * 4
+
+
+def test_predictor_test_leaves_out_what_these_runs_cannot_test():
+    """Only the NTK condition number is in the synthetic tables: the other predictors are left
+    out with the reason, and the test runs on the one that is there."""
+    runs = {"up": [_synthetic_run(s, +1) for s in range(3)]}
+    comparison, dropped = report.predictor_test(runs)
+    assert set(dropped) == set(stats.PREDICTORS) - {"NTK condition number (log)"}
+    assert all("ntk" in why or "jac" in why or "dormant" in why or "weight" in why
+               for why in dropped.values())
+    assert [s.name for s in comparison.pooled.stats] == ["NTK condition number (log)"]

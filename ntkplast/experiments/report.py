@@ -32,7 +32,8 @@ from ntkplast.files import atomic_write_bytes
 from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
-__all__ = ["LAST_TASKS", "find_runs", "loss_summary", "verdict_lines", "write_report"]
+__all__ = ["LAST_TASKS", "find_runs", "loss_summary", "predictor_test", "verdict_lines",
+           "write_report"]
 
 LAST_TASKS = 10
 """Tasks at the end of a stream over which the verdict averages the plasticity loss."""
@@ -113,6 +114,26 @@ def find_runs(folder: str | os.PathLike) -> dict[str, list[Path]]:
     return groups
 
 
+def predictor_test(tables: Mapping[str, Sequence[Table]], target: str = "plasticity_score"
+                   ) -> tuple[stats.PredictorComparison | None, dict[str, str]]:
+    """:func:`ntkplast.stats.compare_predictors` of :data:`ntkplast.stats.PREDICTORS` for the
+    next task's ``target``, leaving out each predictor that cannot be tested on these runs (a
+    family not analysed, a value constant over every point); returns the comparison (None when
+    no predictor is left) and the left-out predictors with the reason."""
+    dropped: dict[str, str] = {}
+    for name, ref in stats.PREDICTORS.items():
+        try:
+            stats.compare_predictors(tables, {name: ref}, target=target, lag=1)
+        except NtkplastError as e:
+            dropped[name] = str(e)
+    kept = {n: r for n, r in stats.PREDICTORS.items() if n not in dropped}
+    try:
+        return (stats.compare_predictors(tables, kept, target=target, lag=1) if kept else None,
+                dropped)
+    except NtkplastError as e:  # each alone works, together too few complete points
+        return None, {**dropped, "all together": str(e)}
+
+
 def _img(fig: Any, caption: str) -> str:
     data = base64.b64encode(figures.render(fig, "png")).decode()
     plt.close(fig)
@@ -182,12 +203,11 @@ def write_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
                 parts.append(_img(draw(tables), name))
             except NtkplastError as e:  # a family the analysis left out
                 parts.append(f"<p>{html.escape(name)}: not drawn ({html.escape(str(e))})</p>")
-        try:
-            comparison = stats.compare_predictors(tables, stats.PREDICTORS,
-                                                  target="plasticity_score", lag=1)
-        except NtkplastError as e:
-            parts.append(f"<p>predictor test: not run ({html.escape(str(e))})</p>")
-        else:
+        comparison, dropped = predictor_test(tables)
+        if dropped:
+            parts.append("<p>left out of the predictor test: " + "; ".join(
+                html.escape(f"{name} ({why})") for name, why in dropped.items()) + "</p>")
+        if comparison is not None:
             parts += ["<h3>predictor test</h3>", _pre(comparison.summary()),
                       _img(figures.predictor_comparison(comparison), "predictor test")]
     for method, runs in groups.items():
