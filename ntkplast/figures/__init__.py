@@ -29,9 +29,10 @@ from ntkplast.figures.comparison import (
     task_values,
     theory_panels,
 )
-from ntkplast.figures.diagnostics import diagnostics, run_figure_set, run_figures
+from ntkplast.figures.diagnostics import diagnostics
 from ntkplast.figures.predictors import lead_lag_plot, predictor_comparison
 from ntkplast.figures.reactivation import reactivation_curves
+from ntkplast.figures.run import run_figure_set, run_figures
 from ntkplast.figures.spectra import (
     jacobian_spectra,
     kernel_vs_plasticity,

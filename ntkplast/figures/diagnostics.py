@@ -9,16 +9,13 @@ atomically.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.figures._style import PALETTE, save, subplots
-from ntkplast.files import load_arrays
+from ntkplast.figures._style import PALETTE, subplots
 from ntkplast.table import Table, task_end_checkpoints
 
 
@@ -90,35 +87,3 @@ def diagnostics(table: Table, title: str = "") -> Any:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
-
-
-def run_figure_set(analysis_dir: str | os.PathLike, title: str = "") -> dict[str, Any]:
-    """The figures of one analysed run (``RUN_DIR/analysis``), by name: ``diagnostics``, and
-    where the analysis has what they draw ``ntk_spectra``, ``jacobian_spectra`` (from
-    ``spectra.npz``) and ``ntk_layer_shares``."""
-    from ntkplast.figures import spectra as spectra_figures
-
-    csv = Path(analysis_dir) / "metrics.csv"
-    if not csv.exists():
-        raise NtkplastError(f"{csv} does not exist; run `ntkplast analyze` on the run first")
-    table = Table.read_csv(csv)
-    figs = {"diagnostics": diagnostics(table, title)}
-    raw = Path(analysis_dir) / "spectra.npz"
-    arrays = load_arrays(raw) if raw.exists() else {}
-    if any(k.startswith("ntk_eigenvalues/") for k in arrays):
-        figs["ntk_spectra"] = spectra_figures.ntk_spectra(arrays, table, title=title)
-    if any(k.startswith(("jac_sv/", "io_sv/")) for k in arrays):
-        figs["jacobian_spectra"] = spectra_figures.jacobian_spectra(arrays, table, title=title)
-    if np.any(table.columns["metric"] == "ntk_trace_share"):
-        figs["ntk_layer_shares"] = spectra_figures.ntk_layer_shares(table, title=title)
-    return figs
-
-
-def run_figures(analysis_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                title: str = "") -> list[Path]:
-    """Draw :func:`run_figure_set` into ``out_dir`` (default: the analysis folder), PNG and PDF
-    each; returns the paths."""
-    figs = run_figure_set(analysis_dir, title)
-    out = Path(out_dir) if out_dir is not None else Path(analysis_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return [path for name, fig in figs.items() for path in save(fig, out / name)]
