@@ -124,14 +124,15 @@ def _grid(panels: int, width: float = 3.4, height: float = 3.0) -> tuple[Any, li
 
 
 def _decay(ax: Any, lam: np.ndarray, label: str, **kw: Any) -> float:
-    """log λ_i against log i; returns the fitted decay exponent α over the default window
-    (ranks 2 … ⌈N/2⌉ with λ_i above N·ε₃₂·λ_max;
-    :func:`ntkplast.spectra.summary_from_eigenvalues`)."""
+    """log λ_i against log i for the λ_i above the rounding floor N·ε₃₂·λ_max (those below are
+    not drawn); returns the fitted decay exponent α over the default window (ranks 2 … ⌈N/2⌉
+    above the floor; :func:`ntkplast.spectra.summary_from_eigenvalues`), NaN when fewer than
+    two ranks there are above it."""
     lam = np.sort(np.asarray(lam, np.float64))[::-1]
-    alpha = spectra_lib.summary_from_eigenvalues(
-        lam, eps=len(lam) * float(np.finfo(np.float32).eps)).decay_exponent
+    eps = len(lam) * float(np.finfo(np.float32).eps)
+    alpha = spectra_lib.summary_from_eigenvalues(lam, eps=eps).decay_exponent
     ranks = np.arange(1, len(lam) + 1)
-    pos = lam > 0
+    pos = lam > eps * lam[0]  # below it: rounding, not spectrum
     ax.loglog(ranks[pos], lam[pos], label=f"{label} (α = {alpha:.2f})", lw=1.2, **kw)
     return alpha
 
@@ -144,7 +145,8 @@ def ntk_spectra(arrays: Spectra, table: Table | None = None, *,
     Left panel, the output-traced kernel Θ; then one small panel per weight layer's part Θ_l
     (Θ = Σ_l Θ_l). One curve per chosen checkpoint (:func:`choose_checkpoints`), coloured by
     task; the shaded band is the rank window of the power-law fit λ_i ∝ i^{−α} whose α each
-    legend entry gives (ntkplast's ``ntk_decay_exponent``); the infinite-width NTK's spectrum
+    legend entry gives (ntkplast's ``ntk_decay_exponent``; NaN when the spectrum has fallen below
+    the rounding floor N·ε·λ_max, under which nothing is drawn); the infinite-width NTK's spectrum
     (black, dotted) where the analysis computed it (neural-tangents installed).
 
     What to look for: plasticity loss in the seed paper's reading shows as a spectrum that
