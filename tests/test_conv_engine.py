@@ -19,6 +19,7 @@ CNN_SPECS = {
     "two-blocks-dense": dict(widths=(3, 5), dense_widths=(6,), activation="tanh", b_std=0.2),
     "k5-ntk-nobias-leaky": dict(widths=(4,), kernel_size=5, parameterization="ntk",
                                 use_bias=False, activation="leaky_relu", init="orthogonal"),
+    "k2-even-padding": dict(widths=(4, 3), kernel_size=2, b_std=0.1),
     "residual": dict(widths=(4, 4), residual=True, b_std=0.1),
     "pre-norm-residual": dict(widths=(4, 4), residual=True, layer_norm=True, pre_norm=True),
     "layernorm": dict(widths=(4, 6), layer_norm=True),
@@ -67,6 +68,21 @@ def test_conv_engine_matches_brute_force(name):
     traced = ntk.empirical_ntk(model, params, x1)  # the summed (not per-layer) path
     assert np.abs(np.asarray(traced) - sum(np.einsum("nmkk->nm", r) for r in full)
                   ).max() <= 1e-10 * scale
+
+
+def test_conv_engine_symmetric_tiles(monkeypatch):
+    """x2 = x1 assembled from upper tiles (small tiles forced, the last one overlapping)."""
+    monkeypatch.setattr(ntk._layerwise, "TRACED_TILE_ROWS", 2)
+    monkeypatch.setattr(ntk._layerwise, "FULL_TILE_ROWS", 6)
+    model, params, x1, _ = _setup(CNN_SPECS["two-blocks-dense"], n1=7)
+    assert 1 < ntk._layerwise.tile_size(7, 3) < 7 and 1 < ntk._layerwise.tile_size(7, 1) < 7
+    full = _brute_parts(model, params, x1, x1)
+    scale = max(np.abs(r).max() for r in full)
+    for trace in (True, False):
+        ref = [np.einsum("nmkk->nm", r) for r in full] if trace else full
+        out = ntk.empirical_ntk(model, params, x1, trace_outputs=trace, per_layer=True)
+        for got, want in zip(out.parts, ref, strict=True):
+            assert np.abs(np.asarray(got) - want).max() <= 1e-10 * scale
 
 
 def test_conv_engine_blocked_and_series():

@@ -108,7 +108,8 @@ def test_symmetric_psd_and_default_x2(engine):
 
 def test_symmetric_tiling_matches_generic(monkeypatch):
     """x2=None: Grams from upper tiles only (small tiles forced, uneven split) are exact."""
-    monkeypatch.setattr(ntk._layerwise, "SYM_TILE_ROWS", 3)
+    monkeypatch.setattr(ntk._layerwise, "TRACED_TILE_ROWS", 3)
+    monkeypatch.setattr(ntk._layerwise, "FULL_TILE_ROWS", 9)
     model, params, x1, _ = _setup(MLP_SPECS[3], n1=11)
     for trace in (True, False):
         lw = ntk.empirical_ntk(model, params, x1, trace_outputs=trace, engine="layerwise",

@@ -17,9 +17,10 @@ any per-sample object is formed: B_L = K, and for the last hidden layer
 B_{L-1}(x, x') = Σ_j φ'_j(x) φ'_j(x') c_j with c_j = Σ_k (m_W W_L)_{jk}², an N×d Gram instead
 of an N×(K·d) one. Deeper layers use the Gram of the flattened N × (K·d_l) backward signals.
 
-Symmetric kernels (x' = x) compute each Gram F Fᵀ — the N × N ones and the (N·K) × (N·K) Gram
-of the full kernel's backward signals — from the tiles on and above the diagonal of a b × b
-tiling only, (b + 1)/(2b) of the products, and mirror the rest (:func:`gram`).
+Symmetric kernels (x' = x) are computed on the tiles on and above the diagonal of a T × T
+tiling of the probe set only, (T + 1)/(2T) of the Gram products, and the rest mirrored
+(:func:`symmetric_assemble`). Each tile forms Σ_l A_l ⊙ C_l in one fused pass, written in
+place into the output in its final (N, N, K, K) layout.
 
 Blocks that are not elementwise (GroupSort/MaxMin, LayerNorm, residual skips; see
 :mod:`ntkplast.models`) keep the factorization — every weight matrix still enters through one
@@ -41,6 +42,7 @@ uses the flattened N × (K·d) signals too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -53,25 +55,57 @@ from ntkplast import models
 Array = jax.Array
 
 
-SYM_TILE_ROWS = 128
-"""Smallest tile (rows) worth a separate product when a symmetric Gram is tiled."""
-MAX_SYM_TILES = 8
-"""Most tiles per side: (b + 1)/(2b) of the products with b tiles, 9/16 at b = 8."""
+TRACED_TILE_ROWS = 128
+"""Examples per tile when a symmetric output-traced kernel is tiled (also the fewest Gram rows
+a tile may have)."""
+FULL_TILE_ROWS = 512
+"""Rows (example × output pairs) of the backward-signal Gram per tile when a symmetric full
+kernel is tiled: 512 // K examples, or fewer to make four tiles. (Sizes measured on 2 CPU
+cores: benchmarks/RESULTS.md.)"""
 
 
-def gram(fa: Array, fb: Array | None) -> Array:
-    """F_a F_bᵀ; for ``fb=None`` the symmetric F_a F_aᵀ from its upper tiles only."""
-    if fb is not None:
-        return fa @ fb.T
-    tiles = min(MAX_SYM_TILES, fa.shape[0] // SYM_TILE_ROWS)
-    if tiles < 2:
-        return fa @ fa.T
-    bounds = np.linspace(0, fa.shape[0], tiles + 1).astype(int)
-    blocks = [fa[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-    upper = {(i, j): blocks[i] @ blocks[j].T for i in range(tiles) for j in range(i, tiles)}
-    rows = [jnp.concatenate([upper[i, j] if j >= i else upper[j, i].T for j in range(tiles)],
-                            axis=1) for i in range(tiles)]
-    return jnp.concatenate(rows, axis=0)
+def tile_size(n: int, rows_per_item: int) -> int:
+    """Items per tile of a symmetric kernel over n items with ``rows_per_item`` Gram rows each
+    (1: traced, K: full): about :data:`TRACED_TILE_ROWS` or :data:`FULL_TILE_ROWS` rows, at
+    most a quarter of n but never under :data:`TRACED_TILE_ROWS` rows, evened out over the
+    tiles; all n when that leaves fewer than two tiles."""
+    rows = TRACED_TILE_ROWS if rows_per_item == 1 else FULL_TILE_ROWS
+    b = max(-(-TRACED_TILE_ROWS // rows_per_item), min(rows // rows_per_item, -(-n // 4)))
+    return n if 2 * b > n else -(-n // -(-n // b))  # balanced: T = ⌈n/b⌉ tiles of ⌈n/T⌉
+
+
+def symmetric_assemble(block: Callable[[Array, Array, int], Array], n: int,
+                       rows_per_item: int, axis: int, mirror: Callable[[Array], Array]) -> Array:
+    """A symmetric kernel over n items from the blocks on and above the diagonal of a tiling.
+
+    ``block(i0, j0, b)`` is the kernel between items i0 … i0+b−1 and j0 … j0+b−1 (dynamic
+    starts), with the two item axes at ``axis`` and ``axis + 1``; ``mirror`` turns block (i, j)
+    into block (j, i). T = ⌈n/b⌉ tiles of b = :func:`tile_size` items (the last one ends at n
+    and overlaps its neighbour); a ``lax.fori_loop`` over the T(T + 1)/2 pairs i ≤ j writes
+    each block and its mirror into one output in place, so the products cost about
+    (T + 1)/(2T) of the whole, the assembly one pass over the output, and the compiled program
+    one loop body whatever T is.
+    """
+    b = tile_size(n, rows_per_item)
+    if b == n:
+        return block(0, 0, n)
+    tiles = -(-n // b)
+    starts = np.minimum(np.arange(tiles) * b, n - b)
+    pairs = jnp.asarray([(starts[i], starts[j]) for i in range(tiles) for j in range(i, tiles)],
+                        dtype=jnp.int32)
+    shape = jax.eval_shape(lambda: block(0, 0, b))
+    out = jnp.zeros(shape.shape[:axis] + (n, n) + shape.shape[axis + 2:], shape.dtype)
+    zero = jnp.zeros((), jnp.int32)
+
+    def at(i0: Array, j0: Array) -> tuple[Array, ...]:
+        return (zero,) * axis + (i0, j0) + (zero,) * (out.ndim - axis - 2)
+
+    def body(p, out):
+        i0, j0 = pairs[p, 0], pairs[p, 1]
+        blk = block(i0, j0, b)
+        out = lax.dynamic_update_slice(out, blk, at(i0, j0))
+        return lax.dynamic_update_slice(out, mirror(blk), at(j0, i0))
+    return lax.fori_loop(0, len(pairs), body, out)
 
 
 def _forward(model: models.Model, params: models.Params, x: Array):
@@ -228,31 +262,41 @@ def _conv_factors(model: models.Model, layer: models.Layer, p: dict[str, Array],
     r"""A conv layer's W and b as per-example gradient factors (A = 1, B = the gradients' Gram).
 
     With z_s = m_W Σ_{d} P_s(v)_d W_{dc} + m_b b_c at output position s, P_s(v) the patch of the
-    layer input under the filter at s (``lax.conv_general_dilated_patches``, SAME padding),
+    layer input under the filter at s (:func:`_patches`, SAME padding),
 
         ∂f_k/∂W = m_W Σ_s P_s(v) ⊗ δ_{s,k},   ∂f_k/∂b = m_b Σ_s δ_{s,k},
 
-    and Θ_l(x, x') = Σ_k ⟨∂f_k/∂θ_l(x), ∂f_k'/∂θ_l(x')⟩: one batched matmul per example (the
-    patch matrix against the K backward signals) and one Gram. The alternative contraction
+    and Θ_l(x, x') = Σ_k ⟨∂f_k/∂θ_l(x), ∂f_k'/∂θ_l(x')⟩: one contraction over positions per
+    example (the patch matrix against the K backward signals, read in the K-leading layout the
+    backward pass leaves them in) and one Gram. The alternative contraction
     Σ_{s,s'} ⟨P_s(x), P_s'(x')⟩⟨δ_s(x), δ_s'(x')⟩ costs N²S²(D + K·C) against N·K·S·D·C +
     N²·K·D·C here (S positions, D = k²·C_in, C channels): more whenever S² > K·D·C/(D + K·C),
     i.e. on every feature map of 3 × 3 and up for ntkplast's widths, so it is not used.
     """
     m_w, m_b = models.multipliers(model, layer, p["W"])
     num_out, n, channels = delta.shape[0], delta.shape[1], delta.shape[-1]
-    patches = lax.conv_general_dilated_patches(v, p["W"].shape[:2], (1, 1), "SAME",
-                                               dimension_numbers=("NHWC", "HWIO", "NCHW"))
-    patches = patches.reshape(n, patches.shape[1], -1)  # N × D × S
-    signals = jnp.moveaxis(delta, 0, -2).reshape(n, -1, num_out * channels)  # N × S × (K·C)
-    grad_w = m_w * (patches @ signals)  # N × D × (K·C): one batched matmul
-    if not trace:  # rows (n, k) for the K × K blocks; traced, any column order gives the Gram
-        grad_w = jnp.swapaxes(grad_w.reshape(n, -1, num_out, channels), 1, 2)
+    patches = _patches(v, p["W"].shape[0])  # N × S × D
+    signals = delta.reshape(num_out, n, -1, channels)  # K × N × S × C
+    grad_w = m_w * jnp.einsum("nsd,knsc->nkdc", patches, signals)  # rows (n, k)
     one, zero = jnp.asarray(1.0, v.dtype), jnp.asarray(0.0, v.dtype)
     g_w = grad_w.reshape(n, -1) if trace else grad_w.reshape(n, num_out, -1)
     out = [Factor(None, g_w, zero, one)]
     if "b" in p:
         out.append(Factor(None, _layout(m_b * delta.sum(axis=(2, 3)), trace), zero, one))
     return out
+
+
+def _patches(v: Array, k: int) -> Array:
+    """The k × k patches of NHWC ``v`` under a stride-1 SAME filter, ``N × (H·W) × (k²·C)``:
+    k² shifted views of the zero-padded input ((k−1)//2 rows and columns before, the rest
+    after, as ``lax.conv_general_dilated``'s SAME), in the (kh, kw, c) order of a flattened
+    HWIO filter. Slicing copies N·H·W·k²·C floats, where ``conv_general_dilated_patches``
+    would run a convolution with a k²·C-channel identity filter."""
+    lo = (k - 1) // 2
+    h, w = v.shape[1:3]
+    padded = jnp.pad(v, ((0, 0), (lo, k - 1 - lo), (lo, k - 1 - lo), (0, 0)))
+    taps = [padded[:, i:i + h, j:j + w] for i in range(k) for j in range(k)]
+    return jnp.stack(taps, axis=3).reshape(v.shape[0], h * w, -1)
 
 
 def _layout(cot: Array, trace: bool) -> Array:
@@ -269,43 +313,59 @@ def layer_factors(model: models.Model, params: models.Params, x: Array,
     return _block_factors(model, params, x, trace)
 
 
-def _factor_kernel(fa: Factor, fb: Factor | None, trace: bool, num_out: int) -> Array:
-    """One factor's kernel block: ``Na × Nb`` (traced) or ``Na × K × Nb × K`` (full, in the
-    row order of the (N·K) × (N'·K) Gram; :func:`layerwise_parts` transposes once)."""
-    if fa.f is None:
-        act = fa.s_b
-    else:
-        act = fa.s_w * gram(fa.f, None if fb is None else fb.f) + fa.s_b  # A_l
-    n_a = fa.f.shape[0] if fa.f is not None else fa.g.shape[0]
+def _rows(a: Array | None, start: Array | int, size: int) -> Array | None:
+    """Rows start … start+size−1 of a factor array (``None`` stays ``None``)."""
+    return None if a is None else lax.dynamic_slice_in_dim(a, start, size)
+
+
+def _factor_block(fa: Factor, fb: Factor, trace: bool, num_out: int) -> Array:
+    """One factor's kernel between side a's and side b's items: ``na × nb`` (traced) or
+    ``na × nb × K × K`` (full; the (na·K) × (nb·K) Gram of δ reordered in the same fused
+    pass that scales it by A_l)."""
+    act = fa.s_b if fa.f is None else fa.s_w * (fa.f @ fb.f.T) + fa.s_b  # A_l
     if fa.g is None:  # δ_L = e_k: C_L = I_K, B_L = K.
         eye = jnp.eye(num_out, dtype=act.dtype)
-        return num_out * act if trace else act[:, None, :, None] * eye[None, :, None, :]
+        return num_out * act if trace else act[:, :, None, None] * eye
     if trace:
-        return act * gram(fa.g, None if fb is None else fb.g)
-    # C_l from the (N·K) × (N'·K) Gram, rows (n, k); symmetric from its upper tiles.
-    ga = fa.g.reshape(-1, fa.g.shape[-1])
-    gb = None if fb is None else fb.g.reshape(-1, fb.g.shape[-1])
-    c = gram(ga, gb).reshape(n_a, num_out, -1, num_out)
-    return c * (act[:, None, :, None] if act.ndim else act)
+        return act * (fa.g @ fb.g.T)
+    c = fa.g.reshape(-1, fa.g.shape[-1]) @ fb.g.reshape(-1, fb.g.shape[-1]).T  # rows (n, k)
+    c = c.reshape(fa.g.shape[0], num_out, fb.g.shape[0], num_out).transpose(0, 2, 1, 3)
+    return c * (act[:, :, None, None] if act.ndim else act)
 
 
 def layerwise_parts(model: models.Model, params: models.Params, xa: Array, xb: Array | None,
                     trace: bool, per_layer: bool) -> Array:
     """Per-layer kernels stacked as ``(L, Na, Nb[, K, K])`` (or the total as ``(1, …)``).
 
-    ``xb=None`` means ``xb = xa``; the forward and backward passes then run once. Full
-    kernels are summed in the Gram's (n, k, m, k') order and transposed once at the end.
+    ``xb=None`` means ``xb = xa``; the forward and backward passes then run once, and the
+    kernel is assembled from the tiles on and above its diagonal (:func:`symmetric_assemble`).
+    Each tile sums its layers' A_l ⊙ C_l in one pass, so no per-layer N²K² array is formed
+    unless ``per_layer`` asks for it.
     """
     fac_a = layer_factors(model, params, xa, trace)
-    fac_b = None if xb is None else layer_factors(model, params, xb, trace)
+    fac_b = fac_a if xb is None else layer_factors(model, params, xb, trace)
     num_out = params[-1]["W"].shape[-1]
-    parts = []
-    for i, groups in enumerate(fac_a):
-        terms = [_factor_kernel(fa, None if fac_b is None else fac_b[i][j], trace, num_out)
-                 for j, fa in enumerate(groups)]
-        parts.append(sum(terms[1:], terms[0]))
-    out = jnp.stack(parts) if per_layer else sum(parts[1:], parts[0])[None]
-    return out if trace else out.transpose(0, 1, 3, 2, 4)
+
+    def kernel(fac_i: list[list[Factor]], fac_j: list[list[Factor]]) -> Array:
+        parts = []
+        for groups_a, groups_b in zip(fac_i, fac_j, strict=True):
+            terms = [_factor_block(fa, fb, trace, num_out)
+                     for fa, fb in zip(groups_a, groups_b, strict=True)]
+            parts.append(sum(terms[1:], terms[0]))
+        return jnp.stack(parts) if per_layer else sum(parts[1:], parts[0])[None]
+
+    if xb is not None:
+        return kernel(fac_a, fac_b)
+
+    def block(i0: Array, j0: Array, b: int) -> Array:
+        def rows(start):
+            return [[f._replace(f=_rows(f.f, start, b), g=_rows(f.g, start, b)) for f in groups]
+                    for groups in fac_a]
+        return kernel(rows(i0), rows(j0))
+
+    mirror = (lambda b: jnp.swapaxes(b, 1, 2)) if trace else (
+        lambda b: b.transpose(0, 2, 1, 4, 3))
+    return symmetric_assemble(block, xa.shape[0], 1 if trace else num_out, 1, mirror)
 
 
 def operator_factors(model: models.Model, params: models.Params, x: Array,
