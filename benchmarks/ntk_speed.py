@@ -27,7 +27,8 @@ are seconds on this machine; compare only the ratios across machines.
 
 The engines are timed interleaved (ours, nt, nt, ours, nt, nt, …) so that load from other processes
 hits both alike. Without neural-tangents (core environment) only ntkplast's times and floor
-ratios are printed. ``--matrix-free``/``--dense`` print the process's peak resident memory, so
+ratios are printed (``--generic`` adds jax's own Jacobian contraction as the peer).
+``--matrix-free``/``--dense`` print the process's peak resident memory, so
 run each in its own process.
 """
 
@@ -150,7 +151,7 @@ def kernel_speed(model, params, input_shape, nt, args) -> None:
     print(f"measured float32 matmul rate: {rate / 1e9:.1f} GFLOP/s (2048^3, best of 5)")
     print(f"{'N':>5} {'kernel':>6} {'GFLOP':>7} {'floor_s':>8} {'ntkplast_s':>10} "
           f"{'nt_stax_s':>9} {'nt_apply_s':>10} {'best_nt/ours':>12} {'ours/floor':>10} "
-          f"{'max_rel_diff':>12}")
+          f"{'max_rel_diff':>12} {'generic/ours':>12}")
     for n in args.n:
         x = jax.random.normal(jax.random.PRNGKey(1), (n,) + input_shape, jnp.float32)
         for trace in ([True] if args.no_full else [True, False]):
@@ -158,6 +159,9 @@ def kernel_speed(model, params, input_shape, nt, args) -> None:
             fns = {"ours": lambda f=ours_fn, x=x: f(params, x)}
             if nt is not None:
                 fns.update(peer_fns(model, params, x, trace, nt))
+            if args.generic:
+                gen_fn = ntk.kernel_fn(model, trace_outputs=trace, engine="generic")
+                fns["generic"] = lambda f=gen_fn, x=x: f(params, x)
             times = dict(zip(fns, best_times(list(fns.values()), args.repeats), strict=True))
             t_ours = times["ours"]
             t_stax, t_apply = times.get("nt_stax", math.nan), times.get("nt_apply", math.nan)
@@ -170,7 +174,8 @@ def kernel_speed(model, params, input_shape, nt, args) -> None:
             floor = flops / rate
             print(f"{n:>5} {'traced' if trace else 'full':>6} {flops / 1e9:>7.2f} "
                   f"{floor:>8.4f} {t_ours:>10.4f} {t_stax:>9.4f} {t_apply:>10.4f} "
-                  f"{best_nt / t_ours:>12.2f} {t_ours / floor:>10.2f} {diff:>12.2e}")
+                  f"{best_nt / t_ours:>12.2f} {t_ours / floor:>10.2f} {diff:>12.2e} "
+                  f"{times.get('generic', math.nan) / t_ours:>12.2f}")
 
 
 def series_speed(model, params_list, dims, nt, args) -> None:
@@ -238,6 +243,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[500], help="probe-set sizes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-full", action="store_true", help="traced kernels only")
+    parser.add_argument("--generic", action="store_true",
+                        help="also time ntkplast's generic engine (jax Jacobian contraction): "
+                             "the peer where neural-tangents cannot be installed (newest jax)")
     parser.add_argument("--series", type=int, default=0, help="checkpoints T (series mode)")
     parser.add_argument("--series-n", type=int, default=1000)
     parser.add_argument("--matrix-free", type=int, default=0, help="N (matrix-free mode)")

@@ -55,20 +55,26 @@ from ntkplast import models
 Array = jax.Array
 
 
-TRACED_TILE_ROWS = 128
+TRACED_TILE_ROWS = 256
 """Examples per tile when a symmetric output-traced kernel is tiled (also the fewest Gram rows
 a tile may have)."""
 FULL_TILE_ROWS = 512
 """Rows (example × output pairs) of the backward-signal Gram per tile when a symmetric full
-kernel is tiled: 512 // K examples, or fewer to make four tiles. (Sizes measured on 2 CPU
-cores: benchmarks/RESULTS.md.)"""
+kernel is tiled: 512 // K examples, or fewer to make four tiles. (Sizes chosen by
+``benchmarks/tile_sweep.py`` on 2 CPU cores: benchmarks/RESULTS.md.)"""
+TILE_BACKENDS = ("cpu",)
+"""jax backends whose symmetric kernels are tiled; on the others one large product beats a
+loop of small ones that saves half the FLOPs (``benchmarks/tile_sweep.py`` on a GPU)."""
 
 
 def tile_size(n: int, rows_per_item: int) -> int:
     """Items per tile of a symmetric kernel over n items with ``rows_per_item`` Gram rows each
     (1: traced, K: full): about :data:`TRACED_TILE_ROWS` or :data:`FULL_TILE_ROWS` rows, at
     most a quarter of n but never under :data:`TRACED_TILE_ROWS` rows, evened out over the
-    tiles; all n when that leaves fewer than two tiles."""
+    tiles; all n when that leaves fewer than two tiles or the backend is not one of
+    :data:`TILE_BACKENDS`."""
+    if jax.default_backend() not in TILE_BACKENDS:
+        return n
     rows = TRACED_TILE_ROWS if rows_per_item == 1 else FULL_TILE_ROWS
     b = max(-(-TRACED_TILE_ROWS // rows_per_item), min(rows // rows_per_item, -(-n // 4)))
     return n if 2 * b > n else -(-n // -(-n // b))  # balanced: T = ⌈n/b⌉ tiles of ⌈n/T⌉
