@@ -5,8 +5,9 @@ of T tasks costs T(T + 1)/2 test passes. This script times, on a permuted mnist5
 tasks (the paper's 4×512 MLP by default), what one visit costs: building an earlier task's test
 set (the stream permutes the test images again) and the test pass itself, each averaged over
 ``--sample`` tasks spread over the stream; then it extrapolates to the whole stream for
-``train.eval_previous_every`` = 1, 10 and 50, beside the stream's training time (one task
-timed, one online pass at batch 16) for scale.
+``train.eval_previous_every`` = 1, 10 and 50 and ``train.eval_previous_max`` = 0 (every earlier
+task) and 20, beside the stream's training time (one task timed, one online pass at batch 16)
+for scale.
 
     .venv/bin/python benchmarks/eval_previous_cost.py [--tasks 500] [--widths 512 512 512 512]
 """
@@ -26,10 +27,11 @@ import numpy as np  # noqa: E402
 from ntkplast import models, streams, train  # noqa: E402
 
 
-def passes(num_tasks: int, every: int) -> int:
-    """Test passes of the whole stream when the row is computed every ``every`` tasks."""
+def passes(num_tasks: int, every: int, most: int) -> int:
+    """Test passes of the whole stream when the row is computed every ``every`` tasks over at
+    most ``most`` earlier tasks (0: all)."""
     rows = [t for t in range(num_tasks) if (t + 1) % every == 0 or t == num_tasks - 1]
-    return sum(t + 1 for t in rows)
+    return sum(len(train.previous_tasks(t, most)) for t in rows)
 
 
 def main() -> None:
@@ -73,10 +75,11 @@ def main() -> None:
           f"{len(y0)} images, MLP {'x'.join(map(str, args.widths))}")
     print(f"one visit: build the test set {build * 1e3:.2f} ms, test pass {evaluate * 1e3:.2f} ms; "
           f"one task's training ({len(idx)} steps) {task_s * 1e3:.1f} ms")
-    print("every   passes  eval_previous_s  training_s (whole stream)")
-    for every in (1, 10, 50):
-        n = passes(args.tasks, every)
-        print(f"{every:5d} {n:8d} {n * (build + evaluate):16.1f} {args.tasks * task_s:12.1f}")
+    print("every  max   passes  eval_previous_s  training_s (whole stream)")
+    for every, most in ((1, 0), (10, 0), (50, 0), (1, 20), (10, 20)):
+        n = passes(args.tasks, every, most)
+        print(f"{every:5d} {most:4d} {n:8d} {n * (build + evaluate):16.1f} "
+              f"{args.tasks * task_s:12.1f}")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,23 @@ def test_accuracy_matrix_every_k_tasks_matches_a_direct_evaluation(tmp_path):
         train.TrainConfig(eval_previous_every=0)
 
 
+def test_accuracy_matrix_at_most_m_tasks_per_row(tmp_path):
+    """``eval_previous_max = 2`` on 3 tasks: the last row evaluates tasks 0 and 2 only (1 is
+    None), and those entries equal the full row's; the chosen tasks in closed form."""
+    assert train.previous_tasks(9, 4) == [0, 3, 6, 9]
+    assert train.previous_tasks(10, 4) == [0, 3, 7, 10]
+    assert train.previous_tasks(2, 5) == [0, 1, 2] and train.previous_tasks(7, 0) == list(range(8))
+    full = train.train_run(_cfg(checkpoint_every=0), tmp_path / "full", progress=False)
+    cut = train.train_run(_cfg(checkpoint_every=0, eval_previous_max=2), tmp_path / "cut",
+                          progress=False)
+    rows = [t["accuracy_on_tasks"] for t in cut.manifest["tasks"]]
+    want = [t["accuracy_on_tasks"] for t in full.manifest["tasks"]]
+    assert rows[:2] == want[:2] and rows[2][1] is None
+    assert rows[2][0] == want[2][0] and rows[2][2] == want[2][2]
+    with pytest.raises(NtkplastError, match="eval_previous_max"):
+        train.TrainConfig(eval_previous_max=1)
+
+
 def test_learning_happens_on_digits(tmp_path):
     cfg = _cfg(steps_per_task=150, checkpoint_every=0, reference_tasks="none")
     cfg = dataclasses.replace(cfg, stream=dataclasses.replace(cfg.stream, num_tasks=1))

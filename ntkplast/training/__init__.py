@@ -24,6 +24,7 @@ from ntkplast.training.config import (
     apply_overrides,
     config_from_dict,
     load_config,
+    previous_tasks,
     read_toml,
     reference_task_set,
     resolve_measure,
@@ -52,6 +53,6 @@ __all__ = [
     "Objective", "RunConfig", "TrainConfig", "TrainState", "Trainer", "apply_overrides",
     "config_from_dict", "correct", "cross_entropy", "load_config", "make_optimizer",
     "make_trainer", "mean_squared_error", "minibatch_indices", "nll", "online_indices",
-    "read_toml", "reference_run", "reference_task_set", "resolve_measure", "squared_errors",
-    "train_run", "train_seeds",
+    "previous_tasks", "read_toml", "reference_run", "reference_task_set", "resolve_measure",
+    "squared_errors", "train_run", "train_seeds",
 ]

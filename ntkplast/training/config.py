@@ -40,7 +40,8 @@ from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 
 __all__ = ["LOSSES", "MEASURES", "OPTIMIZERS", "SECTIONS", "RunConfig", "TrainConfig",
-           "apply_overrides", "config_from_dict", "load_config", "read_toml", "reference_task_set",
+           "apply_overrides", "config_from_dict", "load_config", "previous_tasks", "read_toml",
+           "reference_task_set",
            "resolve_measure"]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -72,6 +73,9 @@ class TrainConfig:
       eval_previous_every: compute that row only at the end of every k-th task (tasks k − 1,
         2k − 1, …) and of the last one, which divides the T(T + 1)/2 passes by about k; 1 = every
         task.
+      eval_previous_max: evaluate at most this many tasks per row, spread evenly over 0 … t
+        (:func:`previous_tasks`; the first and the current task always among them, the others
+        None), so a stream costs at most T·m passes instead of T(T + 1)/2; 0 = every task.
       loss: ``"cross_entropy"`` (classification; the run records accuracies) or ``"mse"``
         (regression on float targets; the run records mean squared errors): :data:`LOSSES`,
         the objectives of :data:`ntkplast.training.step.OBJECTIVES`.
@@ -97,6 +101,7 @@ class TrainConfig:
     reference_tasks: str | list[int] = "none"
     eval_previous: bool = True
     eval_previous_every: int = 1
+    eval_previous_max: int = 0
     loss: str = "cross_entropy"
     online: bool = False
     plasticity_measure: str = "auto"
@@ -126,6 +131,10 @@ class TrainConfig:
         if self.eval_previous_every < 1:
             raise NtkplastError(f"train.eval_previous_every must be >= 1, got "
                                 f"{self.eval_previous_every}")
+        if self.eval_previous_max < 0 or self.eval_previous_max == 1:
+            raise NtkplastError(f"train.eval_previous_max must be 0 (every task) or >= 2 (the "
+                                f"first and the current task at least), got "
+                                f"{self.eval_previous_max}")
         if self.checkpoint_every < 0:
             raise NtkplastError("train.checkpoint_every must be >= 0 (0 = task boundaries only)")
         reference_task_set(self.reference_tasks, 1)  # validates the form
@@ -166,7 +175,16 @@ def reference_task_set(value: str | Sequence[int], num_tasks: int) -> frozenset[
 # TrainConfig fields added after format v1 shipped: left out of the manifest at their default
 # value, so runs written before them still resume (their stored config compares equal).
 _ADDED_TRAIN_FIELDS = {"loss": "cross_entropy", "online": False, "plasticity_measure": "auto",
-                       "eval_previous_every": 1}
+                       "eval_previous_every": 1, "eval_previous_max": 0}
+
+
+def previous_tasks(task: int, most: int) -> list[int]:
+    """The tasks 0 … ``task`` that a row of the accuracy matrix evaluates: all of them when
+    ``most`` is 0 or at least task + 1, else ``most`` of them evenly spaced,
+    round(i·task/(most − 1)) for i = 0 … most − 1 (0 and ``task`` included, no repeats)."""
+    if most == 0 or most > task:
+        return list(range(task + 1))
+    return sorted({round(i * task / (most - 1)) for i in range(most)})
 
 
 def resolve_measure(measure: str, stream_kind: str | None, online: bool, has_test: bool) -> str:

@@ -37,7 +37,7 @@ from ntkplast.errors import NtkplastError
 from ntkplast.hooks import Hooks
 from ntkplast.regularizers import make_hooks
 from ntkplast.runs import checkpoints
-from ntkplast.training.config import RunConfig, reference_task_set, resolve_measure
+from ntkplast.training.config import RunConfig, previous_tasks, reference_task_set, resolve_measure
 from ntkplast.training.references import Refs, measures, reference_runs
 from ntkplast.training.step import (
     OBJECTIVES,
@@ -412,7 +412,7 @@ def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Ev
     The record holds, with m the objective's score (``accuracy`` or ``mse``): ``online_m``,
     ``online_loss``, ``train_m``, ``train_loss``, ``test_m`` and ``test_loss`` (with a test
     set), ``m_on_tasks`` (``eval_previous``, at the tasks ``eval_previous_every`` picks; None for
-    earlier tasks without a test set),
+    earlier tasks without a test set or left out by ``eval_previous_max``),
     ``plasticity_measure`` (which of them is the plasticity signal, e.g. ``train_accuracy``) and
     ``plasticity_score`` (its value). On a reference task also ``reference_<measure>_m`` (the
     method itself from a fresh network), ``baseline_<measure>_m`` (a fresh network, plain
@@ -429,7 +429,9 @@ def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Ev
     every = cfg.train.eval_previous_every
     if (cfg.train.eval_previous and "test" in scores
             and ((task + 1) % every == 0 or task == len(plan.stream) - 1)):
-        record[f"{m}_on_tasks"] = [_test_score(plan, state.params, s) for s in range(task + 1)]
+        chosen = set(previous_tasks(task, cfg.train.eval_previous_max))
+        record[f"{m}_on_tasks"] = [_test_score(plan, state.params, s) if s in chosen else None
+                                   for s in range(task + 1)]
     measure = resolve_measure(cfg.train.plasticity_measure, plan.stream_kind, cfg.train.online,
                               "test" in scores)
     record.update(plasticity_measure=f"{measure}_{m}",
