@@ -58,9 +58,9 @@ Array = jax.Array
 TRACED_TILE_ROWS = 256
 """Examples per tile when a symmetric output-traced kernel is tiled (also the fewest Gram rows
 a tile may have)."""
-FULL_TILE_ROWS = 512
+FULL_TILE_ROWS = 1024
 """Rows (example × output pairs) of the backward-signal Gram per tile when a symmetric full
-kernel is tiled: 512 // K examples, or fewer to make four tiles. (Sizes chosen by
+kernel is tiled: 1024 // K examples, or fewer to make four tiles. (Sizes chosen by
 ``benchmarks/tile_sweep.py`` on 2 CPU cores: benchmarks/RESULTS.md.)"""
 TILE_BACKENDS = ("cpu",)
 """jax backends whose symmetric kernels are tiled; on the others one large product beats a
