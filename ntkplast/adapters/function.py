@@ -55,9 +55,7 @@ class FunctionModel:
 
     def intermediates(self, params: Any, x: Array) -> tuple[list[Array], list[Array]]:
         """Pre-activations ``[z_1 … z_L]`` and post-activations ``[a_1 … a_{L-1}]``."""
-        if not self.layers:
-            raise NtkplastError("FunctionModel: intermediates need the layer functions; pass "
-                                "layers=(f_1, …, f_L) with f_l(params, u) -> (z_l, a_l)")
+        _need_layers(self, "intermediates")
         pre, post, u = [], [], x
         for f in self.layers:
             z, u = f(params, u)
