@@ -184,6 +184,10 @@ def test_pickles_and_unknown_layouts_are_refused_and_leave_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
     assert_one_line_error(run_cli("import", "src", "run", "--framework", "flax", cwd=tmp_path),
                           "no parameters")
+    (src / "step_2.msgpack").unlink()
+    (src / "3.orbax-checkpoint-tmp-1712").mkdir()  # a save that never finished: skipped
+    with pytest.raises(NtkplastError, match="no Orbax checkpoint folders"):
+        jax_import.import_jax_folder(src, tmp_path / "run")
     step_meta = tmp_path / "orbax" / "ckpt_a"
     step_meta.mkdir(parents=True)
     (step_meta / "_CHECKPOINT_METADATA").write_text(json.dumps({"step": 12}))

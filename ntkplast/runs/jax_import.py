@@ -12,7 +12,8 @@ Each checkpoint in the source folder is one of
 Nothing in a file can run code: pickle-based files (``.pkl``, ``.pickle``, ``.dill``,
 ``.joblib``, ``.pt``/``.pth`` are the PyTorch importer's, through ``weights_only``) are refused
 with the reason. The checkpoint's step is ``"step"`` in Orbax's ``_CHECKPOINT_METADATA`` when
-it is recorded there, else the number in the folder or file name (``pattern``).
+it is recorded there, else the number in the folder or file name (``pattern``); folders of
+unfinished Orbax saves (``*.orbax-checkpoint-tmp*``) are skipped.
 
 The parameters are found in the restored tree (``tree_path``, or ``params`` when the tree is a
 train state with other entries such as ``opt_state`` and ``step``) and converted by
@@ -43,6 +44,7 @@ FRAMEWORKS = {"flax": "hwc", "equinox": "chw"}
 """Frameworks whose layouts are read, with the image layout each uses."""
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".dill", ".joblib", ".pt", ".pth", ".ckpt", ".bin")
 _ORBAX_MARKERS = ("_METADATA", "checkpoint", "manifest.ocdbt")
+_ORBAX_TMP = ".orbax-checkpoint-tmp"
 
 
 def _orbax_item(folder: Path) -> Path | None:
@@ -165,7 +167,7 @@ def _step(path: Path, regex: re.Pattern[str]) -> int | None:
 def _sources(src: Path, regex: re.Pattern[str], pattern: str) -> dict[int, Path]:
     found: dict[int, Path] = {}
     for path in sorted(src.iterdir()):
-        if path.name.startswith("."):
+        if path.name.startswith(".") or _ORBAX_TMP in path.name:  # unfinished Orbax saves
             continue
         checkpoint_like = path.is_dir() or path.suffix.lower() in (
             ".msgpack", ".safetensors", *PICKLE_SUFFIXES)
