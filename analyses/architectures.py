@@ -47,9 +47,10 @@ from ntkplast import analysis, checkpoints, figures, models, stats, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments import sweep
+from ntkplast.experiments.scripts import repository_root, script_args
 from ntkplast.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = repository_root(globals())
 STREAMS = {"random_labels": ROOT / "configs/paper/random_labels_mnist5k.toml",
            "online_permuted": ROOT / "configs/paper/online_permuted_mnist5k.toml"}
 ARMS = {  # name: (model overrides, method)
@@ -71,7 +72,7 @@ parser.add_argument("--figures", default=None, help="also copy the figure here")
 parser.add_argument("--no-train", action="store_true",
                     help="train nothing: report on the runs under --out that have finished (an "
                          "arm's R is then the number of its finished seeds)")
-args, _ = parser.parse_known_args()
+args = script_args(parser)
 
 # %%
 grid_file = STREAMS[args.stream]

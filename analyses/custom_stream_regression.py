@@ -22,19 +22,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from ntkplast import analysis, checkpoints, custom_streams, figures, models, train
 from ntkplast.experiments import grid as experiment
+from ntkplast.experiments.scripts import script_args
 
 parser = argparse.ArgumentParser(description="Regression on a user-defined task stream.")
 parser.add_argument("--tasks", type=int, default=10)
 parser.add_argument("--steps", type=int, default=300)
 parser.add_argument("--out", default="runs/custom-regression")
-args = parser.parse_args(sys.argv[1:] if __name__ == "__main__" else [])
+args = script_args(parser)
 
 # %%
 rng = np.random.default_rng(0)

@@ -31,12 +31,13 @@ from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 
 from ntkplast import analysis, checkpoints
+from ntkplast.experiments.scripts import script_args
 from ntkplast.runs import interop
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--out", default="runs/pytorch_import")
 parser.add_argument("--tasks", type=int, default=4)
-args, _ = parser.parse_known_args()
+args = script_args(parser)
 out = Path(args.out)
 shutil.rmtree(out, ignore_errors=True)
 (out / "torch").mkdir(parents=True)

@@ -50,9 +50,10 @@ from ntkplast import analysis, figures, stats, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments import sweep
+from ntkplast.experiments.scripts import repository_root, script_args
 from ntkplast.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = repository_root(globals())
 STREAMS = {"random_labels": ROOT / "configs/paper/random_labels_mnist5k.toml",
            "online_permuted": ROOT / "configs/paper/online_permuted_mnist5k.toml"}
 FULL = {"random_labels": ["stream.train_size=1024", "train.steps_per_task=1000",
@@ -85,7 +86,7 @@ parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override the grid's run config, e.g. stream.num_tasks=20")
 parser.add_argument("--out", default=None, help="default runs/paper/<stream>")
 parser.add_argument("--figures", default=None, help="also copy the figures here")
-args, _ = parser.parse_known_args()
+args = script_args(parser)
 
 # %%
 grid_file = Path(args.grid) if args.grid else STREAMS[args.stream]

@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import time
 from pathlib import Path
 
 from ntkplast import analysis, figures, hypotheses, models, streams, train
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as experiment
+from ntkplast.experiments.scripts import script_args
 
 METHODS = {  # name -> [method] table; strengths are each constructor's documented default
     "adam": {},  # first: the baseline, drawn in black
@@ -80,7 +80,7 @@ parser.add_argument("--data-dir", default=None, help="MNIST/CIFAR folder (defaul
 parser.add_argument("--dataset", default="digits", help="digits (built in), mnist, ...")
 parser.add_argument("--vectorise-seeds", action="store_true",
                     help="train each method's seeds in one vmapped program")
-args = parser.parse_args(sys.argv[1:] if __name__ == "__main__" else ["--quick"])
+args = script_args(parser, notebook=["--quick"])
 
 quick = args.quick
 stream_kinds = (args.streams.split(",") if args.streams else

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import numpy as np
 from ntkplast import checkpoints, dormancy, models, streams, train
 from ntkplast.experiments import grid as experiment
 from ntkplast.experiments import reactivation
+from ntkplast.experiments.scripts import script_args
 from ntkplast.figures import _style
 from ntkplast.figures.reactivation import reactivation_curves
 
@@ -62,7 +62,7 @@ parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--iso-lam", type=float, default=0.1, help="λ of the isometry step / AdamO")
 parser.add_argument("--l2-lam", type=float, default=1e-4)
 parser.add_argument("--redo-every", type=int, default=None, help="default: steps // 4")
-args = parser.parse_args(sys.argv[1:] if __name__ == "__main__" else [])
+args = script_args(parser)
 quick = dict(seeds=3, width=64, steps=300, every=25, baseline_steps=300)
 full = dict(seeds=5, width=100, steps=2000, every=100, baseline_steps=1000)
 for k, v in (quick if args.quick else full).items():

@@ -5,7 +5,8 @@ The package follows the data flow, one stage per sub-package (each file one conc
     data/          datasets, task streams, users' own streams
     training/      configs, the jitted step, the loop and reset references
     regularizers/  the isometry regularizer and the plasticity baselines (fill hooks.Hooks)
-    runs/          the run-folder format (checkpoints) and importers (interop)
+    runs/          the run-folder format (checkpoints) and importers (interop, jax_import)
+    adapters/      Flax linen / nnx, Equinox and any apply function as ntkplast models
     ntk/ spectra isometry dormancy      the diagnostics, one checkpoint at a time
     analysis/      every diagnostic over a run's checkpoints → table.Table
     stats/         correlations, onset order, the predictor test, intervals

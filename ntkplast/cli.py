@@ -10,6 +10,7 @@
     ntkplast demo [--out DIR] [--quick] [--seeds N]   (plasticity lost and kept, end to end)
     ntkplast import SRC_DIR RUN_DIR [--spec FILE] [--pattern REGEX] [--input-shape 28,28,1]
                     [--key-order a,b,…] [--number step|task] [--input-layout chw|hwc]
+                    [--framework torch|flax|equinox] [--tree-path params] [--activation relu]
 
 Bad input prints one line ``ntkplast: error: …`` and exits with status 2.
 """
@@ -80,7 +81,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                                   "1 = one run or seed group per GPU)")
 
     i = sub.add_parser("import", help="turn a folder of PyTorch checkpoints (.safetensors, "
-                                      ".pt, .pth) into a run folder that `analyze` reads")
+                                      ".pt, .pth), Orbax checkpoints or Flax msgpack files "
+                                      "into a run folder that `analyze` reads")
     i.add_argument("src_dir", help="folder whose file names carry a step or task number")
     i.add_argument("run_dir", help="the new run folder (must not exist)")
     i.add_argument("--spec", help="JSON or TOML file of ArchSpec fields (or a [model] table); "
@@ -96,6 +98,13 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="what the number in a file name counts (default: step)")
     i.add_argument("--input-layout", default="chw", choices=("chw", "hwc"),
                    help="how the PyTorch model saw images: chw (NCHW, default) or hwc")
+    i.add_argument("--framework", default="torch", choices=("torch", "flax", "equinox"),
+                   help="who wrote the checkpoints: torch (.safetensors/.pt state dicts, "
+                        "default), flax or equinox (Orbax folders, .msgpack, .safetensors)")
+    i.add_argument("--tree-path", help="flax/equinox: dotted path to the parameters in a "
+                                       "checkpoint's tree (default: params of a train state)")
+    i.add_argument("--activation", default="relu",
+                   help="the network's activation when --spec is not given (default relu)")
 
     d = sub.add_parser("demo", help="Adam, AdamO and the isometry penalty on random-label "
                                     "memorisation of 256 digits (30 tasks, several seeds): train, "
@@ -216,9 +225,17 @@ def _run_import(args: argparse.Namespace) -> None:
         shape = tuple(int(p) for p in parts)
     spec = interop.load_spec_file(args.spec) if args.spec else None
     order = [k.strip() for k in args.key_order.split(",")] if args.key_order else None
-    run = interop.import_folder(args.src_dir, args.run_dir, spec=spec, key_order=order,
-                                pattern=args.pattern, input_shape=shape, number=args.number,
-                                input_layout=args.input_layout)
+    if args.framework == "torch":
+        run = interop.import_folder(args.src_dir, args.run_dir, spec=spec, key_order=order,
+                                    pattern=args.pattern, input_shape=shape, number=args.number,
+                                    input_layout=args.input_layout, activation=args.activation)
+    else:
+        from ntkplast.runs import jax_import
+
+        run = jax_import.import_jax_folder(
+            args.src_dir, args.run_dir, framework=args.framework, spec=spec,
+            activation=args.activation, tree_path=args.tree_path, key_order=order,
+            pattern=args.pattern, input_shape=shape, number=args.number)
     print(f"wrote {len(run)} checkpoints ({run.spec.kind}, input shape "
           f"{list(run.input_shape)}) to {args.run_dir}; analyse with: ntkplast analyze "
           f"{args.run_dir} --probe FILE.npz")

@@ -54,7 +54,7 @@ Array = jax.Array
 
 __all__ = ["DormantFractions", "LayerDormancy", "active_frequency", "dead_units",
            "dormancy_scores", "effective_rank", "feature_matrix", "group_wins", "srank",
-           "unit_scores"]
+           "summarize_layers", "unit_scores"]
 
 
 def _unit_axes(acts: Array) -> tuple[int, ...]:
@@ -226,6 +226,18 @@ def _unit_scores(model: models.Model, params: models.Params, x: Array, *,
                  taus: Sequence[float] = (0.0, 0.025, 0.1), frequency_threshold: float = 0.01,
                  srank_delta: float = 0.01) -> tuple[LayerDormancy, ...]:
     """:func:`unit_scores` on a probe set already checked (:func:`check_probe_set`)."""
+    stats = jax.device_get(_layer_stats(model, tuple(params), x))
+    return summarize_layers(stats, taus=taus, frequency_threshold=frequency_threshold,
+                            srank_delta=srank_delta)
+
+
+def summarize_layers(stats: Sequence[tuple[Array, Array, Array, Array]], *,
+                     taus: Sequence[float] = (0.0, 0.025, 0.1),
+                     frequency_threshold: float = 0.01,
+                     srank_delta: float = 0.01) -> tuple[LayerDormancy, ...]:
+    """One :class:`LayerDormancy` per hidden layer from its ``(scores, dead mask, active
+    frequency, feature matrix)`` (:func:`dormancy_scores`, :func:`dead_units`,
+    :func:`active_frequency`, :func:`feature_matrix`); arguments as in :func:`unit_scores`."""
     try:
         taus = tuple(dict.fromkeys(float(t) for t in taus))  # in order, each once
     except (TypeError, ValueError):
@@ -235,8 +247,8 @@ def _unit_scores(model: models.Model, params: models.Params, x: Array, *,
     frequency_threshold = check_number("frequency_threshold", frequency_threshold, high=1.0)
     srank_delta = check_number("srank_delta", srank_delta, high=1.0, open_high=True)
     out = []
-    stats = jax.device_get(_layer_stats(model, tuple(params), x))
     for i, (scores, dead, freq, features) in enumerate(stats):
+        scores, dead, freq, features = (np.asarray(v) for v in (scores, dead, freq, features))
         d = scores.shape[0]
         sv = linalg.singular_values(features)  # host LAPACK (ntkplast.linalg)
         out.append(LayerDormancy(

@@ -2,8 +2,9 @@
 
 Columns: ``checkpoint`` (index in the run), ``step``, ``task``, ``layer`` (``"all"`` for
 whole-network metrics, ``"layer<l>"`` for weight layer l), ``metric`` (a name from
-:mod:`ntkplast.analysis`), ``value`` (float). ``to_pandas()`` gives a DataFrame when pandas is
-installed; without it, ``select``/``series`` cover the common queries.
+:mod:`ntkplast.analysis`), ``value`` (float). ``to_pandas()`` gives a tidy DataFrame with
+typed columns (int64 checkpoint/step/task, categorical layer/metric, float64 value) and
+``Table.from_pandas`` takes one back; ``select``/``series`` cover the common queries in numpy.
 
 Task ends are the checkpoints with a :data:`TASK_END_METRICS` row (:func:`task_end_checkpoints`);
 :func:`task_end_values` reads one metric there (one layer, or the mean over the layers) and
@@ -95,13 +96,31 @@ class Table:
         return t.columns["step"][order], t.columns["value"][order]
 
     def to_pandas(self) -> Any:
-        """A pandas DataFrame with the same columns (needs pandas)."""
+        """A tidy pandas DataFrame: one row per (checkpoint, layer, metric), typed columns.
+
+        ``checkpoint``, ``step``, ``task``: int64; ``layer``, ``metric``: categorical (few
+        distinct names, so groupby/pivot are cheap); ``value``: float64 (NaN kept).
+        ``Table.from_pandas(table.to_pandas()) == table``.
+        """
+        pd = _pandas("to_pandas")
+        frame = pd.DataFrame({c: self.columns[c] for c in COLUMNS})
+        return frame.astype({"layer": "category", "metric": "category"})
+
+    @classmethod
+    def from_pandas(cls, frame: Any) -> Table:
+        """A table from a DataFrame with the :data:`COLUMNS` (extra columns are an error, so a
+        pivoted or aggregated frame is not silently taken as tidy rows)."""
+        _pandas("from_pandas")
+        extra = [c for c in frame.columns if c not in COLUMNS]
+        if extra:
+            raise NtkplastError(f"from_pandas: unexpected column(s) {extra}; a tidy table has "
+                                f"exactly {list(COLUMNS)} (select them first)")
         try:
-            import pandas as pd
-        except ImportError:
-            raise NtkplastError("to_pandas needs pandas (pip install pandas); the numpy "
-                                "columns are in table.columns") from None
-        return pd.DataFrame(self.columns)
+            return cls({c: frame[c].astype(object if _DTYPES[c] is str else _DTYPES[c])
+                        .to_numpy() for c in COLUMNS if c in frame.columns})
+        except (TypeError, ValueError) as e:
+            raise NtkplastError(f"from_pandas: a column does not convert to its type "
+                                f"({type(e).__name__}: {e})") from None
 
     def to_csv_bytes(self) -> bytes:
         """CSV text (header row, then one line per row; floats with full precision)."""
@@ -141,6 +160,15 @@ class Table:
             raise NtkplastError(f"{path} is not a metrics table written by ntkplast "
                                 f"({type(e).__name__}: {e})") from None
         return cls.from_rows(rows)
+
+
+def _pandas(what: str) -> Any:
+    try:
+        import pandas as pd
+    except ImportError:
+        raise NtkplastError(f"{what} needs pandas (pip install pandas); the numpy columns are "
+                            f"in table.columns") from None
+    return pd
 
 
 def task_end_checkpoints(table: Table) -> np.ndarray:

@@ -1,22 +1,14 @@
-"""The experiment scripts in analyses/ run end to end at a tiny size (CI's smoke test)."""
-
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""The experiment scripts in analyses/ run end to end at a tiny size (CI's smoke test), each
+executed as a notebook (jupytext + a Jupyter kernel), so a cell that fails there fails here."""
 
 import pytest
+from notebooks import ROOT, run_notebook
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # end to end: the full leg of CI runs them, the core leg does not
 
 
 def _run(script, *args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, str(ROOT / "analyses" / script), *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    return run_notebook(ROOT / "analyses" / script, *args, cwd=cwd)
 
 
 def test_plasticity_sweep_quick_at_tiny_size(tmp_path):

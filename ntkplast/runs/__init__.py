@@ -1,7 +1,8 @@
 """Run folders: the checkpoint-series format and importers of foreign checkpoints.
 
 ``checkpoints`` reads and writes a run folder (``manifest.json`` + one ``.npz`` per checkpoint);
-``interop`` turns PyTorch state dicts into run folders. The crash-safe file primitives both use
+``interop`` turns PyTorch state dicts into run folders, ``jax_import`` Orbax checkpoints, Flax
+msgpack and safetensors pytrees (Flax, Equinox). The crash-safe file primitives both use
 are in :mod:`ntkplast.files`.
 """
 

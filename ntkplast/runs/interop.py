@@ -42,7 +42,7 @@ import re
 import shutil
 import tempfile
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -388,23 +388,22 @@ def _numbered_files(src: Path, regex: re.Pattern[str], pattern: str) -> dict[int
     return files
 
 
-def _convert_files(files: Mapping[int, Path], out: Path, number: str, *,
-                   spec: models.ArchSpec | Mapping[str, Any] | None,
-                   key_order: Sequence[str] | None, input_shape: Sequence[int] | None,
-                   input_layout: str, activation: str
-                   ) -> tuple[models.ArchSpec, tuple[int, ...], list[dict[str, Any]]]:
-    """Convert every file, in number order, into a checkpoint in ``out``.
+def convert_files(files: Mapping[int, Path], out: Path, number: str,
+                  load: Callable[[Path], tuple[models.ArchSpec, models.Params]],
+                  input_shape: Sequence[int] | None
+                  ) -> tuple[models.ArchSpec, tuple[int, ...], list[dict[str, Any]]]:
+    """Convert every source (``load(path) -> (spec, params)``), in number order, into a
+    checkpoint in ``out``.
 
-    Returns the architecture (every file must have the first file's), the input shape and the
-    manifest's checkpoint entries.
+    Returns the architecture (every source must have the first one's), the input shape (the
+    first Dense layer's fan-in when ``input_shape`` is ``None``) and the manifest's checkpoint
+    entries. Shared by the PyTorch and the JAX importers (:mod:`ntkplast.runs.jax_import`).
     """
     entries = []
     first: tuple[models.ArchSpec, Path] | None = None
     for n in sorted(files):
         path = files[n]
-        got_spec, params = state_dict_to_params(
-            load_state_dict(path), spec, key_order, input_shape=input_shape,
-            input_layout=input_layout, activation=activation, source=str(path))
+        got_spec, params = load(path)
         if first is None:
             first = (got_spec, path)
             if input_shape is None:
@@ -419,6 +418,30 @@ def _convert_files(files: Mapping[int, Path], out: Path, number: str, *,
                         "kind": "imported", "metrics": {}, "source": path.name})
     assert first is not None and input_shape is not None
     return first[0], tuple(input_shape), entries
+
+
+def write_imported_run(run: Path, convert: Callable[[Path], tuple[models.ArchSpec, tuple[int, ...],
+                                                                 list[dict[str, Any]]]],
+                       imported_from: Mapping[str, Any]) -> checkpoints.Run:
+    """Write a run folder from ``convert(tmp) -> (spec, input_shape, entries)`` into a temporary
+    sibling and rename it into place when complete (nothing is left behind on an error);
+    ``imported_from`` records the source in the manifest."""
+    run.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}.importing-", dir=run.parent))
+    try:
+        arch, input_shape, entries = convert(tmp)
+        manifest = {"format": checkpoints.FORMAT, "format_version": checkpoints.FORMAT_VERSION,
+                    "model": arch.to_dict(), "input_shape": list(input_shape),
+                    "checkpoints": entries, "complete": True,
+                    "imported_from": dict(imported_from)}
+        checkpoints.write_manifest(tmp, manifest)
+        if run.exists():
+            run.rmdir()  # empty, checked by the caller
+        os.replace(tmp, run)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return checkpoints.open_run(run)
 
 
 def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
@@ -465,22 +488,13 @@ def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
         raise NtkplastError(f"{run} already exists; choose a new run folder (import never "
                             f"overwrites)")
     files = _numbered_files(src, regex, pattern)
-    run.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}.importing-", dir=run.parent))
-    try:
-        arch, input_shape, entries = _convert_files(
-            files, tmp, number, spec=spec, key_order=key_order, input_shape=input_shape,
-            input_layout=input_layout, activation=activation)
-        manifest = {"format": checkpoints.FORMAT, "format_version": checkpoints.FORMAT_VERSION,
-                    "model": arch.to_dict(), "input_shape": list(input_shape),
-                    "checkpoints": entries, "complete": True,
-                    "imported_from": {"folder": str(src.resolve()), "pattern": pattern,
-                                      "number": number, "input_layout": input_layout}}
-        checkpoints.write_manifest(tmp, manifest)
-        if run.exists():
-            run.rmdir()  # empty, checked above
-        os.replace(tmp, run)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return checkpoints.open_run(run)
+
+    def load(path: Path) -> tuple[models.ArchSpec, models.Params]:
+        return state_dict_to_params(load_state_dict(path), spec, key_order,
+                                    input_shape=input_shape, input_layout=input_layout,
+                                    activation=activation, source=str(path))
+
+    return write_imported_run(
+        run, lambda tmp: convert_files(files, tmp, number, load, input_shape),
+        {"folder": str(src.resolve()), "pattern": pattern, "number": number,
+         "input_layout": input_layout})

@@ -1,0 +1,248 @@
+"""Import JAX checkpoints written by other code: Orbax folders, Flax msgpack, safetensors.
+
+Each checkpoint in the source folder is one of
+
+* an **Orbax** checkpoint folder (``CheckpointManager``'s ``<step>/<item>/`` or a
+  ``Checkpointer.save`` folder): restored by ``orbax.checkpoint`` without a target, which reads
+  JSON/msgpack metadata and tensorstore arrays only;
+* a **Flax msgpack** file (``.msgpack``, ``flax.serialization.to_bytes``): read by
+  ``flax.serialization.msgpack_restore``, plain msgpack with ndarray extension types;
+* a **safetensors** file of a flattened pytree (keys joined by ``.`` or ``/``).
+
+Nothing in a file can run code: pickle-based files (``.pkl``, ``.pickle``, ``.dill``,
+``.joblib``, ``.pt``/``.pth`` are the PyTorch importer's, through ``weights_only``) are refused
+with the reason. The checkpoint's step is ``"step"`` in Orbax's ``_CHECKPOINT_METADATA`` when
+it is recorded there, else the number in the folder or file name (``pattern``); folders of
+unfinished Orbax saves (``*.orbax-checkpoint-tmp*``) are skipped.
+
+The parameters are found in the restored tree (``tree_path``, or ``params`` when the tree is a
+train state with other entries such as ``opt_state`` and ``step``) and converted by
+:func:`ntkplast.adapters.pytree_to_params`: Flax (linen variables, nnx state; NHWC images) or
+Equinox (``eqx.filter(model, eqx.is_array)``; CHW images) layouts. The run folder records the
+model reference (framework, format, tree path, activation) in ``manifest["imported_from"]``,
+so ``analyze``, ``figures``, ``hypotheses`` and sweeps read it like any run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ntkplast import models
+from ntkplast.adapters.pytrees import pytree_to_params
+from ntkplast.errors import NtkplastError
+from ntkplast.runs import checkpoints, interop
+from ntkplast.runs.state_dicts import load_safetensors
+
+__all__ = ["FRAMEWORKS", "PICKLE_SUFFIXES", "import_jax_folder", "load_pytree"]
+
+FRAMEWORKS = {"flax": "hwc", "equinox": "chw"}
+"""Frameworks whose layouts are read, with the image layout each uses."""
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".dill", ".joblib", ".pt", ".pth", ".ckpt", ".bin")
+_ORBAX_MARKERS = ("_METADATA", "checkpoint", "manifest.ocdbt")
+_ORBAX_TMP = ".orbax-checkpoint-tmp"
+
+
+def _orbax_item(folder: Path) -> Path | None:
+    """The folder holding one Orbax item: ``folder`` itself or its single (or ``default``)
+    item subfolder; ``None`` if this is no Orbax checkpoint."""
+    if any((folder / m).is_file() for m in _ORBAX_MARKERS):
+        return folder
+    items = [p for p in sorted(folder.iterdir()) if p.is_dir() and _orbax_item_here(p)]
+    if len(items) == 1:
+        return items[0]
+    for name in ("default", "params", "state", "model"):
+        if folder / name in items:
+            return folder / name
+    if items:
+        raise NtkplastError(f"{folder}: Orbax items {[p.name for p in items]}; ntkplast reads "
+                            f"one (named default, params, state or model)")
+    return None
+
+
+def _orbax_item_here(folder: Path) -> bool:
+    return any((folder / m).is_file() for m in _ORBAX_MARKERS)
+
+
+def _restore_orbax(item: Path) -> Any:
+    try:
+        import orbax.checkpoint as ocp
+    except ImportError:
+        raise NtkplastError(f"{item}: reading Orbax checkpoints needs orbax-checkpoint; pip "
+                            f"install orbax-checkpoint (or: pip install 'ntkplast[jax-models]')"
+                            ) from None
+    try:
+        return ocp.PyTreeCheckpointer().restore(str(item.resolve()))
+    except Exception as e:  # orbax/tensorstore raise many types for a damaged folder
+        raise NtkplastError(f"{item} is not a readable Orbax checkpoint ({type(e).__name__}: "
+                            f"{e})") from None
+
+
+def _restore_msgpack(path: Path) -> Any:
+    try:
+        from flax import serialization
+    except ImportError:
+        raise NtkplastError(f"{path}: reading Flax msgpack needs flax; pip install flax") from None
+    try:
+        return serialization.msgpack_restore(path.read_bytes())
+    except Exception as e:  # msgpack raises its own errors for damaged bytes
+        raise NtkplastError(f"{path} is not a readable Flax msgpack file ({type(e).__name__}: "
+                            f"{e})") from None
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = re.split(r"[./]", key)
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def load_pytree(path: str | os.PathLike) -> Any:
+    """The pytree of one checkpoint (an Orbax folder, ``.msgpack`` or ``.safetensors`` file).
+
+    Raises:
+      NtkplastError: a pickle-based file (refused, with why), an unknown format, a damaged file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        item = _orbax_item(path)
+        if item is None:
+            raise NtkplastError(f"{path} is a folder but no Orbax checkpoint (no "
+                                f"{'/'.join(_ORBAX_MARKERS)} in it or in one item subfolder)")
+        return _restore_orbax(item)
+    if suffix in PICKLE_SUFFIXES:
+        raise NtkplastError(f"{path}: refused, a {suffix} file is read by unpickling, which can "
+                            f"run code stored in it; re-save the parameters with Orbax, "
+                            f"flax.serialization.to_bytes (.msgpack) or safetensors (PyTorch "
+                            f"state dicts: ntkplast import --framework torch)")
+    if suffix == ".msgpack":
+        return _restore_msgpack(path)
+    if suffix == ".safetensors":
+        return _nest(load_safetensors(path))
+    raise NtkplastError(f"{path}: unknown checkpoint format {suffix or '(no suffix)'}; expected "
+                        f"an Orbax folder, .msgpack or .safetensors")
+
+
+def _subtree(tree: Any, tree_path: str | None, source: str) -> Any:
+    if tree_path is None:
+        if isinstance(tree, Mapping) and "params" in tree and len(tree) > 1:
+            return tree["params"]  # a train state: {"params", "opt_state", "step", …}
+        return tree
+    node = tree
+    for part in tree_path.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, Sequence) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            keys = list(node) if isinstance(node, Mapping) else type(node).__name__
+            raise NtkplastError(f"{source}: tree path {tree_path!r} has no {part!r} (found "
+                                f"{keys}); give the path to the model parameters, e.g. params")
+    return node
+
+
+def _step(path: Path, regex: re.Pattern[str]) -> int | None:
+    meta = path / "_CHECKPOINT_METADATA"
+    if meta.is_file():
+        try:
+            step = json.loads(meta.read_text(encoding="utf-8")).get("step")
+        except (OSError, ValueError, AttributeError):
+            step = None
+        if isinstance(step, int) and step >= 0:
+            return step
+    m = regex.search(path.name)
+    text = (m.group(1) if m.groups() else m.group(0)) if m else None
+    return int(text) if text is not None and text.isdigit() else None
+
+
+def _sources(src: Path, regex: re.Pattern[str], pattern: str) -> dict[int, Path]:
+    found: dict[int, Path] = {}
+    for path in sorted(src.iterdir()):
+        if path.name.startswith(".") or _ORBAX_TMP in path.name:  # unfinished Orbax saves
+            continue
+        checkpoint_like = path.is_dir() or path.suffix.lower() in (
+            ".msgpack", ".safetensors", *PICKLE_SUFFIXES)
+        n = _step(path, regex) if checkpoint_like else None
+        if n is None:
+            continue
+        if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+            load_pytree(path)  # raises: refused, with why
+        if n in found:
+            raise NtkplastError(f"{found[n].name} and {path.name} in {src} both have step {n}; "
+                                f"narrow --pattern")
+        found[n] = path
+    if not found:
+        raise NtkplastError(f"{src}: no Orbax checkpoint folders, .msgpack or .safetensors files "
+                            f"whose names match {pattern!r} with a number (found "
+                            f"{sorted(p.name for p in src.iterdir())[:8]})")
+    return found
+
+
+def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
+                      framework: str = "flax",
+                      spec: models.ArchSpec | Mapping[str, Any] | None = None,
+                      activation: str = "relu", tree_path: str | None = None,
+                      key_order: Sequence[str] | None = None, pattern: str = r"(\d+)",
+                      input_shape: Sequence[int] | None = None,
+                      number: str = "step") -> checkpoints.Run:
+    """Turn a folder of JAX checkpoints into an ntkplast run folder (module docstring).
+
+    Args:
+      src_dir: folder of Orbax checkpoint folders and/or ``.msgpack``/``.safetensors`` files,
+        each named with its step (unless Orbax's metadata records it).
+      run_dir: the new run folder; it must not exist (or be an empty folder).
+      framework: ``"flax"`` (linen or nnx) or ``"equinox"``: parameter names and layouts.
+      spec: the architecture, when the parameters do not say it all; its activation is used.
+      activation: φ when there is no spec (a checkpoint does not record it; default relu).
+      tree_path: dotted path to the parameters in the restored tree (default: the tree, or
+        its ``params`` entry when it is a train state).
+      key_order, input_shape: as in :func:`ntkplast.runs.interop.state_dict_to_params`.
+      pattern: regular expression whose first group (or whole match) is the number.
+      number: what the number counts, ``"step"`` or ``"task"``.
+
+    Returns:
+      The new run, opened (:func:`ntkplast.checkpoints.open_run`).
+
+    Raises:
+      NtkplastError: as :func:`ntkplast.runs.interop.import_folder`, and a refused or unknown
+        file format; nothing is left behind.
+    """
+    src, run = Path(src_dir), Path(run_dir)
+    if framework not in FRAMEWORKS:
+        raise NtkplastError(f"framework: unknown {framework!r}; choose one of "
+                            f"{list(FRAMEWORKS)} (PyTorch: ntkplast import --framework torch)")
+    if number not in ("step", "task"):
+        raise NtkplastError(f"number: unknown {number!r}; choose 'step' or 'task'")
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise NtkplastError(f"pattern {pattern!r} is not a valid regular expression ({e})"
+                            ) from None
+    if not src.is_dir():
+        raise NtkplastError(f"{src} is not a folder; give the folder holding the checkpoints")
+    if run.exists() and not (run.is_dir() and not any(run.iterdir())):
+        raise NtkplastError(f"{run} already exists; choose a new run folder (import never "
+                            f"overwrites)")
+    files = _sources(src, regex, pattern)
+
+    def load(path: Path) -> tuple[models.ArchSpec, models.Params]:
+        tree = _subtree(load_pytree(path), tree_path, str(path))
+        return pytree_to_params(tree, spec, activation=activation, input_shape=input_shape,
+                                input_layout=FRAMEWORKS[framework], key_order=key_order,
+                                source=str(path))
+
+    return interop.write_imported_run(
+        run, lambda tmp: interop.convert_files(files, tmp, number, load, input_shape),
+        {"folder": str(src.resolve()), "pattern": pattern, "number": number,
+         "framework": framework, "tree_path": tree_path,
+         "formats": sorted({"orbax" if p.is_dir() else p.suffix.lower()[1:]
+                            for p in files.values()})})
