@@ -34,7 +34,8 @@ from ntkplast.validate import legacy_arguments
 Array = jax.Array
 
 __all__ = ["SpectrumSummary", "TraceEstimate", "as_matrix", "centered_alignment",
-           "default_fit_window", "eigenspace_overlap", "eigenvalues", "hutchinson_trace",
+           "default_fit_window", "eigenspace_overlap", "eigenvalues",
+           "eigenvalues_and_top_vectors", "hutchinson_trace",
            "kernel_distance", "kernel_velocity", "subspace_overlap", "summary",
            "summary_from_eigenvalues", "top_eigenvalues", "top_eigenvectors"]
 
@@ -52,7 +53,8 @@ def as_matrix(kernel: Any) -> Array:
 
 
 def _square(name: str, kernel: Any) -> np.ndarray:
-    mat = np.asarray(as_matrix(kernel))
+    mat = np.asarray(kernel)  # an N × N host array stays on the host, in its own dtype
+    mat = mat if mat.ndim == 2 else np.asarray(as_matrix(mat))
     if mat.shape[0] != mat.shape[1] or mat.shape[0] == 0:
         raise NtkplastError(f"{name}: expected a non-empty square Gram, got shape {mat.shape}")
     if not np.all(np.isfinite(mat)):
@@ -241,7 +243,20 @@ def eigenspace_overlap(k1: Any, k2: Any, k: int) -> float:
 
 def top_eigenvectors(kernel: Any, k: int) -> np.ndarray:
     """Orthonormal eigenvectors ``N × k`` of the k largest eigenvalues (host LAPACK)."""
-    return linalg.eigh(as_matrix(kernel))[1][:, ::-1][:, :k]
+    return eigenvalues_and_top_vectors(kernel, k)[1]
+
+
+def eigenvalues_and_top_vectors(kernel: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`eigenvalues` and :func:`top_eigenvectors` from one decomposition.
+
+    :func:`ntkplast.linalg.eigh_top` of the checked Gram in float64: every eigenvalue λ_1 ≥ … ≥
+    λ_N and the ``N × k`` orthonormal eigenvectors of λ_1 … λ_k, for the price of the
+    eigenvalues and O(N²k) (no other eigenvector is formed).
+    """
+    mat = _square("kernel", kernel)
+    if not 1 <= k <= mat.shape[0]:
+        raise NtkplastError(f"k: expected 1 ≤ k ≤ N = {mat.shape[0]}, got {k}")
+    return linalg.eigh_top(mat, k)
 
 
 def subspace_overlap(u1: Any, u2: Any) -> float:
