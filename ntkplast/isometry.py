@@ -389,6 +389,15 @@ def _layer_summary(n: int, res: dict[str, Any], spectrum: SingularValueSummary |
                                          units_off=float(np.mean(res["units_off"])))
 
 
+def _host_singular_values(res: dict[str, Any]) -> np.ndarray | None:
+    """σ of one layer's explicit Jacobians on the subsample (host LAPACK), ``None`` if none."""
+    if res["gate_sub"] is not None:
+        return linalg.gated_singular_values(res["gate_sub"], res["lmat"], BLOCK_ENTRIES)
+    if res["jac_sub"] is not None:
+        return linalg.singular_values(res["jac_sub"])
+    return None
+
+
 def layer_spectra(model: models.Model, params: models.Params, x: Array, *,
                   key: Array | None = None, spectra_subsample: int | None = 32,
                   num_probes: int = 8,
@@ -431,15 +440,12 @@ def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
     in_shapes = _input_shapes(model, tuple(x.shape[1:]), [tuple(z.shape[1:]) for z in pre])
     core = jax.device_get(_layer_core(model, int(max_matrix_entries), int(num_probes),
                                       tuple(params), x, idx, k_probe))
+    svs = linalg.host_map([functools.partial(_host_singular_values, res) for res in core])
     layers = []
-    for layer, res, z, in_shape in zip(model.layers, core, pre, in_shapes):
+    for layer, res, sv, z, in_shape in zip(model.layers, core, svs, pre, in_shapes):
         d_in, d_out = math.prod(in_shape), math.prod(z.shape[1:])
         n = min(d_in, d_out)
-        sv = summary = None
-        if res["gate_sub"] is not None:
-            sv = linalg.gated_singular_values(res["gate_sub"], res["lmat"], BLOCK_ENTRIES)
-        elif res["jac_sub"] is not None:
-            sv = linalg.singular_values(res["jac_sub"])
+        summary = None
         if sv is not None:
             summary = _summarize(sv, max(d_in, d_out) * _eps(sv.dtype))
         exact = _fits(d_in, d_out, max_matrix_entries) or not _diagonal_gate(layer)
@@ -501,7 +507,9 @@ def weight_spectra(model: models.Model, params: models.Params) -> tuple[np.ndarr
     free parameter (:func:`ntkplast.models.effective_weight`).
 
     Dense W_l (d_in × d_out) as is; a conv kernel (k × k × c_in × c_out) reshaped to
-    c_out × (c_in·k·k), the matrix acting on one receptive field. Pass a row through
+    c_out × (c_in·k·k), the matrix acting on one receptive field. σ = √λ of the smaller Gram
+    in float64 (:func:`ntkplast.linalg.gram_singular_values`; an SVD for float64 weights).
+    Pass a row through
     :func:`summarize_singular_values` for χ, isometry index and friends; orthogonal init
     (Saxe et al. 2014) gives every σ = σ_w.
     """
@@ -516,5 +524,5 @@ def _weight_spectra(model: models.Model, params: models.Params) -> tuple[np.ndar
         w = jnp.asarray(p["W"])
         m_w = models.multipliers(model, layer, w)[0]
         w = models.effective_weight(layer, w)
-        out.append(linalg.singular_values(m_w * w.reshape(-1, w.shape[-1])))
+        out.append(linalg.gram_singular_values(m_w * w.reshape(-1, w.shape[-1])))
     return tuple(out)
