@@ -162,8 +162,15 @@ def summary(kernel: Any, *, eps: float | None = None,
     return summary_from_eigenvalues(lam, eps=eps, fit_window=fit_window)
 
 
+def _xp(*arrays: Any) -> Any:
+    """numpy when every argument is a host ``np.ndarray`` (computed there, in its own dtype:
+    float64 stays float64 whatever jax's x64 flag), else ``jax.numpy`` (jit, vmap)."""
+    return np if all(isinstance(a, np.ndarray) for a in arrays) else jnp
+
+
 def _frobenius_cosine(a: Array, b: Array) -> Array:
-    return jnp.vdot(a, b) / (jnp.linalg.norm(a.ravel()) * jnp.linalg.norm(b.ravel()))
+    xp = _xp(a, b)
+    return xp.vdot(a, b) / (xp.linalg.norm(a.ravel()) * xp.linalg.norm(b.ravel()))
 
 
 def kernel_distance(k1: Any, k2: Any) -> Array:
@@ -172,8 +179,11 @@ def kernel_distance(k1: Any, k2: Any) -> Array:
     Fort et al. 2020, "Deep learning versus kernel learning: an empirical study of loss landscape
     geometry and the time evolution of the neural tangent kernel" (NeurIPS), eq. for kernel
     distance. 0 for kernels equal up to scale; works on traced or full kernels of equal shape.
+    Two numpy arrays are compared on the host in their dtype (float64 kernels, as the analysis
+    holds them, in float64: 1 − cos cancels, so float32 would leave ~1e-7·√N of noise).
     """
-    k1, k2 = jnp.asarray(k1), jnp.asarray(k2)
+    xp = _xp(k1, k2)
+    k1, k2 = xp.asarray(k1), xp.asarray(k2)
     if k1.shape != k2.shape:
         raise NtkplastError(f"kernel_distance: shapes differ, {k1.shape} vs {k2.shape}")
     return 1.0 - _frobenius_cosine(k1, k2)
@@ -210,9 +220,11 @@ def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = N
     ``center_target=False`` divides by ‖YYᵀ‖_F instead of ‖L_c‖_F, the variant
     ⟨K_c, YYᵀ⟩_F / (‖K_c‖_F ‖YYᵀ‖_F) that centres the kernel only (the numerators agree since
     ⟨HKH, L⟩ = ⟨HKH, HLH⟩; only the normalisation differs). Traced ``N × N`` kernels only.
+    A numpy kernel with numpy targets is computed on the host in the kernel's dtype.
     """
-    mat = jnp.asarray(kernel)
-    y = jnp.asarray(targets)
+    xp = _xp(kernel, targets)
+    mat = xp.asarray(kernel)
+    y = xp.asarray(targets)
     if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
         raise NtkplastError(f"kernel: centered_alignment takes a traced N × N kernel, got shape "
                             f"{mat.shape}")
@@ -220,11 +232,11 @@ def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = N
         raise NtkplastError(f"targets: expected {mat.shape[0]} rows, got shape {y.shape}")
     if y.ndim == 1:
         classes = int(y.max()) + 1 if num_classes is None else num_classes
-        y = jax.nn.one_hot(y, classes, dtype=mat.dtype)
+        y = (y[:, None] == xp.arange(classes)).astype(mat.dtype)  # one-hot
     lab = y @ y.T
     kc = _center(mat)
     lc = _center(lab) if center_target else lab
-    return jnp.vdot(kc, lc) / (jnp.linalg.norm(kc) * jnp.linalg.norm(lc))
+    return xp.vdot(kc, lc) / (xp.linalg.norm(kc) * xp.linalg.norm(lc))
 
 
 def eigenspace_overlap(k1: Any, k2: Any, k: int) -> float:

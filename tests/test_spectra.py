@@ -162,3 +162,31 @@ def test_host_map_keeps_order_limits_blas_threads_and_raises():
         assert threads == 1
     with pytest.raises(NtkplastError, match="NaN"):
         linalg.host_map([lambda: spectra.eigenvalues(np.full((2, 2), np.nan))])
+
+
+def test_host_comparisons_stay_float64_without_x64():
+    """numpy kernels are compared on the host in float64 whatever jax's x64 flag; a tiny
+    distance (1 − cos cancels) keeps its digits. jax arrays take the jax path, same value."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(30, 30))
+    k1 = a @ a.T
+    b = rng.normal(size=(30, 30))
+    k2 = k1 + 1e-4 * np.abs(k1).mean() * (b + b.T)  # d ≈ 1e-9, below float32's resolution
+    cos = np.sum(k1 * k2) / (np.linalg.norm(k1) * np.linalg.norm(k2))
+    assert 1e-10 < 1 - cos < 1e-8
+    labels = rng.integers(0, 3, 30)
+    h = np.eye(30) - 1 / 30
+    y = np.eye(3)[labels]
+    kc, lc = h @ k1 @ h, h @ y @ y.T @ h
+    align = np.sum(kc * lc) / (np.linalg.norm(kc) * np.linalg.norm(lc))
+    prev = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", False)
+    try:
+        np.testing.assert_allclose(spectra.kernel_distance(k1, k2), 1 - cos, rtol=1e-6)
+        np.testing.assert_allclose(spectra.centered_alignment(k1, labels), align, rtol=1e-12)
+        np.testing.assert_allclose(spectra.centered_alignment(jnp.asarray(k1), labels), align,
+                                   rtol=1e-5)
+        np.testing.assert_allclose(spectra.kernel_distance(jnp.asarray(k1), jnp.asarray(2 * k1)),
+                                   0, atol=1e-6)
+    finally:
+        jax.config.update("jax_enable_x64", prev)
