@@ -69,7 +69,7 @@ def eigenvalues(kernel: Any) -> np.ndarray:
     is a finite, non-empty square Gram (or a full ``N × N × K × K`` NTK, read by
     :func:`as_matrix`).
     """
-    return linalg.eigvalsh(_square("kernel", kernel).astype(np.float64))
+    return linalg.eigvalsh(_square("kernel", kernel).astype(np.float64, copy=False))
 
 
 class SpectrumSummary(NamedTuple):

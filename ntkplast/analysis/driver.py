@@ -167,7 +167,7 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
     rows = _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam, eps=eps), "all",
                          _SPECTRUM_FIELDS)
     trace = float(np.trace(kernel))
-    raw = {"ntk_kernel": kernel.astype(np.float32), "ntk_top_eigenvectors": top,
+    raw = {"ntk_kernel": np.asarray(total, np.float32), "ntk_top_eigenvectors": top,
            "ntk_eigenvalues": lam}
     for li, (part, lam_l) in enumerate(zip(parts, layer_lams)):
         raw[f"ntk_layer_eigenvalues/{li}"] = lam_l
