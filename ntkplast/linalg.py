@@ -26,8 +26,8 @@ from threadpoolctl import threadpool_limits
 
 from ntkplast.errors import NtkplastError
 
-__all__ = ["eigh", "eigh_top", "eigvalsh", "gated_singular_values", "gram_singular_values",
-           "host_map", "singular_values"]
+__all__ = ["eigh", "eigh_top", "eigvalsh", "eigvalsh_float32", "gated_singular_values",
+           "gram_singular_values", "host_map", "singular_values"]
 
 T = TypeVar("T")
 
@@ -77,6 +77,30 @@ def eigh_top(a: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
                     return lam[::-1], z[:, ::-1]
     lam, vecs = np.linalg.eigh(a)
     return lam[::-1], vecs[:, ::-1][:, :k]
+
+
+def eigvalsh_float32(a: Any) -> np.ndarray:
+    """Eigenvalues (descending, returned as float64) of a symmetric matrix, decomposed in float32.
+
+    (A + Aᵀ)/2 in float32, blocked tridiagonal reduction (``ssytrd`` with its optimal workspace)
+    and ``ssterf``: 1.5× faster than float64 at N = 1,000 on one thread (38 ms against 56 ms
+    measured; numpy's ``eigvalsh`` of a float32 matrix took 57 ms). The backward error is
+    ≈ ε₃₂·‖A‖: on the analysis benchmark's layer kernels every eigenvalue moved by at most
+    1.1e-6·λ_max from float64's, two decades under the N·ε₃₂·λ_max floor (1.2e-4·λ_max at
+    N = 1,000) below which a float32 kernel's eigenvalues are rounding noise anyway. Use it only
+    where nothing below that floor is read as signal.
+    """
+    a = np.asarray(a, np.float32)
+    a = 0.5 * (a + a.T)
+    n = a.shape[0]
+    if n < 3:
+        return np.linalg.eigvalsh(a)[::-1].astype(np.float64)
+    lwork = int(lapack.ssytrd_lwork(n, lower=1)[0])
+    _, d, e, _, info = lapack.ssytrd(a, lower=1, lwork=lwork, overwrite_a=1)
+    lam, info_f = lapack.ssterf(d, e)
+    if info or info_f:
+        raise np.linalg.LinAlgError("Eigenvalues did not converge (LAPACK ssterf)")
+    return lam[::-1].astype(np.float64)
 
 
 def eigvalsh(a: Any) -> np.ndarray:

@@ -190,3 +190,18 @@ def test_host_comparisons_stay_float64_without_x64():
                                    0, atol=1e-6)
     finally:
         jax.config.update("jax_enable_x64", prev)
+
+
+@pytest.mark.parametrize("n", [1, 2, 300])
+def test_float32_lapack_eigenvalues_stay_under_the_rounding_floor(n):
+    """float32 LAPACK (ssytrd + ssterf) against numpy's float64 eigvalsh of the same float32
+    kernel: every eigenvalue within 1e-6·λ_max, far under the N·ε₃₂·λ_max floor."""
+    lam = 2.0 * np.arange(1, n + 1) ** -2.0
+    k32 = (_psd_with_spectrum(lam, seed=7) if n > 1 else np.eye(1)).astype(np.float32)
+    ref = np.linalg.eigvalsh(k32.astype(np.float64))[::-1]
+    got = spectra.eigenvalues(k32, float32_lapack=True)
+    assert got.dtype == np.float64 and got.shape == (n,)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * ref[0])
+    floor = n * np.finfo(np.float32).eps * ref[0]
+    above = ref > floor
+    np.testing.assert_allclose(got[above], ref[above], rtol=1e-3)

@@ -155,15 +155,18 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
     total, parts = ntk._empirical_ntk(run.model, params, x, per_layer=True,
                                       engine=settings.engine, device_count=settings.device_count)
     # eigenvalue floor: N · ε of the dtype the kernel was computed in (its rounding level)
-    eps = len(probe.y) * float(np.finfo(np.asarray(total).dtype).eps)
+    dtype = np.asarray(total).dtype
+    eps = len(probe.y) * float(np.finfo(dtype).eps)
     kernel = np.asarray(total, np.float64)
-    parts = [np.asarray(part, np.float64) for part in parts]
+    parts = [np.asarray(part) for part in parts]
     # one decomposition per Gram, side by side on the host: the total's eigenvalues and top-k
-    # eigenvectors (the overlap's), each layer part's eigenvalues only
+    # eigenvectors (the overlap's) in float64, each layer part's eigenvalues only, in float32
+    # LAPACK for a float32 kernel (errors two decades under the floor eps; paper_notes.md)
     (lam, top), *layer_lams = linalg.host_map(
         [functools.partial(spectra.eigenvalues_and_top_vectors, kernel,
                            min(settings.overlap_k, len(kernel)))]
-        + [functools.partial(spectra.eigenvalues, part) for part in parts])
+        + [functools.partial(spectra.eigenvalues, part, float32_lapack=dtype == np.float32)
+           for part in parts])
     rows = _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam, eps=eps), "all",
                          _SPECTRUM_FIELDS)
     trace = float(np.trace(kernel))
@@ -173,7 +176,8 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
         raw[f"ntk_layer_eigenvalues/{li}"] = lam_l
         rows += _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam_l, eps=eps),
                               f"layer{li}", _SPECTRUM_FIELDS)
-        rows.append((f"layer{li}", "ntk_trace_share", float(np.trace(part)) / trace))
+        rows.append((f"layer{li}", "ntk_trace_share",
+                     float(np.trace(part, dtype=np.float64)) / trace))
     if history.prev is not None:
         d_prev = float(spectra.kernel_distance(history.prev, kernel))
         rows.append(("all", "kernel_distance_prev", d_prev))
