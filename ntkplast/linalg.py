@@ -86,9 +86,9 @@ def eigvalsh_float32(a: Any) -> np.ndarray:
     and ``ssterf``: 1.5× faster than float64 at N = 1,000 on one thread (38 ms against 56 ms
     measured; numpy's ``eigvalsh`` of a float32 matrix took 57 ms). The backward error is
     ≈ ε₃₂·‖A‖: on the analysis benchmark's layer kernels every eigenvalue moved by at most
-    1.1e-6·λ_max from float64's, two decades under the N·ε₃₂·λ_max floor (1.2e-4·λ_max at
-    N = 1,000) below which a float32 kernel's eigenvalues are rounding noise anyway. Use it only
-    where nothing below that floor is read as signal.
+    4.5e-6·λ_max from float64's, under the N·ε₃₂·λ_max floor (1.2e-4·λ_max at N = 1,000) below
+    which a float32 kernel's eigenvalues are rounding noise anyway. Use it only where nothing
+    below that floor is read as signal (paper_notes.md has what it moves in the summaries).
     """
     a = np.asarray(a, np.float32)
     a = 0.5 * (a + a.T)

@@ -69,8 +69,8 @@ def eigenvalues(kernel: Any, *, float32_lapack: bool = False) -> np.ndarray:
     is a finite, non-empty square Gram (or a full ``N × N × K × K`` NTK, read by
     :func:`as_matrix`). ``float32_lapack=True`` decomposes in float32 instead
     (:func:`ntkplast.linalg.eigvalsh_float32`, 1.5× faster at N = 1,000): for float32 kernels
-    whose eigenvalues under the N·ε₃₂·λ_max floor are not read (its errors, ≈ 1e-6·λ_max,
-    stay two decades under it).
+    whose eigenvalues under the N·ε₃₂·λ_max floor are not read (its errors, ≲ 5e-6·λ_max,
+    stay under it).
     """
     mat = _square("kernel", kernel)
     if float32_lapack:

@@ -161,7 +161,7 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
     parts = [np.asarray(part) for part in parts]
     # one decomposition per Gram, side by side on the host: the total's eigenvalues and top-k
     # eigenvectors (the overlap's) in float64, each layer part's eigenvalues only, in float32
-    # LAPACK for a float32 kernel (errors two decades under the floor eps; paper_notes.md)
+    # LAPACK for a float32 kernel (errors under the floor eps; paper_notes.md)
     (lam, top), *layer_lams = linalg.host_map(
         [functools.partial(spectra.eigenvalues_and_top_vectors, kernel,
                            min(settings.overlap_k, len(kernel)))]
