@@ -44,7 +44,6 @@ exact definitions and the zero tolerance. Every summary is a :class:`SingularVal
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -53,9 +52,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from ntkplast import linalg, models
+from ntkplast import _jacobians, linalg, models
 from ntkplast.errors import NtkplastError
 from ntkplast.validate import check_params, check_probe_set, legacy_arguments
 
@@ -257,18 +255,6 @@ def _fits(d_in: int, d_out: int, max_entries: int) -> bool:
     return max(d_out * d_in, d_out * d_out) <= max_entries
 
 
-def _map_blocks(fn: Callable[[Array], Array], x: Array, size: int) -> Array:
-    """``fn`` on blocks of at most ``size`` rows of ``x`` (traced: lax.map over padded blocks)."""
-    n_rows = x.shape[0]
-    size = max(1, min(size, n_rows))
-    if size == n_rows:
-        return fn(x)
-    pad = -n_rows % size
-    x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
-    out = lax.map(fn, x.reshape((-1, size) + x.shape[1:]))
-    return out.reshape((-1,) + out.shape[2:])[:n_rows]
-
-
 def _layer_moments(model: models.Model, layer: models.Layer, in_shape: tuple[int, ...],
                    exact: bool, num_probes: int, w: Array, gate: Array,
                    key: Array) -> tuple[Array, Array]:
@@ -295,7 +281,7 @@ def _layer_moments(model: models.Model, layer: models.Layer, in_shape: tuple[int
         return jnp.sum(g.reshape(v.shape[0], n_in, -1) ** 2, axis=2)
 
     per_block = BLOCK_ENTRIES // (n_in * max(math.prod(in_shape), gate[0].size))
-    sq = _map_blocks(probes, jax.random.split(key, num_probes), per_block)
+    sq = _jacobians.map_blocks(probes, jax.random.split(key, num_probes), per_block)
     return t1, jnp.mean(sq, axis=0)
 
 
@@ -456,54 +442,6 @@ def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
 
 
 # ------------------------------------------------------------------------- input–output Jacobian
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _io_jacobians(model: models.Model, block_size: int, params: models.Params,
-                  x: Array, r: Array | None = None) -> Array:
-    """J(x) = ∂f/∂x for every probe input, ``N × K × D`` (SVDs follow on the host); with ``r``
-    (:func:`_first_layer_r`) J(x)·Q = ∂f/∂z_1 · Rᵀ instead, ``N × K × d_1``, same σ."""
-    if r is None:
-        def f(xi: Array) -> Array:
-            return model.apply(params, xi[None])[0]
-        d = math.prod(x.shape[1:])
-        inputs = x
-    else:
-        first, rest = model.layers[0], dataclasses.replace(model, layers=model.layers[1:])
-
-        def f(zi: Array) -> Array:  # the network from the first pre-activation z_1 on
-            z = zi[None]
-            return rest.apply(params[1:], models.block_output(first, params[0], z, z)[1])[0]
-        d = r.shape[0]
-        inputs = models.layer_pre_activation(model, first, params[0], x.reshape(x.shape[0], -1))
-    k = model.spec.num_outputs
-    jac = jax.jacrev(f) if k <= d else jax.jacfwd(f)
-
-    def block(xb: Array) -> Array:
-        jb = jax.vmap(jac)(xb).reshape(xb.shape[0], k, d)
-        return jb if r is None else jb @ r.T
-
-    return _map_blocks(block, inputs, block_size)
-
-
-def _first_layer_r(model: models.Model, params: models.Params,
-                   x_shape: tuple[int, ...]) -> Array | None:
-    """R of m_W·W_1 = QR when x enters only through a dense first layer of d_1 < D units.
-
-    Then z_1 = m_W·x W_1 + b and J(x) = ∂f/∂z_1 · (m_W W_1)ᵀ = ∂f/∂z_1 · Rᵀ Qᵀ, so σ(J) =
-    σ(∂f/∂z_1 · Rᵀ): K × d_1 instead of K × D per input, and the backward pass stops at z_1
-    (784–256–256–256–10 MLP: 2.0 against 3.3 million multiply-adds per input). R from a float64
-    QR on the host. ``None`` (the plain J) for conv, pre-norm, skip or pooled first layers, and
-    unless K ≤ d_1 < D (so both have min(K, D) singular values).
-    """
-    first, w = model.layers[0], params[0]["W"]
-    if (first.kind != "dense" or first.pre_norm or first.skip or first.pool
-            or len(model.layers) < 2
-            or not model.spec.num_outputs <= w.shape[-1] < math.prod(x_shape)):
-        return None
-    m_w = models.multipliers(model, first, w)[0]
-    weff = np.asarray(models.effective_weight(first, w), np.float64) * m_w
-    return jnp.asarray(np.linalg.qr(weff, mode="r"), w.dtype)
-
-
 @legacy_arguments(renamed={"batch_size": "block_size"})
 def input_output_spectra(model: models.Model, params: models.Params, x: Array, *,
                          block_size: int = 256) -> JacobianSpectrum:
@@ -511,12 +449,13 @@ def input_output_spectra(model: models.Model, params: models.Params, x: Array, *
 
     Built per input by reverse mode (K ≤ D) or forward mode, vmapped over blocks of
     ``block_size`` probe inputs (``block_size · K · D`` floats); when x enters only through a
-    dense first layer of K ≤ d_1 < D units, as ∂f/∂z_1 · Rᵀ (K × d_1, the same σ; m_W W_1 = QR,
-    :func:`_first_layer_r`), which stops the backward pass at z_1; σ = √λ of the smaller Gram in
-    float64 (:func:`ntkplast.linalg.gram_singular_values`). n = min(K, D) is small, so full
-    spectra are kept for all N inputs (``singular_values`` is ``(N, n)``); zeros are
-    σ ≤ max(K, D) · eps · max σ. Pennington, Schoenholz & Ganguli (2017): at dynamical isometry
-    every σ is 1; a linear network of orthogonal layers with gain c has every σ = c^L.
+    dense first layer of K ≤ d_1 < D units, as ∂f/∂z_1 · Rᵀ (K × d_1, the same σ; m_W W_1 =
+    QR, :func:`ntkplast._jacobians.first_layer_r`), which stops the backward pass at z_1; σ = √λ
+    of the smaller Gram in float64 (:func:`ntkplast.linalg.gram_singular_values`). n = min(K, D)
+    is small, so full spectra are kept for all N inputs (``singular_values`` is ``(N, n)``);
+    zeros are σ ≤ max(K, D) · eps · max σ. Pennington, Schoenholz & Ganguli (2017): at
+    dynamical isometry every σ is 1; a linear network of orthogonal layers with gain c has every
+    σ = c^L.
     ``block_size`` was ``batch_size`` in 0.2; that keyword still works, with a
     DeprecationWarning.
     """
@@ -529,8 +468,8 @@ def _input_output_spectra(model: models.Model, params: models.Params, x: Array, 
     """:func:`input_output_spectra` on a probe set already checked (:func:`check_probe_set`)."""
     if not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise NtkplastError(f"block_size: expected a positive int, got {block_size!r}")
-    r = _first_layer_r(model, params, tuple(x.shape[1:]))
-    jac = np.asarray(_io_jacobians(model, int(block_size), tuple(params), x, r))
+    r = _jacobians.first_layer_r(model, params, tuple(x.shape[1:]))
+    jac = np.asarray(_jacobians.io_jacobians(model, int(block_size), tuple(params), x, r))
     s = linalg.gram_singular_values(jac)
     summary = _summarize(s, max(model.spec.num_outputs, math.prod(x.shape[1:])) * _eps(s.dtype))
     sq = s * s
