@@ -168,7 +168,12 @@ def host_map(tasks: Sequence[Callable[[], T]]) -> list[T]:
     """Results of ``tasks`` (callables without arguments), run on up to one thread per CPU core,
     each with single-threaded BLAS/LAPACK (module docstring); numpy and scipy release the GIL in
     LAPACK, so independent decompositions run side by side. In order of ``tasks``; the first
-    exception raised by a task is raised here."""
+    exception raised by a task is raised here. The limit is set around the pool (pthreads BLAS:
+    one setting per process) and again in each worker (OpenMP: one setting per thread)."""
+    def run(task: Callable[[], T]) -> T:
+        with threadpool_limits(1):
+            return task()
+
     workers = max(1, min(len(tasks), os.cpu_count() or 1))
     with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda task: task(), tasks))
+        return list(pool.map(run, tasks))

@@ -148,6 +148,9 @@ def test_eigh_top_falls_back_to_eigh_when_inverse_iteration_fails(monkeypatch):
 
 
 def test_host_map_keeps_order_limits_blas_threads_and_raises():
+    """One BLAS and one OpenMP thread inside each task (OpenMP's setting is per thread: an
+    OpenMP runtime is loaded here, as scikit-learn or torch load one in a real process)."""
+    import sklearn.utils._openmp_helpers  # noqa: F401
     import threadpoolctl
 
     from ntkplast import linalg
