@@ -23,7 +23,9 @@ positions first, as in Sokar et al.'s code):
   (:func:`ntkplast.spectra.summary`), so each name means one thing.
 
 For conv layers Φ_l is the spatial mean of a_l per channel (global average pooling), N × c_l.
-Φ_l is not centred.
+Φ_l is not centred. Its σ are √λ of the smaller Gram (ΦᵀΦ, d_l × d_l) in float64
+(:func:`ntkplast.linalg.gram_singular_values`): a zero σ comes out below √ε₆₄ · σ_max ≈
+1e-8 σ_max, which moves neither rank measurably.
 
 GroupSort and MaxMin (Anil, Lucas & Grosse 2019) zero no output: every input of a group
 passes, permuted, and the layer's Jacobian is a permutation, so no unit is dead in ReLU's sense.
@@ -250,7 +252,7 @@ def summarize_layers(stats: Sequence[tuple[Array, Array, Array, Array]], *,
     for i, (scores, dead, freq, features) in enumerate(stats):
         scores, dead, freq, features = (np.asarray(v) for v in (scores, dead, freq, features))
         d = scores.shape[0]
-        sv = linalg.singular_values(features)  # host LAPACK (ntkplast.linalg)
+        sv = linalg.gram_singular_values(features)  # √λ of the d × d Gram, float64, host
         out.append(LayerDormancy(
             layer=i,
             scores=scores,

@@ -52,9 +52,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from ntkplast import linalg, models
+from ntkplast import _jacobians, linalg, models
 from ntkplast.errors import NtkplastError
 from ntkplast.validate import check_params, check_probe_set, legacy_arguments
 
@@ -256,18 +255,6 @@ def _fits(d_in: int, d_out: int, max_entries: int) -> bool:
     return max(d_out * d_in, d_out * d_out) <= max_entries
 
 
-def _map_blocks(fn: Callable[[Array], Array], x: Array, size: int) -> Array:
-    """``fn`` on blocks of at most ``size`` rows of ``x`` (traced: lax.map over padded blocks)."""
-    n_rows = x.shape[0]
-    size = max(1, min(size, n_rows))
-    if size == n_rows:
-        return fn(x)
-    pad = -n_rows % size
-    x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
-    out = lax.map(fn, x.reshape((-1, size) + x.shape[1:]))
-    return out.reshape((-1,) + out.shape[2:])[:n_rows]
-
-
 def _layer_moments(model: models.Model, layer: models.Layer, in_shape: tuple[int, ...],
                    exact: bool, num_probes: int, w: Array, gate: Array,
                    key: Array) -> tuple[Array, Array]:
@@ -294,7 +281,7 @@ def _layer_moments(model: models.Model, layer: models.Layer, in_shape: tuple[int
         return jnp.sum(g.reshape(v.shape[0], n_in, -1) ** 2, axis=2)
 
     per_block = BLOCK_ENTRIES // (n_in * max(math.prod(in_shape), gate[0].size))
-    sq = _map_blocks(probes, jax.random.split(key, num_probes), per_block)
+    sq = _jacobians.map_blocks(probes, jax.random.split(key, num_probes), per_block)
     return t1, jnp.mean(sq, axis=0)
 
 
@@ -389,6 +376,15 @@ def _layer_summary(n: int, res: dict[str, Any], spectrum: SingularValueSummary |
                                          units_off=float(np.mean(res["units_off"])))
 
 
+def _host_singular_values(res: dict[str, Any]) -> np.ndarray | None:
+    """σ of one layer's explicit Jacobians on the subsample (host LAPACK), ``None`` if none."""
+    if res["gate_sub"] is not None:
+        return linalg.gated_singular_values(res["gate_sub"], res["lmat"], BLOCK_ENTRIES)
+    if res["jac_sub"] is not None:
+        return linalg.singular_values(res["jac_sub"])
+    return None
+
+
 def layer_spectra(model: models.Model, params: models.Params, x: Array, *,
                   key: Array | None = None, spectra_subsample: int | None = 32,
                   num_probes: int = 8,
@@ -431,15 +427,12 @@ def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
     in_shapes = _input_shapes(model, tuple(x.shape[1:]), [tuple(z.shape[1:]) for z in pre])
     core = jax.device_get(_layer_core(model, int(max_matrix_entries), int(num_probes),
                                       tuple(params), x, idx, k_probe))
+    svs = linalg.host_map([functools.partial(_host_singular_values, res) for res in core])
     layers = []
-    for layer, res, z, in_shape in zip(model.layers, core, pre, in_shapes):
+    for layer, res, sv, z, in_shape in zip(model.layers, core, svs, pre, in_shapes):
         d_in, d_out = math.prod(in_shape), math.prod(z.shape[1:])
         n = min(d_in, d_out)
-        sv = summary = None
-        if res["gate_sub"] is not None:
-            sv = linalg.gated_singular_values(res["gate_sub"], res["lmat"], BLOCK_ENTRIES)
-        elif res["jac_sub"] is not None:
-            sv = linalg.singular_values(res["jac_sub"])
+        summary = None
         if sv is not None:
             summary = _summarize(sv, max(d_in, d_out) * _eps(sv.dtype))
         exact = _fits(d_in, d_out, max_matrix_entries) or not _diagonal_gate(layer)
@@ -449,30 +442,20 @@ def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
 
 
 # ------------------------------------------------------------------------- input–output Jacobian
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _io_jacobians(model: models.Model, block_size: int, params: models.Params,
-                  x: Array) -> Array:
-    """J(x) = ∂f/∂x for every probe input, ``N × K × D`` (SVDs follow on the host)."""
-    def f(xi: Array) -> Array:
-        return model.apply(params, xi[None])[0]
-
-    k, d = model.spec.num_outputs, math.prod(x.shape[1:])
-    jac = jax.jacrev(f) if k <= d else jax.jacfwd(f)
-
-    return _map_blocks(lambda xb: jax.vmap(jac)(xb).reshape(xb.shape[0], k, d), x, block_size)
-
-
 @legacy_arguments(renamed={"batch_size": "block_size"})
 def input_output_spectra(model: models.Model, params: models.Params, x: Array, *,
                          block_size: int = 256) -> JacobianSpectrum:
     """Singular values of the input–output Jacobian J(x) = ∂f/∂x ∈ R^{K×D} for every input.
 
     Built per input by reverse mode (K ≤ D) or forward mode, vmapped over blocks of
-    ``block_size`` probe inputs (``block_size · K · D`` floats); σ = √λ of the smaller Gram in
-    float64 (:func:`ntkplast.linalg.gram_singular_values`). n = min(K, D) is small, so full
-    spectra are kept for all N inputs (``singular_values`` is ``(N, n)``); zeros are
-    σ ≤ max(K, D) · eps · max σ. Pennington, Schoenholz & Ganguli (2017): at dynamical isometry
-    every σ is 1; a linear network of orthogonal layers with gain c has every σ = c^L.
+    ``block_size`` probe inputs (``block_size · K · D`` floats); when x enters only through a
+    dense first layer of K ≤ d_1 < D units, as ∂f/∂z_1 · Rᵀ (K × d_1, the same σ; m_W W_1 =
+    QR, :func:`ntkplast._jacobians.first_layer_r`), which stops the backward pass at z_1; σ = √λ
+    of the smaller Gram in float64 (:func:`ntkplast.linalg.gram_singular_values`). n = min(K, D)
+    is small, so full spectra are kept for all N inputs (``singular_values`` is ``(N, n)``);
+    zeros are σ ≤ max(K, D) · eps · max σ. Pennington, Schoenholz & Ganguli (2017): at
+    dynamical isometry every σ is 1; a linear network of orthogonal layers with gain c has every
+    σ = c^L.
     ``block_size`` was ``batch_size`` in 0.2; that keyword still works, with a
     DeprecationWarning.
     """
@@ -485,9 +468,10 @@ def _input_output_spectra(model: models.Model, params: models.Params, x: Array, 
     """:func:`input_output_spectra` on a probe set already checked (:func:`check_probe_set`)."""
     if not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise NtkplastError(f"block_size: expected a positive int, got {block_size!r}")
-    jac = np.asarray(_io_jacobians(model, int(block_size), tuple(params), x))
+    r = _jacobians.first_layer_r(model, params, tuple(x.shape[1:]))
+    jac = np.asarray(_jacobians.io_jacobians(model, int(block_size), tuple(params), x, r))
     s = linalg.gram_singular_values(jac)
-    summary = _summarize(s, max(jac.shape[1:]) * _eps(s.dtype))
+    summary = _summarize(s, max(model.spec.num_outputs, math.prod(x.shape[1:])) * _eps(s.dtype))
     sq = s * s
     return JacobianSpectrum(summary.to_floats(), s, sq.mean(axis=1), (sq * sq).mean(axis=1),
                             None, s.shape[1], True)
@@ -501,7 +485,9 @@ def weight_spectra(model: models.Model, params: models.Params) -> tuple[np.ndarr
     free parameter (:func:`ntkplast.models.effective_weight`).
 
     Dense W_l (d_in × d_out) as is; a conv kernel (k × k × c_in × c_out) reshaped to
-    c_out × (c_in·k·k), the matrix acting on one receptive field. Pass a row through
+    c_out × (c_in·k·k), the matrix acting on one receptive field. σ = √λ of the smaller Gram
+    in float64 (:func:`ntkplast.linalg.gram_singular_values`; an SVD for float64 weights).
+    Pass a row through
     :func:`summarize_singular_values` for χ, isometry index and friends; orthogonal init
     (Saxe et al. 2014) gives every σ = σ_w.
     """
@@ -516,5 +502,5 @@ def _weight_spectra(model: models.Model, params: models.Params) -> tuple[np.ndar
         w = jnp.asarray(p["W"])
         m_w = models.multipliers(model, layer, w)[0]
         w = models.effective_weight(layer, w)
-        out.append(linalg.singular_values(m_w * w.reshape(-1, w.shape[-1])))
+        out.append(linalg.gram_singular_values(m_w * w.reshape(-1, w.shape[-1])))
     return tuple(out)

@@ -34,7 +34,8 @@ from ntkplast.validate import legacy_arguments
 Array = jax.Array
 
 __all__ = ["SpectrumSummary", "TraceEstimate", "as_matrix", "centered_alignment",
-           "default_fit_window", "eigenspace_overlap", "eigenvalues", "hutchinson_trace",
+           "default_fit_window", "eigenspace_overlap", "eigenvalues",
+           "eigenvalues_and_top_vectors", "hutchinson_trace",
            "kernel_distance", "kernel_velocity", "subspace_overlap", "summary",
            "summary_from_eigenvalues", "top_eigenvalues", "top_eigenvectors"]
 
@@ -52,7 +53,8 @@ def as_matrix(kernel: Any) -> Array:
 
 
 def _square(name: str, kernel: Any) -> np.ndarray:
-    mat = np.asarray(as_matrix(kernel))
+    mat = np.asarray(kernel)  # an N × N host array stays on the host, in its own dtype
+    mat = mat if mat.ndim == 2 else np.asarray(as_matrix(mat))
     if mat.shape[0] != mat.shape[1] or mat.shape[0] == 0:
         raise NtkplastError(f"{name}: expected a non-empty square Gram, got shape {mat.shape}")
     if not np.all(np.isfinite(mat)):
@@ -60,14 +62,20 @@ def _square(name: str, kernel: Any) -> np.ndarray:
     return mat
 
 
-def eigenvalues(kernel: Any) -> np.ndarray:
+def eigenvalues(kernel: Any, *, float32_lapack: bool = False) -> np.ndarray:
     """Eigenvalues λ_1 ≥ … ≥ λ_N of a symmetric Gram, checked and in float64.
 
     :func:`ntkplast.linalg.eigvalsh` (host LAPACK, of (K + Kᵀ)/2) after checking that ``kernel``
     is a finite, non-empty square Gram (or a full ``N × N × K × K`` NTK, read by
-    :func:`as_matrix`).
+    :func:`as_matrix`). ``float32_lapack=True`` decomposes in float32 instead
+    (:func:`ntkplast.linalg.eigvalsh_float32`, 1.5× faster at N = 1,000): for float32 kernels
+    whose eigenvalues under the N·ε₃₂·λ_max floor are not read (its errors, ≲ 5e-6·λ_max,
+    stay under it).
     """
-    return linalg.eigvalsh(_square("kernel", kernel).astype(np.float64))
+    mat = _square("kernel", kernel)
+    if float32_lapack:
+        return linalg.eigvalsh_float32(mat)
+    return linalg.eigvalsh(mat.astype(np.float64, copy=False))
 
 
 class SpectrumSummary(NamedTuple):
@@ -160,8 +168,15 @@ def summary(kernel: Any, *, eps: float | None = None,
     return summary_from_eigenvalues(lam, eps=eps, fit_window=fit_window)
 
 
+def _xp(*arrays: Any) -> Any:
+    """numpy when every argument is a host ``np.ndarray`` (computed there, in its own dtype:
+    float64 stays float64 whatever jax's x64 flag), else ``jax.numpy`` (jit, vmap)."""
+    return np if all(isinstance(a, np.ndarray) for a in arrays) else jnp
+
+
 def _frobenius_cosine(a: Array, b: Array) -> Array:
-    return jnp.vdot(a, b) / (jnp.linalg.norm(a.ravel()) * jnp.linalg.norm(b.ravel()))
+    xp = _xp(a, b)
+    return xp.vdot(a, b) / (xp.linalg.norm(a.ravel()) * xp.linalg.norm(b.ravel()))
 
 
 def kernel_distance(k1: Any, k2: Any) -> Array:
@@ -170,8 +185,11 @@ def kernel_distance(k1: Any, k2: Any) -> Array:
     Fort et al. 2020, "Deep learning versus kernel learning: an empirical study of loss landscape
     geometry and the time evolution of the neural tangent kernel" (NeurIPS), eq. for kernel
     distance. 0 for kernels equal up to scale; works on traced or full kernels of equal shape.
+    Two numpy arrays are compared on the host in their dtype (float64 kernels, as the analysis
+    holds them, in float64: 1 − cos cancels, so float32 would leave ~1e-7·√N of noise).
     """
-    k1, k2 = jnp.asarray(k1), jnp.asarray(k2)
+    xp = _xp(k1, k2)
+    k1, k2 = xp.asarray(k1), xp.asarray(k2)
     if k1.shape != k2.shape:
         raise NtkplastError(f"kernel_distance: shapes differ, {k1.shape} vs {k2.shape}")
     return 1.0 - _frobenius_cosine(k1, k2)
@@ -208,9 +226,11 @@ def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = N
     ``center_target=False`` divides by ‖YYᵀ‖_F instead of ‖L_c‖_F, the variant
     ⟨K_c, YYᵀ⟩_F / (‖K_c‖_F ‖YYᵀ‖_F) that centres the kernel only (the numerators agree since
     ⟨HKH, L⟩ = ⟨HKH, HLH⟩; only the normalisation differs). Traced ``N × N`` kernels only.
+    A numpy kernel with numpy targets is computed on the host in the kernel's dtype.
     """
-    mat = jnp.asarray(kernel)
-    y = jnp.asarray(targets)
+    xp = _xp(kernel, targets)
+    mat = xp.asarray(kernel)
+    y = xp.asarray(targets)
     if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
         raise NtkplastError(f"kernel: centered_alignment takes a traced N × N kernel, got shape "
                             f"{mat.shape}")
@@ -218,11 +238,11 @@ def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = N
         raise NtkplastError(f"targets: expected {mat.shape[0]} rows, got shape {y.shape}")
     if y.ndim == 1:
         classes = int(y.max()) + 1 if num_classes is None else num_classes
-        y = jax.nn.one_hot(y, classes, dtype=mat.dtype)
+        y = (y[:, None] == xp.arange(classes)).astype(mat.dtype)  # one-hot
     lab = y @ y.T
     kc = _center(mat)
     lc = _center(lab) if center_target else lab
-    return jnp.vdot(kc, lc) / (jnp.linalg.norm(kc) * jnp.linalg.norm(lc))
+    return xp.vdot(kc, lc) / (xp.linalg.norm(kc) * xp.linalg.norm(lc))
 
 
 def eigenspace_overlap(k1: Any, k2: Any, k: int) -> float:
@@ -241,7 +261,20 @@ def eigenspace_overlap(k1: Any, k2: Any, k: int) -> float:
 
 def top_eigenvectors(kernel: Any, k: int) -> np.ndarray:
     """Orthonormal eigenvectors ``N × k`` of the k largest eigenvalues (host LAPACK)."""
-    return linalg.eigh(as_matrix(kernel))[1][:, ::-1][:, :k]
+    return eigenvalues_and_top_vectors(kernel, k)[1]
+
+
+def eigenvalues_and_top_vectors(kernel: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`eigenvalues` and :func:`top_eigenvectors` from one decomposition.
+
+    :func:`ntkplast.linalg.eigh_top` of the checked Gram in float64: every eigenvalue λ_1 ≥ … ≥
+    λ_N and the ``N × k`` orthonormal eigenvectors of λ_1 … λ_k, for the price of the
+    eigenvalues and O(N²k) (no other eigenvector is formed).
+    """
+    mat = _square("kernel", kernel)
+    if not 1 <= k <= mat.shape[0]:
+        raise NtkplastError(f"k: expected 1 ≤ k ≤ N = {mat.shape[0]}, got {k}")
+    return linalg.eigh_top(mat, k)
 
 
 def subspace_overlap(u1: Any, u2: Any) -> float:

@@ -62,6 +62,31 @@ def test_values_match_direct_computation(run_dir, tmp_path):
     assert shares.sum() == pytest.approx(1.0, abs=1e-5)
 
 
+
+def test_spectra_and_overlap_match_numpy_float64(run_dir, tmp_path):
+    """Eigenvalues of the kernel and of each layer's part, and the top-10 eigenspace overlap,
+    as numpy's float64 eigh of ntk.empirical_ntk's kernels (one decomposition each, threaded)."""
+    table = analysis.analyze(run_dir, analysis.Settings(metrics=("ntk",), probe_size=24),
+                             out_dir=tmp_path, progress=False)
+    run = checkpoints.open_run(run_dir)
+    x = checkpoints.load_arrays(tmp_path / "probe.npz")["x"]
+    arrays = checkpoints.load_arrays(tmp_path / "spectra.npz")
+    tops = []
+    for i in (1, 2):
+        total, parts = ntk.empirical_ntk(run.model, run.params(i), x, per_layer=True)
+        lam, vec = np.linalg.eigh(np.asarray(total, np.float64))
+        scale = lam[-1]
+        np.testing.assert_allclose(arrays[f"ntk_eigenvalues/{i}"], lam[::-1], rtol=0,
+                                   atol=1e-5 * scale)
+        for li, part in enumerate(parts):
+            ref = np.linalg.eigvalsh(np.asarray(part, np.float64))[::-1]
+            np.testing.assert_allclose(arrays[f"ntk_layer_eigenvalues/{li}/{i}"], ref, rtol=0,
+                                       atol=1e-5 * scale)
+        tops.append(vec[:, ::-1][:, :10])
+    rows = table.select("eigenspace_overlap_prev")
+    got = rows.columns["value"][rows.columns["checkpoint"] == 2][0]
+    assert got == pytest.approx(np.sum((tops[0].T @ tops[1]) ** 2) / 10, abs=1e-4)
+
 def test_weight_norms_match_numpy(run_dir, tmp_path):
     table = analysis.analyze(run_dir, analysis.Settings(metrics=("isometry",), probe_size=8),
                              out_dir=tmp_path, progress=False)

@@ -53,6 +53,21 @@ def test_planted_dead_units_are_reported_exactly(spec, input_shape, units):
     assert clean.dead_count == 0 and clean.srank >= first.srank
 
 
+
+def test_feature_ranks_match_a_float64_svd():
+    """Effective rank and srank from the features' Gram equal those of numpy's float64 SVD of
+    Φ = a_1(X), dead units (zero columns) included."""
+    spec = models.ArchSpec(widths=(16, 8), num_outputs=3, b_std=0.3)
+    model, params, x = _setup(spec, (6,), n=40)
+    params = _plant(params, 0, [1, 5, 9])
+    phi = np.asarray(model.intermediates(params, x)[1][0], np.float64)
+    s = np.linalg.svd(phi, compute_uv=False)
+    p = s / s.sum()
+    got = dormancy.unit_scores(model, params, x)[0]
+    np.testing.assert_allclose(got.effective_rank, np.exp(-np.sum(p[p > 0] * np.log(p[p > 0]))),
+                               rtol=1e-5)
+    assert got.srank == int(np.searchsorted(np.cumsum(s), 0.99 * s.sum()) + 1)
+
 def test_scores_are_invariant_to_scaling_the_activations():
     """ReLU is positively homogeneous: scaling layer 0's W and b by c scales a_1 by c."""
     spec = models.ArchSpec(widths=(12, 6), num_outputs=3, b_std=0.3)

@@ -79,12 +79,13 @@ def test_orthogonal_linear_network_has_every_sigma_equal_to_the_gain(parameteriz
         np.testing.assert_allclose(s, gain, rtol=2e-6)
 
 
-BRUTE_FORCE_CASES = [  # the second has K > D: forward-mode ∂f/∂x
+BRUTE_FORCE_CASES = [  # the second has K > D: forward-mode ∂f/∂x; the last d_1 < D: ∂f/∂z_1·Rᵀ
     (models.ArchSpec(widths=(9, 5), num_outputs=3, b_std=0.4), (7,)),
     (models.ArchSpec(widths=(6, 6), num_outputs=5, activation="tanh", parameterization="ntk",
                      b_std=0.2), (4,)),
     (models.ArchSpec(kind="cnn", widths=(3,), dense_widths=(4,), num_outputs=2, b_std=0.3,
                      activation="gelu"), (4, 4, 2)),
+    (models.ArchSpec(widths=(5, 4), num_outputs=3, b_std=0.3), (3, 4)),
 ]
 
 
@@ -238,3 +239,27 @@ def test_gram_singular_values_match_a_float64_svd(shape):
     np.testing.assert_allclose(got, ref, atol=1e-5 * ref.max(), rtol=1e-5)
     assert got[0, -1] < 1e-6 * ref[0, 0] or shape[1] > shape[2]
     np.testing.assert_allclose(linalg.gram_singular_values(a), ref, rtol=1e-13, atol=1e-13)
+
+
+def test_io_spectra_through_the_first_layer_keep_a_rank_deficiency_in_float32():
+    """float32, d_1 < D (the ∂f/∂z_1·Rᵀ route): a second layer with two live units makes
+    rank J = 2 < K = 3, one zero σ per input, and the rest match a float64 SVD of ∂f/∂x."""
+    spec = models.ArchSpec(widths=(8, 6), num_outputs=3, b_std=0.3)
+    model, params, x = _setup(spec, (4, 5), n=6)
+    b = np.full(6, -1e4)
+    b[:2] = 0.5
+    params = (params[0], {**params[1], "b": jnp.asarray(b, jnp.float32)}, params[2])
+    res = isometry.input_output_spectra(model, params, x)
+    f64 = [{k: np.asarray(v, np.float64) for k, v in p.items()} for p in params]
+
+    def f(v):
+        h = np.maximum(v.reshape(-1) @ f64[0]["W"] + f64[0]["b"], 0)
+        h = np.maximum(h @ f64[1]["W"] + f64[1]["b"], 0)
+        return h @ f64[2]["W"] + f64[2]["b"]
+    eye = np.eye(20)
+    for i, xi in enumerate(np.asarray(x, np.float64)):
+        jac = np.stack([(f(xi.reshape(-1) + 1e-6 * e) - f(xi.reshape(-1) - 1e-6 * e)) / 2e-6
+                        for e in eye], axis=1)
+        ref = np.linalg.svd(jac, compute_uv=False)
+        np.testing.assert_allclose(res.singular_values[i, :2], ref[:2], rtol=1e-4)
+    assert res.summary.zeros == 1.0

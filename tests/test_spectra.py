@@ -110,3 +110,101 @@ def test_matrix_free_ntk_spectrum_matches_dense():
         np.testing.assert_allclose(top, dense[:4], rtol=1e-8)
         est = spectra.hutchinson_trace(mv, shape, 64, key=jax.random.PRNGKey(3), chunk=16)
         assert abs(est.mean - dense.sum()) < 4 * est.stderr
+
+
+@pytest.mark.parametrize("n, k", [(2, 1), (3, 3), (40, 5), (120, 10)])
+def test_eigenvalues_and_top_vectors_match_numpy_eigh(n, k):
+    """One tridiagonalisation (dsytrd + dsterf + dstein) gives numpy float64 eigh's numbers."""
+    lam = 3.0 * np.arange(1, n + 1) ** -1.5
+    if n > 3:
+        lam[2] = lam[1] * (1 - 1e-12)  # a near-double eigenvalue inside the top k
+    mat = _psd_with_spectrum(lam, seed=n)
+    mat[0, 1] += 1e-9  # rounding asymmetry is symmetrised away
+    ref_lam, ref_vec = np.linalg.eigh(0.5 * (mat + mat.T))
+    got_lam, got_vec = spectra.eigenvalues_and_top_vectors(mat, k)
+    np.testing.assert_allclose(got_lam, ref_lam[::-1], rtol=0, atol=1e-13 * lam[0])
+    assert got_vec.shape == (n, k)
+    np.testing.assert_allclose(got_vec.T @ got_vec, np.eye(k), atol=1e-12)
+    sym = 0.5 * (mat + mat.T)
+    np.testing.assert_allclose(sym @ got_vec, got_vec * ref_lam[::-1][:k], atol=1e-12 * lam[0])
+    # the subspace, not the basis (a double eigenvalue's basis is arbitrary): equal projectors
+    ref_top = ref_vec[:, ::-1][:, :k]
+    np.testing.assert_allclose(got_vec @ got_vec.T, ref_top @ ref_top.T, atol=1e-9)
+    np.testing.assert_allclose(spectra.top_eigenvectors(mat, k) @ got_vec.T @ got_vec,
+                               spectra.top_eigenvectors(mat, k), atol=1e-9)
+    with pytest.raises(NtkplastError, match="k: expected"):
+        spectra.eigenvalues_and_top_vectors(mat, n + 1)
+
+
+def test_eigh_top_falls_back_to_eigh_when_inverse_iteration_fails(monkeypatch):
+    from ntkplast import linalg
+
+    mat = _psd_with_spectrum(np.arange(1.0, 9.0), seed=3)
+    monkeypatch.setattr(linalg.lapack, "dstein", lambda *a: (np.zeros((8, 2)), 1))
+    lam, vec = linalg.eigh_top(mat, 2)
+    np.testing.assert_allclose(lam, np.arange(8.0, 0.0, -1.0), rtol=1e-12)
+    np.testing.assert_allclose(np.abs(vec.T @ np.linalg.eigh(mat)[1][:, ::-1][:, :2]),
+                               np.eye(2), atol=1e-10)
+
+
+def test_host_map_keeps_order_limits_blas_threads_and_raises():
+    """One BLAS and one OpenMP thread inside each task (OpenMP's setting is per thread: an
+    OpenMP runtime is loaded here, as scikit-learn or torch load one in a real process)."""
+    import sklearn.utils._openmp_helpers  # noqa: F401
+    import threadpoolctl
+
+    from ntkplast import linalg
+
+    def blas_threads():
+        return max(p["num_threads"] for p in threadpoolctl.threadpool_info())
+
+    mats = [_psd_with_spectrum(np.arange(1.0, 6.0) * (i + 1), seed=i) for i in range(4)]
+    got = linalg.host_map([lambda m=m: (spectra.eigenvalues(m), blas_threads()) for m in mats])
+    for i, (lam, threads) in enumerate(got):
+        np.testing.assert_allclose(lam, np.arange(5.0, 0.0, -1.0) * (i + 1), rtol=1e-12)
+        assert threads == 1
+    with pytest.raises(NtkplastError, match="NaN"):
+        linalg.host_map([lambda: spectra.eigenvalues(np.full((2, 2), np.nan))])
+
+
+def test_host_comparisons_stay_float64_without_x64():
+    """numpy kernels are compared on the host in float64 whatever jax's x64 flag; a tiny
+    distance (1 − cos cancels) keeps its digits. jax arrays take the jax path, same value."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(30, 30))
+    k1 = a @ a.T
+    b = rng.normal(size=(30, 30))
+    k2 = k1 + 1e-4 * np.abs(k1).mean() * (b + b.T)  # d ≈ 1e-9, below float32's resolution
+    cos = np.sum(k1 * k2) / (np.linalg.norm(k1) * np.linalg.norm(k2))
+    assert 1e-10 < 1 - cos < 1e-8
+    labels = rng.integers(0, 3, 30)
+    h = np.eye(30) - 1 / 30
+    y = np.eye(3)[labels]
+    kc, lc = h @ k1 @ h, h @ y @ y.T @ h
+    align = np.sum(kc * lc) / (np.linalg.norm(kc) * np.linalg.norm(lc))
+    prev = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", False)
+    try:
+        np.testing.assert_allclose(spectra.kernel_distance(k1, k2), 1 - cos, rtol=1e-6)
+        np.testing.assert_allclose(spectra.centered_alignment(k1, labels), align, rtol=1e-12)
+        np.testing.assert_allclose(spectra.centered_alignment(jnp.asarray(k1), labels), align,
+                                   rtol=1e-5)
+        np.testing.assert_allclose(spectra.kernel_distance(jnp.asarray(k1), jnp.asarray(2 * k1)),
+                                   0, atol=1e-6)
+    finally:
+        jax.config.update("jax_enable_x64", prev)
+
+
+@pytest.mark.parametrize("n", [1, 2, 300])
+def test_float32_lapack_eigenvalues_stay_under_the_rounding_floor(n):
+    """float32 LAPACK (ssytrd + ssterf) against numpy's float64 eigvalsh of the same float32
+    kernel: every eigenvalue within 1e-6·λ_max, far under the N·ε₃₂·λ_max floor."""
+    lam = 2.0 * np.arange(1, n + 1) ** -2.0
+    k32 = (_psd_with_spectrum(lam, seed=7) if n > 1 else np.eye(1)).astype(np.float32)
+    ref = np.linalg.eigvalsh(k32.astype(np.float64))[::-1]
+    got = spectra.eigenvalues(k32, float32_lapack=True)
+    assert got.dtype == np.float64 and got.shape == (n,)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * ref[0])
+    floor = n * np.finfo(np.float32).eps * ref[0]
+    above = ref > floor
+    np.testing.assert_allclose(got[above], ref[above], rtol=1e-3)

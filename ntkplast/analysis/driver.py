@@ -45,6 +45,7 @@ defaults to ``RUN_DIR/analysis``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
@@ -148,34 +149,35 @@ class _KernelHistory:
         self.prev, self.prev_top, self.prev_step = kernel, top, step
 
 
-def _kernel_spectrum(kernel: np.ndarray, eps: float, prefix: str, layer: str
-                     ) -> tuple[Rows, np.ndarray, np.ndarray]:
-    """Summary rows, eigenvalues (descending) and eigenvectors of one Gram."""
-    lam, vecs = linalg.eigh(kernel)
-    lam, vecs = lam[::-1], vecs[:, ::-1]
-    summary = spectra.summary_from_eigenvalues(lam, eps=eps)
-    return _summary_rows(prefix, summary, layer, _SPECTRUM_FIELDS), lam, vecs
-
-
 def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.Probe,
                 settings: Settings, info: checkpoints.CheckpointInfo, history: _KernelHistory
                 ) -> tuple[Rows, dict[str, np.ndarray]]:
     total, parts = ntk._empirical_ntk(run.model, params, x, per_layer=True,
                                       engine=settings.engine, device_count=settings.device_count)
     # eigenvalue floor: N · ε of the dtype the kernel was computed in (its rounding level)
-    eps = len(probe.y) * float(np.finfo(np.asarray(total).dtype).eps)
+    dtype = np.asarray(total).dtype
+    eps = len(probe.y) * float(np.finfo(dtype).eps)
     kernel = np.asarray(total, np.float64)
-    rows, lam, vecs = _kernel_spectrum(kernel, eps, "ntk_", "all")
-    top = vecs[:, :min(settings.overlap_k, len(kernel))]
+    parts = [np.asarray(part) for part in parts]
+    # one decomposition per Gram, side by side on the host: the total's eigenvalues and top-k
+    # eigenvectors (the overlap's) in float64, each layer part's eigenvalues only, in float32
+    # LAPACK for a float32 kernel (errors under the floor eps; paper_notes.md)
+    (lam, top), *layer_lams = linalg.host_map(
+        [functools.partial(spectra.eigenvalues_and_top_vectors, kernel,
+                           min(settings.overlap_k, len(kernel)))]
+        + [functools.partial(spectra.eigenvalues, part, float32_lapack=dtype == np.float32)
+           for part in parts])
+    rows = _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam, eps=eps), "all",
+                         _SPECTRUM_FIELDS)
     trace = float(np.trace(kernel))
-    raw = {"ntk_kernel": kernel.astype(np.float32), "ntk_top_eigenvectors": top,
+    raw = {"ntk_kernel": np.asarray(total, np.float32), "ntk_top_eigenvectors": top,
            "ntk_eigenvalues": lam}
-    for li, part in enumerate(parts):
-        part = np.asarray(part, np.float64)
-        lam_l = raw[f"ntk_layer_eigenvalues/{li}"] = spectra.eigenvalues(part)
+    for li, (part, lam_l) in enumerate(zip(parts, layer_lams)):
+        raw[f"ntk_layer_eigenvalues/{li}"] = lam_l
         rows += _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam_l, eps=eps),
                               f"layer{li}", _SPECTRUM_FIELDS)
-        rows.append((f"layer{li}", "ntk_trace_share", float(np.trace(part)) / trace))
+        rows.append((f"layer{li}", "ntk_trace_share",
+                     float(np.trace(part, dtype=np.float64)) / trace))
     if history.prev is not None:
         d_prev = float(spectra.kernel_distance(history.prev, kernel))
         rows.append(("all", "kernel_distance_prev", d_prev))

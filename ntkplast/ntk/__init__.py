@@ -170,10 +170,10 @@ def _auto_block(model: models.Model, engine: str, params: Any, x1: Array, n: int
     """
     num_out = model.spec.num_outputs
     if engine == "layerwise":
-        one = jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype)
-        shapes = jax.eval_shape(lambda p, x: _layerwise.layer_factors(model, p, x, trace),
-                                params, one)
-        linear = 2 * sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
+        leaves, tree = jax.tree_util.tree_flatten(params)
+        linear = 2 * _factor_floats(model, trace, tree, tuple(
+            jax.ShapeDtypeStruct(np.shape(a), a.dtype) for a in leaves),
+            jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype))
     else:
         linear = 2 * num_out * _checks.num_params(params)
     quad = (len(params) if per_layer else 1) * (1 if trace else num_out ** 2) * 3
@@ -181,6 +181,17 @@ def _auto_block(model: models.Model, engine: str, params: Any, x1: Array, n: int
     while b > 1 and (b * linear + b * b * quad) * x1.dtype.itemsize > MEMORY_BUDGET_BYTES:
         b = (b + 1) // 2
     return None if b >= n else b
+
+
+@functools.lru_cache(maxsize=32)
+def _factor_floats(model: models.Model, trace: bool, tree: Any, leaves: tuple[Any, ...],
+                   one: jax.ShapeDtypeStruct) -> int:
+    """Floats of the layerwise factors of one probe point, by shape only (traced once per
+    model and shapes, not on every call: an analysis asks once per checkpoint)."""
+    params = jax.tree_util.tree_unflatten(tree, leaves)
+    shapes = jax.eval_shape(lambda p, x: _layerwise.layer_factors(model, p, x, trace),
+                            params, one)
+    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
 
 
 def _checked(model: models.Model, params: Any, x1: Any, x2: Any,
