@@ -642,3 +642,23 @@ def test_skipped_checkpoint_is_one_warning_line(reference, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0, err
     assert err.startswith("ntkplast: warning: skipping checkpoint 2 (ckpt_00000008.npz)")
+
+
+def test_a_spec_deeper_than_its_checkpoints_is_refused_before_tracing(tmp_path):
+    """A manifest whose model has 1,000 layers and a checkpoint with 1: refused at the layer
+    count, not after tracing the deep spec (which takes seconds per hundred layers)."""
+    run_dir = tmp_path / "run"
+    _tiny_run(run_dir)
+    m = json.loads((run_dir / "manifest.json").read_text())
+    m["model"]["widths"] = [1] * 1000
+    (run_dir / "manifest.json").write_text(json.dumps(m))
+    with _Deadline(5), pytest.raises(NtkplastError, match="1 weight layers, but the manifest"):
+        checkpoints.open_run(run_dir).params(0)
+
+
+@pytest.mark.parametrize("seeds", ["[[1, 2], [3]]", "[1, 1]", "[{a = 1}]", "9" * 30])
+def test_hostile_grid_seeds_are_refused(tmp_path, seeds):
+    from ntkplast.experiments import sweep
+    (tmp_path / "g.toml").write_text(f"seeds = {seeds}\n")
+    with pytest.raises(NtkplastError, match="g.toml"):
+        sweep.load_grid(tmp_path / "g.toml")

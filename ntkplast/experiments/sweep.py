@@ -82,9 +82,9 @@ def load_grid(path: str | os.PathLike) -> dict[str, Any]:
     seeds = grid.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
         seeds = list(range(seeds))
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+    if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                       for s in seeds)):
+                       for s in seeds) or len(set(seeds)) != len(seeds)):
         raise NtkplastError(f"{path}: seeds must be a positive count or a list of distinct "
                             f"non-negative integers, got {grid.get('seeds')!r}")
     grid["seeds"] = seeds

@@ -252,6 +252,10 @@ class Run:
         (:func:`ntkplast.validate.expected_param_shapes` on the manifest's input shape)."""
         path = self.path / self.checkpoints[i].file
         params = arrays_to_params(self.arrays(i), source=str(path))
+        if len(params) != len(self.model.layers):  # before tracing the spec (deep specs: slow)
+            raise NtkplastError(f"{path}: {len(params)} weight layers, but the manifest's model "
+                                f"has {len(self.model.layers)}; the checkpoint belongs to another "
+                                f"architecture")
         got = param_shapes(params)
         want = expected_param_shapes(self.model, self.input_shape)
         if got != want:
