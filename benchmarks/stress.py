@@ -1,7 +1,9 @@
-"""Stress test: SIGKILL trials, reader fuzzing, analysis memory over long series.
+"""Stress test: SIGKILL trials, concurrent writers, stale caches, reader fuzzing, analysis memory.
 
     JAX_PLATFORMS=cpu .venv/bin/python benchmarks/stress.py [--kill-trials 20]
-        [--analyze-trials 3] [--fuzz-cases 10000] [--series 50,500] [--out benchmarks/stress.png]
+        [--analyze-trials 3] [--concurrent-trials 20] [--writers 3] [--stale-trials 3]
+        [--fuzz-cases 10000] [--series 50,500] [--parts fuzz,kill,concurrent,stale,memory]
+        [--out benchmarks/stress.png]
 
 1. Kill trials: ``ntkplast train`` on a tiny 3-task run is SIGKILLed after the k-th checkpoint
    (plus 0–40 ms) or the moment the k-th atomic-write temporary appears (inside a write); the
@@ -12,8 +14,18 @@
    accepted, refused (NtkplastError) or a crash (any other exception, or > 10 s: a hang).
 3. Memory: peak resident memory of ``ntkplast analyze`` (a child process, from ``wait4``) on
    synthetic series of each length in ``--series`` (2×32 ReLU MLP on 64 inputs, probe of 32).
+4. Concurrent writers: ``--writers`` ``ntkplast train`` processes started together on one
+   folder, each with its own seed (``--concurrent-trials`` trials), and two ``ntkplast
+   analyze`` with different probe sizes on one analysis folder (a third as many trials):
+   exactly one may succeed, every other must exit 2 with one line, and the folder must hold
+   the winner's files only — for train every checkpoint's bytes equal the winner's seed's
+   uninterrupted run, for analyze ``probe.npz``, ``settings.json`` and ``metrics.csv`` agree.
+5. Stale cache: a checkpoint moved out of the run, the run analysed, the checkpoint put back,
+   analysed again (the same analysis folder): the next checkpoint's comparisons with its
+   predecessor (``kernel_distance_prev``, ``kernel_velocity``, ``eigenspace_overlap_prev``)
+   must equal a fresh analysis's.
 
-Prints the counts and draws one figure with three panels.
+Prints the counts and, when every part ran, draws one figure with three panels.
 """
 
 from __future__ import annotations
@@ -105,6 +117,108 @@ def kill_analyze_trials(n: int, work: Path, rng: random.Random) -> dict:
         print(f"  analyze trial {t}: k={k} killed={rec['killed']} identical={same}", flush=True)
         shutil.rmtree(part)
     return dict(c)
+
+
+def concurrent_trials(n: int, writers: int, work: Path) -> dict:
+    """Part 4 of the module docstring: N writers on one folder, exactly one wins, nothing mixed."""
+    config = work / "tiny.toml"
+    config.write_text(faults.TINY_CONFIG)
+    seeds = [100 + k for k in range(writers)]
+    refs = {}
+    for seed in seeds:  # each seed's uninterrupted run, to compare the winner's folder with
+        ref = work / f"ref_seed{seed}"
+        out = _run(faults.cli("train", str(config), "--out", str(ref), "--seed", str(seed),
+                              "--no-progress"))
+        assert out.returncode == 0, out.stderr
+        refs[seed] = faults.files_bytes(ref)
+    c = collections.Counter(trials=0, exactly_one_succeeded=0, losers_one_line_exit_2=0,
+                            mixed_folders=0, analyze_trials=0, analyze_exactly_one=0,
+                            analyze_mixed=0)
+    for t in range(n):
+        folder = work / f"concurrent_{t}"
+        procs = [subprocess.Popen(faults.cli("train", str(config), "--out", str(folder),
+                                             "--seed", str(seed), "--no-progress"),
+                                  env=faults.child_env(), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for seed in seeds]
+        codes = [p.wait() for p in procs]
+        errs = [p.stderr.read().strip() for p in procs]
+        for p in procs:
+            p.stderr.close()
+        winners = [seed for seed, code in zip(seeds, codes) if code == 0]
+        one_line = all(code == 2 and err.count("\n") == 0 and err.startswith("ntkplast: error:")
+                       for code, err in zip(codes, errs) if code != 0)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        mixed = (len(winners) != 1 or manifest["config"]["seed"] != winners[0]
+                 or faults.files_bytes(folder) != refs[winners[0]])
+        c["trials"] += 1
+        c["exactly_one_succeeded"] += len(winners) == 1
+        c["losers_one_line_exit_2"] += one_line
+        c["mixed_folders"] += mixed
+        print(f"  concurrent trial {t}: exit codes {codes}, winner seed {winners}, "
+              f"mixed={mixed}", flush=True)
+        shutil.rmtree(folder)
+    for t in range(max(1, n // 3)):
+        out = work / f"concurrent_analysis_{t}"
+        sizes = (16, 24)
+        procs = [subprocess.Popen(faults.cli("analyze", str(work / f"ref_seed{seeds[0]}"),
+                                             "--out", str(out), "--probe-size", str(size),
+                                             "--metrics", "ntk,plasticity", "--no-progress"),
+                                  env=faults.child_env(), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for size in sizes]
+        codes = [p.wait() for p in procs]
+        settings = json.loads((out / "settings.json").read_text())
+        with np.load(out / "probe.npz") as probe:
+            rows = len(probe["y"])
+        winner = [size for size, code in zip(sizes, codes) if code == 0]
+        mixed = len(winner) != 1 or not (settings["probe"]["size"] == rows == winner[0])
+        c["analyze_trials"] += 1
+        c["analyze_exactly_one"] += len(winner) == 1
+        c["analyze_mixed"] += mixed
+        print(f"  concurrent analyze trial {t}: exit codes {codes}, probe rows {rows}, "
+              f"settings size {settings['probe']['size']}, mixed={mixed}", flush=True)
+        shutil.rmtree(out)
+    return dict(c)
+
+
+def stale_cache_trials(n: int, work: Path, rng: random.Random) -> dict:
+    """Part 5 of the module docstring: move a checkpoint away, analyse, put it back, analyse."""
+    config = work / "tiny.toml"
+    config.write_text(faults.TINY_CONFIG)
+    ref = work / "stale_ref"
+    if not ref.exists():
+        out = _run(faults.cli("train", str(config), "--out", str(ref), "--no-progress"))
+        assert out.returncode == 0, out.stderr
+    args = ["--probe-size", "16", "--metrics", "ntk", "--no-progress"]
+    metrics = ("kernel_distance_prev", "kernel_velocity", "eigenspace_overlap_prev")
+    c = collections.Counter(trials=0, analyses_ok=0, stale_values=0)
+    for t in range(n):
+        run, cached, fresh = (work / f"stale_{t}_{k}" for k in ("run", "cached", "fresh"))
+        shutil.copytree(ref, run)
+        k = rng.randint(1, faults.TINY_CHECKPOINTS - 2)
+        name = json.loads((run / "manifest.json").read_text())["checkpoints"][k]["file"]
+        os.replace(run / name, work / "away.npz")
+        ok = _run(faults.cli("analyze", str(run), "--out", str(cached), *args)).returncode == 0
+        os.replace(work / "away.npz", run / name)
+        ok &= _run(faults.cli("analyze", str(run), "--out", str(cached), *args)).returncode == 0
+        ok &= _run(faults.cli("analyze", str(run), "--out", str(fresh), *args)).returncode == 0
+        got, want = (_rows(d / "metrics.csv", k + 1, metrics) for d in (cached, fresh))
+        c["trials"] += 1
+        c["analyses_ok"] += ok
+        c["stale_values"] += sum(got[m] != want[m] for m in metrics)
+        print(f"  stale-cache trial {t}: checkpoint {k} moved away and back; checkpoint "
+              f"{k + 1}: " + ", ".join(f"{m} {got[m]} vs fresh {want[m]}" for m in metrics),
+              flush=True)
+        for d in (run, cached, fresh):
+            shutil.rmtree(d)
+    return dict(c)
+
+
+def _rows(csv_path: Path, checkpoint: int, metrics: tuple[str, ...]) -> dict[str, str]:
+    import csv
+
+    with open(csv_path, newline="") as f:
+        return {r["metric"]: r["value"] for r in csv.DictReader(f)
+                if int(r["checkpoint"]) == checkpoint and r["metric"] in metrics}
 
 
 def _alarm(*_):
@@ -226,27 +340,44 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--kill-trials", type=int, default=20)
     p.add_argument("--analyze-trials", type=int, default=3)
+    p.add_argument("--concurrent-trials", type=int, default=20)
+    p.add_argument("--writers", type=int, default=3)
+    p.add_argument("--stale-trials", type=int, default=3)
+    p.add_argument("--parts", default="fuzz,kill,concurrent,stale,memory",
+                   help="which parts to run (module docstring)")
     p.add_argument("--fuzz-cases", type=int, default=10000)
     p.add_argument("--series", default="50,500")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "stress.png"))
     args = p.parse_args()
     rng = random.Random(args.seed)
+    parts = set(args.parts.split(","))
+    summary: dict = {}
     with tempfile.TemporaryDirectory(prefix="ntkplast-stress-") as tmp:
         work = Path(tmp)
-        print("fuzzing readers", flush=True)
-        fuzzed = fuzz(args.fuzz_cases, work, args.seed)
-        print("SIGKILL trials: train", flush=True)
-        train = kill_train_trials(args.kill_trials, work, rng)
-        print("SIGKILL trials: analyze", flush=True)
-        analyze = kill_analyze_trials(args.analyze_trials, work, rng)
-        print("analysis memory", flush=True)
-        memory = analyze_memory([int(s) for s in args.series.split(",")], work)
-    summary = {"train": train, "analyze": analyze,
-               "fuzz": {r: dict(c) for r, c in fuzzed.items()},
-               "memory": {str(k): v for k, v in memory.items()}}
-    print(json.dumps(summary, indent=1))
-    draw(train, analyze, fuzzed, memory, Path(args.out))
+        if "fuzz" in parts:
+            print("fuzzing readers", flush=True)
+            summary["fuzz"] = fuzz(args.fuzz_cases, work, args.seed)
+        if "kill" in parts:
+            print("SIGKILL trials: train", flush=True)
+            summary["train"] = kill_train_trials(args.kill_trials, work, rng)
+            print("SIGKILL trials: analyze", flush=True)
+            summary["analyze"] = kill_analyze_trials(args.analyze_trials, work, rng)
+        if "concurrent" in parts:
+            print(f"concurrent writers: {args.writers} per folder", flush=True)
+            summary["concurrent"] = concurrent_trials(args.concurrent_trials, args.writers, work)
+        if "stale" in parts:
+            print("stale cache: a checkpoint moved away and back between analyses", flush=True)
+            summary["stale_cache"] = stale_cache_trials(args.stale_trials, work, rng)
+        if "memory" in parts:
+            print("analysis memory", flush=True)
+            summary["memory"] = analyze_memory([int(s) for s in args.series.split(",")], work)
+    print(json.dumps({k: ({r: dict(c) for r, c in v.items()} if k == "fuzz" else
+                          {str(n): x for n, x in v.items()}) for k, v in summary.items()},
+                     indent=1))
+    if {"fuzz", "kill", "memory"} <= parts:
+        draw(summary["train"], summary["analyze"], summary["fuzz"], summary["memory"],
+             Path(args.out))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@
                     [--key-order a,b,…] [--number step|task] [--input-layout chw|hwc]
                     [--framework torch|flax|equinox] [--tree-path params] [--activation relu]
 
-Bad input prints one line ``ntkplast: error: …`` and exits with status 2.
+Bad input prints one line ``ntkplast: error: …`` and exits with status 2 (so do errors of the
+file system and running out of memory); a warning (a checkpoint skipped) is one line
+``ntkplast: warning: …``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import argparse
 import dataclasses
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from ntkplast.errors import NtkplastError
+from ntkplast.errors import NtkplastError, one_line, show_warning_line
 from ntkplast.experiments import executors
 
 
@@ -244,6 +247,7 @@ def _run_import(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ntkplast`` console script; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    shown, warnings.showwarning = warnings.showwarning, show_warning_line  # one line each
     try:
         args = _build_parser().parse_args(argv)
         if args.verb == "train":
@@ -269,12 +273,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(f"wrote {report.write_report(args.folder, args.out)}")
     except NtkplastError as e:
-        print(f"ntkplast: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"ntkplast: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except (OSError, MemoryError) as e:  # the file system or the machine, not a bug: one line
+        print(f"ntkplast: error: {one_line(f'{type(e).__name__}: {e}')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ntkplast: interrupted; continue with the same command (for train: plus --resume)",
               file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
     return 0
 
 

@@ -1,6 +1,9 @@
-"""The one exception type that ntkplast raises for bad input."""
+"""The one exception type that ntkplast raises for bad input, and the CLI's one-line format."""
 
 from __future__ import annotations
+
+import sys
+from typing import TextIO
 
 
 class NtkplastError(ValueError):
@@ -9,3 +12,15 @@ class NtkplastError(ValueError):
     The message names the file or argument, says what was expected and what to do. The CLI
     prints it as one line and exits with status 2.
     """
+
+
+def one_line(message: object) -> str:
+    """``message`` with every run of whitespace (newlines included) folded to one space."""
+    return " ".join(str(message).split())
+
+
+def show_warning_line(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
+    """A ``warnings.showwarning`` that prints ``ntkplast: warning: …`` as one line on stderr
+    (the CLI's format; no source line, no file name)."""
+    print(f"ntkplast: warning: {one_line(message)}", file=file or sys.stderr)

@@ -2,8 +2,10 @@
 
 Every write goes to a temporary name in the destination folder, is flushed to disk (``fsync``)
 and renamed over the final name, so a reader never sees half a file and a killed writer leaves at
-most a temporary (``.*.tmp``) that :func:`remove_stale_temporaries` clears. ``.npz`` files are
-read with ``allow_pickle=False``, and each member's header is checked before it is inflated, so a
+most a temporary (``.<name>.ntkplast-<random>.tmp``) that :func:`remove_stale_temporaries`
+clears; no other file is ever removed (a user's own ``.draft.tmp`` stays). ``.npz`` files are
+read with ``allow_pickle=False`` from regular files only (:func:`ntkplast.safe_read.open_regular`),
+and each member's header is checked before it is inflated, so a
 crafted archive (a zip bomb, an object array) is refused with a clear error instead of exhausting
 memory. Used by the run-folder format, the dataset cache, tables, figures and sweeps.
 """
@@ -11,9 +13,11 @@ memory. Used by the run-folder format, the dataset cache, tables, figures and sw
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import math
 import os
+import re
 import tempfile
 import zipfile
 import zlib
@@ -24,6 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ntkplast.errors import NtkplastError
+from ntkplast.safe_read import array_file_bytes, open_regular
 
 __all__ = ["array_writer", "atomic_write_bytes", "load_arrays", "remove_stale_temporaries",
            "save_arrays"]
@@ -42,14 +47,19 @@ def _write_error(path: Path, e: OSError) -> NtkplastError:
                          f"training: with --resume)")
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete the ``.<name>.<random>.tmp`` files that a killed :func:`atomic_write_bytes` left
-    in ``folder`` (never a finished file: those are renamed into place); returns how many.
+_TEMP_MARK = ".ntkplast-"
+_OWN_TEMPORARY = re.compile(r"^\..+\.ntkplast-[A-Za-z0-9_]{6,}\.tmp$")
 
-    Call it only when no other process is writing into ``folder`` (on resume)."""
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the ``.<name>.ntkplast-<random>.tmp`` files that a killed
+    :func:`atomic_write_bytes` left in ``folder`` (never a finished file: those are renamed into
+    place; never a file ntkplast did not name so); returns how many.
+
+    Call it only while holding the folder's lock (:func:`ntkplast.lock.folder_lock`)."""
     removed = 0
     for path in Path(folder).glob(".*.tmp"):
-        if path.is_file() and not path.is_symlink():
+        if _OWN_TEMPORARY.match(path.name) and path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
             removed += 1
     return removed
@@ -59,7 +69,8 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
 def _atomic_file(path: Path) -> Iterator[BinaryIO]:
     """A binary file that becomes ``path`` only when the block exits normally (module doc)."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TEMP_MARK}", suffix=".tmp",
+                                   dir=path.parent)
     except OSError as e:
         raise _write_error(path, e) from e
     try:
@@ -97,11 +108,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         f.write(data)
 
 
-def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
-    """Save named arrays as an uncompressed ``.npz``, atomically."""
+def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> str:
+    """Save named arrays as an uncompressed ``.npz``, atomically; returns the file's SHA-256
+    (hex), the digest a manifest records for a checkpoint."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    atomic_write_bytes(path, buf.getvalue())
+    data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 @contextlib.contextmanager
@@ -156,15 +170,23 @@ def _check_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
                          f"({nbytes} bytes) but holds {info.file_size - header} bytes")
 
 
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def load_arrays(path: str | os.PathLike | io.BytesIO, *, within: str | os.PathLike | None = None,
+                source: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz``; corrupt or hostile files raise :class:`NtkplastError`.
 
-    Never unpickles: object arrays are refused. Each member's ``.npy`` header is checked against
-    the member's size before anything is allocated, so a header that claims a huge shape or a
-    zip bomb is refused instead of exhausting memory.
+    ``path`` is a regular file (a FIFO, a device or a file larger than this machine's memory is
+    refused; with ``within``, also a link out of that folder) or the file's bytes already read
+    (``io.BytesIO``; ``source`` names it in errors). Never unpickles: object arrays are
+    refused. Each member's ``.npy`` header is checked against the member's size before anything
+    is allocated, so a header that claims a huge shape or a zip bomb is refused instead of
+    exhausting memory.
     """
+    source = path if source is None else source
     try:
-        with zipfile.ZipFile(path) as zf:
+        with contextlib.ExitStack() as stack:
+            f = path if isinstance(path, io.BytesIO) else stack.enter_context(
+                open_regular(path, limit=array_file_bytes(), within=within))
+            zf = stack.enter_context(zipfile.ZipFile(f))
             infos = zf.infolist()
             for info in infos:
                 _check_member(zf, info)
@@ -173,16 +195,18 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 with zf.open(info) as f:
                     out[info.filename[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
             return out
+    except NtkplastError:
+        raise
     except FileNotFoundError:
-        raise NtkplastError(f"file {path} does not exist; if it belongs to a run folder, the "
+        raise NtkplastError(f"file {source} does not exist; if it belongs to a run folder, the "
                             f"folder is incomplete (was it moved or partly copied?)") from None
     except MemoryError:
-        raise NtkplastError(f"file {path} holds arrays too large for this machine's "
+        raise NtkplastError(f"file {source} holds arrays too large for this machine's "
                             f"memory") from None
     except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error, KeyError,
             NotImplementedError, RuntimeError, OverflowError) as e:
         # zipfile raises NotImplementedError (unknown compression or zip version) and
         # RuntimeError (encrypted member); numpy raises ValueError/TypeError on bad headers
-        raise NtkplastError(f"file {path} is corrupt or not an .npz of plain arrays "
+        raise NtkplastError(f"file {source} is corrupt or not an .npz of plain arrays "
                             f"({type(e).__name__}: {e}); restore it from a copy (a checkpoint: "
                             f"or delete it and its manifest entry)") from None

@@ -1,12 +1,14 @@
 """Build frozen dataclasses from plain data (TOML/JSON), checking keys and types.
 
 One checker serves every config section, so an unknown key or a wrong type reads the same way
-wherever it occurs: ``model.widths: expected a list of int, got 'abc'``.
+wherever it occurs: ``model.widths: expected a list of int, got 'abc'``. A float field takes a
+finite number only (NaN and ±Inf are refused).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -32,9 +34,14 @@ def _matches(value: Any, hint: Any) -> tuple[bool, Any]:
         return isinstance(value, bool), value
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool), value
-    if hint is float:
+    if hint is float:  # finite: NaN or Inf in a config is always a mistake
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return ok, float(value) if ok else value
+        try:
+            converted = float(value) if ok else math.nan
+        except OverflowError:  # an integer beyond the float range
+            converted = math.nan
+        ok = ok and math.isfinite(converted)
+        return ok, converted if ok else value
     if hint is str:
         return isinstance(value, str), value
     if origin in (tuple, list):
@@ -59,6 +66,8 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(a) for a in typing.get_args(hint))
     if origin in (tuple, list):
         return f"a list of {_describe(typing.get_args(hint)[0])}"
+    if hint is float:
+        return "a finite number"
     return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 

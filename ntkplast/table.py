@@ -25,6 +25,7 @@ import numpy as np
 
 from ntkplast.errors import NtkplastError
 from ntkplast.files import atomic_write_bytes
+from ntkplast.safe_read import TABLE_BYTES, open_regular
 
 __all__ = ["COLUMNS", "TASK_END_METRICS", "Table", "per_task", "task_end_checkpoints",
            "task_end_values"]
@@ -147,19 +148,25 @@ class Table:
         atomic_write_bytes(os.path.join(folder, f"{stem}.jsonl"), self.to_jsonl_bytes())
 
     @classmethod
-    def read_csv(cls, path: str | os.PathLike) -> Table:
-        """Read a table written by :meth:`write`."""
+    def read_csv(cls, path: str | os.PathLike, *,
+                 within: str | os.PathLike | None = None) -> Table:
+        """Read a table written by :meth:`write` (a regular file of at most
+        :data:`ntkplast.safe_read.TABLE_BYTES`; with ``within``, inside that folder)."""
         try:
-            with open(path, newline="", encoding="utf-8") as f:
+            with open_regular(path, limit=TABLE_BYTES, within=within) as raw, \
+                    io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
                 reader = csv.reader(f)
                 header = next(reader)
                 if tuple(header) != COLUMNS:
                     raise NtkplastError(f"{path}: header {header} is not {list(COLUMNS)}")
                 rows = [(int(a), int(b), int(c), d, e, float(v)) for a, b, c, d, e, v in reader]
-        except (OSError, ValueError, StopIteration, UnicodeDecodeError) as e:
+            return cls.from_rows(rows)
+        except NtkplastError:
+            raise
+        except (OSError, ValueError, StopIteration, UnicodeDecodeError, csv.Error,
+                OverflowError) as e:  # OverflowError: an integer beyond int64
             raise NtkplastError(f"{path} is not a metrics table written by ntkplast "
-                                f"({type(e).__name__}: {e})") from None
-        return cls.from_rows(rows)
+                                f"({type(e).__name__}: {str(e)[:200]})") from None
 
 
 def _pandas(what: str) -> Any:

@@ -2,9 +2,12 @@
 
 Readers (tests/stress/fuzz_targets.py): manifest.json (open_run + params), checkpoint .npz
 (load_arrays + arrays_to_params), IDX (plain and gzipped), CIFAR binary and python batches,
-TOML configs (load_config). Inputs are random bytes, byte-level mutations of a valid file and,
-for the text formats, mutations that keep the syntax valid and change a value. A few hundred
-cases per reader here; ``benchmarks/stress.py`` runs 10,000 per reader.
+TOML configs (load_config), sweep grids (load_grid + point configs), metrics tables (CSV).
+Inputs are random bytes, byte-level mutations of a valid file, for the text formats mutations
+that keep the syntax valid and change a value, and hostile structures (nesting thousands deep,
+integers past int64, overflowing floats, containers for scalars, 200,000-character CSV fields);
+every reader also meets a FIFO and a link to /dev/zero in place of its file. A few hundred cases
+per reader here; ``benchmarks/stress.py`` runs 10,000 per reader.
 """
 
 import random
@@ -66,3 +69,29 @@ def test_any_json_document_as_manifest(doc):
     import json
 
     _check("manifest", json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize("reader", fuzz_targets.STRUCTURED)
+@FUZZ
+@given(seed=st.integers(0, 2**32 - 1))
+def test_hostile_structures(reader, seed):
+    """Deep nesting, huge numbers, wrong types: refused (or accepted), never a crash."""
+    _check(reader, fuzz_targets.hostile_structure(reader, SEEDS[reader], random.Random(seed)))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+@pytest.mark.parametrize("reader", fuzz_targets.READERS)
+def test_special_file_is_refused_without_blocking(reader, kind):
+    import signal
+
+    def hang(*_):
+        raise TimeoutError(f"{reader} reader blocks on a {kind}")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.setitimer(signal.ITIMER_REAL, 20)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            assert fuzz_targets.special_outcome(reader, kind, Path(d)) == "refused"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -99,7 +99,7 @@ def test_resume_is_bit_identical(tmp_path):
         train.train_run(cfg, part, progress=False, stop_after_chunks=stop)
         assert not checkpoints.open_run(part).complete
         # what a kill during a write leaves: a temporary next to the files; resume clears it
-        (part / ".ckpt_00000017.npz.k3j2x.tmp").write_bytes(b"half a checkpoint")
+        (part / ".ckpt_00000017.npz.ntkplast-k3j2x9ab.tmp").write_bytes(b"half a checkpoint")
         train.train_run(cfg, part, progress=False, resume=True)
         assert not list(part.glob(".*.tmp"))
         assert _files(part) == _files(full)
@@ -109,7 +109,7 @@ def test_resume_is_bit_identical(tmp_path):
 def test_a_run_killed_in_its_first_write_leaves_no_temporary(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / ".ckpt_00000000.npz.a8b7.tmp").write_bytes(b"killed mid-write")
+    (run_dir / ".ckpt_00000000.npz.ntkplast-a8b7q2zz.tmp").write_bytes(b"killed mid-write")
     train.train_run(_cfg(steps_per_task=2, checkpoint_every=0, reference_tasks="none"), run_dir,
                     progress=False, resume=True)
     assert not list(run_dir.glob(".*.tmp")) and checkpoints.open_run(run_dir).complete

@@ -31,9 +31,16 @@ with the probe set by one :func:`ntkplast.validate.check_probe_set`; the familie
 diagnostics' unchecked cores (the public functions run the same checks on every call).
 Results are cached per checkpoint under ``<out>/cache/<key>/`` (``key`` hashes the settings and
 the probe set), each written atomically, so re-running skips finished checkpoints and a killed
-analysis resumes. A checkpoint that cannot be read or holds NaN/Inf parameters is skipped with a
-warning and one row ``checkpoint_skipped`` = 1 (and is not cached). The full table is written as
-``<out>/metrics.csv`` and ``metrics.jsonl``, the raw spectra as ``<out>/spectra.npz``
+analysis resumes. Each entry's name carries a hash of everything else its rows depend on: the
+checkpoint file's SHA-256 (checked against the manifest's, :meth:`Run.digest`), its manifest
+entry, and the digests of the initial and previous checkpoints the kernel is compared with (and
+the previous step), so a checkpoint that was missing, repaired or replaced is recomputed
+together with the neighbour compared with it. A checkpoint that cannot be read, differs from its
+digest or holds NaN/Inf parameters is skipped with a warning and one row ``checkpoint_skipped`` =
+1 (and is not cached). The output folder is locked while it is written
+(:func:`ntkplast.lock.folder_lock`); ``settings.json`` is removed before the new outputs are
+written and written last, so a folder holding it holds one finished analysis. The full table
+is written as ``<out>/metrics.csv`` and ``metrics.jsonl``, the raw spectra as ``<out>/spectra.npz``
 (``ntk_eigenvalues/<ckpt>``, ``ntk_layer_eigenvalues/<layer>/<ckpt>``, once
 ``ntk_infinite_eigenvalues``, ``jac_sv/<layer>/<ckpt>``, ``io_sv/<ckpt>``,
 ``weight_sv/<layer>/<ckpt>``, ``dormancy_scores/<layer>/<ckpt>``; streamed
@@ -62,6 +69,7 @@ from tqdm.auto import tqdm
 from ntkplast import dormancy, files, isometry, linalg, ntk, spectra, validate
 from ntkplast.analysis import probes
 from ntkplast.errors import NtkplastError
+from ntkplast.lock import folder_lock
 from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
@@ -69,7 +77,7 @@ __all__ = ["CACHE_VERSION", "FAMILIES", "Settings", "analyze", "analyze_checkpoi
            "parse_metrics"]
 
 FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 _NOT_EXPORTED = ("raw/ntk_kernel", "raw/ntk_top_eigenvectors")  # cached, not in spectra.npz
 Rows = list[tuple[str, str, float]]
 
@@ -142,11 +150,13 @@ class _KernelHistory:
         self.prev: np.ndarray | None = None
         self.prev_top: np.ndarray | None = None
         self.prev_step: int | None = None
+        self.init_digest: str | None = None
+        self.prev_digest: str | None = None
 
-    def push(self, kernel: np.ndarray, top: np.ndarray, step: int) -> None:
+    def push(self, kernel: np.ndarray, top: np.ndarray, step: int, digest: str) -> None:
         if self.init is None:
-            self.init = kernel
-        self.prev, self.prev_top, self.prev_step = kernel, top, step
+            self.init, self.init_digest = kernel, digest
+        self.prev, self.prev_top, self.prev_step, self.prev_digest = kernel, top, step, digest
 
 
 def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.Probe,
@@ -261,8 +271,12 @@ def _settings_key(run: checkpoints.Run, settings: Settings, probe: probes.Probe)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _cache_name(info: checkpoints.CheckpointInfo) -> str:
-    return f"{Path(info.file).stem}.npz"
+def _cache_name(info: checkpoints.CheckpointInfo, digest: str, history: _KernelHistory) -> str:
+    """``<checkpoint>.<entry key>.npz``: the key hashes the checkpoint file's digest, its manifest
+    entry, and the digests (and the previous step) of the checkpoints it is compared with."""
+    blob = json.dumps([digest, dataclasses.asdict(info), history.init_digest,
+                       history.prev_digest, history.prev_step], sort_keys=True, default=str)
+    return f"{Path(info.file).stem}.{hashlib.sha256(blob.encode()).hexdigest()[:16]}.npz"
 
 
 def _infinite_kernel(run: checkpoints.Run, probe: probes.Probe) -> np.ndarray | None:
@@ -305,24 +319,27 @@ def _to_arrays(rows: Rows, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _checkpoint_arrays(run: checkpoints.Run, i: int, probe: probes.Probe, settings: Settings,
-                       history: _KernelHistory, cache: Path) -> dict[str, np.ndarray]:
-    """Checkpoint ``i``'s rows and raw arrays: from the cache, else computed and cached.
+                       history: _KernelHistory, cache: Path
+                       ) -> tuple[dict[str, np.ndarray], str | None]:
+    """Checkpoint ``i``'s rows and raw arrays, from the cache or computed and cached, and its
+    file's digest (None when skipped).
 
     A checkpoint that fails its checks is skipped with a warning (one bad file must not sink
     the series) and not cached, so a repaired file is analysed on the next call.
     """
     info = run[i]
-    path = cache / _cache_name(info)
-    if path.exists():
-        return checkpoints.load_arrays(path)
     try:
+        digest = run.digest(i)
+        path = cache / _cache_name(info, digest, history)
+        if path.exists():
+            return checkpoints.load_arrays(path, within=cache), digest
         rows, raw = analyze_checkpoint(run, i, probe, settings, history)
     except NtkplastError as e:
         warnings.warn(f"skipping checkpoint {i} ({info.file}): {e}", stacklevel=3)
-        return _to_arrays([("all", "checkpoint_skipped", 1.0)], {})
+        return _to_arrays([("all", "checkpoint_skipped", 1.0)], {}), None
     arrays = _to_arrays(rows, raw)
     checkpoints.save_arrays(path, arrays)
-    return arrays
+    return arrays, digest
 
 
 def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
@@ -346,12 +363,18 @@ def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
     if len(run) == 0:
         raise NtkplastError(f"{run_dir}: the run has no checkpoints to analyse")
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "analysis"
+    with folder_lock(out, "analyze"):  # one writer: two analyses never mix their outputs
+        return _analyze_into(run, out, settings, data_dir, progress, checkpoints_subset)
+
+
+def _analyze_into(run: checkpoints.Run, out: Path, settings: Settings, data_dir: str | None,
+                  progress: bool, checkpoints_subset: Sequence[int] | None) -> Table:
+    """:func:`analyze` once the output folder ``out`` is locked."""
     probe = probes.build_probe(run, settings.probe, settings.probe_size, settings.seed, data_dir)
     cache = out / "cache" / _settings_key(run, settings, probe)
     cache.mkdir(parents=True, exist_ok=True)
     for folder in (out, cache):  # what a killed analysis left half-written
         checkpoints.remove_stale_temporaries(folder)
-    checkpoints.save_arrays(out / "probe.npz", {"x": probe.x, "y": probe.y})
     indices = list(range(len(run))) if checkpoints_subset is None else sorted(checkpoints_subset)
     history = _KernelHistory(_infinite_kernel(run, probe) if "ntk" in settings.metrics else None)
     tables = []
@@ -359,11 +382,11 @@ def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
         if history.infinite is not None:
             add_spectrum("ntk_infinite_eigenvalues", spectra.eigenvalues(history.infinite))
         for i in tqdm(indices, disable=not progress, unit="ckpt", desc="analyze"):
-            arrays = _checkpoint_arrays(run, i, probe, settings, history, cache)
+            arrays, digest = _checkpoint_arrays(run, i, probe, settings, history, cache)
             info = run[i]
             if "raw/ntk_kernel" in arrays:
                 history.push(np.asarray(arrays["raw/ntk_kernel"], np.float64),
-                             arrays["raw/ntk_top_eigenvectors"], info.step)
+                             arrays["raw/ntk_top_eigenvectors"], info.step, digest)
             n = len(arrays["value"])
             tables.append(Table({"checkpoint": np.full(n, i), "step": np.full(n, info.step),
                                  "task": np.full(n, info.task), "layer": arrays["layer"],
@@ -371,6 +394,8 @@ def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
             for k, v in arrays.items():
                 if k.startswith("raw/") and k not in _NOT_EXPORTED:
                     add_spectrum(f"{k[4:]}/{i}", v)
+        (out / "settings.json").unlink(missing_ok=True)  # from here on: not a finished set
+    checkpoints.save_arrays(out / "probe.npz", {"x": probe.x, "y": probe.y})
     table = Table.concat(tables)
     table.write(out)
     settings_doc = {"settings": dataclasses.asdict(settings), "cache_key": cache.name,

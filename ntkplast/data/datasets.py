@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ntkplast import safe_read
 from ntkplast.data import bundled
 from ntkplast.errors import NtkplastError
 from ntkplast.files import load_arrays  # the one .npz reader (no pickle, bounded)
@@ -180,12 +181,21 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
 # ------------------------------------------------------------------------------------ file reading
 
 def _read_bytes(path: Path) -> bytes:
-    """All bytes of ``path``, gunzipped when the name ends in ``.gz``."""
+    """All bytes of ``path``, gunzipped when the name ends in ``.gz`` (a regular file only, and
+    at most this machine's memory, gunzipped or not: :mod:`ntkplast.safe_read`)."""
+    limit = safe_read.array_file_bytes()
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        if path.suffix != ".gz":
+            return safe_read.read_bytes(path, limit=limit)
+        chunks, size = [], 0
+        with safe_read.open_regular(path, limit=limit) as raw, gzip.GzipFile(fileobj=raw) as f:
+            while size <= limit and (chunk := f.read(1 << 20)):
+                chunks.append(chunk)
+                size += len(chunk)
+        if size > limit:
+            raise NtkplastError(f"{path} inflates to more than this machine's memory ({limit} "
+                                f"bytes); it is not a dataset file")
+        return b"".join(chunks)
     except (OSError, EOFError, zlib.error) as e:
         kind = "a readable gzip file" if path.suffix == ".gz" else "a readable file"
         raise NtkplastError(f"{path}: expected {kind}, but reading failed ({e}); the file is "
@@ -428,8 +438,7 @@ def _read_cifar_py(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     accepted. CIFAR-10 uses ``labels``; CIFAR-100 ``fine_labels``.
     """
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = safe_read.read_bytes(path, limit=safe_read.array_file_bytes())
         _check_pickle_opcodes(raw)
         obj = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except NtkplastError as e:

@@ -45,7 +45,9 @@ from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments.executors import Executor
 from ntkplast.files import atomic_write_bytes
+from ntkplast.lock import folder_lock
 from ntkplast.plain import from_plain
+from ntkplast.safe_read import CONFIG_BYTES, read_bytes
 from ntkplast.table import COLUMNS
 
 __all__ = ["Point", "expand", "load_grid", "point_config", "run_sweep"]
@@ -80,9 +82,9 @@ def load_grid(path: str | os.PathLike) -> dict[str, Any]:
     seeds = grid.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
         seeds = list(range(seeds))
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+    if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                       for s in seeds)):
+                       for s in seeds) or len(set(seeds)) != len(seeds)):
         raise NtkplastError(f"{path}: seeds must be a positive count or a list of distinct "
                             f"non-negative integers, got {grid.get('seeds')!r}")
     grid["seeds"] = seeds
@@ -126,12 +128,11 @@ def point_config(grid: Mapping[str, Any], point: Point, where: str) -> training.
 def _check_folder(out: Path, grid: Mapping[str, Any]) -> None:
     record = out / "grid.json"
     text = json.dumps(grid, indent=1, sort_keys=True, default=str)
-    if record.exists():
-        if record.read_text() != text:
+    if os.path.lexists(record):
+        if read_bytes(record, limit=CONFIG_BYTES, within=out) != text.encode():
             raise NtkplastError(f"{out} holds a sweep of another grid ({record} differs); use "
                                 f"another --out folder or the grid that wrote it")
         return
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(record, text.encode())
 
 
@@ -165,6 +166,17 @@ def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     settings = from_plain(analysis.Settings, grid.get("analysis", {}),
                           where=f"{where}: analysis")
     out = Path(out_dir)
+    with folder_lock(out, "sweep"):  # one sweep per folder; each run and analysis locks its own
+        return _run_locked(grid, points, bases, settings, out, analyze, progress, data_dir,
+                           vectorise_seeds, executor)
+
+
+def _run_locked(grid: dict[str, Any], points: list[Point], bases: list[training.RunConfig],
+                settings: analysis.Settings, out: Path, analyze: bool, progress: bool,
+                data_dir: str | None, vectorise_seeds: bool, executor: Executor | None
+                ) -> dict[str, grid_lib.GridResult]:
+    """:func:`run_sweep` once its folder ``out`` is locked."""
+    methods = grid["methods"]
     _check_folder(out, grid)
     jobs = {point.name: grid_lib.grid_jobs(
                 base, methods, grid["seeds"], out / point.name, vectorise_seeds=vectorise_seeds,

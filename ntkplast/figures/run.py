@@ -13,6 +13,7 @@ from ntkplast.figures import spectra as spectra_figures
 from ntkplast.figures._style import save
 from ntkplast.figures.diagnostics import diagnostics
 from ntkplast.files import load_arrays
+from ntkplast.lock import folder_lock
 from ntkplast.table import Table
 
 
@@ -21,12 +22,12 @@ def run_figure_set(analysis_dir: str | os.PathLike, title: str = "") -> dict[str
     where the analysis has what they draw ``ntk_spectra``, ``jacobian_spectra`` (from
     ``spectra.npz``) and ``ntk_layer_shares``."""
     csv = Path(analysis_dir) / "metrics.csv"
-    if not csv.exists():
+    if not os.path.lexists(csv):
         raise NtkplastError(f"{csv} does not exist; run `ntkplast analyze` on the run first")
-    table = Table.read_csv(csv)
+    table = Table.read_csv(csv, within=analysis_dir)
     figs = {"diagnostics": diagnostics(table, title)}
     raw = Path(analysis_dir) / "spectra.npz"
-    arrays = load_arrays(raw) if raw.exists() else {}
+    arrays = load_arrays(raw, within=analysis_dir) if os.path.lexists(raw) else {}
     if any(k.startswith("ntk_eigenvalues/") for k in arrays):
         figs["ntk_spectra"] = spectra_figures.ntk_spectra(arrays, table, title=title)
     if any(k.startswith(("jac_sv/", "io_sv/")) for k in arrays):
@@ -39,8 +40,8 @@ def run_figure_set(analysis_dir: str | os.PathLike, title: str = "") -> dict[str
 def run_figures(analysis_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                 title: str = "") -> list[Path]:
     """Draw :func:`run_figure_set` into ``out_dir`` (default: the analysis folder), PNG and PDF
-    each; returns the paths."""
+    each, holding the folder's lock (:func:`ntkplast.lock.folder_lock`); returns the paths."""
     figs = run_figure_set(analysis_dir, title)
     out = Path(out_dir) if out_dir is not None else Path(analysis_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return [path for name, fig in figs.items() for path in save(fig, out / name)]
+    with folder_lock(out, "figures"):
+        return [path for name, fig in figs.items() for path in save(fig, out / name)]

@@ -18,6 +18,7 @@ convention, twice the paper's unhalved λ (:mod:`ntkplast.regularizers.penalties
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -49,6 +50,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "cbp": {"replacement_rate": 1e-4, "decay_rate": 0.99, "maturity_threshold": 100},
 }
 _RENAMED = {"adamo": {"probes": "num_probes"}}  # 0.2 option names: {method: {old: new}}
+_NUMERIC_DEFAULTS = {"scale": 1.0, "num_probes": 1}  # numeric options whose default None = auto
 
 
 def _options(method: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -72,15 +74,24 @@ def _options(method: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         raise NtkplastError(f"method: unknown option(s) {unknown} for {name!r}; its options "
                             f"are {sorted(allowed)}")
     for k, v in given.items():
-        if isinstance(allowed[k], bool) and not isinstance(v, bool):
-            raise NtkplastError(f"method.{k}: expected true or false, got {v!r}")
+        default = _NUMERIC_DEFAULTS.get(k, allowed[k])
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise NtkplastError(f"method.{k}: expected true or false, got {v!r}")
+        elif isinstance(default, int | float) and not (v is None and allowed[k] is None):
+            whole = isinstance(default, int)
+            if (not isinstance(v, int | float) or isinstance(v, bool)
+                    or (whole and not isinstance(v, int)) or not math.isfinite(v)):
+                want = "an integer" if whole else "a finite number"
+                raise NtkplastError(f"method.{k}: expected {want}, got {v!r}")
     return name, {**allowed, **given}
 
 
 def check_method(method: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a ``[method]`` table (name, option names, boolean types); return it as a dict.
+    """Validate a ``[method]`` table (name, option names, the type of every value: booleans,
+    integers, finite numbers); return it as a dict.
 
-    For config loading: errors name ``method.<key>``; values are checked in full when
+    For config loading: errors name ``method.<key>``; ranges are checked when
     :func:`make_hooks` builds the method.
     """
     _options(method)

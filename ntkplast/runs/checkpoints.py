@@ -6,7 +6,8 @@ Format (version 1) — any program can write it::
       manifest.json        {"format": "ntkplast-run", "format_version": 1,
                             "model": {ArchSpec fields}, "input_shape": [H, W, C] or [D],
                             "checkpoints": [{"file": "ckpt_000000.npz", "step": 0, "task": 0,
-                                             "kind": "init", "metrics": {...}}, ...],
+                                             "kind": "init", "metrics": {...},
+                                             "sha256": "<hex digest of the file>"}, ...],
                             ... optional: "stream", "train", "seed", "num_classes",
                             "tasks", "complete"}
       ckpt_000000.npz      arrays "params/<layer>/W" and "params/<layer>/b" (ntkplast layout:
@@ -15,14 +16,23 @@ Format (version 1) — any program can write it::
                            "opt_state/<j>" (the optimizer state's leaves, for exact resume)
 
 Only ``format``, ``format_version``, ``model``, ``input_shape`` and each checkpoint's ``file``
-and ``step`` are required. Files are read with ``allow_pickle=False``; checkpoint file names must
-be plain names inside the run folder. Every write goes to a temporary name in the same folder,
-is flushed to disk, and is renamed over the final name, so a reader never sees half a file.
+and ``step`` are required. ``sha256`` (optional, so every earlier version-1 folder stays
+readable and older readers skip it) is the checkpoint file's SHA-256, which ntkplast writes with
+every checkpoint and checks whenever it reads one (:func:`checkpoint_arrays`, :meth:`Run.digest`):
+a file swapped, mixed in from another run or corrupted is refused by name. Steps and tasks are
+integers below 2**63; a metric is a number, null, a string, a boolean or a list of numbers and
+nulls. Files are read with ``allow_pickle=False``, from regular files only, with size and nesting
+bounds (:mod:`ntkplast.safe_read`); checkpoint file names must be plain names inside the run
+folder, and links out of it are refused. Every write goes to a temporary name in the same
+folder, is flushed to disk, and is renamed over the final name, so a reader never sees half a
+file; writers hold the folder's lock (:func:`ntkplast.lock.folder_lock`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import os
 import re
@@ -36,10 +46,12 @@ import numpy as np
 from ntkplast import models
 from ntkplast.errors import NtkplastError
 from ntkplast.files import atomic_write_bytes, load_arrays, remove_stale_temporaries, save_arrays
+from ntkplast.safe_read import array_file_bytes, open_regular, read_bytes, read_json
 from ntkplast.validate import expected_param_shapes, param_shapes
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointInfo", "Run", "arrays_to_opt_state",
-           "arrays_to_params", "atomic_write_bytes", "checkpoint_name", "load_arrays",
+           "arrays_to_params", "atomic_write_bytes", "checkpoint_arrays", "checkpoint_name",
+           "file_digest", "load_arrays",
            "open_run", "opt_state_to_arrays", "params_to_arrays", "read_manifest",
            "remove_stale_temporaries", "save_arrays", "write_manifest"]
 
@@ -49,6 +61,9 @@ MANIFEST = "manifest.json"
 _PARAM_KEY = re.compile(r"^params/([0-9]{1,6})/(W|b|ln_scale|ln_bias)$")
 _OPT_KEY = re.compile(r"^opt_state/([0-9]{1,9})$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_INT64 = 2**63
+_RESUME_METRICS = ("task_step", "online_score_sum", "online_correct", "online_loss_sum")
 
 
 def params_to_arrays(params: models.Params) -> dict[str, np.ndarray]:
@@ -103,13 +118,15 @@ def arrays_to_opt_state(arrays: Mapping[str, np.ndarray], template: Any, source:
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointInfo:
-    """One manifest entry: file name, global step, task index, kind, and stored metrics."""
+    """One manifest entry: file name, global step, task index, kind, stored metrics, and the
+    file's SHA-256 (None for folders written before digests were recorded)."""
 
     file: str
     step: int
     task: int
     kind: str
     metrics: dict[str, Any]
+    sha256: str | None = None
 
 
 def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -120,12 +137,10 @@ def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise NtkplastError(f"{run_dir} is not a folder; give the path of a run folder "
                             f"(one holding {MANIFEST})")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = read_json(path, within=run_dir)
     except FileNotFoundError:
         raise NtkplastError(f"{run_dir} is not a run folder: it has no {MANIFEST} "
                             f"(write one as described in the README, or train into it)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NtkplastError(f"{path} is not readable JSON ({e}); restore it from a copy") from None
     _validate_manifest(manifest, path)
     return manifest
 
@@ -144,6 +159,8 @@ def _validate_manifest(m: Any, path: Path) -> None:
     need(version <= FORMAT_VERSION, f"format_version {version} is newer than this ntkplast "
          f"reads ({FORMAT_VERSION}); upgrade ntkplast")
     need(isinstance(m.get("model"), dict), '"model" must be an object of ArchSpec fields')
+    for key in ("config", "stream"):
+        need(isinstance(m.get(key, {}), dict | None), f'"{key}" must be an object')
     shape = m.get("input_shape")
     need(isinstance(shape, list) and bool(shape)
          and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape),
@@ -159,10 +176,30 @@ def _validate_manifest(m: Any, path: Path) -> None:
         need("step" in c, f"checkpoints[{i}] has no \"step\" (the global training step)")
         for key in ("step", "task"):
             v = c.get(key, 0)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                 f"checkpoints[{i}].{key} must be a non-negative integer")
+            need(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _INT64,
+                 f"checkpoints[{i}].{key} must be an integer in [0, 2**63)")
         need(isinstance(c.get("kind", ""), str), f"checkpoints[{i}].kind must be a string")
-        need(isinstance(c.get("metrics", {}), dict), f"checkpoints[{i}].metrics must be an object")
+        need(c.get("sha256") is None or bool(_DIGEST.match(str(c["sha256"]))),
+             f"checkpoints[{i}].sha256 must be 64 lowercase hex digits")
+        metrics = c.get("metrics", {})
+        need(isinstance(metrics, dict), f"checkpoints[{i}].metrics must be an object")
+        for k, v in metrics.items():
+            need(_metric_value(v) if k not in _RESUME_METRICS else _is_number(v) and (
+                 k != "task_step" or (isinstance(v, int) and 0 <= v < _INT64)),
+                 f"checkpoints[{i}].metrics.{k} must be " + (
+                     "a number (task_step: a step count)" if k in _RESUME_METRICS else
+                     "a number, null, a string, a boolean or a list of numbers and nulls")
+                 + f", got {v!r:.60}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _metric_value(v: Any) -> bool:
+    if isinstance(v, list):
+        return all(x is None or _is_number(x) for x in v)
+    return v is None or isinstance(v, int | float | str | bool)
 
 
 class Run:
@@ -180,7 +217,8 @@ class Run:
         self.model = models.build(self.spec)
         self.input_shape = tuple(manifest["input_shape"])
         self.checkpoints = [CheckpointInfo(c["file"], c["step"], c.get("task", 0),
-                                           c.get("kind", "periodic"), c.get("metrics", {}))
+                                           c.get("kind", "periodic"), c.get("metrics", {}),
+                                           c.get("sha256"))
                             for c in manifest["checkpoints"]]
 
     def __len__(self) -> int:
@@ -195,18 +233,29 @@ class Run:
         return bool(self.manifest.get("complete", True))
 
     def arrays(self, i: int) -> dict[str, np.ndarray]:
-        """Every array stored in checkpoint ``i``."""
-        path = self.path / self.checkpoints[i].file
-        if path.is_symlink() and not path.resolve().is_relative_to(self.path.resolve()):
-            raise NtkplastError(f"{path} is a link to {path.resolve()}, outside the run folder; "
-                                f"a manifest may only name files inside it (copy the file in)")
-        return load_arrays(path)
+        """Every array of checkpoint ``i``, its digest checked (:func:`checkpoint_arrays`)."""
+        info = self.checkpoints[i]
+        return checkpoint_arrays(self.path, {"file": info.file, "sha256": info.sha256})
+
+    def digest(self, i: int) -> str:
+        """The SHA-256 of checkpoint ``i``'s file as it is now, checked against the manifest's.
+
+        What the analysis cache keys its entries by. Raises :class:`NtkplastError` when the
+        file is missing, not a regular file inside the run folder, or differs from the digest
+        the manifest recorded.
+        """
+        info = self.checkpoints[i]
+        return file_digest(self.path, info.file, info.sha256)
 
     def params(self, i: int) -> models.Params:
         """Parameters of checkpoint ``i``: finite floats whose shapes are the run's architecture's
         (:func:`ntkplast.validate.expected_param_shapes` on the manifest's input shape)."""
         path = self.path / self.checkpoints[i].file
         params = arrays_to_params(self.arrays(i), source=str(path))
+        if len(params) != len(self.model.layers):  # before tracing the spec (deep specs: slow)
+            raise NtkplastError(f"{path}: {len(params)} weight layers, but the manifest's model "
+                                f"has {len(self.model.layers)}; the checkpoint belongs to another "
+                                f"architecture")
         got = param_shapes(params)
         want = expected_param_shapes(self.model, self.input_shape)
         if got != want:
@@ -229,6 +278,47 @@ def write_manifest(run_dir: str | os.PathLike, manifest: Mapping[str, Any]) -> N
     """Write ``manifest.json`` atomically."""
     text = json.dumps(manifest, indent=1, sort_keys=False, allow_nan=False)
     atomic_write_bytes(Path(run_dir) / MANIFEST, text.encode("utf-8"))
+
+
+def _digest_mismatch(path: Path, got: str, want: str) -> NtkplastError:
+    return NtkplastError(f"{path}: its content (sha256 {got[:12]}…) is not what the manifest "
+                         f"recorded (sha256 {want[:12]}…); the file was replaced, mixed in from "
+                         f"another run or corrupted: restore it from a copy, or re-train")
+
+
+def file_digest(run_dir: str | os.PathLike, file: str, expected: str | None = None) -> str:
+    """SHA-256 (hex) of the checkpoint ``file`` in ``run_dir``, read as a regular file inside the
+    folder; raises :class:`NtkplastError` if ``expected`` is given and differs."""
+    path = Path(run_dir) / file
+    h = hashlib.sha256()
+    try:
+        with open_regular(path, limit=array_file_bytes(), within=run_dir) as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except FileNotFoundError:
+        raise NtkplastError(f"file {path} does not exist; the run folder is incomplete (was "
+                            f"it moved or partly copied?)") from None
+    got = h.hexdigest()
+    if expected is not None and got != expected:
+        raise _digest_mismatch(path, got, expected)
+    return got
+
+
+def checkpoint_arrays(run_dir: str | os.PathLike, entry: Mapping[str, Any]
+                      ) -> dict[str, np.ndarray]:
+    """Every array of the checkpoint that manifest entry ``entry`` names, read once from a
+    regular file inside ``run_dir`` and checked against the entry's ``sha256`` when it has one
+    (training's resume and the analysis read checkpoints through this)."""
+    path = Path(run_dir) / entry["file"]
+    try:
+        data = read_bytes(path, limit=array_file_bytes(), within=run_dir)
+    except FileNotFoundError:
+        raise NtkplastError(f"file {path} does not exist; the run folder is incomplete (was "
+                            f"it moved or partly copied?)") from None
+    want = entry.get("sha256")
+    if want is not None and (got := hashlib.sha256(data).hexdigest()) != want:
+        raise _digest_mismatch(path, got, want)
+    return load_arrays(io.BytesIO(data), source=path)
 
 
 def checkpoint_name(step: int) -> str:

@@ -35,13 +35,11 @@ safetensors through its numpy API, ``.pt``/``.pth`` through ``torch.load(weights
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 import re
 import shutil
 import tempfile
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,8 +47,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ntkplast import models, validate
+from ntkplast import models, safe_read, validate
 from ntkplast.errors import NtkplastError
+from ntkplast.lock import LOCK_NAME, folder_lock
 from ntkplast.runs import checkpoints
 from ntkplast.runs.state_dicts import (
     SUFFIXES,
@@ -343,15 +342,14 @@ def load_spec_file(path: str | os.PathLike) -> models.ArchSpec:
     """Read an architecture from a JSON or TOML file: ArchSpec fields, or a ``model`` table."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = safe_read.read_bytes(path, limit=safe_read.CONFIG_BYTES)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise NtkplastError(f"spec file {path} is not readable ({e})") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise NtkplastError(f"spec file {path} is not valid "
-                            f"{'JSON' if path.suffix.lower() == '.json' else 'TOML'} ({e})"
-                            ) from None
+    if path.suffix.lower() == ".json":
+        data = safe_read.loads_json(raw, f"spec file {path}")
+    else:
+        data = safe_read.loads_toml(text, f"spec file {path}")
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         data = data["model"]
     if not isinstance(data, dict):
@@ -413,9 +411,10 @@ def convert_files(files: Mapping[int, Path], out: Path, number: str,
                                 f"{first[1].name}'s {first[0].to_dict()}; import one "
                                 f"architecture per run folder")
         name = checkpoints.checkpoint_name(n)
-        checkpoints.save_arrays(out / name, checkpoints.params_to_arrays(params))
+        digest = checkpoints.save_arrays(out / name, checkpoints.params_to_arrays(params))
         entries.append({"file": name, "step": n, "task": n if number == "task" else 0,
-                        "kind": "imported", "metrics": {}, "source": path.name})
+                        "kind": "imported", "metrics": {}, "source": path.name,
+                        "sha256": digest})
     assert first is not None and input_shape is not None
     return first[0], tuple(input_shape), entries
 
@@ -423,24 +422,30 @@ def convert_files(files: Mapping[int, Path], out: Path, number: str,
 def write_imported_run(run: Path, convert: Callable[[Path], tuple[models.ArchSpec, tuple[int, ...],
                                                                  list[dict[str, Any]]]],
                        imported_from: Mapping[str, Any]) -> checkpoints.Run:
-    """Write a run folder from ``convert(tmp) -> (spec, input_shape, entries)`` into a temporary
-    sibling and rename it into place when complete (nothing is left behind on an error);
-    ``imported_from`` records the source in the manifest."""
-    run.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}.importing-", dir=run.parent))
-    try:
-        arch, input_shape, entries = convert(tmp)
-        manifest = {"format": checkpoints.FORMAT, "format_version": checkpoints.FORMAT_VERSION,
-                    "model": arch.to_dict(), "input_shape": list(input_shape),
-                    "checkpoints": entries, "complete": True,
-                    "imported_from": dict(imported_from)}
-        checkpoints.write_manifest(tmp, manifest)
-        if run.exists():
-            run.rmdir()  # empty, checked by the caller
-        os.replace(tmp, run)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Write a run folder from ``convert(tmp) -> (spec, input_shape, entries)``, holding the
+    folder's writer lock (:func:`ntkplast.lock.folder_lock`): convert into a temporary sibling,
+    then move the checkpoints in and the manifest last (nothing is left behind on an error);
+    ``imported_from`` records the source in the manifest. ``run`` must not exist or be empty.
+    """
+    with folder_lock(run, "import"):
+        if any(p.name != LOCK_NAME for p in run.iterdir()):
+            raise NtkplastError(f"{run} already exists; choose a new run folder (import never "
+                                f"overwrites)")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}.importing-", dir=run.parent))
+        try:
+            arch, input_shape, entries = convert(tmp)
+            manifest = {"format": checkpoints.FORMAT,
+                        "format_version": checkpoints.FORMAT_VERSION,
+                        "model": arch.to_dict(), "input_shape": list(input_shape),
+                        "checkpoints": entries, "complete": True,
+                        "imported_from": dict(imported_from)}
+            checkpoints.write_manifest(tmp, manifest)
+            for name in [e["file"] for e in entries] + [checkpoints.MANIFEST]:  # manifest last
+                os.replace(tmp / name, run / name)
+            tmp.rmdir()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return checkpoints.open_run(run)
 
 
@@ -484,9 +489,6 @@ def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
                             ) from None
     if not src.is_dir():
         raise NtkplastError(f"{src} is not a folder; give the folder holding the checkpoints")
-    if run.exists() and not (run.is_dir() and not any(run.iterdir())):
-        raise NtkplastError(f"{run} already exists; choose a new run folder (import never "
-                            f"overwrites)")
     files = _numbered_files(src, regex, pattern)
 
     def load(path: Path) -> tuple[models.ArchSpec, models.Params]:

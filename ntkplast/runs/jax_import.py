@@ -229,9 +229,6 @@ def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
                             ) from None
     if not src.is_dir():
         raise NtkplastError(f"{src} is not a folder; give the folder holding the checkpoints")
-    if run.exists() and not (run.is_dir() and not any(run.iterdir())):
-        raise NtkplastError(f"{run} already exists; choose a new run folder (import never "
-                            f"overwrites)")
     files = _sources(src, regex, pattern)
 
     def load(path: Path) -> tuple[models.ArchSpec, models.Params]:

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ntkplast import models
+from ntkplast import models, safe_read
 from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
@@ -146,12 +146,16 @@ class TrainConfig:
                                 f"{list(LOSSES)}")
 
     def steps_for(self, num_train: int) -> int:
-        """Training steps per task for a task with ``num_train`` training examples."""
+        """Training steps per task for a task with ``num_train`` training examples (a
+        minibatch larger than the task is refused)."""
         if self.online:
             if num_train < self.batch_size:
                 raise NtkplastError(f"train.online: a task of {num_train} examples holds no "
                                     f"minibatch of train.batch_size = {self.batch_size}")
             return num_train // self.batch_size
+        if self.batch_size > num_train:
+            raise NtkplastError(f"train.batch_size = {self.batch_size} is larger than the task's "
+                                f"{num_train} training examples; use at most {num_train}")
         if self.steps_per_task is not None:
             return self.steps_per_task
         return math.ceil(self.epochs_per_task * num_train / self.batch_size)
@@ -261,17 +265,15 @@ def _method(method: Any, where: str) -> dict[str, Any]:
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a TOML file; unreadable or malformed files raise :class:`NtkplastError`."""
+    """Parse a TOML file (a regular file, size and nesting bounded: :mod:`ntkplast.safe_read`);
+    unreadable or malformed files raise :class:`NtkplastError`."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        return safe_read.read_toml(path)
     except FileNotFoundError:
         raise NtkplastError(f"config file {path} does not exist; give the path of a .toml "
                             f"config (see configs/ for examples)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise NtkplastError(f"config file {path} cannot be read ({e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise NtkplastError(f"config file {path} is not valid TOML: {e}") from None
+    except NtkplastError as e:
+        raise NtkplastError(f"config file {e}") from None
 
 
 def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -286,6 +288,11 @@ def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, An
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw  # a bare word is taken as a string
+        except (RecursionError, ValueError) as e:  # nested too deep, a 5,000-digit integer
+            raise NtkplastError(f"--set {item[:60]!r}: cannot parse the value "
+                                f"({type(e).__name__}); it nests too deep or is too large") \
+                from None
+        safe_read.check_limits(value, f"--set {key}")
         parts = key.split(".")
         if len(parts) == 1:
             out[parts[0]] = value

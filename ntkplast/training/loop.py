@@ -18,6 +18,7 @@ plasticity loss is the run's error minus the reference's (positive: plasticity l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
@@ -35,10 +36,12 @@ from ntkplast.data import custom as custom_streams
 from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
 from ntkplast.hooks import Hooks
+from ntkplast.lock import folder_lock
 from ntkplast.regularizers import make_hooks
 from ntkplast.runs import checkpoints
 from ntkplast.training.config import RunConfig, previous_tasks, reference_task_set, resolve_measure
 from ntkplast.training.references import Refs, measures, reference_runs
+from ntkplast.training.sizes import check_sizes
 from ntkplast.training.step import (
     OBJECTIVES,
     Evaluation,
@@ -116,7 +119,7 @@ class _Lane:
             jax.random.PRNGKey(cfg.seed), 4)
         self.online, self.online_loss = 0.0, 0.0  # the task's summed online score and loss
         manifest_path = run_dir / checkpoints.MANIFEST
-        if manifest_path.exists():
+        if os.path.lexists(manifest_path):
             if not resume:
                 raise NtkplastError(f"{run_dir} already holds a run; pass --resume to continue "
                                     f"it or choose another output folder")
@@ -124,11 +127,9 @@ class _Lane:
             if not _same_config(self.manifest.get("config"), config_record):
                 raise NtkplastError(f"{run_dir} was written with a different configuration; "
                                     f"resume it with the same config, or train into a new folder")
-            checkpoints.remove_stale_temporaries(run_dir)  # half-written files of a killed run
         else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoints.remove_stale_temporaries(run_dir)  # a run killed in its first write
             self.manifest = manifest
+        checkpoints.remove_stale_temporaries(run_dir)  # half-written files of a killed run
         self.written = {c["step"]: c for c in self.manifest["checkpoints"]}
 
     @property
@@ -148,7 +149,7 @@ class _Lane:
              template: models.Params) -> tuple[models.Params, Any]:
         """Parameters and optimizer state of the written checkpoint ``entry``."""
         path = self.run_dir / entry["file"]
-        arrays = checkpoints.load_arrays(path)
+        arrays = checkpoints.checkpoint_arrays(self.run_dir, entry)  # digest checked
         params = checkpoints.arrays_to_params(arrays, source=str(path))
         return params, checkpoints.arrays_to_opt_state(arrays, tx.init(template),
                                                        source=str(path))
@@ -174,6 +175,12 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | o
     catch up (nothing is written twice), so an interrupted vectorised run ends with the same
     files as an uninterrupted one. Finished runs are left alone.
 
+    The configuration is checked against the data and this machine's memory
+    (:func:`ntkplast.training.sizes.check_sizes`) before anything is written, and each run
+    folder is locked while it is written (:func:`ntkplast.lock.folder_lock`): a second
+    training into the same folder fails at once, naming the first one's pid. Every checkpoint's
+    SHA-256 goes into the manifest, and resuming checks it.
+
     Args and returns as :func:`train_run` (one opened run per seed).
     """
     seeds = [int(s) for s in seeds]
@@ -194,7 +201,21 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | o
             hooks = make_hooks(cfg.method, model, stream.input_shape, cfg.train.learning_rate)
     plain = make_optimizer(cfg.train)
     tx = hooks.optimizer(plain) if hooks.optimizer is not None else plain
+    check_sizes(cfg, model, stream, seeds=len(seeds))  # before the first byte is written
+    with contextlib.ExitStack() as locks:
+        for run_dir in run_dirs:  # one writer per folder: a second one fails at once
+            locks.enter_context(folder_lock(run_dir, "train"))
+        _train_locked(cfg, seeds, run_dirs, stream, custom, model, hooks, plain, tx, objective,
+                      resume, progress, stop_after_chunks)
+    return [checkpoints.open_run(run_dir) for run_dir in run_dirs]
 
+
+def _train_locked(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[Path],
+                  stream: custom_streams.Stream, custom: bool, model: models.Model, hooks: Hooks,
+                  plain: optax.GradientTransformation, tx: optax.GradientTransformation,
+                  objective: Objective, resume: bool, progress: bool,
+                  stop_after_chunks: int | None) -> None:
+    """:func:`train_seeds` once its folders are locked: open or start each lane, then train."""
     lanes = []
     for seed, run_dir in zip(seeds, run_dirs, strict=True):
         lane_cfg = dataclasses.replace(cfg, seed=seed)
@@ -223,7 +244,6 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | o
                      reference_task_set(cfg.train.reference_tasks, len(stream)),
                      None if custom else cfg.stream.kind, baseline)
         _train_lanes(todo, plan, progress, stop_after_chunks)
-    return [checkpoints.open_run(lane.run_dir) for lane in lanes]
 
 
 class _Group:
@@ -475,7 +495,7 @@ def _save_checkpoint(run_dir: Path, manifest: dict[str, Any], state: TrainState,
     name = checkpoints.checkpoint_name(step)
     arrays = checkpoints.params_to_arrays(state.params)
     arrays.update(checkpoints.opt_state_to_arrays(state.opt_state))
-    checkpoints.save_arrays(run_dir / name, arrays)
+    digest = checkpoints.save_arrays(run_dir / name, arrays)
     manifest["checkpoints"].append({"file": name, "step": step, "task": task, "kind": kind,
-                                    "metrics": dict(metrics)})
+                                    "metrics": dict(metrics), "sha256": digest})
     checkpoints.write_manifest(run_dir, manifest)

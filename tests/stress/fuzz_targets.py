@@ -1,15 +1,20 @@
 """Every file reader of ntkplast as a fuzz target: bytes in, outcome out.
 
 Readers: run manifest, checkpoint .npz, IDX (plain, gzip), CIFAR binary and python batches, TOML
-configs, and the PyTorch importers (safetensors; .pt through torch.load(weights_only=True) where
-torch is installed), each followed by what consumes its output (params, a model spec).
+configs, sweep grids (with their points' configs), metrics tables (CSV), and the PyTorch
+importers (safetensors; .pt through torch.load(weights_only=True) where torch is installed), each
+followed by what consumes its output (params, a model spec).
 A target writes the bytes where the reader expects a file and calls the reader. The outcome is
 ``"accepted"`` (read without error), ``"refused"`` (:class:`NtkplastError`, the only allowed
 failure) or ``"crash:<ExceptionType>"`` (a bug). ``tests/test_fuzz.py`` drives these with
 hypothesis; ``benchmarks/stress.py`` runs thousands of seeded mutations per reader.
 
 Each reader has a valid seed file (:func:`seeds`) that mutations start from, so the fuzzing
-reaches past the first magic-number check.
+reaches past the first magic-number check. :func:`hostile_structure` builds documents that parse
+but attack the parser and the checks behind it (nesting thousands deep, integers of hundreds of
+digits or just past int64, floats that overflow, a container where a scalar belongs, a CSV field
+of 200,000 characters); :func:`special_outcome` puts a FIFO or a link to ``/dev/zero`` where the
+reader expects its file.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ import numpy as np
 from ntkplast import checkpoints
 from ntkplast.data import datasets as data
 from ntkplast.errors import NtkplastError
+from ntkplast.experiments import sweep
 from ntkplast.runs import interop
+from ntkplast.table import Table
 from ntkplast.training import config
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
-READERS = ("manifest", "npz", "idx", "idx_gz", "cifar_bin", "cifar_py", "toml",
+READERS = ("manifest", "npz", "idx", "idx_gz", "cifar_bin", "cifar_py", "toml", "grid", "csv",
            "safetensors") + (("torch",) if HAVE_TORCH else ())
+STRUCTURED = ("manifest", "toml", "grid", "csv")  # text formats with a structure to attack
 
 _TINY_MODEL = {"kind": "mlp", "widths": [3], "num_outputs": 2}
 _TINY_SHAPE = [2]
@@ -82,19 +90,31 @@ def seeds() -> dict[str, bytes]:
         buf = io.BytesIO()
         torch.save({k: torch.from_numpy(v) for k, v in state_dict.items()}, buf)
         blobs["torch"] = buf.getvalue()
-    return {**blobs, "manifest": json.dumps(manifest, indent=1).encode(),
+    grid = (b'seeds = 2\nbase = "run.toml"\n[config.train]\nsteps_per_task = 3\n'
+            b'[methods.adam]\n[methods.l2]\nname = "l2"\nlam = 0.1\n'
+            b'[axes]\n"train.learning_rate" = [1e-3, 3e-4]\n[analysis]\nprobe_size = 16\n')
+    table = (b"checkpoint,step,task,layer,metric,value\n0,0,0,all,loss,2.5\n"
+             b"0,0,0,layer0,ntk_trace,1.25\n1,10,0,all,loss,0.5\n")
+    return {**blobs, "manifest": json.dumps(manifest, indent=1).encode(), "grid": grid,
+            "csv": table,
             "npz": _npz_bytes(_tiny_params_arrays()),
             "idx": idx, "idx_gz": gzip.compress(idx, mtime=0),
             "cifar_bin": rec.tobytes(), "cifar_py": py, "toml": toml}
 
 
-def _read_manifest(blob: bytes, folder: Path) -> None:
+def _write(path: Path, blob: bytes | None) -> None:
+    """Put the fuzz input where the reader looks (None: a special file is already there)."""
+    if blob is not None:
+        path.write_bytes(blob)
+
+
+def _read_manifest(blob: bytes | None, folder: Path) -> None:
     run_dir = folder / "run"
     run_dir.mkdir(exist_ok=True)
     ckpt = run_dir / "ckpt_00000000.npz"
     if not ckpt.exists():
         ckpt.write_bytes(_npz_bytes(_tiny_params_arrays()))
-    (run_dir / checkpoints.MANIFEST).write_bytes(blob)
+    _write(run_dir / checkpoints.MANIFEST, blob)
     run = checkpoints.open_run(run_dir)
     for i in range(min(len(run), 3)):
         run.params(i)
@@ -102,37 +122,54 @@ def _read_manifest(blob: bytes, folder: Path) -> None:
 
 def _read_npz(blob: bytes, folder: Path) -> None:
     path = folder / "ckpt.npz"
-    path.write_bytes(blob)
+    _write(path, blob)
     checkpoints.arrays_to_params(checkpoints.load_arrays(path), source=str(path))
 
 
 def _read_idx(blob: bytes, folder: Path, gz: bool = False) -> None:
     path = folder / ("images.gz" if gz else "images")
-    path.write_bytes(blob)
+    _write(path, blob)
     data.read_idx(path, 3)
 
 
 def _read_cifar_bin(blob: bytes, folder: Path) -> None:
     path = folder / "data_batch_1.bin"
-    path.write_bytes(blob)
+    _write(path, blob)
     data._read_cifar_bin(path, "cifar10")
 
 
 def _read_cifar_py(blob: bytes, folder: Path) -> None:
     path = folder / "data_batch_1"
-    path.write_bytes(blob)
+    _write(path, blob)
     data._read_cifar_py(path, "cifar10")
 
 
 def _read_toml(blob: bytes, folder: Path) -> None:
     path = folder / "run.toml"
-    path.write_bytes(blob)
+    _write(path, blob)
     config.load_config(path)
+
+
+def _read_grid(blob: bytes, folder: Path) -> None:
+    base = folder / "run.toml"
+    if not base.exists():
+        base.write_bytes(seeds()["toml"])
+    path = folder / "grid.toml"
+    _write(path, blob)
+    grid = sweep.load_grid(path)
+    for point in sweep.expand(grid)[:4]:
+        sweep.point_config(grid, point, str(path))
+
+
+def _read_csv(blob: bytes, folder: Path) -> None:
+    path = folder / "metrics.csv"
+    _write(path, blob)
+    Table.read_csv(path)
 
 
 def _read_state_dict(blob: bytes, folder: Path, suffix: str) -> None:
     path = folder / f"model{suffix}"
-    path.write_bytes(blob)
+    _write(path, blob)
     interop.state_dict_to_params(interop.load_state_dict(path), input_shape=(2,),
                                  source=str(path))
 
@@ -142,11 +179,16 @@ TARGETS: dict[str, Callable[[bytes, Path], None]] = {
     "torch": lambda b, f: _read_state_dict(b, f, ".pt"),
     "manifest": _read_manifest, "npz": _read_npz, "idx": _read_idx,
     "idx_gz": lambda b, f: _read_idx(b, f, gz=True), "cifar_bin": _read_cifar_bin,
-    "cifar_py": _read_cifar_py, "toml": _read_toml,
+    "cifar_py": _read_cifar_py, "toml": _read_toml, "grid": _read_grid, "csv": _read_csv,
 }
+# where each reader expects its file (for special_outcome)
+FILE_NAMES = {"safetensors": "model.safetensors", "torch": "model.pt",
+              "manifest": "run/manifest.json", "npz": "ckpt.npz", "idx": "images",
+              "idx_gz": "images.gz", "cifar_bin": "data_batch_1.bin", "cifar_py": "data_batch_1",
+              "toml": "run.toml", "grid": "grid.toml", "csv": "metrics.csv"}
 
 
-def outcome(reader: str, blob: bytes, folder: Path) -> str:
+def outcome(reader: str, blob: bytes | None, folder: Path) -> str:
     """Feed ``blob`` to ``reader``; return "accepted", "refused" or "crash:<type>: <message>"."""
     try:
         TARGETS[reader](blob, folder)
@@ -155,6 +197,23 @@ def outcome(reader: str, blob: bytes, folder: Path) -> str:
     except Exception as e:  # anything else is a bug in the reader
         return f"crash:{type(e).__name__}: {str(e)[:200]}"
     return "accepted"
+
+
+def special_outcome(reader: str, kind: str, folder: Path) -> str:
+    """:func:`outcome` with a FIFO (``kind="fifo"``) or a link to ``/dev/zero`` (``"zero"``)
+    where ``reader`` expects its file: every reader must refuse both without blocking."""
+    path = folder / FILE_NAMES[reader]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if reader == "manifest":  # a valid checkpoint beside it, as in _read_manifest
+        (path.parent / "ckpt_00000000.npz").write_bytes(_npz_bytes(_tiny_params_arrays()))
+    if reader == "grid":
+        (folder / "run.toml").write_bytes(seeds()["toml"])
+    if kind == "fifo":
+        import os
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    return outcome(reader, None, folder)
 
 
 # ----------------------------------------------------------------------------------- mutations
@@ -251,11 +310,64 @@ def _set(doc, path, value, rng):
         doc[last] = value
 
 
+def _hostile_text(rng: random.Random, toml: bool) -> str:
+    """A value that parses but attacks: deep nesting, huge or overflowing numbers, a
+    container where a scalar belongs."""
+    depth = rng.choice([65, 200, 1000, 5000, 100_000])
+    digits = rng.choice([19, 20, 30, 400, 5000])
+    choices = ["[" * depth + "]" * depth, "9" * digits, "-" + "9" * digits,
+               str(2**63), str(-(2**63) - 1), str(2**64), "1e999", "-1e999",
+               "[" + ", ".join(["1"] * 1000) + "]", "[[1, 2], [3]]", '["x", 1]']
+    if toml:
+        choices += ["{a = " * min(depth, 2000) + "1" + "}" * min(depth, 2000), "inf", "nan",
+                    "{a = 1}", "1979-05-27"]
+    else:
+        choices += ['{"a": ' * min(depth, 5000) + "1" + "}" * min(depth, 5000), "{}", '"x"',
+                    "true", "NaN", "Infinity"]
+    return rng.choice(choices)
+
+
+def _hostile_csv(blob: bytes, rng: random.Random) -> bytes:
+    lines = blob.decode().splitlines()
+    i = rng.randrange(1, len(lines))
+    cells = lines[i].split(",")
+    j = rng.randrange(len(cells))
+    cells[j] = rng.choice(["x" * 200_000, "9" * 30, str(2**63), str(-(2**63) - 1), "1e999",
+                           "nan", '"', '"a,b"', "\x00", "", "[" * 1000])
+    if rng.random() < 0.2:
+        cells = cells[:rng.randrange(len(cells))] + cells * rng.randrange(2)
+    lines[i] = ",".join(cells)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def hostile_structure(reader: str, blob: bytes, rng: random.Random) -> bytes:
+    """One value (or CSV cell) of the seed document replaced by an attack on the parser or on
+    the checks behind it (:func:`_hostile_text`); the rest of the document stays valid."""
+    if reader == "csv":
+        return _hostile_csv(blob, rng)
+    if reader == "manifest":
+        doc = json.loads(blob)
+        path = rng.choice(_paths(doc))
+        target = doc
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = "@HOSTILE@"
+        return json.dumps(doc).replace('"@HOSTILE@"', _hostile_text(rng, False)).encode()
+    lines = blob.decode().splitlines()
+    keyed = [i for i, line in enumerate(lines) if "=" in line]
+    i = rng.choice(keyed)
+    lines[i] = f"{lines[i].split('=')[0].strip()} = {_hostile_text(rng, True)}"
+    return ("\n".join(lines) + "\n").encode()
+
+
 def case(reader: str, blob: bytes, rng: random.Random) -> bytes:
-    """One fuzz input: random bytes, a byte mutation or a structured mutation of the seed."""
+    """One fuzz input: random bytes, a byte mutation, a structured mutation of the seed, or a
+    hostile structure."""
     r = rng.random()
     if r < 0.1:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
-    if r < 0.55 and reader in ("manifest", "toml"):
+    if r < 0.4 and reader in ("manifest", "toml"):
         return mutate_structured(reader, blob, rng)
+    if r < 0.55 and reader in STRUCTURED:
+        return hostile_structure(reader, blob, rng)
     return mutate(blob, rng)
