@@ -419,6 +419,23 @@ def convert_files(files: Mapping[int, Path], out: Path, number: str,
     return first[0], tuple(input_shape), entries
 
 
+def check_source(src_dir: str | os.PathLike, pattern: str,
+                 number: str) -> tuple[Path, re.Pattern[str]]:
+    """An importer's source folder and compiled file-name ``pattern``, after checking that the
+    folder exists and ``number`` is ``"step"`` or ``"task"``."""
+    if number not in ("step", "task"):
+        raise NtkplastError(f"number: unknown {number!r}; choose 'step' or 'task'")
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise NtkplastError(f"pattern {pattern!r} is not a valid regular expression ({e})"
+                            ) from None
+    src = Path(src_dir)
+    if not src.is_dir():
+        raise NtkplastError(f"{src} is not a folder; give the folder holding the checkpoints")
+    return src, regex
+
+
 def write_imported_run(run: Path, convert: Callable[[Path], tuple[models.ArchSpec, tuple[int, ...],
                                                                  list[dict[str, Any]]]],
                        imported_from: Mapping[str, Any]) -> checkpoints.Run:
@@ -479,16 +496,8 @@ def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
         existing run folder, a file that matches no supported architecture or differs from the
         first; nothing is left behind.
     """
-    src, run = Path(src_dir), Path(run_dir)
-    if number not in ("step", "task"):
-        raise NtkplastError(f"number: unknown {number!r}; choose 'step' or 'task'")
-    try:
-        regex = re.compile(pattern)
-    except re.error as e:
-        raise NtkplastError(f"pattern {pattern!r} is not a valid regular expression ({e})"
-                            ) from None
-    if not src.is_dir():
-        raise NtkplastError(f"{src} is not a folder; give the folder holding the checkpoints")
+    src, regex = check_source(src_dir, pattern, number)
+    run = Path(run_dir)
     files = _numbered_files(src, regex, pattern)
 
     def load(path: Path) -> tuple[models.ArchSpec, models.Params]:

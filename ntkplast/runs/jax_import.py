@@ -216,19 +216,11 @@ def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
       NtkplastError: as :func:`ntkplast.runs.interop.import_folder`, and a refused or unknown
         file format; nothing is left behind.
     """
-    src, run = Path(src_dir), Path(run_dir)
     if framework not in FRAMEWORKS:
         raise NtkplastError(f"framework: unknown {framework!r}; choose one of "
                             f"{list(FRAMEWORKS)} (PyTorch: ntkplast import --framework torch)")
-    if number not in ("step", "task"):
-        raise NtkplastError(f"number: unknown {number!r}; choose 'step' or 'task'")
-    try:
-        regex = re.compile(pattern)
-    except re.error as e:
-        raise NtkplastError(f"pattern {pattern!r} is not a valid regular expression ({e})"
-                            ) from None
-    if not src.is_dir():
-        raise NtkplastError(f"{src} is not a folder; give the folder holding the checkpoints")
+    src, regex = interop.check_source(src_dir, pattern, number)
+    run = Path(run_dir)
     files = _sources(src, regex, pattern)
 
     def load(path: Path) -> tuple[models.ArchSpec, models.Params]:
