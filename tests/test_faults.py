@@ -401,7 +401,8 @@ def test_a_repaired_checkpoint_recomputes_its_neighbour(reference, tmp_path):
         got = cached.select(metric).series(metric)[1]
         assert np.array_equal(got, fresh.select(metric).series(metric)[1]), metric
         assert len(got) == 2
-        assert missing.select(metric).series(metric)[1][0] != got[1]  # it did change
+        if metric != "eigenspace_overlap_prev":  # 8 probe inputs, top 10: the overlap is 1
+            assert missing.select(metric).series(metric)[1][0] != got[1]  # it did change
 
 
 def test_an_analysis_that_dies_while_writing_leaves_no_finished_looking_mix(reference, tmp_path,
