@@ -72,7 +72,9 @@ def digits() -> Arrays:
     """scikit-learn's digits (values 0..16 → /16, 8×8×1), split in original order."""
     from sklearn.datasets import load_digits
 
-    bunch = load_digits()
+    with warnings.catch_warnings():  # scikit-learn sets ``images.shape``: deprecated in NumPy 2.5
+        warnings.simplefilter("ignore", DeprecationWarning)
+        bunch = load_digits()
     x = (np.asarray(bunch.images, dtype=np.float64) / 16.0).astype(np.float32)[..., None]
     y = np.asarray(bunch.target).astype(np.int32)
     tr, te = stratified_split(y)
