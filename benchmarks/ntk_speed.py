@@ -46,6 +46,7 @@ import numpy as np
 
 from ntkplast import models, ntk, spectra
 from ntkplast.errors import NtkplastError
+from ntkplast.ntk import _layerwise
 
 CNN_SHAPES = {  # input shape, conv channels, dense widths
     "digits": ((8, 8, 1), (32, 64), ()),
@@ -92,7 +93,9 @@ def layerwise_flops(model: models.Model, input_shape: tuple[int, ...], n: int,
     Per weight layer with input a (d_in per point, or S positions of D = k²·C_in patch
     entries for a conv) and C outputs: forward 2n·d_in·C (conv 2n·S·D·C); the backward
     signals into every layer below the last hidden one, 2nK·d_in·C (conv 2nK·S·D·C); a conv
-    layer's per-example weight gradients 2nK·S·D·C. Grams are symmetric, so each counts
+    layer's per-example weight gradients 2nK·S·D·C, or, where the engine contracts it over
+    position pairs instead (``positions_cheaper``), n²·S²·(D + κ·(C + 1)) with κ = K traced,
+    K² full, and no gradients. Grams are symmetric, so each counts
     n²·F (half of 2n²·F) for F columns: the Dense input Gram F = d_in; the backward Gram
     F = d (traced: the last hidden layer's diagonal shortcut, K·d below it and for blocks
     that are not elementwise), F = K²·d full (the (nK)² Gram of δ); a conv layer's gradient
@@ -106,13 +109,19 @@ def layerwise_flops(model: models.Model, input_shape: tuple[int, ...], n: int,
     last = len(model.layers) - 1
     kk = k if trace else k * k
     diagonal = model.spec.kind == "mlp" and all(layer.elementwise for layer in model.layers)
+    b = _layerwise.tile_size(n, 1 if trace else k)
+    pairing = _layerwise.Pairing(n, n, b, b)
     flops = 0.0
     for i, (layer, u) in enumerate(zip(model.layers, shapes, strict=True)):
         c = models.out_widths(model.spec)[i]
         if layer.kind == "conv":
             s, d = math.prod(u.shape[1:3]), model.spec.kernel_size ** 2 * u.shape[-1]
             mac = s * d * c
-            flops += 2 * n * mac * (1 + k * (0 < i < last) + k) + n * n * kk * d * c
+            flops += 2 * n * mac * (1 + k * (0 < i < last))
+            if _layerwise.positions_cheaper(pairing, s, d, c, k, trace):
+                flops += n * n * s * s * (d + kk * (c + 1))
+                continue
+            flops += 2 * n * k * mac + n * n * kk * d * c
             flops += n * n * kk * c if model.spec.use_bias else 0
             continue
         d_in = math.prod(u.shape[1:])

@@ -50,8 +50,24 @@ def _brute_parts(model, params, x1, x2):
             for lo, hi in zip(sizes[:-1], sizes[1:], strict=True)]
 
 
+@pytest.fixture(params=["per-example", "positions"])
+def route(request, monkeypatch):
+    """Every conv layer contracted per example, or over position pairs (forced)."""
+    monkeypatch.setattr(ntk._layerwise, "positions_cheaper",
+                        lambda *args: request.param == "positions")
+    _clear_compiled_kernels()  # compiled kernels of the other route must not be reused
+    yield request.param
+    _clear_compiled_kernels()
+
+
+def _clear_compiled_kernels():
+    ntk.kernel_fn.__wrapped__.cache_clear()  # under validate.legacy_arguments
+    ntk._series_fn.cache_clear()
+    jax.clear_caches()
+
+
 @pytest.mark.parametrize("name", list(CNN_SPECS))
-def test_conv_engine_matches_brute_force(name):
+def test_conv_engine_matches_brute_force(name, route):
     model, params, x1, x2 = _setup(CNN_SPECS[name])
     assert ntk.resolve_engine(model, "auto") == "layerwise"
     for other in (x2, None):  # x2 ≠ x1, and the symmetric x2 = x1 path
@@ -70,7 +86,7 @@ def test_conv_engine_matches_brute_force(name):
                   ).max() <= 1e-10 * scale
 
 
-def test_conv_engine_symmetric_tiles(monkeypatch):
+def test_conv_engine_symmetric_tiles(monkeypatch, route):
     """x2 = x1 assembled from upper tiles (small tiles forced, the last one overlapping)."""
     monkeypatch.setattr(ntk._layerwise, "TRACED_TILE_ROWS", 2)
     monkeypatch.setattr(ntk._layerwise, "FULL_TILE_ROWS", 6)
@@ -117,3 +133,23 @@ def test_auto_block_size_counts_conv_gradients(monkeypatch):
     monkeypatch.setattr(ntk, "MEMORY_BUDGET_BYTES", 2 * 3 * grads * 4)
     b = ntk._auto_block(model, "layerwise", params, x1, 6, True, False)
     assert b is not None and b <= 3
+
+
+def test_positions_route_is_chosen_on_small_maps_only():
+    """Contraction over position pairs where FLOPs favour it (a 2 × 2 map), per example on a
+    32 × 32 map and whenever a block's position pairs exceed the entry bound."""
+    small = ntk._layerwise.Pairing(100, 100, 100, 100)
+    assert ntk._layerwise.positions_cheaper(small, 4, 9 * 32, 64, 10, trace=False)
+    assert not ntk._layerwise.positions_cheaper(small, 1024, 9 * 32, 64, 10, trace=False)
+    assert not ntk._layerwise.positions_cheaper(small, 1024, 27, 32, 10, trace=True)
+    huge = ntk._layerwise.Pairing(100, 100, 10_000, 10_000)
+    assert not ntk._layerwise.positions_cheaper(huge, 4, 9 * 32, 64, 10, trace=False)
+    # end to end: a 4 × 4 input pooled to 2 × 2 puts the second conv layer over positions
+    model, params, x1, x2 = _setup(dict(widths=(3, 8)), n1=6, n2=5, shape=(4, 4, 2))
+    pairing = ntk._layerwise.Pairing(6, 5, 6, 5)
+    factors = ntk._layerwise.layer_factors(model, params, x1, False, pairing)
+    assert [f.f is not None and f.f.ndim == 3 for f in factors[1]] == [True]
+    full = _brute_parts(model, params, x1, x2)
+    out = ntk.empirical_ntk(model, params, x1, x2, trace_outputs=False, per_layer=True)
+    for got, want in zip(out.parts, full, strict=True):
+        assert np.abs(np.asarray(got) - want).max() <= 1e-10 * np.abs(full[1]).max()

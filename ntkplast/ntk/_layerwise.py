@@ -31,8 +31,10 @@ instead of a diagonal φ': with u_l = block_l(z_l, u_{l-1}) and v_l the Dense in
 
 g_l = ∂f_k/∂u_l, batched over the K outputs by vmap (GroupSort's vjp permutes, LayerNorm's
 projects, a 2×2 average pool spreads each cotangent over its window). A Conv layer's W and b
-enter as per-example gradient factors instead (:func:`_conv_factors`): F = 1 and G the
-gradients themselves, so Θ_l = G Gᵀ. A LayerNorm's γ and β add
+enter either as per-example gradient factors (:func:`_conv_factors`: F = 1 and G the gradients
+themselves, so Θ_l = G Gᵀ) or, where that costs fewer FLOPs (:func:`positions_cheaper`: small
+feature maps), as the same factorization over (example, position) items summed over position
+pairs (:func:`_positions_block`). A LayerNorm's γ and β add
 Θ = Σ_j ∂f_k/∂γ_j(x) ∂f_k'/∂γ_j(x') (and the same for β) to their layer's part: the
 per-example gradients are the vjp's parameter cotangents, taken with respect to γ, β
 broadcast over the batch (and over positions in a conv block), and enter as factors with
@@ -152,12 +154,54 @@ class Factor(NamedTuple):
     ``f``: N × d_{l-1}, the Dense input a_{l-1}(X) (``None`` for a norm's γ or β: A = s_b).
     ``g``: traced, N × F_G with B = G Gᵀ; full, δ as N × K × d; ``None`` for the readout,
     whose δ is e_k (B = K, C = I_K). ``s_w``, ``s_b``: m_W² and m_b² (0 without a bias).
+    A conv layer contracted over positions (:func:`_positions_block`) has a positions axis
+    after the examples: ``f`` N × S × D patches, ``g`` N × S × (K·C) traced, N × S × K × C full.
     """
 
     f: Array | None
     g: Array | None
     s_w: Array
     s_b: Array
+
+
+class Pairing(NamedTuple):
+    """The kernel the factors are built for: ``n_a`` × ``n_b`` items, formed in blocks of
+    ``rows`` × ``cols`` items (what :func:`positions_cheaper` weighs)."""
+
+    n_a: int
+    n_b: int
+    rows: int
+    cols: int
+
+
+POSITION_PAIR_ENTRIES = 1 << 24
+"""Most entries (position pairs × output pairs) a block of the over-positions contraction of
+a conv layer may hold; above it the per-example route is taken whatever the FLOP counts."""
+
+
+def positions_cheaper(pairing: Pairing, positions: int, patch: int, channels: int,
+                      num_out: int, trace: bool) -> bool:
+    r"""Whether a conv layer's kernel is cheaper as the double sum over position pairs.
+
+    With S positions, D = k²·C_in patch entries, C channels, K outputs and κ = K traced or K²
+    full, the two contractions of Θ_l(x, x') between n_a and n_b examples cost (matmul FLOPs)
+
+        per example:   2(n_a + n_b)·K·S·D·C  +  2·n_a·n_b·κ·D·C
+                       (gradients Σ_s P_s ⊗ δ_{s,k}, then their Gram),
+        over positions: 2·n_a·n_b·S²·(D + κ·(C + 1))
+                       (patch Gram, backward-signal Gram, product summed over s, s'),
+
+    the choice neural-tangents' structured derivatives makes by FLOP count (Novak et al. 2022).
+    The second wins only on small feature maps (roughly S² < κ·D·C/(D + κ·C)); it is taken only
+    when a block's rows·cols·S²·κ entries fit :data:`POSITION_PAIR_ENTRIES`.
+    """
+    kappa = num_out if trace else num_out ** 2
+    n_a, n_b = pairing.n_a, pairing.n_b
+    per_example = 2 * (n_a + n_b) * num_out * positions * patch * channels \
+        + 2 * n_a * n_b * kappa * patch * channels
+    over_positions = 2 * n_a * n_b * positions ** 2 * (patch + kappa * (channels + 1))
+    return (over_positions < per_example
+            and pairing.rows * pairing.cols * positions ** 2 * kappa <= POSITION_PAIR_ENTRIES)
 
 
 def _signals(model, params, x):
@@ -200,12 +244,12 @@ def _per_example(p: dict[str, Array], n: int, ndim: int) -> dict[str, Array]:
     return {k: jnp.broadcast_to(p[k], lead + p[k].shape) for k in NORM_KEYS if k in p}
 
 
-def _block_factors(model: models.Model, params: models.Params, x: Array,
-                   trace: bool) -> list[list[Factor]]:
+def _block_factors(model: models.Model, params: models.Params, x: Array, trace: bool,
+                   pairing: Pairing | None) -> list[list[Factor]]:
     """Factors for any block structure, backward through each block's vjp (module doc).
 
     Handles Dense and Conv layers, pooling and flattening; a conv layer's W and b enter as
-    per-example gradient factors (:func:`_conv_factors`).
+    per-example gradient factors or over positions (:func:`_conv_factors`).
     """
     n = x.shape[0]
     u = x
@@ -240,7 +284,7 @@ def _block_factors(model: models.Model, params: models.Params, x: Array,
         else:
             delta, g_skip, grads = jax.vmap(out_vjp)(g_u)
             if layer.kind == "conv":
-                factors[i] += _conv_factors(model, layer, p, v, delta, trace)
+                factors[i] += _conv_factors(model, layer, p, v, delta, trace, pairing)
             else:
                 factors[i].append(Factor(v, _layout(delta, trace), s_w, s_b))
         if i > 0 or layer.pre_norm:
@@ -264,8 +308,10 @@ def _pooled_output(layer: models.Layer, p: dict[str, Array], u: Array, z: Array)
 
 
 def _conv_factors(model: models.Model, layer: models.Layer, p: dict[str, Array], v: Array,
-                  delta: Array, trace: bool) -> list[Factor]:
-    r"""A conv layer's W and b as per-example gradient factors (A = 1, B = the gradients' Gram).
+                  delta: Array, trace: bool, pairing: Pairing | None) -> list[Factor]:
+    r"""A conv layer's W and b as per-example gradient factors (A = 1, B = the gradients' Gram),
+    or as one factor over (example, position) items where :func:`positions_cheaper` says so
+    for ``pairing`` (``None``: per example).
 
     With z_s = m_W Σ_{d} P_s(v)_d W_{dc} + m_b b_c at output position s, P_s(v) the patch of the
     layer input under the filter at s (:func:`_patches`, SAME padding),
@@ -274,15 +320,19 @@ def _conv_factors(model: models.Model, layer: models.Layer, p: dict[str, Array],
 
     and Θ_l(x, x') = Σ_k ⟨∂f_k/∂θ_l(x), ∂f_k'/∂θ_l(x')⟩: one contraction over positions per
     example (the patch matrix against the K backward signals, read in the K-leading layout the
-    backward pass leaves them in) and one Gram. The alternative contraction
-    Σ_{s,s'} ⟨P_s(x), P_s'(x')⟩⟨δ_s(x), δ_s'(x')⟩ costs N²S²(D + K·C) against N·K·S·D·C +
-    N²·K·D·C here (S positions, D = k²·C_in, C channels): more whenever S² > K·D·C/(D + K·C),
-    i.e. on every feature map of 3 × 3 and up for ntkplast's widths, so it is not used.
+    backward pass leaves them in) and one Gram. The alternative contraction over position
+    pairs, Θ_l(x, x')_{kk'} = Σ_{s,s'} (m_W² ⟨P_s(x), P_s'(x')⟩ + m_b²)⟨δ_{s,k}(x), δ_{s',k'}(x')⟩
+    (:func:`_positions_block`), is the Dense factorization with (example, position) items.
     """
     m_w, m_b = models.multipliers(model, layer, p["W"])
     num_out, n, channels = delta.shape[0], delta.shape[1], delta.shape[-1]
     patches = _patches(v, p["W"].shape[0])  # N × S × D
     signals = delta.reshape(num_out, n, -1, channels)  # K × N × S × C
+    if pairing is not None and positions_cheaper(pairing, *patches.shape[1:], channels,
+                                                 num_out, trace):
+        by_position = jnp.moveaxis(signals, 0, 2)  # N × S × K × C
+        g = by_position.reshape(n, patches.shape[1], -1) if trace else by_position
+        return [Factor(patches, g, *_scales((m_w, m_b), p, v.dtype))]
     grad_w = m_w * jnp.einsum("nsd,knsc->nkdc", patches, signals)  # rows (n, k)
     one, zero = jnp.asarray(1.0, v.dtype), jnp.asarray(0.0, v.dtype)
     g_w = grad_w.reshape(n, -1) if trace else grad_w.reshape(n, num_out, -1)
@@ -311,12 +361,13 @@ def _layout(cot: Array, trace: bool) -> Array:
     return g.reshape(g.shape[0], -1) if trace else g.reshape(g.shape[:2] + (-1,))
 
 
-def layer_factors(model: models.Model, params: models.Params, x: Array,
-                  trace: bool) -> list[list[Factor]]:
-    """Per weight layer, the :class:`Factor` of each of its parameter groups."""
+def layer_factors(model: models.Model, params: models.Params, x: Array, trace: bool,
+                  pairing: Pairing | None = None) -> list[list[Factor]]:
+    """Per weight layer, the :class:`Factor` of each of its parameter groups, built for the
+    kernel ``pairing`` describes (``None``: every conv layer per example)."""
     if model.spec.kind == "mlp" and all(layer.elementwise for layer in model.layers):
         return _diagonal_factors(model, params, x, trace)
-    return _block_factors(model, params, x, trace)
+    return _block_factors(model, params, x, trace, pairing)
 
 
 def _rows(a: Array | None, start: Array | int, size: int) -> Array | None:
@@ -328,6 +379,8 @@ def _factor_block(fa: Factor, fb: Factor, trace: bool, num_out: int) -> Array:
     """One factor's kernel between side a's and side b's items: ``na × nb`` (traced) or
     ``na × nb × K × K`` (full; the (na·K) × (nb·K) Gram of δ reordered in the same fused
     pass that scales it by A_l)."""
+    if fa.f is not None and fa.f.ndim == 3:
+        return _positions_block(fa, fb, trace)
     act = fa.s_b if fa.f is None else fa.s_w * (fa.f @ fb.f.T) + fa.s_b  # A_l
     if fa.g is None:  # δ_L = e_k: C_L = I_K, B_L = K.
         eye = jnp.eye(num_out, dtype=act.dtype)
@@ -339,6 +392,16 @@ def _factor_block(fa: Factor, fb: Factor, trace: bool, num_out: int) -> Array:
     return c * (act[:, :, None, None] if act.ndim else act)
 
 
+def _positions_block(fa: Factor, fb: Factor, trace: bool) -> Array:
+    r"""A conv factor over (example, position) items: the Dense-layer product A ⊙ C with
+    A(x s, x' t) = m_W² P_s(x)·P_t(x') + m_b² and C(x s, x' t)_{kk'} = δ_{s,k}(x)·δ_{t,k'}(x'),
+    summed over the position pairs (s, t)."""
+    act = fa.s_w * jnp.einsum("isd,jtd->isjt", fa.f, fb.f) + fa.s_b
+    if trace:
+        return jnp.einsum("isjt,isjt->ij", act, jnp.einsum("isf,jtf->isjt", fa.g, fb.g))
+    return jnp.einsum("isjt,iskjtl->ijkl", act, jnp.einsum("iskc,jtlc->iskjtl", fa.g, fb.g))
+
+
 def layerwise_parts(model: models.Model, params: models.Params, xa: Array, xb: Array | None,
                     trace: bool, per_layer: bool) -> Array:
     """Per-layer kernels stacked as ``(L, Na, Nb[, K, K])`` (or the total as ``(1, …)``).
@@ -348,9 +411,15 @@ def layerwise_parts(model: models.Model, params: models.Params, xa: Array, xb: A
     Each tile sums its layers' A_l ⊙ C_l in one pass, so no per-layer N²K² array is formed
     unless ``per_layer`` asks for it.
     """
-    fac_a = layer_factors(model, params, xa, trace)
-    fac_b = fac_a if xb is None else layer_factors(model, params, xb, trace)
     num_out = params[-1]["W"].shape[-1]
+    n_a = xa.shape[0]
+    if xb is None:
+        b = tile_size(n_a, 1 if trace else num_out)
+        pairing = Pairing(n_a, n_a, b, b)
+    else:
+        pairing = Pairing(n_a, xb.shape[0], n_a, xb.shape[0])
+    fac_a = layer_factors(model, params, xa, trace, pairing)
+    fac_b = fac_a if xb is None else layer_factors(model, params, xb, trace, pairing)
 
     def kernel(fac_i: list[list[Factor]], fac_j: list[list[Factor]]) -> Array:
         parts = []
