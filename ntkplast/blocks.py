@@ -6,6 +6,7 @@ hidden blocks and documents where each sits.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import jax
@@ -37,15 +38,49 @@ def cayley_stiefel(w: Array) -> Array:
 
 
 
+ONE_HOT_GROUP_MAX = 8
+"""Largest GroupSort group whose derivative is taken by one-hot selection (O(g²) per group)
+rather than through the sort."""
+
+
+def _sorted_groups(z: Array, group_size: int) -> Array:
+    groups = z.reshape(z.shape[:-1] + (z.shape[-1] // group_size, group_size))
+    return -jnp.sort(-groups, axis=-1).reshape(z.shape)  # stable: ties keep their order
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _group_sort_one_hot(z: Array, group_size: int) -> Array:
+    return _sorted_groups(z, group_size)
+
+
+@_group_sort_one_hot.defjvp
+def _group_sort_jvp(group_size: int, primals: tuple[Array], tangents: tuple[Array]):
+    r"""ṫ_r = Σ_i [rank_i = r] t_i with rank_i = #{j : z_j > z_i} + #{j < i : z_j = z_i} the
+    place unit i takes in its sorted group (the stable sort's): elementwise selects, whose
+    transpose is again selects, where the sort's own derivative gathers and scatters."""
+    (z,), (t,) = primals, tangents
+    shape = z.shape[:-1] + (z.shape[-1] // group_size, group_size)
+    zg, tg = z.reshape(shape), t.reshape(shape)
+    place = jnp.arange(group_size)
+    before = (zg[..., None, :] > zg[..., :, None]) | (
+        (zg[..., None, :] == zg[..., :, None]) & (place[None, :] < place[:, None]))
+    one_hot = jnp.sum(before, axis=-1)[..., :, None] == place  # [..., i, r]
+    t_sorted = jnp.sum(jnp.where(one_hot, tg[..., :, None], 0), axis=-2)
+    return _group_sort_one_hot(z, group_size), t_sorted.reshape(z.shape)
+
+
 def group_sort(z: Array, group_size: int) -> Array:
-    """GroupSort (Anil, Lucas & Grosse 2019): each group of ``group_size`` consecutive units of
+    r"""GroupSort (Anil, Lucas & Grosse 2019): each group of ``group_size`` consecutive units of
     the last axis sorted in descending order; group size 2 is MaxMin, (max, min) per pair.
 
-    Piecewise a permutation of z, so its Jacobian is a permutation matrix wherever the values
-    in each group are distinct; jax's derivative of the sort follows the permutation.
+    Piecewise a permutation of z, so its Jacobian is a permutation matrix P with
+    P_{r,i} = [unit i takes place r], ties kept in their order (a stable sort). For groups of
+    at most :data:`ONE_HOT_GROUP_MAX` the derivative is that P applied by one-hot selection
+    (:func:`_group_sort_jvp`); larger groups differentiate through the sort.
     """
-    groups = z.reshape(z.shape[:-1] + (z.shape[-1] // group_size, group_size))
-    return -jnp.sort(-groups, axis=-1).reshape(z.shape)
+    if group_size <= ONE_HOT_GROUP_MAX:
+        return _group_sort_one_hot(z, group_size)
+    return _sorted_groups(z, group_size)
 
 
 
