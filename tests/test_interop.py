@@ -273,6 +273,11 @@ def test_import_folder_bad_input_leaves_nothing(tmp_path):
         interop.import_folder(src, tmp_path / "run")
     with pytest.raises(NtkplastError, match="no files"):
         interop.import_folder(src, tmp_path / "run", pattern=r"epoch(\d+)")
+    twice = src / "model_step01.safetensors"
+    twice.write_bytes((src / "model_step1.safetensors").read_bytes())
+    with pytest.raises(NtkplastError, match="step01.* both have number 1 .*narrow the pattern"):
+        interop.import_folder(src, tmp_path / "run", pattern=r"step(\d+)\.")
+    twice.unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "manifest.json").write_text("{}")

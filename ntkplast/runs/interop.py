@@ -365,25 +365,34 @@ def _number(name: str, pattern: re.Pattern[str]) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
 
-def _numbered_files(src: Path, regex: re.Pattern[str], pattern: str) -> dict[int, Path]:
-    """``{number: path}`` of the checkpoint files in ``src`` whose names carry a number."""
-    files: dict[int, Path] = {}
+def numbered_sources(src: Path, number_of: Callable[[Path], int | None], what: str,
+                     pattern: str) -> dict[int, Path]:
+    """``{number: path}`` of the entries of ``src`` that ``number_of`` numbers (``None``: not a
+    checkpoint of this kind), in name order. Two entries with one number, or none at all, are
+    refused with the names found. Shared by the PyTorch and the JAX importers."""
+    found: dict[int, Path] = {}
     for path in sorted(src.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in SUFFIXES:
-            continue
-        n = _number(path.name, regex)
+        n = number_of(path)
         if n is None:
             continue
-        if n in files:
-            raise NtkplastError(f"{files[n].name} and {path.name} in {src} both have number "
+        if n in found:
+            raise NtkplastError(f"{found[n].name} and {path.name} in {src} both have number "
                                 f"{n} under pattern {pattern!r}; narrow the pattern")
-        files[n] = path
-    if not files:
-        raise NtkplastError(f"{src}: no files with suffix {'/'.join(SUFFIXES)} whose names "
-                            f"match {pattern!r} with a number (found "
-                            f"{sorted(p.name for p in src.iterdir())[:8]}); check SRC_DIR and "
-                            f"--pattern")
-    return files
+        found[n] = path
+    if not found:
+        raise NtkplastError(f"{src}: no {what} whose names match {pattern!r} with a number "
+                            f"(found {sorted(p.name for p in src.iterdir())[:8]}); check the "
+                            f"source folder and --pattern")
+    return found
+
+
+def _numbered_files(src: Path, regex: re.Pattern[str], pattern: str) -> dict[int, Path]:
+    """``{number: path}`` of the checkpoint files in ``src`` whose names carry a number."""
+    def number_of(path: Path) -> int | None:
+        if not path.is_file() or path.suffix.lower() not in SUFFIXES:
+            return None
+        return _number(path.name, regex)
+    return numbered_sources(src, number_of, f"files with suffix {'/'.join(SUFFIXES)}", pattern)
 
 
 def convert_files(files: Mapping[int, Path], out: Path, number: str,

@@ -165,26 +165,18 @@ def _step(path: Path, regex: re.Pattern[str]) -> int | None:
 
 
 def _sources(src: Path, regex: re.Pattern[str], pattern: str) -> dict[int, Path]:
-    found: dict[int, Path] = {}
-    for path in sorted(src.iterdir()):
+    def number_of(path: Path) -> int | None:
         if path.name.startswith(".") or _ORBAX_TMP in path.name:  # unfinished Orbax saves
-            continue
-        checkpoint_like = path.is_dir() or path.suffix.lower() in (
-            ".msgpack", ".safetensors", *PICKLE_SUFFIXES)
-        n = _step(path, regex) if checkpoint_like else None
-        if n is None:
-            continue
-        if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+            return None
+        if not (path.is_dir() or path.suffix.lower() in (".msgpack", ".safetensors",
+                                                         *PICKLE_SUFFIXES)):
+            return None
+        n = _step(path, regex)
+        if n is not None and path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
             load_pytree(path)  # raises: refused, with why
-        if n in found:
-            raise NtkplastError(f"{found[n].name} and {path.name} in {src} both have step {n}; "
-                                f"narrow --pattern")
-        found[n] = path
-    if not found:
-        raise NtkplastError(f"{src}: no Orbax checkpoint folders, .msgpack or .safetensors files "
-                            f"whose names match {pattern!r} with a number (found "
-                            f"{sorted(p.name for p in src.iterdir())[:8]})")
-    return found
+        return n
+    return interop.numbered_sources(
+        src, number_of, "Orbax checkpoint folders, .msgpack or .safetensors files", pattern)
 
 
 def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
