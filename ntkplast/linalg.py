@@ -15,6 +15,7 @@ thread, 0.23–0.28 s two at a time; load ≈ 4.5).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from scipy.linalg import lapack
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ntkplast.errors import NtkplastError
 
@@ -164,6 +165,13 @@ def gated_singular_values(gate_sub: np.ndarray, lmat: np.ndarray,
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    """The BLAS/OpenMP libraries loaded, found once (a fresh ``threadpool_limits`` searches the
+    process's libraries again: 1–5 ms a call with jax loaded, several calls per checkpoint)."""
+    return ThreadpoolController()
+
+
 def host_map(tasks: Sequence[Callable[[], T]]) -> list[T]:
     """Results of ``tasks`` (callables without arguments), run on up to one thread per CPU core,
     each with single-threaded BLAS/LAPACK (module docstring); numpy and scipy release the GIL in
@@ -171,9 +179,9 @@ def host_map(tasks: Sequence[Callable[[], T]]) -> list[T]:
     exception raised by a task is raised here. The limit is set around the pool (pthreads BLAS:
     one setting per process) and again in each worker (OpenMP: one setting per thread)."""
     def run(task: Callable[[], T]) -> T:
-        with threadpool_limits(1):
+        with _blas().limit(limits=1):
             return task()
 
     workers = max(1, min(len(tasks), os.cpu_count() or 1))
-    with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
+    with _blas().limit(limits=1), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(run, tasks))
