@@ -415,22 +415,6 @@ def layer_spectra(model: models.Model, params: models.Params, x: Array, *,
                           num_probes=num_probes, max_matrix_entries=max_matrix_entries)
 
 
-def _shape_key(tree: Any) -> tuple[Any, tuple[jax.ShapeDtypeStruct, ...]]:
-    """A hashable stand-in for a pytree of arrays: its structure and its leaves' shapes."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple(jax.ShapeDtypeStruct(np.shape(a), a.dtype) for a in leaves)
-
-
-@functools.lru_cache(maxsize=32)
-def _pre_activation_shapes(model: models.Model, treedef: Any,
-                           leaves: tuple[jax.ShapeDtypeStruct, ...],
-                           x: tuple[jax.ShapeDtypeStruct]) -> Any:
-    """Shapes of the pre-activations z_l, traced once per model and shapes (an analysis asks
-    on every checkpoint; tracing costs ~15 ms)."""
-    params = jax.tree_util.tree_unflatten(treedef, leaves)
-    return jax.eval_shape(model.intermediates, params, x[0])[0]
-
-
 def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
                    key: Array | None = None, spectra_subsample: int | None = 32,
                    num_probes: int = 8,
@@ -439,7 +423,7 @@ def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
     _check_options(spectra_subsample, num_probes)
     k_sub, k_probe = jax.random.split(jax.random.PRNGKey(0) if key is None else key)
     idx = _subsample(x.shape[0], spectra_subsample, None if key is None else k_sub)
-    pre = _pre_activation_shapes(model, *_shape_key(tuple(params)), _shape_key(x)[1])
+    pre = _jacobians.pre_activation_shapes(model, tuple(params), x)
     in_shapes = _input_shapes(model, tuple(x.shape[1:]), [tuple(z.shape[1:]) for z in pre])
     core = jax.device_get(_layer_core(model, int(max_matrix_entries), int(num_probes),
                                       tuple(params), x, idx, k_probe))
