@@ -28,7 +28,8 @@ from threadpoolctl import ThreadpoolController
 from ntkplast.errors import NtkplastError
 
 __all__ = ["eigh", "eigh_top", "eigvalsh", "eigvalsh_float32", "gated_singular_values",
-           "gram_singular_values", "host_map", "singular_values"]
+           "gram_singular_values", "host_map", "host_start", "one_blas_thread",
+           "singular_values"]
 
 T = TypeVar("T")
 
@@ -172,16 +173,35 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def host_map(tasks: Sequence[Callable[[], T]]) -> list[T]:
-    """Results of ``tasks`` (callables without arguments), run on up to one thread per CPU core,
-    each with single-threaded BLAS/LAPACK (module docstring); numpy and scipy release the GIL in
-    LAPACK, so independent decompositions run side by side. In order of ``tasks``; the first
-    exception raised by a task is raised here. The limit is set around the pool (pthreads BLAS:
-    one setting per process) and again in each worker (OpenMP: one setting per thread)."""
+def one_blas_thread() -> Any:
+    """Context manager: BLAS/LAPACK calls run on one thread each inside the block (a
+    process-wide setting for pthreads BLAS, restored on exit). Hold it around
+    :func:`host_start` and the collection of its results."""
+    return _blas().limit(limits=1)
+
+
+def host_start(tasks: Sequence[Callable[[], T]]) -> Callable[[], list[T]]:
+    """Start ``tasks`` (callables without arguments) on up to one thread per CPU core and return
+    ``collect()``, which waits for their results, in order of ``tasks`` (the first exception
+    raised by a task is raised there). numpy and scipy release the GIL in LAPACK, so the caller
+    can run other work, e.g. jax computations, while the host decomposes. Call it inside
+    :func:`one_blas_thread` and collect before leaving the block: the limit is process-wide,
+    so the threads cannot set it themselves without racing (each also sets it for itself, which
+    OpenMP BLAS keeps per thread)."""
     def run(task: Callable[[], T]) -> T:
-        with _blas().limit(limits=1):
+        with one_blas_thread():
             return task()
 
     workers = max(1, min(len(tasks), os.cpu_count() or 1))
-    with _blas().limit(limits=1), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(run, tasks))
+    pool = ThreadPoolExecutor(workers)
+    futures = [pool.submit(run, task) for task in tasks]
+    pool.shutdown(wait=False)  # the workers exit once the tasks are done
+    return lambda: [f.result() for f in futures]
+
+
+def host_map(tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """Results of ``tasks`` (callables without arguments), run on up to one thread per CPU core,
+    each with single-threaded BLAS/LAPACK (module docstring): :func:`host_start` inside
+    :func:`one_blas_thread`, collected at once."""
+    with one_blas_thread():
+        return host_start(tasks)()

@@ -60,7 +60,7 @@ import importlib.util
 import json
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -163,7 +163,9 @@ class _KernelHistory:
 
 def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.Probe,
                 settings: Settings, info: checkpoints.CheckpointInfo, history: _KernelHistory
-                ) -> tuple[Rows, dict[str, np.ndarray]]:
+                ) -> Callable[[], tuple[Rows, dict[str, np.ndarray]]]:
+    """Computes the kernels, starts their decompositions on host threads and returns the
+    function that waits for them and builds the rows (the other families run meanwhile)."""
     total, parts = ntk._empirical_ntk(run.model, params, x, per_layer=True,
                                       engine=settings.engine, device_count=settings.device_count)
     # eigenvalue floor: N · ε of the dtype the kernel was computed in (its rounding level)
@@ -174,15 +176,24 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
     # one decomposition per Gram, side by side on the host: the total's eigenvalues and top-k
     # eigenvectors (the overlap's) in float64, each layer part's eigenvalues only, in float32
     # LAPACK for a float32 kernel (errors under the floor eps; paper_notes.md)
-    (lam, top), *layer_lams = linalg.host_map(
+    decomposed = linalg.host_start(
         [functools.partial(spectra.eigenvalues_and_top_vectors, kernel,
                            min(settings.overlap_k, len(kernel)))]
         + [functools.partial(spectra.eigenvalues, part, float32_lapack=dtype == np.float32)
            for part in parts])
+    return functools.partial(_ntk_rows, run, probe, info, history, kernel, parts, eps,
+                             decomposed)
+
+
+def _ntk_rows(run: checkpoints.Run, probe: probes.Probe, info: checkpoints.CheckpointInfo,
+              history: _KernelHistory, kernel: np.ndarray, parts: list[np.ndarray], eps: float,
+              decomposed: Callable[[], list[Any]]) -> tuple[Rows, dict[str, np.ndarray]]:
+    """The ntk family's rows and raw arrays once the decompositions are ``decomposed()``."""
+    (lam, top), *layer_lams = decomposed()
     rows = _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam, eps=eps), "all",
                          _SPECTRUM_FIELDS)
     trace = float(np.trace(kernel))
-    raw = {"ntk_kernel": np.asarray(total, np.float32), "ntk_top_eigenvectors": top,
+    raw = {"ntk_kernel": np.asarray(kernel, np.float32), "ntk_top_eigenvectors": top,
            "ntk_eigenvalues": lam}
     for li, (part, lam_l) in enumerate(zip(parts, layer_lams)):
         raw[f"ntk_layer_eigenvalues/{li}"] = lam_l
@@ -299,16 +310,20 @@ def analyze_checkpoint(run: checkpoints.Run, i: int, probe: probes.Probe, settin
     x = validate.check_probe_set(run.model, params, probe.x)
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
-    families = {
-        "ntk": lambda: _ntk_family(run, params, x, probe, settings, info, history),
-        "isometry": lambda: _isometry_family(run, params, x, settings),
-        "dormancy": lambda: _dormancy_family(run, params, x, settings),
-        "plasticity": lambda: (_plasticity_family(info), {}),
-    }
-    for name in settings.metrics:
-        r, a = families[name]()
-        rows += r
-        raw.update(a)
+    with linalg.one_blas_thread():  # the ntk decompositions run beside the other families
+        ntk_rows = (_ntk_family(run, params, x, probe, settings, info, history)
+                    if "ntk" in settings.metrics else None)
+        families = {
+            "isometry": lambda: _isometry_family(run, params, x, settings),
+            "dormancy": lambda: _dormancy_family(run, params, x, settings),
+            "plasticity": lambda: (_plasticity_family(info), {}),
+        }
+        done = {name: families[name]() for name in settings.metrics if name != "ntk"}
+        if ntk_rows is not None:
+            done["ntk"] = ntk_rows()
+    for name in settings.metrics:  # rows in the order the families are asked for
+        rows += done[name][0]
+        raw.update(done[name][1])
     return rows, raw
 
 
