@@ -163,9 +163,10 @@ class _KernelHistory:
 
 def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.Probe,
                 settings: Settings, info: checkpoints.CheckpointInfo, history: _KernelHistory
-                ) -> Callable[[], tuple[Rows, dict[str, np.ndarray]]]:
-    """Computes the kernels, starts their decompositions on host threads and returns the
-    function that waits for them and builds the rows (the other families run meanwhile)."""
+                ) -> tuple[Callable[[], list[Any]], Callable[[list[Any]], tuple[Rows, dict]]]:
+    """Computes the kernels and starts their decompositions on host threads; returns
+    ``(collect, finish)``: ``finish(collect())`` is the family's rows and raw arrays (the
+    other families run before ``collect`` is called)."""
     total, parts = ntk._empirical_ntk(run.model, params, x, per_layer=True,
                                       engine=settings.engine, device_count=settings.device_count)
     # eigenvalue floor: N · ε of the dtype the kernel was computed in (its rounding level)
@@ -181,15 +182,15 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
                            min(settings.overlap_k, len(kernel)))]
         + [functools.partial(spectra.eigenvalues, part, float32_lapack=dtype == np.float32)
            for part in parts])
-    return functools.partial(_ntk_rows, run, probe, info, history, kernel, parts, eps,
-                             decomposed)
+    return decomposed, functools.partial(_ntk_rows, run, probe, info, history, kernel, parts,
+                                         eps)
 
 
 def _ntk_rows(run: checkpoints.Run, probe: probes.Probe, info: checkpoints.CheckpointInfo,
               history: _KernelHistory, kernel: np.ndarray, parts: list[np.ndarray], eps: float,
-              decomposed: Callable[[], list[Any]]) -> tuple[Rows, dict[str, np.ndarray]]:
-    """The ntk family's rows and raw arrays once the decompositions are ``decomposed()``."""
-    (lam, top), *layer_lams = decomposed()
+              decomposed: list[Any]) -> tuple[Rows, dict[str, np.ndarray]]:
+    """The ntk family's rows and raw arrays from the kernels' ``decomposed`` results."""
+    (lam, top), *layer_lams = decomposed
     rows = _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam, eps=eps), "all",
                          _SPECTRUM_FIELDS)
     trace = float(np.trace(kernel))
@@ -311,16 +312,17 @@ def analyze_checkpoint(run: checkpoints.Run, i: int, probe: probes.Probe, settin
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
     with linalg.one_blas_thread():  # the ntk decompositions run beside the other families
-        ntk_rows = (_ntk_family(run, params, x, probe, settings, info, history)
-                    if "ntk" in settings.metrics else None)
+        ntk_started = (_ntk_family(run, params, x, probe, settings, info, history)
+                       if "ntk" in settings.metrics else None)
         families = {
             "isometry": lambda: _isometry_family(run, params, x, settings),
             "dormancy": lambda: _dormancy_family(run, params, x, settings),
             "plasticity": lambda: (_plasticity_family(info), {}),
         }
         done = {name: families[name]() for name in settings.metrics if name != "ntk"}
-        if ntk_rows is not None:
-            done["ntk"] = ntk_rows()
+        decomposed = ntk_started[0]() if ntk_started is not None else []
+    if ntk_started is not None:  # the comparisons on BLAS's own threads, as before
+        done["ntk"] = ntk_started[1](decomposed)
     for name in settings.metrics:  # rows in the order the families are asked for
         rows += done[name][0]
         raw.update(done[name][1])
