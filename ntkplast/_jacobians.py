@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,7 @@ from ntkplast import models
 
 Array = jax.Array
 
-__all__ = ["first_layer_r", "io_jacobians", "map_blocks"]
+__all__ = ["first_layer_r", "io_jacobians", "map_blocks", "pre_activation_shapes"]
 
 
 def map_blocks(fn: Callable[[Array], Array], x: Array, size: int) -> Array:
@@ -82,3 +83,18 @@ def first_layer_r(model: models.Model, params: models.Params,
     m_w = models.multipliers(model, first, w)[0]
     weff = np.asarray(models.effective_weight(first, w), np.float64) * m_w
     return jnp.asarray(np.linalg.qr(weff, mode="r"), w.dtype)
+
+
+def pre_activation_shapes(model: models.Model, params: models.Params, x: Array) -> Any:
+    """Shapes (``jax.ShapeDtypeStruct``) of the pre-activations z_l of ``model`` on ``x``,
+    traced once per model and shapes (an analysis asks on every checkpoint; a trace is ~15 ms)."""
+    leaves, treedef = jax.tree_util.tree_flatten((params, x))
+    return _pre_activation_shapes(model, treedef, tuple(
+        jax.ShapeDtypeStruct(np.shape(a), a.dtype) for a in leaves))
+
+
+@functools.lru_cache(maxsize=32)
+def _pre_activation_shapes(model: models.Model, treedef: Any,
+                           leaves: tuple[jax.ShapeDtypeStruct, ...]) -> Any:
+    params, x = jax.tree_util.tree_unflatten(treedef, leaves)
+    return jax.eval_shape(model.intermediates, params, x)[0]

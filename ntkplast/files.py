@@ -30,8 +30,8 @@ import numpy as np
 from ntkplast.errors import NtkplastError
 from ntkplast.safe_read import array_file_bytes, open_regular
 
-__all__ = ["array_writer", "atomic_write_bytes", "load_arrays", "remove_stale_temporaries",
-           "save_arrays"]
+__all__ = ["array_writer", "atomic_file", "atomic_write_bytes", "load_arrays",
+           "remove_stale_temporaries", "save_arrays"]
 
 
 def _umask() -> int:
@@ -66,8 +66,10 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
 
 
 @contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A binary file that becomes ``path`` only when the block exits normally (module doc)."""
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` only when the block exits normally (module doc):
+    written under a temporary name, which an error or interruption inside the block removes."""
+    path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TEMP_MARK}", suffix=".tmp",
                                    dir=path.parent)
@@ -104,7 +106,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     write (disk full, no permission) removes the temporary file, leaves any previous version
     of ``path`` intact and raises :class:`NtkplastError` naming the file and the OS error.
     """
-    with _atomic_file(Path(path)) as f:
+    with atomic_file(path) as f:
         f.write(data)
 
 
@@ -126,7 +128,7 @@ def array_writer(path: str | os.PathLike) -> Iterator[Callable[[str, Any], None]
     are written; the file appears under ``path`` only when the block exits without an error
     (as :func:`atomic_write_bytes`). Readable by :func:`load_arrays` and ``np.load``.
     """
-    with _atomic_file(Path(path)) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+    with atomic_file(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
         def add(name: str, array: Any) -> None:
             with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)

@@ -423,7 +423,7 @@ def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
     _check_options(spectra_subsample, num_probes)
     k_sub, k_probe = jax.random.split(jax.random.PRNGKey(0) if key is None else key)
     idx = _subsample(x.shape[0], spectra_subsample, None if key is None else k_sub)
-    pre = jax.eval_shape(model.intermediates, tuple(params), x)[0]
+    pre = _jacobians.pre_activation_shapes(model, tuple(params), x)
     in_shapes = _input_shapes(model, tuple(x.shape[1:]), [tuple(z.shape[1:]) for z in pre])
     core = jax.device_get(_layer_core(model, int(max_matrix_entries), int(num_probes),
                                       tuple(params), x, idx, k_probe))

@@ -15,6 +15,7 @@ thread, 0.23–0.28 s two at a time; load ≈ 4.5).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,12 +23,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 from scipy.linalg import lapack
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ntkplast.errors import NtkplastError
 
 __all__ = ["eigh", "eigh_top", "eigvalsh", "eigvalsh_float32", "gated_singular_values",
-           "gram_singular_values", "host_map", "singular_values"]
+           "gram_singular_values", "host_map", "host_start", "one_blas_thread",
+           "singular_values"]
 
 T = TypeVar("T")
 
@@ -164,16 +166,42 @@ def gated_singular_values(gate_sub: np.ndarray, lmat: np.ndarray,
     return out
 
 
-def host_map(tasks: Sequence[Callable[[], T]]) -> list[T]:
-    """Results of ``tasks`` (callables without arguments), run on up to one thread per CPU core,
-    each with single-threaded BLAS/LAPACK (module docstring); numpy and scipy release the GIL in
-    LAPACK, so independent decompositions run side by side. In order of ``tasks``; the first
-    exception raised by a task is raised here. The limit is set around the pool (pthreads BLAS:
-    one setting per process) and again in each worker (OpenMP: one setting per thread)."""
+@functools.lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    """The BLAS/OpenMP libraries loaded, found once (a fresh ``threadpool_limits`` searches the
+    process's libraries again: 1–5 ms a call with jax loaded, several calls per checkpoint)."""
+    return ThreadpoolController()
+
+
+def one_blas_thread() -> Any:
+    """Context manager: BLAS/LAPACK calls run on one thread each inside the block (a
+    process-wide setting for pthreads BLAS, restored on exit). Hold it around
+    :func:`host_start` and the collection of its results."""
+    return _blas().limit(limits=1)
+
+
+def host_start(tasks: Sequence[Callable[[], T]]) -> Callable[[], list[T]]:
+    """Start ``tasks`` (callables without arguments) on up to one thread per CPU core and return
+    ``collect()``, which waits for their results, in order of ``tasks`` (the first exception
+    raised by a task is raised there). numpy and scipy release the GIL in LAPACK, so the caller
+    can run other work, e.g. jax computations, while the host decomposes. Call it inside
+    :func:`one_blas_thread` and collect before leaving the block: the limit is process-wide,
+    so the threads cannot set it themselves without racing (each also sets it for itself, which
+    OpenMP BLAS keeps per thread)."""
     def run(task: Callable[[], T]) -> T:
-        with threadpool_limits(1):
+        with one_blas_thread():
             return task()
 
     workers = max(1, min(len(tasks), os.cpu_count() or 1))
-    with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(run, tasks))
+    pool = ThreadPoolExecutor(workers)
+    futures = [pool.submit(run, task) for task in tasks]
+    pool.shutdown(wait=False)  # the workers exit once the tasks are done
+    return lambda: [f.result() for f in futures]
+
+
+def host_map(tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """Results of ``tasks`` (callables without arguments), run on up to one thread per CPU core,
+    each with single-threaded BLAS/LAPACK (module docstring): :func:`host_start` inside
+    :func:`one_blas_thread`, collected at once."""
+    with one_blas_thread():
+        return host_start(tasks)()

@@ -5,6 +5,8 @@ whole-network metrics, ``"layer<l>"`` for weight layer l), ``metric`` (a name fr
 :mod:`ntkplast.analysis`), ``value`` (float). ``to_pandas()`` gives a tidy DataFrame with
 typed columns (int64 checkpoint/step/task, categorical layer/metric, float64 value) and
 ``Table.from_pandas`` takes one back; ``select``/``series`` cover the common queries in numpy.
+:func:`table_writer` streams a table to disk chunk by chunk, :func:`stored_table` gives back
+one written so, read on first use.
 
 Task ends are the checkpoints with a :data:`TASK_END_METRICS` row (:func:`task_end_checkpoints`);
 :func:`task_end_values` reads one metric there (one layer, or the mean over the layers) and
@@ -13,22 +15,24 @@ Task ends are the checkpoints with a :data:`TASK_END_METRICS` row (:func:`task_e
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.files import atomic_write_bytes
+from ntkplast.files import atomic_file
 from ntkplast.safe_read import TABLE_BYTES, open_regular
 
-__all__ = ["COLUMNS", "TASK_END_METRICS", "Table", "per_task", "task_end_checkpoints",
-           "task_end_values"]
+__all__ = ["COLUMNS", "TASK_END_METRICS", "Table", "per_task", "stored_table",
+           "table_writer", "task_end_checkpoints", "task_end_values"]
 
 COLUMNS = ("checkpoint", "step", "task", "layer", "metric", "value")
 TASK_END_METRICS = ("test_accuracy", "test_mse", "train_accuracy", "train_mse")
@@ -123,11 +127,13 @@ class Table:
             raise NtkplastError(f"from_pandas: a column does not convert to its type "
                                 f"({type(e).__name__}: {e})") from None
 
-    def to_csv_bytes(self) -> bytes:
-        """CSV text (header row, then one line per row; floats with full precision)."""
+    def to_csv_bytes(self, header: bool = True) -> bytes:
+        """CSV text (header row unless ``header=False``, then one line per row; floats with full
+        precision)."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(COLUMNS)
+        if header:
+            w.writerow(COLUMNS)
         for r in self.rows():
             w.writerow([*r[:5], repr(float(r[5]))])
         return buf.getvalue().encode("utf-8")
@@ -143,18 +149,22 @@ class Table:
         return ("\n".join(lines) + "\n" if lines else "").encode("utf-8")
 
     def write(self, folder: str | os.PathLike, stem: str = "metrics") -> None:
-        """Write ``<stem>.csv`` and ``<stem>.jsonl`` into ``folder`` atomically."""
-        atomic_write_bytes(os.path.join(folder, f"{stem}.csv"), self.to_csv_bytes())
-        atomic_write_bytes(os.path.join(folder, f"{stem}.jsonl"), self.to_jsonl_bytes())
+        """Write ``<stem>.csv`` and ``<stem>.jsonl`` into ``folder`` atomically
+        (:func:`table_writer` with one chunk)."""
+        with table_writer(folder, stem) as add:
+            add(self)
 
     @classmethod
-    def read_csv(cls, path: str | os.PathLike, *,
+    def read_csv(cls, path: str | os.PathLike | io.BytesIO, *,
                  within: str | os.PathLike | None = None) -> Table:
         """Read a table written by :meth:`write` (a regular file of at most
-        :data:`ntkplast.safe_read.TABLE_BYTES`; with ``within``, inside that folder)."""
+        :data:`ntkplast.safe_read.TABLE_BYTES`; with ``within``, inside that folder; or the
+        file's bytes already read, as ``io.BytesIO``)."""
         try:
-            with open_regular(path, limit=TABLE_BYTES, within=within) as raw, \
-                    io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
+            with contextlib.ExitStack() as stack:
+                raw = path if isinstance(path, io.BytesIO) else stack.enter_context(
+                    open_regular(path, limit=TABLE_BYTES, within=within))
+                f = stack.enter_context(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
                 reader = csv.reader(f)
                 header = next(reader)
                 if tuple(header) != COLUMNS:
@@ -167,6 +177,58 @@ class Table:
                 OverflowError) as e:  # OverflowError: an integer beyond int64
             raise NtkplastError(f"{path} is not a metrics table written by ntkplast "
                                 f"({type(e).__name__}: {str(e)[:200]})") from None
+
+
+class _StoredTable(Table):
+    """A :class:`Table` kept as the CSV text it was written as, parsed on first use
+    (:func:`stored_table`)."""
+
+    def __init__(self, text: bytes, rows: int) -> None:  # columns: parsed on first use
+        self._text, self._rows = text, rows
+        self._columns: dict[str, np.ndarray] | None = None
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        if self._columns is None:
+            self._columns = Table.read_csv(io.BytesIO(self._text)).columns
+            self._text = b""
+        return self._columns
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __reduce__(self) -> tuple[type[Table], tuple[dict[str, np.ndarray]]]:
+        return Table, (self.columns,)  # pickled (sent to another process) as a plain Table
+
+
+def stored_table(path: str | os.PathLike, rows: int) -> Table:
+    """The table of ``rows`` rows in the CSV at ``path`` (written by :func:`table_writer`): its
+    bytes are read now (≈ 60 bytes a row, a snapshot that later writes to ``path`` do not
+    change) and parsed into columns on first use (``len`` parses nothing), so a caller that
+    never looks at the rows never builds them. Pickles as a plain :class:`Table`."""
+    with open_regular(path, limit=TABLE_BYTES) as f:
+        return _StoredTable(f.read(), rows)
+
+
+@contextlib.contextmanager
+def table_writer(folder: str | os.PathLike,
+                 stem: str = "metrics") -> Iterator[Callable[[Table], None]]:
+    """Stream a table into ``<stem>.csv`` and ``<stem>.jsonl`` in ``folder``: ``add(chunk)``.
+
+    Each chunk goes to disk as it is added (memory holds one chunk); the files are byte for byte
+    ``Table.concat(chunks)``'s (:meth:`Table.to_csv_bytes`, :meth:`Table.to_jsonl_bytes`) and
+    appear under their names only when the block exits without an error
+    (:func:`ntkplast.files.atomic_file`: an interrupted writer leaves any previous version).
+    """
+    folder = Path(folder)
+    with atomic_file(folder / f"{stem}.csv") as csv_file, \
+            atomic_file(folder / f"{stem}.jsonl") as jsonl_file:
+        csv_file.write(Table.from_rows([]).to_csv_bytes())  # the header
+
+        def add(chunk: Table) -> None:
+            csv_file.write(chunk.to_csv_bytes(header=False))
+            jsonl_file.write(chunk.to_jsonl_bytes())
+        yield add
 
 
 def _pandas(what: str) -> Any:

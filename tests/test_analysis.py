@@ -218,3 +218,87 @@ def test_table_basics():
     assert b'"value": null' in t.to_jsonl_bytes()
     with pytest.raises(NtkplastError, match="missing column"):
         Table({"value": [1.0]})
+
+
+def _table_from_cache(run_dir, out):
+    """The table as analyze() built it in memory before the rows were streamed: one Table per
+    checkpoint from its cache entry, concatenated."""
+    run = checkpoints.open_run(run_dir)
+    cache = out / "cache" / json.loads((out / "settings.json").read_text())["cache_key"]
+    tables = []
+    for i in range(len(run)):
+        (entry,) = cache.glob(f"{run[i].file.rsplit('.', 1)[0]}.*.npz")
+        arrays = checkpoints.load_arrays(entry)
+        n = len(arrays["value"])
+        tables.append(Table({"checkpoint": np.full(n, i), "step": np.full(n, run[i].step),
+                             "task": np.full(n, run[i].task), "layer": arrays["layer"],
+                             "metric": arrays["metric"], "value": arrays["value"]}))
+    return Table.concat(tables)
+
+
+def test_streamed_files_are_those_of_the_whole_table(run_dir, tmp_path):
+    table = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path, progress=False)
+    whole = _table_from_cache(run_dir, tmp_path)
+    assert len(whole) > len(checkpoints.open_run(run_dir))  # several rows per checkpoint
+    assert (tmp_path / "metrics.csv").read_bytes() == whole.to_csv_bytes()
+    assert (tmp_path / "metrics.jsonl").read_bytes() == whole.to_jsonl_bytes()
+    assert len(table) == len(whole) and table == whole
+
+
+def test_rows_held_do_not_grow_with_the_checkpoints(run_dir, tmp_path, monkeypatch):
+    """No Table of more than one checkpoint's rows is built while analysing, nor read back."""
+    sizes = []
+    real_init = Table.__init__
+
+    def counting_init(self, columns):
+        real_init(self, columns)
+        sizes.append(len(self.columns["value"]))
+
+    monkeypatch.setattr(Table, "__init__", counting_init)
+    table = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path, progress=False)
+    held = max(sizes)
+    assert len(table) == sum(sizes)  # len() read nothing back
+    per_checkpoint = np.bincount(Table.read_csv(tmp_path / "metrics.csv").columns["checkpoint"])
+    assert held == per_checkpoint.max() and held < len(table) / 4
+
+
+def test_killed_rerun_keeps_the_finished_files_and_resumes(run_dir, tmp_path, monkeypatch):
+    """An analysis killed mid-series leaves the previous metrics files byte for byte and no
+    temporaries; re-running it resumes from the cache and writes a fresh analysis's files."""
+    out = tmp_path / "out"
+    analysis.analyze(run_dir, SETTINGS, out_dir=out, progress=False)
+    before = {f: (out / f).read_bytes() for f in ("metrics.csv", "metrics.jsonl", "spectra.npz")}
+    ntk_only = analysis.Settings(metrics=("ntk",), probe_size=24)
+    real = analysis.analyze_checkpoint
+    calls = []
+
+    def dies_at_three(run, i, *args):
+        if i == 3:
+            raise RuntimeError("killed")
+        calls.append(i)
+        return real(run, i, *args)
+
+    monkeypatch.setattr(analysis.driver, "analyze_checkpoint", dies_at_three)
+    with pytest.raises(RuntimeError, match="killed"):
+        analysis.analyze(run_dir, ntk_only, out_dir=out, progress=False)
+    assert {f: (out / f).read_bytes() for f in before} == before
+    assert not list(out.glob(".*.tmp"))
+    monkeypatch.setattr(analysis.driver, "analyze_checkpoint", real)
+    resumed = analysis.analyze(run_dir, ntk_only, out_dir=out, progress=False)
+    assert calls == [0, 1, 2]
+    fresh = analysis.analyze(run_dir, ntk_only, out_dir=tmp_path / "fresh", progress=False)
+    for f in ("metrics.csv", "metrics.jsonl"):
+        assert (out / f).read_bytes() == (tmp_path / "fresh" / f).read_bytes()
+    assert resumed == fresh
+
+
+def test_returned_table_is_a_snapshot_and_pickles_whole(run_dir, tmp_path):
+    import pickle
+
+    s = analysis.Settings(metrics=("plasticity",), probe_size=8)
+    table = analysis.analyze(run_dir, s, out_dir=tmp_path, progress=False)
+    written = Table.read_csv(tmp_path / "metrics.csv")
+    analysis.analyze(run_dir, analysis.Settings(metrics=("dormancy",), probe_size=8),
+                     out_dir=tmp_path, progress=False)  # replaces metrics.csv
+    plain = pickle.loads(pickle.dumps(table))
+    assert type(plain) is Table and plain == written and table == written

@@ -410,7 +410,6 @@ def test_an_analysis_that_dies_while_writing_leaves_no_finished_looking_mix(refe
     """Issue 18 case 1: an analysis killed among its output writes must not leave the new
     probe.npz beside the old settings.json: settings.json goes first and comes back last."""
     from ntkplast import analysis
-    from ntkplast.table import Table
     _, run_dir, _ = reference
     out = tmp_path / "a"
     first = analysis.Settings(metrics=("plasticity",), probe_size=8)
@@ -418,9 +417,9 @@ def test_an_analysis_that_dies_while_writing_leaves_no_finished_looking_mix(refe
     assert json.loads((out / "settings.json").read_text())["probe"]["size"] == 8
 
     def dies(*a, **kw):
-        raise RuntimeError("killed while writing the tables")
+        raise RuntimeError("killed while writing the outputs")
 
-    monkeypatch.setattr(Table, "write", dies)
+    monkeypatch.setattr(checkpoints, "atomic_write_bytes", dies)  # settings.json, written last
     with pytest.raises(RuntimeError, match="killed"):
         analysis.analyze(run_dir, analysis.Settings(metrics=("plasticity",), probe_size=12),
                          out_dir=out, progress=False)

@@ -1,8 +1,8 @@
 """Every diagnostic over a checkpoint series, into one tidy table.
 
 ``analyze(run_dir)`` draws one probe set (:mod:`~ntkplast.analysis.probes`), then for each
-checkpoint in order computes the metric families asked for and appends rows ``(checkpoint, step,
-task, layer, metric, value)`` to a :class:`~ntkplast.table.Table`:
+checkpoint in order computes the metric families asked for and writes rows ``(checkpoint, step,
+task, layer, metric, value)`` of a :class:`~ntkplast.table.Table`:
 
 * ``ntk``: spectral summary of the output-traced empirical NTK on the probe set
   (:func:`ntkplast.spectra.summary`: ``ntk_trace``, ``ntk_lambda_max``, ``ntk_lambda_min``,
@@ -39,14 +39,16 @@ together with the neighbour compared with it. A checkpoint that cannot be read, 
 digest or holds NaN/Inf parameters is skipped with a warning and one row ``checkpoint_skipped`` =
 1 (and is not cached). The output folder is locked while it is written
 (:func:`ntkplast.lock.folder_lock`); ``settings.json`` is removed before the new outputs are
-written and written last, so a folder holding it holds one finished analysis. The full table
-is written as ``<out>/metrics.csv`` and ``metrics.jsonl``, the raw spectra as ``<out>/spectra.npz``
-(``ntk_eigenvalues/<ckpt>``, ``ntk_layer_eigenvalues/<layer>/<ckpt>``, once
-``ntk_infinite_eigenvalues``, ``jac_sv/<layer>/<ckpt>``, ``io_sv/<ckpt>``,
-``weight_sv/<layer>/<ckpt>``, ``dormancy_scores/<layer>/<ckpt>``; streamed
-to disk checkpoint by checkpoint, so memory holds one checkpoint's arrays, the two kernels it is
-compared with and the table's rows) and the probe set as ``<out>/probe.npz``; ``<out>``
-defaults to ``RUN_DIR/analysis``.
+written and written last, so a folder holding it holds one finished analysis. The table goes
+to ``<out>/metrics.csv`` and ``metrics.jsonl`` (:func:`ntkplast.table.table_writer`), the raw
+spectra to ``<out>/spectra.npz`` (``ntk_eigenvalues/<ckpt>``,
+``ntk_layer_eigenvalues/<layer>/<ckpt>``, once ``ntk_infinite_eigenvalues``,
+``jac_sv/<layer>/<ckpt>``, ``io_sv/<ckpt>``, ``weight_sv/<layer>/<ckpt>``,
+``dormancy_scores/<layer>/<ckpt>``), all three streamed to disk checkpoint by checkpoint into
+temporaries renamed into place once every checkpoint is done (an interrupted analysis leaves
+none of them half-written under its name, and any previous version intact), so memory holds one
+checkpoint's rows and arrays and the two kernels it is compared with, however long the series;
+the probe set goes to ``<out>/probe.npz``. ``<out>`` defaults to ``RUN_DIR/analysis``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ import importlib.util
 import json
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -71,7 +73,7 @@ from ntkplast.analysis import probes
 from ntkplast.errors import NtkplastError
 from ntkplast.lock import folder_lock
 from ntkplast.runs import checkpoints
-from ntkplast.table import Table
+from ntkplast.table import Table, stored_table, table_writer
 
 __all__ = ["CACHE_VERSION", "FAMILIES", "Settings", "analyze", "analyze_checkpoint",
            "parse_metrics"]
@@ -161,7 +163,10 @@ class _KernelHistory:
 
 def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.Probe,
                 settings: Settings, info: checkpoints.CheckpointInfo, history: _KernelHistory
-                ) -> tuple[Rows, dict[str, np.ndarray]]:
+                ) -> tuple[Callable[[], list[Any]], Callable[[list[Any]], tuple[Rows, dict]]]:
+    """Computes the kernels and starts their decompositions on host threads; returns
+    ``(collect, finish)``: ``finish(collect())`` is the family's rows and raw arrays (the
+    other families run before ``collect`` is called)."""
     total, parts = ntk._empirical_ntk(run.model, params, x, per_layer=True,
                                       engine=settings.engine, device_count=settings.device_count)
     # eigenvalue floor: N · ε of the dtype the kernel was computed in (its rounding level)
@@ -172,15 +177,24 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
     # one decomposition per Gram, side by side on the host: the total's eigenvalues and top-k
     # eigenvectors (the overlap's) in float64, each layer part's eigenvalues only, in float32
     # LAPACK for a float32 kernel (errors under the floor eps; paper_notes.md)
-    (lam, top), *layer_lams = linalg.host_map(
+    decomposed = linalg.host_start(
         [functools.partial(spectra.eigenvalues_and_top_vectors, kernel,
                            min(settings.overlap_k, len(kernel)))]
         + [functools.partial(spectra.eigenvalues, part, float32_lapack=dtype == np.float32)
            for part in parts])
+    return decomposed, functools.partial(_ntk_rows, run, probe, info, history, kernel, parts,
+                                         eps)
+
+
+def _ntk_rows(run: checkpoints.Run, probe: probes.Probe, info: checkpoints.CheckpointInfo,
+              history: _KernelHistory, kernel: np.ndarray, parts: list[np.ndarray], eps: float,
+              decomposed: list[Any]) -> tuple[Rows, dict[str, np.ndarray]]:
+    """The ntk family's rows and raw arrays from the kernels' ``decomposed`` results."""
+    (lam, top), *layer_lams = decomposed
     rows = _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam, eps=eps), "all",
                          _SPECTRUM_FIELDS)
     trace = float(np.trace(kernel))
-    raw = {"ntk_kernel": np.asarray(total, np.float32), "ntk_top_eigenvectors": top,
+    raw = {"ntk_kernel": np.asarray(kernel, np.float32), "ntk_top_eigenvectors": top,
            "ntk_eigenvalues": lam}
     for li, (part, lam_l) in enumerate(zip(parts, layer_lams)):
         raw[f"ntk_layer_eigenvalues/{li}"] = lam_l
@@ -297,16 +311,21 @@ def analyze_checkpoint(run: checkpoints.Run, i: int, probe: probes.Probe, settin
     x = validate.check_probe_set(run.model, params, probe.x)
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
-    families = {
-        "ntk": lambda: _ntk_family(run, params, x, probe, settings, info, history),
-        "isometry": lambda: _isometry_family(run, params, x, settings),
-        "dormancy": lambda: _dormancy_family(run, params, x, settings),
-        "plasticity": lambda: (_plasticity_family(info), {}),
-    }
-    for name in settings.metrics:
-        r, a = families[name]()
-        rows += r
-        raw.update(a)
+    with linalg.one_blas_thread():  # the ntk decompositions run beside the other families
+        ntk_started = (_ntk_family(run, params, x, probe, settings, info, history)
+                       if "ntk" in settings.metrics else None)
+        families = {
+            "isometry": lambda: _isometry_family(run, params, x, settings),
+            "dormancy": lambda: _dormancy_family(run, params, x, settings),
+            "plasticity": lambda: (_plasticity_family(info), {}),
+        }
+        done = {name: families[name]() for name in settings.metrics if name != "ntk"}
+        decomposed = ntk_started[0]() if ntk_started is not None else []
+    if ntk_started is not None:  # the comparisons on BLAS's own threads, as before
+        done["ntk"] = ntk_started[1](decomposed)
+    for name in settings.metrics:  # rows in the order the families are asked for
+        rows += done[name][0]
+        raw.update(done[name][1])
     return rows, raw
 
 
@@ -356,7 +375,11 @@ def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
       checkpoints_subset: analyse only these checkpoint indices (default: all).
 
     Returns:
-      The :class:`~ntkplast.table.Table` of every analysed checkpoint (module docstring).
+      The :class:`~ntkplast.table.Table` of every analysed checkpoint (module docstring). The
+      rows went to disk checkpoint by checkpoint; the table holds ``<out>/metrics.csv``'s
+      bytes as written and builds its columns on first use
+      (:func:`ntkplast.table.stored_table`), so a caller that only needs the files (the CLI
+      prints ``len(table)``) never holds the rows as columns.
     """
     settings = settings or Settings()
     run = checkpoints.open_run(run_dir)
@@ -377,8 +400,9 @@ def _analyze_into(run: checkpoints.Run, out: Path, settings: Settings, data_dir:
         checkpoints.remove_stale_temporaries(folder)
     indices = list(range(len(run))) if checkpoints_subset is None else sorted(checkpoints_subset)
     history = _KernelHistory(_infinite_kernel(run, probe) if "ntk" in settings.metrics else None)
-    tables = []
-    with files.array_writer(out / "spectra.npz") as add_spectrum:  # streamed, one at a time
+    rows = 0
+    # both streamed, one checkpoint at a time, into temporaries renamed when the loop is done
+    with files.array_writer(out / "spectra.npz") as add_spectrum, table_writer(out) as add_rows:
         if history.infinite is not None:
             add_spectrum("ntk_infinite_eigenvalues", spectra.eigenvalues(history.infinite))
         for i in tqdm(indices, disable=not progress, unit="ckpt", desc="analyze"):
@@ -388,23 +412,22 @@ def _analyze_into(run: checkpoints.Run, out: Path, settings: Settings, data_dir:
                 history.push(np.asarray(arrays["raw/ntk_kernel"], np.float64),
                              arrays["raw/ntk_top_eigenvectors"], info.step, digest)
             n = len(arrays["value"])
-            tables.append(Table({"checkpoint": np.full(n, i), "step": np.full(n, info.step),
-                                 "task": np.full(n, info.task), "layer": arrays["layer"],
-                                 "metric": arrays["metric"], "value": arrays["value"]}))
+            add_rows(Table({"checkpoint": np.full(n, i), "step": np.full(n, info.step),
+                            "task": np.full(n, info.task), "layer": arrays["layer"],
+                            "metric": arrays["metric"], "value": arrays["value"]}))
+            rows += n
             for k, v in arrays.items():
                 if k.startswith("raw/") and k not in _NOT_EXPORTED:
                     add_spectrum(f"{k[4:]}/{i}", v)
         (out / "settings.json").unlink(missing_ok=True)  # from here on: not a finished set
     checkpoints.save_arrays(out / "probe.npz", {"x": probe.x, "y": probe.y})
-    table = Table.concat(tables)
-    table.write(out)
     settings_doc = {"settings": dataclasses.asdict(settings), "cache_key": cache.name,
                     "probe": {"source": probe.source, "size": len(probe.y), "seed": probe.seed,
                               "fingerprint": probe.fingerprint()},
                     "checkpoints": indices}
     checkpoints.atomic_write_bytes(out / "settings.json",
                                    json.dumps(settings_doc, indent=1).encode())
-    return table
+    return stored_table(out / "metrics.csv", rows)
 
 
 def parse_metrics(text: str | Iterable[str]) -> tuple[str, ...]:
