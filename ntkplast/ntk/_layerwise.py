@@ -321,8 +321,9 @@ def _conv_factors(model: models.Model, layer: models.Layer, p: dict[str, Array],
     and Θ_l(x, x') = Σ_k ⟨∂f_k/∂θ_l(x), ∂f_k'/∂θ_l(x')⟩: one contraction over positions per
     example (the patch matrix against the K backward signals, read in the K-leading layout the
     backward pass leaves them in; each gradient stored as C × D, the product's natural
-    layout, 2× faster than D × C on 4 × 4 maps) and one Gram. The alternative contraction over position
-    pairs, Θ_l(x, x')_{kk'} = Σ_{s,s'} (m_W² ⟨P_s(x), P_s'(x')⟩ + m_b²)⟨δ_{s,k}(x), δ_{s',k'}(x')⟩
+    layout, 2× faster than D × C on 4 × 4 maps) and one Gram. The alternative contraction
+    over position pairs,
+    Θ_l(x, x')_{kk'} = Σ_{s,s'} (m_W² ⟨P_s(x), P_s'(x')⟩ + m_b²)⟨δ_{s,k}(x), δ_{s',k'}(x')⟩
     (:func:`_positions_block`), is the Dense factorization with (example, position) items.
     """
     m_w, m_b = models.multipliers(model, layer, p["W"])
