@@ -97,8 +97,9 @@ def layerwise_flops(model: models.Model, input_shape: tuple[int, ...], n: int,
     position pairs instead (``positions_cheaper``), n²·S²·(D + κ·(C + 1)) with κ = K traced,
     K² full, and no gradients. Grams are symmetric, so each counts
     n²·F (half of 2n²·F) for F columns: the Dense input Gram F = d_in; the backward Gram
-    F = d (traced: the last hidden layer's diagonal shortcut, K·d below it and for blocks
-    that are not elementwise), F = K²·d full (the (nK)² Gram of δ); a conv layer's gradient
+    F = d (traced: the last hidden layer's diagonal shortcut, d·g for its GroupSort shortcut,
+    K·d below it and for other blocks that are not elementwise), F = K²·d full (the (nK)²
+    Gram of δ); a conv layer's gradient
     Gram F = K·D·C traced, K²·D·C full; an affine norm of width d adds two backward Grams
     (γ and β). The readout's backward Gram is the identity.
     """
@@ -128,8 +129,9 @@ def layerwise_flops(model: models.Model, input_shape: tuple[int, ...], n: int,
         flops += 2 * n * d_in * c * (1 + k * (0 < i < last))
         flops += n * n * d_in
         if i < last:
-            shortcut = trace and diagonal and i == last - 1
-            flops += n * n * (c if shortcut else kk * c)
+            shortcut = trace and i == last - 1 and (
+                diagonal or _layerwise._sorts_into_readout(model))
+            flops += n * n * (c * (1 if diagonal else layer.group_size) if shortcut else kk * c)
             if layer.has_norm and model.spec.layer_norm_affine:
                 flops += 2 * n * n * kk * c
     return float(flops)
@@ -174,7 +176,7 @@ def kernel_speed(model, params, input_shape, nt, args) -> None:
             times = dict(zip(fns, best_times(list(fns.values()), args.repeats), strict=True))
             t_ours = times["ours"]
             t_stax, t_apply = times.get("nt_stax", math.nan), times.get("nt_apply", math.nan)
-            best_nt, diff = min(t_stax, t_apply), math.nan
+            best_nt, diff = float(np.nanmin([t_stax, t_apply])), math.nan
             if nt is not None:
                 ref = np.asarray(fns["nt_apply"]()) * (model.spec.num_outputs if trace else 1)
                 got = np.asarray(fns["ours"]())  # nt's traced kernel is the mean over k

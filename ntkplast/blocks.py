@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["LN_EPS", "cayley_stiefel", "group_sort", "layer_norm"]
+__all__ = ["LN_EPS", "ONE_HOT_GROUP_MAX", "cayley_stiefel", "group_sort", "group_sort_places",
+           "layer_norm"]
 
 Array = jax.Array
 
@@ -59,14 +60,20 @@ def _group_sort_jvp(group_size: int, primals: tuple[Array], tangents: tuple[Arra
     place unit i takes in its sorted group (the stable sort's): elementwise selects, whose
     transpose is again selects, where the sort's own derivative gathers and scatters."""
     (z,), (t,) = primals, tangents
-    shape = z.shape[:-1] + (z.shape[-1] // group_size, group_size)
-    zg, tg = z.reshape(shape), t.reshape(shape)
+    tg = t.reshape(z.shape[:-1] + (z.shape[-1] // group_size, group_size))
+    one_hot = group_sort_places(z, group_size)[..., :, None] == jnp.arange(group_size)
+    t_sorted = jnp.sum(jnp.where(one_hot, tg[..., :, None], 0), axis=-2)  # one_hot[..., i, r]
+    return _group_sort_one_hot(z, group_size), t_sorted.reshape(z.shape)
+
+
+def group_sort_places(z: Array, group_size: int) -> Array:
+    """rank_i = #{j : z_j > z_i} + #{j < i : z_j = z_i} over i's group: the place unit i takes
+    in :func:`group_sort`'s output (the stable sort's), as ``z.shape[:-1] + (groups, g)``."""
+    zg = z.reshape(z.shape[:-1] + (z.shape[-1] // group_size, group_size))
     place = jnp.arange(group_size)
     before = (zg[..., None, :] > zg[..., :, None]) | (
         (zg[..., None, :] == zg[..., :, None]) & (place[None, :] < place[:, None]))
-    one_hot = jnp.sum(before, axis=-1)[..., :, None] == place  # [..., i, r]
-    t_sorted = jnp.sum(jnp.where(one_hot, tg[..., :, None], 0), axis=-2)
-    return _group_sort_one_hot(z, group_size), t_sorted.reshape(z.shape)
+    return jnp.sum(before, axis=-1)
 
 
 def group_sort(z: Array, group_size: int) -> Array:

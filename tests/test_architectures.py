@@ -85,6 +85,29 @@ def test_engines_match_float64_brute_force(name):
         np.testing.assert_allclose(np.asarray(got.total), sum(refs), rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("group_size", [2, 4])
+def test_groupsort_readout_shortcut_matches_brute_force(group_size):
+    """The traced kernel's last GroupSort layer from d·g columns (R_g[rank_i] rows), not the
+    K·d backward signals: equal to the float64 brute force (two equal inputs), both kernel paths and
+    the matrix-free operator."""
+    model = models.build(dict(widths=[8, 8], num_outputs=6, activation="groupsort",
+                              group_size=group_size, b_std=0.1))
+    params = _perturbed(model, jax.random.PRNGKey(7), (5,))
+    x = jax.random.normal(jax.random.PRNGKey(8), (6, 5))
+    x = x.at[5].set(x[4])  # two equal inputs
+    factors = ntk._layerwise.layer_factors(model, params, x, trace=True)
+    assert factors[1][0].g.shape == (6, 8 * group_size)  # the shortcut, not 6 · 8 columns
+    both = _brute_force_parts(model, params, x)
+    ref = [np.trace(r, axis1=2, axis2=3) for r in both]
+    for x2, cut in ((None, slice(None)), (x[3:], slice(3, None))):
+        got = ntk.empirical_ntk(model, params, x, x2, per_layer=True, engine="layerwise")
+        for g, r in zip(got.parts, ref, strict=True):
+            np.testing.assert_allclose(np.asarray(g), r[:, cut], rtol=0, atol=1e-10)
+    v = jax.random.normal(jax.random.PRNGKey(9), (6,))
+    np.testing.assert_allclose(np.asarray(ntk.ntk_matvec(model, params, x)(v)),
+                               sum(ref) @ np.asarray(v), atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["groupsort4", "layer_norm", "residual_pre_norm"])
 def test_matrix_free_operator_matches_brute_force(name):
     model = models.build(dict(widths=[8, 8], num_outputs=3, **NEW_BLOCKS[name]))
