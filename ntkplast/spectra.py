@@ -226,7 +226,9 @@ def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = N
     ``center_target=False`` divides by ‖YYᵀ‖_F instead of ‖L_c‖_F, the variant
     ⟨K_c, YYᵀ⟩_F / (‖K_c‖_F ‖YYᵀ‖_F) that centres the kernel only (the numerators agree since
     ⟨HKH, L⟩ = ⟨HKH, HLH⟩; only the normalisation differs). Traced ``N × N`` kernels only.
-    A numpy kernel with numpy targets is computed on the host in the kernel's dtype.
+    A numpy kernel with numpy targets is computed on the host in the kernel's dtype. NaN, with
+    no warning, where the alignment is undefined: K_c = 0 (a constant kernel, e.g. a network
+    whose hidden units are all dead, leaving only the readout bias) or L_c = 0 (one class).
     """
     xp = _xp(kernel, targets)
     mat = xp.asarray(kernel)
@@ -242,7 +244,8 @@ def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = N
     lab = y @ y.T
     kc = _center(mat)
     lc = _center(lab) if center_target else lab
-    return xp.vdot(kc, lc) / (xp.linalg.norm(kc) * xp.linalg.norm(lc))
+    norms = xp.linalg.norm(kc) * xp.linalg.norm(lc)
+    return xp.where(norms > 0, xp.vdot(kc, lc) / xp.where(norms > 0, norms, 1), xp.nan)
 
 
 def eigenspace_overlap(k1: Any, k2: Any, k: int) -> float:

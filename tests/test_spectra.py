@@ -1,5 +1,7 @@
 """Spectral summaries and kernel comparisons against numpy/scipy brute force."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,6 +79,11 @@ def test_kernel_comparisons_brute_force():
     np.testing.assert_allclose(spectra.centered_alignment(k1, labels, center_target=False),
                                design, rtol=1e-12)
     np.testing.assert_allclose(spectra.centered_alignment(y @ y.T, labels), 1.0, rtol=1e-12)
+    with warnings.catch_warnings():  # undefined (constant kernel, one class): NaN, silently
+        warnings.simplefilter("error")
+        for kernel, targets in ((np.full((8, 8), 2.0), labels), (k1, np.zeros(8, int))):
+            assert np.isnan(spectra.centered_alignment(kernel, targets))
+            assert np.isnan(spectra.centered_alignment(jnp.asarray(kernel), targets))
 
     u1 = scipy.linalg.eigh(k1)[1][:, -3:]
     u2 = scipy.linalg.eigh(k2)[1][:, -3:]
