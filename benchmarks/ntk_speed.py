@@ -46,7 +46,7 @@ import numpy as np
 
 from ntkplast import models, ntk, spectra
 from ntkplast.errors import NtkplastError
-from ntkplast.ntk import _layerwise
+from ntkplast.ntk import _layerwise, _sorted
 
 CNN_SHAPES = {  # input shape, conv channels, dense widths
     "digits": ((8, 8, 1), (32, 64), ()),
@@ -130,7 +130,7 @@ def layerwise_flops(model: models.Model, input_shape: tuple[int, ...], n: int,
         flops += n * n * d_in
         if i < last:
             shortcut = trace and i == last - 1 and (
-                diagonal or _layerwise._sorts_into_readout(model))
+                diagonal or _sorted.sorts_into_readout(model))
             flops += n * n * (c * (1 if diagonal else layer.group_size) if shortcut else kk * c)
             if layer.has_norm and model.spec.layer_norm_affine:
                 flops += 2 * n * n * kk * c

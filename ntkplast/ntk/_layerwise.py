@@ -39,8 +39,9 @@ pairs (:func:`_positions_block`). A LayerNorm's γ and β add
 per-example gradients are the vjp's parameter cotangents, taken with respect to γ, β
 broadcast over the batch (and over positions in a conv block), and enter as factors with
 A = 1. The traced shortcut for the last hidden layer has a permutation form for a plain
-GroupSort block read by the readout (:func:`_sorted_signals`: d·g columns, used when the group
-size g < K); other blocks there use the flattened N × (K·d) signals too.
+GroupSort block read by the readout (:func:`ntkplast.ntk._sorted.sorted_signals`: d·g
+columns, used when the group size g < K); other blocks there use the flattened N × (K·d)
+signals too.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ntkplast import blocks, models
+from ntkplast import models
+from ntkplast.ntk import _sorted
 
 Array = jax.Array
 
@@ -286,10 +288,10 @@ def _block_factors(model: models.Model, params: models.Params, x: Array, trace: 
             delta, g_skip, grads = jax.vmap(out_vjp)(g_u)
             if layer.kind == "conv":
                 factors[i] += _conv_factors(model, layer, p, v, delta, trace, pairing)
-            elif trace and i == last - 1 and _sorts_into_readout(model):
+            elif trace and i == last - 1 and _sorted.sorts_into_readout(model):
                 w_eff = models.multipliers(model, model.layers[last], params[last]["W"])[0] \
                     * params[last]["W"]
-                factors[i].append(Factor(v, _sorted_signals(z, w_eff, layer.group_size),
+                factors[i].append(Factor(v, _sorted.sorted_signals(z, w_eff, layer.group_size),
                                          s_w, s_b))
             else:
                 factors[i].append(Factor(v, _layout(delta, trace), s_w, s_b))
@@ -305,39 +307,6 @@ def _block_factors(model: models.Model, params: models.Params, x: Array, trace: 
                 factors[i].append(Factor(None, _layout(grads[key], trace),
                                          jnp.asarray(0.0, dtype), jnp.asarray(1.0, dtype)))
     return factors
-
-
-def _sorts_into_readout(model: models.Model) -> bool:
-    """Whether the last hidden block is a plain Dense GroupSort (no norm, skip, pool or
-    constraint) read by a plain readout, with groups smaller than the number of outputs."""
-    if len(model.layers) < 2:
-        return False
-    block, readout = model.layers[-2:]
-    return (block.kind == "dense" and block.activation in models.GROUP_ACTIVATIONS
-            and not (block.has_norm or block.skip or block.pool or block.constrained)
-            and not (readout.has_norm or readout.constrained or readout.flatten)
-            and block.group_size <= blocks.ONE_HOT_GROUP_MAX
-            and block.group_size < model.spec.num_outputs)
-
-
-def _sorted_signals(z: Array, w_eff: Array, group_size: int) -> Array:
-    r"""N × (d·g) features F with F Fᵀ = B_{L-1} for a GroupSort block read by the readout.
-
-    GroupSort moves unit i of a group starting at g_0 to place rank_i
-    (:func:`ntkplast.blocks.group_sort_places`), so δ_{L-1,k}(x)_i = (m_W W_L)_{g_0 + rank_i, k}
-    and B_{L-1}(x, x') = Σ_k δ_k(x)·δ_k(x') = Σ_i M_g[rank_i(x), rank_i(x')] with
-    M_g = W_g W_gᵀ the g × g block of (m_W W_L)(m_W W_L)ᵀ on the group. With M_g = R_g R_gᵀ
-    (symmetric square root from its eigendecomposition), unit i contributes the row
-    R_g[rank_i(x)]: d·g columns instead of the K·d of the backward signals.
-    """
-    n, d = z.shape
-    groups = d // group_size
-    w_g = w_eff.reshape(groups, group_size, -1)
-    lam, vec = jnp.linalg.eigh(w_g @ jnp.swapaxes(w_g, 1, 2))
-    root = vec * jnp.sqrt(jnp.maximum(lam, 0.0))[:, None, :]  # R_g R_gᵀ = M_g
-    one_hot = (blocks.group_sort_places(z, group_size)[..., None]
-               == jnp.arange(group_size)).astype(z.dtype)  # n × groups × i × rank
-    return jnp.einsum("ngir,grj->ngij", one_hot, root).reshape(n, d * group_size)
 
 
 def _pooled_output(layer: models.Layer, p: dict[str, Array], u: Array, z: Array) -> Array:
