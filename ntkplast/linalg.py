@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -166,10 +167,16 @@ def gated_singular_values(gate_sub: np.ndarray, lmat: np.ndarray,
     return out
 
 
-@functools.lru_cache(maxsize=1)
 def _blas() -> ThreadpoolController:
-    """The BLAS/OpenMP libraries loaded, found once (a fresh ``threadpool_limits`` searches the
-    process's libraries again: 1–5 ms a call with jax loaded, several calls per checkpoint)."""
+    """The BLAS/OpenMP libraries loaded, found again only after new Python modules were
+    imported (which is how a library such as torch's or scikit-learn's OpenMP arrives): a fresh
+    ``threadpool_limits`` searches the process's libraries, 1–5 ms a call with jax loaded,
+    several calls per checkpoint."""
+    return _blas_for(len(sys.modules))
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_for(modules_loaded: int) -> ThreadpoolController:
     return ThreadpoolController()
 
 

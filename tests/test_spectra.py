@@ -1,5 +1,8 @@
 """Spectral summaries and kernel comparisons against numpy/scipy brute force."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import jax
@@ -172,6 +175,22 @@ def test_host_map_keeps_order_limits_blas_threads_and_raises():
         assert threads == 1
     with pytest.raises(NtkplastError, match="NaN"):
         linalg.host_map([lambda: spectra.eigenvalues(np.full((2, 2), np.nan))])
+
+
+def test_host_map_limits_libraries_loaded_after_its_first_call():
+    """A library that arrives with a later import (scikit-learn's OpenMP here, torch's in a real
+    process) is limited too, in a fresh process where host_map ran before the import."""
+    script = """if True:
+        import numpy as np, threadpoolctl
+        from ntkplast import linalg
+        linalg.host_map([lambda: np.linalg.eigvalsh(np.eye(3))])
+        import sklearn.utils._openmp_helpers  # loads an OpenMP runtime
+        print(linalg.host_map([lambda: max(p["num_threads"]
+                                           for p in threadpoolctl.threadpool_info())])[0])
+    """
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True)
+    assert out.stdout.strip() == "1"
 
 
 def test_host_comparisons_stay_float64_without_x64():
