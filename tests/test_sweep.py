@@ -85,6 +85,10 @@ def test_rerun_skips_finished_runs_and_refuses_another_grid(tmp_path):
     (GRID.replace('name = "l2"', 'name = "l3"'), "methods.l2"),
     (GRID.replace("probe_size = 8", "probe_size = 'many'"), "analysis"),
     (GRID.replace("[1e-3, 1e-2]", "1e-3"), "non-empty list"),
+    (GRID.replace('"train.learning_rate" = [1e-3, 1e-2]',
+                  '"model.widths" = [[8], [1000000000, 1000000000]]'), "model.widths.*GiB"),
+    (GRID.replace('"train.learning_rate" = [1e-3, 1e-2]', '"train.batch_size" = [16, 99999]'),
+     "batch"),
 ])
 def test_bad_grids_fail_before_anything_is_written(tmp_path, text, fragment):
     with pytest.raises(NtkplastError, match=fragment):

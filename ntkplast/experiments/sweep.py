@@ -40,7 +40,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ntkplast import analysis, training
+from ntkplast import analysis, models, training
+from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments.executors import Executor
@@ -49,6 +50,7 @@ from ntkplast.lock import folder_lock
 from ntkplast.plain import from_plain
 from ntkplast.safe_read import CONFIG_BYTES, read_bytes
 from ntkplast.table import COLUMNS
+from ntkplast.training.sizes import check_sizes
 
 __all__ = ["Point", "expand", "load_grid", "point_config", "run_sweep"]
 
@@ -149,8 +151,9 @@ def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     machines).
 
     Returns point name → :class:`~ntkplast.experiments.grid.GridResult`. Every configuration is
-    built and checked before the first run trains, so a bad point fails fast with nothing
-    written.
+    built and checked before the first run trains — its sizes too, as ``train`` checks them
+    (:func:`ntkplast.training.sizes.check_sizes`: batch against the task's examples, steps,
+    parameters against memory) — so a bad point fails fast with nothing written.
     """
     grid = load_grid(grid_path)
     where = str(grid_path)
@@ -165,6 +168,12 @@ def run_sweep(grid_path: str | os.PathLike, out_dir: str | os.PathLike, *,
             raise NtkplastError(f"{where}: methods.{name}: {e}") from None
     settings = from_plain(analysis.Settings, grid.get("analysis", {}),
                           where=f"{where}: analysis")
+    for point, base in zip(points, bases, strict=True):  # sizes, as train checks them
+        try:
+            check_sizes(base, models.build(base.model), streams.make_stream(base.stream),
+                        seeds=len(grid["seeds"]) if vectorise_seeds else 1)
+        except NtkplastError as e:
+            raise NtkplastError(f"{where}: point {point.name}: {e}") from None
     out = Path(out_dir)
     with folder_lock(out, "sweep"):  # one sweep per folder; each run and analysis locks its own
         return _run_locked(grid, points, bases, settings, out, analyze, progress, data_dir,
