@@ -44,9 +44,13 @@ ONE_HOT_GROUP_MAX = 8
 rather than through the sort."""
 
 
+def _grouped(a: Array, group_size: int) -> Array:
+    """``a`` with its last axis split into groups of ``group_size``: ``(…, d/g, g)``."""
+    return a.reshape(a.shape[:-1] + (a.shape[-1] // group_size, group_size))
+
+
 def _sorted_groups(z: Array, group_size: int) -> Array:
-    groups = z.reshape(z.shape[:-1] + (z.shape[-1] // group_size, group_size))
-    return -jnp.sort(-groups, axis=-1).reshape(z.shape)  # stable: ties keep their order
+    return -jnp.sort(-_grouped(z, group_size), axis=-1).reshape(z.shape)  # stable sort
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -60,7 +64,7 @@ def _group_sort_jvp(group_size: int, primals: tuple[Array], tangents: tuple[Arra
     place unit i takes in its sorted group (the stable sort's): elementwise selects, whose
     transpose is again selects, where the sort's own derivative gathers and scatters."""
     (z,), (t,) = primals, tangents
-    tg = t.reshape(z.shape[:-1] + (z.shape[-1] // group_size, group_size))
+    tg = _grouped(t, group_size)
     one_hot = group_sort_places(z, group_size)[..., :, None] == jnp.arange(group_size)
     t_sorted = jnp.sum(jnp.where(one_hot, tg[..., :, None], 0), axis=-2)  # one_hot[..., i, r]
     return _group_sort_one_hot(z, group_size), t_sorted.reshape(z.shape)
@@ -69,7 +73,7 @@ def _group_sort_jvp(group_size: int, primals: tuple[Array], tangents: tuple[Arra
 def group_sort_places(z: Array, group_size: int) -> Array:
     """rank_i = #{j : z_j > z_i} + #{j < i : z_j = z_i} over i's group: the place unit i takes
     in :func:`group_sort`'s output (the stable sort's), as ``z.shape[:-1] + (groups, g)``."""
-    zg = z.reshape(z.shape[:-1] + (z.shape[-1] // group_size, group_size))
+    zg = _grouped(z, group_size)
     place = jnp.arange(group_size)
     before = (zg[..., None, :] > zg[..., :, None]) | (
         (zg[..., None, :] == zg[..., :, None]) & (place[None, :] < place[:, None]))

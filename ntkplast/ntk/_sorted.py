@@ -35,8 +35,8 @@ def sorted_signals(z: Array, w_eff: Array, group_size: int) -> Array:
     GroupSort moves unit i of a group starting at g_0 to place rank_i
     (:func:`ntkplast.blocks.group_sort_places`), so δ_{L-1,k}(x)_i = (m_W W_L)_{g_0 + rank_i, k}
     and B_{L-1}(x, x') = Σ_k δ_k(x)·δ_k(x') = Σ_i M_g[rank_i(x), rank_i(x')] with
-    M_g = W_g W_gᵀ the g × g block of (m_W W_L)(m_W W_L)ᵀ on the group. With M_g = R_g R_gᵀ
-    (symmetric square root from its eigendecomposition), unit i contributes the row
+    M_g = W_g W_gᵀ the g × g block of (m_W W_L)(m_W W_L)ᵀ on the group. With M_g = R_g R_gᵀ,
+    R_g = V Λ^½ from its eigendecomposition M_g = V Λ Vᵀ, unit i contributes the row
     R_g[rank_i(x)]: d·g columns instead of the K·d of the backward signals.
     """
     n, d = z.shape
