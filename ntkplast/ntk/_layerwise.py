@@ -327,10 +327,12 @@ def _conv_factors(model: models.Model, layer: models.Layer, p: dict[str, Array],
         ∂f_k/∂W = m_W Σ_s P_s(v) ⊗ δ_{s,k},   ∂f_k/∂b = m_b Σ_s δ_{s,k},
 
     and Θ_l(x, x') = Σ_k ⟨∂f_k/∂θ_l(x), ∂f_k'/∂θ_l(x')⟩: one contraction over positions per
-    example (the patch matrix against the K backward signals, read in the K-leading layout the
-    backward pass leaves them in; each gradient stored as C × D, the product's natural
-    layout, 2× faster than D × C on 4 × 4 maps) and one Gram. The alternative contraction
-    over position pairs,
+    example (the patch matrix against the K backward signals moved example-major, N × S ×
+    (K·C), so that the per-example products are one batched matmul with the examples
+    outermost: 5–6 % off the CIFAR-shaped kernels, where XLA otherwise transposed the
+    K-leading signals inside the product; each gradient stored as C × D, the product's
+    natural layout, 2× faster than D × C on 4 × 4 maps) and one Gram. The alternative
+    contraction over position pairs,
     Θ_l(x, x')_{kk'} = Σ_{s,s'} (m_W² ⟨P_s(x), P_s'(x')⟩ + m_b²)⟨δ_{s,k}(x), δ_{s',k'}(x')⟩
     (:func:`_positions_block`), is the Dense factorization with (example, position) items.
     """
@@ -343,9 +345,10 @@ def _conv_factors(model: models.Model, layer: models.Layer, p: dict[str, Array],
         by_position = jnp.moveaxis(signals, 0, 2)  # N × S × K × C
         g = by_position.reshape(n, patches.shape[1], -1) if trace else by_position
         return [Factor(patches, g, *_scales((m_w, m_b), p, v.dtype))]
-    grad_w = m_w * jnp.einsum("nsd,knsc->nkcd", patches, signals)  # rows (n, k)
+    by_example = jnp.moveaxis(signals, 0, 2).reshape(n, patches.shape[1], -1)  # N × S × (K·C)
+    grad_w = m_w * jnp.einsum("nsd,nsj->njd", patches, by_example).reshape(n, num_out, -1)
     one, zero = jnp.asarray(1.0, v.dtype), jnp.asarray(0.0, v.dtype)
-    g_w = grad_w.reshape(n, -1) if trace else grad_w.reshape(n, num_out, -1)
+    g_w = grad_w.reshape(n, -1) if trace else grad_w  # rows (n, k), columns (c, d)
     out = [Factor(None, g_w, zero, one)]
     if "b" in p:
         out.append(Factor(None, _layout(m_b * delta.sum(axis=(2, 3)), trace), zero, one))
