@@ -46,7 +46,7 @@ import numpy as np
 
 from ntkplast import models, ntk, spectra
 from ntkplast.errors import NtkplastError
-from ntkplast.ntk import _layerwise, _sorted
+from ntkplast.ntk import _layerwise, _sorted, _tiles
 
 CNN_SHAPES = {  # input shape, conv channels, dense widths
     "digits": ((8, 8, 1), (32, 64), ()),
@@ -110,7 +110,7 @@ def layerwise_flops(model: models.Model, input_shape: tuple[int, ...], n: int,
     last = len(model.layers) - 1
     kk = k if trace else k * k
     diagonal = model.spec.kind == "mlp" and all(layer.elementwise for layer in model.layers)
-    b = _layerwise.tile_size(n, 1 if trace else k)
+    b = _tiles.tile_size(n, 1 if trace else k)
     pairing = _layerwise.Pairing(n, n, b, b)
     flops = 0.0
     for i, (layer, u) in enumerate(zip(model.layers, shapes, strict=True)):

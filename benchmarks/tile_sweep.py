@@ -2,7 +2,7 @@
 
 Times ``ntk.kernel_fn(..., engine="layerwise")`` on Θ(X, X) for the 784–512–512–10 MLP (and the
 CIFAR-shaped CNN with ``--cnn``) at each ``--traced-rows`` / ``--full-rows`` value of
-``ntkplast.ntk._layerwise.TRACED_TILE_ROWS`` / ``FULL_TILE_ROWS`` (min of ``--repeats`` calls
+``ntkplast.ntk._tiles.TRACED_TILE_ROWS`` / ``FULL_TILE_ROWS`` (min of ``--repeats`` calls
 after a compile call), and prints each as a ratio to the FLOP floor of ``ntk_speed.py``
 measured in the same run. Used to choose the defaults; no neural-tangents needed. A value of 0
 means one untiled product (``TILE_BACKENDS`` emptied); any other value tiles on every backend
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from ntk_speed import CNN_SHAPES, best_times, layerwise_flops, matmul_rate
 
 from ntkplast import models
-from ntkplast.ntk import _layerwise
+from ntkplast.ntk import _layerwise, _tiles
 
 
 def main() -> None:
@@ -51,8 +51,8 @@ def main() -> None:
             floor = layerwise_flops(model, input_shape, n, trace) / rate
             fns = []
             for v in values:
-                setattr(_layerwise, name, v)
-                _layerwise.TILE_BACKENDS = (jax.default_backend(),) if v else ()
+                setattr(_tiles, name, v)
+                _tiles.TILE_BACKENDS = (jax.default_backend(),) if v else ()
                 fn = jax.jit(lambda p, x, t=trace: _layerwise.layerwise_parts(
                     model, p, x, None, t, False))
                 jax.block_until_ready(fn(params, x))  # compile with this tile size

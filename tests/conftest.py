@@ -1,5 +1,6 @@
-"""Shared fixtures: ``x64`` (float64 for brute-force references), ``local_ray`` (a local Ray
-instance for the session); tests marked ``nt`` skip where neural-tangents is absent."""
+"""Shared fixtures: ``x64`` (float64 for brute-force references), ``assembly`` (each way of
+assembling a symmetric kernel forced in turn), ``local_ray`` (a local Ray instance for the
+session); tests marked ``nt`` skip where neural-tangents is absent."""
 
 import importlib.util
 import warnings
@@ -26,6 +27,29 @@ def x64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", prev)
+
+
+@pytest.fixture
+def fresh_kernels():
+    """Forget compiled kernels before and after a test, so that a route or assembly it forces
+    is the one that runs (and is not reused by later tests)."""
+    from ntkplast import ntk
+
+    def clear():
+        ntk.kernel_fn.__wrapped__.cache_clear()  # under validate.legacy_arguments
+        ntk._series_fn.cache_clear()
+        jax.clear_caches()
+    clear()
+    yield
+    clear()
+
+
+@pytest.fixture(params=["tiles", "strips"])
+def assembly(request, monkeypatch, fresh_kernels):
+    """A tiled symmetric kernel assembled from square tiles, or from row strips (forced)."""
+    from ntkplast import ntk
+    monkeypatch.setattr(ntk._tiles, "strips_cheaper", lambda *args: request.param == "strips")
+    return request.param
 
 
 @pytest.fixture(scope="session")

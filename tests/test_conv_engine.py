@@ -51,19 +51,12 @@ def _brute_parts(model, params, x1, x2):
 
 
 @pytest.fixture(params=["per-example", "positions"])
-def route(request, monkeypatch):
-    """Every conv layer contracted per example, or over position pairs (forced)."""
+def route(request, monkeypatch, fresh_kernels):
+    """Every conv layer contracted per example, or over position pairs (forced; compiled
+    kernels of the other route are not reused)."""
     monkeypatch.setattr(ntk._layerwise, "positions_cheaper",
                         lambda *args: request.param == "positions")
-    _clear_compiled_kernels()  # compiled kernels of the other route must not be reused
-    yield request.param
-    _clear_compiled_kernels()
-
-
-def _clear_compiled_kernels():
-    ntk.kernel_fn.__wrapped__.cache_clear()  # under validate.legacy_arguments
-    ntk._series_fn.cache_clear()
-    jax.clear_caches()
+    return request.param
 
 
 @pytest.mark.parametrize("name", list(CNN_SPECS))
@@ -86,12 +79,13 @@ def test_conv_engine_matches_brute_force(name, route):
                   ).max() <= 1e-10 * scale
 
 
-def test_conv_engine_symmetric_tiles(monkeypatch, route):
-    """x2 = x1 assembled from upper tiles (small tiles forced, the last one overlapping)."""
-    monkeypatch.setattr(ntk._layerwise, "TRACED_TILE_ROWS", 2)
-    monkeypatch.setattr(ntk._layerwise, "FULL_TILE_ROWS", 6)
+def test_conv_engine_symmetric_tiles(monkeypatch, route, assembly):
+    """x2 = x1 assembled from upper tiles or strips (small tiles forced, the last one
+    overlapping; strips of uneven size)."""
+    monkeypatch.setattr(ntk._tiles, "TRACED_TILE_ROWS", 2)
+    monkeypatch.setattr(ntk._tiles, "FULL_TILE_ROWS", 6)
     model, params, x1, _ = _setup(CNN_SPECS["two-blocks-dense"], n1=7)
-    assert 1 < ntk._layerwise.tile_size(7, 3) < 7 and 1 < ntk._layerwise.tile_size(7, 1) < 7
+    assert 1 < ntk._tiles.tile_size(7, 3) < 7 and 1 < ntk._tiles.tile_size(7, 1) < 7
     full = _brute_parts(model, params, x1, x1)
     scale = max(np.abs(r).max() for r in full)
     for trace in (True, False):

@@ -106,10 +106,11 @@ def test_symmetric_psd_and_default_x2(engine):
     assert np.linalg.eigvalsh(flat).min() >= -1e-10 * np.abs(flat).max()
 
 
-def test_symmetric_tiling_matches_generic(monkeypatch):
-    """x2=None: Grams from upper tiles only (small tiles forced, uneven split) are exact."""
-    monkeypatch.setattr(ntk._layerwise, "TRACED_TILE_ROWS", 3)
-    monkeypatch.setattr(ntk._layerwise, "FULL_TILE_ROWS", 9)
+def test_symmetric_tiling_matches_generic(monkeypatch, assembly):
+    """x2=None: Grams from upper tiles or strips only (small tiles forced, uneven split) are
+    exact."""
+    monkeypatch.setattr(ntk._tiles, "TRACED_TILE_ROWS", 3)
+    monkeypatch.setattr(ntk._tiles, "FULL_TILE_ROWS", 9)
     model, params, x1, _ = _setup(MLP_SPECS[3], n1=11)
     for trace in (True, False):
         lw = ntk.empirical_ntk(model, params, x1, trace_outputs=trace, engine="layerwise",

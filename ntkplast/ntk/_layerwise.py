@@ -19,8 +19,9 @@ of an N×(K·d) one. Deeper layers use the Gram of the flattened N × (K·d_l) b
 
 Symmetric kernels (x' = x) are computed on the tiles on and above the diagonal of a T × T
 tiling of the probe set only, (T + 1)/(2T) of the Gram products, and the rest mirrored
-(:func:`symmetric_assemble`). Each tile forms Σ_l A_l ⊙ C_l in one fused pass, written in
-place into the output in its final (N, N, K, K) layout.
+(:mod:`ntkplast.ntk._tiles`: square tiles written in place, or row strips against the rest
+where the factors outweigh the kernel). Each tile forms Σ_l A_l ⊙ C_l in one fused pass, in
+the output's final (N, N, K, K) layout.
 
 Blocks that are not elementwise (GroupSort/MaxMin, LayerNorm, residual skips; see
 :mod:`ntkplast.models`) keep the factorization — every weight matrix still enters through one
@@ -46,77 +47,16 @@ signals too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from ntkplast import models
-from ntkplast.ntk import _sorted
+from ntkplast.ntk import _sorted, _tiles
 
 Array = jax.Array
-
-
-TRACED_TILE_ROWS = 256
-"""Examples per tile when a symmetric output-traced kernel is tiled (also the fewest Gram rows
-a tile may have)."""
-FULL_TILE_ROWS = 1024
-"""Rows (example × output pairs) of the backward-signal Gram per tile when a symmetric full
-kernel is tiled: 1024 // K examples, or fewer to make four tiles. (Sizes chosen by
-``benchmarks/tile_sweep.py`` on 2 CPU cores: benchmarks/RESULTS.md.)"""
-TILE_BACKENDS = ("cpu",)
-"""jax backends whose symmetric kernels are tiled; on the others one large product beats a
-loop of small ones that saves half the FLOPs (``benchmarks/tile_sweep.py`` on a GPU)."""
-
-
-def tile_size(n: int, rows_per_item: int) -> int:
-    """Items per tile of a symmetric kernel over n items with ``rows_per_item`` Gram rows each
-    (1: traced, K: full): about :data:`TRACED_TILE_ROWS` or :data:`FULL_TILE_ROWS` rows, at
-    most a quarter of n but never under :data:`TRACED_TILE_ROWS` rows, evened out over the
-    tiles; all n when that leaves fewer than two tiles or the backend is not one of
-    :data:`TILE_BACKENDS`."""
-    if jax.default_backend() not in TILE_BACKENDS:
-        return n
-    rows = TRACED_TILE_ROWS if rows_per_item == 1 else FULL_TILE_ROWS
-    b = max(-(-TRACED_TILE_ROWS // rows_per_item), min(rows // rows_per_item, -(-n // 4)))
-    return n if 2 * b > n else -(-n // -(-n // b))  # balanced: T = ⌈n/b⌉ tiles of ⌈n/T⌉
-
-
-def symmetric_assemble(block: Callable[[Array, Array, int], Array], n: int,
-                       rows_per_item: int, axis: int, mirror: Callable[[Array], Array]) -> Array:
-    """A symmetric kernel over n items from the blocks on and above the diagonal of a tiling.
-
-    ``block(i0, j0, b)`` is the kernel between items i0 … i0+b−1 and j0 … j0+b−1 (dynamic
-    starts), with the two item axes at ``axis`` and ``axis + 1``; ``mirror`` turns block (i, j)
-    into block (j, i). T = ⌈n/b⌉ tiles of b = :func:`tile_size` items (the last one ends at n
-    and overlaps its neighbour); a ``lax.fori_loop`` over the T(T + 1)/2 pairs i ≤ j writes
-    each block and its mirror into one output in place, so the products cost about
-    (T + 1)/(2T) of the whole, the assembly one pass over the output, and the compiled program
-    one loop body whatever T is.
-    """
-    b = tile_size(n, rows_per_item)
-    if b == n:
-        return block(0, 0, n)
-    tiles = -(-n // b)
-    starts = np.minimum(np.arange(tiles) * b, n - b)
-    pairs = jnp.asarray([(starts[i], starts[j]) for i in range(tiles) for j in range(i, tiles)],
-                        dtype=jnp.int32)
-    shape = jax.eval_shape(lambda: block(0, 0, b))
-    out = jnp.zeros(shape.shape[:axis] + (n, n) + shape.shape[axis + 2:], shape.dtype)
-    zero = jnp.zeros((), jnp.int32)
-
-    def at(i0: Array, j0: Array) -> tuple[Array, ...]:
-        return (zero,) * axis + (i0, j0) + (zero,) * (out.ndim - axis - 2)
-
-    def body(p, out):
-        i0, j0 = pairs[p, 0], pairs[p, 1]
-        blk = block(i0, j0, b)
-        out = lax.dynamic_update_slice(out, blk, at(i0, j0))
-        return lax.dynamic_update_slice(out, mirror(blk), at(j0, i0))
-    return lax.fori_loop(0, len(pairs), body, out)
 
 
 def _forward(model: models.Model, params: models.Params, x: Array):
@@ -420,14 +360,14 @@ def layerwise_parts(model: models.Model, params: models.Params, xa: Array, xb: A
     """Per-layer kernels stacked as ``(L, Na, Nb[, K, K])`` (or the total as ``(1, …)``).
 
     ``xb=None`` means ``xb = xa``; the forward and backward passes then run once, and the
-    kernel is assembled from the tiles on and above its diagonal (:func:`symmetric_assemble`).
+    kernel is assembled from the tiles on and above its diagonal (:mod:`ntkplast.ntk._tiles`).
     Each tile sums its layers' A_l ⊙ C_l in one pass, so no per-layer N²K² array is formed
     unless ``per_layer`` asks for it.
     """
     num_out = params[-1]["W"].shape[-1]
     n_a = xa.shape[0]
     if xb is None:
-        b = tile_size(n_a, 1 if trace else num_out)
+        b = _tiles.tile_size(n_a, 1 if trace else num_out)
         pairing = Pairing(n_a, n_a, b, b)
     else:
         pairing = Pairing(n_a, xb.shape[0], n_a, xb.shape[0])
@@ -445,15 +385,20 @@ def layerwise_parts(model: models.Model, params: models.Params, xa: Array, xb: A
     if xb is not None:
         return kernel(fac_a, fac_b)
 
-    def block(i0: Array, j0: Array, b: int) -> Array:
-        def rows(start):
-            return [[f._replace(f=_rows(f.f, start, b), g=_rows(f.g, start, b)) for f in groups]
-                    for groups in fac_a]
-        return kernel(rows(i0), rows(j0))
+    def block(i0: Array | int, j0: Array | int, r: int, c: int) -> Array:
+        def rows(start, size):
+            return [[f._replace(f=_rows(f.f, start, size), g=_rows(f.g, start, size))
+                     for f in groups] for groups in fac_a]
+        return kernel(rows(i0, r), rows(j0, c))
 
+    factors = [f for groups in fac_a for f in groups]
+    operands = sum(a.size for f in factors for a in (f.f, f.g) if a is not None)
+    output = n_a ** 2 * (1 if trace else num_out ** 2) * (len(fac_a) if per_layer else 1)
+    over_positions = any(f.f is not None and f.f.ndim == 3 for f in factors)  # sized b × b
+    strips = _tiles.strips_cheaper(operands, output) and not over_positions
     mirror = (lambda b: jnp.swapaxes(b, 1, 2)) if trace else (
         lambda b: b.transpose(0, 2, 1, 4, 3))
-    return symmetric_assemble(block, xa.shape[0], 1 if trace else num_out, 1, mirror)
+    return _tiles.symmetric_assemble(block, n_a, 1 if trace else num_out, 1, mirror, strips)
 
 
 def operator_factors(model: models.Model, params: models.Params, x: Array,
