@@ -1,6 +1,7 @@
-"""Shared fixtures: ``x64`` (float64 for brute-force references), ``assembly`` (each way of
-assembling a symmetric kernel forced in turn), ``local_ray`` (a local Ray instance for the
-session); tests marked ``nt`` skip where neural-tangents is absent."""
+"""Shared fixtures: ``x64`` (float64 for brute-force references), ``fresh_kernels`` (no
+compiled kernel reused across a forced choice), ``assembly`` (each way of assembling a
+symmetric kernel forced in turn), ``local_ray`` (a local Ray instance for the session); tests
+marked ``nt`` skip where neural-tangents is absent."""
 
 import importlib.util
 import warnings

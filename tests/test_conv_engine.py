@@ -81,7 +81,8 @@ def test_conv_engine_matches_brute_force(name, route):
 
 def test_conv_engine_symmetric_tiles(monkeypatch, route, assembly):
     """x2 = x1 assembled from upper tiles or strips (small tiles forced, the last one
-    overlapping; strips of uneven size)."""
+    overlapping; strips of uneven size). Conv layers over position pairs always take square
+    tiles (their blocks are sized for them), so that route runs tiles under both."""
     monkeypatch.setattr(ntk._tiles, "TRACED_TILE_ROWS", 2)
     monkeypatch.setattr(ntk._tiles, "FULL_TILE_ROWS", 6)
     model, params, x1, _ = _setup(CNN_SPECS["two-blocks-dense"], n1=7)

@@ -75,7 +75,7 @@ def train_and_save(framework, folder):
             model = nnx.merge(graphdef, state)
             if step in STEPS:
                 mgr.save(step, args=ocp.args.StandardSave(nnx.state(model, nnx.Param)))
-                saved[step] = tuple({"W": m.kernel.value, "b": m.bias.value}
+                saved[step] = tuple({"W": m.kernel[...], "b": m.bias[...]}
                                     for m in (model.fc1, model.fc2, model.fc3))
             grads = jax.grad(lambda s: loss(nnx.merge(graphdef, s)(X)))(state)
             updates, opt = tx.update(grads, opt)
