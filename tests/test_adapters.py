@@ -61,10 +61,20 @@ class NnxMLP(nnx.Module):
         return self.fc2(self.act(self.fc1(self.act(self.fc0(x)))))
 
 
+def _assign(variable, value):
+    """Set an nnx Variable: ``set_value`` in flax 0.12 (where the ``.value`` setter is
+    deprecated), ``.value =`` in flax 0.8 (which has no ``set_value``)."""
+    if hasattr(variable, "set_value"):
+        variable.set_value(value)
+    else:
+        variable.value = value
+
+
 def nnx_model(params, act):
     m = NnxMLP(act, nnx.Rngs(0))
     for layer, p in zip((m.fc0, m.fc1, m.fc2), params):
-        layer.kernel.value, layer.bias.value = jnp.asarray(p["W"]), jnp.asarray(p["b"])
+        _assign(layer.kernel, jnp.asarray(p["W"]))
+        _assign(layer.bias, jnp.asarray(p["b"]))
     return m
 
 
