@@ -137,3 +137,20 @@ def test_final_tasks_interval_averages_the_last_tasks_then_seeds():
     assert mean == pytest.approx(np.mean([2.0, 5.0]))  # seed 0: its one finite late value
     from scipy import stats as sps
     assert (low, high) == pytest.approx(sps.t.interval(0.95, 1, loc=3.5, scale=1.5))
+
+
+def test_demo_summary_of_a_spread_positive_metric_is_geometric_and_stays_positive():
+    """The demo's condition-number line: a t-interval of the log, mapped back (scipy's t on
+    hand-computed per-seed log means), positive where the raw-scale interval reaches below 0."""
+    from scipy import stats as sps
+
+    from ntkplast.experiments import demo
+
+    seeds = [[1e2] * 5, [3e2] * 5, [1e5] * 5]
+    tables = {"m": [_table(v) for v in seeds]}
+    raw = demo._summary(tables, "m")["m"]
+    assert raw[1] < 0  # the raw t-interval of a heavy-tailed positive quantity
+    logs = np.log([1e2, 3e2, 1e5])
+    want = np.exp([logs.mean(), *sps.t.interval(0.95, 2, loc=logs.mean(),
+                                                scale=sps.sem(logs))])
+    np.testing.assert_allclose(demo._summary(tables, "m", log=True)["m"], want, rtol=1e-12)

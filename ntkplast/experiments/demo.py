@@ -45,10 +45,22 @@ ONSET_METRICS = (("plasticity_score", "all"), ("dormant_fraction_tau0", "layer1"
                  ("ntk_condition", "all"))  # layer1: the middle hidden layer
 
 
-def _summary(tables: dict, metric: str, layer: str = "all") -> dict[str, tuple[float, ...]]:
-    """Per method: mean over seeds of the last-five-tasks mean of ``metric``, with interval."""
-    return {name: stats.final_tasks_interval(figures.task_values(runs, metric, layer), 5)
-            for name, runs in tables.items()}
+def _summary(tables: dict, metric: str, layer: str = "all",
+             log: bool = False) -> dict[str, tuple[float, ...]]:
+    """Per method: mean over seeds of the last-five-tasks mean of ``metric``, with interval;
+    with ``log``, the same on log ``metric`` mapped back (a geometric mean and its interval, for
+    a positive quantity spread over orders of magnitude, whose t-interval on the raw scale can
+    reach below zero)."""
+    out = {}
+    for name, runs in tables.items():
+        values = figures.task_values(runs, metric, layer)
+        if log:
+            with np.errstate(divide="ignore", invalid="ignore"):  # ≤ 0: NaN, left out
+                out[name] = tuple(np.exp(stats.final_tasks_interval(
+                    np.log(np.where(values > 0, values, np.nan)), 5)))
+        else:
+            out[name] = stats.final_tasks_interval(values, 5)
+    return out
 
 
 def _predictors(tables: dict) -> stats.PredictorComparison | None:
@@ -125,22 +137,24 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds
         first = [f"{onsets.refs[i][0]}" for i in onsets.order]
         print(f"  which moved first in {next(iter(grid.tables))} (half of its total change, "
               f"median over seeds): {' → '.join(first)} — details in {fig_dir / 'onsets.txt'}")
-    for label, metric, layer in [("plasticity measure", "plasticity_score", "all"),
-                                 ("online accuracy", "online_accuracy", "all"),
-                                 ("dead-unit fraction", "dormant_fraction_tau0", "mean"),
-                                 ("isometry deviation", "jac_mean_log_sigma_sq", "mean"),
-                                 ("NTK condition number", "ntk_condition", "all")]:
+    runs = min(len(r) for r in grid.tables.values())
+    for label, metric, layer, log in [
+            ("plasticity measure", "plasticity_score", "all", False),
+            ("online accuracy", "online_accuracy", "all", False),
+            ("dead-unit fraction", "dormant_fraction_tau0", "mean", False),
+            ("isometry deviation", "jac_mean_log_sigma_sq", "mean", False),
+            ("NTK condition number", "ntk_condition", "all", True)]:
         try:
-            summary = _summary(grid.tables, metric, layer)
+            summary = _summary(grid.tables, metric, layer, log)
         except NtkplastError:  # a metric family left out with --metrics
             continue
         if not all(np.isfinite(v[0]) for v in summary.values()):
             continue
         cells = "   ".join(f"{name} {m:.4g} [{lo:.4g}, {hi:.4g}]"
                            for name, (m, lo, hi) in summary.items())
-        runs = min(len(r) for r in grid.tables.values())
-        print(f"  {label} (last 5 tasks, mean over seeds [95% t-interval, R = {runs}]): "
-              f"{cells}")
+        how = ("geometric mean over seeds [95% t-interval of the log" if log
+               else "mean over seeds [95% t-interval")
+        print(f"  {label} (last 5 tasks, {how}, R = {runs}]): {cells}")
     if comparison is not None:
         best = comparison.pooled.best
         print(f"  best predictor of the next task's plasticity measure (pooled Spearman over "
