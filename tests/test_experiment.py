@@ -154,3 +154,21 @@ def test_demo_summary_of_a_spread_positive_metric_is_geometric_and_stays_positiv
     want = np.exp([logs.mean(), *sps.t.interval(0.95, 2, loc=logs.mean(),
                                                 scale=sps.sem(logs))])
     np.testing.assert_allclose(demo._summary(tables, "m", log=True)["m"], want, rtol=1e-12)
+
+
+def test_log_panels_draw_the_geometric_mean_and_a_positive_band():
+    """A log-scale panel: line exp(mean log v), band the t-interval of log v mapped back."""
+    from scipy import stats as sps
+
+    seeds = [[1e2, 10.0], [3e2, 20.0], [1e5, 40.0]]
+    fig = figures.per_task_panels({"a": [_table(v) for v in seeds]}, [("m", "all", "m", True)],
+                                  ncols=1)
+    ax = fig.axes[0]
+    logs = np.log(np.asarray(seeds))
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), np.exp(logs.mean(0)), rtol=1e-12)
+    low, high = sps.t.interval(0.95, 2, loc=logs.mean(0), scale=sps.sem(logs, axis=0))
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() > 0
+    np.testing.assert_allclose([band.min(), band.max()],
+                               [np.exp(low).min(), np.exp(high).max()], rtol=1e-12)
+    assert ax.get_yscale() == "log" and "geometric mean" in ax.get_ylabel()

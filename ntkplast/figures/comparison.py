@@ -4,9 +4,9 @@ Every function takes ``tables``: method name → one metrics :class:`~ntkplast.t
 seed (what :func:`~ntkplast.experiments.grid.run_grid` returns in ``.tables``, or your own), and
 returns the matplotlib figure. The band is the 95% Student-t interval of the mean over the R seeds
 (:func:`ntkplast.stats.intervals.mean_interval`; R is in the legend); with one seed there is no
-band. A metric
-measured per layer is averaged over the layers first (``layer="mean"``,
-:func:`ntkplast.table.task_end_values`).
+band. On a log-scale panel (condition number, trace) line and band are the geometric mean
+exp(mean log v) and the t-interval of log v mapped back. A metric measured per layer is
+averaged over the layers first (``layer="mean"``, :func:`ntkplast.table.task_end_values`).
 """
 
 from __future__ import annotations
@@ -68,11 +68,19 @@ def task_values(runs: Sequence[Table], metric: str, layer: str = "all") -> np.nd
     return per_task(runs, metric, layer)
 
 
-def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None = None) -> None:
+def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None = None,
+         log: bool = False) -> None:
     """Mean over seeds (rows of ``values``) as a line, its Student-t interval as a band; points
     no seed has (a metric recorded only on some tasks, such as the reference gaps) are skipped,
-    and the line joins the rest with markers."""
+    and the line joins the rest with markers. ``log``: the geometric mean and the t-interval
+    of log ``values`` mapped back (non-positive values left out), for a log-scale panel, where
+    a raw-scale interval of a spread positive quantity can reach below zero."""
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.log(np.where(values > 0, values, np.nan))
     mean, low, high = mean_interval(values)
+    if log:
+        mean, low, high = np.exp(mean), np.exp(low), np.exp(high)
     x = np.arange(values.shape[1]) if x is None else np.asarray(x)
     has = np.isfinite(values).any(axis=0)
     st = style(i)
@@ -86,8 +94,9 @@ def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None =
 
 def per_task_panels(tables: Tables, panels: Sequence[tuple[str, str, str, bool]], *,
                     ncols: int = 3, title: str = "", xlabel: str = "task") -> Any:
-    """One panel per ``(metric, layer, label, log)``: every method's per-task mean and band.
-    Panels whose metric no table carries say so instead of failing."""
+    """One panel per ``(metric, layer, label, log)``: every method's per-task mean and band
+    (geometric, on a log axis, where ``log``). Panels whose metric no table carries say so
+    instead of failing."""
     _check(tables)
     nrows = -(-len(panels) // ncols)
     fig, axes = subplots(nrows, ncols, figsize=(3.6 * ncols, 2.7 * nrows), squeeze=False)
@@ -99,14 +108,14 @@ def per_task_panels(tables: Tables, panels: Sequence[tuple[str, str, str, bool]]
             except NtkplastError:
                 continue
             if np.isfinite(values).any():
-                band(ax, values, i, name)
+                band(ax, values, i, name, log=log)
                 drew = True
         if not drew:
             ax.text(0.5, 0.5, f"no {metric}\nin these tables", ha="center", va="center",
                     transform=ax.transAxes, fontsize=8, color="0.4")
         elif log:
             ax.set_yscale("log")
-        ax.set_ylabel(label)
+        ax.set_ylabel(f"{label}\n(geometric mean)" if log else label)
         ax.set_xlabel(xlabel)
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
