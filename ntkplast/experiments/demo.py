@@ -32,6 +32,7 @@ from ntkplast import analysis, figures, stats, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments import report
+from ntkplast.figures.comparison import log_positive
 
 __all__ = ["DEMO_LAMBDA", "DEMO_METHODS", "DEMO_PROBE_SIZE", "demo_config", "run_demo"]
 
@@ -54,12 +55,8 @@ def _summary(tables: dict, metric: str, layer: str = "all",
     out = {}
     for name, runs in tables.items():
         values = figures.task_values(runs, metric, layer)
-        if log:
-            with np.errstate(divide="ignore", invalid="ignore"):  # ≤ 0: NaN, left out
-                out[name] = tuple(np.exp(stats.final_tasks_interval(
-                    np.log(np.where(values > 0, values, np.nan)), 5)))
-        else:
-            out[name] = stats.final_tasks_interval(values, 5)
+        out[name] = (tuple(np.exp(stats.final_tasks_interval(log_positive(values), 5))) if log
+                     else stats.final_tasks_interval(values, 5))
     return out
 
 

@@ -68,6 +68,12 @@ def task_values(runs: Sequence[Table], metric: str, layer: str = "all") -> np.nd
     return per_task(runs, metric, layer)
 
 
+def log_positive(values: np.ndarray) -> np.ndarray:
+    """log ``values``, with NaN where a value is not positive (left out of means)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(np.where(values > 0, values, np.nan))
+
+
 def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None = None,
          log: bool = False) -> None:
     """Mean over seeds (rows of ``values``) as a line, its Student-t interval as a band; points
@@ -75,10 +81,7 @@ def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None =
     and the line joins the rest with markers. ``log``: the geometric mean and the t-interval
     of log ``values`` mapped back (non-positive values left out), for a log-scale panel, where
     a raw-scale interval of a spread positive quantity can reach below zero."""
-    if log:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = np.log(np.where(values > 0, values, np.nan))
-    mean, low, high = mean_interval(values)
+    mean, low, high = mean_interval(log_positive(values) if log else values)
     if log:
         mean, low, high = np.exp(mean), np.exp(low), np.exp(high)
     x = np.arange(values.shape[1]) if x is None else np.asarray(x)
