@@ -119,6 +119,11 @@ def test_symmetric_tiling_matches_generic(monkeypatch, assembly):
                                 per_layer=True)
         for a, b in zip(lw.parts, gen.parts, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13 * np.abs(b).max())
+        other = jax.tree_util.tree_map(lambda a: 0.9 * a, params)  # inside lax.map as well
+        series = ntk.series_ntk(model, [params, other], x1, trace_outputs=trace)
+        for got, p in zip(series, (params, other), strict=True):
+            want = ntk.empirical_ntk(model, p, x1, trace_outputs=trace, engine="generic")
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("engine,batch_size", [("layerwise", 3), ("layerwise", 7), ("generic", 2)])
