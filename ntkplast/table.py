@@ -9,7 +9,8 @@ typed columns (int64 checkpoint/step/task, categorical layer/metric, float64 val
 one written so, read on first use.
 
 Task ends are the checkpoints with a :data:`TASK_END_METRICS` row (:func:`task_end_checkpoints`);
-:func:`task_end_values` reads one metric there (one layer, or the mean over the layers) and
+:func:`task_end_values` reads one metric there (one layer, or the strict mean over the layers,
+:func:`layer_mean`) and
 :func:`per_task` stacks that over runs into a ``seeds × tasks`` array.
 """
 
@@ -20,7 +21,6 @@ import csv
 import io
 import json
 import os
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from ntkplast.errors import NtkplastError
 from ntkplast.files import atomic_file
 from ntkplast.safe_read import TABLE_BYTES, open_regular
 
-__all__ = ["COLUMNS", "TASK_END_METRICS", "Table", "per_task", "stored_table",
+__all__ = ["COLUMNS", "TASK_END_METRICS", "Table", "layer_mean", "per_task", "stored_table",
            "table_writer", "task_end_checkpoints", "task_end_values"]
 
 COLUMNS = ("checkpoint", "step", "task", "layer", "metric", "value")
@@ -247,14 +247,40 @@ def task_end_checkpoints(table: Table) -> np.ndarray:
     return np.unique(c["checkpoint"][mark])
 
 
+def layer_mean(table: Table, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(checkpoint, step, value)`` of the mean of ``metric`` over its per-layer rows (every
+    layer but ``"all"``) at each checkpoint, sorted by checkpoint:
+    v̄_c = (1/|L|) Σ_{l ∈ L} v_{l,c} over the set L of layers the table has the metric on.
+
+    Strict: NaN at a checkpoint where any layer's value is NaN or missing, so a layer whose
+    measure is undefined there (a fully dead layer under a measure over non-zero singular values)
+    cannot drop out of the mean and leave the surviving layers to speak for the network. An
+    infinite value makes the mean infinite. Empty arrays when the metric has no per-layer rows.
+    """
+    c = table.columns
+    sel = (c["metric"] == metric) & (c["layer"] != "all")
+    n_layers = len(set(c["layer"][sel].tolist()))
+    ckpts, inverse = np.unique(c["checkpoint"][sel], return_inverse=True)
+    if n_layers == 0:
+        return ckpts, ckpts.copy(), np.empty(0)
+    counts = np.bincount(inverse, minlength=len(ckpts))
+    if counts.max(initial=0) > n_layers:
+        raise NtkplastError(f"'{metric}' has several rows on one layer at one checkpoint; is "
+                            "the table several runs concatenated? Pass one Table per run")
+    with np.errstate(invalid="ignore"):
+        sums = np.bincount(inverse, weights=c["value"][sel], minlength=len(ckpts))
+    steps = np.zeros(len(ckpts), np.int64)
+    steps[inverse] = c["step"][sel]
+    return ckpts, steps, np.where(counts == n_layers, sums / n_layers, np.nan)
+
+
 def task_end_values(table: Table, metric: str, layer: str = "all", *,
                     ends: np.ndarray | None = None) -> np.ndarray:
     """Values ``(T,)`` of ``metric`` at the T sorted task-end checkpoints ``ends`` (default
     :func:`task_end_checkpoints`), as stored; NaN where the table has no row there.
 
-    ``layer="mean"`` averages over the metric's per-layer rows (every layer but ``"all"``):
-    v̄_t = (1/|L_t|) Σ_{l ∈ L_t} v_{l,t} with L_t the layers whose value at task end t is not NaN
-    (NaN where there is none; an infinite value makes the mean infinite).
+    ``layer="mean"`` averages over the metric's per-layer rows (:func:`layer_mean`: NaN at a
+    task end where any layer is NaN or missing; an infinite value makes the mean infinite).
 
     Raises:
       NtkplastError: the metric has several rows on one layer at one checkpoint (several runs
@@ -263,18 +289,14 @@ def task_end_values(table: Table, metric: str, layer: str = "all", *,
     ends = task_end_checkpoints(table) if ends is None else np.asarray(ends)
     c = table.columns
     if layer == "mean":
-        layers = sorted(set(c["layer"][c["metric"] == metric].tolist()) - {"all"})
-        if not layers:
-            return np.full(len(ends), np.nan)
-        stacked = np.stack([task_end_values(table, metric, name, ends=ends) for name in layers])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # no layer at a task end: NaN
-            return np.nanmean(stacked, axis=0)
-    sel = (c["metric"] == metric) & (c["layer"] == layer)
-    ckpt, value = c["checkpoint"][sel], c["value"][sel]
-    if len(np.unique(ckpt)) != len(ckpt):
-        raise NtkplastError(f"'{metric}' on layer '{layer}' has several rows at one checkpoint; "
-                            "is the table several runs concatenated? Pass one Table per run")
+        ckpt, _, value = layer_mean(table, metric)
+    else:
+        sel = (c["metric"] == metric) & (c["layer"] == layer)
+        ckpt, value = c["checkpoint"][sel], c["value"][sel]
+        if len(np.unique(ckpt)) != len(ckpt):
+            raise NtkplastError(f"'{metric}' on layer '{layer}' has several rows at one "
+                                "checkpoint; is the table several runs concatenated? Pass one "
+                                "Table per run")
     out = np.full(len(ends), np.nan)
     pos = np.clip(np.searchsorted(ends, ckpt), 0, max(len(ends) - 1, 0))
     hit = (ends[pos] == ckpt) if len(ends) else np.zeros(len(ckpt), bool)

@@ -35,10 +35,10 @@ def brute_partial(x, y, z):
                                                 (lambda v: np.arctan(5 * v), 1.0)])
 def test_monotone_transform_gives_plus_minus_one(transform, expected):
     x = np.random.default_rng(0).normal(size=40)
-    res = hy.spearman(make_table({"a": x, ("b", "layer1"): transform(x)}), "a", ("b", "layer1"))
+    res = hy.spearman(make_table({"a": x, ("b", "layer1"): transform(x)}), "a", ("b", "layer1"), trend="none")
     assert res.rho == pytest.approx(expected)
     assert res.ci_low == pytest.approx(expected) and res.ci_high == pytest.approx(expected)
-    assert (res.n_runs, res.n_points, res.ci_over) == (1, 40, "checkpoints")
+    assert (res.n_runs, res.n_points, res.ci_over) == (1, 40, "blocks")
 
 
 @pytest.mark.parametrize("n", [5, 30, 200])
@@ -46,7 +46,7 @@ def test_single_run_matches_scipy_spearmanr_with_ties(n):
     rng = np.random.default_rng(n)
     x = np.round(rng.normal(size=n), 1)
     y = np.round(0.5 * x + rng.normal(size=n), 1)
-    res = hy.spearman(make_table({"x": x, "y": y}), "x", "y")
+    res = hy.spearman(make_table({"x": x, "y": y}), "x", "y", trend="none")
     ref = stats.spearmanr(x, y)
     assert res.rho == pytest.approx(ref.correlation, abs=1e-12)
     assert res.p_value == pytest.approx(ref.pvalue, rel=1e-9)
@@ -61,7 +61,7 @@ def test_several_runs_mean_of_per_run_rho_and_fixed_effects_p_value():
         runs.append(make_table({"x": x, "y": y}))
         xs.append(x)
         ys.append(y)
-    res = hy.spearman(runs, "x", "y")
+    res = hy.spearman(runs, "x", "y", trend="none")
     per_run = [stats.spearmanr(a, b).correlation for a, b in zip(xs, ys)]
     assert res.rho == pytest.approx(np.mean(per_run), abs=1e-12)
     assert res.per_run == pytest.approx(per_run)
@@ -82,27 +82,35 @@ def test_several_runs_mean_of_per_run_rho_and_fixed_effects_p_value():
 def test_independent_noise_rho_near_zero_and_ci_covers_zero():
     rng = np.random.default_rng(2)
     one = hy.spearman(make_table({"x": rng.normal(size=2000), "y": rng.normal(size=2000)}),
-                      "x", "y")
+                      "x", "y", trend="none")
     assert abs(one.rho) < 0.05 and one.ci_low < 0 < one.ci_high and one.p_value > 0.05
     runs = [make_table({"x": rng.normal(size=100), "y": rng.normal(size=100)})
             for _ in range(10)]
-    many = hy.spearman(runs, "x", "y")
+    many = hy.spearman(runs, "x", "y", trend="none")
     assert abs(many.rho) < 0.1 and many.ci_low < 0 < many.ci_high
 
 
-def test_one_run_interval_is_the_fisher_z_jackknife_over_checkpoints():
-    """Reference: delete each checkpoint, scipy spearmanr, se_J on atanh scale, t_{n−1}."""
+def test_one_run_interval_is_a_moving_block_bootstrap_that_covers_under_dependence():
+    """One run: the interval resamples blocks of consecutive checkpoints. Reference: coverage of
+    ρ = 0 for two independent AR(1) series (φ = 0.7, n = 40), where a resampling of single
+    checkpoints is too narrow; and the interval holds the estimate and is reproducible."""
     rng = np.random.default_rng(3)
-    x = rng.normal(size=30)
-    y = x + rng.normal(size=30)
-    res = hy.spearman(make_table({"x": x, "y": y}), "x", "y")
-    loo = np.arctanh([stats.spearmanr(np.delete(x, i), np.delete(y, i)).correlation
-                      for i in range(30)])
-    se = np.sqrt(29 / 30 * np.sum((loo - loo.mean()) ** 2))
-    half = stats.t.ppf(0.975, 29) * se
-    z = np.arctanh(stats.spearmanr(x, y).correlation)
-    assert (res.ci_low, res.ci_high) == pytest.approx((np.tanh(z - half), np.tanh(z + half)))
-    assert "jackknife" in str(res) and "R = 1" in str(res)
+
+    def ar1(n, phi):
+        e = rng.normal(size=n)
+        for i in range(1, n):
+            e[i] = phi * e[i - 1] + np.sqrt(1 - phi * phi) * e[i]
+        return e
+
+    covered = []
+    for _ in range(60):
+        t = make_table({"x": ar1(40, 0.7), "y": ar1(40, 0.7)})
+        res = hy.spearman(t, "x", "y", trend="none")
+        assert res.ci_low <= res.rho <= res.ci_high and res.ci_over == "blocks"
+        covered.append(res.ci_low <= 0 <= res.ci_high)
+    assert np.mean(covered) >= 0.8
+    assert hy.spearman(t, "x", "y") == hy.spearman(t, "x", "y")
+    assert "moving-block bootstrap" in str(res) and "R = 1" in str(res)
 
 
 def test_bootstrap_arguments_are_deprecated_and_ignored():
@@ -110,8 +118,8 @@ def test_bootstrap_arguments_are_deprecated_and_ignored():
     x = rng.normal(size=30)
     t = make_table({"x": x, "y": x + rng.normal(size=30)})
     with pytest.warns(DeprecationWarning, match="n_boot and seed no longer"):
-        old = hy.spearman(t, "x", "y", n_boot=500, seed=7)
-    assert old == hy.spearman(t, "x", "y")
+        old = hy.spearman(t, "x", "y", n_boot=500, seed=7, trend="none")
+    assert old == hy.spearman(t, "x", "y", trend="none")
 
 def test_partial_removes_common_driver_and_matches_inverse_matrix():
     rng = np.random.default_rng(4)
@@ -120,14 +128,14 @@ def test_partial_removes_common_driver_and_matches_inverse_matrix():
     y = (z + rng.normal(scale=0.5, size=400)) ** 3
     w = rng.normal(size=400)
     t = make_table({"x": x, "y": y, ("z", "layer2"): z, "w": w})
-    raw = hy.spearman(t, "x", "y")
-    part = hy.partial_spearman(t, "x", "y", [("z", "layer2")])
+    raw = hy.spearman(t, "x", "y", trend="none")
+    part = hy.partial_spearman(t, "x", "y", [("z", "layer2")], trend="none")
     assert raw.rho > 0.6
     assert abs(part.rho) < 0.15 and part.ci_low < 0 < part.ci_high
     assert part.rho == pytest.approx(brute_partial(x, y, z), abs=1e-10)
-    two = hy.partial_spearman(t, "x", "y", [("z", "layer2"), "w"])
+    two = hy.partial_spearman(t, "x", "y", [("z", "layer2"), "w"], trend="none")
     assert two.rho == pytest.approx(brute_partial(x, y, np.column_stack([z, w])), abs=1e-10)
-    assert hy.partial_spearman(t, "x", "y", []).rho == pytest.approx(raw.rho)
+    assert hy.partial_spearman(t, "x", "y", [], trend="none").rho == pytest.approx(raw.rho)
 
 
 def test_partial_several_runs_is_mean_of_brute_force():
@@ -138,7 +146,7 @@ def test_partial_several_runs_is_mean_of_brute_force():
         x, y = z + rng.normal(size=40), z + 0.3 * rng.normal(size=40) + 0.5 * rng.normal(size=40)
         runs.append(make_table({"x": x, "y": y, "z": z}))
         expect.append(brute_partial(x, y, z))
-    res = hy.partial_spearman(runs, "x", "y", ["z"])
+    res = hy.partial_spearman(runs, "x", "y", ["z"], trend="none")
     assert res.rho == pytest.approx(np.mean(expect), abs=1e-10)
     assert "n_runs = 3" in str(res) and "n_points = 120" in str(res)
 
@@ -152,7 +160,7 @@ def test_lead_lag_finds_shift(shift):
         y[shift:] = x[:-shift]
     else:
         y[:shift] = x[-shift:]
-    res = hy.lead_lag(make_table({"x": x, "y": y}), "x", "y", max_lag=5)
+    res = hy.lead_lag(make_table({"x": x, "y": y}), "x", "y", max_lag=5, trend="none")
     assert res.best_lag == shift
     assert res.best.rho == pytest.approx(1.0)
     assert list(res.lags) == list(range(-5, 6))
@@ -169,10 +177,17 @@ def test_lead_lag_differencing_on_random_walks_and_several_runs():
         y = np.cumsum(rng.normal(size=80))
         y[4:] = x[:-4] + 0.01 * rng.normal(size=76)
         runs.append(make_table({"x": x, "y": y}))
-    res = hy.lead_lag(runs, "x", "y", max_lag=6, difference=True)
+    res = hy.lead_lag(runs, "x", "y", max_lag=6)   # default: first differences
     assert res.best_lag == 4 and res.best.rho > 0.95 and res.best.ci_over == "runs"
-    lagged = hy.spearman(runs, "x", "y", lag=4)
+    assert "first differences" in str(res)
+    with pytest.warns(DeprecationWarning, match="difference= is deprecated"):
+        old = hy.lead_lag(runs, "x", "y", max_lag=6, difference=True)
+    assert old.best_lag == res.best_lag and np.array_equal(old.rho, res.rho)
+    raw = hy.lead_lag(runs, "x", "y", max_lag=6, trend="none")   # random walks: every lag
+    assert np.all(np.abs(raw.rho) > 0.5) or raw.best_lag != 4 or raw.best.rho < res.best.rho
+    lagged = hy.spearman(runs, "x", "y", lag=4, trend="none")
     assert lagged.n_points == 3 * 76
+    assert hy.spearman(runs, "x", "y", lag=4).n_points == 3 * 75
 
 
 def test_alignment_and_task_ends():
@@ -186,7 +201,7 @@ def test_alignment_and_task_ends():
     assert np.array_equal(vals[:, 0], -vals[:, 1])
     ck_end, v_end = hy.metric_series(t, "x", at="task_end")
     assert list(ck_end) == [4, 9, 14, 19] and list(v_end) == [4, 9, 14, 19]
-    res = hy.spearman(t, "x", "y", at="task_end")
+    res = hy.spearman(t, "x", "y", at="task_end", trend="none")
     assert res.rho == pytest.approx(-1.0) and res.n_points == 4 and "task ends" in str(res)
 
 
@@ -228,10 +243,15 @@ def test_errors_name_the_problem():
     with pytest.raises(NtkplastError, match=r"'y' exists on layer\(s\) \['layer1'\]"):
         hy.spearman(t, "x", "y")
     with pytest.raises(NtkplastError, match="at least 3 are needed"):
+        hy.spearman(make_table({"x": [1.0, 2.0], "y": [2.0, 1.0]}), "x", "y", trend="none")
+    with pytest.raises(NtkplastError, match=r"1 usable .* after differencing; at least 4 are "
+                                            r"needed \(0 control\(s\) \+ the position"):
         hy.spearman(make_table({"x": [1.0, 2.0], "y": [2.0, 1.0]}), "x", "y")
     with pytest.raises(NtkplastError, match="at least 4 are needed"):
         hy.partial_spearman(make_table({"x": [1.0, 2, 3], "y": [2.0, 1, 3], "z": [1.0, 0, 1]}),
-                            "x", "y", ["z"])
+                            "x", "y", ["z"], trend="none")
+    with pytest.raises(NtkplastError, match="trend: expected one of"):
+        hy.spearman(t, "x", "x", trend="detrend")
     with pytest.raises(NtkplastError, match="constant"):
         hy.spearman(t, "x", "flat")
     with pytest.raises(NtkplastError, match="one Table per run"):

@@ -3,8 +3,11 @@
 ===============  ==============================================================================
 module           what it holds
 ===============  ==============================================================================
-``correlation``  :func:`spearman`, :func:`partial_spearman`, :func:`lead_lag` across checkpoints;
-                 :func:`metric_series`, :func:`aligned`
+``correlation``  :func:`spearman`, :func:`partial_spearman`, :func:`lead_lag` across checkpoints,
+                 trend-controlled by default (:data:`Trend`); :func:`metric_series`,
+                 :func:`aligned`
+``contrasts``    :func:`paired_contrast`, :func:`method_contrast`: method A against B on the same
+                 seeds (paired t over seeds)
 ``onsets``       :func:`onset`, :func:`onset_order`: which metric moves first, in how many runs
 ``predictors``   :func:`compare_predictors`, :func:`predictor_lead_lag`: which task-end metric
                  best predicts plasticity on a later task (:data:`PREDICTORS`)
@@ -18,6 +21,13 @@ and returns a result that prints its sample sizes. ``from ntkplast import hypoth
 package under its flat name.
 """
 
+from ntkplast.stats._inputs import TREND_TEXT, Trend
+from ntkplast.stats.contrasts import (
+    PairedContrast,
+    last_tasks_means,
+    method_contrast,
+    paired_contrast,
+)
 from ntkplast.stats.correlation import (
     At,
     CorrelationResult,
@@ -51,10 +61,11 @@ from ntkplast.stats.predictors import (
 )
 
 __all__ = [
-    "PREDICTORS", "At", "Contrast", "CorrelationResult", "LeadLagResult", "MetricRef", "Onset",
-    "OnsetOrder", "PredictorComparison", "PredictorLeadLag", "PredictorRanking", "PredictorSpec",
-    "PredictorStat", "aligned", "compare_predictors", "correlation_interval",
-    "final_tasks_interval", "jackknife_interval", "jackknife_p", "lead_lag",
-    "mean_interval", "metric_series", "onset", "onset_order", "partial_spearman",
+    "PREDICTORS", "TREND_TEXT", "At", "Contrast", "CorrelationResult", "LeadLagResult",
+    "MetricRef", "Onset", "OnsetOrder", "PairedContrast", "PredictorComparison",
+    "PredictorLeadLag", "PredictorRanking", "PredictorSpec", "PredictorStat", "Trend", "aligned",
+    "compare_predictors", "correlation_interval", "final_tasks_interval", "jackknife_interval",
+    "jackknife_p", "last_tasks_means", "lead_lag", "mean_interval", "method_contrast",
+    "metric_series", "onset", "onset_order", "paired_contrast", "partial_spearman",
     "predictor_lead_lag", "spearman", "t_interval",
 ]

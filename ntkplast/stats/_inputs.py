@@ -15,16 +15,40 @@ from typing import Literal
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints
+from ntkplast.table import TASK_END_METRICS, Table, layer_mean, task_end_checkpoints
 
-__all__ = ["At", "MetricRef", "check_level", "ignore_bootstrap", "name", "ref", "series",
-           "tables"]
+__all__ = ["POSITION_METRICS", "TREND_TEXT", "At", "MetricRef", "Trend", "check_level",
+           "check_trend", "ignore_bootstrap", "name", "ref", "series", "tables"]
 
 MetricRef = str | tuple[str, str]
-"""``"metric"`` (layer ``"all"``) or ``("metric", "layer")``."""
+"""``"metric"`` (layer ``"all"``) or ``("metric", "layer")``; layer ``"mean"`` is the strict
+mean over the metric's per-layer rows (:func:`ntkplast.table.layer_mean`), and ``"task"`` /
+``"step"`` (:data:`POSITION_METRICS`) are each checkpoint's task index and training step."""
 At = Literal["all", "task_end"]
 """Which checkpoints: all of them, or only task ends (those with a row of
 :data:`ntkplast.table.TASK_END_METRICS`)."""
+
+
+Trend = Literal["difference", "task", "none"]
+"""How an association test controls for the trend that every metric shares with the task index
+(:mod:`ntkplast.stats.correlation` has the formulas): ``"difference"`` first differences with the
+position partialled out of their ranks (the default), ``"task"`` the position partialled out of
+the ranks of the levels, ``"none"`` the raw correlation."""
+TREND_TEXT = {"difference": "first differences, position partialled out",
+              "task": "position (task index) partialled out",
+              "none": "raw, no trend control"}
+"""How results print each :data:`Trend`."""
+POSITION_METRICS = ("task", "step")
+"""Pseudo-metrics read from the table's own columns: the task index and the training step of
+each checkpoint (usable as a metric or a control wherever the table has no metric of that
+name)."""
+
+
+def check_trend(trend: object) -> Trend:
+    """``trend`` if it is a :data:`Trend`, else an error that lists them."""
+    if trend not in TREND_TEXT:
+        raise NtkplastError(f"trend: expected one of {list(TREND_TEXT)}, got {trend!r}")
+    return trend  # type: ignore[return-value]
 
 
 def name(metric_ref: tuple[str, str]) -> str:
@@ -64,6 +88,34 @@ def series(table: Table, metric_ref: tuple[str, str], at: At,
         raise NtkplastError(f"at: expected 'all' or 'task_end', got {at!r}")
     metric, layer = metric_ref
     cols = table.columns
+    if layer == "mean":
+        ckpt, step, value = layer_mean(table, metric)
+        if len(ckpt) == 0:
+            layers = sorted(set(cols["layer"][cols["metric"] == metric].tolist()))
+            raise NtkplastError(f"{what}: no per-layer rows of metric '{metric}' for layer "
+                                f"'mean'; " + (f"it exists on layer(s) {layers}" if layers else
+                                               "the table has no rows of it"))
+    elif metric in POSITION_METRICS and layer == "all" and not (cols["metric"] == metric).any():
+        ckpt, first = np.unique(cols["checkpoint"], return_index=True)
+        step = cols["step"][first]
+        value = (cols[metric][first]).astype(np.float64)
+    else:
+        ckpt, step, value = _stored(table, metric, layer, what)
+    ok = np.isfinite(value)
+    if at == "task_end":
+        ends = task_end_checkpoints(table)
+        if len(ends) == 0:
+            raise NtkplastError(f"at='task_end': the table has no {list(TASK_END_METRICS)} rows "
+                                "to mark task ends; use at='all'")
+        ok &= np.isin(ckpt, ends)
+    order = np.argsort(ckpt[ok], kind="stable")
+    return ckpt[ok][order], step[ok][order], value[ok][order]
+
+
+def _stored(table: Table, metric: str, layer: str,
+            what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(checkpoint, step, value)`` of the rows of ``metric`` on ``layer``, as stored."""
+    cols = table.columns
     keep = (cols["metric"] == metric) & (cols["layer"] == layer)
     if not keep.any():
         on_layer = sorted(set(cols["metric"][cols["layer"] == layer].tolist()))
@@ -77,15 +129,7 @@ def series(table: Table, metric_ref: tuple[str, str], at: At,
         raise NtkplastError(f"{what}: '{metric}' on layer '{layer}' has several rows at one "
                             "checkpoint; is the table several runs concatenated? Pass one Table "
                             "per run as a list")
-    ok = np.isfinite(value)
-    if at == "task_end":
-        ends = task_end_checkpoints(table)
-        if len(ends) == 0:
-            raise NtkplastError(f"at='task_end': the table has no {list(TASK_END_METRICS)} rows "
-                                "to mark task ends; use at='all'")
-        ok &= np.isin(ckpt, ends)
-    order = np.argsort(ckpt[ok], kind="stable")
-    return ckpt[ok][order], step[ok][order], value[ok][order]
+    return ckpt, step, value
 
 
 def check_level(level: float) -> None:

@@ -3,7 +3,9 @@ r"""The predictor test: which task-end metric best predicts plasticity on a late
 Across methods, seeds and tasks, :func:`compare_predictors` rank-correlates each candidate
 (NTK conditioning, scale and spectral shape, isometry deviation, dead units, the weight norm:
 :data:`PREDICTORS`) at the end of task t with the plasticity target (by default the online
-accuracy) on task t + lag: pooled Spearman ρ over all points and the within-run mean ρ̄,
+accuracy) on task t + lag, after a trend control (by default first differences over tasks with
+the task position partialled out of their ranks, so a trend shared with the task index cannot
+make a predictor): a pooled coefficient over all points and the within-run mean ρ̄,
 delete-one-run jackknife intervals with Student-t critical values (Cameron, Gelbach & Miller
 2008), and a paired jackknife contrast |ρ_best| − |ρ_other| for "best predicts better".
 :func:`predictor_lead_lag` repeats it over lags: a metric that drives plasticity should peak at a
@@ -16,16 +18,28 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Literal, NamedTuple
 
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.stats._inputs import MetricRef, check_level, ignore_bootstrap
+from ntkplast.stats._inputs import (
+    MetricRef,
+    Trend,
+    check_level,
+    check_trend,
+    ignore_bootstrap,
+)
 from ntkplast.stats._inputs import name as _name
 from ntkplast.stats._inputs import ref as _ref
 from ntkplast.stats._inputs import tables as _tables
-from ntkplast.stats._ranks import correlation_p, weighted_spearman
+from ntkplast.stats._predictor_types import (
+    Contrast,
+    PredictorComparison,
+    PredictorLeadLag,
+    PredictorRanking,
+    PredictorStat,
+)
+from ntkplast.stats._ranks import correlation_p, pearson, residual_ranks, weighted_spearman
 from ntkplast.stats.intervals import correlation_interval, jackknife_interval, jackknife_p
 from ntkplast.table import TASK_END_METRICS, Table, task_end_checkpoints, task_end_values
 
@@ -73,154 +87,6 @@ Spearman's ρ is invariant under any increasing transform, so "log" in a name on
 metric is usually read."""
 
 
-class PredictorStat(NamedTuple):
-    """One predictor's rank correlation with the target in one scope (pooled or within-run).
-
-    Attributes:
-      name: display name.  metric, layer: what was read.
-      rho: the coefficient (pooled ρ, or the mean of per-run ρ_r).
-      ci_low, ci_high: jackknife-t interval at the comparison's ``level`` (pooled: Fisher z
-        scale; within-run: the Student-t interval of the mean ρ_r).
-      p_value: analytic two-sided p (pooled: Spearman's t-test treating points as independent,
-        optimistic under clustering; within-run: one-sample t-test of ρ_r over runs, NaN with
-        fewer than 2 runs).
-      p_jackknife: two-sided jackknife-t p of ρ = 0, 2 P(T_{U−1} > |ρ| / se_J) over the U
-        units (runs).
-      n_points: (predictor, target) pairs used.  n_runs: runs contributing (within-run: runs
-        whose ρ_r is defined).
-    """
-
-    name: str
-    metric: str
-    layer: str
-    rho: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    p_jackknife: float
-    n_points: int
-    n_runs: int
-
-
-class Contrast(NamedTuple):
-    """Paired jackknife contrast Δ = |ρ_best| − |ρ_other| (the same unit left out of both)."""
-
-    best: str
-    other: str
-    diff: float
-    ci_low: float
-    ci_high: float
-    p_jackknife: float
-
-    @property
-    def significant(self) -> bool:
-        """The interval excludes 0 on the positive side: best beats other at the level."""
-        return bool(self.ci_low > 0)
-
-
-class PredictorRanking(NamedTuple):
-    """All predictors in one scope, the one with the largest |ρ|, and its contrasts."""
-
-    scope: str
-    stats: tuple[PredictorStat, ...]
-    best: str
-    contrasts: tuple[Contrast, ...]
-    level: float
-
-    @property
-    def beats(self) -> tuple[str, ...]:
-        """Predictors the best one beats with the contrast interval above 0."""
-        return tuple(c.other for c in self.contrasts if c.significant)
-
-    def summary(self) -> str:
-        pct = f"{100 * self.level:g}%"
-        width = max(len("predictor"), *(len(s.name) for s in self.stats))
-        diffs = {c.other: c for c in self.contrasts}
-        lines = [f"{self.scope}:",
-                 f"  {'predictor':<{width}}  {'rho':<6}  {pct + ' CI':<16}  {'p':<8} "
-                 f"{'p_jack':<8} {'n_pts':<6} {'runs':<5} |rho_best|-|rho| [{pct} CI]"]
-        for s in self.stats:
-            c = diffs.get(s.name)
-            tail = ("best" if s.name == self.best else
-                    f"{c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
-                    + (" *" if c.significant else "") if c is not None else "")
-            lines.append(f"  {s.name:<{width}}  {s.rho:+.3f}  [{s.ci_low:+.3f}, {s.ci_high:+.3f}]"
-                         f"  {s.p_value:<8.2g} {s.p_jackknife:<8.2g} {s.n_points:<6d} "
-                         f"{s.n_runs:<5d} {tail}")
-        beats = self.beats
-        lines.append(f"  best: {self.best} (largest |rho|); interval of the difference above 0 "
-                     f"against {len(beats)}/{len(self.contrasts)} others"
-                     + (f": {', '.join(beats)}" if beats else ""))
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
-
-
-class PredictorComparison(NamedTuple):
-    """Result of :func:`compare_predictors`; ``print(result)`` shows both tables.
-
-    Attributes:
-      target: ``(metric, layer)`` predicted.  lag: target task = predictor task + lag.
-      pooled, within: the two :class:`PredictorRanking` (pooled points; mean of per-run ρ).
-      runs: ``(method, seed index)`` of every run.  ci_over: ``"runs"`` (runs left out one at
-      a time) or ``"tasks"`` (one run: its tasks left out instead).  complete_cases: whether
-      every predictor used the same points.  level: interval coverage.
-    """
-
-    target: tuple[str, str]
-    lag: int
-    pooled: PredictorRanking
-    within: PredictorRanking
-    runs: tuple[tuple[str, int], ...]
-    ci_over: str
-    complete_cases: bool
-    level: float
-
-    def summary(self) -> str:
-        methods = sorted({m for m, _ in self.runs})
-        head = (f"which task-end metric predicts {_name(self.target)} {self.lag:+d} task(s) "
-                f"later? Spearman rho; {100 * self.level:g}% jackknife-t interval over "
-                f"{self.ci_over}"
-                + (" (one run: tasks are autocorrelated, optimistic)"
-                   if self.ci_over == "tasks" else "")
-                + f"; R = {len(self.runs)} run(s) of "
-                f"{len(methods)} method(s)"
-                + (f" ({', '.join(methods)}); " if any(methods) else "; ")
-                + ("same points for every predictor" if self.complete_cases else
-                   "each predictor on its own finite points"))
-        return "\n".join([head, self.pooled.summary(), self.within.summary()])
-
-    def __str__(self) -> str:
-        return self.summary()
-
-
-class PredictorLeadLag(NamedTuple):
-    """:func:`compare_predictors` at each lag; lag > 0: the predictor leads the target."""
-
-    lags: np.ndarray
-    results: tuple[PredictorComparison, ...]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.results[0].pooled.stats)
-
-    def table(self, scope: Literal["pooled", "within"] = "pooled") -> np.ndarray:
-        """``(lags, predictors, 3)``: ρ, ci_low, ci_high."""
-        return np.array([[(s.rho, s.ci_low, s.ci_high) for s in getattr(r, scope).stats]
-                         for r in self.results])
-
-    def __str__(self) -> str:
-        lines = [f"lead-lag of predictors with {_name(self.results[0].target)} over tasks "
-                 "(lag > 0: predictor leads); rho pooled / within-run:"]
-        width = max(len(n) for n in self.names)
-        lines.append(f"  {'lag':>4}  " + "  ".join(f"{n[:width]:>{width}}" for n in self.names))
-        for lag, r in zip(self.lags.tolist(), self.results):
-            cells = [f"{p.rho:+.2f}/{w.rho:+.2f}" for p, w in zip(r.pooled.stats, r.within.stats)]
-            lines.append(f"  {lag:+4d}  " + "  ".join(f"{c:>{width}}" for c in cells))
-        return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------------ input
 
 
@@ -252,8 +118,9 @@ def _task_values(table: Table, ends: np.ndarray, ref: tuple[str, str], what: str
 
 
 def _predictor_points(tables: Runs, refs: Sequence[tuple[str, str]], names: Sequence[str],
-                      target: tuple[str, str], lag: int) -> RunPoints:
-    """Per run: (method, seed), x (n, P) predictor at task t, y (n,) target at task t + lag."""
+                      target: tuple[str, str], lag: int, trend: Trend) -> RunPoints:
+    """Per run: (method, seed), x (n, P) predictor at task t, y (n,) target at task t + lag
+    (first differences over tasks under ``trend="difference"``, then the lag)."""
     if isinstance(tables, Table) or (isinstance(tables, Sequence)
                                      and not isinstance(tables, str)):
         tables = {"": _tables(tables, "compare_predictors")}
@@ -275,7 +142,9 @@ def _predictor_points(tables: Runs, refs: Sequence[tuple[str, str]], names: Sequ
             xs = np.stack([_task_values(table, ends, r, f"predictor {n!r} ({where})")
                            for r, n in zip(refs, names)], axis=1)
             y = _task_values(table, ends, target, f"target ({where})")
-            n = len(ends) - abs(lag)
+            if trend == "difference":
+                xs, y = np.diff(xs, axis=0), np.diff(y)
+            n = len(y) - abs(lag)
             if lag >= 0:
                 xs, y = xs[:max(n, 0)], y[lag:]
             else:
@@ -306,51 +175,74 @@ def _check_points(x: np.ndarray, y: np.ndarray, name: str, ref: tuple[str, str],
 
 
 Pooled = list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
-"""Per predictor: x, y, and the run and the task of each point."""
+"""Per predictor: the pooled x and y (raw values; under a trend control each run's residual
+ranks), and the run and the task of each point."""
+
+
+def _pooled_statistic(x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
+                      trend: Trend) -> np.ndarray:
+    """The pooled coefficient (B,) of the samples weighted by w (None: the sample itself):
+    Spearman's ρ of the raw points without a trend control; with one, Pearson's r of the pooled
+    within-run residual ranks (already ranks, residualised run by run)."""
+    if trend == "none":
+        return weighted_spearman(x, y, w)
+    return pearson(x, y, np.ones((1, len(x))) if w is None else w)
 
 
 def _pooled_points(runs: RunPoints, names: Sequence[str], refs: Sequence[tuple[str, str]],
-                   target: tuple[str, str], lag: int,
-                   complete_cases: bool) -> tuple[Pooled, np.ndarray]:
-    """Each predictor's pooled points, and the per-run ρ_{p,r} (R, P) (NaN under 3 points or
-    for a constant series)."""
+                   target: tuple[str, str], lag: int, complete_cases: bool,
+                   trend: Trend) -> tuple[Pooled, np.ndarray]:
+    """Each predictor's pooled points, and the per-run ρ_{p,r} (R, P) (NaN under 3 points, 4
+    with a trend control, or for a constant series). Under a trend control a run's points are
+    replaced by their ranks' residuals on [1, task position] (:func:`residual_ranks`)."""
     keep_all = [np.isfinite(y) & np.isfinite(xs).all(1) for _, xs, y in runs]
+    need = 3 if trend == "none" else 4
     pooled, per_run = [], np.full((len(runs), len(names)), np.nan)
     for p, name in enumerate(names):
-        xs, ys, cl, task = [], [], [], []
+        raw_x, raw_y, xs, ys, cl, task = [], [], [], [], [], []
         for r, (_, x, y) in enumerate(runs):
             keep = keep_all[r] if complete_cases else np.isfinite(y) & np.isfinite(x[:, p])
-            xs.append(x[keep, p])
-            ys.append(y[keep])
-            cl.append(np.full(int(keep.sum()), r))
-            task.append(np.flatnonzero(keep))
-            if keep.sum() >= 3:
-                per_run[r, p] = weighted_spearman(x[keep, p], y[keep])[0]
-        x, y = np.concatenate(xs), np.concatenate(ys)
-        _check_points(x, y, name, refs[p], target, lag, len(runs), complete_cases)
-        pooled.append((x, y, np.concatenate(cl), np.concatenate(task)))
+            where = np.flatnonzero(keep)
+            xk, yk = x[keep, p], y[keep]
+            raw_x.append(xk)
+            raw_y.append(yk)
+            if trend != "none" and len(where) >= need:
+                position = where[:, None].astype(np.float64)
+                xk, yk = residual_ranks(xk, position), residual_ranks(yk, position)
+            elif trend != "none":   # too few points to residualise: the run adds no point
+                xk, yk, where = xk[:0], yk[:0], where[:0]
+            xs.append(xk)
+            ys.append(yk)
+            cl.append(np.full(len(where), r))
+            task.append(where)
+            if len(where) >= need:
+                per_run[r, p] = (weighted_spearman(xk, yk)[0] if trend == "none"
+                                 else pearson(xk, yk))
+        _check_points(np.concatenate(raw_x), np.concatenate(raw_y), name, refs[p], target, lag,
+                      len(runs), complete_cases)
+        pooled.append((np.concatenate(xs), np.concatenate(ys), np.concatenate(cl),
+                       np.concatenate(task)))
     return pooled, per_run
 
 
-def _jackknife(pooled: Pooled, per_run: np.ndarray
+def _jackknife(pooled: Pooled, per_run: np.ndarray, trend: Trend
                ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     """``(ci_over, ρ_p (P,), pooled replicates ρ_(u),p (U, P), within-run replicates (U, P))``.
 
     Unit u (a run; with one run, a task) is left out of every predictor at once (paired): the
-    pooled ρ is recomputed with weight 0 on its points
-    (:func:`~ntkplast.stats._ranks.weighted_spearman`), and the within-run replicate is the mean
-    of the other runs' defined ρ_{p,r}.
+    pooled coefficient is recomputed with weight 0 on its points (:func:`_pooled_statistic`),
+    and the within-run replicate is the mean of the other runs' defined ρ_{p,r}.
     """
     n_runs, n_pred = per_run.shape
     ci_over = "runs" if n_runs >= 2 else "tasks"
     unit = [cl if ci_over == "runs" else task for _, _, cl, task in pooled]
-    n_units = n_runs if ci_over == "runs" else 1 + max(int(u.max()) for u in unit)
+    n_units = n_runs if ci_over == "runs" else 1 + max(int(u.max(initial=0)) for u in unit)
     loo_pooled = np.empty((n_units, n_pred))
     rho_pooled = np.empty(n_pred)
     for p, (x, y, _, _) in enumerate(pooled):
-        rho_pooled[p] = weighted_spearman(x, y)[0]
+        rho_pooled[p] = _pooled_statistic(x, y, None, trend)[0]
         w = (unit[p][None, :] != np.arange(n_units)[:, None]).astype(float)
-        loo_pooled[:, p] = weighted_spearman(x, y, w)
+        loo_pooled[:, p] = _pooled_statistic(x, y, w, trend)
     if ci_over == "tasks":
         return ci_over, rho_pooled, loo_pooled, loo_pooled.copy()
     defined = np.isfinite(per_run)
@@ -408,7 +300,8 @@ def _ranking(scope: str, names: Sequence[str], refs: Sequence[tuple[str, str]], 
 
 def compare_predictors(tables: Runs, predictors: Mapping[str, PredictorSpec] | None = None,
                        target: MetricRef = "online_accuracy", *, lag: int = 1,
-                       complete_cases: bool = True, level: float = 0.95,
+                       trend: Trend = "difference", complete_cases: bool = True,
+                       level: float = 0.95,
                        n_boot: int | None = None, seed: int | None = None,
                        ) -> PredictorComparison:
     r"""Which task-end metric best predicts plasticity on a later task? Rank correlations with
@@ -422,13 +315,24 @@ def compare_predictors(tables: Runs, predictors: Mapping[str, PredictorSpec] | N
     a point is kept only where every predictor and the target are finite, so all predictors are
     compared on the same points.
 
-    * Pooled: ρ_p = Spearman's ρ (Pearson correlation of average ranks; Spearman 1904) over all
-      N pooled points of all methods, seeds and tasks — between-method and between-seed
-      differences count, as in "across methods, tasks and seeds". p: t = ρ √((N−2)/(1−ρ²)),
-      Student-t with N − 2 df (scipy's ``spearmanr`` p), which treats points as independent.
-    * Within-run: ρ̄_p = (1/R') Σ_r ρ_{p,r} over the R' runs where the per-run ρ is defined
-      (≥ 3 points, neither series constant) — only the task-to-task co-variation inside a run
-      counts. p: one-sample t-test of the ρ_{p,r} over runs.
+    Trend control (``trend``, as in :mod:`~ntkplast.stats.correlation`, whose docstring gives
+    the reasoning and the simulated coverage): by default ``"difference"`` — per run, x and y
+    are first-differenced over tasks (Δx_t = x_{t+1} − x_t; then the lag pairs Δx_t with
+    Δy_{t+lag}) and their ranks are residualised on [1, task position]
+    (:func:`~ntkplast.stats._ranks.residual_ranks`), so a trend both share with the task index
+    cannot make a predictor. ``"task"``: the same residualisation of the levels' ranks, no
+    differences. ``"none"``: the raw association (a shared trend alone reads |ρ| near 1).
+
+    * Pooled: ``trend="none"``: ρ_p = Spearman's ρ (Pearson correlation of average ranks;
+      Spearman 1904) over all N pooled points of all methods, seeds and tasks — between-method
+      and between-seed differences count. p: t = ρ √((N−2)/(1−ρ²)), Student-t with N − 2 df
+      (scipy's ``spearmanr`` p). Under a trend control: Pearson's r of the pooled within-run
+      residual ranks (levels and trends removed run by run, so no between-run difference
+      counts), df = N − 2R − 1. Both p treat points as independent (optimistic).
+    * Within-run: ρ̄_p = (1/R') Σ_r ρ_{p,r} over the R' runs where the per-run coefficient is
+      defined (≥ 3 points, 4 under a trend control; neither series constant) — only the
+      task-to-task co-variation inside a run counts. p: one-sample t-test of the ρ_{p,r} over
+      runs.
     * Intervals: the delete-one-run jackknife with Student-t critical values on R − 1 degrees
       of freedom (Tukey 1958; the small-cluster jackknife of Cameron, Gelbach & Miller 2008;
       :mod:`~ntkplast.stats.intervals`), whole runs being the unit because tasks of one run are
@@ -453,6 +357,7 @@ def compare_predictors(tables: Runs, predictors: Mapping[str, PredictorSpec] | N
       target: the plasticity metric, ``"metric"`` or ``(metric, layer)``.
       lag: target task = predictor task + lag (1: the next task; 0: the same task; negative:
         the target leads).
+      trend: ``"difference"`` (default), ``"task"`` or ``"none"`` (above).
       complete_cases: use the same points for every predictor (see above).
       level: interval coverage.
       n_boot, seed: deprecated, ignored with a warning (the intervals no longer resample).
@@ -475,17 +380,21 @@ def compare_predictors(tables: Runs, predictors: Mapping[str, PredictorSpec] | N
         raise NtkplastError(f"lag: expected an integer number of tasks, got {lag!r}")
     ignore_bootstrap("compare_predictors", n_boot, seed)
     check_level(level)
-    runs = _predictor_points(tables, refs, names, tref, int(lag))
-    pooled, per_run = _pooled_points(runs, names, refs, tref, int(lag), complete_cases)
-    ci_over, rho_pooled, loo_pooled, loo_within = _jackknife(pooled, per_run)
+    trend = check_trend(trend)
+    runs = _predictor_points(tables, refs, names, tref, int(lag), trend)
+    pooled, per_run = _pooled_points(runs, names, refs, tref, int(lag), complete_cases, trend)
+    ci_over, rho_pooled, loo_pooled, loo_within = _jackknife(pooled, per_run, trend)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # no run with a defined ρ_r: NaN
         rho_within = np.nanmean(per_run, axis=0)
     n_pts = [len(x) for x, _, _, _ in pooled]
-    pooled_rank = _ranking("pooled over methods, seeds and tasks", names, refs, rho_pooled,
-                           loo_pooled, [correlation_p(float(r), n - 2)
-                                        for r, n in zip(rho_pooled, n_pts)],
-                           n_pts, [len(np.unique(cl)) for _, _, cl, _ in pooled], level, True)
+    n_units = [len(np.unique(cl)) for _, _, cl, _ in pooled]
+    df = [n - 2 if trend == "none" else n - 2 * r - 1 for n, r in zip(n_pts, n_units)]
+    pooled_rank = _ranking("pooled over methods, seeds and tasks" if trend == "none" else
+                           "pooled within-run residual ranks", names, refs, rho_pooled,
+                           loo_pooled, [correlation_p(float(r), max(d, 1))
+                                        for r, d in zip(rho_pooled, df)],
+                           n_pts, n_units, level, True)
     within_rank = _ranking("within-run (mean of per-run rho)", names, refs, rho_within,
                            loo_within, [_p(float(r), loo_within[:, p]) if ci_over == "runs"
                                         else float("nan") for p, r in enumerate(rho_within)],
@@ -494,14 +403,15 @@ def compare_predictors(tables: Runs, predictors: Mapping[str, PredictorSpec] | N
                            ci_over == "tasks")
     return PredictorComparison(tref, int(lag), pooled_rank, within_rank,
                                tuple(r[0] for r in runs), ci_over, bool(complete_cases),
-                               float(level))
+                               float(level), trend)
 
 
 def predictor_lead_lag(tables: Runs,
                        predictors: Mapping[str, PredictorSpec] | None = None,
                        target: MetricRef = "online_accuracy", *, max_lag: int = 3,
-                       complete_cases: bool = True, level: float = 0.95,
-                       n_boot: int | None = None, seed: int | None = None) -> PredictorLeadLag:
+                       trend: Trend = "difference", complete_cases: bool = True,
+                       level: float = 0.95, n_boot: int | None = None,
+                       seed: int | None = None) -> PredictorLeadLag:
     """:func:`compare_predictors` at lag = −max_lag … max_lag (tasks): ρ(x_t, y_{t+lag}).
 
     Lag > 0: the predictor leads the target. A predictor that drives plasticity should peak at
@@ -513,6 +423,6 @@ def predictor_lead_lag(tables: Runs,
         raise NtkplastError(f"max_lag: expected a non-negative integer, got {max_lag!r}")
     lags = np.arange(-int(max_lag), int(max_lag) + 1)
     return PredictorLeadLag(lags, tuple(
-        compare_predictors(tables, predictors, target, lag=int(lag),
+        compare_predictors(tables, predictors, target, lag=int(lag), trend=trend,
                            complete_cases=complete_cases, level=level)
         for lag in lags))
