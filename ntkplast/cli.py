@@ -7,6 +7,7 @@
     ntkplast report RUN_DIR|FOLDER [--out FILE]   (one HTML page: config, tasks, verdicts, figures)
     ntkplast sweep GRID.toml [--out DIR] [--no-analysis] [--vectorise-seeds]
                    [--executor local|ray] [--ray-address ADDR] [--ray-cpus N] [--ray-gpus N]
+                   (a grid with [selection] chooses each method's point on its own seeds first)
     ntkplast demo [--out DIR] [--quick] [--seeds N]   (plasticity lost and kept, end to end)
     ntkplast import SRC_DIR RUN_DIR [--spec FILE] [--pattern REGEX] [--input-shape 28,28,1]
                     [--key-order a,b,…] [--number step|task] [--input-layout chw|hwc]
@@ -67,7 +68,8 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("folder", help="a run folder, or a folder with analysed runs below it")
     r.add_argument("--out", help="the HTML file (default: FOLDER/report.html)")
 
-    s = sub.add_parser("sweep", help="train and analyse a grid of seeds × methods × settings")
+    s = sub.add_parser("sweep", help="train and analyse a grid of seeds × methods × settings "
+                       "(with [selection]: each method's setting chosen on other seeds first)")
     s.add_argument("grid", help="grid TOML (see configs/grids/ and ntkplast.experiments.sweep)")
     s.add_argument("--out", help="sweep folder (default: runs/<grid name>)")
     s.add_argument("--no-analysis", action="store_true", help="train only")
@@ -193,7 +195,7 @@ def _run_figures(run_dir: str, analysis_dir: str | None, out: str | None) -> Non
 
 
 def _run_sweep(args: argparse.Namespace) -> None:
-    from ntkplast.experiments import sweep
+    from ntkplast.experiments import selection, sweep
 
     given = {flag: (option, value) for flag, option, value in (
         ("--ray-address", "address", args.ray_address), ("--ray-cpus", "num_cpus", args.ray_cpus),
@@ -209,6 +211,12 @@ def _run_sweep(args: argparse.Namespace) -> None:
     runs = sum(len(d) for r in results.values() for d in r.run_dirs.values())
     print(f"{runs} runs over {len(results)} point(s) in {out}"
           + ("" if args.no_analysis else f"; joined analysis in {out}/summary.csv"))
+    record = selection.read_record(out)
+    if record is not None:
+        print(f"points chosen on the selection seeds (scores and runs: {out}/"
+              f"{selection.RECORD}, {out}/selection/):")
+        for line in selection.summary_lines(record):
+            print(f"  {line}")
     if not args.no_analysis:
         from ntkplast.experiments import report
 
