@@ -1,5 +1,7 @@
 """Explicit Jacobians of a network on a probe set, for :mod:`ntkplast.isometry`.
 
+:func:`layer_moments` gives the two traces of each layer Jacobian J_l = diag(φ'(z_l)) L_l (the
+layer's linear map L_l, :func:`linear_map`, built as a matrix by :func:`explicit_map`);
 :func:`io_jacobians` builds ∂f/∂x per probe input (or, through a dense first layer narrower than
 the input, ∂f/∂z_1 · Rᵀ with the same singular values, :func:`first_layer_r`), in blocks of
 inputs (:func:`map_blocks`); the spectra are taken on the host (:mod:`ntkplast.linalg`).
@@ -22,7 +24,8 @@ from ntkplast import models
 
 Array = jax.Array
 
-__all__ = ["first_layer_r", "io_jacobians", "map_blocks", "pre_activation_shapes"]
+__all__ = ["explicit_map", "first_layer_r", "io_jacobians", "layer_moments", "linear_map",
+           "map_blocks", "pre_activation_shapes"]
 
 
 def map_blocks(fn: Callable[[Array], Array], x: Array, size: int) -> Array:
@@ -98,3 +101,50 @@ def _pre_activation_shapes(model: models.Model, treedef: Any,
                            leaves: tuple[jax.ShapeDtypeStruct, ...]) -> Any:
     params, x = jax.tree_util.tree_unflatten(treedef, leaves)
     return jax.eval_shape(model.intermediates, params, x)[0]
+
+
+def linear_map(model: models.Model, layer: models.Layer, w: Array) -> Callable[[Array], Array]:
+    """a ↦ m_W · a ⊛ W on a batch (the layer without bias and activation)."""
+    return lambda a: models.layer_pre_activation(model, layer, {"W": w}, a)
+
+
+def explicit_map(model: models.Model, layer: models.Layer, w: Array,
+                 in_shape: tuple[int, ...]) -> Array:
+    """Lᵀ as a d_in × d_out matrix (Dense: m_W W; Conv: the map applied to the unit basis)."""
+    if layer.kind == "dense":
+        return models.multipliers(model, layer, w)[0] * w
+    d_in = math.prod(in_shape)
+    basis = jnp.eye(d_in, dtype=w.dtype).reshape((d_in,) + in_shape)
+    return linear_map(model, layer, w)(basis).reshape(d_in, -1)
+
+
+def layer_moments(model: models.Model, layer: models.Layer, in_shape: tuple[int, ...],
+                  exact: bool, num_probes: int, w: Array, gate: Array,
+                  key: Array, block_entries: int) -> tuple[Array, Array]:
+    """Per input: tr(JJᵀ) and tr((JJᵀ)²) of J_l = diag(φ'(z_l)) L_l, ``gate`` = φ'(z_l);
+    Hutchinson unless ``exact`` (:mod:`ntkplast.isometry`'s docstring), in blocks of at most
+    ``block_entries`` array entries."""
+    n_in = gate.shape[0]
+    u = gate * gate
+    m_w = models.multipliers(model, layer, w)[0]
+    ones = jnp.ones((1,) + in_shape, w.dtype)
+    r = m_w * linear_map(model, layer, w * w)(ones)  # squared row norms of L_l
+    t1 = jnp.sum((u * r).reshape(n_in, -1), axis=1)
+    if exact:
+        lt = explicit_map(model, layer, w, in_shape)
+        g = lt.T @ lt
+        u = u.reshape(n_in, -1)
+        return t1, jnp.einsum("ni,ij,nj->n", u, g * g, u)
+    lin = linear_map(model, layer, w)
+
+    def probes(keys: Array) -> Array:
+        """‖JᵀJ v‖² per probe and input, probes folded into the batch axis."""
+        v = jax.vmap(lambda k: jax.random.rademacher(k, (n_in,) + in_shape, dtype=w.dtype))(keys)
+        y, back = jax.vjp(lin, v.reshape((-1,) + in_shape))
+        uy = (y.reshape(v.shape[:2] + u.shape[1:]) * u).reshape(y.shape)
+        g = back(uy)[0]                                       # JᵀJ v = Lᵀ(u ⊙ L v)
+        return jnp.sum(g.reshape(v.shape[0], n_in, -1) ** 2, axis=2)
+
+    per_block = block_entries // (n_in * max(math.prod(in_shape), gate[0].size))
+    sq = map_blocks(probes, jax.random.split(key, num_probes), per_block)
+    return t1, jnp.mean(sq, axis=0)

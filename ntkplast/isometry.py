@@ -35,18 +35,20 @@ Hutchinson estimate mean_p ‖JᵀJ w_p‖² over Rademacher w_p (Hutchinson 198
 forward and one vjp per probe; then no full spectra are computed for that layer.
 
 Full spectra (SVD of the explicit J_l) on a subsample of probe inputs give the summaries that
-need every σ: mean (log σ)² over nonzero σ, the fraction of σ in [1/2, 2], the number of zeros
-and the isometry index det(M)^{1/k} / (tr M / k) of M = JJᵀ over its k nonzero eigenvalues
+need every σ: mean (log σ)² over nonzero σ, the fraction of σ in [1/2, 2], the number of zeros,
+the isometry index det(M)^{1/k} / (tr M / k) of M = JJᵀ over its k nonzero eigenvalues
 (Joudaki, Daneshmand & Bach 2023, "On the impact of activation and normalization in obtaining
-isometric embeddings at initialization", NeurIPS). See :func:`summarize_singular_values` for the
-exact definitions and the zero tolerance. Every summary is a :class:`SingularValueSummary`.
+isometric embeddings at initialization", NeurIPS), and the isometry deviation, the mean of
+tanh²(log σ) over every σ, zeros included (:func:`isometry_deviation`): mean (log σ)² and the
+index see only nonzero σ, so they are blind to units that are off or dead (a dead layer reads
+NaN), which the deviation counts at its maximum, 1. See :func:`summarize_singular_values` for
+the exact definitions and the zero tolerance. Every summary is a :class:`SingularValueSummary`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -60,8 +62,8 @@ from ntkplast.validate import check_params, check_probe_set, legacy_arguments
 Array = jax.Array
 
 __all__ = ["JacobianSpectrum", "LayerSpectra", "SingularValueSummary", "check_params",
-           "check_probe_set", "input_output_spectra", "isometry_index", "layer_spectra",
-           "summarize_singular_values", "weight_spectra"]
+           "check_probe_set", "input_output_spectra", "isometry_deviation", "isometry_index",
+           "layer_spectra", "summarize_singular_values", "weight_spectra"]
 
 MAX_MATRIX_ENTRIES = 2**22
 """Largest layer matrix (d_out·d_in and d_out²) built explicitly; larger layers use Hutchinson."""
@@ -95,10 +97,36 @@ def isometry_index(eigs: Array, *, rtol: float | None = None) -> Array:
 
     the geometric over the arithmetic mean: I ∈ (0, 1], and I = 1 exactly when all nonzero
     eigenvalues are equal (an isometry up to scale). Returns shape ``(...)``; NaN where every
-    eigenvalue is zero. Jit-compatible.
+    eigenvalue is zero. Jit-compatible. Over the nonzero eigenvalues only, so blind to dead
+    units (a zero σ of J); :func:`isometry_deviation` counts them.
     """
     eigs = jnp.asarray(eigs)
     return _index(eigs, _nonzero(eigs, rtol))
+
+
+def isometry_deviation(s: Array) -> Array:
+    r"""Per-σ isometry deviation tanh²(log σ) = ((σ² − 1)/(σ² + 1))², zeros included.
+
+    ``s``: singular values σ ≥ 0 of J, any shape; returns the same shape, each in [0, 1].
+    The mean over every σ of a spectrum (``SingularValueSummary.isometry_deviation``) is
+
+        D = (1/n) Σ_i tanh²(log σ_i) = (1/n) Σ_i ((σ_i² − 1)/(σ_i² + 1))².
+
+    Why this form: D = 0 exactly at isometry (every σ = 1, Pennington, Schoenholz & Ganguli 2017,
+    "Resurrecting the sigmoid in deep learning through dynamical isometry", NeurIPS), it is
+    symmetric under σ ↔ 1/σ (a contraction counts as much as the matching expansion), and
+    tanh²(log σ) = (log σ)² + O((log σ)⁴), so near isometry D agrees with the mean (log σ)². Unlike
+    (log σ)² it is bounded, and a zero σ (a unit off on that input, or dead) counts 1, the
+    maximum: a fully dead layer reads 1, not NaN, and no zero tolerance is needed (a σ rounded
+    to 1e-8 counts ≈ 1 as well). A healthy ReLU layer has about half its units off on each
+    input, so ReLU layers sit well above 0 even at initialisation (ReLU networks cannot reach
+    dynamical isometry; Pennington et al. 2017). Computed from r = min(σ, 1/σ) ∈ [0, 1] as
+    ((1 − r)(1 + r)/(1 + r²))²: no log, σ = 0 gives exactly 1, σ ↔ 1/σ is exact, nothing
+    overflows, and 1 − r is exact near σ = 1. Jit-compatible.
+    """
+    s = jnp.asarray(s)
+    r = jnp.minimum(s, 1 / jnp.maximum(s, 1))
+    return ((1 - r) * (1 + r) / (1 + r * r)) ** 2
 
 
 class SingularValueSummary(NamedTuple):
@@ -112,10 +140,14 @@ class SingularValueSummary(NamedTuple):
       n: singular values per spectrum.
       chi: χ, the mean σ² (1 at criticality).
       var_sigma_sq: variance of σ², pooled.
-      mean_log_sigma_sq: mean (log σ)² over the nonzero σ (0 exactly at isometry).
+      mean_log_sigma_sq: mean (log σ)² over the nonzero σ only (0 exactly at isometry; blind
+        to dead units, see ``isometry_deviation``).
       frac_sigma_in_half_two: fraction of σ with 1/2 ≤ σ ≤ 2.
       zeros: mean number of zero σ per spectrum.
-      isometry_index: mean isometry index (Joudaki et al. 2023) over the spectra.
+      isometry_index: mean isometry index (Joudaki et al. 2023) over the spectra, over the
+        nonzero σ only (blind to dead units).
+      isometry_deviation: mean of tanh²(log σ) over every σ, zeros included
+        (:func:`isometry_deviation`): 0 at isometry, 1 for a dead layer.
       units_off: layer Jacobians only: mean number per probe input of rows of J zeroed by
         φ'(z) = 0 (units off); ``None`` for ∂f/∂x and weight spectra.
     """
@@ -127,6 +159,7 @@ class SingularValueSummary(NamedTuple):
     frac_sigma_in_half_two: float | Array
     zeros: float | Array
     isometry_index: float | Array
+    isometry_deviation: float | Array
     units_off: float | Array | None = None
 
     def to_floats(self) -> SingularValueSummary:
@@ -142,12 +175,16 @@ def summarize_singular_values(s: Array, *, rtol: float | None = None) -> Singula
 
     * ``chi``: mean σ² (χ, the mean squared singular value; 1 at criticality).
     * ``var_sigma_sq``: variance of σ² over all n·S values (pooled, population variance).
-    * ``mean_log_sigma_sq``: mean (log σ)² over the nonzero σ (0 exactly at isometry).
+    * ``mean_log_sigma_sq``: mean (log σ)² over the nonzero σ (0 exactly at isometry); blind
+      to dead units (a zero σ is left out, and a spectrum of zeros reads NaN).
     * ``frac_sigma_in_half_two``: fraction of all σ (zeros included) with 1/2 ≤ σ ≤ 2.
     * ``zeros``: mean number per spectrum of σ ≤ ``rtol`` · max σ, default rtol = n · eps of the
       dtype; pass max(rows, cols) · eps for numpy's ``matrix_rank`` convention.
     * ``isometry_index``: mean over spectra of :func:`isometry_index` of σ² over the nonzero σ
-      (spectra with no nonzero σ are skipped).
+      (spectra with no nonzero σ are skipped); blind to dead units like ``mean_log_sigma_sq``.
+    * ``isometry_deviation``: mean of :func:`isometry_deviation` over all S·n σ, zeros
+      included, (1/(S·n)) Σ tanh²(log σ) ∈ [0, 1]: 0 exactly at isometry, ≈ mean (log σ)² near
+      it, and a zero σ counts 1, so a dead layer reads 1 (no tolerance involved).
     * ``n``: singular values per spectrum.
 
     Returns a :class:`SingularValueSummary` of 0-d arrays (jit-compatible; ``units_off`` is
@@ -167,6 +204,7 @@ def summarize_singular_values(s: Array, *, rtol: float | None = None) -> Singula
         frac_sigma_in_half_two=jnp.mean((s >= 0.5) & (s <= 2.0)),
         zeros=jnp.mean(jnp.sum(~nz, axis=-1)),
         isometry_index=jnp.nanmean(_index(sq, nz)),
+        isometry_deviation=jnp.mean(isometry_deviation(s)),
     )
 
 
@@ -216,11 +254,6 @@ class LayerSpectra(NamedTuple):
 
 
 # ------------------------------------------------------------------------------ layer Jacobians
-def _linear_map(model: models.Model, layer: models.Layer, w: Array) -> Callable[[Array], Array]:
-    """a ↦ m_W · a ⊛ W on a batch (the layer without bias and activation)."""
-    return lambda a: models.layer_pre_activation(model, layer, {"W": w}, a)
-
-
 def _gate(layer: models.Layer, z: Array) -> Array:
     """φ'(z) (ones for the readout); ReLU's derivative at 0 is 0, so z ≤ 0 gates a unit off."""
     if layer.activation is None:
@@ -240,49 +273,9 @@ def _input_shapes(model: models.Model, x_shape: tuple[int, ...],
     return shapes
 
 
-def _explicit(model: models.Model, layer: models.Layer, w: Array,
-              in_shape: tuple[int, ...]) -> Array:
-    """Lᵀ as a d_in × d_out matrix (Dense: m_W W; Conv: the map applied to the unit basis)."""
-    if layer.kind == "dense":
-        return models.multipliers(model, layer, w)[0] * w
-    d_in = math.prod(in_shape)
-    basis = jnp.eye(d_in, dtype=w.dtype).reshape((d_in,) + in_shape)
-    return _linear_map(model, layer, w)(basis).reshape(d_in, -1)
-
-
 def _fits(d_in: int, d_out: int, max_entries: int) -> bool:
     """Whether layer l is built explicitly: L_l (d_out × d_in) and G_l (d_out²) both fit."""
     return max(d_out * d_in, d_out * d_out) <= max_entries
-
-
-def _layer_moments(model: models.Model, layer: models.Layer, in_shape: tuple[int, ...],
-                   exact: bool, num_probes: int, w: Array, gate: Array,
-                   key: Array) -> tuple[Array, Array]:
-    """Per input: tr(JJᵀ) and tr((JJᵀ)²) (Hutchinson unless ``exact``); module docstring."""
-    n_in = gate.shape[0]
-    u = gate * gate
-    m_w = models.multipliers(model, layer, w)[0]
-    ones = jnp.ones((1,) + in_shape, w.dtype)
-    r = m_w * _linear_map(model, layer, w * w)(ones)  # squared row norms of L_l
-    t1 = jnp.sum((u * r).reshape(n_in, -1), axis=1)
-    if exact:
-        lt = _explicit(model, layer, w, in_shape)
-        g = lt.T @ lt
-        u = u.reshape(n_in, -1)
-        return t1, jnp.einsum("ni,ij,nj->n", u, g * g, u)
-    lin = _linear_map(model, layer, w)
-
-    def probes(keys: Array) -> Array:
-        """‖JᵀJ v‖² per probe and input, probes folded into the batch axis."""
-        v = jax.vmap(lambda k: jax.random.rademacher(k, (n_in,) + in_shape, dtype=w.dtype))(keys)
-        y, back = jax.vjp(lin, v.reshape((-1,) + in_shape))
-        uy = (y.reshape(v.shape[:2] + u.shape[1:]) * u).reshape(y.shape)
-        g = back(uy)[0]                                       # JᵀJ v = Lᵀ(u ⊙ L v)
-        return jnp.sum(g.reshape(v.shape[0], n_in, -1) ** 2, axis=2)
-
-    per_block = BLOCK_ENTRIES // (n_in * max(math.prod(in_shape), gate[0].size))
-    sq = _jacobians.map_blocks(probes, jax.random.split(key, num_probes), per_block)
-    return t1, jnp.mean(sq, axis=0)
 
 
 def _eps(dtype: Any) -> float:
@@ -311,13 +304,14 @@ def _layer_core(model: models.Model, max_entries: int, num_probes: int, params: 
             out.append(_block_moments(model, layer, p, inputs[i], n, idx))
             continue
         gate = _gate(layer, z)
-        t1, t2 = _layer_moments(model, layer, in_shape, exact, num_probes, w, gate,
-                                jax.random.fold_in(key, i))
+        t1, t2 = _jacobians.layer_moments(model, layer, in_shape, exact, num_probes, w, gate,
+                                          jax.random.fold_in(key, i), BLOCK_ENTRIES)
         gate = gate.reshape(z.shape[0], -1)
         res = {"chi": t1 / n, "mean_sigma4": t2 / n, "units_off": jnp.sum(gate == 0, axis=1),
                "gate_sub": None, "lmat": None, "jac_sub": None}
         if exact and idx.shape[0] > 0:  # spectra on the host (ntkplast.linalg)
-            res["gate_sub"], res["lmat"] = gate[idx], _explicit(model, layer, w, in_shape).T
+            res["gate_sub"] = gate[idx]
+            res["lmat"] = _jacobians.explicit_map(model, layer, w, in_shape).T
         out.append(res)
     return out
 
@@ -369,7 +363,7 @@ def _layer_summary(n: int, res: dict[str, Any], spectrum: SingularValueSummary |
                    ) -> SingularValueSummary:
     """Pooled moments over all inputs; spectrum-only summaries from the subsample (or NaN)."""
     if spectrum is None:
-        spectrum = SingularValueSummary(*(math.nan,) * 7)
+        spectrum = SingularValueSummary(*(math.nan,) * 8)
     c = float(np.mean(np.asarray(res["chi"], np.float64)))
     m4 = float(np.mean(np.asarray(res["mean_sigma4"], np.float64)))
     return spectrum.to_floats()._replace(n=float(n), chi=c, var_sigma_sq=max(m4 - c * c, 0.0),

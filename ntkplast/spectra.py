@@ -2,15 +2,18 @@ r"""Spectra of kernel Grams and comparisons between kernels.
 
 Dense route: :func:`eigenvalues` and :func:`summary` of an ``N × N`` PSD Gram K with eigenvalues
 λ_1 ≥ … ≥ λ_N (a full ``N × N × K × K`` NTK is read as the ``NK × NK`` matrix with rows (n, k)):
-trace Σλ, λ_max, the condition number λ_max/λ_min with λ_min floored at a stated ε·λ_max, the
-effective rank exp(H(p)), p_i = λ_i/Σλ (Roy & Vetterli 2007), the stable rank Σλ/λ_max, and the
-power-law decay exponent α of a least-squares fit log λ_i = c − α log i over a stated rank window,
-with its r² (:func:`summary_from_eigenvalues` has every formula). Matrix-free route for large
-probe sets: :func:`top_eigenvalues` (Lanczos) and :func:`hutchinson_trace` on a matrix–vector
-product such as :func:`ntkplast.ntk.ntk_matvec` (Θv = J(Jᵀv)), never forming the matrix.
+trace Σλ, λ_max, the condition number λ_max/λ_min with λ_min floored at a stated ε·λ_max (and
+whether it sits at that floor, where it is only a lower bound), the effective rank exp(H(p)),
+p_i = λ_i/Σλ (Roy & Vetterli 2007), the stable rank Σλ/λ_max, and the power-law decay exponent α
+of a least-squares fit log λ_i = c − α log i over a stated rank window, with its r²
+(:func:`summary_from_eigenvalues` has every formula). Matrix-free route for large probe sets:
+:func:`top_eigenvalues` (Lanczos) and :func:`hutchinson_trace` on a matrix–vector product such
+as :func:`ntkplast.ntk.ntk_matvec` (Θv = J(Jᵀv)), never forming the matrix.
 
 Kernel change across checkpoints: :func:`kernel_distance` d(K1, K2) = 1 − ⟨K1, K2⟩_F /
 (‖K1‖_F ‖K2‖_F) and :func:`kernel_velocity`, the distance per training step (Fort et al. 2020);
+:func:`deflated_kernel_distance`, the same distance once each kernel's top eigendirections are
+removed (when the top one holds most of the trace, d stays near 0 whatever else moves);
 :func:`centered_alignment` with the targets (Cortes, Mohri & Rostamizadeh 2012); the top-k
 :func:`eigenspace_overlap` ‖U1_kᵀ U2_k‖_F²/k.
 """
@@ -34,7 +37,7 @@ from ntkplast.validate import legacy_arguments
 Array = jax.Array
 
 __all__ = ["SpectrumSummary", "TraceEstimate", "as_matrix", "centered_alignment",
-           "default_fit_window", "eigenspace_overlap", "eigenvalues",
+           "default_fit_window", "deflated_kernel_distance", "eigenspace_overlap", "eigenvalues",
            "eigenvalues_and_top_vectors", "hutchinson_trace",
            "kernel_distance", "kernel_velocity", "subspace_overlap", "summary",
            "summary_from_eigenvalues", "top_eigenvalues", "top_eigenvectors"]
@@ -82,7 +85,10 @@ class SpectrumSummary(NamedTuple):
     """Spectral summary of a PSD Gram; ``._asdict()`` gives a table row.
 
     Fields: ``trace`` Σλ; ``lambda_max``; ``lambda_min`` (as computed, may be ≲ 0 by
-    rounding); ``condition`` λ_max / max(λ_min, eps·λ_max); ``eps`` the relative floor used;
+    rounding); ``condition`` λ_max / max(λ_min, eps·λ_max); ``condition_at_floor`` whether
+    λ_min ≤ eps·λ_max, so that ``condition`` is the cap 1/eps and only a lower bound (the true
+    condition number is ≥ it, or infinite: a rank-deficient Gram reads exactly 1/eps, ≈
+    1/(N·ε₃₂) = 65,536 for a float32 kernel of N = 128); ``eps`` the relative floor used;
     ``effective_rank`` exp(H(p)); ``stable_rank`` Σλ/λ_max; ``decay_exponent`` α,
     ``decay_intercept`` c and ``decay_r2`` of the fit log λ_i = c − α log i; ``fit_window`` the
     1-based rank window (lo, hi) asked for; ``fit_points`` how many eigenvalues in it were above
@@ -93,6 +99,7 @@ class SpectrumSummary(NamedTuple):
     lambda_max: float
     lambda_min: float
     condition: float
+    condition_at_floor: bool
     eps: float
     effective_rank: float
     stable_rank: float
@@ -113,7 +120,9 @@ def summary_from_eigenvalues(lam: Any, *, eps: float, fit_window: tuple[int, int
                              ) -> SpectrumSummary:
     r""":class:`SpectrumSummary` of eigenvalues ``lam`` (any order) of a PSD matrix.
 
-    * condition number κ = λ_max / max(λ_min, eps·λ_max), so κ ≤ 1/eps;
+    * condition number κ = λ_max / max(λ_min, eps·λ_max), so κ ≤ 1/eps; ``condition_at_floor``
+      = (λ_min ≤ eps·λ_max): then κ = 1/eps is the floor's cap, a lower bound on the true
+      λ_max/λ_min (infinite for a singular Gram), not a measurement;
     * effective rank exp(H(p)), H(p) = −Σ p_i log p_i, p_i = λ_i⁺/Σλ⁺ with λ⁺ = max(λ, 0) and
       0·log 0 = 0 (Roy & Vetterli 2007, "The effective rank: a measure of effective
       dimensionality"); computed over eigenvalues, i.e. the singular values of the PSD Gram;
@@ -147,8 +156,9 @@ def summary_from_eigenvalues(lam: Any, *, eps: float, fit_window: tuple[int, int
     cond = lmax / max(lmin, floor) if lmax > 0 else float("inf")
     return SpectrumSummary(
         trace=float(lam.sum()), lambda_max=lmax, lambda_min=lmin, condition=float(cond),
-        eps=float(eps), effective_rank=eff, stable_rank=float(lam.sum() / lmax) if lmax > 0
-        else float("nan"), decay_exponent=alpha, decay_intercept=intercept, decay_r2=r2,
+        condition_at_floor=bool(lmin <= floor), eps=float(eps), effective_rank=eff,
+        stable_rank=float(lam.sum() / lmax) if lmax > 0 else float("nan"),
+        decay_exponent=alpha, decay_intercept=intercept, decay_r2=r2,
         fit_window=(int(lo), int(hi)), fit_points=int(ranks.size), size=int(n))
 
 
@@ -193,6 +203,60 @@ def kernel_distance(k1: Any, k2: Any) -> Array:
     if k1.shape != k2.shape:
         raise NtkplastError(f"kernel_distance: shapes differ, {k1.shape} vs {k2.shape}")
     return 1.0 - _frobenius_cosine(k1, k2)
+
+
+def _deflate(mat: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """(I − UUᵀ) K (I − UUᵀ) for orthonormal columns U; = K − Σ_i (u_iᵀ K u_i) u_i u_iᵀ when the
+    u_i are eigenvectors of K, and PSD for any orthonormal U when K is."""
+    ku = mat @ top
+    return mat - ku @ top.T - top @ ku.T + top @ (top.T @ ku) @ top.T
+
+
+def deflated_kernel_distance(k1: Any, k2: Any, *, remove: int = 1, top1: Any = None,
+                             top2: Any = None, eps: float | None = None) -> float:
+    r"""Kernel distance with each kernel's top ``remove`` eigendirections taken out.
+
+        d_r(K1, K2) = d(K1 − Σ_{i≤r} λ_i u_i u_iᵀ, K2 − Σ_{i≤r} μ_i v_i v_iᵀ),
+
+    with d the kernel distance 1 − ⟨A, B⟩_F / (‖A‖_F ‖B‖_F) of Fort et al. 2020 (see
+    :func:`kernel_distance`) and (λ_i, u_i), (μ_i, v_i) the r largest eigenpairs of K1 and K2,
+    each kernel deflated by its own. Why: d weighs each direction by its eigenvalue squared, and
+    one eigendirection of an NTK often holds most of the trace (71% in a real initial kernel),
+    so d stays near 0 even when everything else changes; d_r measures the movement of the rest
+    of the kernel. A deflated PSD kernel stays PSD, so d_r ∈ [0, 1]; 0 for kernels equal up to
+    scale. It ignores how the removed directions themselves turn (read
+    :func:`subspace_overlap` of the top eigenvectors for that).
+
+    ``top1``, ``top2``: precomputed orthonormal top eigenvectors (``N × k``, k ≥ ``remove``,
+    by decreasing eigenvalue; the first ``remove`` are used), else computed
+    (:func:`top_eigenvectors`). The deflation is (I − UUᵀ) K (I − UUᵀ), which equals the sum
+    above for exact eigenvectors (λ_i = u_iᵀ K u_i) and stays PSD for approximate ones.
+    Computed on the host in float64; ``N × N`` or full ``N × N × K × K`` kernels of equal
+    shape. NaN where a deflated kernel is zero up to rounding, ‖K − Σ λ_i u_i u_iᵀ‖_F ≤
+    eps·‖K‖_F (rank ≤ ``remove``, e.g. a network with every hidden unit dead; default eps =
+    N·ε of the kernels' dtype, :func:`summary`'s floor). With a tie λ_r = λ_{r+1} the removed
+    direction, and so the value, is not unique.
+    """
+    a, b = _square("k1", k1), _square("k2", k2)
+    if a.shape != b.shape or not 1 <= remove < a.shape[0]:
+        raise NtkplastError(f"deflated_kernel_distance: need equal shapes and 1 ≤ remove < N, "
+                            f"got {a.shape}, {b.shape}, remove={remove}")
+    if eps is None:
+        dtype = np.result_type(a, b)
+        eps = a.shape[0] * float(np.finfo(dtype if np.issubdtype(dtype, np.floating)
+                                          else np.float64).eps)
+    deflated = []
+    for name, mat, top in (("top1", a, top1), ("top2", b, top2)):
+        mat = mat.astype(np.float64, copy=False)
+        u = top_eigenvectors(mat, remove) if top is None else np.asarray(top, np.float64)
+        if u.ndim != 2 or u.shape[0] != mat.shape[0] or u.shape[1] < remove:
+            raise NtkplastError(f"{name}: expected N × k eigenvectors with N = {mat.shape[0]} "
+                                f"and k ≥ remove = {remove}, got shape {u.shape}")
+        rest = _deflate(mat, u[:, :remove])
+        if np.linalg.norm(rest) <= eps * np.linalg.norm(mat):
+            return float("nan")
+        deflated.append(rest)
+    return float(1.0 - _frobenius_cosine(*deflated))
 
 
 def kernel_velocity(kernels: Any, steps: Any) -> Array:

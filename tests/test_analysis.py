@@ -31,10 +31,14 @@ def test_table_covers_every_family_and_checkpoint(run_dir, tmp_path):
     metrics = set(table.columns["metric"].tolist())
     for m in ("ntk_condition", "ntk_effective_rank", "kernel_distance_init", "kernel_alignment",
               "jac_isometry_index", "io_chi", "weight_chi", "dormant_fraction_tau0",
-              "feature_srank", "test_accuracy", "online_accuracy", "loss"):
+              "feature_srank", "test_accuracy", "online_accuracy", "loss",
+              "kernel_distance_init_deflated", "kernel_distance_prev_deflated",
+              "jac_isometry_deviation", "io_isometry_deviation", "weight_isometry_deviation"):
         assert m in metrics, m
     assert set(table.select("ntk_trace_share").columns["layer"].tolist()) == \
         {"layer0", "layer1", "layer2"}
+    assert set(table.select("ntk_condition_at_floor").columns["layer"].tolist()) == \
+        {"all", "layer0", "layer1", "layer2"}
     # the first checkpoint has nothing before it
     first = table.select("kernel_distance_prev").columns["checkpoint"]
     assert 0 not in first.tolist() and len(first) == len(run) - 1
@@ -60,6 +64,70 @@ def test_values_match_direct_computation(run_dir, tmp_path):
     parts = table.select("ntk_trace_share")
     shares = parts.columns["value"][parts.columns["checkpoint"] == 2]
     assert shares.sum() == pytest.approx(1.0, abs=1e-5)
+    k0 = np.asarray(ntk.empirical_ntk(run.model, run.params(0), x), np.float64)
+    for name, (a, b) in (("prev", (k1, k2)), ("init", (k0, k2))):
+        _, got = table.series(f"kernel_distance_{name}_deflated")  # from checkpoint 1 on
+        assert got[1] == pytest.approx(_deflated_float64(a, b), abs=1e-5), name
+
+
+def _deflated_float64(k1, k2):
+    """Fort's distance between K − λ_1 u_1 u_1ᵀ of each kernel (numpy's float64 eigh)."""
+    parts = []
+    for k in (k1, k2):
+        lam, vec = np.linalg.eigh(k)
+        parts.append(k - lam[-1] * np.outer(vec[:, -1], vec[:, -1]))
+    a, b = parts
+    return 1 - np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b))
+
+
+def test_condition_at_floor_rows_match_float64_eigenvalues(run_dir, tmp_path):
+    """ntk_condition_at_floor is 1 exactly where numpy's float64 λ_min ≤ eps·λ_max (eps = N·ε₃₂),
+    and there ntk_condition is the cap 1/eps: the readout's Θ_L = K·(A Aᵀ + 1), with A the
+    24 × 12 last hidden activations, has rank ≤ 13 < 24, the hidden layers' parts full rank."""
+    n = 24
+    table = analysis.analyze(run_dir, analysis.Settings(metrics=("ntk",), probe_size=n),
+                             out_dir=tmp_path, progress=False)
+    run = checkpoints.open_run(run_dir)
+    x = checkpoints.load_arrays(tmp_path / "probe.npz")["x"]
+    eps = n * np.finfo(np.float32).eps
+    total, parts = ntk.empirical_ntk(run.model, run.params(2), x, per_layer=True)
+    flags = table.select("ntk_condition_at_floor")
+    conds = table.select("ntk_condition")
+    for layer, kernel in zip(["all", "layer0", "layer1", "layer2"], [total, *parts]):
+        lam = np.linalg.eigvalsh(np.asarray(kernel, np.float64))
+        want = lam[0] <= eps * lam[-1]
+        got = flags.columns["value"][(flags.columns["checkpoint"] == 2)
+                                     & (flags.columns["layer"] == layer)]
+        cond = conds.columns["value"][(conds.columns["checkpoint"] == 2)
+                                      & (conds.columns["layer"] == layer)]
+        assert got.tolist() == [float(want)], layer
+        assert want == (layer == "layer2")
+        if want:
+            assert cond[0] == pytest.approx(1 / eps, rel=1e-9)
+        else:
+            assert cond[0] == pytest.approx(lam[-1] / lam[0], rel=1e-3)
+
+
+def test_isometry_deviation_rows_match_the_stored_spectra(run_dir, tmp_path):
+    """jac_, io_ and weight_isometry_deviation: the mean of ((σ² − 1)/(σ² + 1))² over every
+    stored σ, zeros included (float64 numpy); the ReLU layers' units off put them near 1/2."""
+    table = analysis.analyze(run_dir, analysis.Settings(metrics=("isometry",), probe_size=8),
+                             out_dir=tmp_path, progress=False)
+    arrays = checkpoints.load_arrays(tmp_path / "spectra.npz")
+
+    def want(s):
+        sq = np.asarray(s, np.float64) ** 2
+        return np.mean(((sq - 1) / (sq + 1)) ** 2)
+
+    for prefix, keys in (("jac_", [f"jac_sv/{li}/2" for li in range(3)]), ("io_", ["io_sv/2"]),
+                         ("weight_", [f"weight_sv/{li}/2" for li in range(3)])):
+        rows = table.select(f"{prefix}isometry_deviation")
+        got = rows.columns["value"][rows.columns["checkpoint"] == 2]
+        np.testing.assert_allclose(got, [want(arrays[k]) for k in keys], rtol=1e-5)
+    for layer in ("layer0", "layer1"):  # ReLU, 12 units: each zero σ (a unit off) counts 1
+        _, dev = table.series("jac_isometry_deviation", layer)
+        _, zeros = table.series("jac_zeros", layer)
+        assert np.all(zeros > 0) and np.all(dev >= zeros / 12)
 
 
 

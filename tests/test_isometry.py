@@ -72,9 +72,14 @@ def test_orthogonal_linear_network_has_every_sigma_equal_to_the_gain(parameteriz
         np.testing.assert_allclose([s.var_sigma_sq, s.mean_log_sigma_sq],
                                    [0.0, math.log(gain) ** 2], atol=2e-6)
         assert s.zeros == s.units_off == 0 and s.frac_sigma_in_half_two == 1.0
+        # tanh²(log c) = ((c² − 1)/(c² + 1))²: 0 at gain 1 (isometry)
+        np.testing.assert_allclose(s.isometry_deviation, math.tanh(math.log(gain)) ** 2,
+                                   atol=1e-6)
     io = isometry.input_output_spectra(model, params, x)
     np.testing.assert_allclose(io.singular_values, gain ** (depth + 1), rtol=1e-5)
     np.testing.assert_allclose(io.summary.isometry_index, 1.0, rtol=1e-5)
+    np.testing.assert_allclose(io.summary.isometry_deviation,
+                               math.tanh((depth + 1) * math.log(gain)) ** 2, atol=1e-5)
     for s in isometry.weight_spectra(model, params):
         np.testing.assert_allclose(s, gain, rtol=2e-6)
 
@@ -166,15 +171,72 @@ def test_pure_metrics_by_hand():
     # eigenvalues {1, 4}: geometric mean 2, arithmetic mean 2.5; zeros are excluded
     eigs = jnp.array([[1.0, 1.0, 1.0], [1.0, 4.0, 0.0], [0.0, 0.0, 0.0]])
     np.testing.assert_allclose(isometry.isometry_index(eigs), [1.0, 0.8, np.nan], rtol=1e-6)
-    # σ = (2, 1, 0): σ² = (4, 1, 0); nonzero σ: log² = (log 2)², 0
+    # σ = (2, 1, 0): σ² = (4, 1, 0); nonzero σ: log² = (log 2)², 0; deviation (3/5)², 0, 1
     want = {"n": 3, "chi": 5 / 3, "var_sigma_sq": np.var([4.0, 1.0, 0.0]),
             "mean_log_sigma_sq": math.log(2) ** 2 / 2, "frac_sigma_in_half_two": 2 / 3,
-            "zeros": 1.0, "isometry_index": 0.8}
+            "zeros": 1.0, "isometry_index": 0.8, "isometry_deviation": (0.36 + 0 + 1) / 3}
     s = jnp.array([2.0, 1.0, 0.0])
     for got in (isometry.summarize_singular_values(s),
                 jax.jit(isometry.summarize_singular_values)(s)):
         for k, v in want.items():
             np.testing.assert_allclose(getattr(got, k), v, rtol=1e-6, err_msg=k)
+
+
+def _deviation_float64(s):
+    """mean ((σ² − 1)/(σ² + 1))² over every σ, zeros included, in float64 numpy."""
+    sq = np.asarray(s, np.float64) ** 2
+    return float(np.mean(((sq - 1) / (sq + 1)) ** 2))
+
+
+def test_isometry_deviation_counts_zeros_against_float64(x64):
+    """Pooled over spectra with zeros, near-zeros, σ < 1 and σ > 1: the float64 formula; a
+    spectrum of zeros (a dead layer) reads 1 where mean (log σ)² reads NaN."""
+    rng = np.random.default_rng(0)
+    s = np.concatenate([rng.uniform(0, 3, size=(4, 6)), np.zeros((4, 2)),
+                        np.full((4, 1), 1e-9), np.full((4, 1), 1e4)], axis=1)
+    want = _deviation_float64(s)
+    got = isometry.summarize_singular_values(jnp.asarray(s)).isometry_deviation
+    assert float(got) == pytest.approx(want, rel=1e-13)
+    for row in s:
+        one = jax.jit(isometry.summarize_singular_values)(jnp.asarray(row, jnp.float32))
+        assert float(one.isometry_deviation) == pytest.approx(_deviation_float64(row), rel=1e-6)
+    dead = isometry.summarize_singular_values(jnp.zeros((3, 5)))
+    assert float(dead.isometry_deviation) == 1.0 and math.isnan(dead.mean_log_sigma_sq)
+    assert float(isometry.summarize_singular_values(jnp.ones(7)).isometry_deviation) == 0.0
+
+
+def test_isometry_deviation_properties(x64):
+    """Symmetric under σ ↔ 1/σ, in [0, 1], and (log σ)² to leading order near σ = 1."""
+    s = jnp.asarray(np.geomspace(1e-6, 1e6, 41))
+    d = isometry.isometry_deviation(s)
+    np.testing.assert_allclose(d, isometry.isometry_deviation(1 / s), rtol=1e-12)
+    assert np.all((np.asarray(d) >= 0) & (np.asarray(d) <= 1))
+    np.testing.assert_allclose(d, np.tanh(np.log(np.asarray(s))) ** 2, rtol=1e-10)
+    for delta in (1e-2, 1e-3, 1e-4):  # tanh² x = x² − (2/3) x⁴ + …
+        x = math.log1p(delta)
+        got = float(isometry.isometry_deviation(jnp.asarray(1 + delta)))
+        assert abs(got - x * x) <= x**4
+    assert float(isometry.isometry_deviation(jnp.asarray(np.inf))) == 1.0
+
+
+def test_dead_relu_layer_reads_deviation_one(x64):
+    """A hidden ReLU layer with a bias far below every pre-activation is off on every input:
+    J_1 = 0, deviation exactly 1, above the healthy He-initialised layer 0 (whose value is the
+    float64 formula on numpy's SVD of the explicit J_0), where mean (log σ)² is NaN."""
+    width = 8
+    spec = models.ArchSpec(widths=(width, width), num_outputs=4)  # He init, ReLU
+    model = models.build(spec)
+    params = model.init(jax.random.PRNGKey(0), (width,))
+    params = (params[0], {**params[1], "b": jnp.full((width,), -1e3)}, params[2])
+    x = jax.random.normal(jax.random.PRNGKey(1), (10, width))
+    res = isometry.layer_spectra(model, params, x, spectra_subsample=None)
+    healthy, dead = res.layers[0].summary, res.layers[1].summary
+    assert dead.units_off == width and dead.isometry_deviation == 1.0
+    assert math.isnan(dead.mean_log_sigma_sq) and math.isnan(dead.isometry_index)
+    jac = _brute_force_layer_jacobians(model, params, x)[0]
+    want = _deviation_float64(np.linalg.svd(jac, compute_uv=False))
+    assert healthy.isometry_deviation == pytest.approx(want, rel=1e-10)
+    assert 0 < healthy.units_off < width and 0.2 < healthy.isometry_deviation < 1.0
 
 
 def test_subsample():
@@ -189,6 +251,7 @@ def test_subsample():
     assert first.singular_values[0].shape == (10, 4)
     none = isometry.layer_spectra(model, params, x, spectra_subsample=0)
     assert math.isnan(none.summaries[0].isometry_index) and none.summaries[0].chi > 0
+    assert math.isnan(none.summaries[0].isometry_deviation)
 
 
 def test_bad_input_names_the_argument():

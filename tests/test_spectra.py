@@ -95,6 +95,84 @@ def test_kernel_comparisons_brute_force():
     np.testing.assert_allclose(spectra.eigenspace_overlap(k1, 2 * k1, 3), 1.0, rtol=1e-10)
 
 
+def test_condition_at_floor_flags_a_capped_condition_number():
+    """A rank-deficient float32 Gram reads the cap 1/eps = 1/(N·ε₃₂) = 65,536 at N = 128 and is
+    flagged; diag(1, …, N) reads its true condition number N and is not."""
+    x = np.random.default_rng(0).normal(size=(128, 10)).astype(np.float32)
+    s = spectra.summary(x @ x.T)  # rank 10 < N
+    assert s.condition_at_floor
+    assert s.condition == pytest.approx(2.0**16, rel=1e-12) == 1 / s.eps
+    n = 50
+    s = spectra.summary(np.diag(np.arange(1.0, n + 1)))
+    assert not s.condition_at_floor and s.condition == pytest.approx(n, rel=1e-12)
+    # at the floor exactly: λ_min = eps·λ_max counts as capped
+    assert spectra.summary_from_eigenvalues([1.0, 0.25], eps=0.25).condition_at_floor
+    below = spectra.summary_from_eigenvalues([1.0, 0.25], eps=0.125)
+    assert not below.condition_at_floor and below.condition == 4.0
+
+
+def _deflated_float64(k1, k2, remove):
+    """Fort's distance between K − Σ_{i≤r} λ_i u_i u_iᵀ of each, numpy's float64 eigh."""
+    parts = []
+    for k in (k1, k2):
+        lam, vec = np.linalg.eigh(k)
+        top, vtop = lam[::-1][:remove], vec[:, ::-1][:, :remove]
+        parts.append(k - (vtop * top) @ vtop.T)
+    a, b = parts
+    return 1 - np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b))
+
+
+def test_deflated_kernel_distance_sees_past_a_dominant_direction():
+    """K_j = a·uuᵀ + B_j with B1 ⟂ B2 ⟂ uuᵀ (Frobenius): Fort's distance is
+    1 − a²/√((a² + ‖B1‖²)(a² + ‖B2‖²)), small for large a, while the deflated one is 1."""
+    n, a = 7, 50.0
+    q = scipy.stats.ortho_group.rvs(n, random_state=3)
+    u = q[:, 0]
+    b1 = (q * np.array([0, 3.0, 1.0, 2.0, 0, 0, 0])) @ q.T  # disjoint coordinates of q's basis
+    b2 = (q * np.array([0, 0, 0, 0, 4.0, 0.5, 1.0])) @ q.T
+    k1, k2 = a * np.outer(u, u) + b1, a * np.outer(u, u) + b2
+    fort = 1 - a**2 / np.sqrt((a**2 + np.sum(b1**2)) * (a**2 + np.sum(b2**2)))
+    assert fort < 0.01
+    np.testing.assert_allclose(spectra.kernel_distance(k1, k2), fort, rtol=1e-10)
+    assert spectra.deflated_kernel_distance(k1, k2) == pytest.approx(1.0, abs=1e-12)
+    for other in (k1, 3 * k1):  # identical and scaled kernels: both 0
+        assert spectra.kernel_distance(k1, other) == pytest.approx(0, abs=1e-14)
+        assert spectra.deflated_kernel_distance(k1, other) == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize("remove", [1, 2, 3])
+def test_deflated_kernel_distance_matches_float64_eigh(remove):
+    rng = np.random.default_rng(remove)
+    for _ in range(5):
+        x1, x2 = rng.normal(size=(9, 12)), rng.normal(size=(9, 12))
+        k1, k2 = x1 @ x1.T, x1 @ x1.T + 0.5 * x2 @ x2.T
+        want = _deflated_float64(k1, k2, remove)
+        got = spectra.deflated_kernel_distance(k1, k2, remove=remove)
+        assert 0 <= got <= 1 and got == pytest.approx(want, rel=1e-10)
+        tops = [np.linalg.eigh(k)[1][:, ::-1][:, :5] for k in (k1, k2)]  # precomputed, k = 5
+        given = spectra.deflated_kernel_distance(k1, k2, remove=remove, top1=tops[0],
+                                                 top2=tops[1])
+        assert given == pytest.approx(want, rel=1e-10)
+
+
+def test_deflated_kernel_distance_undefined_and_bad_input():
+    """Rank ≤ remove leaves nothing (up to rounding) to compare: NaN, silently."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 6))
+    k = x @ x.T
+    ones = np.full((6, 6), 2.0)  # rank 1: the kernel of a network whose hidden units are dead
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(spectra.deflated_kernel_distance(ones, k))
+        assert np.isnan(spectra.deflated_kernel_distance(k, np.zeros((6, 6))))
+    with pytest.raises(NtkplastError, match="remove"):
+        spectra.deflated_kernel_distance(k, k, remove=6)
+    with pytest.raises(NtkplastError, match="shapes"):
+        spectra.deflated_kernel_distance(k, k[:5, :5])
+    with pytest.raises(NtkplastError, match="top2"):
+        spectra.deflated_kernel_distance(k, k, remove=2, top2=np.eye(6)[:, :1])
+
+
 def test_lanczos_and_hutchinson_on_dense_matrix():
     lam = 10.0 * np.arange(1, 201) ** -1.0
     mat = jnp.asarray(_psd_with_spectrum(lam, seed=2))

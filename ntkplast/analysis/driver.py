@@ -7,17 +7,23 @@ task, layer, metric, value)`` of a :class:`~ntkplast.table.Table`:
 * ``ntk``: spectral summary of the output-traced empirical NTK on the probe set
   (:func:`ntkplast.spectra.summary`: ``ntk_trace``, ``ntk_lambda_max``, ``ntk_lambda_min``,
   ``ntk_condition``, ``ntk_effective_rank``, ``ntk_stable_rank``, ``ntk_decay_exponent``,
-  ``ntk_decay_r2``); per weight layer the same summary of Θ_l plus ``ntk_trace_share`` =
-  tr Θ_l / tr Θ; kernel distance (Fort et al. 2020) to the previous checkpoint
-  (``kernel_distance_prev``, and ``kernel_velocity`` = that distance per training step), to the
-  initial checkpoint (``kernel_distance_init``) and, where neural-tangents is installed, to the
-  architecture's infinite-width NTK (``kernel_distance_infinite``); top-10 eigenspace overlap
-  with the previous checkpoint (``eigenspace_overlap_prev``); centered kernel–target alignment
-  with the probe labels (``kernel_alignment``, Cortes et al. 2012).
+  ``ntk_decay_r2``, and ``ntk_condition_at_floor``, 1 where λ_min ≤ eps·λ_max so that
+  ``ntk_condition`` is the cap 1/eps, a lower bound, else 0); per weight layer the same summary
+  of Θ_l plus ``ntk_trace_share`` = tr Θ_l / tr Θ; kernel distance (Fort et al. 2020) to the
+  previous checkpoint (``kernel_distance_prev``, and ``kernel_velocity`` = that distance per
+  training step), to the initial checkpoint (``kernel_distance_init``) and, where
+  neural-tangents is installed, to the architecture's infinite-width NTK
+  (``kernel_distance_infinite``); the same distances to the previous and initial kernels with
+  each kernel's top eigendirection removed (``kernel_distance_prev_deflated``,
+  ``kernel_distance_init_deflated``, :func:`ntkplast.spectra.deflated_kernel_distance`); top-10
+  eigenspace overlap with the previous checkpoint (``eigenspace_overlap_prev``); centered
+  kernel–target alignment with the probe labels (``kernel_alignment``, Cortes et al. 2012).
 * ``isometry``: per layer the summaries of :func:`ntkplast.isometry.layer_spectra`
   (``jac_chi``, ``jac_var_sigma_sq``, ``jac_mean_log_sigma_sq``, ``jac_frac_sigma_in_half_two``,
-  ``jac_zeros``, ``jac_isometry_index``, ``jac_units_off``), the end-to-end input–output
-  Jacobian's (layer ``"all"``, prefix ``io_``) and each weight matrix's (prefix ``weight_``);
+  ``jac_zeros``, ``jac_isometry_index``, ``jac_units_off``, ``jac_isometry_deviation``, the
+  mean tanh²(log σ) over every σ, zeros included, so that dead units count), the end-to-end
+  input–output Jacobian's (layer ``"all"``, prefix ``io_``) and each weight matrix's (prefix
+  ``weight_``), every field of :class:`ntkplast.isometry.SingularValueSummary` each;
   the Frobenius norm of each effective weight m_W·W_l (``weight_fro_norm``) and of all of them
   together, (Σ_l ‖m_W W_l‖_F²)^½ (``weight_norm``, layer ``"all"``; biases excluded).
 * ``dormancy``: per hidden layer the τ-dormant fractions (Sokar et al. 2023 score), dead units,
@@ -79,7 +85,7 @@ __all__ = ["CACHE_VERSION", "FAMILIES", "Settings", "analyze", "analyze_checkpoi
            "parse_metrics"]
 
 FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 _NOT_EXPORTED = ("raw/ntk_kernel", "raw/ntk_top_eigenvectors")  # cached, not in spectra.npz
 Rows = list[tuple[str, str, float]]
 
@@ -129,7 +135,7 @@ _SPECTRUM_FIELDS = ("trace", "lambda_max", "lambda_min", "condition", "effective
                     "stable_rank", "decay_exponent", "decay_r2")
 # layer Jacobians' rows in the order earlier releases wrote them (cached tables mix with new ones)
 _JACOBIAN_FIELDS = ("mean_log_sigma_sq", "frac_sigma_in_half_two", "zeros", "isometry_index",
-                    "n", "chi", "var_sigma_sq", "units_off")
+                    "n", "chi", "var_sigma_sq", "units_off", "isometry_deviation")
 
 
 def _summary_rows(prefix: str, summary: NamedTuple, layer: str,
@@ -142,13 +148,22 @@ def _summary_rows(prefix: str, summary: NamedTuple, layer: str,
             and not isinstance(values[k], bool)]
 
 
+def _spectrum_rows(summary: spectra.SpectrumSummary, layer: str) -> Rows:
+    """A kernel's ``ntk_`` rows: :data:`_SPECTRUM_FIELDS`, then ``ntk_condition_at_floor``
+    (1.0 where the condition number is the floor's cap 1/eps, a lower bound; else 0.0)."""
+    return (_summary_rows("ntk_", summary, layer, _SPECTRUM_FIELDS)
+            + [(layer, "ntk_condition_at_floor", float(summary.condition_at_floor))])
+
+
 class _KernelHistory:
     """What a checkpoint is compared with: the initial, previous and infinite-width kernels,
-    and the previous kernel's top eigenvectors (so each kernel is decomposed once)."""
+    and the initial and previous kernels' top eigenvectors (so each kernel is decomposed
+    once)."""
 
     def __init__(self, infinite: np.ndarray | None):
         self.infinite = infinite
         self.init: np.ndarray | None = None
+        self.init_top: np.ndarray | None = None
         self.prev: np.ndarray | None = None
         self.prev_top: np.ndarray | None = None
         self.prev_step: int | None = None
@@ -157,7 +172,7 @@ class _KernelHistory:
 
     def push(self, kernel: np.ndarray, top: np.ndarray, step: int, digest: str) -> None:
         if self.init is None:
-            self.init, self.init_digest = kernel, digest
+            self.init, self.init_top, self.init_digest = kernel, top, digest
         self.prev, self.prev_top, self.prev_step, self.prev_digest = kernel, top, step, digest
 
 
@@ -191,26 +206,28 @@ def _ntk_rows(run: checkpoints.Run, probe: probes.Probe, info: checkpoints.Check
               decomposed: list[Any]) -> tuple[Rows, dict[str, np.ndarray]]:
     """The ntk family's rows and raw arrays from the kernels' ``decomposed`` results."""
     (lam, top), *layer_lams = decomposed
-    rows = _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam, eps=eps), "all",
-                         _SPECTRUM_FIELDS)
+    rows = _spectrum_rows(spectra.summary_from_eigenvalues(lam, eps=eps), "all")
     trace = float(np.trace(kernel))
     raw = {"ntk_kernel": np.asarray(kernel, np.float32), "ntk_top_eigenvectors": top,
            "ntk_eigenvalues": lam}
     for li, (part, lam_l) in enumerate(zip(parts, layer_lams)):
         raw[f"ntk_layer_eigenvalues/{li}"] = lam_l
-        rows += _summary_rows("ntk_", spectra.summary_from_eigenvalues(lam_l, eps=eps),
-                              f"layer{li}", _SPECTRUM_FIELDS)
+        rows += _spectrum_rows(spectra.summary_from_eigenvalues(lam_l, eps=eps), f"layer{li}")
         rows.append((f"layer{li}", "ntk_trace_share",
                      float(np.trace(part, dtype=np.float64)) / trace))
     if history.prev is not None:
         d_prev = float(spectra.kernel_distance(history.prev, kernel))
         rows.append(("all", "kernel_distance_prev", d_prev))
+        rows.append(("all", "kernel_distance_prev_deflated", spectra.deflated_kernel_distance(
+            history.prev, kernel, top1=history.prev_top, top2=top, eps=eps)))
         rows.append(("all", "kernel_velocity", d_prev / max(info.step - history.prev_step, 1)))
         rows.append(("all", "eigenspace_overlap_prev",
                      spectra.subspace_overlap(history.prev_top, top)))
     if history.init is not None:
         rows.append(("all", "kernel_distance_init",
                      float(spectra.kernel_distance(history.init, kernel))))
+        rows.append(("all", "kernel_distance_init_deflated", spectra.deflated_kernel_distance(
+            history.init, kernel, top1=history.init_top, top2=top, eps=eps)))
     if history.infinite is not None:
         rows.append(("all", "kernel_distance_infinite",
                      float(spectra.kernel_distance(history.infinite, kernel))))
