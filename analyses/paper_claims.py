@@ -49,7 +49,7 @@ import numpy as np
 from ntkplast import analysis, figures, stats, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
-from ntkplast.experiments import sweep
+from ntkplast.experiments import report, sweep
 from ntkplast.experiments.scripts import repository_root, script_args
 from ntkplast.table import Table
 
@@ -64,14 +64,14 @@ CLAIM1 = {"NTK condition number": ("ntk_condition", "all"),
           "NTK decay exponent": ("ntk_decay_exponent", "all"),
           "NTK effective rank": ("ntk_effective_rank", "all"),
           "NTK trace": ("ntk_trace", "all"), "NTK λ_max": ("ntk_lambda_max", "all"),
-          "isometry deviation": ("jac_mean_log_sigma_sq", "mean"),
+          "isometry deviation": ("jac_isometry_deviation", "mean"),
           "dead fraction": ("dormant_fraction_tau0", "mean"), "weight norm": ("weight_norm", "all")}
-ONSETS = (("plasticity_score", "all"), ("jac_mean_log_sigma_sq", "layer1"),
+ONSETS = (("plasticity_score", "all"), ("jac_isometry_deviation", "layer1"),
           ("ntk_condition", "all"), ("dormant_fraction_tau0", "layer1"), ("weight_norm", "all"),
           ("feature_effective_rank", "layer1"))
-PARTIAL = (("layer-Jacobian isometry deviation", "jac_mean_log_sigma_sq", "mean"),
-           ("input–output Jacobian isometry deviation", "io_mean_log_sigma_sq", "all"),
-           ("weight-spectrum isometry deviation", "weight_mean_log_sigma_sq", "mean"),
+PARTIAL = (("layer-Jacobian isometry deviation", "jac_isometry_deviation", "mean"),
+           ("input–output Jacobian isometry deviation", "io_isometry_deviation", "all"),
+           ("weight-spectrum isometry deviation", "weight_isometry_deviation", "mean"),
            ("NTK condition number (log10)", "ntk_condition", "all"))
 
 parser = argparse.ArgumentParser(description="The paper's claims in its own setting.")
@@ -172,6 +172,7 @@ for name, runs in tables.items():
     lines.append(f"  {name:<16} loss {m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({verdict}); plasticity "
                  f"measure first 5 tasks {first[0]:.3f} → last {last} {end[0]:.3f} "
                  f"[{end[1]:.3f}, {end[2]:.3f}]  (R = {len(runs)})")
+lines += [f"  {line}" for line in report.contrast_lines(tables, last)]
 
 # Claim 1: conditioning vs scale as predictors of the next task's plasticity.
 save(figures.theory_panels(tables, title=title), "theory")
@@ -201,6 +202,11 @@ for target in ("plasticity_score", "plasticity_loss_baseline"):
          f"predictors_{target}")
     lines += ["", f"claim 1 — which end-of-task quantity predicts {target} on the next task?",
               str(res)]
+    try:
+        sens = stats.sensitivity(tables, claim1, target, complete_cases=False)
+    except NtkplastError:
+        continue
+    lines += [f"  sensitivity (trend control × lag): {sens.verdicts(name)}" for name in claim1]
 
 # Claim 2: onset order in the plain runs, and lead times relative to plasticity.
 plain = tables.get("adam") or next(iter(tables.values()))

@@ -172,3 +172,32 @@ def test_log_panels_draw_the_geometric_mean_and_a_positive_band():
     np.testing.assert_allclose([band.min(), band.max()],
                                [np.exp(low).min(), np.exp(high).max()], rtol=1e-12)
     assert ax.get_yscale() == "log" and "geometric mean" in ax.get_ylabel()
+
+
+def test_bands_of_unit_interval_quantities_stay_inside_it():
+    """A kernel distance near 0 over widely spread seeds: the raw t-interval reaches below 0,
+    the drawn band is clipped to [0, 1]; an unbounded metric keeps its raw interval."""
+    from scipy import stats as sps
+
+    seeds = [[0.001, 0.5], [0.002, 0.6], [0.2, 0.99]]
+    low = sps.t.interval(0.95, 2, loc=np.mean(seeds, 0), scale=sps.sem(seeds, axis=0))[0]
+    assert low.min() < 0
+    for metric, clipped in (("kernel_distance_init", True), ("m", False)):
+        fig = figures.per_task_panels({"a": [_table(v, metric=metric) for v in seeds]},
+                                      [(metric, "all", metric, False)], ncols=1)
+        band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+        assert (band.min() >= 0) == clipped
+        assert band.max() <= 1 or not clipped
+
+
+def test_theory_panels_mark_task_ends_with_a_condition_number_at_the_floor():
+    def run(cond, floor):
+        return Table.concat([_table(cond, metric="ntk_condition"),
+                             _table(floor, metric="ntk_condition_at_floor")])
+    tables = {"a": [run([1e3, 6.5e4], [0.0, 1.0]), run([2e3, 3e3], [0.0, 0.0])]}
+    ax = figures.theory_panels(tables).axes[0]
+    marks = [ln for ln in ax.get_lines() if ln.get_marker() == "v"]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [1]
+    np.testing.assert_allclose(marks[0].get_ydata(), [np.sqrt(6.5e4 * 3e3)])
+    clean = figures.theory_panels({"a": [run([1e3, 2e3], [0.0, 0.0])]}).axes[0]
+    assert not [ln for ln in clean.get_lines() if ln.get_marker() == "v"]

@@ -195,8 +195,11 @@ def test_report_of_a_grid_has_verdicts_predictors_and_every_method(tmp_path):
     path = report.write_report(tmp_path / "g")
     page = _parse(path)
     text = path.read_text()
-    for line in report.verdict_lines(grid.tables):
+    lines = report.verdict_lines(grid.tables)
+    for line in lines:
         assert html.escape(line) in text
+    contrast = [line for line in lines if line.startswith("paired contrast")]
+    assert len(contrast) == 1 and "l2 − adam" in contrast[0] and "R = 2" in contrast[0]
     assert "R = 2" in text and "predictor test" in page.headings
     assert {"adam, seed0", "l2, seed0"} <= set(page.headings)
     assert len(page.images) >= 4 + 2 * 4

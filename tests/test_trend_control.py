@@ -164,3 +164,46 @@ def test_method_contrast_pairs_seeds_over_the_last_tasks():
         hy.method_contrast(tables, "adam", "sgd")
     with pytest.raises(NtkplastError, match="at least 2 pairs"):
         hy.paired_contrast([1.0, np.nan], [0.0, 1.0])
+
+
+def test_sensitivity_shows_a_verdict_that_rides_the_trend():
+    """x shares only the trend with y: the raw setting reads a strong predictor, the
+    trend-controlled ones do not — exactly what the sensitivity table must expose."""
+    rng = np.random.default_rng(11)
+    trend = 8 * np.arange(T) / T
+    runs = [table({"x": trend + rng.normal(size=T), "y": -trend + rng.normal(size=T),
+                   "noise": rng.normal(size=T)}) for _ in range(R)]
+    sens = hy.sensitivity(runs, {"x": "x", "noise": "noise"}, "y", lags=(1,))
+    by = {(r.trend, r.scope, r.predictor): r for r in sens.rows}
+    assert by[("none", "within", "x")].ci_high < 0
+    controlled = by[("difference", "within", "x")]
+    assert controlled.ci_low <= 0 <= controlled.ci_high
+    direct = hy.compare_predictors(runs, {"x": "x", "noise": "noise"}, "y", trend="task")
+    assert by[("task", "pooled", "x")].rho == pytest.approx(direct.pooled.stats[0].rho)
+    assert len(sens.rows) == 3 * 2 * 2
+    assert "x: interval excludes 0 in" in sens.verdicts("x") and "raw" in str(sens)
+
+
+def test_differences_span_the_analysed_task_ends_when_the_analysis_skips_tasks():
+    """Predictors analysed every second task (``--analyse-every 2``): Δx between consecutive
+    analysed task ends, Δy of the target over the same span one task later. Reference: numpy
+    differences and scipy's partial rank correlation with the position as control."""
+    rng = np.random.default_rng(12)
+    runs, expect = [], []
+    for _ in range(3):
+        x, y = rng.normal(size=T), rng.normal(size=T)
+        x[1::2] = np.nan                       # analysed at even tasks only
+        rows = [(t, 100 * t, t, "all", "x", float(x[t])) for t in range(0, T, 2)]
+        rows += [(t, 100 * t, t, "all", m, float(v)) for t in range(T)
+                 for m, v in (("y", y[t]), ("test_accuracy", 0.5))]
+        runs.append(Table.from_rows(rows))
+        a = np.arange(0, T, 2)
+        ya = np.where(a + 1 < T, y[np.minimum(a + 1, T - 1)], np.nan)
+        dx, dy = np.diff(x[a]), np.diff(ya)
+        keep = np.isfinite(dy)
+        m = np.column_stack([dx[keep], dy[keep], np.flatnonzero(keep)])
+        p = np.linalg.inv(stats.spearmanr(m).correlation)
+        expect.append(-p[0, 1] / np.sqrt(p[0, 0] * p[1, 1]))
+    res = hy.compare_predictors(runs, {"x": "x"}, "y")
+    assert res.within.stats[0].rho == pytest.approx(np.mean(expect), abs=1e-12)
+    assert res.within.stats[0].n_points == 3 * (T // 2 - 1)

@@ -42,8 +42,21 @@ DEMO_METHODS = {"adam": {}, "adamo": {"name": "adamo", "lam": DEMO_LAMBDA},
 LAST_TASKS = report.LAST_TASKS  # the summary's window: the last this many tasks
 DEMO_PROBE_SIZE = 128  # probe inputs of the demo's analyses (half the default: half the time)
 ONSET_METRICS = (("plasticity_score", "all"), ("dormant_fraction_tau0", "layer1"),
-                 ("jac_mean_log_sigma_sq", "layer1"), ("ntk_effective_rank", "all"),
+                 ("jac_isometry_deviation", "layer1"), ("ntk_effective_rank", "all"),
                  ("ntk_condition", "all"))  # layer1: the middle hidden layer
+
+
+CLAIM_PREDICTORS = {
+    "NTK condition number (log)": ("ntk_condition", "all"),
+    "NTK trace": ("ntk_trace", "all"),
+    "NTK effective rank": ("ntk_effective_rank", "all"),
+    "isometry deviation, zeros included": ("jac_isometry_deviation", "mean"),
+    "mean (log σ)², non-zero σ only": ("jac_mean_log_sigma_sq", "mean"),
+    "fraction of σ in [1/2, 2]": ("jac_frac_sigma_in_half_two", "mean"),
+    "dead fraction": ("dormant_fraction_tau0", "mean"),
+}
+"""The measures behind the paper's claims 1 (conditioning vs scale), 2 (isometry: three
+measures, one blind to dead units) and 4 (dead units), for the sensitivity table."""
 
 
 def _summary(tables: dict, metric: str, layer: str = "all",
@@ -57,6 +70,19 @@ def _summary(tables: dict, metric: str, layer: str = "all",
         values = figures.task_values(runs, metric, layer)
         out[name] = (tuple(np.exp(stats.final_tasks_interval(log_positive(values), 5))) if log
                      else stats.final_tasks_interval(values, 5))
+    return out
+
+
+def _at_floor(tables: dict) -> dict[str, tuple[int, int]]:
+    """Per method: how many of its seeds' last-five-task NTK condition numbers sit at the
+    eigenvalue floor (censored: the true value is at least the cap), of how many."""
+    out = {}
+    for name, runs in tables.items():
+        try:
+            floor = figures.task_values(runs, "ntk_condition_at_floor")[:, -5:]
+        except NtkplastError:
+            continue
+        out[name] = (int(np.nansum(floor)), int(np.isfinite(floor).sum()))
     return out
 
 
@@ -139,7 +165,7 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds
             ("plasticity measure", "plasticity_score", "all", False),
             ("online accuracy", "online_accuracy", "all", False),
             ("dead-unit fraction", "dormant_fraction_tau0", "mean", False),
-            ("isometry deviation", "jac_mean_log_sigma_sq", "mean", False),
+            ("isometry deviation (zeros included)", "jac_isometry_deviation", "mean", False),
             ("NTK condition number", "ntk_condition", "all", True)]:
         try:
             summary = _summary(grid.tables, metric, layer, log)
@@ -147,16 +173,32 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, quick: bool = False, seeds
             continue
         if not all(np.isfinite(v[0]) for v in summary.values()):
             continue
-        cells = "   ".join(f"{name} {m:.4g} [{lo:.4g}, {hi:.4g}]"
-                           for name, (m, lo, hi) in summary.items())
+        floor = _at_floor(grid.tables) if metric == "ntk_condition" else {}
+        cells = "   ".join(
+            f"{name} {'≥ ' if floor.get(name, (0,))[0] else ''}{m:.4g} [{lo:.4g}, {hi:.4g}]"
+            + (f" ({floor[name][0]}/{floor[name][1]} at the floor)"
+               if floor.get(name, (0,))[0] else "")
+            for name, (m, lo, hi) in summary.items())
         how = ("geometric mean over seeds [95% t-interval of the log" if log
                else "mean over seeds [95% t-interval")
         print(f"  {label} (last 5 tasks, {how}, R = {runs}]): {cells}")
     if comparison is not None:
         best = comparison.pooled.best
-        print(f"  best predictor of the next task's plasticity measure (pooled Spearman over "
-              f"{len(comparison.runs)} runs): {best} — full table in {fig_dir / 'predictors.txt'}")
+        print(f"  best predictor of the next task's plasticity measure ({comparison.pooled.scope}"
+              f", trend: {stats.TREND_TEXT[comparison.trend]}, R = {len(comparison.runs)} runs): "
+              f"{best} — full table in {fig_dir / 'predictors.txt'}")
         (fig_dir / "predictors.txt").write_text(comparison.summary() + "\n")
+    try:
+        sens = stats.sensitivity(grid.tables, CLAIM_PREDICTORS, "plasticity_score",
+                                 complete_cases=False)
+    except NtkplastError:
+        sens = None
+    if sens is not None:
+        (fig_dir / "sensitivity.txt").write_text(
+            "\n".join([sens.verdicts(name) for name in CLAIM_PREDICTORS] + ["", str(sens)])
+            + "\n")
+        print(f"  how each measure's verdict depends on trend control × lag: "
+              f"{fig_dir / 'sensitivity.txt'}")
     print("figures: " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
     print(f"report: {report.write_report(out)}")
     return grid

@@ -5,7 +5,8 @@ measure, the reset references' scores and the plasticity losses), its verdict li
 figures of :func:`ntkplast.figures.run_figure_set`. For a folder of runs (a demo, a grid, a
 sweep: every analysed run below it, grouped by the folder above ``seed<k>``): each method's
 config, the verdict lines the demo prints (plasticity loss against the common baseline over the
-last tasks, Student-t interval over seeds, R), the predictor test's tables and the comparison
+last tasks, Student-t interval over seeds, R, and each method's paired contrast with the first
+over the same seeds), the predictor test's tables and the comparison
 figures, then the first seed's run figures per method. Figures are embedded as PNG data, so the
 one file is what a researcher sends to a colleague; it is written atomically.
 """
@@ -18,7 +19,6 @@ import html
 import json
 import os
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,8 @@ from ntkplast.files import atomic_write_bytes
 from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
-__all__ = ["LAST_TASKS", "find_runs", "loss_summary", "predictor_test", "verdict_lines",
-           "write_report"]
+__all__ = ["LAST_TASKS", "contrast_lines", "find_runs", "loss_summary", "predictor_test",
+           "verdict_lines", "write_report"]
 
 LAST_TASKS = 10
 """Tasks at the end of a stream over which the verdict averages the plasticity loss."""
@@ -45,27 +45,44 @@ TASK_COLUMNS = ("task", "end_step", "plasticity_measure", "plasticity_score", "r
 def loss_summary(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS
                  ) -> dict[str, tuple[float, float, float, int]]:
     """Per method: the plasticity loss against the common baseline, each seed's mean over its
-    reference tasks among the last ``last`` tasks, then mean and Student-t interval over seeds
-    (and R); methods with fewer than two finite seeds, or without reference tasks, are left
-    out."""
+    reference tasks among the last ``last`` tasks (:func:`ntkplast.stats.last_tasks_means`),
+    then mean and Student-t interval over seeds (and R); methods with fewer than two finite
+    seeds, or without reference tasks, are left out."""
     out = {}
     for name, runs in tables.items():
         try:
-            values = figures.task_values(list(runs), "plasticity_loss_baseline")[:, -last:]
+            per_seed = stats.last_tasks_means(list(runs), "plasticity_loss_baseline", last=last)
         except NtkplastError:  # no task ends, or no reference tasks: nothing to summarise
             continue
-        with warnings.catch_warnings():  # a seed without reference tasks there: NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            per_seed = np.nanmean(values, axis=1)
         if len(per_seed) >= 2 and np.isfinite(per_seed).all():
             out[name] = (*stats.t_interval(per_seed), len(per_seed))
     return out
 
 
+def contrast_lines(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS) -> list[str]:
+    """One line per method after the first: its plasticity loss against the common baseline
+    minus the first method's, paired over the same seeds (:func:`ntkplast.stats.method_contrast`;
+    95% paired t-interval, R pairs) — the tested form of "loses more / less than"."""
+    names = list(loss_summary(tables, last))
+    lines = []
+    for name in names[1:]:
+        try:
+            c = stats.method_contrast(tables, name, names[0], last=last)
+        except NtkplastError:  # different seed counts: no pairing
+            continue
+        what = {"a > b": f"loses more than {names[0]}", "a < b": f"loses less than {names[0]}",
+                "not distinguishable": f"not distinguishable from {names[0]}"}[c.verdict]
+        lines.append(f"paired contrast, plasticity loss over the last {last} tasks: {name} − "
+                     f"{names[0]} {c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}] (95% paired "
+                     f"t-interval over the same seeds, R = {c.n_pairs}): {name} {what}")
+    return lines
+
+
 def verdict_lines(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS) -> list[str]:
     """One line per method: its plasticity loss against the common baseline over the last
     ``last`` tasks with the 95% t-interval over seeds, R, and the verdict — lost (interval above
-    0), kept (below 0: better than a fresh network) or not distinguishable."""
+    0), kept (below 0: better than a fresh network) or not distinguishable; then the paired
+    contrasts of every method with the first (:func:`contrast_lines`)."""
     lines = []
     for name, (m, lo, hi, r) in loss_summary(tables, last).items():
         verdict = ("lost" if lo > 0 else "kept (better than a fresh network)" if hi < 0
@@ -73,7 +90,7 @@ def verdict_lines(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS)
         lines.append(f"plasticity loss vs the common baseline, last {last} tasks: {name} "
                      f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] (95% t-interval, R = {r}): plasticity "
                      f"{verdict}")
-    return lines
+    return lines + contrast_lines(tables, last)
 
 
 def _single_run_verdict(table: Table, last: int = LAST_TASKS) -> list[str]:
@@ -94,13 +111,17 @@ def _single_run_verdict(table: Table, last: int = LAST_TASKS) -> list[str]:
 def find_runs(folder: str | os.PathLike) -> dict[str, list[Path]]:
     """Analysed runs at or below ``folder`` (a ``manifest.json`` and ``analysis/metrics.csv``),
     grouped by method: the folder holding ``seed<k>`` folders (relative to ``folder``), else
-    the run's own; seeds in numeric order."""
+    the run's own; seeds in numeric order. A sweep's selection runs (``selection/`` beside its
+    ``selection.json``) are left out: they chose hyper-parameters and are not evaluated."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NtkplastError(f"report: {folder} is not a folder; give a run folder or a folder "
                             "of runs (a demo, grid or sweep output)")
+    selection = folder / "selection"  # a sweep's selection runs: not evaluated, not reported
+    skip = selection if (folder / "selection.json").is_file() else None
     found = sorted((p.parent for p in folder.rglob(checkpoints.MANIFEST)
-                    if (p.parent / "analysis" / "metrics.csv").is_file()),
+                    if (p.parent / "analysis" / "metrics.csv").is_file()
+                    and (skip is None or skip not in p.parents)),
                    key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)",
                                                                                 str(p))])
     if not found:

@@ -21,8 +21,9 @@ from ntkplast.figures._style import style, subplots
 from ntkplast.stats.intervals import mean_interval
 from ntkplast.table import Table, per_task
 
-__all__ = ["PLASTICITY_PANELS", "REGIME_PANELS", "THEORY_PANELS", "band", "kernel_regime",
-           "per_task_panels", "plasticity_curves", "task_values", "theory_panels"]
+__all__ = ["PLASTICITY_PANELS", "REGIME_PANELS", "THEORY_PANELS", "UNIT_INTERVAL", "band",
+           "kernel_regime", "mark_condition_floor", "per_task_panels", "plasticity_curves",
+           "task_values", "theory_panels", "unit_interval"]
 
 Tables = Mapping[str, Sequence[Table]]
 
@@ -40,13 +41,26 @@ THEORY_PANELS = (
     ("ntk_effective_rank", "all", "NTK effective rank", False),
     ("ntk_trace", "all", "NTK trace", True),
     ("ntk_decay_exponent", "all", "NTK eigenvalue decay exponent", False),
-    ("jac_mean_log_sigma_sq", "mean", "isometry deviation\nmean (log σ)², layer mean", False),
+    ("jac_isometry_deviation", "mean", "isometry deviation, layer mean\n"
+     "mean tanh²(log σ), zeros included", False),
     ("dormant_fraction_tau0", "mean", "dead-unit fraction (τ = 0),\nlayer mean", False),
 )
 REGIME_PANELS = (
     ("kernel_distance_init", "all", "kernel distance from initialisation", False),
+    ("kernel_distance_init_deflated", "all", "kernel distance from initialisation,\n"
+     "top eigendirection removed", False),
     ("kernel_distance_infinite", "all", "kernel distance from\nthe infinite-width kernel", False),
 )
+
+
+UNIT_INTERVAL = ("accuracy", "fraction", "kernel_distance", "isometry_deviation", "overlap",
+                 "frac_sigma", "isometry_index", "at_floor")
+"""Name parts of metrics that live in [0, 1]: their bands are clipped to it."""
+
+
+def unit_interval(metric: str) -> bool:
+    """Whether ``metric`` lives in [0, 1] (:data:`UNIT_INTERVAL`), so its interval must too."""
+    return any(part in metric for part in UNIT_INTERVAL) and "loss" not in metric
 
 
 def _check(tables: Tables) -> None:
@@ -75,15 +89,19 @@ def log_positive(values: np.ndarray) -> np.ndarray:
 
 
 def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None = None,
-         log: bool = False) -> None:
+         log: bool = False, bounds: tuple[float, float] | None = None) -> None:
     """Mean over seeds (rows of ``values``) as a line, its Student-t interval as a band; points
     no seed has (a metric recorded only on some tasks, such as the reference gaps) are skipped,
     and the line joins the rest with markers. ``log``: the geometric mean and the t-interval
     of log ``values`` mapped back (non-positive values left out), for a log-scale panel, where
-    a raw-scale interval of a spread positive quantity can reach below zero."""
+    a raw-scale interval of a spread positive quantity can reach below zero. ``bounds``: the
+    quantity's range (e.g. (0, 1) for a fraction or a kernel distance); the band is clipped to
+    it, so an interval never claims values the quantity cannot take."""
     mean, low, high = mean_interval(log_positive(values) if log else values)
     if log:
         mean, low, high = np.exp(mean), np.exp(low), np.exp(high)
+    if bounds is not None:
+        low, high = np.clip(low, *bounds), np.clip(high, *bounds)
     x = np.arange(values.shape[1]) if x is None else np.asarray(x)
     has = np.isfinite(values).any(axis=0)
     st = style(i)
@@ -111,7 +129,8 @@ def per_task_panels(tables: Tables, panels: Sequence[tuple[str, str, str, bool]]
             except NtkplastError:
                 continue
             if np.isfinite(values).any():
-                band(ax, values, i, name, log=log)
+                band(ax, values, i, name, log=log,
+                     bounds=(0.0, 1.0) if unit_interval(metric) else None)
                 drew = True
         if not drew:
             ax.text(0.5, 0.5, f"no {metric}\nin these tables", ha="center", va="center",
@@ -176,11 +195,40 @@ def _has(runs: Sequence[Table], metric: str) -> bool:
 
 def theory_panels(tables: Tables, *, title: str = "") -> Any:
     """NTK condition number, effective rank, trace and decay exponent on the probe set, layer
-    mean isometry deviation of the layer Jacobians, and dead-unit fraction, at each task end."""
-    return per_task_panels(tables, THEORY_PANELS, title=title)
+    mean isometry deviation of the layer Jacobians (zeros included: a dead unit counts as far
+    from isometry), and dead-unit fraction, at each task end. On the condition-number panel a
+    black triangle marks each task end where some seed's λ_min sits at the eigenvalue floor
+    (``ntk_condition_at_floor``): there the value is the cap 1/eps, a lower bound."""
+    fig = per_task_panels(tables, THEORY_PANELS, title=title)
+    mark_condition_floor(fig.axes[0], tables)
+    return fig
+
+
+def mark_condition_floor(ax: Any, tables: Tables) -> None:
+    """Black triangles at the task ends where some seed's NTK condition number is at its floor
+    (the geometric mean of the seeds there, a lower bound); nothing for tables without
+    ``ntk_condition_at_floor`` rows."""
+    label = "some seed at the eigenvalue floor\n(condition = cap, a lower bound)"
+    for runs in tables.values():
+        try:
+            floor = task_values(runs, "ntk_condition_at_floor")
+            cond = task_values(runs, "ntk_condition")
+        except NtkplastError:
+            continue
+        hit = np.nansum(floor, axis=0) > 0
+        if hit.any():
+            geo = np.exp(mean_interval(log_positive(cond))[0])
+            ax.plot(np.flatnonzero(hit), geo[hit], ls="none", marker="v", ms=5, mfc="none",
+                    color="k", zorder=6, label=label)
+            label = "_nolegend_"
+    if label == "_nolegend_":
+        ax.legend(handles=[ln for ln in ax.get_lines() if ln.get_marker() == "v"][:1],
+                  fontsize=6, loc="upper left", frameon=False)
 
 
 def kernel_regime(tables: Tables, *, title: str = "") -> Any:
     """Leaving the kernel regime: relative Frobenius distance of the empirical NTK from its value
-    at initialisation and from the infinite-width NTK, at each task end."""
-    return per_task_panels(tables, REGIME_PANELS, ncols=2, title=title)
+    at initialisation (Fort et al. 2020), the same with each kernel's top eigendirection
+    removed (not dominated by the one direction that holds most of an initial kernel's trace),
+    and from the infinite-width NTK, at each task end."""
+    return per_task_panels(tables, REGIME_PANELS, ncols=3, title=title)

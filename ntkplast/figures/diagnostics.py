@@ -42,12 +42,24 @@ def _plot_metric(ax: Any, table: Table, metric: str, label_prefix: str = "",
     return drew
 
 
+def _mark_floor(ax: Any, table: Table) -> None:
+    """Open black triangles on the condition numbers whose λ_min is at the eigenvalue floor."""
+    steps, floor = table.series("ntk_condition_at_floor", "all")
+    cond_steps, cond = table.series("ntk_condition", "all")
+    at = np.isin(cond_steps, steps[floor > 0])
+    if at.any():
+        ax.plot(cond_steps[at], cond[at], ls="none", marker="v", ms=5, mfc="none", color="k",
+                label="at the floor (a lower bound)")
+
+
 def diagnostics(table: Table, title: str = "") -> Any:
     """Four panels against training step: (a) each task's plasticity measure at its end
     (``plasticity_score``; the test accuracy for runs written before it was recorded) with the
     method's own reset reference and the common baseline, (b) NTK effective rank and condition
-    number, (c) mean layer-Jacobian isometry index per layer, (d) τ = 0 dormant (dead) fraction
-    per hidden layer."""
+    number (open black triangles: λ_min at the eigenvalue floor, where the number is the cap
+    1/eps, a lower bound), (c) layer-Jacobian isometry deviation per layer (mean tanh²(log σ)
+    over all singular values, zeros included: 0 at isometry, 1 for a dead layer), (d) τ = 0
+    dormant (dead) fraction per hidden layer."""
     if len(table) == 0:
         raise NtkplastError("figures: the metrics table is empty; run `ntkplast analyze` first")
     fig, axes = subplots(2, 2, figsize=(11, 7), sharex=True)
@@ -68,12 +80,13 @@ def diagnostics(table: Table, title: str = "") -> Any:
         b.set_ylabel("NTK effective rank", color=PALETTE[0])
         b2 = b.twinx()
         _plot_metric(b2, table, "ntk_condition", layers=["all"], color=PALETTE[1])
+        _mark_floor(b2, table)
         b2.set_yscale("log")
         b2.set_ylabel("NTK condition number", color=PALETTE[1])
     b.set_title("(b) empirical NTK on the probe set", fontsize=10)
-    if _plot_metric(c, table, "jac_isometry_index"):
+    if _plot_metric(c, table, "jac_isometry_deviation"):
         c.legend(fontsize=7, ncol=2)
-    c.set_ylabel("isometry index (1 = isometric)")
+    c.set_ylabel("isometry deviation\n(0 = isometric, 1 = dead)")
     c.set_title("(c) layer-Jacobian isometry", fontsize=10)
     if _plot_metric(d, table, "dormant_fraction_tau0"):
         d.legend(fontsize=7, ncol=2)

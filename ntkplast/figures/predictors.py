@@ -20,7 +20,7 @@ import numpy as np
 
 from ntkplast.errors import NtkplastError
 from ntkplast.figures._style import PALETTE, style, subplots
-from ntkplast.stats import LeadLagResult, PredictorComparison, PredictorLeadLag
+from ntkplast.stats import TREND_TEXT, LeadLagResult, PredictorComparison, PredictorLeadLag
 
 __all__ = ["predictor_comparison", "lead_lag_plot"]
 
@@ -72,7 +72,8 @@ def predictor_comparison(result: PredictorComparison, title: str = "") -> Any:
                      f"R = {len(result.runs)} runs" if j == 0 else
                      f"{label}\nR = {len(result.runs)} runs")
         ax.set_xlabel(f"Spearman ρ(predictor at task t, {_target(result)} at t{result.lag:+d})\n"
-                      f"{100 * result.level:g}% jackknife-t interval over {result.ci_over}")
+                      f"trend: {TREND_TEXT[result.trend]}; {100 * result.level:g}% "
+                      f"jackknife-t interval over {result.ci_over}")
     axes[0, 0].set_yticks(y)
     axes[0, 0].set_yticklabels([f"★ {nm}" if nm == result.pooled.best else nm for nm in names])
     axes[0, 0].set_ylabel("predictor (end of task t)")

@@ -300,14 +300,16 @@ def _label(ref: tuple[str, str]) -> str:
 def kernel_vs_plasticity(runs: Mapping[str, Sequence[Table]],
                          quantity: stats.MetricRef = "ntk_condition",
                          target: stats.MetricRef = "plasticity_score", *,
-                         log_x: bool | None = None, level: float = 0.95,
-                         title: str = "") -> Any:
+                         log_x: bool | None = None, trend: stats.Trend = "difference",
+                         level: float = 0.95, title: str = "") -> Any:
     r"""An NTK or isometry quantity at the end of task t against the plasticity measure of task
     t + 1, one point per (method, seed, task), coloured by method.
 
     The legend gives, per method and pooled over all, Spearman's ρ with its delete-one-run
     jackknife interval and R, exactly as :func:`ntkplast.stats.compare_predictors` computes it
-    for this one predictor at lag 1 (so the picture is the predictor test's data).
+    for this one predictor at lag 1 with the same ``trend`` control (default: first differences
+    with the task position partialled out — the points are the levels, the ρ is of their
+    task-to-task changes, so a shared trend does not count).
 
     What to look for: a monotone cloud whose ρ interval excludes 0 — inside each method, not
     only between methods (a between-method gap alone can come from anything the methods do
@@ -321,7 +323,7 @@ def kernel_vs_plasticity(runs: Mapping[str, Sequence[Table]],
 
     def rho(tables: Mapping[str, Sequence[Table]]) -> str:
         try:
-            s = stats.compare_predictors(tables, {"x": qref}, tref, lag=1,
+            s = stats.compare_predictors(tables, {"x": qref}, tref, lag=1, trend=trend,
                                          level=level).pooled.stats[0]
         except NtkplastError:
             return "ρ n/a"
@@ -335,6 +337,11 @@ def kernel_vs_plasticity(runs: Mapping[str, Sequence[Table]],
         ax.scatter(x[ok], y[ok], s=12, alpha=0.7, color=style(i)["color"],
                    label=f"{method}: {rho({method: tables})}")
         xs.append(x[ok])
+    if not any(len(x) for x in xs):
+        matplotlib.pyplot.close(fig)
+        raise NtkplastError(f"kernel_vs_plasticity: no task end has both {_label(qref)} and "
+                            f"{_label(tref)} of the next task; analyse with the families that "
+                            "write them")
     if len(runs) > 1:
         ax.plot([], [], " ", label=f"pooled: {rho(runs)}")
     if log_x is None:
@@ -343,8 +350,9 @@ def kernel_vs_plasticity(runs: Mapping[str, Sequence[Table]],
         ax.set_xscale("log")
     ax.set_xlabel(f"{_label(qref)} at the end of task t")
     ax.set_ylabel(f"{_label(tref)} of task t + 1")
-    ax.legend(fontsize=7, title=f"Spearman ρ, {100 * level:g}% jackknife-t interval over runs",
-              title_fontsize=7)
+    ax.legend(fontsize=7, title=f"Spearman ρ of task-to-task changes ({stats.TREND_TEXT[trend]}), "
+              f"{100 * level:g}% jackknife-t interval over runs; the points show the levels",
+              title_fontsize=6)
     if title:
         ax.set_title(title)
     fig.tight_layout()

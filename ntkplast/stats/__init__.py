@@ -11,6 +11,8 @@ module           what it holds
 ``onsets``       :func:`onset`, :func:`onset_order`: which metric moves first, in how many runs
 ``predictors``   :func:`compare_predictors`, :func:`predictor_lead_lag`: which task-end metric
                  best predicts plasticity on a later task (:data:`PREDICTORS`)
+``sensitivity``  :func:`sensitivity`: the predictor test over trend controls × lags, so a reader
+                 sees which choice turns a verdict
 ``intervals``    intervals that hold their coverage at R = 3–8 runs: :func:`t_interval`,
                  :func:`jackknife_interval`, :func:`correlation_interval`, :func:`jackknife_p`,
                  :func:`mean_interval`, :func:`final_tasks_interval`
@@ -59,6 +61,7 @@ from ntkplast.stats.predictors import (
     compare_predictors,
     predictor_lead_lag,
 )
+from ntkplast.stats.sensitivity import Sensitivity, SensitivityRow, sensitivity
 
 __all__ = [
     "PREDICTORS", "TREND_TEXT", "At", "Contrast", "CorrelationResult", "LeadLagResult",
@@ -67,5 +70,6 @@ __all__ = [
     "compare_predictors", "correlation_interval", "final_tasks_interval", "jackknife_interval",
     "jackknife_p", "last_tasks_means", "lead_lag", "mean_interval", "method_contrast",
     "metric_series", "onset", "onset_order", "paired_contrast", "partial_spearman",
-    "predictor_lead_lag", "spearman", "t_interval",
+    "predictor_lead_lag", "sensitivity", "Sensitivity", "SensitivityRow", "spearman",
+    "t_interval",
 ]

@@ -62,7 +62,7 @@ PREDICTORS: dict[str, PredictorSpec] = {
     "NTK trace": ("ntk_trace", "all"),
     "NTK λ_max": ("ntk_lambda_max", "all"),
     "NTK decay exponent": ("ntk_decay_exponent", "all"),
-    "isometry deviation (layer mean)": ("jac_mean_log_sigma_sq", "mean"),
+    "isometry deviation (layer mean)": ("jac_isometry_deviation", "mean"),
     "dead fraction (layer mean)": ("dormant_fraction_tau0", "mean"),
     "weight norm": ("weight_norm", "all"),
 }
@@ -73,9 +73,12 @@ empirical NTK Θ = J Jᵀ on the probe set (Jacot, Gabriel & Hongler 2018), with
 * conditioning and shape: condition number κ = λ_max / max(λ_min, ε λ_max); effective rank
   exp(−Σ p_i log p_i), p_i = λ_i / Σ λ (Roy & Vetterli 2007); decay exponent α of λ_i ∝ i^(−α);
 * scale: trace Σ λ_i and λ_max;
-* isometry deviation: per weight layer, the mean (log σ)² of the layer Jacobian's nonzero
-  singular values σ (0 at dynamical isometry, Pennington, Schoenholz & Ganguli 2017), averaged
-  over layers;
+* isometry deviation: per weight layer, the mean of tanh²(log σ) = ((σ² − 1)/(σ² + 1))² over
+  all singular values σ of the layer Jacobian, zeros included (0 at dynamical isometry,
+  Pennington, Schoenholz & Ganguli 2017; ≈ (log σ)² near σ = 1; a unit off or dead counts 1),
+  averaged over layers (:attr:`ntkplast.isometry.SingularValueSummary.isometry_deviation`; the
+  mean (log σ)² over non-zero σ only is blind to dead units and NaN for a dead layer, so it
+  is not a default candidate);
 * dead units: per hidden layer, the fraction of units whose ReDo score
   s_i = E_x|a_i(x)| / ((1/d) Σ_j E_x|a_j(x)|) is 0 (τ = 0; Sokar et al. 2023), averaged over
   layers;
@@ -84,7 +87,9 @@ empirical NTK Θ = J Jᵀ on the probe set (Jacot, Gabriel & Hongler 2018), with
   accompanies the loss of plasticity in Dohare et al. (2024).
 
 Spearman's ρ is invariant under any increasing transform, so "log" in a name only says how the
-metric is usually read."""
+metric is usually read. A condition number at its eigenvalue floor (``ntk_condition_at_floor``)
+is the cap 1/eps, a lower bound: rank-based, such values tie at the top (a change between two
+capped values reads 0), which treats them as censored rather than as exact."""
 
 
 # ------------------------------------------------------------------------------------ input
@@ -120,7 +125,7 @@ def _task_values(table: Table, ends: np.ndarray, ref: tuple[str, str], what: str
 def _predictor_points(tables: Runs, refs: Sequence[tuple[str, str]], names: Sequence[str],
                       target: tuple[str, str], lag: int, trend: Trend) -> RunPoints:
     """Per run: (method, seed), x (n, P) predictor at task t, y (n,) target at task t + lag
-    (first differences over tasks under ``trend="difference"``, then the lag)."""
+    (:func:`_paired`: first differences under ``trend="difference"``)."""
     if isinstance(tables, Table) or (isinstance(tables, Sequence)
                                      and not isinstance(tables, str)):
         tables = {"": _tables(tables, "compare_predictors")}
@@ -142,15 +147,25 @@ def _predictor_points(tables: Runs, refs: Sequence[tuple[str, str]], names: Sequ
             xs = np.stack([_task_values(table, ends, r, f"predictor {n!r} ({where})")
                            for r, n in zip(refs, names)], axis=1)
             y = _task_values(table, ends, target, f"target ({where})")
-            if trend == "difference":
-                xs, y = np.diff(xs, axis=0), np.diff(y)
-            n = len(y) - abs(lag)
-            if lag >= 0:
-                xs, y = xs[:max(n, 0)], y[lag:]
-            else:
-                xs, y = xs[-lag:], y[:max(n, 0)]
-            out.append(((str(method), s), xs, y))
+            out.append(((str(method), s), *_paired(xs, y, lag, trend)))
     return out
+
+
+def _paired(xs: np.ndarray, y: np.ndarray, lag: int,
+            trend: Trend) -> tuple[np.ndarray, np.ndarray]:
+    """``(x (n, P), y (n,))``: predictors at task t with the target at t + lag. Under
+    ``trend="difference"``, Δx between consecutive task ends where some predictor was analysed
+    (every task end, or every k-th when the analysis skipped some) with Δy over the same span,
+    shifted by ``lag``: Δx_i = x_{a_{i+1}} − x_{a_i}, Δy_i = y_{a_{i+1}+lag} − y_{a_i+lag}."""
+    if trend == "difference":
+        analysed = np.flatnonzero(np.isfinite(xs).any(axis=1))
+        src = analysed + lag
+        shifted = np.full(len(analysed), np.nan)
+        inside = (src >= 0) & (src < len(y))
+        shifted[inside] = y[src[inside]]
+        return np.diff(xs[analysed], axis=0), np.diff(shifted)
+    n = max(len(y) - abs(lag), 0)
+    return (xs[:n], y[lag:]) if lag >= 0 else (xs[-lag:], y[:n])
 
 
 # ------------------------------------------------------------------------------------ steps
