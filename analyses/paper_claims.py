@@ -176,37 +176,24 @@ lines += [f"  {line}" for line in report.contrast_lines(tables, last)]
 
 # Claim 1: conditioning vs scale as predictors of the next task's plasticity.
 save(figures.theory_panels(tables, title=title), "theory")
-def varying(predictors: dict) -> dict:
-    """The predictors that are not constant over every analysed task end of every run."""
-    keep = {}
-    for label, (metric, layer) in predictors.items():
-        v = np.concatenate([figures.task_values(r, metric, layer).ravel()
-                            for r in tables.values()])
-        v = v[np.isfinite(v)]
-        if len(v) and np.ptp(v) > 0:
-            keep[label] = (metric, layer)
-    return keep
-
-
-claim1 = varying(CLAIM1)
-if len(claim1) < len(CLAIM1):
-    lines += ["", f"claim 1 — left out, constant over every run: "
-              f"{', '.join(sorted(set(CLAIM1) - set(claim1)))}"]
 for target in ("plasticity_score", "plasticity_loss_baseline"):
-    try:
-        res = stats.compare_predictors(tables, claim1, target=target, lag=1)
-    except NtkplastError as e:
-        lines += ["", f"claim 1 — predictors of {target}: not run ({e})"]
+    res, dropped = report.predictor_test(tables, target, CLAIM1)
+    if dropped:
+        lines += ["", f"claim 1 — left out for {target} (not testable on these runs): "
+                  + "; ".join(f"{name} ({why})" for name, why in dropped.items())]
+    if res is None:
+        lines += ["", f"claim 1 — predictors of {target}: not run"]
         continue
     save(figures.predictor_comparison(res, title=f"{title}\ntarget: {target} of task t + 1"),
          f"predictors_{target}")
     lines += ["", f"claim 1 — which end-of-task quantity predicts {target} on the next task?",
               str(res)]
+    tested = {name: CLAIM1[name] for name in CLAIM1 if name not in dropped}
     try:
-        sens = stats.sensitivity(tables, claim1, target, complete_cases=False)
+        sens = stats.sensitivity(tables, tested, target, complete_cases=False)
     except NtkplastError:
         continue
-    lines += [f"  sensitivity (trend control × lag): {sens.verdicts(name)}" for name in claim1]
+    lines += [f"  sensitivity (trend control × lag): {sens.verdicts(name)}" for name in tested]
 
 # Claim 2: onset order in the plain runs, and lead times relative to plasticity.
 plain = tables.get("adam") or next(iter(tables.values()))

@@ -199,11 +199,30 @@ def test_differences_span_the_analysed_task_ends_when_the_analysis_skips_tasks()
         runs.append(Table.from_rows(rows))
         a = np.arange(0, T, 2)
         ya = np.where(a + 1 < T, y[np.minimum(a + 1, T - 1)], np.nan)
-        dx, dy = np.diff(x[a]), np.diff(ya)
+        dx, dy, own = np.diff(x[a]), np.diff(ya), np.diff(y[a])   # own: y over x's span
         keep = np.isfinite(dy)
-        m = np.column_stack([dx[keep], dy[keep], np.flatnonzero(keep)])
+        m = np.column_stack([dx[keep], dy[keep], np.flatnonzero(keep), own[keep]])
         p = np.linalg.inv(stats.spearmanr(m).correlation)
         expect.append(-p[0, 1] / np.sqrt(p[0, 0] * p[1, 1]))
     res = hy.compare_predictors(runs, {"x": "x"}, "y")
     assert res.within.stats[0].rho == pytest.approx(np.mean(expect), abs=1e-12)
     assert res.within.stats[0].n_points == 3 * (T // 2 - 1)
+
+
+def test_a_same_task_association_does_not_read_as_a_lagged_one():
+    """y moves with x in the same task only (y_t = 2 x_t + noise, plus a shared trend). In
+    first differences Δy_{t+1} shares −e_t with Δy_t, so without the target's own change as a
+    control Δx_t would 'predict' the next change with the opposite sign (ρ ≈ −0.4); with it
+    (the default) the lag-1 interval covers 0 while the lag-0 association is found."""
+    rng = np.random.default_rng(13)
+    trend = 3 * (1 - np.exp(-np.arange(T) / 8))
+    runs = []
+    for _ in range(R):
+        u = rng.normal(size=T)
+        runs.append(table({"x": trend + u, "y": -trend + 2 * u + rng.normal(size=T)}))
+    lagged = hy.compare_predictors(runs, {"x": "x"}, "y", lag=1).within.stats[0]
+    assert lagged.ci_low <= 0 <= lagged.ci_high
+    same = hy.compare_predictors(runs, {"x": "x"}, "y", lag=0).within.stats[0]
+    assert same.ci_low > 0.5
+    spear = hy.spearman(runs, "x", "y", lag=1)
+    assert spear.ci_low <= 0 <= spear.ci_high

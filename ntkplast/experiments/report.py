@@ -135,19 +135,22 @@ def find_runs(folder: str | os.PathLike) -> dict[str, list[Path]]:
     return groups
 
 
-def predictor_test(tables: Mapping[str, Sequence[Table]], target: str = "plasticity_score"
+def predictor_test(tables: Mapping[str, Sequence[Table]], target: str = "plasticity_score",
+                   predictors: Mapping[str, stats.PredictorSpec] | None = None,
                    ) -> tuple[stats.PredictorComparison | None, dict[str, str]]:
-    """:func:`ntkplast.stats.compare_predictors` of :data:`ntkplast.stats.PREDICTORS` for the
-    next task's ``target``, leaving out each predictor that cannot be tested on these runs (a
-    family not analysed, a value constant over every point); returns the comparison (None when
-    no predictor is left) and the left-out predictors with the reason."""
+    """:func:`ntkplast.stats.compare_predictors` of ``predictors`` (default
+    :data:`ntkplast.stats.PREDICTORS`) for the next task's ``target``, leaving out each
+    predictor that cannot be tested on these runs (a family not analysed, a value — or, under
+    the default trend control, a task-to-task change — constant over every point); returns the
+    comparison (None when no predictor is left) and the left-out predictors with the reason."""
+    predictors = stats.PREDICTORS if predictors is None else predictors
     dropped: dict[str, str] = {}
-    for name, ref in stats.PREDICTORS.items():
+    for name, ref in predictors.items():
         try:
             stats.compare_predictors(tables, {name: ref}, target=target, lag=1)
         except NtkplastError as e:
             dropped[name] = str(e)
-    kept = {n: r for n, r in stats.PREDICTORS.items() if n not in dropped}
+    kept = {n: r for n, r in predictors.items() if n not in dropped}
     try:
         return (stats.compare_predictors(tables, kept, target=target, lag=1) if kept else None,
                 dropped)

@@ -15,7 +15,11 @@ regression" of two random walks. Every test here therefore takes ``trend``:
 
 * ``"difference"`` (default): per run, first differences Δx_t = x_{t+1} − x_t of x, y and the
   controls (Granger & Newbold 1974), then the position t among the common checkpoints is
-  partialled out of their ranks as one more control. Differencing removes a linear trend and
+  partialled out of their ranks as one more control; with lag ≠ 0, y's own change at x's
+  checkpoint is a control too (differencing makes consecutive changes negatively correlated,
+  so an x that only moves *with* y would otherwise read as leading y's opposite change —
+  with the control the question is Granger's (1969): does Δx_t predict Δy_{t+lag} beyond
+  Δy_t?). Differencing removes a linear trend and
   any random-walk component; partialling the position out of the *ranks* of the differences
   also removes a trend whose slope changes monotonically with t (a saturating or accelerating
   curve: its differences are monotone in t, hence linear in rank). Simulated (R = 5 runs × 30
@@ -204,7 +208,9 @@ def _run_data(runs: list[Table], refs: list[tuple[str, str]], *, fn: str, lag: i
     control the position 0 … n − 1 as the last control; refs = [x, y, *controls]."""
     xr, yr, k = refs[0], refs[1], len(refs) - 2
     position = trend != "none"
-    need = k + position + 3
+    own = int(trend == "difference" and lag != 0)
+    own_text = " + y's own change"
+    need = k + position + own + 3
     data = []
     for i, t in enumerate(runs):
         _, v = aligned(t, refs, at=at)
@@ -217,10 +223,13 @@ def _run_data(runs: list[Table], refs: list[tuple[str, str]], *, fn: str, lag: i
                 f"{_name(yr)}{' and the controls' if k else ''} both finite"
                 f"{f' at lag {lag}' if lag else ''}"
                 f"{' after differencing' if trend == 'difference' else ''}; at least {need} are "
-                f"needed ({k} control(s){' + the position' if position else ''} + 3); use "
+                f"needed ({k} control(s){' + the position' if position else ''}"
+                f"{own_text if own else ''} + 3); use "
                 "at='all', fewer controls, a smaller lag or trend='none'")
         xs, ys = (v[:n, 0], v[lag:, 1]) if lag >= 0 else (v[-lag:, 0], v[:n, 1])
         zs = v[:n, 2:] if lag >= 0 else v[-lag:, 2:]
+        if trend == "difference" and lag:   # y's own change at x's time (module docstring)
+            zs = np.column_stack([zs, v[:n, 1] if lag >= 0 else v[-lag:, 1]])
         if position:
             zs = np.column_stack([zs, np.arange(n, dtype=np.float64)])
         data.append((xs, ys, zs))

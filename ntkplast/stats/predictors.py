@@ -49,7 +49,7 @@ __all__ = ["PREDICTORS", "Contrast", "PredictorComparison", "PredictorLeadLag",
 
 Runs = Mapping[str, Sequence[Table]] | Sequence[Table] | Table
 """Method name → one Table per seed; a list of Tables (or one Table) is one method."""
-RunPoints = list[tuple[tuple[str, int], np.ndarray, np.ndarray]]
+RunPoints = list[tuple[tuple[str, int], np.ndarray, np.ndarray, np.ndarray]]
 """Per run: ``(method, seed index)``, predictors x (n, P) at task t, target y (n,) at t + lag."""
 
 PredictorSpec = MetricRef
@@ -152,20 +152,31 @@ def _predictor_points(tables: Runs, refs: Sequence[tuple[str, str]], names: Sequ
 
 
 def _paired(xs: np.ndarray, y: np.ndarray, lag: int,
-            trend: Trend) -> tuple[np.ndarray, np.ndarray]:
-    """``(x (n, P), y (n,))``: predictors at task t with the target at t + lag. Under
-    ``trend="difference"``, Δx between consecutive task ends where some predictor was analysed
-    (every task end, or every k-th when the analysis skipped some) with Δy over the same span,
-    shifted by ``lag``: Δx_i = x_{a_{i+1}} − x_{a_i}, Δy_i = y_{a_{i+1}+lag} − y_{a_i+lag}."""
+            trend: Trend) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x (n, P), y (n,), own (n, c))``: predictors at task t with the target at t + lag, and
+    the controls every predictor shares besides the position.
+
+    Under ``trend="difference"``: Δx between consecutive task ends where some predictor was
+    analysed (every task end, or every k-th when the analysis skipped some), Δy over the same
+    span shifted by ``lag`` — Δx_i = x_{a_{i+1}} − x_{a_i}, Δy_i = y_{a_{i+1}+lag} − y_{a_i+lag}
+    — and, when lag ≠ 0, the target's own change over the predictor's span,
+    y_{a_{i+1}} − y_{a_i}, as a control (c = 1). Differencing makes consecutive changes of a
+    series negatively correlated (Δy_{t+1} = e_{t+1} − e_t shares −e_t with Δy_t), so a
+    predictor that merely moves *with* the target at task t would otherwise read as predicting
+    the opposite change at t + 1; with the control the test asks whether Δx_t predicts the
+    target's next change beyond the target's own present change (Granger 1969)."""
     if trend == "difference":
         analysed = np.flatnonzero(np.isfinite(xs).any(axis=1))
-        src = analysed + lag
-        shifted = np.full(len(analysed), np.nan)
-        inside = (src >= 0) & (src < len(y))
-        shifted[inside] = y[src[inside]]
-        return np.diff(xs[analysed], axis=0), np.diff(shifted)
+        at = [np.full(len(analysed), np.nan) for _ in range(2)]
+        for values, shift in zip(at, (lag, 0)):
+            src = analysed + shift
+            inside = (src >= 0) & (src < len(y))
+            values[inside] = y[src[inside]]
+        own = np.diff(at[1])[:, None] if lag else np.empty((max(len(analysed) - 1, 0), 0))
+        return np.diff(xs[analysed], axis=0), np.diff(at[0]), own
     n = max(len(y) - abs(lag), 0)
-    return (xs[:n], y[lag:]) if lag >= 0 else (xs[-lag:], y[:n])
+    x, y = (xs[:n], y[lag:]) if lag >= 0 else (xs[-lag:], y[:n])
+    return x, y, np.empty((len(y), 0))
 
 
 # ------------------------------------------------------------------------------------ steps
@@ -207,23 +218,26 @@ def _pooled_statistic(x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
 def _pooled_points(runs: RunPoints, names: Sequence[str], refs: Sequence[tuple[str, str]],
                    target: tuple[str, str], lag: int, complete_cases: bool,
                    trend: Trend) -> tuple[Pooled, np.ndarray]:
-    """Each predictor's pooled points, and the per-run ρ_{p,r} (R, P) (NaN under 3 points, 4
-    with a trend control, or for a constant series). Under a trend control a run's points are
-    replaced by their ranks' residuals on [1, task position] (:func:`residual_ranks`)."""
-    keep_all = [np.isfinite(y) & np.isfinite(xs).all(1) for _, xs, y in runs]
-    need = 3 if trend == "none" else 4
+    """Each predictor's pooled points, and the per-run ρ_{p,r} (R, P) (NaN under 3 points plus
+    one per control, or for a constant series). Under a trend control a run's points are
+    replaced by their ranks' residuals on [1, task position, shared controls]
+    (:func:`residual_ranks`; :func:`_paired` for the controls)."""
+    keep_all = [np.isfinite(y) & np.isfinite(xs).all(1) & np.isfinite(own).all(1)
+                for _, xs, y, own in runs]
     pooled, per_run = [], np.full((len(runs), len(names)), np.nan)
     for p, name in enumerate(names):
         raw_x, raw_y, xs, ys, cl, task = [], [], [], [], [], []
-        for r, (_, x, y) in enumerate(runs):
-            keep = keep_all[r] if complete_cases else np.isfinite(y) & np.isfinite(x[:, p])
+        for r, (_, x, y, own) in enumerate(runs):
+            need = 3 if trend == "none" else 4 + own.shape[1]
+            keep = (keep_all[r] if complete_cases else
+                    np.isfinite(y) & np.isfinite(x[:, p]) & np.isfinite(own).all(1))
             where = np.flatnonzero(keep)
             xk, yk = x[keep, p], y[keep]
             raw_x.append(xk)
             raw_y.append(yk)
             if trend != "none" and len(where) >= need:
-                position = where[:, None].astype(np.float64)
-                xk, yk = residual_ranks(xk, position), residual_ranks(yk, position)
+                design = np.column_stack([where.astype(np.float64), own[keep]])
+                xk, yk = residual_ranks(xk, design), residual_ranks(yk, design)
             elif trend != "none":   # too few points to residualise: the run adds no point
                 xk, yk, where = xk[:0], yk[:0], where[:0]
             xs.append(xk)
@@ -337,15 +351,20 @@ def compare_predictors(tables: Runs, predictors: Mapping[str, PredictorSpec] | N
     (:func:`~ntkplast.stats._ranks.residual_ranks`), so a trend both share with the task index
     cannot make a predictor. ``"task"``: the same residualisation of the levels' ranks, no
     differences. ``"none"``: the raw association (a shared trend alone reads |ρ| near 1).
+    Under ``"difference"`` with lag ≠ 0 the target's own change over the predictor's task is
+    one more control, so a predictor that only moves with the target in the same task does not
+    read as predicting its next change through the negative autocorrelation that differencing
+    puts into the target (:func:`_paired`; Granger 1969).
 
     * Pooled: ``trend="none"``: ρ_p = Spearman's ρ (Pearson correlation of average ranks;
       Spearman 1904) over all N pooled points of all methods, seeds and tasks — between-method
       and between-seed differences count. p: t = ρ √((N−2)/(1−ρ²)), Student-t with N − 2 df
       (scipy's ``spearmanr`` p). Under a trend control: Pearson's r of the pooled within-run
       residual ranks (levels and trends removed run by run, so no between-run difference
-      counts), df = N − 2R − 1. Both p treat points as independent (optimistic).
+      counts), df = N − (2 + c)R − 1 with c the shared controls. Both p treat points as
+      independent (optimistic).
     * Within-run: ρ̄_p = (1/R') Σ_r ρ_{p,r} over the R' runs where the per-run coefficient is
-      defined (≥ 3 points, 4 under a trend control; neither series constant) — only the
+      defined (≥ 3 points, 4 + c under a trend control; neither series constant) — only the
       task-to-task co-variation inside a run counts. p: one-sample t-test of the ρ_{p,r} over
       runs.
     * Intervals: the delete-one-run jackknife with Student-t critical values on R − 1 degrees
@@ -404,7 +423,8 @@ def compare_predictors(tables: Runs, predictors: Mapping[str, PredictorSpec] | N
         rho_within = np.nanmean(per_run, axis=0)
     n_pts = [len(x) for x, _, _, _ in pooled]
     n_units = [len(np.unique(cl)) for _, _, cl, _ in pooled]
-    df = [n - 2 if trend == "none" else n - 2 * r - 1 for n, r in zip(n_pts, n_units)]
+    own = int(trend == "difference" and lag != 0)   # the target's own change (_paired)
+    df = [n - 2 if trend == "none" else n - (2 + own) * r - 1 for n, r in zip(n_pts, n_units)]
     pooled_rank = _ranking("pooled over methods, seeds and tasks" if trend == "none" else
                            "pooled within-run residual ranks", names, refs, rho_pooled,
                            loo_pooled, [correlation_p(float(r), max(d, 1))
