@@ -24,7 +24,7 @@ from ntkplast.stats import TREND_TEXT, LeadLagResult, PredictorComparison, Predi
 
 __all__ = ["predictor_comparison", "lead_lag_plot"]
 
-_SCOPES = (("pooled", "pooled over methods, seeds, tasks"), ("within", "within-run (mean of ρ_r)"))
+_SCOPES = (("pooled", None), ("within", "within-run (mean of ρ_r)"))  # pooled: its own scope
 
 
 def _target(result: PredictorComparison) -> str:
@@ -49,6 +49,7 @@ def predictor_comparison(result: PredictorComparison, title: str = "") -> Any:
     y = np.arange(n)[::-1]
     for j, (ax, (scope, label)) in enumerate(zip(axes[0], _SCOPES)):
         rank = getattr(result, scope)
+        label = label or rank.scope
         diffs = {c.other: c for c in rank.contrasts}
         for i, s in enumerate(rank.stats):
             best = s.name == rank.best
@@ -72,8 +73,8 @@ def predictor_comparison(result: PredictorComparison, title: str = "") -> Any:
                      f"R = {len(result.runs)} runs" if j == 0 else
                      f"{label}\nR = {len(result.runs)} runs")
         ax.set_xlabel(f"Spearman ρ(predictor at task t, {_target(result)} at t{result.lag:+d})\n"
-                      f"trend: {TREND_TEXT[result.trend]}; {100 * result.level:g}% "
-                      f"jackknife-t interval over {result.ci_over}")
+                      f"trend: {TREND_TEXT[result.trend]}\n{100 * result.level:g}% "
+                      f"jackknife-t interval over {result.ci_over}", fontsize=8)
     axes[0, 0].set_yticks(y)
     axes[0, 0].set_yticklabels([f"★ {nm}" if nm == result.pooled.best else nm for nm in names])
     axes[0, 0].set_ylabel("predictor (end of task t)")

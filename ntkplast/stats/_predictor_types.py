@@ -124,7 +124,9 @@ class PredictorComparison(NamedTuple):
     def summary(self) -> str:
         methods = sorted({m for m, _ in self.runs})
         head = (f"which task-end metric predicts {_name(self.target)} {self.lag:+d} task(s) "
-                f"later? Spearman rho, trend: {TREND_TEXT[self.trend]}; "
+                f"later? Spearman rho, trend: {TREND_TEXT[self.trend]}"
+                + (", the target's own change at task t partialled out"
+                   if self.trend == "difference" and self.lag else "") + "; "
                 f"{100 * self.level:g}% jackknife-t interval over "
                 f"{self.ci_over}"
                 + (" (one run: tasks are autocorrelated, optimistic)"

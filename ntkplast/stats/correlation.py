@@ -132,7 +132,10 @@ class CorrelationResult(NamedTuple):
         return (f"{self.label}: rho = {self.rho:+.3f}, {100 * self.level:g}% CI "
                 f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] ({_interval_name(self.ci_over)}, "
                 f"R = {self.n_runs}), p = {self.p_value:.3g} (pooled within-run); "
-                f"trend: {TREND_TEXT[self.trend]}; lag {self.lag:+d}; "
+                f"trend: {TREND_TEXT[self.trend]}"
+                + (", y's own change at x's checkpoint partialled out"
+                   if self.trend == "difference" and self.lag else "")
+                + f"; lag {self.lag:+d}; "
                 f"n_runs = {self.n_runs}, n_points = {self.n_points} ({per} per run)")
 
 
