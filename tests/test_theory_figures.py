@@ -110,11 +110,11 @@ def test_run_figures_writes_every_figure(analysed, tmp_path):
 
 
 def _synthetic_run(seed, sign):
-    """Task ends 0…5 with ntk_condition c_t and next-task plasticity monotone in c_t."""
+    """Task ends 0…11 with ntk_condition c_t and next-task plasticity monotone in c_t."""
     rng = np.random.default_rng(seed)
-    cond = np.sort(rng.uniform(10, 1000, 6))
+    cond = np.sort(rng.uniform(10, 1000, 12))
     rows = []
-    for t in range(6):
+    for t in range(12):
         rows += [(t, t, "all", "test_accuracy", 0.5), (t, t, "all", "ntk_condition", cond[t])]
         if t:
             rows.append((t, t, "all", "plasticity_score", 0.5 + sign * 1e-4 * cond[t - 1]
@@ -132,7 +132,7 @@ def test_kernel_vs_plasticity_shows_the_predictor_tests_rho():
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     offsets = [c.get_offsets() for c in ax.collections]
-    assert [len(o) for o in offsets] == [15, 15]  # 3 seeds × 5 (task t, task t + 1) pairs
+    assert [len(o) for o in offsets] == [33, 33]  # 3 seeds × 11 (task t, task t + 1) pairs
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     for label, method in zip(labels, ["up", "down"]):
         s = stats.compare_predictors({method: runs[method]}, {"x": ("ntk_condition", "all")},
