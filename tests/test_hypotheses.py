@@ -35,7 +35,8 @@ def brute_partial(x, y, z):
                                                 (lambda v: np.arctan(5 * v), 1.0)])
 def test_monotone_transform_gives_plus_minus_one(transform, expected):
     x = np.random.default_rng(0).normal(size=40)
-    res = hy.spearman(make_table({"a": x, ("b", "layer1"): transform(x)}), "a", ("b", "layer1"), trend="none")
+    res = hy.spearman(make_table({"a": x, ("b", "layer1"): transform(x)}), "a", ("b", "layer1"),
+                      trend="none")
     assert res.rho == pytest.approx(expected)
     assert res.ci_low == pytest.approx(expected) and res.ci_high == pytest.approx(expected)
     assert (res.n_runs, res.n_points, res.ci_over) == (1, 40, "blocks")
