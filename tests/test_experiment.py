@@ -201,3 +201,13 @@ def test_theory_panels_mark_task_ends_with_a_condition_number_at_the_floor():
     np.testing.assert_allclose(marks[0].get_ydata(), [np.sqrt(6.5e4 * 3e3)])
     clean = figures.theory_panels({"a": [run([1e3, 2e3], [0.0, 0.0])]}).axes[0]
     assert not [ln for ln in clean.get_lines() if ln.get_marker() == "v"]
+
+
+def test_demo_summary_of_a_fraction_stays_inside_zero_one():
+    from ntkplast.experiments import demo
+
+    tables = {"m": [_table(v, metric="dead_fraction") for v in ([0.0] * 5, [0.0] * 5, [0.3] * 5)]}
+    mean, low, high = demo._summary(tables, "dead_fraction")["m"]
+    assert low == 0.0 and 0 < mean < high <= 1
+    raw = experiment.final_tasks_interval(np.array([[0.0] * 5, [0.0] * 5, [0.3] * 5]), 5)
+    assert raw[1] < 0   # what the unclipped t-interval claims

@@ -32,7 +32,7 @@ from ntkplast import analysis, figures, stats, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments import report
-from ntkplast.figures.comparison import log_positive
+from ntkplast.figures.comparison import log_positive, unit_interval
 
 __all__ = ["DEMO_LAMBDA", "DEMO_METHODS", "DEMO_PROBE_SIZE", "demo_config", "run_demo"]
 
@@ -64,12 +64,16 @@ def _summary(tables: dict, metric: str, layer: str = "all",
     """Per method: mean over seeds of the last-five-tasks mean of ``metric``, with interval;
     with ``log``, the same on log ``metric`` mapped back (a geometric mean and its interval, for
     a positive quantity spread over orders of magnitude, whose t-interval on the raw scale can
-    reach below zero)."""
+    reach below zero). The interval of a quantity in [0, 1] (a fraction, an accuracy, the
+    isometry deviation: :func:`ntkplast.figures.comparison.unit_interval`) is clipped to it."""
     out = {}
     for name, runs in tables.items():
         values = figures.task_values(runs, metric, layer)
-        out[name] = (tuple(np.exp(stats.final_tasks_interval(log_positive(values), 5))) if log
-                     else stats.final_tasks_interval(values, 5))
+        mean, low, high = (np.exp(stats.final_tasks_interval(log_positive(values), 5)) if log
+                           else stats.final_tasks_interval(values, 5))
+        if unit_interval(metric):
+            low, high = max(low, 0.0), min(high, 1.0)
+        out[name] = (float(mean), float(low), float(high))
     return out
 
 
