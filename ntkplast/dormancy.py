@@ -34,7 +34,9 @@ after any norm), and it is **dead** when it never wins its group (is never the g
 on any probe input; its active frequency is the fraction of inputs (× positions) on which it
 wins, and the frequency rule reads that. The ReDo score stays the score of the output
 coordinates a_l, which for a sorted group rank positions rather than units.
-:func:`unit_scores` returns one :class:`LayerDormancy` per hidden layer.
+:func:`unit_scores` returns one :class:`LayerDormancy` per hidden layer; its unchecked core
+:func:`unit_scores_unchecked` skips the checks of the probe set and parameters, for a caller
+that ran them once (the convention of :mod:`ntkplast.ntk` and :mod:`ntkplast.isometry`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ Array = jax.Array
 
 __all__ = ["DormantFractions", "LayerDormancy", "active_frequency", "dead_units",
            "dormancy_scores", "effective_rank", "feature_matrix", "group_wins", "srank",
-           "summarize_layers", "unit_scores"]
+           "summarize_layers", "unit_scores", "unit_scores_unchecked"]
 
 
 def _unit_axes(acts: Array) -> tuple[int, ...]:
@@ -220,14 +222,16 @@ def unit_scores(model: models.Model, params: models.Params, x: Array, *,
       One :class:`LayerDormancy` per hidden layer (the readout has no activation), in order.
     """
     x = check_probe_set(model, params, x)
-    return _unit_scores(model, params, x, taus=taus, frequency_threshold=frequency_threshold,
-                        srank_delta=srank_delta)
+    return unit_scores_unchecked(model, params, x, taus=taus,
+                                 frequency_threshold=frequency_threshold, srank_delta=srank_delta)
 
 
-def _unit_scores(model: models.Model, params: models.Params, x: Array, *,
-                 taus: Sequence[float] = (0.0, 0.025, 0.1), frequency_threshold: float = 0.01,
-                 srank_delta: float = 0.01) -> tuple[LayerDormancy, ...]:
-    """:func:`unit_scores` on a probe set already checked (:func:`check_probe_set`)."""
+def unit_scores_unchecked(model: models.Model, params: models.Params, x: Array, *,
+                          taus: Sequence[float] = (0.0, 0.025, 0.1),
+                          frequency_threshold: float = 0.01,
+                          srank_delta: float = 0.01) -> tuple[LayerDormancy, ...]:
+    """:func:`unit_scores` on a probe set already checked (:func:`check_probe_set`): its
+    unchecked core (module docstring)."""
     stats = jax.device_get(_layer_stats(model, tuple(params), x))
     return summarize_layers(stats, taus=taus, frequency_threshold=frequency_threshold,
                             srank_delta=srank_delta)

@@ -43,6 +43,11 @@ tanh²(log σ) over every σ, zeros included (:func:`isometry_deviation`): mean 
 index see only nonzero σ, so they are blind to units that are off or dead (a dead layer reads
 NaN), which the deviation counts at its maximum, 1. See :func:`summarize_singular_values` for
 the exact definitions and the zero tolerance. Every summary is a :class:`SingularValueSummary`.
+
+Each public function checks its probe set and parameters; its unchecked core
+``<name>_unchecked`` (:func:`layer_spectra_unchecked`, …) skips those checks, for a caller that
+ran them once (the analysis driver, per checkpoint), as in :mod:`ntkplast.ntk` and
+:mod:`ntkplast.dormancy`.
 """
 
 from __future__ import annotations
@@ -62,8 +67,9 @@ from ntkplast.validate import check_params, check_probe_set, legacy_arguments
 Array = jax.Array
 
 __all__ = ["JacobianSpectrum", "LayerSpectra", "SingularValueSummary", "check_params",
-           "check_probe_set", "input_output_spectra", "isometry_deviation", "isometry_index",
-           "layer_spectra", "summarize_singular_values", "weight_spectra"]
+           "check_probe_set", "input_output_spectra", "input_output_spectra_unchecked",
+           "isometry_deviation", "isometry_index", "layer_spectra", "layer_spectra_unchecked",
+           "summarize_singular_values", "weight_spectra", "weight_spectra_unchecked"]
 
 MAX_MATRIX_ENTRIES = 2**22
 """Largest layer matrix (d_out·d_in and d_out²) built explicitly; larger layers use Hutchinson."""
@@ -405,15 +411,17 @@ def layer_spectra(model: models.Model, params: models.Params, x: Array, *,
     References: Pennington, Schoenholz & Ganguli (2017); Joudaki et al. (2023).
     """
     x = check_probe_set(model, params, x)
-    return _layer_spectra(model, params, x, key=key, spectra_subsample=spectra_subsample,
-                          num_probes=num_probes, max_matrix_entries=max_matrix_entries)
+    return layer_spectra_unchecked(model, params, x, key=key,
+                                   spectra_subsample=spectra_subsample, num_probes=num_probes,
+                                   max_matrix_entries=max_matrix_entries)
 
 
-def _layer_spectra(model: models.Model, params: models.Params, x: Array, *,
-                   key: Array | None = None, spectra_subsample: int | None = 32,
-                   num_probes: int = 8,
-                   max_matrix_entries: int = MAX_MATRIX_ENTRIES) -> LayerSpectra:
-    """:func:`layer_spectra` on a probe set already checked (:func:`check_probe_set`)."""
+def layer_spectra_unchecked(model: models.Model, params: models.Params, x: Array, *,
+                            key: Array | None = None, spectra_subsample: int | None = 32,
+                            num_probes: int = 8,
+                            max_matrix_entries: int = MAX_MATRIX_ENTRIES) -> LayerSpectra:
+    """:func:`layer_spectra` on a probe set already checked (:func:`check_probe_set`): its
+    unchecked core (module docstring)."""
     _check_options(spectra_subsample, num_probes)
     k_sub, k_probe = jax.random.split(jax.random.PRNGKey(0) if key is None else key)
     idx = _subsample(x.shape[0], spectra_subsample, None if key is None else k_sub)
@@ -454,12 +462,13 @@ def input_output_spectra(model: models.Model, params: models.Params, x: Array, *
     DeprecationWarning.
     """
     x = check_probe_set(model, params, x)
-    return _input_output_spectra(model, params, x, block_size=block_size)
+    return input_output_spectra_unchecked(model, params, x, block_size=block_size)
 
 
-def _input_output_spectra(model: models.Model, params: models.Params, x: Array, *,
-                          block_size: int = 256) -> JacobianSpectrum:
-    """:func:`input_output_spectra` on a probe set already checked (:func:`check_probe_set`)."""
+def input_output_spectra_unchecked(model: models.Model, params: models.Params, x: Array, *,
+                                   block_size: int = 256) -> JacobianSpectrum:
+    """:func:`input_output_spectra` on a probe set already checked (:func:`check_probe_set`):
+    its unchecked core (module docstring)."""
     if not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise NtkplastError(f"block_size: expected a positive int, got {block_size!r}")
     r = _jacobians.first_layer_r(model, params, tuple(x.shape[1:]))
@@ -486,11 +495,13 @@ def weight_spectra(model: models.Model, params: models.Params) -> tuple[np.ndarr
     (Saxe et al. 2014) gives every σ = σ_w.
     """
     check_params(model, params)
-    return _weight_spectra(model, params)
+    return weight_spectra_unchecked(model, params)
 
 
-def _weight_spectra(model: models.Model, params: models.Params) -> tuple[np.ndarray, ...]:
-    """:func:`weight_spectra` of params already checked (:func:`check_params`)."""
+def weight_spectra_unchecked(model: models.Model,
+                             params: models.Params) -> tuple[np.ndarray, ...]:
+    """:func:`weight_spectra` of params already checked (:func:`check_params`): its unchecked
+    core (module docstring)."""
     out = []
     for layer, p in zip(model.layers, params):
         w = jnp.asarray(p["W"])

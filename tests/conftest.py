@@ -38,7 +38,7 @@ def fresh_kernels():
 
     def clear():
         ntk.kernel_fn.__wrapped__.cache_clear()  # under validate.legacy_arguments
-        ntk._series_fn.cache_clear()
+        ntk.empirical._series_fn.cache_clear()
         jax.clear_caches()
     clear()
     yield

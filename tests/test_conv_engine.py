@@ -126,7 +126,7 @@ def test_auto_block_size_counts_conv_gradients(monkeypatch):
     params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
     grads = 3 * (3 * 3 * 2 * 3 + 3 * 3 * 3 * 5)  # K · k²·C_in·C_out over the two conv layers
     monkeypatch.setattr(ntk, "MEMORY_BUDGET_BYTES", 2 * 3 * grads * 4)
-    b = ntk._auto_block(model, "layerwise", params, x1, 6, True, False)
+    b = ntk._blocking.auto_block(model, "layerwise", params, x1, 6, True, False)
     assert b is not None and b <= 3
 
 

@@ -90,6 +90,91 @@ def test_figures_do_not_import_training():
     assert not {m for m in seen if m.startswith(("ntkplast.training", "ntkplast.experiments"))}
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _names_used(path: pathlib.Path, modules: set[str]) -> set[str]:
+    """Dotted ntkplast names a file imports (``from a.b import c`` → ``a.b.c``) or reads off an
+    imported module (``from ntkplast import ntk``; ``ntk._tiles.X`` → ``ntkplast.ntk._tiles.X``:
+    modules followed as far as they go, then one attribute)."""
+    tree = ast.parse(path.read_text())
+    bound: dict[str, str] = {}
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ntkplast"):
+            for a in node.names:
+                found.add(f"{node.module}.{a.name}")
+                bound[a.asname or a.name] = f"{node.module}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("ntkplast"):
+                    found.add(a.name)
+                    bound[a.asname or "ntkplast"] = a.name if a.asname else "ntkplast"
+    for node in ast.walk(tree):
+        chain = []
+        while isinstance(node, ast.Attribute):
+            chain.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id in bound and chain:
+            name = bound[node.id]
+            for attr in reversed(chain):
+                if name not in modules:
+                    break
+                name = f"{name}.{attr}"
+            found.add(name)
+    return found
+
+
+def _private_imports() -> set[tuple[str, str]]:
+    """(importer, name) for every private name used outside the namespace that defines it.
+
+    A ``_module`` belongs to its package, a ``_name`` defined in a module to that module (in a
+    package's ``__init__``, to the package). So ``ntkplast.stats._inputs`` may be imported
+    anywhere in ``ntkplast.stats``, ``ntkplast._jacobians`` anywhere in ntkplast, but
+    ``ntkplast.isometry._weight_spectra`` nowhere else, not even from a sibling module.
+    """
+    paths = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    out = set()
+    for importer, path in paths.items():
+        for name in _names_used(path, set(paths)):
+            parts = name.split(".")
+            first = next((i for i, part in enumerate(parts) if _private(part)), None)
+            if first is None:
+                continue
+            owner = ".".join(parts[:first])
+            if importer != owner and not importer.startswith(owner + "."):
+                out.add((importer, ".".join(parts[:first + 1])))
+    return out
+
+
+# To be removed: the figures' shared helpers move to ``figures/_style`` ("The house, second
+# step"). Add nothing here; give the name a public home instead (``<name>_unchecked`` for a
+# core that skips its checks, or a re-export from the owning package).
+KNOWN_PRIVATE_IMPORTS = {
+    ("ntkplast.figures.spectra", "ntkplast.figures.diagnostics._layers"),
+    ("ntkplast.figures.spectra", "ntkplast.figures.diagnostics._task_boundaries"),
+}
+
+
+def test_no_private_imports_across_modules():
+    """A module uses another module's or package's ``_private`` names only through their public
+    faces (same-package private modules stay allowed)."""
+    assert _private_imports() - KNOWN_PRIVATE_IMPORTS == set()
+
+
+def test_private_import_check_sees_each_form(tmp_path):
+    modules = {"ntkplast", "ntkplast.isometry", "ntkplast.ntk", "ntkplast.ntk._tiles"}
+    src = tmp_path / "m.py"
+    src.write_text("import ntkplast.isometry\nfrom ntkplast import ntk\n"
+                   "from ntkplast.isometry import _weight_spectra as w\n"
+                   "ntk._tiles.ROWS = 1\nntkplast.isometry._layer_spectra()\nntk.x._asdict()\n")
+    assert _names_used(src, modules) == {
+        "ntkplast.isometry", "ntkplast.ntk", "ntkplast.isometry._weight_spectra",
+        "ntkplast.ntk._tiles.ROWS", "ntkplast.isometry._layer_spectra", "ntkplast.ntk.x",
+        "ntkplast.ntk._tiles"}
+
+
 FLAT = {"train": "ntkplast.training", "streams": "ntkplast.data.streams",
         "custom_streams": "ntkplast.data.custom", "checkpoints": "ntkplast.runs.checkpoints",
         "hypotheses": "ntkplast.stats"}

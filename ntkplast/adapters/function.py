@@ -30,7 +30,7 @@ import numpy as np
 from ntkplast import dormancy, isometry
 from ntkplast.adapters.pytrees import path_name
 from ntkplast.errors import NtkplastError
-from ntkplast.ntk import LayerwiseKernel, _generic
+from ntkplast.ntk import LayerwiseKernel, generic_parts
 
 Array = jax.Array
 LayerFn = Callable[[Any, Array], tuple[Array, Array]]
@@ -104,8 +104,7 @@ def empirical_ntk(model: FunctionModel, params: Any, x1: Array, x2: Array | None
 
     grouped = tuple(tuple(leaves[i] for i in idx) for idx in index)
     shim = types.SimpleNamespace(apply=apply)
-    parts = jax.jit(lambda g, a, b: _generic.generic_parts(shim, g, a, b, trace_outputs,
-                                                           per_layer))(
+    parts = jax.jit(lambda g, a, b: generic_parts(shim, g, a, b, trace_outputs, per_layer))(
         grouped, jnp.asarray(x1), None if x2 is None else jnp.asarray(x2))
     if per_layer:
         return LayerwiseKernel(jnp.sum(parts, axis=0), tuple(parts))

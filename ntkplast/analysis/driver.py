@@ -34,7 +34,8 @@ task, layer, metric, value)`` of a :class:`~ntkplast.table.Table`:
 
 Each checkpoint is validated once: its parameters as they are read (``Run.params``), then
 with the probe set by one :func:`ntkplast.validate.check_probe_set`; the families call the
-diagnostics' unchecked cores (the public functions run the same checks on every call).
+diagnostics' unchecked cores, ``<name>_unchecked`` (the public functions run the same checks
+on every call).
 Results are cached per checkpoint under ``<out>/cache/<key>/`` (``key`` hashes the settings and
 the probe set), each written atomically, so re-running skips finished checkpoints and a killed
 analysis resumes. Each entry's name carries a hash of everything else its rows depend on: the
@@ -182,8 +183,9 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
     """Computes the kernels and starts their decompositions on host threads; returns
     ``(collect, finish)``: ``finish(collect())`` is the family's rows and raw arrays (the
     other families run before ``collect`` is called)."""
-    total, parts = ntk._empirical_ntk(run.model, params, x, per_layer=True,
-                                      engine=settings.engine, device_count=settings.device_count)
+    total, parts = ntk.empirical_ntk_unchecked(run.model, params, x, per_layer=True,
+                                               engine=settings.engine,
+                                               device_count=settings.device_count)
     # eigenvalue floor: N · ε of the dtype the kernel was computed in (its rounding level)
     dtype = np.asarray(total).dtype
     eps = len(probe.y) * float(np.finfo(dtype).eps)
@@ -240,20 +242,20 @@ def _ntk_rows(run: checkpoints.Run, probe: probes.Probe, info: checkpoints.Check
 def _isometry_family(run: checkpoints.Run, params: Any, x: jax.Array,
                      settings: Settings) -> tuple[Rows, dict[str, np.ndarray]]:
     key = jax.random.PRNGKey(settings.seed)
-    spec = isometry._layer_spectra(run.model, params, x, key=key,
-                                   spectra_subsample=settings.spectra_subsample)
+    spec = isometry.layer_spectra_unchecked(run.model, params, x, key=key,
+                                            spectra_subsample=settings.spectra_subsample)
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
     for li, layer in enumerate(spec.layers):
         rows += _summary_rows("jac_", layer.summary, f"layer{li}", _JACOBIAN_FIELDS)
         if layer.singular_values is not None:
             raw[f"jac_sv/{li}"] = np.asarray(layer.singular_values)
-    io = isometry._input_output_spectra(run.model, params, x)
+    io = isometry.input_output_spectra_unchecked(run.model, params, x)
     rows += _summary_rows("io_", io.summary, "all")
     if io.singular_values is not None:
         raw["io_sv"] = np.asarray(io.singular_values)
     total_sq = 0.0
-    for li, s in enumerate(isometry._weight_spectra(run.model, params)):
+    for li, s in enumerate(isometry.weight_spectra_unchecked(run.model, params)):
         s = np.asarray(s)
         raw[f"weight_sv/{li}"] = s
         rows += _summary_rows("weight_", isometry.summarize_singular_values(s).to_floats(),
@@ -269,7 +271,8 @@ def _dormancy_family(run: checkpoints.Run, params: Any, x: jax.Array,
                      settings: Settings) -> tuple[Rows, dict[str, np.ndarray]]:
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
-    for li, layer in enumerate(dormancy._unit_scores(run.model, params, x, taus=settings.taus)):
+    scores = dormancy.unit_scores_unchecked(run.model, params, x, taus=settings.taus)
+    for li, layer in enumerate(scores):
         name = f"layer{li}"
         fractions = layer.dormant_fraction
         for tau, frac in zip(fractions.taus, fractions.fractions):

@@ -1,418 +1,53 @@
 r"""Empirical neural tangent kernels of ntkplast models, per layer, per checkpoint.
 
-The empirical NTK of a network f(x; θ) ∈ R^K on probe inputs (Jacot, Gabriel & Hongler 2018,
-"Neural tangent kernel: convergence and generalization in neural networks", NeurIPS) is
+Θ(x, x')_{kk'} = Σ_p ∂f_k(x)/∂θ_p · ∂f_{k'}(x')/∂θ_p (Jacot, Gabriel & Hongler 2018), full
+(``N1 × N2 × K × K``) or output-traced (``N1 × N2``), in total or per weight layer; the layouts
+and engines are documented in :mod:`.empirical`.
 
-    Θ(x, x')_{kk'} = Σ_p ∂f_k(x)/∂θ_p · ∂f_{k'}(x')/∂θ_p,
+==============  ===============================================================================
+module          what it holds
+==============  ===============================================================================
+``empirical``   :func:`empirical_ntk` (and its unchecked core :func:`empirical_ntk_unchecked`),
+                :func:`series_ntk` over T checkpoints in one compiled call, :func:`kernel_fn`
+                (configure once, apply many), engine choice (:data:`ENGINES`,
+                :func:`resolve_engine`), :func:`infinite_width_ntk`, :class:`LayerwiseKernel`
+``operators``   matrix-free :func:`ntk_matvec` (Θv) and :func:`ntk_diagonal` (diag Θ) for the
+                estimators of :mod:`ntkplast.spectra`
+``_blocking``   memory blocking over probe points within :data:`MEMORY_BUDGET_BYTES`, rows
+                sharded over devices
+``_layerwise``  the structured engine (Dense/Conv factor Grams; ``_tiles``, ``_sorted``)
+``_generic``    the generic engine, :func:`generic_parts` (Jacobian contraction by vjp/vmap)
+``_nt``         neural-tangents as an engine and the infinite-width reference
+``_stax``       :func:`to_stax`, :func:`to_stax_params`: the spec as a neural-tangents stax net
+``_types``      :class:`LayerwiseKernel`; ``_checks``: helpers of the entry points
+==============  ===============================================================================
 
-returned as the full ``N1 × N2 × K × K`` array (neural-tangents' layout, ``trace_axes=()``) or
-output-traced, Θ(x, x') = Σ_k Θ_{kk}, as ``N1 × N2`` (a sum: neural-tangents' ``trace_axes=(-1,)``
-averages over k, K times less). Θ = Σ_l Θ_l splits over weight layers (Θ_l: the same sum
-restricted to layer l's W and b).
-
-Engines (``engine=``):
-
-* ``"layerwise"``: the structured kernel (:mod:`._layerwise`); never forms the whole Jacobian.
-  A Dense layer's part factorizes, Θ_l = A_l ⊙ C_l with A_l the activation Gram and C_l the
-  backward-signal Gram; a Conv layer's part is the Gram of its per-example weight gradients,
-  each one matmul of the layer's input patches against the backward signals. Per-layer parts
-  come for free. GroupSort/MaxMin, LayerNorm (its γ, β in their layer's part), residual blocks
-  and pooling keep the structure, with the backward signals taken through each block's vjp
-  instead of a diagonal φ'.
-* ``"generic"``: any model, Jacobian contraction by jax's vjp/vmap (:mod:`._generic`).
-* ``"nt:jacobian_contraction"``, ``"nt:ntk_vector_products"``, ``"nt:structured_derivatives"``:
-  neural-tangents' ``empirical_ntk_fn`` (Novak et al. 2022) when it is installed.
-* ``"auto"``: layerwise, except generic for orthogonally constrained layers, whose NTK is taken
-  in the free parameters of the Cayley map.
-
-All engines run under one ``jax.jit`` per configuration (:func:`kernel_fn`, cached), blocked over
-probe points when asked or when the working memory would exceed :data:`MEMORY_BUDGET_BYTES`.
-:func:`series_ntk` computes T checkpoints in one compiled call. For probe sets too large for an
-N × N matrix, :func:`ntk_matvec` (Θv) and :func:`ntk_diagonal` (diag Θ, hence tr Θ) feed the
-matrix-free estimators of :mod:`ntkplast.spectra`. :func:`infinite_width_ntk` is the analytic
-infinite-width reference (neural-tangents ``kernel_fn``).
+Unchecked cores: a public ``<name>_unchecked`` is ``<name>`` without the boundary checks of its
+probe set and parameters, for callers that ran them once (:mod:`ntkplast.analysis.driver`, per
+checkpoint); :mod:`ntkplast.isometry` and :mod:`ntkplast.dormancy` follow the same convention.
 """
 
-from __future__ import annotations
-
-import functools
-import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
-
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax import lax
-
-from ntkplast import models, validate
-from ntkplast.errors import NtkplastError
-from ntkplast.ntk import _checks, _generic, _layerwise, _nt
+from ntkplast.ntk._generic import generic_parts
 from ntkplast.ntk._stax import to_stax, to_stax_params
+from ntkplast.ntk._types import LayerwiseKernel
+from ntkplast.ntk.empirical import (
+    ENGINES,
+    empirical_ntk,
+    empirical_ntk_unchecked,
+    infinite_width_ntk,
+    kernel_fn,
+    resolve_engine,
+    series_ntk,
+)
+from ntkplast.ntk.operators import ntk_diagonal, ntk_matvec
 
-Array = jax.Array
-Params = models.Params
-
-ENGINES = ("auto", "layerwise", "generic") + tuple(f"nt:{i}" for i in _nt.IMPLEMENTATIONS)
 MEMORY_BUDGET_BYTES = 2 * 2**30
-"""Working memory (bytes) allowed for one kernel block when ``block_size`` is automatic."""
-
-__all__ = ["ENGINES", "MEMORY_BUDGET_BYTES", "LayerwiseKernel", "empirical_ntk", "kernel_fn",
-           "series_ntk", "ntk_matvec", "ntk_diagonal", "infinite_width_ntk", "resolve_engine",
-           "to_stax", "to_stax_params"]
-
-
-class LayerwiseKernel(NamedTuple):
-    """A kernel with its per-layer parts: ``total = sum(parts)``.
-
-    ``parts[l]`` is the NTK with respect to weight layer l's parameters (W and b), with the
-    same shape as ``total``. Unpacks as ``total, parts = ...``.
-    """
-
-    total: Array
-    parts: tuple[Array, ...]
-
-
-def resolve_engine(model: models.Model, engine: str) -> str:
-    """The concrete engine for ``engine`` (``"auto"``: layerwise unless the weights are
-    constrained, then generic)."""
-    if engine not in ENGINES:
-        raise NtkplastError(f"engine: unknown value {engine!r}; choose one of {list(ENGINES)}")
-    constrained = model.spec.weight_constraint != "none"
-    if engine == "auto":
-        return "generic" if constrained else "layerwise"
-    if engine == "layerwise" and constrained:
-        raise NtkplastError("engine: 'layerwise' factorizes the kernel in the weights a layer "
-                            "multiplies by, but with weight_constraint = 'orthogonal' the NTK "
-                            "is taken in the free parameters behind them; use engine='generic'")
-    if engine.startswith("nt:"):
-        _nt.import_nt()
-    return engine
-
-
-def _parts_fn(model: models.Model, engine: str, trace: bool, per_layer: bool) -> Callable:
-    if engine == "layerwise":
-        fn = _layerwise.layerwise_parts
-    elif engine == "generic":
-        fn = _generic.generic_parts
-    else:
-        fn = functools.partial(_nt.nt_parts, implementation=engine[3:])
-    return lambda params, xa, xb: fn(model, params, xa, xb, trace, per_layer)
-
-
-def _split(x: Array, b: int) -> Array:
-    """Pad the batch axis with zeros to a multiple of ``b`` and reshape to ``(blocks, b, …)``."""
-    pad = -x.shape[0] % b
-    x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
-    return x.reshape((-1, b) + x.shape[1:])
-
-
-def _blocked(fn: Callable, x1: Array, x2: Array | None, b: int) -> Array:
-    """Assemble ``fn(x1_block, x2_block)`` (shape ``(P, b, b, …)``) over all block pairs.
-
-    ``lax.map`` runs the blocks one after another, so only one block's working memory is live.
-    """
-    n1 = x1.shape[0]
-    n2 = n1 if x2 is None else x2.shape[0]
-    r1 = _split(x1, b)
-    r2 = r1 if x2 is None else _split(x2, b)
-    out = lax.map(lambda xi: lax.map(lambda xj: fn(xi, xj), r2), r1)  # (B1, B2, P, b, b, …)
-    out = jnp.moveaxis(out, 2, 0)
-    out = jnp.swapaxes(out, 2, 3)  # (P, B1, b, B2, b, …)
-    shape = out.shape
-    out = out.reshape((shape[0], shape[1] * shape[2], shape[3] * shape[4]) + shape[5:])
-    return out[:, :n1, :n2]
-
-
-def _body(model: models.Model, engine: str, trace: bool, per_layer: bool,
-          block_size: int | None) -> Callable:
-    parts_fn = _parts_fn(model, engine, trace, per_layer)
-
-    def run(params, x1, x2):
-        def f(xa, xb):
-            return parts_fn(params, xa, xb)
-        out = f(x1, x2) if block_size is None else _blocked(f, x1, x2, block_size)
-        if not per_layer:
-            return out[0]
-        return LayerwiseKernel(out.sum(axis=0), tuple(out))
-    return run
-
-
-@validate.legacy_arguments(renamed={"batch_size": "block_size"})
-@functools.lru_cache(maxsize=128)
-def kernel_fn(model: models.Model, *, trace_outputs: bool = True, per_layer: bool = False,
-              engine: str = "auto", block_size: int | None = None) -> Callable[..., Any]:
-    """Configure once, apply many: a jit-compiled ``fn(params, x1, x2=None)``.
-
-    Returns the same as :func:`empirical_ntk` with these settings, without its input checks
-    (call :func:`empirical_ntk` at a boundary). Cached per configuration, so repeated calls with
-    equal shapes reuse one compilation. ``block_size`` as in :func:`empirical_ntk` (``None``: one
-    block); ``batch_size=``, its 0.2 name, still works with a DeprecationWarning.
-    """
-    engine = resolve_engine(model, engine)
-    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
-        raise NtkplastError(f"block_size: expected a positive int or None, got {block_size!r}")
-    run = jax.jit(_body(model, engine, trace_outputs, per_layer, block_size))
-
-    def fn(params: Params, x1: Array, x2: Array | None = None) -> Any:
-        return run(params, x1, x2)
-    return fn
-
-
-def _auto_block(model: models.Model, engine: str, params: Any, x1: Array, n: int, trace: bool,
-                per_layer: bool) -> int | None:
-    """Largest block size whose working memory fits :data:`MEMORY_BUDGET_BYTES`.
-
-    Per block of b rows and b columns: layerwise holds the factors of both sides, 2·b floats
-    times their size per probe point (2·b·K·Σ_l d_l for an MLP; the per-example weight
-    gradients, K·k²·C_in·C_out per conv layer), generic 2·b·K·P of Jacobians; both hold the
-    block's P_parts·b²·(K² if full) kernel entries.
-    """
-    num_out = model.spec.num_outputs
-    if engine == "layerwise":
-        leaves, tree = jax.tree_util.tree_flatten(params)
-        linear = 2 * _factor_floats(model, trace, tree, tuple(
-            jax.ShapeDtypeStruct(np.shape(a), a.dtype) for a in leaves),
-            jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype))
-    else:
-        linear = 2 * num_out * _checks.num_params(params)
-    quad = (len(params) if per_layer else 1) * (1 if trace else num_out ** 2) * 3
-    b = n
-    while b > 1 and (b * linear + b * b * quad) * x1.dtype.itemsize > MEMORY_BUDGET_BYTES:
-        b = (b + 1) // 2
-    return None if b >= n else b
-
-
-@functools.lru_cache(maxsize=32)
-def _factor_floats(model: models.Model, trace: bool, tree: Any, leaves: tuple[Any, ...],
-                   one: jax.ShapeDtypeStruct) -> int:
-    """Floats of the layerwise factors of one probe point, by shape only (traced once per
-    model and shapes, not on every call: an analysis asks once per checkpoint)."""
-    params = jax.tree_util.tree_unflatten(tree, leaves)
-    shapes = jax.eval_shape(lambda p, x: _layerwise.layer_factors(model, p, x, trace),
-                            params, one)
-    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
-
-
-def _checked(model: models.Model, params: Any, x1: Any, x2: Any,
-             stacked: bool = False) -> tuple[Array, Array | None]:
-    """The boundary checks of the entry points: probe inputs x1 (and x2) and the params."""
-    x1 = validate.check_inputs("x1", x1, model)
-    validate.check_params(model, params, tuple(x1.shape[1:]),
-                          name="params_series" if stacked else "params", stacked=stacked)
-    if x2 is not None:
-        x2 = validate.check_inputs("x2", x2, model, like=x1)
-    return x1, x2
-
-
-def _cast(params: Any, x1: Array, x2: Array | None) -> tuple[Array, Array | None]:
-    """Probe inputs in the params' floating dtype."""
-    dtype = _checks.param_dtype(params)
-    return jnp.asarray(x1, dtype), None if x2 is None else jnp.asarray(x2, dtype)
-
-
-@validate.legacy_arguments(renamed={"batch_size": "block_size"})
-def empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | None = None, *,
-                  trace_outputs: bool = True, per_layer: bool = False, engine: str = "auto",
-                  block_size: int | None = None, device_count: int | None = None
-                  ) -> Array | LayerwiseKernel:
-    r"""Empirical NTK Θ(x1, x2) of ``model`` at ``params`` (module docstring for the formula).
-
-    Args:
-      model: a built :class:`ntkplast.models.Model`.
-      params: its parameters (tuple of ``{"W", "b"}`` dicts).
-      x1: probe inputs, ``N1 × input_shape``.
-      x2: second probe set ``N2 × input_shape``; ``None`` means ``x1`` (shares the work).
-      trace_outputs: True → ``N1 × N2`` kernel Σ_k Θ_kk; False → ``N1 × N2 × K × K``.
-      per_layer: also return the per-weight-layer parts Θ_l (a :class:`LayerwiseKernel`).
-      engine: one of :data:`ENGINES` (module docstring).
-      block_size: block size b over probe points (a kernel block, not a training minibatch).
-        Kernel blocks of b × b pairs are computed one at a time, so the working memory beyond
-        the output is bounded by 2·b·K·Σ_l d_l (layerwise) or 2·b·K·P (generic) floats plus the
-        b²·(K²) block (times L with ``per_layer``), independent of N. ``None`` picks the largest
-        b within :data:`MEMORY_BUDGET_BYTES` (one block when everything fits). Called
-        ``batch_size`` in 0.2; that keyword still works, with a DeprecationWarning.
-      device_count: shard the rows of the kernel over the first this many local jax devices,
-        one row block per device (default: every visible device; on CPU, more devices come from
-        ``XLA_FLAGS=--xla_force_host_platform_device_count=D``). The result equals the
-        one-device kernel; with x2=None the symmetric-half saving is given up across blocks.
-
-    Returns:
-      The kernel, or ``LayerwiseKernel(total, parts)`` with ``per_layer=True``.
-
-    Raises:
-      NtkplastError: unknown engine; params that do not fit the spec or the input shape; wrong
-        input rank; NaN/Inf in params or inputs; an empty probe set.
-    """
-    engine = resolve_engine(model, engine)
-    x1, x2 = _checked(model, params, x1, x2)
-    return _empirical_ntk(model, params, x1, x2, trace_outputs=trace_outputs,
-                          per_layer=per_layer, engine=engine, block_size=block_size,
-                          device_count=device_count)
-
-
-def _empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | None = None, *,
-                   trace_outputs: bool = True, per_layer: bool = False, engine: str = "auto",
-                   block_size: int | None = None, device_count: int | None = None
-                   ) -> Array | LayerwiseKernel:
-    """:func:`empirical_ntk` without the checks of its inputs, for callers that have run them.
-
-    ``params`` must fit the model and be finite, ``x1``/``x2`` finite float arrays of one
-    per-example shape (:func:`ntkplast.validate.check_probe_set`); the analysis driver checks
-    them once per checkpoint and then calls this.
-    """
-    engine = resolve_engine(model, engine)
-    x1, x2 = _cast(params, x1, x2)
-    if block_size is None:
-        n = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
-        block_size = _auto_block(model, engine, params, x1, n, trace_outputs, per_layer)
-    fn = kernel_fn(model, trace_outputs=trace_outputs, per_layer=per_layer, engine=engine,
-                   block_size=block_size)
-    devs = _devices(device_count)
-    if len(devs) == 1 or x1.shape[0] < len(devs):
-        return fn(params, x1, x2)
-    return _sharded_rows(fn, params, x1, x2, devs)
-
-
-def _devices(device_count: int | None) -> list[Any]:
-    """The first ``device_count`` local jax devices (all of them when ``None``)."""
-    devs = jax.local_devices()
-    if device_count is None:
-        return devs
-    if not isinstance(device_count, int) or not 1 <= device_count <= len(devs):
-        raise NtkplastError(f"device_count: expected 1 … {len(devs)} (the visible devices), "
-                            f"got {device_count!r}")
-    return devs[:device_count]
-
-
-def _sharded_rows(fn: Callable, params: Params, x1: Array, x2: Array | None,
-                  devs: list[Any]) -> Array | LayerwiseKernel:
-    """Θ(x1, x2) with the rows of x1 split into one block per device.
-
-    Block d, Θ(x1[rows_d], x2), runs on device d (inputs committed there, so the jitted kernel
-    runs there; the blocks are dispatched asynchronously and run concurrently); the blocks are
-    concatenated on the first device. Same kernel as one device, up to the order of float sums
-    inside each block, which does not change.
-    """
-    rows = np.array_split(np.arange(x1.shape[0]), len(devs))
-    other = x1 if x2 is None else x2
-    blocks = []
-    for dev, r in zip(devs, rows):
-        put = functools.partial(jax.device_put, device=dev)
-        blocks.append(fn(jax.tree_util.tree_map(put, params), put(x1[r[0]:r[-1] + 1]),
-                         put(other)))
-    first = functools.partial(jax.device_put, device=devs[0])
-    return jax.tree_util.tree_map(lambda *b: jnp.concatenate([first(a) for a in b]), *blocks)
-
-
-def _stack(params_series: Any) -> Any:
-    """Stacked pytree (leading checkpoint axis) from a list of params, or as given."""
-    if isinstance(params_series, (tuple, list)) and params_series and \
-            isinstance(params_series[0], dict):
-        return params_series  # already stacked: a tuple of layer dicts
-    if not isinstance(params_series, Sequence) or not params_series:
-        raise NtkplastError("params_series: expected a non-empty list of parameter tuples or "
-                            "one stacked parameter tuple (leading checkpoint axis)")
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *params_series)
-
-
-@functools.lru_cache(maxsize=64)
-def _series_fn(model: models.Model, engine: str, trace: bool, per_layer: bool,
-               block_size: int | None) -> Callable:
-    run = _body(model, engine, trace, per_layer, block_size)
-    return jax.jit(lambda ps, x1, x2: lax.map(lambda p: run(p, x1, x2), ps))
-
-
-@validate.legacy_arguments(renamed={"batch_size": "block_size"})
-def series_ntk(model: models.Model, params_series: Sequence[Params] | Params, x1: Array,
-               x2: Array | None = None, *, trace_outputs: bool = True, per_layer: bool = False,
-               engine: str = "auto", block_size: int | None = None) -> Array | LayerwiseKernel:
-    """Empirical NTK at T checkpoints of one run in one compiled call.
-
-    ``params_series`` is a list of T parameter tuples or one parameter tuple whose leaves carry
-    a leading checkpoint axis of length T. The checkpoints run one after another inside one
-    ``jax.jit``/``lax.map`` (one compilation, memory of one checkpoint's kernel computation
-    plus the T kernels). Returns the :func:`empirical_ntk` result with a leading T axis on every
-    array; the other arguments are as there (``batch_size=`` too, deprecated for
-    ``block_size=``).
-    """
-    stacked = _stack(params_series)
-    engine = resolve_engine(model, engine)
-    x1, x2 = _cast(stacked, *_checked(model, stacked, x1, x2, stacked=True))
-    if block_size is None:
-        n = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
-        first = jax.tree_util.tree_map(lambda leaf: leaf[0], stacked)
-        block_size = _auto_block(model, engine, first, x1, n, trace_outputs, per_layer)
-    fn = _series_fn(model, engine, trace_outputs, per_layer, block_size)
-    return fn(stacked, x1, x2)
-
-
-@functools.lru_cache(maxsize=64)
-def _matvec_fn(model: models.Model, trace: bool) -> Callable:
-    def mv(params, x, v):
-        return _generic.matvec(model, params, x, v, trace)
-    return jax.jit(mv)
-
-
-@functools.lru_cache(maxsize=64)
-def _factors_fn(model: models.Model, trace: bool) -> Callable:
-    return jax.jit(lambda params, x: _layerwise.operator_factors(model, params, x, trace))
-
-
-_operator_matvec = jax.jit(_layerwise.operator_matvec)
-
-
-def ntk_matvec(model: models.Model, params: Params, x: Array, *, trace_outputs: bool = True,
-               engine: str = "auto") -> jax.tree_util.Partial:
-    r"""The NTK-vector product v ↦ Θv on probe set ``x``, never forming Θ.
-
-    ``v`` has shape ``N`` (traced kernel) or ``N × K`` (full kernel, rows (n, k)).
-
-    * ``engine="generic"``: Θv = J(Jᵀv), one vjp and one jvp of f over the probe set (Novak et
-      al. 2022); the traced kernel, (Θv)_n = Σ_k [J_k(J_kᵀ v)]_n, costs K of them (vmapped).
-      Memory: one forward pass plus K cotangents, O(N·K·Σ_l d_l) floats.
-    * ``engine="layerwise"`` (MLPs; the ``"auto"`` choice for them): the layerwise factors
-      a_{l-1}(X) and δ_l(X) are computed once, and each product is two thin matmuls per layer
-      (:func:`ntkplast.ntk._layerwise.operator_matvec`), about 3× fewer FLOPs than the vjp/jvp
-      pair for the traced kernel. Memory: the factors, O(N·K·Σ_l d_l) floats.
-
-    Returns a :class:`jax.tree_util.Partial` (a pytree holding the arrays), so it can be passed
-    into jit-compiled solvers such as :func:`ntkplast.spectra.top_eigenvalues` without baking
-    the arrays into the compiled program.
-    """
-    engine = resolve_engine(model, engine)
-    x, _ = _cast(params, validate.check_probe_set(model, params, x), None)
-    if engine == "layerwise":
-        return jax.tree_util.Partial(_operator_matvec, _factors_fn(model, trace_outputs)(params, x))
-    if engine != "generic":
-        raise NtkplastError(f"engine: ntk_matvec runs 'layerwise' or 'generic', got {engine!r}")
-    return jax.tree_util.Partial(_matvec_fn(model, trace_outputs), params, x)
-
-
-def ntk_diagonal(model: models.Model, params: Params, x: Array) -> Array:
-    r"""diag Θ(x_n, x_n) of the output-traced NTK of an MLP, without the N × N matrix.
-
-    Σ_l (m_W²‖a_{l-1}(x_n)‖² + m_b²)·Σ_k‖δ_{l,k}(x_n)‖² from the layerwise factors, so
-    tr Θ = ``ntk_diagonal(...).sum()`` exactly, in O(N·K·Σ_l d_l) memory.
-    """
-    resolve_engine(model, "layerwise")
-    x, _ = _cast(params, validate.check_probe_set(model, params, x), None)
-    return _diagonal(_factors_fn(model, True)(params, x))
-
-
-_diagonal = jax.jit(_layerwise.operator_diagonal)
-
-
-def infinite_width_ntk(model: models.Model, x1: Array, x2: Array | None = None, *,
-                       trace_outputs: bool = True) -> Array:
-    r"""Analytic infinite-width NTK Θ_∞ of the same architecture (needs neural-tangents).
-
-    neural-tangents' ``kernel_fn(x1, x2, "ntk")`` of the spec's stax triple
-    (:mod:`ntkplast.ntk._stax`; Jacot et al. 2018; Novak et al. 2020). Θ_∞ is the same for
-    every output, so the full kernel is Θ_∞ ⊗ I_K and the traced one K·Θ_∞. With
-    ``parameterization="ntk"`` the empirical NTK converges to it as the widths grow.
-    """
-    x1 = validate.check_inputs("x1", x1, model)
-    if x2 is not None:
-        x2 = validate.check_inputs("x2", x2, model, like=x1)
-    return _nt.infinite_width(model, x1, x2, trace_outputs)
+"""Working memory (bytes) allowed for one kernel block when ``block_size`` is automatic.
+
+A setting: it is read on every call (:func:`ntkplast.ntk._blocking.auto_block`), so assigning
+``ntkplast.ntk.MEMORY_BUDGET_BYTES`` changes the blocks of later calls."""
+
+__all__ = ["ENGINES", "MEMORY_BUDGET_BYTES", "LayerwiseKernel", "empirical_ntk",
+           "empirical_ntk_unchecked", "generic_parts", "infinite_width_ntk", "kernel_fn",
+           "ntk_diagonal", "ntk_matvec", "resolve_engine", "series_ntk", "to_stax",
+           "to_stax_params"]

@@ -38,7 +38,13 @@ def _contract(ja: Array, jb: Array, trace: bool) -> Array:
 
 def generic_parts(model: models.Model, params: models.Params, xa: Array, xb: Array | None,
                   trace: bool, per_layer: bool) -> Array:
-    """Per-layer kernels stacked as ``(L, Na, Nb[, K, K])`` (or the total as ``(1, …)``)."""
+    """Per-layer kernels stacked as ``(L, Na, Nb[, K, K])`` (or the total as ``(1, …)``).
+
+    The generic engine itself, for any ``model`` with ``apply(params, x) -> N × K`` whose
+    ``params`` is a sequence of per-layer pytrees (the parts follow that sequence). An engine
+    core: no input checks and no jit (callers compile it, as :func:`ntkplast.ntk.kernel_fn`
+    and :func:`ntkplast.adapters.function.empirical_ntk` do).
+    """
     jac_a = _jacobians(model, params, xa)
     jac_b = jac_a if xb is None else _jacobians(model, params, xb)
     parts = []
