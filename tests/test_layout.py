@@ -148,19 +148,10 @@ def _private_imports() -> set[tuple[str, str]]:
     return out
 
 
-# To be removed: the figures' shared helpers move to ``figures/_style`` ("The house, second
-# step"). Add nothing here; give the name a public home instead (``<name>_unchecked`` for a
-# core that skips its checks, or a re-export from the owning package).
-KNOWN_PRIVATE_IMPORTS = {
-    ("ntkplast.figures.spectra", "ntkplast.figures.diagnostics._layers"),
-    ("ntkplast.figures.spectra", "ntkplast.figures.diagnostics._task_boundaries"),
-}
-
-
 def test_no_private_imports_across_modules():
     """A module uses another module's or package's ``_private`` names only through their public
     faces (same-package private modules stay allowed)."""
-    assert _private_imports() - KNOWN_PRIVATE_IMPORTS == set()
+    assert _private_imports() == set()
 
 
 def test_private_import_check_sees_each_form(tmp_path):

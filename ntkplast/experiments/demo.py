@@ -32,7 +32,7 @@ from ntkplast import analysis, figures, stats, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments import report
-from ntkplast.figures.comparison import log_positive, unit_interval
+from ntkplast.figures.comparison import unit_interval
 
 __all__ = ["DEMO_LAMBDA", "DEMO_METHODS", "DEMO_PROBE_SIZE", "demo_config", "run_demo"]
 
@@ -69,7 +69,7 @@ def _summary(tables: dict, metric: str, layer: str = "all",
     out = {}
     for name, runs in tables.items():
         values = figures.task_values(runs, metric, layer)
-        mean, low, high = (np.exp(stats.final_tasks_interval(log_positive(values), 5)) if log
+        mean, low, high = (np.exp(stats.final_tasks_interval(stats.log_positive(values), 5)) if log
                            else stats.final_tasks_interval(values, 5))
         if unit_interval(metric):
             low, high = max(low, 0.0), min(high, 1.0)

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ntkplast.files import atomic_write_bytes  # noqa: E402
+from ntkplast.table import Table, task_end_checkpoints  # noqa: E402
 
 # Okabe & Ito (2008), "Color universal design": distinguishable under every common colour-vision
 # deficiency. Black leads, for the first series (by convention the baseline); the pale yellow
@@ -65,3 +67,17 @@ def save(fig: Any, path_stem: str | os.PathLike,
         out.append(path)
     plt.close(fig)
     return out
+
+
+def layers_of(table: Table, metric: str) -> list[str]:
+    """The layers a table has ``metric`` on: ``"all"`` first, then ``layer<l>`` in order."""
+    layers = set(table.select(metric).columns["layer"].tolist())
+    return sorted(layers, key=lambda name: (name != "all", len(name), name))
+
+
+def task_boundaries(ax: Any, table: Table) -> None:
+    """A pale vertical line at the step of every task end of ``table``."""
+    c = table.columns
+    ends = np.isin(c["checkpoint"], task_end_checkpoints(table)) & (c["layer"] == "all")
+    for s in np.unique(c["step"][ends]):
+        ax.axvline(s, color="0.85", lw=0.6, zorder=0)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ntkplast.errors import NtkplastError
 from ntkplast.figures._style import style, subplots
-from ntkplast.stats.intervals import mean_interval
+from ntkplast.stats.intervals import log_positive, mean_interval
 from ntkplast.table import Table, per_task
 
 __all__ = ["PLASTICITY_PANELS", "REGIME_PANELS", "THEORY_PANELS", "UNIT_INTERVAL", "band",
@@ -80,12 +80,6 @@ def task_values(runs: Sequence[Table], metric: str, layer: str = "all") -> np.nd
                                           & (t.columns["layer"] != "all")) for t in runs):
         raise NtkplastError(f"figures: no per-layer rows of {metric!r} in the tables")
     return per_task(runs, metric, layer)
-
-
-def log_positive(values: np.ndarray) -> np.ndarray:
-    """log ``values``, with NaN where a value is not positive (left out of means)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(np.where(values > 0, values, np.nan))
 
 
 def band(ax: Any, values: np.ndarray, i: int, label: str, x: np.ndarray | None = None,

@@ -15,26 +15,14 @@ from typing import Any
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.figures._style import PALETTE, subplots
-from ntkplast.table import Table, task_end_checkpoints
-
-
-def _layers(table: Table, metric: str) -> list[str]:
-    layers = set(table.select(metric).columns["layer"].tolist())
-    return sorted(layers, key=lambda name: (name != "all", len(name), name))
-
-
-def _task_boundaries(ax: Any, table: Table) -> None:
-    c = table.columns
-    ends = np.isin(c["checkpoint"], task_end_checkpoints(table)) & (c["layer"] == "all")
-    for s in np.unique(c["step"][ends]):
-        ax.axvline(s, color="0.85", lw=0.6, zorder=0)
+from ntkplast.figures._style import PALETTE, layers_of, subplots, task_boundaries
+from ntkplast.table import Table
 
 
 def _plot_metric(ax: Any, table: Table, metric: str, label_prefix: str = "",
                  layers: Sequence[str] | None = None, **kw: Any) -> bool:
     drew = False
-    for layer in layers if layers is not None else _layers(table, metric):
+    for layer in layers if layers is not None else layers_of(table, metric):
         steps, values = table.series(metric, layer)
         if len(steps):
             ax.plot(steps, values, marker=".", ms=3, lw=1, label=f"{label_prefix}{layer}", **kw)
@@ -93,7 +81,7 @@ def diagnostics(table: Table, title: str = "") -> Any:
     d.set_ylabel("dead-unit fraction (τ = 0)")
     d.set_title("(d) dormancy", fontsize=10)
     for ax in axes.ravel():
-        _task_boundaries(ax, table)
+        task_boundaries(ax, table)
     for ax in axes[1]:
         ax.set_xlabel("training step (grey lines: task ends)")
     if title:

@@ -21,8 +21,7 @@ import numpy as np
 from ntkplast import spectra as spectra_lib
 from ntkplast import stats
 from ntkplast.errors import NtkplastError
-from ntkplast.figures._style import style, subplots
-from ntkplast.figures.diagnostics import _layers, _task_boundaries
+from ntkplast.figures._style import layers_of, style, subplots, task_boundaries
 from ntkplast.table import Table, per_task, task_end_checkpoints
 
 Spectra = Mapping[str, np.ndarray]
@@ -256,7 +255,7 @@ def ntk_layer_shares(table: Table, title: str = "") -> Any:
     contributing function-space directions — the kernel then leans on the other layers; whether
     the shift comes before or after the plasticity loss is what the onset analysis tests.
     """
-    layers = [layer for layer in _layers(table, "ntk_trace_share") if layer != "all"]
+    layers = [layer for layer in layers_of(table, "ntk_trace_share") if layer != "all"]
     if not layers:
         raise NtkplastError("figures: no ntk_trace_share rows; run `ntkplast analyze` with the "
                             "ntk family")
@@ -276,7 +275,7 @@ def ntk_layer_shares(table: Table, title: str = "") -> Any:
     a.set_ylabel("share of tr Θ")
     a.set_title("(a) each layer's part of the NTK")
     a.legend(fontsize=7, loc="lower left", ncol=2)
-    dead = [layer for layer in _layers(table, "dormant_fraction_tau0") if layer != "all"]
+    dead = [layer for layer in layers_of(table, "dormant_fraction_tau0") if layer != "all"]
     for i, layer in enumerate(dead):
         s, v = table.series("dormant_fraction_tau0", layer)
         b.plot(s, v, marker=".", ms=3, label=layer, **style(i))
@@ -285,7 +284,7 @@ def ntk_layer_shares(table: Table, title: str = "") -> Any:
     if dead:
         b.legend(fontsize=7)
     for ax in (a, b):
-        _task_boundaries(ax, table)
+        task_boundaries(ax, table)
         ax.set_xlabel("training step (grey lines: task ends)")
     if title:
         fig.suptitle(title)

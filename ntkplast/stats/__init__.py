@@ -46,6 +46,7 @@ from ntkplast.stats.intervals import (
     final_tasks_interval,
     jackknife_interval,
     jackknife_p,
+    log_positive,
     mean_interval,
     t_interval,
 )
@@ -64,12 +65,11 @@ from ntkplast.stats.predictors import (
 from ntkplast.stats.sensitivity import Sensitivity, SensitivityRow, sensitivity
 
 __all__ = [
-    "PREDICTORS", "TREND_TEXT", "At", "Contrast", "CorrelationResult", "LeadLagResult",
-    "MetricRef", "Onset", "OnsetOrder", "PairedContrast", "PredictorComparison",
-    "PredictorLeadLag", "PredictorRanking", "PredictorSpec", "PredictorStat", "Trend", "aligned",
-    "compare_predictors", "correlation_interval", "final_tasks_interval", "jackknife_interval",
-    "jackknife_p", "last_tasks_means", "lead_lag", "mean_interval", "method_contrast",
-    "metric_series", "onset", "onset_order", "paired_contrast", "partial_spearman",
-    "predictor_lead_lag", "sensitivity", "Sensitivity", "SensitivityRow", "spearman",
-    "t_interval",
+    "At", "Contrast", "CorrelationResult", "LeadLagResult", "MetricRef", "Onset", "OnsetOrder",
+    "PREDICTORS", "PairedContrast", "PredictorComparison", "PredictorLeadLag", "PredictorRanking",
+    "PredictorSpec", "PredictorStat", "Sensitivity", "SensitivityRow", "TREND_TEXT", "Trend",
+    "aligned", "compare_predictors", "correlation_interval", "final_tasks_interval",
+    "jackknife_interval", "jackknife_p", "last_tasks_means", "lead_lag", "log_positive",
+    "mean_interval", "method_contrast", "metric_series", "onset", "onset_order", "paired_contrast",
+    "partial_spearman", "predictor_lead_lag", "sensitivity", "spearman", "t_interval",
 ]

@@ -42,7 +42,7 @@ from ntkplast.errors import NtkplastError
 from ntkplast.stats._inputs import check_level
 
 __all__ = ["correlation_interval", "final_tasks_interval", "jackknife_interval", "jackknife_p",
-           "mean_interval", "t_interval"]
+           "log_positive", "mean_interval", "t_interval"]
 
 def _t_quantile(level: float, df: ArrayLike) -> np.ndarray:
     """t_{(1+level)/2, df}, elementwise over ``df``."""
@@ -155,3 +155,12 @@ def final_tasks_interval(values: ArrayLike, last: int, *,
         per_seed = np.nanmean(np.asarray(values, np.float64)[:, -last:], axis=1)
     mean, low, high = mean_interval(per_seed[:, None], level=level)
     return float(mean[0]), float(low[0]), float(high[0])
+
+
+def log_positive(values: ArrayLike) -> np.ndarray:
+    """log ``values``, NaN where a value is not positive (left out of the means): the scale
+    on which :func:`mean_interval` gives a geometric mean and its interval, for a positive
+    quantity spread over orders of magnitude whose raw-scale t-interval can reach below 0."""
+    values = np.asarray(values, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(np.where(values > 0, values, np.nan))
