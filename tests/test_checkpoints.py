@@ -139,3 +139,69 @@ def test_atomic_write_gives_the_usual_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_training_and_import_write_one_manifest_through_one_writer(tmp_path, monkeypatch):
+    """A run trained into a folder and the same checkpoints (parameters, steps, tasks) imported
+    as PyTorch state dicts give one manifest: the same keys in the same order and the same
+    values, apart from what only one writer knows — training's description of its stream and
+    results (``num_classes``, ``num_tasks``, ``config``, ``tasks``), the importer's
+    ``imported_from``, and per checkpoint its ``kind``, ``metrics``, ``sha256`` (training's
+    files also hold the optimizer state) and the importer's ``source``. Both go through
+    :func:`checkpoints.new_manifest` and :func:`checkpoints.append_checkpoint` alone."""
+    from ntkplast import streams, train
+    from ntkplast.runs import interop
+
+    calls = []
+
+    def counted(name):
+        real = getattr(checkpoints, name)
+
+        def writer(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+        return writer
+
+    for name in ("new_manifest", "append_checkpoint"):
+        monkeypatch.setattr(checkpoints, name, counted(name))
+    spec = models.ArchSpec(widths=(7,), num_outputs=10)
+    cfg = train.RunConfig(
+        seed=1, model=spec, stream=streams.StreamSpec(kind="permuted", dataset="digits",
+                                                      num_tasks=1),
+        train=train.TrainConfig(batch_size=8, steps_per_task=6, checkpoint_every=3,
+                                reference_tasks="none"))
+    trained = train.train_run(cfg, tmp_path / "trained", progress=False)
+    assert calls == ["new_manifest"] + ["append_checkpoint"] * 3
+    src = tmp_path / "torch"
+    src.mkdir()
+    for i, info in enumerate(trained):  # PyTorch layout: Linear weight is out × in
+        state = {}
+        for j, layer in enumerate(trained.params(i)):
+            state[f"{2 * j}.weight"] = np.asarray(layer["W"]).T
+            state[f"{2 * j}.bias"] = np.asarray(layer["b"])
+        np.savez(src / f"model_{info.step}.npz", **state)
+    calls.clear()
+    imported = interop.import_folder(src, tmp_path / "imported", spec=spec,
+                                     input_shape=trained.input_shape)
+    assert calls == ["new_manifest"] + ["append_checkpoint"] * 3
+
+    a, b = (json.loads((run.path / "manifest.json").read_text()) for run in (trained, imported))
+    only_trained = {"num_classes", "num_tasks", "config", "tasks"}
+    assert set(a) - set(b) == only_trained and set(b) - set(a) == {"imported_from"}
+    assert [k for k in a if k in b] == [k for k in b if k in a]
+    assert {k: v for k, v in a.items() if k in b and k != "checkpoints"} == {
+        k: v for k, v in b.items() if k in a and k != "checkpoints"}
+    assert a["complete"] is True and a["model"] == spec.to_dict()
+    assert [c["kind"] for c in a["checkpoints"]] == ["init", "periodic", "task_end"]
+    assert [c["step"] for c in b["checkpoints"]] == [0, 3, 6]
+    for ca, cb in zip(a["checkpoints"], b["checkpoints"], strict=True):
+        assert list(ca) == ["file", "step", "task", "kind", "metrics", "sha256"]
+        assert list(cb) == ["file", "step", "task", "kind", "metrics", "source", "sha256"]
+        assert {k: ca[k] for k in ("file", "step", "task")} == {
+            k: cb[k] for k in ("file", "step", "task")}
+        assert cb["kind"] == "imported" and cb["metrics"] == {}
+        assert cb["source"] == f"model_{cb['step']}.npz"
+    for i in range(len(trained)):
+        for x, y in zip(jax.tree_util.tree_leaves(trained.params(i)),
+                        jax.tree_util.tree_leaves(imported.params(i)), strict=True):
+            np.testing.assert_array_equal(x, y)

@@ -26,6 +26,11 @@ bounds (:mod:`ntkplast.safe_read`); checkpoint file names must be plain names in
 folder, and links out of it are refused. Every write goes to a temporary name in the same
 folder, is flushed to disk, and is renamed over the final name, so a reader never sees half a
 file; writers hold the folder's lock (:func:`ntkplast.lock.folder_lock`).
+
+ntkplast writes run folders in one place: :func:`new_manifest` starts a manifest (its keys in
+one order), :func:`append_checkpoint` writes a checkpoint and lists it, and training and the
+importers (:mod:`ntkplast.runs.interop`, :mod:`ntkplast.runs.jax_import`) call nothing else to
+write one. :func:`upgrade_config` reads a configuration stored by an older ntkplast as today's.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +54,11 @@ from ntkplast.files import atomic_write_bytes, load_arrays, remove_stale_tempora
 from ntkplast.safe_read import array_file_bytes, open_regular, read_bytes, read_json
 from ntkplast.validate import expected_param_shapes, param_shapes
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointInfo", "Run", "arrays_to_opt_state",
-           "arrays_to_params", "atomic_write_bytes", "checkpoint_arrays", "checkpoint_name",
-           "file_digest", "load_arrays",
-           "open_run", "opt_state_to_arrays", "params_to_arrays", "read_manifest",
-           "remove_stale_temporaries", "save_arrays", "write_manifest"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointInfo", "Run", "append_checkpoint",
+           "arrays_to_opt_state", "arrays_to_params", "atomic_write_bytes", "checkpoint_arrays",
+           "checkpoint_name", "file_digest", "load_arrays", "new_manifest", "open_run",
+           "opt_state_to_arrays", "params_to_arrays", "read_manifest",
+           "remove_stale_temporaries", "save_arrays", "upgrade_config", "write_manifest"]
 
 FORMAT = "ntkplast-run"
 FORMAT_VERSION = 1
@@ -278,6 +283,102 @@ def write_manifest(run_dir: str | os.PathLike, manifest: Mapping[str, Any]) -> N
     """Write ``manifest.json`` atomically."""
     text = json.dumps(manifest, indent=1, sort_keys=False, allow_nan=False)
     atomic_write_bytes(Path(run_dir) / MANIFEST, text.encode("utf-8"))
+
+
+def new_manifest(model: models.ArchSpec, input_shape: Sequence[int], *,
+                 about: Mapping[str, Any] | None = None, tasks: bool = False,
+                 complete: bool = False, origin: Mapping[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """A run folder's manifest without checkpoints yet, its keys in the one order ntkplast writes.
+
+    The keys are ``format``, ``format_version``, ``model`` (``model.to_dict()``),
+    ``input_shape``, the entries of ``about``, ``checkpoints`` (empty: :func:`append_checkpoint`
+    fills it), ``tasks`` (an empty list, only with ``tasks``), ``complete``, then the entries of
+    ``origin``. Training passes ``about = {"num_classes", "num_tasks", "config"}``,
+    ``tasks=True`` and as ``origin`` a custom stream's ``stream`` and ``vectorised_seeds``; the
+    importers pass ``complete=True`` and ``origin = {"imported_from": …}``.
+
+    Args:
+      model: the run's architecture.
+      input_shape: the shape of one input, ``[H, W, C]`` or ``[D]``.
+      about: what the run was trained on, placed before ``checkpoints`` (default: nothing).
+      tasks: whether the run records per-task results under ``tasks`` (default False).
+      complete: whether the run is finished (default False: training sets it at its end).
+      origin: where the run came from, placed last (default: nothing).
+
+    Returns:
+      The manifest as a plain dict, for :func:`append_checkpoint` and :func:`write_manifest`.
+    """
+    manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                                "model": model.to_dict(), "input_shape": list(input_shape),
+                                **(about or {}), "checkpoints": []}
+    if tasks:
+        manifest["tasks"] = []
+    manifest["complete"] = complete
+    manifest.update(origin or {})
+    return manifest
+
+
+def append_checkpoint(run_dir: str | os.PathLike, manifest: dict[str, Any],
+                      params: models.Params, *, step: int, task: int, kind: str,
+                      metrics: Mapping[str, Any] | None = None, opt_state: Any = None,
+                      source: str | None = None, save_manifest: bool = True) -> dict[str, Any]:
+    """Write the checkpoint at global step ``step`` into ``run_dir`` and list it in ``manifest``.
+
+    The file, :func:`checkpoint_name` of ``step``, holds :func:`params_to_arrays` of ``params``
+    and, given ``opt_state``, :func:`opt_state_to_arrays` of it (for exact resume); it is
+    written atomically and its SHA-256 ends the new entry ``{"file", "step", "task", "kind",
+    "metrics", "source" (only when given), "sha256"}`` appended to ``manifest["checkpoints"]``.
+    With ``save_manifest`` the manifest is then rewritten atomically, after the file: a crash in
+    between leaves a file that the manifest does not list (resuming writes it again), never an
+    entry without its file. The importers, which move a finished folder into place, pass
+    ``save_manifest=False`` and write the manifest once (:func:`write_manifest`).
+
+    Args:
+      run_dir: the run folder (its writer holds its lock).
+      manifest: the run's manifest (:func:`new_manifest`), changed in place.
+      params: the checkpoint's parameters.
+      step, task, kind: the global step, the task index and the kind (``"init"``,
+        ``"periodic"``, ``"task_end"``, ``"imported"``).
+      metrics: what the entry records about the checkpoint (default: nothing).
+      opt_state: the optimizer state to store with the parameters (default: none).
+      source: the file the checkpoint was imported from (default: not recorded).
+      save_manifest: rewrite ``manifest.json`` after the file (default True).
+
+    Returns:
+      The new manifest entry.
+    """
+    name = checkpoint_name(step)
+    arrays = params_to_arrays(params)
+    if opt_state is not None:
+        arrays.update(opt_state_to_arrays(opt_state))
+    digest = save_arrays(Path(run_dir) / name, arrays)
+    entry = {"file": name, "step": step, "task": task, "kind": kind,
+             "metrics": dict(metrics or {})}
+    if source is not None:
+        entry["source"] = source
+    entry["sha256"] = digest
+    manifest["checkpoints"].append(entry)
+    if save_manifest:
+        write_manifest(run_dir, manifest)
+    return entry
+
+
+def upgrade_config(stored: Any) -> Any:
+    """A run folder's stored ``config`` as this ntkplast writes it: the architecture fields added
+    since the run was written (LayerNorm, residual, GroupSort, weight constraints) read at their
+    defaults, so that a run written before them equals its configuration and resumes.
+
+    Anything that is not a config with a readable ``model`` object comes back unchanged (and
+    then differs from every configuration).
+    """
+    if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict):
+        return stored
+    try:
+        model = models.ArchSpec.from_dict(stored["model"]).to_dict()
+    except NtkplastError:
+        return stored
+    return {**stored, "model": model}
 
 
 def _digest_mismatch(path: Path, got: str, want: str) -> NtkplastError:

@@ -397,35 +397,36 @@ def _numbered_files(src: Path, regex: re.Pattern[str], pattern: str) -> dict[int
 
 def convert_files(files: Mapping[int, Path], out: Path, number: str,
                   load: Callable[[Path], tuple[models.ArchSpec, models.Params]],
-                  input_shape: Sequence[int] | None
-                  ) -> tuple[models.ArchSpec, tuple[int, ...], list[dict[str, Any]]]:
+                  input_shape: Sequence[int] | None,
+                  imported_from: Mapping[str, Any]) -> dict[str, Any]:
     """Convert every source (``load(path) -> (spec, params)``), in number order, into a
-    checkpoint in ``out``.
+    checkpoint in ``out`` (:func:`ntkplast.runs.checkpoints.append_checkpoint`).
 
-    Returns the architecture (every source must have the first one's), the input shape (the
-    first Dense layer's fan-in when ``input_shape`` is ``None``) and the manifest's checkpoint
-    entries. Shared by the PyTorch and the JAX importers (:mod:`ntkplast.runs.jax_import`).
+    Returns the run's manifest (:func:`ntkplast.runs.checkpoints.new_manifest`), not yet written:
+    the architecture (every source must have the first one's), the input shape (the first Dense
+    layer's fan-in when ``input_shape`` is ``None``), one ``"imported"`` entry per source naming
+    its file under ``source``, ``complete``, and ``imported_from`` last. Shared by the PyTorch
+    and the JAX importers (:mod:`ntkplast.runs.jax_import`).
     """
-    entries = []
-    first: tuple[models.ArchSpec, Path] | None = None
+    first: tuple[models.ArchSpec, Path, dict[str, Any]] | None = None  # spec, file, manifest
     for n in sorted(files):
         path = files[n]
         got_spec, params = load(path)
         if first is None:
-            first = (got_spec, path)
             if input_shape is None:
                 input_shape = (int(params[0]["W"].shape[0]),)
+            first = (got_spec, path, checkpoints.new_manifest(
+                got_spec, input_shape, complete=True,
+                origin={"imported_from": dict(imported_from)}))
         elif got_spec != first[0]:
             raise NtkplastError(f"{path}: architecture {got_spec.to_dict()} differs from "
                                 f"{first[1].name}'s {first[0].to_dict()}; import one "
                                 f"architecture per run folder")
-        name = checkpoints.checkpoint_name(n)
-        digest = checkpoints.save_arrays(out / name, checkpoints.params_to_arrays(params))
-        entries.append({"file": name, "step": n, "task": n if number == "task" else 0,
-                        "kind": "imported", "metrics": {}, "source": path.name,
-                        "sha256": digest})
-    assert first is not None and input_shape is not None
-    return first[0], tuple(input_shape), entries
+        checkpoints.append_checkpoint(out, first[2], params, step=n,
+                                      task=n if number == "task" else 0, kind="imported",
+                                      source=path.name, save_manifest=False)
+    assert first is not None
+    return first[2]
 
 
 def check_source(src_dir: str | os.PathLike, pattern: str,
@@ -445,13 +446,12 @@ def check_source(src_dir: str | os.PathLike, pattern: str,
     return src, regex
 
 
-def write_imported_run(run: Path, convert: Callable[[Path], tuple[models.ArchSpec, tuple[int, ...],
-                                                                 list[dict[str, Any]]]],
-                       imported_from: Mapping[str, Any]) -> checkpoints.Run:
-    """Write a run folder from ``convert(tmp) -> (spec, input_shape, entries)``, holding the
-    folder's writer lock (:func:`ntkplast.lock.folder_lock`): convert into a temporary sibling,
-    then move the checkpoints in and the manifest last (nothing is left behind on an error);
-    ``imported_from`` records the source in the manifest. ``run`` must not exist or be empty.
+def write_imported_run(run: Path, convert: Callable[[Path], dict[str, Any]]) -> checkpoints.Run:
+    """Write a run folder from ``convert(tmp) -> manifest`` (:func:`convert_files`: the
+    checkpoints written into ``tmp``, the manifest that lists them not yet), holding the folder's
+    writer lock (:func:`ntkplast.lock.folder_lock`): convert into a temporary sibling, then move
+    the checkpoints in and the manifest last (nothing is left behind on an error). ``run`` must
+    not exist or be empty.
     """
     with folder_lock(run, "import"):
         if any(p.name != LOCK_NAME for p in run.iterdir()):
@@ -459,14 +459,10 @@ def write_imported_run(run: Path, convert: Callable[[Path], tuple[models.ArchSpe
                                 f"overwrites)")
         tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}.importing-", dir=run.parent))
         try:
-            arch, input_shape, entries = convert(tmp)
-            manifest = {"format": checkpoints.FORMAT,
-                        "format_version": checkpoints.FORMAT_VERSION,
-                        "model": arch.to_dict(), "input_shape": list(input_shape),
-                        "checkpoints": entries, "complete": True,
-                        "imported_from": dict(imported_from)}
+            manifest = convert(tmp)
             checkpoints.write_manifest(tmp, manifest)
-            for name in [e["file"] for e in entries] + [checkpoints.MANIFEST]:  # manifest last
+            names = [e["file"] for e in manifest["checkpoints"]]
+            for name in names + [checkpoints.MANIFEST]:  # manifest last
                 os.replace(tmp / name, run / name)
             tmp.rmdir()
         except BaseException:
@@ -514,7 +510,7 @@ def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
                                     input_shape=input_shape, input_layout=input_layout,
                                     activation=activation, source=str(path))
 
+    imported_from = {"folder": str(src.resolve()), "pattern": pattern, "number": number,
+                     "input_layout": input_layout}
     return write_imported_run(
-        run, lambda tmp: convert_files(files, tmp, number, load, input_shape),
-        {"folder": str(src.resolve()), "pattern": pattern, "number": number,
-         "input_layout": input_layout})
+        run, lambda tmp: convert_files(files, tmp, number, load, input_shape, imported_from))

@@ -221,9 +221,10 @@ def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
                                 input_layout=FRAMEWORKS[framework], key_order=key_order,
                                 source=str(path))
 
+    imported_from = {"folder": str(src.resolve()), "pattern": pattern, "number": number,
+                     "framework": framework, "tree_path": tree_path,
+                     "formats": sorted({"orbax" if p.is_dir() else p.suffix.lower()[1:]
+                                        for p in files.values()})}
     return interop.write_imported_run(
-        run, lambda tmp: interop.convert_files(files, tmp, number, load, input_shape),
-        {"folder": str(src.resolve()), "pattern": pattern, "number": number,
-         "framework": framework, "tree_path": tree_path,
-         "formats": sorted({"orbax" if p.is_dir() else p.suffix.lower()[1:]
-                            for p in files.values()})})
+        run, lambda tmp: interop.convert_files(files, tmp, number, load, input_shape,
+                                               imported_from))

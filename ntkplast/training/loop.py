@@ -94,21 +94,6 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
                        progress=progress, stop_after_chunks=stop_after_chunks)[0]
 
 
-def _same_config(stored: Any, record: dict[str, Any]) -> bool:
-    """Whether a run folder's stored config is ``record``, reading architecture fields added
-    since the run was written (LayerNorm, residual, GroupSort, weight constraints) at their
-    defaults, so a run written before them resumes."""
-    if stored == record:
-        return True
-    if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict):
-        return False
-    try:
-        model = models.ArchSpec.from_dict(stored["model"]).to_dict()
-    except NtkplastError:
-        return False
-    return {**stored, "model": model} == record
-
-
 class _Lane:
     """One run of a training: its config, folder, manifest, keys and in-task bookkeeping."""
 
@@ -124,7 +109,7 @@ class _Lane:
                 raise NtkplastError(f"{run_dir} already holds a run; pass --resume to continue "
                                     f"it or choose another output folder")
             self.manifest = checkpoints.read_manifest(run_dir)
-            if not _same_config(self.manifest.get("config"), config_record):
+            if checkpoints.upgrade_config(self.manifest.get("config")) != config_record:
                 raise NtkplastError(f"{run_dir} was written with a different configuration; "
                                     f"resume it with the same config, or train into a new folder")
         else:
@@ -222,16 +207,15 @@ def _train_locked(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[Path]
         record = lane_cfg.to_dict()
         if custom:  # the [stream] table does not describe these tasks; analysis must not use it
             record["stream"] = None
-        manifest = {
-            "format": checkpoints.FORMAT, "format_version": checkpoints.FORMAT_VERSION,
-            "model": cfg.model.to_dict(), "input_shape": list(stream.input_shape),
-            "num_classes": stream.num_classes, "num_tasks": len(stream),
-            "config": record, "checkpoints": [], "tasks": [], "complete": False,
-        }
+        origin: dict[str, Any] = {}
         if custom:
-            manifest["stream"] = {"custom": getattr(stream, "name", type(stream).__name__)}
+            origin["stream"] = {"custom": getattr(stream, "name", type(stream).__name__)}
         if len(seeds) > 1:
-            manifest["vectorised_seeds"] = seeds
+            origin["vectorised_seeds"] = seeds
+        manifest = checkpoints.new_manifest(
+            cfg.model, stream.input_shape, about={"num_classes": stream.num_classes,
+                                                  "num_tasks": len(stream), "config": record},
+            tasks=True, origin=origin)
         lanes.append(_Lane(lane_cfg, run_dir, resume, record, manifest))
     todo = [lane for lane in lanes if not lane.manifest.get("complete")]
     if todo:
@@ -305,8 +289,7 @@ def _start(lanes: Sequence[_Lane], model: models.Model, tx: optax.GradientTransf
     if start is None:
         for lane, state in zip(lanes, states, strict=True):
             if lane.last is None:
-                _save_checkpoint(lane.run_dir, lane.manifest, state, task=0, kind="init",
-                                 metrics={"task_step": 0})
+                _save_checkpoint(lane, state, task=0, kind="init", metrics={"task_step": 0})
         return _Group(lanes, states), fresh, 0, 0
     task, in_task = start["task"], start["metrics"].get("task_step", 0)
     for lane in lanes:
@@ -405,8 +388,7 @@ def _after_chunk(group: _Group, i: int, template: models.Params,
     if np.isfinite(online.loss):  # unknown only for a pre-0.2 run resumed inside a task
         metrics.update(online_loss_sum=lane.online_loss, online_loss=online.loss)
     if in_task < steps:
-        _save_checkpoint(lane.run_dir, lane.manifest, group.lane_state(i), task, "periodic",
-                         metrics)
+        _save_checkpoint(lane, group.lane_state(i), task, "periodic", metrics)
         return
     record = _end_task(lane, plan, group.lane_state(i), task, online, data, refs)
     if plan.hooks.on_task_end is not None:
@@ -416,7 +398,7 @@ def _after_chunk(group: _Group, i: int, template: models.Params,
     lane.manifest["tasks"].append(record)
     metrics.update({k: v for k, v in record.items() if k != "task"})
     lane.manifest["complete"] = task == len(plan.stream) - 1
-    _save_checkpoint(lane.run_dir, lane.manifest, group.lane_state(i), task, "task_end", metrics)
+    _save_checkpoint(lane, group.lane_state(i), task, "task_end", metrics)
 
 
 def _gap(run: float, reference: float, higher_is_better: bool) -> float:
@@ -488,14 +470,10 @@ def _references(lanes: Sequence[_Lane], plan: _Plan, data: streams.Task, task: i
     return {i: (o, b) for i, o, b in zip(todo, own, base, strict=True)}
 
 
-def _save_checkpoint(run_dir: Path, manifest: dict[str, Any], state: TrainState, task: int,
-                     kind: str, metrics: Mapping[str, Any]) -> None:
-    """Write the checkpoint's .npz, then the manifest that lists it (both atomically)."""
-    step = int(state.step)
-    name = checkpoints.checkpoint_name(step)
-    arrays = checkpoints.params_to_arrays(state.params)
-    arrays.update(checkpoints.opt_state_to_arrays(state.opt_state))
-    digest = checkpoints.save_arrays(run_dir / name, arrays)
-    manifest["checkpoints"].append({"file": name, "step": step, "task": task, "kind": kind,
-                                    "metrics": dict(metrics), "sha256": digest})
-    checkpoints.write_manifest(run_dir, manifest)
+def _save_checkpoint(lane: _Lane, state: TrainState, task: int, kind: str,
+                     metrics: Mapping[str, Any]) -> None:
+    """Write ``lane``'s checkpoint of ``state`` with its optimizer state, then the manifest that
+    lists it (:func:`ntkplast.runs.checkpoints.append_checkpoint`)."""
+    checkpoints.append_checkpoint(lane.run_dir, lane.manifest, state.params, step=int(state.step),
+                                  task=task, kind=kind, metrics=metrics,
+                                  opt_state=state.opt_state)
