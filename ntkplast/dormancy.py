@@ -72,6 +72,15 @@ def dormancy_scores(acts: Array) -> Array:
     ``acts``: ``(N, d)`` or ``(N, H, W, d)`` post-activations (|a| is averaged over inputs and
     positions). Returns ``(d,)``; all zeros when the whole layer is silent (every unit is then
     dormant for every τ ≥ 0).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import dormancy
+      >>> acts = jnp.array([[0.0, 1.0, 3.0], [0.0, 1.0, 3.0]])     # N = 2 inputs, d = 3 units
+      >>> print([f"{s:.2f}" for s in dormancy.dormancy_scores(acts)])   # E|a_i| / (4/3)
+      ['0.00', '0.75', '2.25']
+      >>> print([f"{s:.2f}" for s in dormancy.dormancy_scores(10 * acts)])   # scale-free
+      ['0.00', '0.75', '2.25']
     """
     acts = jnp.asarray(acts)
     e = jnp.mean(jnp.abs(acts), axis=_unit_axes(acts))
@@ -80,7 +89,15 @@ def dormancy_scores(acts: Array) -> Array:
 
 
 def dead_units(acts: Array) -> Array:
-    """Boolean ``(d,)`` mask of units that are exactly zero on every input and position."""
+    """Boolean ``(d,)`` mask of units that are exactly zero on every input and position.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import dormancy
+      >>> acts = jnp.array([[0.0, 1.0, 0.0], [0.0, 2.0, 0.5]])
+      >>> dormancy.dead_units(acts).tolist()
+      [True, False, False]
+    """
     acts = jnp.asarray(acts)
     return jnp.all(acts == 0, axis=_unit_axes(acts))
 
@@ -89,13 +106,30 @@ def active_frequency(acts: Array) -> Array:
     """Fraction ``(d,)`` of inputs (conv: input × position pairs) on which a unit is nonzero.
 
     Dohare et al. (2024) call a unit dormant when this is under 1%.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import dormancy
+      >>> acts = jnp.array([[0.0, 1.0, 0.0], [0.0, 2.0, 3.0], [0.0, 0.0, 1.0], [0.0, 4.0, 5.0]])
+      >>> print([f"{f:.2f}" for f in dormancy.active_frequency(acts)])
+      ['0.00', '0.75', '0.75']
     """
     acts = jnp.asarray(acts)
     return jnp.mean(acts != 0, axis=_unit_axes(acts))
 
 
 def feature_matrix(acts: Array) -> Array:
-    """Feature matrix Φ ``(N, d)``: the activations, spatially averaged per channel for conv."""
+    """Feature matrix Φ ``(N, d)``: the activations, spatially averaged per channel for conv.
+
+    Examples:
+      Conv activations ``(N, H, W, d)`` become ``N × d``, each channel averaged over positions:
+
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import dormancy
+      >>> phi = dormancy.feature_matrix(jnp.ones((2, 4, 4, 3)))
+      >>> phi.shape, float(phi[0, 0])
+      ((2, 3), 1.0)
+    """
     acts = jnp.asarray(acts)
     return acts.reshape(acts.shape[0], -1, acts.shape[-1]).mean(axis=1)
 
@@ -107,6 +141,14 @@ def effective_rank(s: Array) -> Array:
 
     Uses σ, not σ² (a Gram's eigenvalues λ = σ² give a different number). r equal nonzero
     σ give exactly r; 0 for an all-zero ``s``. Jit-compatible.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import dormancy
+      >>> print(f"{dormancy.effective_rank(jnp.array([2.0, 2.0, 2.0, 0.0])):.3f}")  # 3 equal σ
+      3.000
+      >>> print(f"{dormancy.effective_rank(jnp.array([1.0, 0.001])):.3f}")          # nearly rank 1
+      1.008
     """
     s = jnp.abs(jnp.asarray(s))
     total = jnp.sum(s)
@@ -120,6 +162,14 @@ def srank(s: Array, delta: float = 0.01) -> Array:
 
     What Dohare et al.'s and Plasticine's code call "stable rank" — not ‖Φ‖_F²/‖Φ‖_2². Returns
     an integer array; 0 for an all-zero ``s``. Jit-compatible.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import dormancy
+      >>> int(dormancy.srank(jnp.array([10.0, 1.0, 0.01])))   # 10 + 1 ≥ 0.99 · 11.01
+      2
+      >>> int(dormancy.srank(jnp.ones(4))), int(dormancy.srank(jnp.zeros(4)))
+      (4, 0)
     """
     s = jnp.sort(jnp.abs(jnp.asarray(s)))[::-1]
     c = jnp.cumsum(s)
@@ -137,7 +187,13 @@ class DormantFractions(NamedTuple):
     fractions: tuple[float, ...]
 
     def at(self, tau: float) -> float:
-        """The fraction of units with ReDo score ≤ ``tau`` (one of :attr:`taus`)."""
+        """The fraction of units with ReDo score ≤ ``tau`` (one of :attr:`taus`).
+
+        Examples:
+          >>> from ntkplast.dormancy import DormantFractions
+          >>> DormantFractions(taus=(0.0, 0.1), fractions=(0.25, 0.5)).at(0.1)
+          0.5
+        """
         try:
             return self.fractions[self.taus.index(float(tau))]
         except ValueError:
@@ -201,6 +257,13 @@ def group_wins(h: Array, group_size: int) -> Array:
 
     ``h``: the sort's input, units last, groups of ``group_size`` consecutive units. Returns a
     boolean array of ``h``'s shape; ties all count as wins.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import dormancy
+      >>> h = jnp.array([[3.0, 1.0, 0.0, 2.0]])               # groups (3, 1) and (0, 2)
+      >>> dormancy.group_wins(h, 2).tolist()
+      [[True, False, False, True]]
     """
     groups = h.reshape(h.shape[:-1] + (h.shape[-1] // group_size, group_size))
     return (groups == jnp.max(groups, axis=-1, keepdims=True)).reshape(h.shape)
@@ -220,6 +283,22 @@ def unit_scores(model: models.Model, params: models.Params, x: Array, *,
 
     Returns:
       One :class:`LayerDormancy` per hidden layer (the readout has no activation), in order.
+
+    Examples:
+      >>> import jax
+      >>> from ntkplast import dormancy, models
+      >>> model = models.build(models.ArchSpec(widths=(8, 8), num_outputs=2))
+      >>> params = model.init(jax.random.PRNGKey(0), (4,))
+      >>> x = jax.random.normal(jax.random.PRNGKey(1), (16, 4))
+      >>> len(dormancy.unit_scores(model, params, x))   # one per hidden layer
+      2
+
+      Pushing every pre-activation of the first layer below zero kills all its units:
+
+      >>> dead = ({**params[0], "b": params[0]["b"] - 100.0},) + params[1:]
+      >>> first = dormancy.unit_scores(model, dead, x)[0]
+      >>> print(first.dead_fraction, first.dormant_fraction.at(0.0), first.srank)
+      1.0 1.0 0
     """
     x = check_probe_set(model, params, x)
     return unit_scores_unchecked(model, params, x, taus=taus,

@@ -129,6 +129,12 @@ def isometry_deviation(s: Array) -> Array:
     dynamical isometry; Pennington et al. 2017). Computed from r = min(σ, 1/σ) ∈ [0, 1] as
     ((1 − r)(1 + r)/(1 + r²))²: no log, σ = 0 gives exactly 1, σ ↔ 1/σ is exact, nothing
     overflows, and 1 − r is exact near σ = 1. Jit-compatible.
+
+    Examples:
+      >>> from ntkplast import isometry
+      >>> d = isometry.isometry_deviation([1.0, 0.0, 2.0, 0.5])   # 0 at σ = 1, 1 at σ = 0
+      >>> print([f"{x:.3f}" for x in d])                         # σ = 2 counts as σ = 1/2
+      ['0.000', '1.000', '0.360', '0.360']
     """
     s = jnp.asarray(s)
     r = jnp.minimum(s, 1 / jnp.maximum(s, 1))

@@ -299,7 +299,16 @@ class Model:
 
 
 def build(spec: ArchSpec | Mapping[str, Any]) -> Model:
-    """Build a :class:`Model` from a spec (an :class:`ArchSpec` or its dict form)."""
+    """Build a :class:`Model` from a spec (an :class:`ArchSpec` or its dict form).
+
+    Examples:
+      >>> import jax
+      >>> from ntkplast import models
+      >>> model = models.build({"widths": [16], "num_outputs": 3})      # or an ArchSpec
+      >>> params = model.init(jax.random.PRNGKey(0), (5,))
+      >>> [p["W"].shape for p in params], model.apply(params, jax.numpy.ones((4, 5))).shape
+      ([(5, 16), (16, 3)], (4, 3))
+    """
     if not isinstance(spec, ArchSpec):
         spec = ArchSpec.from_dict(spec)
     b = spec.b_std

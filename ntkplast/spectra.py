@@ -131,6 +131,12 @@ def summary_from_eigenvalues(lam: Any, *, eps: float, fit_window: tuple[int, int
     * power-law decay: least squares of log λ_i = c − α log i over the 1-based ranks
       i ∈ [lo, hi] (default :func:`default_fit_window`) whose λ_i > eps·λ_max; r² =
       1 − SS_res/SS_tot of that fit. NaN when fewer than two points qualify.
+
+    Examples:
+      >>> from ntkplast import spectra
+      >>> s = spectra.summary_from_eigenvalues([4.0, 2.0, 1.0, 1.0], eps=1e-6)   # p = ½, ¼, ⅛, ⅛
+      >>> print(f"{s.trace:.1f} {s.condition:.1f} {s.stable_rank:.2f} {s.effective_rank:.3f}")
+      8.0 4.0 2.00 3.364
     """
     lam = np.sort(np.asarray(lam, dtype=np.float64))[::-1]
     n = lam.size
@@ -169,6 +175,18 @@ def summary(kernel: Any, *, eps: float | None = None,
     ``eps`` is the relative eigenvalue floor (default N·ε_machine of the kernel's dtype, the
     rounding level of its eigenvalues); see :func:`summary_from_eigenvalues` for every formula.
     For a series of kernels, call it per checkpoint (eigendecomposition dominates the cost).
+
+    Examples:
+      A diagonal kernel with λ_i = 1/i²: condition number λ_1/λ_8 = 64, decay exponent 2:
+
+      >>> import numpy as np
+      >>> from ntkplast import spectra
+      >>> s = spectra.summary(np.diag(1.0 / np.arange(1, 9) ** 2))
+      >>> print(f"{s.condition:.1f} {s.condition_at_floor} {s.decay_exponent:.3f} {s.decay_r2:.3f}")
+      64.0 False 2.000 1.000
+      >>> s = spectra.summary(np.diag([1.0, 1.0, 0.0]), eps=1e-6)    # singular: the cap 1/eps
+      >>> print(f"{s.condition:.0f} {s.condition_at_floor} {s.effective_rank:.3f}")
+      1000000 True 2.000
     """
     lam = eigenvalues(kernel)
     if eps is None:
@@ -197,6 +215,15 @@ def kernel_distance(k1: Any, k2: Any) -> Array:
     distance. 0 for kernels equal up to scale; works on traced or full kernels of equal shape.
     Two numpy arrays are compared on the host in their dtype (float64 kernels, as the analysis
     holds them, in float64: 1 − cos cancels, so float32 would leave ~1e-7·√N of noise).
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import spectra
+      >>> k = np.array([[2.0, 1.0], [1.0, 2.0]])
+      >>> bool(abs(spectra.kernel_distance(k, 2 * k)) < 1e-12)                 # equal up to scale
+      True
+      >>> print(f"{spectra.kernel_distance(np.eye(2), np.ones((2, 2))):.3f}")   # 1 − 1/√2
+      0.293
     """
     xp = _xp(k1, k2)
     k1, k2 = xp.asarray(k1), xp.asarray(k2)
@@ -236,6 +263,15 @@ def deflated_kernel_distance(k1: Any, k2: Any, *, remove: int = 1, top1: Any = N
     eps·‖K‖_F (rank ≤ ``remove``, e.g. a network with every hidden unit dead; default eps =
     N·ε of the kernels' dtype, :func:`summary`'s floor). With a tie λ_r = λ_{r+1} the removed
     direction, and so the value, is not unique.
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import spectra
+      >>> k1, k2 = np.diag([100.0, 2.0, 1.0]), np.diag([100.0, 1.0, 2.0])   # the rest swaps
+      >>> print(f"{spectra.kernel_distance(k1, k2):.4f}")                    # barely seen
+      0.0001
+      >>> print(f"{spectra.deflated_kernel_distance(k1, k2):.3f}")           # 1 − 4/5
+      0.200
     """
     a, b = _square("k1", k1), _square("k2", k2)
     if a.shape != b.shape or not 1 <= remove < a.shape[0]:
@@ -265,6 +301,15 @@ def kernel_velocity(kernels: Any, steps: Any) -> Array:
     Fort et al. 2020 (as :func:`kernel_distance`): the kernel distance per unit of training
     time. ``kernels`` has a leading axis of length T, ``steps`` holds the T (increasing)
     training steps; returns T − 1 velocities.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import spectra
+      >>> k = jnp.diag(jnp.array([3.0, 4.0]))
+      >>> kernels = jnp.stack([k, 2 * k, jnp.diag(jnp.array([4.0, 3.0]))])    # 10 steps apart
+      >>> v = spectra.kernel_velocity(kernels, jnp.array([0, 10, 20]))
+      >>> print([f"{x:.4f}" for x in v])                                # d = 0, then (1 − 24/25)/10
+      ['0.0000', '0.0040']
     """
     kernels, steps = jnp.asarray(kernels), jnp.asarray(steps)
     if kernels.shape[0] != steps.shape[0] or kernels.shape[0] < 2:
@@ -293,6 +338,16 @@ def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = N
     A numpy kernel with numpy targets is computed on the host in the kernel's dtype. NaN, with
     no warning, where the alignment is undefined: K_c = 0 (a constant kernel, e.g. a network
     whose hidden units are all dead, leaving only the readout bias) or L_c = 0 (one class).
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import spectra
+      >>> labels = np.array([0, 0, 1, 1])
+      >>> onehot = np.eye(2)[labels]
+      >>> print(f"{spectra.centered_alignment(onehot @ onehot.T, labels):.3f}")   # K = YYᵀ
+      1.000
+      >>> print(f"{spectra.centered_alignment(np.eye(4), labels):.3f}")           # 1/√3
+      0.577
     """
     xp = _xp(kernel, targets)
     mat = xp.asarray(kernel)
@@ -318,6 +373,15 @@ def eigenspace_overlap(k1: Any, k2: Any, k: int) -> float:
     U_k: orthonormal eigenvectors (``N × k``) of the k largest eigenvalues of each Gram, so the
     value is the mean squared cosine of the principal angles between the two top-k eigenspaces.
     1 when the two subspaces coincide, k/N in expectation for random ones.
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import spectra
+      >>> k1, k2 = np.diag([3.0, 2.0, 1.0]), np.diag([1.0, 2.0, 3.0])
+      >>> print(f"{spectra.eigenspace_overlap(k1, 2 * k1, 2):.3f}")
+      1.000
+      >>> print(f"{spectra.eigenspace_overlap(k1, k2, 2):.3f}")   # {e1, e2} against {e3, e2}
+      0.500
     """
     a, b = as_matrix(k1), as_matrix(k2)
     if a.shape != b.shape or not 1 <= k <= a.shape[0]:
@@ -377,6 +441,15 @@ def top_eigenvalues(matvec: Callable[[Array], Array], shape: int | tuple[int, ..
     :func:`ntkplast.ntk.ntk_matvec` for the NTK. ``key`` (keyword-only) draws the start vector;
     the 0.2 spelling with ``key`` as the fourth positional argument still works, with a
     DeprecationWarning.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import spectra
+      >>> d = jnp.arange(1.0, 9.0)                    # the operator diag(1, …, 8), as a function
+      >>> top = spectra.top_eigenvalues(lambda v: d * v, 8, 2, key=jax.random.PRNGKey(0))
+      >>> print([f"{x:.3f}" for x in top])           # m = n products: the Ritz values are exact
+      ['8.000', '7.000']
     """
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     n = int(np.prod(shape))
@@ -420,6 +493,15 @@ def hutchinson_trace(matvec: Callable[[Array], Array], shape: int | tuple[int, .
     run vmapped at a time (memory ∝ chunk), chunks sequentially; ``num_samples`` must be a
     multiple of ``chunk``. ``key`` (keyword-only) draws the z_i; as a fourth positional argument
     (the 0.2 spelling) it still works, with a DeprecationWarning.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import spectra
+      >>> d = jnp.arange(1.0, 9.0)         # diagonal A: every Rademacher zᵀAz is tr A exactly
+      >>> est = spectra.hutchinson_trace(lambda v: d * v, 8, 4, key=jax.random.PRNGKey(0))
+      >>> print(f"{est.mean:.3f} {est.stderr:.3f}")
+      36.000 0.000
     """
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if num_samples < 2 or chunk < 1 or num_samples % chunk:

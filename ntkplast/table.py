@@ -57,13 +57,35 @@ class Table:
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[Any]]) -> Table:
-        """Build from ``(checkpoint, step, task, layer, metric, value)`` tuples."""
+        """Build from ``(checkpoint, step, task, layer, metric, value)`` tuples.
+
+        Examples:
+          Rows are ``(checkpoint, step, task, layer, metric, value)``:
+
+          >>> from ntkplast.table import Table
+          >>> table = Table.from_rows([
+          ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+          ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+          >>> table
+          Table(4 rows, 2 checkpoints, metrics=['ntk_trace', 'test_accuracy'])
+          >>> table.columns["value"].dtype, table.columns["step"].tolist()
+          (dtype('float64'), [0, 0, 100, 100])
+        """
         rows = list(rows)
         return cls({c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)})
 
     @classmethod
     def concat(cls, tables: Iterable[Table]) -> Table:
-        """Stack tables row-wise."""
+        """Stack tables row-wise.
+
+        Examples:
+          >>> from ntkplast.table import Table
+          >>> table = Table.from_rows([
+          ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+          ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+          >>> len(Table.concat([table, table])), len(Table.concat([]))
+          (8, 0)
+        """
         tables = list(tables)
         if not tables:
             return cls.from_rows([])
@@ -82,11 +104,29 @@ class Table:
             np.array_equal(self.columns[c], other.columns[c]) for c in COLUMNS)
 
     def rows(self) -> list[tuple[Any, ...]]:
-        """The rows as tuples of Python scalars."""
+        """The rows as tuples of Python scalars.
+
+        Examples:
+          >>> from ntkplast.table import Table
+          >>> table = Table.from_rows([
+          ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+          ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+          >>> table.rows()[0]
+          (0, 0, 0, 'all', 'ntk_trace', 4.0)
+        """
         return list(zip(*(self.columns[c].tolist() for c in COLUMNS)))
 
     def select(self, metric: str | None = None, layer: str | None = None) -> Table:
-        """Rows with the given metric and/or layer."""
+        """Rows with the given metric and/or layer.
+
+        Examples:
+          >>> from ntkplast.table import Table
+          >>> table = Table.from_rows([
+          ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+          ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+          >>> len(table.select(metric="ntk_trace")), len(table.select("ntk_trace", layer="all"))
+          (3, 2)
+        """
         keep = np.ones(len(self), bool)
         if metric is not None:
             keep &= self.columns["metric"] == metric
@@ -95,7 +135,17 @@ class Table:
         return Table({c: v[keep] for c, v in self.columns.items()})
 
     def series(self, metric: str, layer: str = "all") -> tuple[np.ndarray, np.ndarray]:
-        """``(step, value)`` of one metric over checkpoints, sorted by checkpoint."""
+        """``(step, value)`` of one metric over checkpoints, sorted by checkpoint.
+
+        Examples:
+          >>> from ntkplast.table import Table
+          >>> table = Table.from_rows([
+          ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+          ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+          >>> steps, values = table.series("ntk_trace")            # layer "all"
+          >>> steps.tolist(), values.tolist()
+          ([0, 100], [4.0, 2.0])
+        """
         t = self.select(metric, layer)
         order = np.argsort(t.columns["checkpoint"], kind="stable")
         return t.columns["step"][order], t.columns["value"][order]
@@ -106,6 +156,17 @@ class Table:
         ``checkpoint``, ``step``, ``task``: int64; ``layer``, ``metric``: categorical (few
         distinct names, so groupby/pivot are cheap); ``value``: float64 (NaN kept).
         ``Table.from_pandas(table.to_pandas()) == table``.
+
+        Examples:
+          >>> from ntkplast.table import Table
+          >>> table = Table.from_rows([
+          ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+          ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+          >>> frame = table.to_pandas()
+          >>> frame.shape, str(frame["metric"].dtype)
+          ((4, 6), 'category')
+          >>> Table.from_pandas(frame) == table
+          True
         """
         pd = _pandas("to_pandas")
         frame = pd.DataFrame({c: self.columns[c] for c in COLUMNS})
@@ -129,7 +190,16 @@ class Table:
 
     def to_csv_bytes(self, header: bool = True) -> bytes:
         """CSV text (header row unless ``header=False``, then one line per row; floats with full
-        precision)."""
+        precision).
+
+        Examples:
+          >>> from ntkplast.table import Table
+          >>> table = Table.from_rows([
+          ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+          ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+          >>> print(table.to_csv_bytes().decode().splitlines()[:2])
+          ['checkpoint,step,task,layer,metric,value', '0,0,0,all,ntk_trace,4.0']
+        """
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         if header:
@@ -139,7 +209,14 @@ class Table:
         return buf.getvalue().encode("utf-8")
 
     def to_jsonl_bytes(self) -> bytes:
-        """JSON lines, one object per row (NaN/Inf written as null)."""
+        """JSON lines, one object per row (NaN/Inf written as null).
+
+        Examples:
+          >>> from ntkplast.table import Table
+          >>> data = Table.from_rows([(0, 0, 0, "all", "loss", float("nan"))]).to_jsonl_bytes()
+          >>> print(data.decode().strip())                  # NaN as null
+          {"checkpoint": 0, "step": 0, "task": 0, "layer": "all", "metric": "loss", "value": null}
+        """
         lines = []
         for r in self.rows():
             d = dict(zip(COLUMNS, r))
@@ -150,7 +227,23 @@ class Table:
 
     def write(self, folder: str | os.PathLike, stem: str = "metrics") -> None:
         """Write ``<stem>.csv`` and ``<stem>.jsonl`` into ``folder`` atomically
-        (:func:`table_writer` with one chunk)."""
+        (:func:`table_writer` with one chunk).
+
+        Examples:
+          Written and read back in a temporary folder:
+
+          >>> from ntkplast.table import Table
+          >>> table = Table.from_rows([
+          ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+          ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+          >>> import os, tempfile
+          >>> with tempfile.TemporaryDirectory() as folder:
+          ...     table.write(folder)
+          ...     names = sorted(os.listdir(folder))
+          ...     back = Table.read_csv(os.path.join(folder, "metrics.csv"))
+          >>> names, back == table
+          (['metrics.csv', 'metrics.jsonl'], True)
+        """
         with table_writer(folder, stem) as add:
             add(self)
 
@@ -219,6 +312,21 @@ def table_writer(folder: str | os.PathLike,
     ``Table.concat(chunks)``'s (:meth:`Table.to_csv_bytes`, :meth:`Table.to_jsonl_bytes`) and
     appear under their names only when the block exits without an error
     (:func:`ntkplast.files.atomic_file`: an interrupted writer leaves any previous version).
+
+    Examples:
+      >>> from ntkplast.table import Table
+      >>> table = Table.from_rows([
+      ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+      ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+      >>> import os, tempfile
+      >>> from ntkplast.table import stored_table, table_writer
+      >>> with tempfile.TemporaryDirectory() as folder:
+      ...     with table_writer(folder) as add:       # one chunk per checkpoint, say
+      ...         add(table.select(metric="ntk_trace"))
+      ...         add(table.select(metric="test_accuracy"))
+      ...     back = stored_table(os.path.join(folder, "metrics.csv"), rows=4)
+      ...     print(len(back), back.rows()[-1])
+      4 (1, 100, 0, 'all', 'test_accuracy', 0.9)
     """
     folder = Path(folder)
     with atomic_file(folder / f"{stem}.csv") as csv_file, \
@@ -241,7 +349,17 @@ def _pandas(what: str) -> Any:
 
 
 def task_end_checkpoints(table: Table) -> np.ndarray:
-    """Sorted checkpoints that end a task: those with a finite :data:`TASK_END_METRICS` row."""
+    """Sorted checkpoints that end a task: those with a finite :data:`TASK_END_METRICS` row.
+
+    Examples:
+      >>> from ntkplast.table import Table
+      >>> table = Table.from_rows([
+      ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+      ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+      >>> from ntkplast.table import task_end_checkpoints
+      >>> task_end_checkpoints(table).tolist()             # checkpoints with a test_accuracy row
+      [1]
+    """
     c = table.columns
     mark = np.isin(c["metric"], TASK_END_METRICS) & (c["layer"] == "all") & np.isfinite(c["value"])
     return np.unique(c["checkpoint"][mark])
@@ -256,6 +374,14 @@ def layer_mean(table: Table, metric: str) -> tuple[np.ndarray, np.ndarray, np.nd
     measure is undefined there (a fully dead layer under a measure over non-zero singular values)
     cannot drop out of the mean and leave the surviving layers to speak for the network. An
     infinite value makes the mean infinite. Empty arrays when the metric has no per-layer rows.
+
+    Examples:
+      >>> from ntkplast.table import Table, layer_mean
+      >>> table = Table.from_rows([(0, 0, 0, "layer0", "chi", 1.0), (0, 0, 0, "layer1", "chi", 3.0),
+      ...                          (1, 10, 0, "layer0", "chi", 2.0)])   # layer1 missing at 1
+      >>> ckpt, step, value = layer_mean(table, "chi")
+      >>> ckpt.tolist(), value.tolist()                     # strict: NaN where a layer is missing
+      ([0, 1], [2.0, nan])
     """
     c = table.columns
     sel = (c["metric"] == metric) & (c["layer"] != "all")
@@ -285,6 +411,15 @@ def task_end_values(table: Table, metric: str, layer: str = "all", *,
     Raises:
       NtkplastError: the metric has several rows on one layer at one checkpoint (several runs
         concatenated into one table).
+
+    Examples:
+      >>> from ntkplast.table import Table
+      >>> table = Table.from_rows([
+      ...     (0, 0, 0, "all", "ntk_trace", 4.0), (0, 0, 0, "layer0", "ntk_trace", 3.0),
+      ...     (1, 100, 0, "all", "ntk_trace", 2.0), (1, 100, 0, "all", "test_accuracy", 0.9)])
+      >>> from ntkplast.table import task_end_values
+      >>> task_end_values(table, "ntk_trace").tolist(), task_end_values(table, "missing").tolist()
+      ([2.0], [nan])
     """
     ends = task_end_checkpoints(table) if ends is None else np.asarray(ends)
     c = table.columns
@@ -314,6 +449,16 @@ def per_task(tables: Sequence[Table], metric: str, layer: str = "all") -> np.nda
     Raises:
       NtkplastError: a table without task ends, or with several rows of the metric at one
         checkpoint.
+
+    Examples:
+      Two runs (seeds) of different lengths, padded with NaN:
+
+      >>> from ntkplast.table import Table, per_task
+      >>> def run(accuracies):           # one task end per task
+      ...     return Table.from_rows([(t, 10 * t, t, "all", "test_accuracy", a)
+      ...                             for t, a in enumerate(accuracies)])
+      >>> per_task([run([0.9, 0.8, 0.7]), run([0.95, 0.85])], "test_accuracy").tolist()
+      [[0.9, 0.8, 0.7], [0.95, 0.85, nan]]
     """
     rows = []
     for i, table in enumerate(tables):

@@ -64,7 +64,16 @@ __all__ = ["ENGINES", "LayerwiseKernel", "empirical_ntk", "empirical_ntk_uncheck
 
 def resolve_engine(model: models.Model, engine: str) -> str:
     """The concrete engine for ``engine`` (``"auto"``: layerwise unless the weights are
-    constrained, then generic)."""
+    constrained, then generic).
+
+    Examples:
+      >>> from ntkplast import models, ntk
+      >>> ntk.resolve_engine(models.build(models.ArchSpec(widths=(8,))), "auto")
+      'layerwise'
+      >>> spec = models.ArchSpec(widths=(8,), weight_constraint="orthogonal")
+      >>> ntk.resolve_engine(models.build(spec), "auto")    # NTK in the Cayley map's free weights
+      'generic'
+    """
     if engine not in ENGINES:
         raise NtkplastError(f"engine: unknown value {engine!r}; choose one of {list(ENGINES)}")
     constrained = model.spec.weight_constraint != "none"
@@ -113,6 +122,20 @@ def kernel_fn(model: models.Model, *, trace_outputs: bool = True, per_layer: boo
     (call :func:`empirical_ntk` at a boundary). Cached per configuration, so repeated calls with
     equal shapes reuse one compilation. ``block_size`` as in :func:`empirical_ntk` (``None``: one
     block); ``batch_size=``, its 0.2 name, still works with a DeprecationWarning.
+
+    Examples:
+      >>> import jax
+      >>> import numpy as np
+      >>> from ntkplast import models, ntk
+      >>> model = models.build(models.ArchSpec(widths=(16,), num_outputs=3))
+      >>> params = model.init(jax.random.PRNGKey(0), (5,))
+      >>> x = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
+      >>> fn = ntk.kernel_fn(model)                           # compiled once, reused
+      >>> k = ntk.empirical_ntk(model, params, x)
+      >>> bool(np.allclose(fn(params, x), k, rtol=1e-4, atol=1e-4))
+      True
+      >>> fn(params, x, x[:2]).shape                          # a cross kernel Θ(x1, x2)
+      (4, 2)
     """
     engine = resolve_engine(model, engine)
     if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
@@ -167,6 +190,35 @@ def empirical_ntk(model: models.Model, params: Params, x1: Array, x2: Array | No
     Raises:
       NtkplastError: unknown engine; params that do not fit the spec or the input shape; wrong
         input rank; NaN/Inf in params or inputs; an empty probe set.
+
+    Examples:
+      A tiny MLP on N = 4 probe inputs, K = 3 outputs: the traced kernel is a 4 × 4 PSD matrix,
+      the full one 4 × 4 × 3 × 3, and the per-layer parts add up to the total:
+
+      >>> import jax
+      >>> import numpy as np
+      >>> from ntkplast import models, ntk
+      >>> model = models.build(models.ArchSpec(widths=(16,), num_outputs=3))
+      >>> params = model.init(jax.random.PRNGKey(0), (5,))
+      >>> x = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
+      >>> k = ntk.empirical_ntk(model, params, x)
+      >>> k.shape, bool(np.allclose(k, k.T))
+      ((4, 4), True)
+      >>> from ntkplast import spectra
+      >>> lam = spectra.eigenvalues(k)
+      >>> bool(lam[-1] > -1e-5 * lam[0])                      # positive semi-definite
+      True
+      >>> full = ntk.empirical_ntk(model, params, x, trace_outputs=False)
+      >>> full.shape
+      (4, 4, 3, 3)
+      >>> bool(np.allclose(np.trace(full, axis1=2, axis2=3), k, rtol=1e-4, atol=1e-4))
+      True
+      >>> total, parts = ntk.empirical_ntk(model, params, x, per_layer=True)
+      >>> len(parts), bool(np.allclose(sum(parts), total, rtol=1e-4, atol=1e-4))
+      (2, True)
+      >>> generic = ntk.empirical_ntk(model, params, x, engine="generic")
+      >>> bool(np.allclose(generic, k, rtol=1e-4, atol=1e-4))  # the engines agree
+      True
     """
     engine = resolve_engine(model, engine)
     x1, x2 = _checked(model, params, x1, x2)
@@ -186,6 +238,18 @@ def empirical_ntk_unchecked(model: models.Model, params: Params, x1: Array,
     ``params`` must fit the model and be finite, ``x1``/``x2`` finite float arrays of one
     per-example shape (:func:`ntkplast.validate.check_probe_set`); the analysis driver checks
     them once per checkpoint and then calls this. The options are still checked.
+
+    Examples:
+      >>> import jax
+      >>> import numpy as np
+      >>> from ntkplast import models, ntk
+      >>> model = models.build(models.ArchSpec(widths=(16,), num_outputs=3))
+      >>> params = model.init(jax.random.PRNGKey(0), (5,))
+      >>> x = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
+      >>> x = jax.numpy.asarray(x)                        # checked once, e.g. per run
+      >>> k = ntk.empirical_ntk_unchecked(model, params, x)
+      >>> bool(np.allclose(k, ntk.empirical_ntk(model, params, x), rtol=1e-4, atol=1e-4))
+      True
     """
     engine = resolve_engine(model, engine)
     x1, x2 = _checks.cast(params, x1, x2)
@@ -231,6 +295,20 @@ def series_ntk(model: models.Model, params_series: Sequence[Params] | Params, x1
     plus the T kernels). Returns the :func:`empirical_ntk` result with a leading T axis on every
     array; the other arguments are as there (``batch_size=`` too, deprecated for
     ``block_size=``).
+
+    Examples:
+      >>> import jax
+      >>> import numpy as np
+      >>> from ntkplast import models, ntk
+      >>> model = models.build(models.ArchSpec(widths=(16,), num_outputs=3))
+      >>> params = model.init(jax.random.PRNGKey(0), (5,))
+      >>> x = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
+      >>> later = jax.tree_util.tree_map(lambda p: 1.1 * p, params)   # a second checkpoint
+      >>> ks = ntk.series_ntk(model, [params, later], x)
+      >>> ks.shape                                            # T × N × N
+      (2, 4, 4)
+      >>> bool(np.allclose(ks[0], ntk.empirical_ntk(model, params, x), rtol=1e-4, atol=1e-4))
+      True
     """
     stacked = _stack(params_series)
     engine = resolve_engine(model, engine)

@@ -55,6 +55,26 @@ def ntk_matvec(model: models.Model, params: models.Params, x: Array, *,
     Returns a :class:`jax.tree_util.Partial` (a pytree holding the arrays), so it can be passed
     into jit-compiled solvers such as :func:`ntkplast.spectra.top_eigenvalues` without baking
     the arrays into the compiled program.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from ntkplast import models, ntk, spectra
+      >>> model = models.build(models.ArchSpec(widths=(16,), num_outputs=3))
+      >>> params = model.init(jax.random.PRNGKey(0), (5,))
+      >>> x = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
+      >>> k = ntk.empirical_ntk(model, params, x)              # only to compare with
+      >>> mv = ntk.ntk_matvec(model, params, x)
+      >>> v = jnp.arange(6.0)
+      >>> bool(np.allclose(mv(v), k @ v, rtol=1e-4, atol=1e-3))
+      True
+      >>> top = spectra.top_eigenvalues(mv, 6, 1, key=jax.random.PRNGKey(2))   # Lanczos on Θv
+      >>> bool(np.isclose(top[0], spectra.eigenvalues(k)[0], rtol=1e-3))
+      True
+      >>> full = ntk.ntk_matvec(model, params, x, trace_outputs=False, engine="generic")
+      >>> full(jnp.ones((6, 3))).shape                         # v and Θv are N × K
+      (6, 3)
     """
     engine = resolve_engine(model, engine)
     x, _ = _checks.cast(params, validate.check_probe_set(model, params, x), None)
@@ -70,6 +90,21 @@ def ntk_diagonal(model: models.Model, params: models.Params, x: Array) -> Array:
 
     Σ_l (m_W²‖a_{l-1}(x_n)‖² + m_b²)·Σ_k‖δ_{l,k}(x_n)‖² from the layerwise factors, so
     tr Θ = ``ntk_diagonal(...).sum()`` exactly, in O(N·K·Σ_l d_l) memory.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from ntkplast import models, ntk, spectra
+      >>> model = models.build(models.ArchSpec(widths=(16,), num_outputs=3))
+      >>> params = model.init(jax.random.PRNGKey(0), (5,))
+      >>> x = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
+      >>> k = ntk.empirical_ntk(model, params, x)              # only to compare with
+      >>> diag = ntk.ntk_diagonal(model, params, x)
+      >>> diag.shape, bool(np.allclose(diag, jnp.diag(k), rtol=1e-4))
+      ((6,), True)
+      >>> bool(np.isclose(diag.sum(), jnp.trace(k), rtol=1e-4))    # tr Θ without the matrix
+      True
     """
     resolve_engine(model, "layerwise")
     x, _ = _checks.cast(params, validate.check_probe_set(model, params, x), None)

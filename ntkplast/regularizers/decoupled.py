@@ -156,6 +156,25 @@ def isometry_step(lam: float, learning_rate: Schedule, *, key: Array | int | Non
       every: take the step after every ``every``-th update only, with strength ``every``·λ.
       num_probes: None for the exact closed-form ∇R; k for the k-probe randomised estimate
         (``probes=`` in 0.2, still accepted with a DeprecationWarning).
+
+    Examples:
+      With no task gradient, one step of η·λ = 0.05 moves W = 2I along ∇R = 12·I to 1.4·I; the
+      readout is not a hidden layer and stays:
+
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": 2.0 * jnp.eye(2), "b": jnp.zeros(2)},      # hidden layer: W = 2I
+      ...           {"W": jnp.ones((2, 1)), "b": jnp.zeros(1)})      # readout
+      >>> zero_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
+      >>> opt = optax.chain(optax.sgd(0.1), regularizers.isometry_step(0.5, 0.1))
+      >>> updates, state = opt.update(zero_grads, opt.init(params), params)
+      >>> new = optax.apply_updates(params, updates)
+      >>> print(*(f"{w:.3f}" for w in jnp.diag(new[0]["W"])))
+      1.400 1.400
+      >>> print(*(f"{w:.3f}" for w in new[1]["W"].ravel()))
+      1.000 1.000
     """
     pull = _isometry_pull(lam, learning_rate, scale=scale, rect_correction=rect_correction,
                           normalize=normalize, layers=layers, model=model, every=every,
@@ -196,6 +215,24 @@ def adamo(learning_rate: Schedule, lam: float = 1e-3, *, key: Array | int | None
     with learning rate 1e-4 and, for ReLU networks, ``scale=2``; the default ``lam=1e-3`` is
     half that pull. Other arguments (``key``, ``num_probes`` and their 0.2 names ``seed``,
     ``probes``) as in :func:`isometry_step`.
+
+    Examples:
+      With λ = 0 AdamO is Adam, bit for bit:
+
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": 2.0 * jnp.eye(2), "b": jnp.zeros(2)},      # hidden layer: W = 2I
+      ...           {"W": jnp.ones((2, 1)), "b": jnp.zeros(1)})      # readout
+      >>> zero_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
+      >>> grads = jax.tree_util.tree_map(jnp.ones_like, params)
+      >>> adamo, adam = regularizers.adamo(1e-3, 0.0), optax.adam(1e-3)
+      >>> u_adamo, _ = adamo.update(grads, adamo.init(params), params)
+      >>> u_adam, _ = adam.update(grads, adam.init(params), params)
+      >>> all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree_util.tree_leaves(u_adamo),
+      ...                                                 jax.tree_util.tree_leaves(u_adam)))
+      True
     """
     iso_lr = learning_rate if iso_learning_rate is None else iso_learning_rate
     return optax.chain(
@@ -217,6 +254,19 @@ def isometry_post_update(lam: float, learning_rate: Schedule, *, scale: float = 
     ``step`` is the global step of the update just taken (0 for the first), which a schedule
     receives; ``every``/``num_probes`` as in :func:`isometry_step` (the hook's key draws the
     probes; ``probes=``, the 0.2 name, still works with a DeprecationWarning).
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": 2.0 * jnp.eye(2), "b": jnp.zeros(2)},      # hidden layer: W = 2I
+      ...           {"W": jnp.ones((2, 1)), "b": jnp.zeros(1)})      # readout
+      >>> zero_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
+      >>> hook = regularizers.isometry_post_update(0.5, 0.1)
+      >>> new = hook(params, jax.random.PRNGKey(0), jnp.asarray(0))   # W ← W − 0.05 · 12·I
+      >>> print(*(f"{w:.3f}" for w in jnp.diag(new[0]["W"])))
+      1.400 1.400
     """
     pull = _isometry_pull(lam, learning_rate, scale=scale, rect_correction=rect_correction,
                           normalize=normalize, layers=layers, model=model, every=every,
@@ -277,6 +327,22 @@ def shrink_perturb(shrink: float, sigma: float, *, every: int = 1,
     on the benchmark MLP with ``every=1``; benchmarks/RESULTS.md). Applied every
     step (``every=1``) it is the continual variant Dohare et al. (2024) compare against; at task
     boundaries use :func:`shrink_perturb_task_end`.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": 2.0 * jnp.eye(2), "b": jnp.zeros(2)},      # hidden layer: W = 2I
+      ...           {"W": jnp.ones((2, 1)), "b": jnp.zeros(1)})      # readout
+      >>> zero_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
+      >>> hook = regularizers.shrink_perturb(0.1, 0.0)                  # σ = 0: shrink only
+      >>> new = hook(params, jax.random.PRNGKey(0), jnp.asarray(0))
+      >>> print(*(f"{w:.3f}" for w in jnp.diag(new[0]["W"])))           # (1 − 0.1) · 2
+      1.800 1.800
+      >>> noisy = regularizers.shrink_perturb(0.1, 0.01)(params, jax.random.PRNGKey(0), 0)
+      >>> bool(jnp.abs(noisy[0]["W"] - new[0]["W"]).max() > 0)
+      True
     """
     every = check_positive_int("every", every)
     apply = _shrink_perturb_map(shrink, sigma, noise, layers, include_biases)
@@ -295,7 +361,21 @@ def shrink_perturb_task_end(shrink: float, sigma: float, *,
                             layers: LayerSelection = "all",
                             include_biases: bool = True) -> OnTaskEnd:
     """Shrink & perturb once at each task's end (``train.Hooks.on_task_end``); the optimizer
-    state is kept. Formula and arguments as in :func:`shrink_perturb`."""
+    state is kept. Formula and arguments as in :func:`shrink_perturb`.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": 2.0 * jnp.eye(2), "b": jnp.zeros(2)},      # hidden layer: W = 2I
+      ...           {"W": jnp.ones((2, 1)), "b": jnp.zeros(1)})      # readout
+      >>> zero_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
+      >>> hook = regularizers.shrink_perturb_task_end(0.5, 0.0)
+      >>> new, opt_state = hook(params, "the optimizer state", 3, jax.random.PRNGKey(0))
+      >>> print(*(f"{w:.3f}" for w in jnp.diag(new[0]["W"])), "|", opt_state)
+      1.000 1.000 | the optimizer state
+    """
     apply = jax.jit(_shrink_perturb_map(shrink, sigma, noise, layers, include_biases))
 
     def on_task_end(params: Params, opt_state: Any, task: int, key: Array):
@@ -324,6 +404,20 @@ def add_l2_init_gradient(lam: float, *, squared: bool = True) -> optax.GradientT
     own initialisation — and is kept in the state (so it is checkpointed). Every parameter,
     biases included, as in the paper. ``optax.chain(add_l2_init_gradient(λ), optax.adam(η))``
     equals adding :func:`~.penalties.l2_init_penalty` to the loss.
+
+    Examples:
+      The pull 2λ(θ − θ₀) toward the parameters the state was initialised with:
+
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> init = ({"W": jnp.zeros((2, 2))},)
+      >>> transform = regularizers.add_l2_init_gradient(0.5)
+      >>> state = transform.init(init)
+      >>> moved = ({"W": jnp.ones((2, 2))},)
+      >>> grads = ({"W": jnp.zeros((2, 2))},)
+      >>> out, _ = transform.update(grads, state, moved)
+      >>> print(*(f"{g:.3f}" for g in out[0]["W"].ravel()))              # 2 · 0.5 · (1 − 0)
+      1.000 1.000 1.000 1.000
     """
     lam = check_nonnegative("lam", lam)
 

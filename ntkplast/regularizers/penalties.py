@@ -84,7 +84,15 @@ def _weight_penalty(lam: float, term: Callable[[Array], Array], layers: LayerSel
 
 def isometry_target(d_in: int, d_out: int, scale: float = 1.0,
                     rect_correction: bool = True) -> float:
-    """s': the Gram's target diagonal — ``scale``, times d_out/d_in for a tall (d_out > d_in) M."""
+    """s': the Gram's target diagonal — ``scale``, times d_out/d_in for a tall (d_out > d_in) M.
+
+    Examples:
+      >>> from ntkplast import regularizers
+      >>> regularizers.isometry_target(4, 8, scale=2.0)   # tall M: s · d_out/d_in
+      4.0
+      >>> regularizers.isometry_target(8, 4, scale=2.0)
+      2.0
+    """
     if rect_correction and d_out > d_in:
         return scale * d_out / d_in
     return float(scale)
@@ -108,6 +116,17 @@ def isometry_loss(w: Array, scale: float = 1.0, *, rect_correction: bool = True,
       scale: s (1: orthogonal; 2: ReLU / He scale).
       rect_correction: multiply s by d_out/d_in for a tall matrix.
       normalize: divide by the Gram's side n = min(d_in, d_out), making λ width-independent.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> print(f"{regularizers.isometry_loss(jnp.eye(3)):.1f}")        # orthogonal: no penalty
+      0.0
+      >>> w = 2.0 * jnp.eye(3)                                         # G − I = 3I
+      >>> print(f"{regularizers.isometry_loss(w):.1f}", f"{regularizers.isometry_loss(w, 4.0):.1f}")
+      13.5 0.0
+      >>> print(f"{regularizers.isometry_loss(w, normalize=True):.1f}")  # ÷ n = 3
+      4.5
     """
     dev, _ = _gram_deviation(as_matrix(w), scale, rect_correction)
     r = 0.5 * jnp.sum(dev * dev)
@@ -116,7 +135,19 @@ def isometry_loss(w: Array, scale: float = 1.0, *, rect_correction: bool = True,
 
 def isometry_loss_grad(w: Array, scale: float = 1.0, *, rect_correction: bool = True,
                        normalize: bool = False) -> Array:
-    """Closed-form ∇R: 2·M(MᵀM − s'I) (d_out ≤ d_in) or 2·(MMᵀ − s'I)M, in ``w``'s shape."""
+    """Closed-form ∇R: 2·M(MᵀM − s'I) (d_out ≤ d_in) or 2·(MMᵀ − s'I)M, in ``w``'s shape.
+
+    Examples:
+      The closed form agrees with automatic differentiation:
+
+      >>> import jax
+      >>> import numpy as np
+      >>> from ntkplast import regularizers
+      >>> w = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
+      >>> g = regularizers.isometry_loss_grad(w, 2.0)
+      >>> bool(np.allclose(g, jax.grad(regularizers.isometry_loss)(w, 2.0), rtol=1e-4, atol=1e-4))
+      True
+    """
     m = as_matrix(w)
     dev, out_side = _gram_deviation(m, scale, rect_correction)
     g = 2.0 * (m @ dev if out_side else dev @ m)
@@ -137,6 +168,18 @@ def isometry_penalty(lam: float, scale: float = 1.0, *, rect_correction: bool = 
       layers: ``"hidden"`` (default: all weight matrices but the readout, no biases),
         ``"inner"``, ``"all"`` or a list of layer indices.
       model: when given, penalize the effective weights m_W·W.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": 2.0 * jnp.eye(3), "b": jnp.zeros(3)},      # hidden layer: W = 2I
+      ...           {"W": jnp.ones((3, 1)), "b": jnp.zeros(1)})      # readout
+      >>> penalty = regularizers.isometry_penalty(0.1)                 # hidden layers only
+      >>> print(f"{penalty(params):.2f}")                               # 0.1 · ½ · 3 · 3²
+      1.35
+      >>> everything = regularizers.isometry_penalty(0.1, layers="all")
+      >>> print(f"{everything(params):.2f}")                   # + 0.1 · ½ · (3 − 1)² of the readout
+      1.55
     """
     return _weight_penalty(
         lam, lambda m: isometry_loss(m, scale, rect_correction=rect_correction,
@@ -149,6 +192,15 @@ def isometry_gradient(params: Params, scale: float = 1.0, *, rect_correction: bo
     """∇_θ Σ_l R(m_l W_l) in closed form: a params-shaped tree, zero on biases and other layers.
 
     For an effective weight M = m·W the chain rule gives ∂R/∂W = m·∇R(M).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": 2.0 * jnp.eye(3), "b": jnp.zeros(3)},      # hidden layer: W = 2I
+      ...           {"W": jnp.ones((3, 1)), "b": jnp.zeros(1)})      # readout
+      >>> grads = regularizers.isometry_gradient(params)             # 2·M(MᵀM − I) = 12·I
+      >>> print(*(f"{g:.3f}" for g in jnp.diag(grads[0]["W"])), float(jnp.abs(grads[1]["W"]).sum()))
+      12.000 12.000 12.000 0.0
     """
     mult = weight_multipliers(model, params)
     grads = list(zeros_like_tree(params))
@@ -181,6 +233,23 @@ def isometry_gradient_estimate(params: Params, *, key: Array, num_probes: int = 
     other arguments are as in :func:`isometry_gradient`. The 0.2 spelling
     ``isometry_gradient_estimate(params, key, probes, scale)``, positional or with
     ``probes=``, still works with a DeprecationWarning.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": 2.0 * jnp.eye(3), "b": jnp.zeros(3)},      # hidden layer: W = 2I
+      ...           {"W": jnp.ones((3, 1)), "b": jnp.zeros(1)})      # readout
+      >>> import jax
+      >>> est = regularizers.isometry_gradient_estimate(params, key=jax.random.PRNGKey(0),
+      ...                                              num_probes=4)
+      >>> est[0]["W"].shape
+      (3, 3)
+      >>> print(*(f"{g:.3f}" for g in jnp.diag(est[0]["W"])))   # (VVᵀ)_ii/k = 1 exactly
+      12.000 12.000 12.000
+      >>> at_isometry = ({**params[0], "W": jnp.eye(3)}, params[1])
+      >>> est = regularizers.isometry_gradient_estimate(at_isometry, key=jax.random.PRNGKey(0))
+      >>> float(jnp.abs(est[0]["W"]).max())
+      0.0
     """
     probes = check_positive_int("num_probes", num_probes)
     mult = weight_multipliers(model, params)
@@ -231,6 +300,15 @@ def l2_penalty(lam: float, *, layers: LayerSelection = "all",
     The squared norm without ½, so its gradient is 2λθ and it is L2 Init with θ₀ = 0 (Kumar et
     al. 2023 compare the two in this form). Under plain SGD it equals weight decay of 2λ·η per
     step; under Adam it is *not* AdamW's decoupled decay (Loshchilov & Hutter 2019).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": jnp.ones((2, 2)), "b": jnp.ones(2)},)
+      >>> print(f"{regularizers.l2_penalty(0.5)(params):.2f}")                       # 0.5 · 6
+      3.00
+      >>> print(f"{regularizers.l2_penalty(0.5, include_biases=False)(params):.2f}")
+      2.00
     """
     lam = check_nonnegative("lam", lam)
     layers = check_layers(layers)
@@ -262,6 +340,21 @@ def l2_init_penalty(lam: float, init_params: Params, *, squared: bool = True,
     θ₀ is a constant here. In a training loop whose reset-reference runs start from a fresh
     initialisation, use :func:`ntkplast.regularizers.add_l2_init_gradient` instead, which keeps
     θ₀ in the optimizer state and so always anchors to the run's own initialisation.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> init = ({"W": jnp.zeros((2, 2)), "b": jnp.zeros(2)},)
+      >>> penalty = regularizers.l2_init_penalty(0.5, init)
+      >>> print(f"{penalty(init):.2f}")                                   # no pull at θ₀
+      0.00
+      >>> moved = jax.tree_util.tree_map(lambda p: p + 1.0, init)
+      >>> print(f"{penalty(moved):.2f}")                   # 0.5 · ‖θ − θ₀‖² = 0.5 · 6
+      3.00
+      >>> unsquared = regularizers.l2_init_penalty(0.5, init, squared=False)
+      >>> print(f"{unsquared(moved):.3f}")               # 0.5 · (‖1‖_W + ‖1‖_b) = 0.5 · (2 + √2)
+      1.707
     """
     lam = check_nonnegative("lam", lam)
     layers = check_layers(layers)
@@ -290,6 +383,12 @@ def spectral_norm(w: Array, num_iters: int = 20) -> Array:
     Returns uᵀMv with the singular-vector estimates u, v held constant (``stop_gradient``), so
     its gradient is u vᵀ — the exact derivative of σ_max at convergence (the estimator of Miyato
     et al. 2018's spectral normalisation, recomputed from scratch instead of carried in state).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> print(f"{regularizers.spectral_norm(jnp.diag(jnp.array([3.0, 1.0]))):.3f}")
+      3.000
     """
     m = as_matrix(w)
     v = _power_start(m.shape[1], m.dtype)
@@ -315,6 +414,13 @@ def spectral_penalty(lam: float, *, target: float = 1.0, num_iters: int = 20,
     t = ``target`` (1), σ_max by :func:`spectral_norm` (``num_iters`` power iterations, recomputed
     each call from a fixed start). Gradient 2λ(σ_max − t)·u vᵀ. Weight matrices only (the
     paper's treatment of biases is not reproduced); all layers by default.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": jnp.diag(jnp.array([3.0, 1.0])), "b": jnp.zeros(2)},)
+      >>> print(f"{regularizers.spectral_penalty(1.0)(params):.3f}")     # (σ_max − 1)²
+      4.000
     """
     num_iters = check_positive_int("num_iters", num_iters)
     return _weight_penalty(lam, lambda m: (spectral_norm(m, num_iters) - target) ** 2,
@@ -329,6 +435,14 @@ def parseval_penalty(lam: float, scale: float = 1.0, *, layers: LayerSelection =
     The Gram of the output units' weight vectors (PyTorch's WWᵀ for W out × in), always
     d_out × d_out — not the smaller side — and without the ½ or the rectangular correction of
     the isometry penalty. Hidden layers only by default (the paper leaves the output layer out).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": 2.0 * jnp.eye(3), "b": jnp.zeros(3)},      # hidden layer: W = 2I
+      ...           {"W": jnp.ones((3, 1)), "b": jnp.zeros(1)})      # readout
+      >>> print(f"{regularizers.parseval_penalty(1.0)(params):.1f}")    # ‖4I − I‖_F² = 3 · 9
+      27.0
     """
 
     def term(w: Array) -> Array:
@@ -373,6 +487,16 @@ def srip_penalty(lam: float, *, num_iters: int = 2, squared: bool = False,
 
     ``squared=True`` penalizes σ̂² instead, as the authors' released code does; the paper's
     formula is the unsquared norm (default).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import regularizers
+      >>> params = ({"W": 2.0 * jnp.eye(3), "b": jnp.zeros(3)},      # hidden layer: W = 2I
+      ...           {"W": jnp.ones((3, 1)), "b": jnp.zeros(1)})      # readout
+      >>> print(f"{regularizers.srip_penalty(0.1)(params):.3f}")                  # 0.1 · 3
+      0.300
+      >>> print(f"{regularizers.srip_penalty(0.1, squared=True)(params):.3f}")    # 0.1 · 3²
+      0.900
     """
     num_iters = check_positive_int("num_iters", num_iters)
 

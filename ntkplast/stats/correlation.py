@@ -183,6 +183,16 @@ def metric_series(table: Table, metric: str, layer: str = "all", *,
 
     ``at="task_end"`` keeps only task-end checkpoints (those with a row of
     :data:`~ntkplast.table.TASK_END_METRICS`).
+
+    Examples:
+      >>> from ntkplast import hypotheses
+      >>> from ntkplast.table import Table
+      >>> run = Table.from_rows([(1, 100, 0, "all", "ntk_trace", 2.5),
+      ...                        (0, 0, 0, "all", "ntk_trace", 3.0),
+      ...                        (2, 200, 1, "all", "ntk_trace", float("nan"))])
+      >>> ckpt, value = hypotheses.metric_series(run, "ntk_trace")   # sorted, finite values only
+      >>> ckpt.tolist(), value.tolist()
+      ([0, 1], [3.0, 2.5])
     """
     ckpt, _, value = _series(table, (metric, layer), at)
     return ckpt, value
@@ -191,7 +201,17 @@ def metric_series(table: Table, metric: str, layer: str = "all", *,
 def aligned(table: Table, metrics: Sequence[MetricRef], *,
             at: At = "all") -> tuple[np.ndarray, np.ndarray]:
     """``(checkpoint (n,), values (n, k))``: the k metrics joined on the checkpoints where all
-    are finite (an inner join on the checkpoint index), sorted by checkpoint."""
+    are finite (an inner join on the checkpoint index), sorted by checkpoint.
+
+    Examples:
+      >>> from ntkplast import hypotheses
+      >>> from ntkplast.table import Table
+      >>> run = Table.from_rows([(0, 0, 0, "all", "a", 1.0), (1, 10, 0, "all", "a", 2.0),
+      ...                        (1, 10, 0, "all", "b", 5.0), (2, 20, 1, "all", "b", 6.0)])
+      >>> ckpt, values = hypotheses.aligned(run, ["a", "b"])   # checkpoints where both exist
+      >>> ckpt.tolist(), values.tolist()
+      ([1], [[2.0, 5.0]])
+    """
     refs = [_ref(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
     if not refs:
         raise NtkplastError("metrics: expected at least one metric")
@@ -329,6 +349,32 @@ def spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, lag
     Raises:
       NtkplastError: no tables, an empty table, an unknown metric or layer, too few common
         checkpoints in a run, or a constant series.
+
+    Examples:
+      y moves with x from checkpoint to checkpoint (y = 3x + 1), so their changes have the same
+      ranks:
+
+      >>> from ntkplast import hypotheses
+      >>> from ntkplast.table import Table
+      >>> def run(**series):       # one Table per run: checkpoint t, step 100·t, task t
+      ...     return Table.from_rows([(t, 100 * t, t, "all", name, v)
+      ...                             for name, values in series.items()
+      ...                             for t, v in enumerate(values)])
+      >>> x = [0.1, 0.5, 0.2, 1.0, 0.4, 1.3, 0.6, 1.8]
+      >>> res = hypotheses.spearman(run(x=x, y=[3 * v + 1 for v in x]), "x", "y")
+      >>> print(f"rho = {res.rho:+.3f} over {res.n_points} changes, interval over {res.ci_over}")
+      rho = +1.000 over 7 changes, interval over blocks
+
+      Two series that share only a rising trend correlate strongly as they stand; the trend
+      controls remove what the trend made:
+
+      >>> x = [t + e for t, e in enumerate([0.6, -0.9, 0.3, 0.8, -0.5, -0.2, 0.9, -0.7, 0.1, 0.4])]
+      >>> y = [t + e for t, e in enumerate([-0.4, 0.7, 0.9, -0.8, 0.2, -0.6, 0.5, 0.3, -0.9, 0.0])]
+      >>> for trend in ("none", "task", "difference"):
+      ...     print(trend, f"{hypotheses.spearman(run(x=x, y=y), 'x', 'y', trend=trend).rho:+.3f}")
+      none +0.915
+      task -0.430
+      difference -0.185
     """
     ignore_bootstrap("spearman", n_boot, seed)
     return _correlate(tables, x, y, (), fn="spearman", lag=lag, trend=trend, at=at,
@@ -352,6 +398,24 @@ def partial_spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef
       controls: metrics to partial out, e.g. ``["ntk_trace", ("dormant_fraction_tau0",
         "mean")]``, or ``"task"`` / ``"step"``; ``[]`` gives :func:`spearman`.
       Others as in :func:`spearman` (``lag``: y at t + lag, x and the controls at t).
+
+    Examples:
+      x and y both follow a driver z; given z, little of their correlation is left:
+
+      >>> from ntkplast import hypotheses
+      >>> from ntkplast.table import Table
+      >>> z = [0.0, 2.0, 1.0, 4.0, 3.0, 6.0, 5.0, 8.0, 7.0, 9.0, 6.5, 10.0]
+      >>> x = [v + e for v, e in zip(z, [-0.7, -0.6, 0.9, -1.2, 0.3, 0.7, -0.9, -1.3, -0.7, 0.5,
+      ...                                0.2, -1.0])]
+      >>> y = [v + e for v, e in zip(z, [-0.2, 0.5, -0.2, 0.4, 1.4, 0.5, -0.3, -0.9, -0.5, 0.0,
+      ...                                1.2, 0.8])]
+      >>> run = Table.from_rows([(t, 100 * t, t, "all", name, v)
+      ...                        for name, values in (("x", x), ("y", y), ("z", z))
+      ...                        for t, v in enumerate(values)])
+      >>> print(f"{hypotheses.spearman(run, 'x', 'y').rho:+.3f}")
+      +0.642
+      >>> print(f"{hypotheses.partial_spearman(run, 'x', 'y', ['z']).rho:+.3f}")
+      -0.052
     """
     if isinstance(controls, str) or (isinstance(controls, tuple) and len(controls) == 2
                                      and all(isinstance(s, str) for s in controls)):
@@ -373,6 +437,20 @@ def lead_lag(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, max
     same ``trend`` control (same interval and p-value); without one (``trend="none"``) monotone
     trends make every lag correlate. ``best_lag`` maximises |ρ|, ties to the smaller |lag|.
     ``difference``: deprecated; True means ``trend="difference"``, False ``trend="none"``.
+
+    Examples:
+      y repeats x one checkpoint later, so the correlation peaks at lag +1 (x leads):
+
+      >>> from ntkplast import hypotheses
+      >>> from ntkplast.table import Table
+      >>> x = [0.3, 1.0, 0.2, 0.8, 0.5, 0.9, 0.1, 0.7, 0.4, 0.6, 0.0, 1.1]
+      >>> y = [0.5] + x[:-1]
+      >>> run = Table.from_rows([(t, 100 * t, t, "all", name, v)
+      ...                        for name, values in (("x", x), ("y", y))
+      ...                        for t, v in enumerate(values)])
+      >>> res = hypotheses.lead_lag(run, "x", "y", max_lag=2)
+      >>> res.lags.tolist(), res.best_lag, f"{res.best.rho:+.3f}"
+      ([-2, -1, 0, 1, 2], 1, '+1.000')
     """
     if not isinstance(max_lag, int | np.integer) or max_lag < 0:
         raise NtkplastError(f"max_lag: expected a non-negative integer, got {max_lag!r}")

@@ -53,7 +53,14 @@ def _t_quantile(level: float, df: ArrayLike) -> np.ndarray:
 
 def t_interval(values: ArrayLike, level: float = 0.95) -> tuple[float, float, float]:
     """``(mean, low, high)`` of one value per run: v̄ ± t_{(1+level)/2, R−1} · s/√R (module
-    docstring); non-finite values are dropped. Needs R ≥ 2 finite values."""
+    docstring); non-finite values are dropped. Needs R ≥ 2 finite values.
+
+    Examples:
+      >>> from ntkplast.stats import intervals
+      >>> mean, low, high = intervals.t_interval([1.0, 2.0, 3.0])   # 2 ± t_{0.975, 2} · 1/√3
+      >>> print(f"{mean:.3f} [{low:.3f}, {high:.3f}]")
+      2.000 [-0.484, 4.484]
+    """
     check_level(level)
     v = np.asarray(values, float).ravel()
     v = v[np.isfinite(v)]
@@ -82,7 +89,17 @@ def jackknife_interval(estimate: float, loo: ArrayLike, level: float = 0.95, *,
     """``(low, high)``: θ̂ ± t_{(1+level)/2, R−1} · se_J from the R leave-one-out replicates
     ``loo`` (module docstring), computed on the scale ``scale`` and mapped back by ``inverse``
     (both or neither; e.g. ``np.arctanh`` / ``np.tanh`` for a correlation). NaN when θ̂ or any
-    replicate is not finite."""
+    replicate is not finite.
+
+    Examples:
+      For a mean the jackknife interval is exactly :func:`t_interval`'s:
+
+      >>> from ntkplast.stats import intervals
+      >>> loo = [2.5, 2.0, 1.5]          # the mean of (1, 2, 3) without each value in turn
+      >>> low, high = intervals.jackknife_interval(2.0, loo)
+      >>> print(f"[{low:.3f}, {high:.3f}]")
+      [-0.484, 4.484]
+    """
     check_level(level)
     loo = _checked_replicates(loo, "jackknife_interval")
     if (scale is None) != (inverse is None):
@@ -104,13 +121,33 @@ def _fisher_z(r: np.ndarray) -> np.ndarray:
 def correlation_interval(estimate: float, loo: ArrayLike,
                          level: float = 0.95) -> tuple[float, float]:
     """:func:`jackknife_interval` of a correlation on Fisher's z = atanh r scale (Fisher 1915),
-    mapped back by tanh, so the bounds stay inside [−1, 1]."""
+    mapped back by tanh, so the bounds stay inside [−1, 1].
+
+    Examples:
+      On Fisher's z scale the bounds of a correlation stay inside [−1, 1]; on the raw scale they do
+      not:
+
+      >>> from ntkplast.stats import intervals
+      >>> loo = [0.85, 0.92, 0.95]
+      >>> print("[{:.3f}, {:.3f}]".format(*intervals.correlation_interval(0.9, loo)))
+      [0.036, 0.994]
+      >>> print("[{:.3f}, {:.3f}]".format(*intervals.jackknife_interval(0.9, loo)))
+      [0.645, 1.155]
+    """
     return jackknife_interval(estimate, loo, level, scale=_fisher_z, inverse=np.tanh)
 
 
 def jackknife_p(estimate: float, loo: ArrayLike) -> float:
     """Two-sided p of θ = 0: 2 P(T_{R−1} > |θ̂| / se_J) (module docstring); 0 or 1 when se_J = 0
-    (θ̂ ≠ 0 or = 0), NaN when θ̂ or a replicate is not finite."""
+    (θ̂ ≠ 0 or = 0), NaN when θ̂ or a replicate is not finite.
+
+    Examples:
+      >>> from ntkplast.stats import intervals
+      >>> print(f"{intervals.jackknife_p(2.0, [2.5, 2.0, 1.5]):.3f}")   # t = 2/(1/√3), 2 df
+      0.074
+      >>> intervals.jackknife_p(0.0, [0.0, 0.0, 0.0])                   # se_J = 0 and θ̂ = 0
+      1.0
+    """
     from scipy import stats
 
     loo = _checked_replicates(loo, "jackknife_p")
@@ -130,6 +167,17 @@ def mean_interval(values: ArrayLike, *, level: float = 0.95) -> tuple[np.ndarray
     v̄ ± t_{(1+level)/2, R−1} · s/√R (:func:`t_interval`). A column with fewer than 2 finite
     values has NaN bounds (its mean is still given where it has one value). Returns
     ``(mean, low, high)``, each ``(points,)``.
+
+    Examples:
+      Three seeds × two points; the second point has only two finite values, so its t has 1 degree
+      of freedom and the interval is wide:
+
+      >>> import numpy as np
+      >>> from ntkplast.stats import intervals
+      >>> values = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, np.nan]])
+      >>> mean, low, high = intervals.mean_interval(values)
+      >>> print([f"{m:.1f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in zip(mean, low, high)])
+      ['3.0 [-1.97, 7.97]', '3.0 [-9.71, 15.71]']
     """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[0] == 0:
@@ -149,7 +197,15 @@ def mean_interval(values: ArrayLike, *, level: float = 0.95) -> tuple[np.ndarray
 def final_tasks_interval(values: ArrayLike, last: int, *,
                          level: float = 0.95) -> tuple[float, float, float]:
     """Per seed the mean over the ``last`` tasks of a ``seeds × tasks`` array (NaNs ignored),
-    then :func:`mean_interval` over seeds: ``(mean, low, high)`` (NaN bounds under 2 seeds)."""
+    then :func:`mean_interval` over seeds: ``(mean, low, high)`` (NaN bounds under 2 seeds).
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast.stats import intervals
+      >>> curves = np.array([[0.0, 1.0, 2.0], [0.0, 2.0, 3.0], [0.0, 3.0, 4.0]])   # seeds × tasks
+      >>> print("{:.2f} [{:.2f}, {:.2f}]".format(*intervals.final_tasks_interval(curves, last=2)))
+      2.50 [0.02, 4.98]
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an absent metric stays NaN
         per_seed = np.nanmean(np.asarray(values, np.float64)[:, -last:], axis=1)
@@ -160,7 +216,14 @@ def final_tasks_interval(values: ArrayLike, last: int, *,
 def log_positive(values: ArrayLike) -> np.ndarray:
     """log ``values``, NaN where a value is not positive (left out of the means): the scale
     on which :func:`mean_interval` gives a geometric mean and its interval, for a positive
-    quantity spread over orders of magnitude whose raw-scale t-interval can reach below 0."""
+    quantity spread over orders of magnitude whose raw-scale t-interval can reach below 0.
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast.stats import intervals
+      >>> print(intervals.log_positive([1.0, 0.0, np.e]).round(3).tolist())
+      [0.0, nan, 1.0]
+    """
     values = np.asarray(values, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log(np.where(values > 0, values, np.nan))
