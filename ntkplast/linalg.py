@@ -36,7 +36,16 @@ T = TypeVar("T")
 
 
 def singular_values(a: Any) -> np.ndarray:
-    """Singular values (descending) of a matrix or a stack of matrices ``(..., m, n)``."""
+    """Singular values (descending) of a matrix or a stack of matrices ``(..., m, n)``.
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import linalg
+      >>> print(linalg.singular_values(np.array([[0.0, 3.0], [1.0, 0.0]])).tolist())
+      [3.0, 1.0]
+      >>> linalg.singular_values(np.ones((5, 3, 2))).shape       # a stack: one row per matrix
+      (5, 2)
+    """
     return np.linalg.svd(np.asarray(a), compute_uv=False)
 
 
@@ -44,6 +53,13 @@ def eigh(a: Any) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (ascending) and orthonormal eigenvectors of a symmetric matrix.
 
     The input is symmetrised as (A + Aᵀ)/2 first, so rounding asymmetry does not matter.
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import linalg
+      >>> lam, vecs = linalg.eigh(np.array([[2.0, 1.0], [1.0, 2.0]]))
+      >>> print(lam.round(3).tolist(), np.abs(vecs).round(3).tolist())   # ascending
+      [1.0, 3.0] [[0.707, 0.707], [0.707, 0.707]]
     """
     a = np.asarray(a)
     return np.linalg.eigh(0.5 * (a + np.swapaxes(a, -1, -2)))
@@ -58,9 +74,20 @@ def eigh_top(a: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     (``dstein``, re-orthogonalised within clusters), taken back to A's basis by Q (``dormqr``
     on the stored Householder reflectors). That is one ``eigvalsh`` plus O(N²k), against
     ``eigh``'s all N vectors (measured at N = 1,000, one thread: 65 ms against 155 ms). Returns
-    ``(lam, vecs)``, ``vecs`` ``N × k`` orthonormal, column j for ``lam[j]``; the signs are
-    arbitrary. If inverse iteration fails to converge (LAPACK ``info`` > 0), falls back to
+    ``(lam, vecs)``, ``vecs`` ``N × k`` orthonormal, column j for ``lam[j]`` (``dstebz``
+    returns the k eigenvalues grouped by the blocks T splits into, so the columns are sorted by
+    eigenvalue afterwards); the signs are arbitrary. If inverse iteration fails to converge (LAPACK ``info`` > 0), falls back to
     :func:`eigh`.
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import linalg
+      >>> a = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 1.0], [0.0, 1.0, 2.0]])
+      >>> lam, vecs = linalg.eigh_top(a, 1)
+      >>> print(lam.round(3).tolist(), vecs.shape)       # 2 + √2, 2, 2 − √2
+      [3.414, 2.0, 0.586] (3, 1)
+      >>> bool(np.allclose(a @ vecs[:, 0], lam[0] * vecs[:, 0]))
+      True
     """
     a = np.asarray(a, np.float64)
     n = a.shape[0]
@@ -76,8 +103,8 @@ def eigh_top(a: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
             z, info = lapack.dstein(d, e, w[:k], iblock, isplit)
             if info == 0:
                 z[1:], _, info = lapack.dormqr(b"L", b"N", c[1:, :-1], tau, z[1:], 64 * k)
-                if info == 0:
-                    return lam[::-1], z[:, ::-1]
+                if info == 0:  # dstebz orders by split-off block ("B"): sort descending
+                    return lam[::-1], z[:, np.argsort(w[:k], kind="stable")[::-1]]
     lam, vecs = np.linalg.eigh(a)
     return lam[::-1], vecs[:, ::-1][:, :k]
 
@@ -92,6 +119,14 @@ def eigvalsh_float32(a: Any) -> np.ndarray:
     4.5e-6·λ_max from float64's, under the N·ε₃₂·λ_max floor (1.2e-4·λ_max at N = 1,000) below
     which a float32 kernel's eigenvalues are rounding noise anyway. Use it only where nothing
     below that floor is read as signal (paper_notes.md has what it moves in the summaries).
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import linalg
+      >>> a = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 1.0], [0.0, 1.0, 2.0]], np.float32)
+      >>> lam = linalg.eigvalsh_float32(a)
+      >>> lam.dtype, bool(np.allclose(lam, linalg.eigvalsh(a.astype(np.float64)), atol=1e-5))
+      (dtype('float64'), True)
     """
     a = np.asarray(a, np.float32)
     a = 0.5 * (a + a.T)
@@ -107,7 +142,14 @@ def eigvalsh_float32(a: Any) -> np.ndarray:
 
 
 def eigvalsh(a: Any) -> np.ndarray:
-    """Eigenvalues (descending) of a symmetric matrix or a stack ``(..., n, n)``."""
+    """Eigenvalues (descending) of a symmetric matrix or a stack ``(..., n, n)``.
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import linalg
+      >>> print(linalg.eigvalsh(np.array([[2.0, 1.0], [1.0, 2.0]])).round(3).tolist())  # descending
+      [3.0, 1.0]
+    """
     a = np.asarray(a)
     return np.linalg.eigvalsh(0.5 * (a + np.swapaxes(a, -1, -2)))[..., ::-1]
 
@@ -119,6 +161,18 @@ def gram_singular_values(a: Any) -> np.ndarray:
     float64 — a zero σ comes out below √ε₆₄ · σ_max ≈ 1e-8 σ_max, far under the float32 zero
     threshold, and for the wide, short matrices of an input–output Jacobian (K × D, K ≪ D)
     ~10× cheaper than an SVD of each. float64 (verification) takes the SVD, exact to rounding.
+
+    Examples:
+      A float32 matrix goes through its smaller Gram in float64; a float64 one through an SVD:
+
+      >>> import numpy as np
+      >>> from ntkplast import linalg
+      >>> a = np.array([[3.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]], np.float32)    # 2 × 4
+      >>> s = linalg.gram_singular_values(a)
+      >>> print(s.dtype, [f"{v:.3f}" for v in s])
+      float32 ['3.000', '1.000']
+      >>> print(linalg.gram_singular_values(a.astype(np.float64)).tolist())
+      [3.0, 1.0]
     """
     a = np.asarray(a)
     if a.dtype == np.float64:
@@ -142,6 +196,17 @@ def gated_singular_values(gate_sub: np.ndarray, lmat: np.ndarray,
     float32 zero threshold. float64 inputs (verification) take an SVD of each J_a, exact to
     rounding. ``block_entries`` bounds the entries of LLᵀ: beyond it, each J_a J_aᵀ is formed
     from L_a directly.
+
+    Examples:
+      J = diag(g)·L for two gates g: a unit that is off (g_i = 0) adds one zero σ:
+
+      >>> import numpy as np
+      >>> from ntkplast import linalg
+      >>> lmat = np.diag([3.0, 2.0, 1.0]).astype(np.float32)
+      >>> gates = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]], np.float32)
+      >>> s = linalg.gated_singular_values(gates, lmat, block_entries=2**20)
+      >>> [[f"{v:.3f}" for v in row] for row in s]
+      [['3.000', '2.000', '1.000'], ['3.000', '1.000', '0.000']]
     """
     d_out, d_in = lmat.shape
     n = min(d_out, d_in)
@@ -183,7 +248,16 @@ def _blas_for(modules_loaded: int) -> ThreadpoolController:
 def one_blas_thread() -> Any:
     """Context manager: BLAS/LAPACK calls run on one thread each inside the block (a
     process-wide setting for pthreads BLAS, restored on exit). Hold it around
-    :func:`host_start` and the collection of its results."""
+    :func:`host_start` and the collection of its results.
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import linalg
+      >>> with linalg.one_blas_thread():
+      ...     lam = linalg.eigvalsh(np.eye(3))
+      >>> lam.tolist()
+      [1.0, 1.0, 1.0]
+    """
     return _blas().limit(limits=1)
 
 
@@ -194,7 +268,18 @@ def host_start(tasks: Sequence[Callable[[], T]]) -> Callable[[], list[T]]:
     can run other work, e.g. jax computations, while the host decomposes. Call it inside
     :func:`one_blas_thread` and collect before leaving the block: the limit is process-wide,
     so the threads cannot set it themselves without racing (each also sets it for itself, which
-    OpenMP BLAS keeps per thread)."""
+    OpenMP BLAS keeps per thread).
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import linalg
+      >>> with linalg.one_blas_thread():
+      ...     collect = linalg.host_start([lambda: linalg.eigvalsh(2.0 * np.eye(2))])
+      ...     # ... other work (jax computations) runs here while the host decomposes ...
+      ...     results = collect()
+      >>> results[0].tolist()
+      [2.0, 2.0]
+    """
     def run(task: Callable[[], T]) -> T:
         with one_blas_thread():
             return task()
@@ -209,6 +294,14 @@ def host_start(tasks: Sequence[Callable[[], T]]) -> Callable[[], list[T]]:
 def host_map(tasks: Sequence[Callable[[], T]]) -> list[T]:
     """Results of ``tasks`` (callables without arguments), run on up to one thread per CPU core,
     each with single-threaded BLAS/LAPACK (module docstring): :func:`host_start` inside
-    :func:`one_blas_thread`, collected at once."""
+    :func:`one_blas_thread`, collected at once.
+
+    Examples:
+      >>> import numpy as np
+      >>> from ntkplast import linalg
+      >>> tasks = [lambda n=n: linalg.eigvalsh(n * np.eye(2)) for n in (1.0, 2.0, 3.0)]
+      >>> [lam.tolist() for lam in linalg.host_map(tasks)]          # in the order of the tasks
+      [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]
+    """
     with one_blas_thread():
         return host_start(tasks)()

@@ -312,3 +312,24 @@ def test_float32_lapack_eigenvalues_stay_under_the_rounding_floor(n):
     floor = n * np.finfo(np.float32).eps * ref[0]
     above = ref > floor
     np.testing.assert_allclose(got[above], ref[above], rtol=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_eigh_top_orders_vectors_by_eigenvalue_on_block_diagonal_matrices(seed):
+    """A block-diagonal matrix splits its tridiagonal form into blocks, and LAPACK's dstebz
+    returns the eigenvalues block by block: column j must still belong to the j-th largest
+    eigenvalue. Reference: numpy's eigh, float64."""
+    from scipy.linalg import block_diag
+
+    from ntkplast import linalg
+
+    rng = np.random.default_rng(seed)
+    blocks = [_psd_with_spectrum(rng.uniform(0.1, 10, size=n), seed=seed + n) for n in (2, 3, 4)]
+    mat = block_diag(*[blocks[i] for i in rng.permutation(3)])
+    lam, vecs = linalg.eigh_top(mat, 3)
+    ref_lam, ref_vecs = np.linalg.eigh(mat)
+    np.testing.assert_allclose(lam, ref_lam[::-1], rtol=1e-10)
+    for j in range(3):
+        np.testing.assert_allclose(abs(vecs[:, j] @ ref_vecs[:, -1 - j]), 1.0, atol=1e-8)
+    np.testing.assert_allclose(linalg.eigh_top(np.diag([1.0, 3.0, 2.0]), 2)[1][:, 0] ** 2,
+                               [0.0, 1.0, 0.0], atol=1e-12)

@@ -86,7 +86,7 @@ __all__ = ["CACHE_VERSION", "FAMILIES", "Settings", "analyze", "analyze_checkpoi
            "parse_metrics"]
 
 FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
-CACHE_VERSION = 6
+CACHE_VERSION = 7
 _NOT_EXPORTED = ("raw/ntk_kernel", "raw/ntk_top_eigenvectors")  # cached, not in spectra.npz
 Rows = list[tuple[str, str, float]]
 
