@@ -111,7 +111,7 @@ def planted_start(seed: int, how: str):
     x = stream[0].x_train
     k_init, k_plant = jax.random.split(jax.random.PRNGKey(seed))
     params = model.init(k_init, x.shape[1:])
-    return reactivation.plant_dead_units(model, params, x, args.fraction, k_plant, how=how)
+    return reactivation.plant_dead_units(model, params, x, args.fraction, how=how, key=k_plant)
 
 
 SETTINGS = {
@@ -140,8 +140,9 @@ for setting, (_, task, start) in SETTINGS.items():
             tx, hooks = reactivation.make_arm(arm, model, data.x_train.shape[1:], **arm_options)
             key = jax.random.fold_in(jax.random.PRNGKey(seed), 100 + i)
             results[setting][arm].append(reactivation.reactivation_curve(
-                model, params, masks, tx, hooks, data.x_train, data.y_train, data.x_train,
-                args.steps, args.every, key, per_layer=True))
+                model, params, dead_masks=masks, tx=tx, hooks=hooks, x=data.x_train,
+                y=data.y_train, probe_x=data.x_train, steps=args.steps, every=args.every,
+                per_layer=True, key=key))
     results[setting] = {arm: np.stack(c) for arm, c in results[setting].items()}
     dead_counts[setting] = np.asarray(dead_counts[setting])
 

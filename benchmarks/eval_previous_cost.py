@@ -47,7 +47,7 @@ def main() -> None:
                                          init="orthogonal"))
     cfg = train.TrainConfig(learning_rate=1e-4, batch_size=16, online=True)
     tx = train.make_optimizer(cfg)
-    trainer = train.make_trainer(model, tx, train.Hooks(), jax.random.PRNGKey(1))
+    trainer = train.make_trainer(model, tx, train.Hooks(), key=jax.random.PRNGKey(1))
     params = model.init(jax.random.PRNGKey(0), stream.input_shape)
     x0, y0 = stream.test_set(0)
     jax.block_until_ready(trainer.evaluate(params, jnp.asarray(x0), jnp.asarray(y0)).score)

@@ -42,7 +42,7 @@ LAM = 1e-3  # λ in ntkplast's ½‖·‖² convention (the paper's 1e-3 is 2e-3
 
 
 def make_run_chunk(model, tx, **hooks):
-    return train.make_trainer(model, tx, train.Hooks(**hooks), jax.random.PRNGKey(1)).run_chunk
+    return train.make_trainer(model, tx, train.Hooks(**hooks), key=jax.random.PRNGKey(1)).run_chunk
 
 
 def setup(init, seed, steps):

@@ -61,7 +61,7 @@ def kernel(spec, d_in, batch, lr, seeds, steps, repeats):
     """(sequential, vectorised) seconds for one chunk of ``steps`` steps of every seed."""
     model = models.build(spec)
     tx = optax.adam(lr)
-    trainer = train.make_trainer(model, tx, train.Hooks(), jax.random.PRNGKey(0))
+    trainer = train.make_trainer(model, tx, train.Hooks(), key=jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2000, d_in)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 10, 2000))

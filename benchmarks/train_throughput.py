@@ -28,7 +28,7 @@ def ntkplast_steps_per_s(x, y, idx, repeats):
     model = models.build(models.ArchSpec(widths=WIDTHS, num_outputs=10))
     cfg = train.TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=idx.shape[1])
     tx = train.make_optimizer(cfg)
-    trainer = train.make_trainer(model, tx, train.Hooks(), jax.random.PRNGKey(1))
+    trainer = train.make_trainer(model, tx, train.Hooks(), key=jax.random.PRNGKey(1))
     params = model.init(jax.random.PRNGKey(0), (784,))
     state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
     xd, yd, idxd = jnp.asarray(x), jnp.asarray(y), jnp.asarray(idx)

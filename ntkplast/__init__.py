@@ -28,13 +28,18 @@ importable::
 moved in 0.2 (``config``, ``probes``, ``interop``, ``experiment``, ``sweep``, ``executors``,
 ``demo``, ``reactivation``, ``stax_bridge``) still import from their old names with a
 DeprecationWarning.
+
+How the old names resolve, without an import hook: ``ntkplast.<old>`` as an attribute and
+``from ntkplast import <old>`` go through this module's ``__getattr__`` (PEP 562);
+``import ntkplast.<old>`` statements, which never consult ``__getattr__``, find a stub per old
+name in ``_old_names/`` (a folder on this package's ``__path__``) that puts the new module in
+``sys.modules`` under the old name. Nothing is imported before it is asked for.
 """
 
 import importlib
-import importlib.abc
-import importlib.util
-import sys
+import pathlib
 import warnings
+from types import ModuleType
 
 from ntkplast.errors import NtkplastError
 
@@ -60,27 +65,36 @@ _MOVED = {
     "stax_bridge": "ntkplast.ntk._stax",
 }
 
-
-class _Aliases(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports ``ntkplast.<old>`` as the module it now lives in (the same module object)."""
-
-    def find_spec(self, fullname, path=None, target=None):  # noqa: D102
-        head, _, name = fullname.partition(".")
-        if head == "ntkplast" and (name in _FLAT or name in _MOVED):
-            return importlib.util.spec_from_loader(fullname, self)
-        return None
-
-    def create_module(self, spec):  # noqa: D102
-        name = spec.name.partition(".")[2]
-        if name in _MOVED:
-            warnings.warn(f"ntkplast.{name} moved to {_MOVED[name]}; import it from there "
-                          f"(the old name will be removed in a later release)",
-                          DeprecationWarning, stacklevel=2)  # warn() skips importlib's frames
-        return importlib.import_module(_FLAT.get(name) or _MOVED[name])
-
-    def exec_module(self, module):  # noqa: D102
-        """Nothing to run: the target module is already imported."""
+_STUBS = str(pathlib.Path(__file__).with_name("_old_names"))
+if _STUBS not in __path__:  # once, also under importlib.reload
+    __path__.append(_STUBS)
 
 
-if not any(isinstance(f, _Aliases) for f in sys.meta_path):
-    sys.meta_path.append(_Aliases())
+def _old_module(name: str) -> ModuleType:
+    """The module that the old name ``ntkplast.<name>`` stands for (a key of ``_FLAT`` or
+    ``_MOVED``), imported; a moved name warns, blaming the code that asked for it.
+
+    Called by ``__getattr__`` and by the stubs in ``_old_names/``, each one frame below the
+    user's code (``warnings`` skips importlib's own frames), hence ``stacklevel=3``.
+    """
+    if name in _MOVED:
+        warnings.warn(f"ntkplast.{name} moved to {_MOVED[name]}; import it from there "
+                      f"(the old name will be removed in a later release)",
+                      DeprecationWarning, stacklevel=3)
+    return importlib.import_module(_FLAT.get(name) or _MOVED[name])
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``ntkplast.<old name>`` (PEP 562): the module it now lives in, the same object.
+
+    The result is kept as an attribute, as an import would keep it, so ``from ntkplast import
+    config`` warns once, not once per look-up.
+
+    Raises:
+      AttributeError: ``name`` is neither an attribute nor an old module name.
+    """
+    if name not in _FLAT and name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _old_module(name)
+    globals()[name] = module
+    return module

@@ -213,10 +213,29 @@ def test_function_model_matches_the_archspec_network():
         np.testing.assert_allclose(g.scores, w.scores, rtol=1e-6)
         assert (g.dead_count, g.srank) == (w.dead_count, w.srank)
         assert g.effective_rank == pytest.approx(w.effective_rank, rel=1e-5)
-    got_s = adapters.layer_spectra(fm, tree, x)
+    got_s = adapters.layer_spectra(fm, tree, x).summaries
     want_s = isometry.layer_spectra(model, params, x).summaries
     np.testing.assert_allclose(np.array(got_s, dtype=float), np.array(want_s, dtype=float),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_function_model_layer_spectra_is_the_isometry_result_type():
+    """One return type: :class:`isometry.LayerSpectra`, with the per-input arrays and full
+    spectra that ``isometry.layer_spectra`` gives on every input."""
+    model, params, x = reference("relu")
+    tree = {f"{k.lower()}{i}": p[k] for i, p in enumerate(params) for k in ("W", "b")}
+    got = adapters.layer_spectra(plain_model("relu"), tree, x)
+    want = isometry.layer_spectra(model, params, x, spectra_subsample=None)
+    assert type(got) is type(want) is isometry.LayerSpectra
+    np.testing.assert_array_equal(got.subsample, want.subsample)
+    for g, w in zip(got.layers, want.layers, strict=True):
+        assert type(g) is isometry.JacobianSpectrum
+        assert (g.n, g.exact) == (w.n, w.exact)
+        np.testing.assert_allclose(g.singular_values, w.singular_values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(g.chi, w.chi, rtol=1e-5)
+        np.testing.assert_allclose(g.mean_sigma4, w.mean_sigma4, rtol=1e-5)
+        np.testing.assert_array_equal(g.units_off, w.units_off)
+        assert g.summary.units_off == float(np.mean(g.units_off))
 
 
 def test_function_model_per_layer_parts_follow_modules():
@@ -236,6 +255,36 @@ def test_function_model_per_layer_parts_follow_modules():
     assert adapters.layer_names(tree) == ["layer0", "layer1", "layer2"]
     for g, w in zip(got.parts, want.parts, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_function_model_kernel_compiles_once(x64):
+    """Three identical calls trace the user's ``apply`` once (a Python counter inside it runs
+    only while jax traces), and the kernel is the float64 brute force's."""
+    _, params, x = reference("tanh")
+    tree = {f"layer{i}": {"w": jnp.asarray(p["W"], jnp.float64),
+                          "b": jnp.asarray(p["b"], jnp.float64)} for i, p in enumerate(params)}
+    x = jnp.asarray(x, jnp.float64)
+    traces = []
+
+    def apply(p, xb):
+        traces.append(xb.shape)
+        u = xb
+        for i in range(3):
+            z = u @ p[f"layer{i}"]["w"] + p[f"layer{i}"]["b"]
+            u = jnp.tanh(z) if i < 2 else z
+        return u
+
+    fm = adapters.FunctionModel(apply)
+    got = [adapters.empirical_ntk(fm, tree, x)]
+    once = len(traces)
+    assert once > 0
+    got += [adapters.empirical_ntk(fm, tree, x) for _ in range(2)]
+    assert len(traces) == once  # three identical calls, one trace
+    got.append(adapters.empirical_ntk(adapters.FunctionModel(apply), tree, x))
+    assert len(traces) == once  # an equal FunctionModel (same functions) reuses it too
+    want = brute_force_ntk(apply, tree, x)
+    for g in got:
+        np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-10)
 
 
 def test_unrecognised_networks_are_refused_with_the_difference():

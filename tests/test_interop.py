@@ -7,6 +7,7 @@ import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
 from ntkplast import analysis, checkpoints, models, ntk
+from ntkplast.convert import state_dicts
 from ntkplast.errors import NtkplastError
 from ntkplast.runs import interop
 
@@ -154,7 +155,7 @@ def _mlp_state_dict(rng, sizes=(6, 9, 9, 4), prefix=""):
 
 
 def _numpy_mlp(sd, x):
-    names = sorted({k.rpartition(".")[0] for k in sd}, key=interop._natural_key)
+    names = sorted({k.rpartition(".")[0] for k in sd}, key=state_dicts._natural_key)
     for i, m in enumerate(names):
         x = x @ sd[f"{m}.weight"].T + sd[f"{m}.bias"]
         if i < len(names) - 1:

@@ -18,16 +18,13 @@ def _module_name(path: pathlib.Path) -> str:
 
 
 def _imports(path: pathlib.Path) -> set[str]:
-    """ntkplast modules a file imports, at module level or inside a function (a deferred import
-    that closes a loop is still a cycle)."""
+    """ntkplast modules a file imports, at module level, inside a function (a deferred import
+    that closes a loop is still a cycle) or under ``if TYPE_CHECKING:`` (a type-only import
+    that closes a loop is a cycle for type checkers and for a reader, and one edit away from a
+    run-time one)."""
     tree = ast.parse(path.read_text())
-    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                   and getattr(block.test, "id", None) == "TYPE_CHECKING"
-                   for stmt in block.body for n in ast.walk(stmt)}
     found = set()
     for node in ast.walk(tree):
-        if id(node) in typing_only:  # annotations only: never imported at run time
-            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ntkplast"):
             found.add(node.module)
             found.update(f"{node.module}.{a.name}" for a in node.names)
@@ -56,22 +53,63 @@ def _graph() -> dict[str, set[str]]:
     return graph
 
 
-def test_no_import_cycle():
-    graph = _graph()
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as ``[a, b, …, a]``, or ``None`` when it has none (depth-first)."""
     state: dict[str, int] = {}
 
     def visit(node, path):
         state[node] = 1
         for dep in sorted(graph.get(node, ())):
             if state.get(dep) == 1:
-                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep):] + [dep]))
-            if dep not in state:
-                visit(dep, path + [dep])
+                return path[path.index(dep):] + [dep]
+            if dep not in state and (found := visit(dep, path + [dep])):
+                return found
         state[node] = 2
+        return None
 
     for node in sorted(graph):
-        if node not in state:
-            visit(node, [node])
+        if node not in state and (found := visit(node, [node])):
+            return found
+    return None
+
+
+def _package(module: str) -> str:
+    """The stage a module belongs to: ``ntkplast.runs.interop`` → ``ntkplast.runs``; a top-level
+    module (``ntkplast.models``) is its own."""
+    return ".".join(module.split(".")[:2])
+
+
+def _package_graph() -> dict[str, set[str]]:
+    """The import graph between stages (sub-packages and top-level modules)."""
+    graph: dict[str, set[str]] = {}
+    for name, deps in _graph().items():
+        graph.setdefault(_package(name), set()).update(
+            _package(d) for d in deps if _package(d) != _package(name))
+    return graph
+
+
+def test_no_import_cycle():
+    cycle = _cycle(_graph())
+    assert cycle is None, "import cycle between modules: " + " -> ".join(cycle)
+
+
+def test_no_import_cycle_between_packages():
+    """Stages import downwards only: no two sub-packages (or top-level modules) import each
+    other, even through modules that do not import each other directly."""
+    cycle = _cycle(_package_graph())
+    assert cycle is None, "import cycle between packages: " + " -> ".join(cycle)
+
+
+def test_import_graph_counts_type_only_and_deferred_imports(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("from typing import TYPE_CHECKING\nimport typing\n\n"
+                   "if TYPE_CHECKING:\n    from ntkplast.data.streams import StreamSpec\n"
+                   "if typing.TYPE_CHECKING:\n    import ntkplast.runs.interop\n\n"
+                   "def f():\n    from ntkplast import models\n")
+    assert _imports(src) == {"ntkplast.data.streams", "ntkplast.data.streams.StreamSpec",
+                             "ntkplast.runs.interop", "ntkplast", "ntkplast.models"}
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
 def test_modules_stay_small():

@@ -39,8 +39,8 @@ def _mlp(widths=(12, 10), d_in=6, seed=0):
 @pytest.mark.parametrize("fraction", [0.25, 0.5, 1.0])
 def test_planted_units_are_dead_and_others_untouched(how, fraction):
     model, params, x = _mlp()
-    new, masks = reactivation.plant_dead_units(model, params, x, fraction,
-                                               jax.random.PRNGKey(3), how=how)
+    new, masks = reactivation.plant_dead_units(model, params, x, fraction, how=how,
+                                               key=jax.random.PRNGKey(3))
     post = _numpy_post(new, x)
     for layer, (m, a) in enumerate(zip(masks, post)):
         assert m.sum() == round(fraction * m.size)
@@ -57,16 +57,16 @@ def test_planted_units_are_dead_and_others_untouched(how, fraction):
 def test_plant_rejects_what_it_cannot_do():
     model, params, x = _mlp()
     with pytest.raises(NtkplastError, match="nonnegative"):
-        reactivation.plant_dead_units(model, params, x - 0.5, 0.5, jax.random.PRNGKey(0),
-                                      how="sign")
+        reactivation.plant_dead_units(model, params, x - 0.5, 0.5, how="sign",
+                                      key=jax.random.PRNGKey(0))
     cnn = models.build(models.ArchSpec(kind="cnn", widths=(4,)))
     with pytest.raises(NtkplastError, match="mlp"):
-        reactivation.plant_dead_units(cnn, None, x, 0.5, jax.random.PRNGKey(0))
+        reactivation.plant_dead_units(cnn, None, x, 0.5, key=jax.random.PRNGKey(0))
     tanh = models.build(models.ArchSpec(widths=(4,), activation="tanh"))
     with pytest.raises(NtkplastError, match="ReLU"):
-        reactivation.plant_dead_units(tanh, None, x, 0.5, jax.random.PRNGKey(0))
+        reactivation.plant_dead_units(tanh, None, x, 0.5, key=jax.random.PRNGKey(0))
     with pytest.raises(NtkplastError, match="fraction"):
-        reactivation.plant_dead_units(model, params, x, 1.5, jax.random.PRNGKey(0))
+        reactivation.plant_dead_units(model, params, x, 1.5, key=jax.random.PRNGKey(0))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -92,7 +92,7 @@ def test_isometry_arm_is_exactly_the_isometry_gradient_step():
     lr, lam = 0.01, 0.3
     tx, hooks = reactivation.make_arm("isometry_step", model, (6,), learning_rate=lr,
                                       iso_lam=lam)
-    trainer = train.make_trainer(model, tx, hooks, jax.random.PRNGKey(0))
+    trainer = train.make_trainer(model, tx, hooks, key=jax.random.PRNGKey(0))
     state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
     state, _ = trainer.run_chunk(state, x, y, jnp.arange(8)[None])
     for i, (old, new) in enumerate(zip(params, state.params)):
@@ -127,14 +127,16 @@ def test_sgd_cannot_revive_a_dead_unit_but_the_isometry_step_can():
     key = jax.random.PRNGKey(0)
     # plain SGD: the dead unit's weights get exactly zero gradient, however long it trains
     sgd = optax.sgd(0.5)
-    curve = reactivation.reactivation_curve(model, params, masks, sgd, train.Hooks(), x, y, x,
-                                            steps=40, every=10, key=key, batch_size=4)
+    curve = reactivation.reactivation_curve(model, params, dead_masks=masks, tx=sgd,
+                                            hooks=train.Hooks(), x=x, y=y, probe_x=x,
+                                            steps=40, every=10, batch_size=4, key=key)
     np.testing.assert_array_equal(curve, np.zeros(5))
     # the isometry step alone, with the independent numpy step
     tx, hooks = reactivation.make_arm("isometry_step", model, (2,), learning_rate=0.5,
                                       iso_lam=1.0, scale=1.0)
-    curve = reactivation.reactivation_curve(model, params, masks, tx, hooks, x, y, x,
-                                            steps=1, every=1, key=key, batch_size=4)
+    curve = reactivation.reactivation_curve(model, params, dead_masks=masks, tx=tx,
+                                            hooks=hooks, x=x, y=y, probe_x=x, steps=1, every=1,
+                                            batch_size=4, key=key)
     np.testing.assert_array_equal(curve, [0.0, 1.0])
     w = np.array([[2.0, -0.1], [0.0, -0.1]])
     w1 = w[:, 1] - 0.5 * 2 * (w[:, 1] * (w[:, 1] @ w[:, 1] - 1) + w[:, 0] * (w[:, 0] @ w[:, 1]))
@@ -144,7 +146,7 @@ def test_sgd_cannot_revive_a_dead_unit_but_the_isometry_step_can():
 
 def test_sgd_leaves_the_dead_unit_bit_identical():
     model, params, x, y, _ = _tiny_dead_case()
-    trainer = train.make_trainer(model, optax.sgd(0.5), train.Hooks(), jax.random.PRNGKey(0))
+    trainer = train.make_trainer(model, optax.sgd(0.5), train.Hooks(), key=jax.random.PRNGKey(0))
     state = train.TrainState(params, optax.sgd(0.5).init(params), jnp.asarray(0, jnp.int32))
     state, _ = trainer.run_chunk(state, x, y, jnp.tile(jnp.arange(4), (20, 1)))
     np.testing.assert_array_equal(state.params[0]["W"][:, 1], params[0]["W"][:, 1])
@@ -157,18 +159,19 @@ def test_sgd_leaves_the_dead_unit_bit_identical():
 def test_every_arm_runs_and_returns_fractions(arm):
     model, params, x = _mlp()
     y = jnp.arange(len(x)) % 3
-    params, masks = reactivation.plant_dead_units(model, params, x, 0.5, jax.random.PRNGKey(1))
+    params, masks = reactivation.plant_dead_units(model, params, x, 0.5,
+                                                  key=jax.random.PRNGKey(1))
     tx, hooks = reactivation.make_arm(arm, model, (6,), redo_every=5)
-    curve = reactivation.reactivation_curve(model, params, masks, tx, hooks, x, y, x, 10, 5,
-                                            jax.random.PRNGKey(2), batch_size=8,
-                                            per_layer=True)
+    run = dict(dead_masks=masks, tx=tx, hooks=hooks, x=x, y=y, probe_x=x, steps=10,
+               key=jax.random.PRNGKey(2))
+    curve = reactivation.reactivation_curve(model, params, every=5, batch_size=8,
+                                            per_layer=True, **run)
     assert curve.shape == (3, 3)
     assert np.all(curve[0] == 0) and np.all((curve >= 0) & (curve <= 1))
     if arm == "redo":  # every planted unit is τ-dormant at step 5 and re-drawn
         assert curve[-1, -1] > 0.5
     with pytest.raises(NtkplastError, match="every"):
-        reactivation.reactivation_curve(model, params, masks, tx, hooks, x, y, x, 10, 3,
-                                        jax.random.PRNGKey(2))
+        reactivation.reactivation_curve(model, params, every=3, **run)
 
 
 def test_figure_draws_one_line_per_method():

@@ -243,7 +243,7 @@ def test_adamo_hook_in_the_trainer_keeps_weights_closer_to_isometry():
                         ("adamo", train.Hooks(post_update=reg.isometry_post_update(
                             0.05, 0.05, scale=2.0)))]:
         tx = optax.adam(0.05)
-        trainer = train.make_trainer(model, tx, hooks, jax.random.PRNGKey(1))
+        trainer = train.make_trainer(model, tx, hooks, key=jax.random.PRNGKey(1))
         state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
         state, (loss, _, _) = trainer.run_chunk(state, x, y, idx)
         assert np.all(np.isfinite(np.asarray(loss)))
@@ -562,7 +562,7 @@ def test_resets_plug_into_the_trainer():
     for tx, post_step in [(cbp.optimizer(optax.adam(1e-2)), cbp.post_step),
                           (optax.adam(1e-2), reg.redo(model, tau=0.5, every=4))]:
         trainer = train.make_trainer(model, tx, train.Hooks(post_step=post_step),
-                                     jax.random.PRNGKey(1))
+                                     key=jax.random.PRNGKey(1))
         state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
         state, (loss, _, _) = trainer.run_chunk(state, x, y, idx)
         assert np.all(np.isfinite(np.asarray(loss)))

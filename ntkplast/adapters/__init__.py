@@ -23,7 +23,7 @@ from ntkplast.adapters.function import (
 )
 from ntkplast.adapters.linen import from_linen
 from ntkplast.adapters.nnx import from_nnx
-from ntkplast.adapters.pytrees import pytree_to_params, pytree_to_state_dict
+from ntkplast.convert.pytrees import pytree_to_params, pytree_to_state_dict
 
 __all__ = ["CANDIDATE_ACTIVATIONS", "Adapted", "FunctionModel", "empirical_ntk", "from_equinox",
            "from_linen", "from_nnx", "layer_names", "layer_spectra", "pytree_to_params",

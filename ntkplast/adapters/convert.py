@@ -1,7 +1,7 @@
 """Recognise a framework's network as an ntkplast architecture, checked on the user's inputs.
 
 A Flax or Equinox MLP/CNN is the network that some :class:`~ntkplast.models.ArchSpec` builds:
-its parameters convert by name and layout (:mod:`ntkplast.adapters.pytrees`), but the
+its parameters convert by name and layout (:mod:`ntkplast.convert.pytrees`), but the
 activation and any detail that the parameters do not record are only in the framework's code.
 :func:`recognise` therefore converts the parameters once per candidate activation and keeps the
 architecture whose ``apply`` reproduces the framework's own outputs on probe inputs, to float
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkplast import models
-from ntkplast.adapters.pytrees import pytree_to_params
+from ntkplast.convert.pytrees import pytree_to_params
 from ntkplast.errors import NtkplastError
 
 __all__ = ["CANDIDATE_ACTIVATIONS", "Adapted", "recognise"]

@@ -19,6 +19,7 @@ architecture (attention, BatchNorm in inference mode, custom layers):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkplast import dormancy, isometry
-from ntkplast.adapters.pytrees import path_name
+from ntkplast.convert.pytrees import path_name
 from ntkplast.errors import NtkplastError
 from ntkplast.ntk import LayerwiseKernel, generic_parts
 
@@ -40,8 +41,9 @@ __all__ = ["FunctionModel", "empirical_ntk", "layer_names", "layer_spectra", "un
 
 @dataclasses.dataclass(frozen=True)
 class FunctionModel:
-    """A JAX model given by functions (module docstring). Hashable, so jit reuses its
-    compilation across checkpoints."""
+    """A JAX model given by functions (module docstring). Hashable (equal when it holds the
+    same functions), so jit reuses its compilation across checkpoints: build it from functions
+    defined once, not from a fresh lambda per call."""
 
     apply_fn: Callable[[Any, Array], Array]
     layers: tuple[LayerFn, ...] = ()
@@ -92,8 +94,21 @@ def empirical_ntk(model: FunctionModel, params: Any, x1: Array, x2: Array | None
     leaf by leaf) on the model's own pytree. Returns ``N1 × N2`` (output-traced, Σ_k Θ_kk) or
     ``N1 × N2 × K × K``; with ``per_layer`` a :class:`~ntkplast.ntk.LayerwiseKernel` whose parts
     follow :func:`layer_names`.
+
+    One compilation per (model, options, parameter structure, input shapes): ``model`` is a
+    static argument of one module-level ``jax.jit``, so repeated calls (checkpoints of one run)
+    reuse it, as :func:`ntkplast.ntk.kernel_fn` does for ntkplast models.
     """
-    names, index, treedef, leaves = _groups(params)
+    return _kernel(model, params, jnp.asarray(x1), None if x2 is None else jnp.asarray(x2),
+                   trace_outputs, per_layer)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _kernel(model: FunctionModel, params: Any, x1: Array, x2: Array | None, trace_outputs: bool,
+            per_layer: bool) -> Array | LayerwiseKernel:
+    """:func:`empirical_ntk` under jit: the leaves regrouped by module, as
+    :func:`~ntkplast.ntk.generic_parts` takes them (a sequence of per-layer pytrees)."""
+    _, index, treedef, leaves = _groups(params)
 
     def apply(grouped: Sequence[Sequence[Array]], x: Array) -> Array:
         flat: list[Any] = [None] * len(leaves)
@@ -103,9 +118,8 @@ def empirical_ntk(model: FunctionModel, params: Any, x1: Array, x2: Array | None
         return model.apply(jax.tree_util.tree_unflatten(treedef, flat), x)
 
     grouped = tuple(tuple(leaves[i] for i in idx) for idx in index)
-    shim = types.SimpleNamespace(apply=apply)
-    parts = jax.jit(lambda g, a, b: generic_parts(shim, g, a, b, trace_outputs, per_layer))(
-        grouped, jnp.asarray(x1), None if x2 is None else jnp.asarray(x2))
+    parts = generic_parts(types.SimpleNamespace(apply=apply), grouped, x1, x2, trace_outputs,
+                          per_layer)
     if per_layer:
         return LayerwiseKernel(jnp.sum(parts, axis=0), tuple(parts))
     return parts[0]
@@ -129,15 +143,20 @@ def unit_scores(model: FunctionModel, params: Any, x: Array,
     return dormancy.summarize_layers(stats, **kwargs)
 
 
-def layer_spectra(model: FunctionModel, params: Any,
-                  x: Array) -> tuple[isometry.SingularValueSummary, ...]:
-    """Isometry summaries of every layer Jacobian J_l(x) = ∂a_l/∂u_{l-1} over the probe inputs
+def layer_spectra(model: FunctionModel, params: Any, x: Array) -> isometry.LayerSpectra:
+    """Singular values of every layer Jacobian J_l(x) = ∂a_l/∂u_{l-1} over the probe inputs
     (Pennington, Schoenholz & Ganguli 2017; index of Joudaki et al. 2023), readout last.
 
     J_l is built explicitly per input (forward mode) and its singular values summarised by
     :func:`~ntkplast.isometry.summarize_singular_values` with zeros σ ≤ max(d_out, d_in) · eps ·
-    max σ, as :func:`ntkplast.isometry.layer_spectra`; ``units_off`` counts rows of J_l that are
-    exactly zero.
+    max σ, as :func:`ntkplast.isometry.layer_spectra`.
+
+    Returns:
+      :class:`~ntkplast.isometry.LayerSpectra`, the type :func:`ntkplast.isometry.layer_spectra`
+      returns: one :class:`~ntkplast.isometry.JacobianSpectrum` per layer function, every one
+      exact and with full spectra on all N inputs (``subsample`` is ``0 … N−1``). Per input,
+      ``chi`` = mean σ², ``mean_sigma4`` = mean σ⁴ and ``units_off`` the number of rows of J_l
+      that are exactly zero; the summary's ``units_off`` is their mean.
     """
     _need_layers(model, "layer_spectra")
     out, u = [], jnp.asarray(x)
@@ -151,7 +170,10 @@ def layer_spectra(model: FunctionModel, params: Any,
         s = jnp.linalg.svd(jac, compute_uv=False)
         rtol = max(jac.shape[1:]) * float(jnp.finfo(s.dtype).eps)
         summary = isometry.summarize_singular_values(s, rtol=rtol).to_floats()
-        units_off = float(jnp.mean(jnp.sum(jnp.all(jac == 0, axis=-1), axis=-1)))
-        out.append(summary._replace(units_off=units_off))
+        units_off = np.asarray(jnp.sum(jnp.all(jac == 0, axis=-1), axis=-1))
+        sq = np.asarray(s * s)
+        out.append(isometry.JacobianSpectrum(
+            summary._replace(units_off=float(np.mean(units_off))), np.asarray(s),
+            sq.mean(axis=1), (sq * sq).mean(axis=1), units_off, s.shape[-1], True))
         u = a
-    return tuple(out)
+    return isometry.LayerSpectra(tuple(out), np.arange(u.shape[0]))

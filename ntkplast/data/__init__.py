@@ -5,11 +5,13 @@ module               what it holds
 ===================  ========================================================================
 ``datasets``         :func:`load_dataset` (built-in digits, MNIST/CIFAR files), :class:`Dataset`
 ``streams``          :class:`StreamSpec`, :func:`make_stream`: permuted, split, shuffled labels …
+``spec``             :class:`StreamSpec`, for ``streams`` (re-exported) and ``regression``
 ``custom``           :class:`Stream` protocol and :class:`ArrayStream` for a user's own tasks
 ===================  ========================================================================
 
 ``from ntkplast import data`` gives the dataset functions directly (``data.load_dataset``);
-``ntkplast.streams`` and ``ntkplast.custom_streams`` are the flat names of the other two.
+``ntkplast.streams`` and ``ntkplast.custom_streams`` are the flat names of ``streams`` and
+``custom``.
 """
 
 from ntkplast.data.datasets import (

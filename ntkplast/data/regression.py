@@ -27,14 +27,12 @@ have no test set: the stream is learned online, and the plasticity signal is the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
+from ntkplast.data.spec import StreamSpec
 from ntkplast.data.tasks import LazyTasks, Task
-
-if TYPE_CHECKING:
-    from ntkplast.data.streams import StreamSpec
 
 __all__ = ["DEFAULT_TASK_SIZE", "LTUTarget", "SlowlyChangingRegression", "ltu_target"]
 
@@ -71,7 +69,7 @@ def ltu_target(rng: np.random.Generator, bits: int, features: int, beta: float) 
 
 
 class SlowlyChangingRegression(LazyTasks):
-    """The slowly-changing regression stream of a :class:`~ntkplast.data.streams.StreamSpec`
+    """The slowly-changing regression stream of a :class:`~ntkplast.data.spec.StreamSpec`
     (``kind = "slowly_changing_regression"``): ``num_tasks`` tasks of ``train_size`` examples
     (default 10,000), inputs ``float32[T, m, 1, 1]``, targets ``float32[T]``, no test set."""
 

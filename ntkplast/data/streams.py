@@ -63,7 +63,6 @@ cycle's class order, indexed by cycle instead of ``t``); the fixed subset from
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,142 +70,13 @@ import numpy as np
 
 from ntkplast.data import datasets as data_lib
 from ntkplast.data.regression import SlowlyChangingRegression
+from ntkplast.data.spec import FLIPS, IMAGE_KINDS, KINDS, StreamSpec, check_split
 from ntkplast.data.tasks import LazyTasks, Task
 from ntkplast.errors import NtkplastError
-from ntkplast.plain import from_plain
 
 __all__ = ["FLIPS", "IMAGE_KINDS", "KINDS", "StreamSpec", "Task", "TaskStream", "make_stream"]
 
-IMAGE_KINDS: tuple[str, ...] = ("permuted", "split", "shuffled_labels", "random_labels",
-                                "warm_start")
-"""The kinds built on a classification dataset."""
-KINDS: tuple[str, ...] = IMAGE_KINDS + ("slowly_changing_regression",)
-FLIPS: tuple[str, ...] = ("all", "one")
-
 _TRANSFORM, _SUBSET, _TEST_LABELS, _CYCLE, _WARM = 0, 1, 2, 3, 4
-
-# StreamSpec fields added after format v1 shipped: left out of the manifest at their default
-# value, so runs written before them still resume (their stored config compares equal).
-_ADDED_FIELDS = {"fixed_subset": False, "warm_fraction": 0.5, "bits": 20, "slow_bits": 15,
-                 "target_features": 100, "target_beta": 0.7, "flip": "all"}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamSpec:
-    """Plain-data description of a task stream (the ``[stream]`` table of a run config).
-
-    Attributes:
-      kind: ``"permuted"``, ``"split"``, ``"shuffled_labels"`` or ``"random_labels"``.
-      dataset: one of :data:`ntkplast.data.DATASETS`.
-      num_tasks: number of tasks, at least 1.
-      classes_per_task: classes per task for ``"split"`` (must divide the dataset's class count;
-        ignored by the other kinds).
-      train_size: at most this many training examples per task (a seeded subset), or ``None``
-        for all; for ``"slowly_changing_regression"`` the examples per task (``None``: 10,000).
-      seed: non-negative integer from which every task is drawn.
-      data_dir: where the dataset files are (see :func:`ntkplast.data.resolve_data_dir`).
-      fixed_subset: draw the ``train_size`` subset once for the whole stream instead of per task
-        (random-label memorisation on a fixed set of images).
-      warm_fraction: ``"warm_start"``: the fraction of the training set that task 0 sees.
-      bits, slow_bits, target_features, target_beta, flip: ``"slowly_changing_regression"``:
-        input bits m, slow bits f, the target network's threshold units and their β, and whether
-        a new task re-draws ``"all"`` slow bits or flips ``"one"`` of them
-        (:mod:`ntkplast.data.regression`).
-    """
-
-    kind: str = "permuted"
-    dataset: str = "digits"
-    num_tasks: int = 20
-    classes_per_task: int = 2
-    train_size: int | None = None
-    seed: int = 0
-    data_dir: str | None = None
-    fixed_subset: bool = False
-    warm_fraction: float = 0.5
-    bits: int = 20
-    slow_bits: int = 15
-    target_features: int = 100
-    target_beta: float = 0.7
-    flip: str = "all"
-
-    def __post_init__(self) -> None:
-        w = "stream"
-        if self.kind not in KINDS:
-            raise NtkplastError(f"{w}.kind: unknown stream kind {self.kind!r}; choose one of "
-                                f"{list(KINDS)}")
-        if self.dataset not in data_lib.DATASETS:
-            raise NtkplastError(f"{w}.dataset: unknown dataset {self.dataset!r}; choose one of "
-                                f"{list(data_lib.DATASETS)}")
-        if not _is_int(self.num_tasks) or self.num_tasks < 1:
-            raise NtkplastError(f"{w}.num_tasks: expected an integer >= 1, got "
-                                f"{self.num_tasks!r}")
-        if not _is_int(self.classes_per_task) or self.classes_per_task < 1:
-            raise NtkplastError(f"{w}.classes_per_task: expected an integer >= 1, got "
-                                f"{self.classes_per_task!r}")
-        if self.kind == "split":
-            _check_split(self.classes_per_task, data_lib.NUM_CLASSES[self.dataset],
-                         f"dataset {self.dataset!r}")
-        if self.train_size is not None and (not _is_int(self.train_size) or self.train_size < 1):
-            raise NtkplastError(f"{w}.train_size: expected an integer >= 1 or null (all "
-                                f"examples), got {self.train_size!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise NtkplastError(f"{w}.seed: expected a non-negative integer, got {self.seed!r}")
-        if self.data_dir is not None and not isinstance(self.data_dir, str):
-            raise NtkplastError(f"{w}.data_dir: expected a path string or null, got "
-                                f"{self.data_dir!r}")
-        if self.fixed_subset and self.train_size is None:
-            raise NtkplastError(f"{w}.fixed_subset needs {w}.train_size (how many images every "
-                                f"task shares)")
-        if self.fixed_subset and self.kind == "split":
-            raise NtkplastError(f"{w}.fixed_subset: split tasks hold different classes, so they "
-                                f"cannot share one subset of images; drop fixed_subset")
-        if not 0 < self.warm_fraction < 1:
-            raise NtkplastError(f"{w}.warm_fraction: expected a fraction in (0, 1), got "
-                                f"{self.warm_fraction!r}")
-        if self.kind == "warm_start" and self.num_tasks < 2:
-            raise NtkplastError(f"{w}.num_tasks: a warm_start stream needs at least 2 tasks "
-                                f"(part of the data, then all of it)")
-        if self.kind == "slowly_changing_regression":
-            self._check_regression(w)
-
-    def _check_regression(self, w: str) -> None:
-        for name in ("bits", "slow_bits", "target_features"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise NtkplastError(f"{w}.{name}: expected an integer >= 1, got "
-                                    f"{getattr(self, name)!r}")
-        if self.slow_bits > self.bits:
-            raise NtkplastError(f"{w}.slow_bits = {self.slow_bits} exceeds {w}.bits = "
-                                f"{self.bits}")
-        if not 0 < self.target_beta < 1:
-            raise NtkplastError(f"{w}.target_beta: expected a number in (0, 1), got "
-                                f"{self.target_beta!r}")
-        if self.flip not in FLIPS:
-            raise NtkplastError(f"{w}.flip: expected one of {list(FLIPS)}, got {self.flip!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON/TOML-ready dict; ``StreamSpec.from_dict(spec.to_dict()) == spec``. Fields added
-        after format v1 are left out at their default value (older manifests lack them)."""
-        d = dataclasses.asdict(self)
-        for key, default in _ADDED_FIELDS.items():
-            if d[key] == default:
-                del d[key]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "stream") -> StreamSpec:
-        """Build a spec from plain data; unknown keys and wrong types name ``where.key``."""
-        return from_plain(cls, d, where)
-
-
-def _check_split(classes_per_task: int, num_classes: int, where: str) -> None:
-    if classes_per_task > num_classes or num_classes % classes_per_task:
-        divisors = [k for k in range(1, num_classes + 1) if num_classes % k == 0]
-        raise NtkplastError(f"stream.classes_per_task: {classes_per_task} does not divide the "
-                            f"{num_classes} classes of {where}; choose one of {divisors}")
 
 
 class TaskStream(LazyTasks):
@@ -225,7 +95,7 @@ class TaskStream(LazyTasks):
 
     def __init__(self, spec: StreamSpec, dataset: data_lib.Dataset):
         if spec.kind == "split":
-            _check_split(spec.classes_per_task, dataset.num_classes, f"dataset {dataset.name!r}")
+            check_split(spec.classes_per_task, dataset.num_classes, f"dataset {dataset.name!r}")
         super().__init__(spec.num_tasks, dataset.input_shape, dataset.num_classes)
         self.spec = spec
         self.dataset = dataset

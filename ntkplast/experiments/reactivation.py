@@ -73,9 +73,9 @@ def _check_masks(model: models.Model, dead_masks: Sequence[Array]) -> list[np.nd
     return masks
 
 
-def plant_dead_units(model: models.Model, params: Params, x: Array, fraction: float,
-                     key: Array, *, how: str = "bias",
-                     margin: float = 0.1) -> tuple[Params, tuple[np.ndarray, ...]]:
+def plant_dead_units(model: models.Model, params: Params, x: Array, fraction: float, *,
+                     how: str = "bias", margin: float = 0.1,
+                     key: Array) -> tuple[Params, tuple[np.ndarray, ...]]:
     r"""Kill a random ``fraction`` of every hidden layer's units on the inputs ``x``.
 
     In each hidden layer l (first to last, so layer l sees the inputs that the already planted
@@ -93,9 +93,9 @@ def plant_dead_units(model: models.Model, params: Params, x: Array, fraction: fl
       model, params: a ReLU MLP and its parameters.
       x: ``N × input_shape`` inputs on which the units must be dead.
       fraction: in [0, 1].
-      key: PRNG key choosing the units.
       how: ``"bias"`` or ``"sign"`` (above).
       margin: ≥ 0, how far below zero the largest pre-activation is pushed.
+      key: PRNG key choosing the units (one split per hidden layer).
 
     Returns:
       (params, masks): the new parameters and one boolean ``(d_l,)`` mask of the planted units
@@ -204,10 +204,10 @@ def make_arm(name: str, model: models.Model, input_shape: Sequence[int], *,
     return adam, make_hooks(method, model, input_shape, learning_rate)
 
 
-def reactivation_curve(model: models.Model, params: Params, dead_masks: Sequence[Array],
-                       tx: optax.GradientTransformation, hooks: training.Hooks, x: Array, y: Array,
-                       probe_x: Array, steps: int, every: int, key: Array, *,
-                       batch_size: int = 32, per_layer: bool = False) -> np.ndarray:
+def reactivation_curve(model: models.Model, params: Params, *, dead_masks: Sequence[Array],
+                       tx: optax.GradientTransformation, hooks: training.Hooks, x: Array,
+                       y: Array, probe_x: Array, steps: int, every: int, batch_size: int = 32,
+                       per_layer: bool = False, key: Array) -> np.ndarray:
     """Revived fraction (:func:`revived_fraction` on ``probe_x``) while training.
 
     Trains from ``params`` (fresh optimizer state ``tx.init(params)``) on ``(x, y)`` with
@@ -216,11 +216,17 @@ def reactivation_curve(model: models.Model, params: Params, dead_masks: Sequence
     measures after steps 0, every, 2·every, …, steps.
 
     Args:
-      key: split into the trainer's step key (hooks' randomness, e.g. ReDo's fresh draws) and
-        the seed of the minibatch order.
+      model, params: a ReLU MLP and the parameters training starts from.
+      dead_masks: one boolean ``(d_l,)`` mask per hidden layer, the units counted (as
+        :func:`plant_dead_units` returns them, or ``LayerDormancy.dead_mask``).
+      tx, hooks: the arm's optimizer and hooks (:func:`make_arm`).
+      x, y: training inputs ``N × input_shape`` and integer labels ``(N,)``.
+      probe_x: inputs on which a unit counts as firing again.
       steps, every: positive integers, ``every`` dividing ``steps``.
       batch_size: minibatch size B.
       per_layer: also return each hidden layer's revived fraction.
+      key: split into the trainer's step key (hooks' randomness, e.g. ReDo's fresh draws) and
+        the seed of the minibatch order.
 
     Returns:
       ``(steps // every + 1,)`` float array of the overall fraction (NaN throughout when no
@@ -234,7 +240,7 @@ def reactivation_curve(model: models.Model, params: Params, dead_masks: Sequence
         raise NtkplastError(f"steps, every: expected positive integers with every dividing "
                             f"steps, got steps={steps!r}, every={every!r}")
     k_step, k_order = jax.random.split(key)
-    trainer = training.make_trainer(model, tx, hooks, k_step)
+    trainer = training.make_trainer(model, tx, hooks, key=k_step)
     seed = int(jax.random.randint(k_order, (), 0, 2**31 - 1))
     x, y = jnp.asarray(x), jnp.asarray(y)
     idx = training.minibatch_indices(seed, 0, len(y), batch_size, 0, steps)

@@ -2,8 +2,9 @@
 
 ``checkpoints`` reads and writes a run folder (``manifest.json`` + one ``.npz`` per checkpoint);
 ``interop`` turns PyTorch state dicts into run folders, ``jax_import`` Orbax checkpoints, Flax
-msgpack and safetensors pytrees (Flax, Equinox). The crash-safe file primitives both use
-are in :mod:`ntkplast.files`.
+msgpack and safetensors pytrees (Flax, Equinox). They read the files; the parameters convert
+in :mod:`ntkplast.convert` (pure, shared with :mod:`ntkplast.adapters`), and the crash-safe file
+primitives both use are in :mod:`ntkplast.files`.
 """
 
 from ntkplast.runs import checkpoints

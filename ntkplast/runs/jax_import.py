@@ -17,7 +17,7 @@ unfinished Orbax saves (``*.orbax-checkpoint-tmp*``) are skipped.
 
 The parameters are found in the restored tree (``tree_path``, or ``params`` when the tree is a
 train state with other entries such as ``opt_state`` and ``step``) and converted by
-:func:`ntkplast.adapters.pytree_to_params`: Flax (linen variables, nnx state; NHWC images) or
+:func:`ntkplast.convert.pytree_to_params`: Flax (linen variables, nnx state; NHWC images) or
 Equinox (``eqx.filter(model, eqx.is_array)``; CHW images) layouts. The run folder records the
 model reference (framework, format, tree path, activation) in ``manifest["imported_from"]``,
 so ``analyze``, ``figures``, ``hypotheses`` and sweeps read it like any run.
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ntkplast import models
-from ntkplast.adapters.pytrees import pytree_to_params
+from ntkplast.convert.pytrees import pytree_to_params
 from ntkplast.errors import NtkplastError
 from ntkplast.runs import checkpoints, interop
 from ntkplast.runs.state_dicts import load_safetensors
@@ -197,7 +197,7 @@ def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
       activation: φ when there is no spec (a checkpoint does not record it; default relu).
       tree_path: dotted path to the parameters in the restored tree (default: the tree, or
         its ``params`` entry when it is a train state).
-      key_order, input_shape: as in :func:`ntkplast.runs.interop.state_dict_to_params`.
+      key_order, input_shape: as in :func:`ntkplast.convert.state_dict_to_params`.
       pattern: regular expression whose first group (or whole match) is the number.
       number: what the number counts, ``"step"`` or ``"task"``.
 

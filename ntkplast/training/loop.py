@@ -222,9 +222,9 @@ def _train_locked(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[Path]
         k_step = todo[0].k_step  # keys the one-lane trainer; vectorised lanes pass their own
         baseline = None
         if hooks != Hooks():  # a method: the common baseline trains without it
-            baseline = (plain, make_trainer(model, plain, Hooks(), k_step, objective))
+            baseline = (plain, make_trainer(model, plain, Hooks(), objective, key=k_step))
         plan = _Plan(stream, model, objective, tx, hooks,
-                     make_trainer(model, tx, hooks, k_step, objective),
+                     make_trainer(model, tx, hooks, objective, key=k_step),
                      reference_task_set(cfg.train.reference_tasks, len(stream)),
                      None if custom else cfg.stream.kind, baseline)
         _train_lanes(todo, plan, progress, stop_after_chunks)

@@ -57,7 +57,7 @@ def reference_runs(lanes: Sequence[Any], trainer: Trainer, tx: optax.GradientTra
     if len(lanes) == 1:
         lane = lanes[0]
         return [reference_run(lane.cfg, trainer, tx, data, task,
-                              jax.random.fold_in(lane.k_ref, task), lane.k_step)]
+                              key=jax.random.fold_in(lane.k_ref, task), step_key=lane.k_step)]
     cfg = lanes[0].cfg
     model = models.build(cfg.model)
     params = [model.init(jax.random.fold_in(lane.k_ref, task), data.x_train.shape[1:])
@@ -79,15 +79,22 @@ def reference_runs(lanes: Sequence[Any], trainer: Trainer, tx: optax.GradientTra
 
 
 def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransformation,
-                  data: streams.Task, task: int, key: Array,
+                  data: streams.Task, task: int, *, key: Array,
                   step_key: Array) -> dict[str, Evaluation]:
     """Train a fresh network on ``data`` alone with the run's budget and minibatch order.
 
-    ``key`` initialises the network, ``step_key`` keys its steps (the run's own step key);
-    ``trainer`` and ``tx`` say how it trains (the method's own, or a plain optimizer's).
+    Args:
+      cfg: the run's configuration (model, step budget, batch size, minibatch schedule).
+      trainer, tx: how it trains (:func:`~ntkplast.training.make_trainer` and its optimizer:
+        the method's own, or a plain optimizer's).
+      data: the task.
+      task: its index in the stream (picks the minibatch order).
+      key: initialises the network (the loop passes ``fold_in(k_ref, task)``).
+      step_key: keys its steps (the run's own step key).
 
-    Returns its measures, as the run's: ``"online"`` (over the task), ``"train"`` and, with a
-    test set, ``"test"`` (at the end) — accuracies or mean squared errors, and mean losses.
+    Returns:
+      Its measures, as the run's: ``"online"`` (over the task), ``"train"`` and, with a test
+      set, ``"test"`` (at the end) — accuracies or mean squared errors, and mean losses.
     """
     model = models.build(cfg.model)
     params = model.init(key, data.x_train.shape[1:])

@@ -104,7 +104,8 @@ class Evaluation(NamedTuple):
 class Trainer(NamedTuple):
     """Jit-compiled pieces of training, built once per (model, optimizer, hooks, objective).
 
-    ``run_chunk(state, x, y, idx)`` scans the steps of one chunk with the trainer's step key;
+    ``run_chunk(state, x, y, idx)`` scans the steps of one chunk with the trainer's step key
+    (``make_trainer``'s ``key``);
     ``run_chunk_keyed(state, x, y, idx, step_key)`` is the same with the key as an argument;
     ``run_chunks(state, x, y, idx, step_keys)`` is ``run_chunk_keyed`` vmapped over S runs
     (parameters, optimizer states, ``idx`` of shape S × C × B and keys stacked on axis 0; the
@@ -120,13 +121,20 @@ class Trainer(NamedTuple):
 
 
 def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: Hooks,
-                 step_key: Array, objective: Objective = OBJECTIVES["cross_entropy"]) -> Trainer:
+                 objective: Objective = OBJECTIVES["cross_entropy"], *, key: Array) -> Trainer:
     """Build the jitted chunk runners (:class:`Trainer`).
 
     ``idx`` is ``C × B`` minibatch indices into the task's ``x``/``y`` (on device); a chunk
     scans C steps and returns the new state and per step (loss, summed score, summed
     per-example loss) before the step (for classification the score is the number correct).
-    The key of step t is ``fold_in(step_key, t)``.
+
+    Args:
+      model: the network whose ``apply`` the loss differentiates.
+      tx: the optimizer.
+      hooks: the method's plug points (penalty, post-update, post-step; :class:`Hooks`).
+      objective: the loss and score (:data:`OBJECTIVES`; default cross-entropy).
+      key: the step key of ``run_chunk``: step t is keyed by ``fold_in(key, t)`` (the
+        ``run_chunk_keyed``/``run_chunks`` variants take theirs as an argument instead).
     """
 
     def loss_fn(params, xb, yb):
@@ -143,12 +151,12 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
             state.params, xb, yb)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        key = jax.random.fold_in(step_key, state.step)
+        key_t = jax.random.fold_in(step_key, state.step)
         if hooks.post_update is not None:
-            params = hooks.post_update(params, key, state.step)
+            params = hooks.post_update(params, key_t, state.step)
         if hooks.post_step is not None:
             params, opt_state = hooks.post_step(params, opt_state, xb,
-                                                jax.random.fold_in(key, 1), state.step)
+                                                jax.random.fold_in(key_t, 1), state.step)
         return TrainState(params, opt_state, state.step + 1), (loss, score, data_loss)
 
     def scan_chunk(state, x, y, idx, step_key):
@@ -160,7 +168,7 @@ def make_trainer(model: models.Model, tx: optax.GradientTransformation, hooks: H
                                   out_axes=(lanes, 0)))
 
     def run_chunk(state, x, y, idx):
-        return run_chunk_keyed(state, x, y, idx, step_key)
+        return run_chunk_keyed(state, x, y, idx, key)
 
     @jax.jit
     def sums(params, x, y):

@@ -3,7 +3,7 @@
 Flax, Equinox and hand-written JAX code store the same Dense/Conv/LayerNorm parameters under
 different names and layouts. :func:`pytree_to_state_dict` flattens a pytree to dotted names
 (``"Dense_0.weight"``, ``"layers.1.bias"``) in PyTorch's layout, which
-:func:`ntkplast.runs.interop.state_dict_to_params` already turns into an ntkplast
+:func:`ntkplast.convert.state_dict_to_params` already turns into an ntkplast
 ``(ArchSpec, params)`` (layer order from the names or the shapes, the spec's checks):
 
 * Flax ``kernel``: Dense ``in × out`` becomes ``weight = kernelᵀ`` (``out × in``); Conv
@@ -27,8 +27,8 @@ import jax
 import numpy as np
 
 from ntkplast import models
+from ntkplast.convert.state_dicts import state_dict_to_params
 from ntkplast.errors import NtkplastError
-from ntkplast.runs import interop
 
 __all__ = ["path_name", "pytree_to_params", "pytree_to_state_dict"]
 
@@ -92,11 +92,10 @@ def pytree_to_params(tree: Any, spec: models.ArchSpec | Mapping[str, Any] | None
                      source: str = "pytree") -> tuple[models.ArchSpec, models.Params]:
     """An ntkplast ``(ArchSpec, params)`` from a JAX parameter pytree.
 
-    :func:`pytree_to_state_dict`, then :func:`ntkplast.runs.interop.state_dict_to_params`
+    :func:`pytree_to_state_dict`, then :func:`ntkplast.convert.state_dict_to_params`
     (``spec``, ``activation``, ``input_shape``, ``key_order`` as there). ``input_layout`` is
     ``"hwc"`` for Flax (NHWC images) and ``"chw"`` for Equinox (CHW images).
     """
     state = pytree_to_state_dict(tree, source)
-    return interop.state_dict_to_params(state, spec, key_order, input_shape=input_shape,
-                                        input_layout=input_layout, activation=activation,
-                                        source=source)
+    return state_dict_to_params(state, spec, key_order, input_shape=input_shape,
+                                input_layout=input_layout, activation=activation, source=source)
