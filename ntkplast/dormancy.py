@@ -52,6 +52,7 @@ import numpy as np
 
 from ntkplast import linalg, models
 from ntkplast.errors import NtkplastError
+from ntkplast.ranks import effective_rank, srank
 from ntkplast.validate import check_number, check_probe_set
 
 Array = jax.Array
@@ -132,49 +133,6 @@ def feature_matrix(acts: Array) -> Array:
     """
     acts = jnp.asarray(acts)
     return acts.reshape(acts.shape[0], -1, acts.shape[-1]).mean(axis=1)
-
-
-def effective_rank(s: Array) -> Array:
-    """Effective rank exp(H(p)), p_i = σ_i / Σ_j σ_j, of singular values ``s``.
-
-    Roy & Vetterli (2007), "The effective rank: a measure of effective dimensionality".
-
-    Uses σ, not σ² (a Gram's eigenvalues λ = σ² give a different number). r equal nonzero
-    σ give exactly r; 0 for an all-zero ``s``. Jit-compatible.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from ntkplast import dormancy
-      >>> print(f"{dormancy.effective_rank(jnp.array([2.0, 2.0, 2.0, 0.0])):.3f}")  # 3 equal σ
-      3.000
-      >>> print(f"{dormancy.effective_rank(jnp.array([1.0, 0.001])):.3f}")          # nearly rank 1
-      1.008
-    """
-    s = jnp.abs(jnp.asarray(s))
-    total = jnp.sum(s)
-    p = s / jnp.where(total > 0, total, 1.0)
-    h = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
-    return jnp.where(total > 0, jnp.exp(h), 0.0)
-
-
-def srank(s: Array, delta: float = 0.01) -> Array:
-    """srank_δ = min{k : Σ_{i≤k} σ_i ≥ (1 − δ) Σ_i σ_i}, σ sorted descending (Kumar et al. 2021).
-
-    What Dohare et al.'s and Plasticine's code call "stable rank" — not ‖Φ‖_F²/‖Φ‖_2². Returns
-    an integer array; 0 for an all-zero ``s``. Jit-compatible.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from ntkplast import dormancy
-      >>> int(dormancy.srank(jnp.array([10.0, 1.0, 0.01])))   # 10 + 1 ≥ 0.99 · 11.01
-      2
-      >>> int(dormancy.srank(jnp.ones(4))), int(dormancy.srank(jnp.zeros(4)))
-      (4, 0)
-    """
-    s = jnp.sort(jnp.abs(jnp.asarray(s)))[::-1]
-    c = jnp.cumsum(s)
-    k = jnp.sum(c < (1.0 - delta) * c[-1]) + 1
-    return jnp.where(c[-1] > 0, k, 0)
 
 
 class DormantFractions(NamedTuple):

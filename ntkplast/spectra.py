@@ -32,13 +32,14 @@ from matfree import decomp, stochtrace
 
 from ntkplast import linalg
 from ntkplast.errors import NtkplastError
+from ntkplast.ranks import array_namespace, effective_rank
 from ntkplast.validate import legacy_arguments
 
 Array = jax.Array
 
 __all__ = ["SpectrumSummary", "TraceEstimate", "as_matrix", "centered_alignment",
-           "default_fit_window", "deflated_kernel_distance", "eigenspace_overlap", "eigenvalues",
-           "eigenvalues_and_top_vectors", "hutchinson_trace",
+           "default_fit_window", "deflated_kernel_distance", "effective_rank",
+           "eigenspace_overlap", "eigenvalues", "eigenvalues_and_top_vectors", "hutchinson_trace",
            "kernel_distance", "kernel_velocity", "subspace_overlap", "summary",
            "summary_from_eigenvalues", "top_eigenvalues", "top_eigenvectors"]
 
@@ -124,8 +125,8 @@ def summary_from_eigenvalues(lam: Any, *, eps: float, fit_window: tuple[int, int
       = (λ_min ≤ eps·λ_max): then κ = 1/eps is the floor's cap, a lower bound on the true
       λ_max/λ_min (infinite for a singular Gram), not a measurement;
     * effective rank exp(H(p)), H(p) = −Σ p_i log p_i, p_i = λ_i⁺/Σλ⁺ with λ⁺ = max(λ, 0) and
-      0·log 0 = 0 (Roy & Vetterli 2007, "The effective rank: a measure of effective
-      dimensionality"); computed over eigenvalues, i.e. the singular values of the PSD Gram;
+      0·log 0 = 0 (:func:`effective_rank`; Roy & Vetterli 2007); computed over eigenvalues,
+      i.e. the singular values of the PSD Gram; 0 for an all-zero spectrum;
     * stable rank Σλ/λ_max (= ‖K^{1/2}‖_F²/‖K^{1/2}‖_2², the matrix-analysis meaning; not the
       "srank" of Kumar et al.);
     * power-law decay: least squares of log λ_i = c − α log i over the 1-based ranks
@@ -142,10 +143,7 @@ def summary_from_eigenvalues(lam: Any, *, eps: float, fit_window: tuple[int, int
     n = lam.size
     lmax, lmin = float(lam[0]), float(lam[-1])
     floor = eps * lmax
-    pos = np.clip(lam, 0.0, None)
-    total = pos.sum()
-    p = pos[pos > 0] / total if total > 0 else np.ones(1)
-    eff = float(np.exp(-np.sum(p * np.log(p))))
+    eff = float(effective_rank(lam))
     lo, hi = fit_window if fit_window is not None else default_fit_window(n)
     if not 1 <= lo <= hi:
         raise NtkplastError(f"fit_window: expected 1 ≤ lo ≤ hi (1-based ranks), got {(lo, hi)}")
@@ -196,14 +194,8 @@ def summary(kernel: Any, *, eps: float | None = None,
     return summary_from_eigenvalues(lam, eps=eps, fit_window=fit_window)
 
 
-def _xp(*arrays: Any) -> Any:
-    """numpy when every argument is a host ``np.ndarray`` (computed there, in its own dtype:
-    float64 stays float64 whatever jax's x64 flag), else ``jax.numpy`` (jit, vmap)."""
-    return np if all(isinstance(a, np.ndarray) for a in arrays) else jnp
-
-
 def _frobenius_cosine(a: Array, b: Array) -> Array:
-    xp = _xp(a, b)
+    xp = array_namespace(a, b)
     return xp.vdot(a, b) / (xp.linalg.norm(a.ravel()) * xp.linalg.norm(b.ravel()))
 
 
@@ -225,7 +217,7 @@ def kernel_distance(k1: Any, k2: Any) -> Array:
       >>> print(f"{spectra.kernel_distance(np.eye(2), np.ones((2, 2))):.3f}")   # 1 − 1/√2
       0.293
     """
-    xp = _xp(k1, k2)
+    xp = array_namespace(k1, k2)
     k1, k2 = xp.asarray(k1), xp.asarray(k2)
     if k1.shape != k2.shape:
         raise NtkplastError(f"kernel_distance: shapes differ, {k1.shape} vs {k2.shape}")
@@ -349,7 +341,7 @@ def centered_alignment(kernel: Any, targets: Any, *, num_classes: int | None = N
       >>> print(f"{spectra.centered_alignment(np.eye(4), labels):.3f}")           # 1/√3
       0.577
     """
-    xp = _xp(kernel, targets)
+    xp = array_namespace(kernel, targets)
     mat = xp.asarray(kernel)
     y = xp.asarray(targets)
     if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:

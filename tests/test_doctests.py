@@ -13,6 +13,7 @@ import pytest
 
 MODULES = (
     "ntkplast.spectra",
+    "ntkplast.ranks",
     "ntkplast.isometry",
     "ntkplast.dormancy",
     "ntkplast.ntk.empirical",
