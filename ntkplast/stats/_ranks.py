@@ -26,14 +26,14 @@ __all__ = ["correlation_p", "partial", "pearson", "residual_ranks", "weighted_ra
 def pearson(a: np.ndarray, b: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
     """r_w (module docstring) along the last axis of a, b (..., n) with weights w (..., n) (None:
     all 1). NaN where either side is constant over the weighted sample: √(Σ w a'² · Σ w b'²) ≤
-    10⁻¹² (Σ w)²."""
+    10⁻¹² (Σ w)², and for an empty one (Σ w = 0: every point of the sample left out)."""
     w = np.ones(a.shape[-1]) if w is None else w
     tot = w.sum(-1, keepdims=True)
-    da = a - (w * a).sum(-1, keepdims=True) / tot
-    db = b - (w * b).sum(-1, keepdims=True) / tot
-    den = np.sqrt((w * da * da).sum(-1) * (w * db * db).sum(-1))
-    ok = den > 1e-12 * tot[..., 0] ** 2
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # an empty sample (Σ w = 0): NaN
+        da = a - (w * a).sum(-1, keepdims=True) / tot
+        db = b - (w * b).sum(-1, keepdims=True) / tot
+        den = np.sqrt((w * da * da).sum(-1) * (w * db * db).sum(-1))
+        ok = den > 1e-12 * tot[..., 0] ** 2
         return np.where(ok, (w * da * db).sum(-1) / np.where(ok, den, 1.0), np.nan)
 
 
