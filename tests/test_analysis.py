@@ -89,7 +89,7 @@ def test_condition_at_floor_rows_match_float64_eigenvalues(run_dir, tmp_path):
                              out_dir=tmp_path, progress=False)
     run = checkpoints.open_run(run_dir)
     x = checkpoints.load_arrays(tmp_path / "probe.npz")["x"]
-    eps = n * np.finfo(np.float32).eps
+    eps = n * float(np.finfo(np.float32).eps)  # a Python float, float64 under numpy 2 too
     total, parts = ntk.empirical_ntk(run.model, run.params(2), x, per_layer=True)
     flags = table.select("ntk_condition_at_floor")
     conds = table.select("ntk_condition")
