@@ -59,11 +59,14 @@ def loss_summary(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS
     return out
 
 
-def contrast_lines(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS) -> list[str]:
+def contrast_lines(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS, *,
+                   methods: Sequence[str] | None = None) -> list[str]:
     """One line per method after the first: its plasticity loss against the common baseline
     minus the first method's, paired over the same seeds (:func:`ntkplast.stats.method_contrast`;
-    95% paired t-interval, R pairs) — the tested form of "loses more / less than"."""
-    names = list(loss_summary(tables, last))
+    95% paired t-interval, R pairs) — the tested form of "loses more / less than". ``methods``:
+    the methods that have a loss summary (default: those of :func:`loss_summary`; a caller that
+    has computed it passes its keys)."""
+    names = list(loss_summary(tables, last) if methods is None else methods)
     lines = []
     for name in names[1:]:
         try:
@@ -84,13 +87,14 @@ def verdict_lines(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS)
     0), kept (below 0: better than a fresh network) or not distinguishable; then the paired
     contrasts of every method with the first (:func:`contrast_lines`)."""
     lines = []
-    for name, (m, lo, hi, r) in loss_summary(tables, last).items():
+    summary = loss_summary(tables, last)
+    for name, (m, lo, hi, r) in summary.items():
         verdict = ("lost" if lo > 0 else "kept (better than a fresh network)" if hi < 0
                    else "not distinguishable from a fresh network")
         lines.append(f"plasticity loss vs the common baseline, last {last} tasks: {name} "
                      f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] (95% t-interval, R = {r}): plasticity "
                      f"{verdict}")
-    return lines + contrast_lines(tables, last)
+    return lines + contrast_lines(tables, last, methods=list(summary))
 
 
 def _single_run_verdict(table: Table, last: int = LAST_TASKS) -> list[str]:
