@@ -6,7 +6,7 @@ sigmoid), e AR(1) with coefficient φ. x and y share only the trend, so a 95% in
 cover 0 in about 95% of trials. Prints, per (shape, φ, trend control), the fraction of trials
 whose interval covers 0 for ``hypotheses.spearman`` (lag 0) and ``compare_predictors`` (lag 1,
 pooled / within-run). The acceptance criterion of the default (``trend="difference"``) is ≥ 90%
-(``tests/test_trend_control.py`` checks it on a mix of shapes):
+(``tests/stats/test_trend_control.py`` checks it on a mix of shapes):
 
     python benchmarks/trend_control_coverage.py [--trials 200] [--amplitude 3]
 """

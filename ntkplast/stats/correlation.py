@@ -23,7 +23,7 @@ regression" of two random walks. Every test here therefore takes ``trend``:
   any random-walk component; partialling the position out of the *ranks* of the differences
   also removes a trend whose slope changes monotonically with t (a saturating or accelerating
   curve: its differences are monotone in t, hence linear in rank). Simulated (R = 5 runs × 30
-  tasks, 200 trials each, ``tests/test_trend_control.py`` and
+  tasks, 200 trials each, ``tests/stats/test_trend_control.py`` and
   ``benchmarks/trend_control_coverage.py``): with x and y sharing only a monotone trend of 2–4
   noise standard deviations plus independent AR(1) noise, the 95% interval covers 0 in 92.5–
   97.5% of trials for linear, saturating and sigmoid trends and φ up to 0.9. Not removed: a

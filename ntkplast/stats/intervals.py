@@ -20,7 +20,7 @@ R − 1, and it has no t tail). Every interval ntkplast reports is therefore one
   interval is g⁻¹(g(θ̂) ± t · se_J(g(θ)))). For θ = a mean, se_J = s/√R and the interval is
   exactly :func:`t_interval`. With t_{R−1} critical values this is the small-cluster
   jackknife of Cameron, Gelbach & Miller (2008); its coverage is checked by simulation in the
-  test suite at R = 3, 5, 8 (``tests/test_intervals.py``).
+  test suite at R = 3, 5, 8 (``tests/stats/test_intervals.py``).
 * :func:`jackknife_p` — the matching two-sided test of θ = 0: p = 2 P(T_{R−1} > |θ̂| / se_J).
 
 :func:`mean_interval` applies :func:`t_interval` to every column of a ``seeds × points`` array

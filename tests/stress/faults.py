@@ -1,6 +1,6 @@
 """Fault injection for ``ntkplast train`` and ``ntkplast analyze``: SIGKILL at chosen moments.
 
-Shared by ``tests/test_faults.py`` (a few trials) and ``benchmarks/stress.py`` (many). A kill
+Shared by ``tests/system/test_faults.py`` (a few trials) and ``benchmarks/stress.py`` (many). A kill
 is aimed by polling the run folder from the parent: after the k-th checkpoint file appears
 (plus a random delay), or the moment the k-th temporary file of an atomic write is seen (so the
 child dies inside ``atomic_write_bytes``, between ``mkstemp`` and ``os.replace``).

@@ -6,7 +6,7 @@ importers (safetensors; .pt through torch.load(weights_only=True) where torch is
 followed by what consumes its output (params, a model spec).
 A target writes the bytes where the reader expects a file and calls the reader. The outcome is
 ``"accepted"`` (read without error), ``"refused"`` (:class:`NtkplastError`, the only allowed
-failure) or ``"crash:<ExceptionType>"`` (a bug). ``tests/test_fuzz.py`` drives these with
+failure) or ``"crash:<ExceptionType>"`` (a bug). ``tests/system/test_fuzz.py`` drives these with
 hypothesis; ``benchmarks/stress.py`` runs thousands of seeded mutations per reader.
 
 Each reader has a valid seed file (:func:`seeds`) that mutations start from, so the fuzzing

@@ -15,7 +15,7 @@ from ntkplast import dormancy, models, regularizers, train
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import reactivation
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _numpy_post(params, x):

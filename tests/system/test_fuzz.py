@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).parent / "stress"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "stress"))
 import fuzz_targets  # noqa: E402
 
 SEEDS = fuzz_targets.seeds()

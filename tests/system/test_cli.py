@@ -94,7 +94,7 @@ def test_config_file_and_overrides(tmp_path):
 
 
 def test_shipped_configs_parse():
-    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
     names = [n for n in sorted(os.listdir(root)) if n.endswith(".toml")]
     assert names
     for name in names:
@@ -105,7 +105,7 @@ def test_shipped_configs_parse():
 def test_shipped_grids_expand():
     from ntkplast.experiments import sweep
 
-    root = os.path.join(os.path.dirname(__file__), "..", "configs", "grids")
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "grids")
     for name in sorted(os.listdir(root)):
         grid = sweep.load_grid(os.path.join(root, name))
         points = sweep.expand(grid)

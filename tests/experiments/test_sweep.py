@@ -331,7 +331,7 @@ def test_shipped_lambda_selection_is_the_demo_setting():
 
     from ntkplast.experiments import demo
 
-    grid = sweep.load_grid(Path(__file__).parents[1] / "configs" / "grids" /
+    grid = sweep.load_grid(Path(__file__).parents[2] / "configs" / "grids" /
                            "select_lambda.toml")
     assert sweep.point_config(grid, sweep.expand(grid)[0], "g") == demo.demo_config()
     for name, table in demo.DEMO_METHODS.items():

@@ -22,7 +22,7 @@ from ntkplast.data import datasets as data
 from ntkplast.errors import NtkplastError
 from ntkplast.training import config as ntk_config
 
-sys.path.insert(0, str(Path(__file__).parent / "stress"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "stress"))
 import faults  # noqa: E402
 
 

@@ -285,7 +285,7 @@ def test_every_image_stream_works_on_the_bundled_data(kind, dataset):
     assert s[1].x_train.shape[1:] == s.input_shape and len(s[1].y_train) <= 4000
 
 
-BENCHMARKS = sorted((pathlib.Path(__file__).parents[1] / "configs" / "benchmarks").glob("*.toml"))
+BENCHMARKS = sorted((pathlib.Path(__file__).parents[2] / "configs" / "benchmarks").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
