@@ -4,8 +4,9 @@
 module           what it holds
 ===============  ==============================================================================
 ``correlation``  :func:`spearman`, :func:`partial_spearman`, :func:`lead_lag` across checkpoints,
-                 trend-controlled by default (:data:`Trend`); :func:`metric_series`,
-                 :func:`aligned`
+                 trend-controlled by default (:data:`Trend`)
+``trend``        :func:`metric_series`, :func:`aligned`: the runs' series joined on common
+                 checkpoints, and the trend control's data step (differences, position, lag)
 ``contrasts``    :func:`paired_contrast`, :func:`method_contrast`: method A against B on the same
                  seeds (paired t over seeds)
 ``onsets``       :func:`onset`, :func:`onset_order`: which metric moves first, in how many runs
@@ -35,9 +36,7 @@ from ntkplast.stats.correlation import (
     CorrelationResult,
     LeadLagResult,
     MetricRef,
-    aligned,
     lead_lag,
-    metric_series,
     partial_spearman,
     spearman,
 )
@@ -63,6 +62,7 @@ from ntkplast.stats.predictors import (
     predictor_lead_lag,
 )
 from ntkplast.stats.sensitivity import Sensitivity, SensitivityRow, sensitivity
+from ntkplast.stats.trend import aligned, metric_series
 
 __all__ = [
     "At", "Contrast", "CorrelationResult", "LeadLagResult", "MetricRef", "Onset", "OnsetOrder",

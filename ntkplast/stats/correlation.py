@@ -62,8 +62,9 @@ Statistics (every result prints its trend control, lag, scope and sample sizes):
   Lags count positions in the sequence of common checkpoints, not steps; with differences, the
   lag is applied to the differenced series.
 
-Onsets (which metric moves first) are in :mod:`~ntkplast.stats.onsets`, the predictor test in
-:mod:`~ntkplast.stats.predictors`.
+The series and the trend control's data step (differences, position, lag alignment) are in
+:mod:`~ntkplast.stats.trend`; onsets (which metric moves first) in
+:mod:`~ntkplast.stats.onsets`, the predictor test in :mod:`~ntkplast.stats.predictors`.
 """
 
 from __future__ import annotations
@@ -86,10 +87,10 @@ from ntkplast.stats._inputs import (
 )
 from ntkplast.stats._inputs import name as _name
 from ntkplast.stats._inputs import ref as _ref
-from ntkplast.stats._inputs import series as _series
 from ntkplast.stats._inputs import tables as _tables
 from ntkplast.stats._ranks import correlation_p, partial, pearson, residual_ranks
 from ntkplast.stats.intervals import t_interval
+from ntkplast.stats.trend import aligned, metric_series, run_data
 from ntkplast.table import Table
 
 __all__ = ["At", "CorrelationResult", "LeadLagResult", "MetricRef", "Trend", "aligned",
@@ -177,88 +178,7 @@ class LeadLagResult(NamedTuple):
         return "\n".join(lines)
 
 
-def metric_series(table: Table, metric: str, layer: str = "all", *,
-                  at: At = "all") -> tuple[np.ndarray, np.ndarray]:
-    """``(checkpoint (n,), value (n,))`` of one metric's finite values, sorted by checkpoint.
-
-    ``at="task_end"`` keeps only task-end checkpoints (those with a row of
-    :data:`~ntkplast.table.TASK_END_METRICS`).
-
-    Examples:
-      >>> from ntkplast import hypotheses
-      >>> from ntkplast.table import Table
-      >>> run = Table.from_rows([(1, 100, 0, "all", "ntk_trace", 2.5),
-      ...                        (0, 0, 0, "all", "ntk_trace", 3.0),
-      ...                        (2, 200, 1, "all", "ntk_trace", float("nan"))])
-      >>> ckpt, value = hypotheses.metric_series(run, "ntk_trace")   # sorted, finite values only
-      >>> ckpt.tolist(), value.tolist()
-      ([0, 1], [3.0, 2.5])
-    """
-    ckpt, _, value = _series(table, (metric, layer), at)
-    return ckpt, value
-
-
-def aligned(table: Table, metrics: Sequence[MetricRef], *,
-            at: At = "all") -> tuple[np.ndarray, np.ndarray]:
-    """``(checkpoint (n,), values (n, k))``: the k metrics joined on the checkpoints where all
-    are finite (an inner join on the checkpoint index), sorted by checkpoint.
-
-    Examples:
-      >>> from ntkplast import hypotheses
-      >>> from ntkplast.table import Table
-      >>> run = Table.from_rows([(0, 0, 0, "all", "a", 1.0), (1, 10, 0, "all", "a", 2.0),
-      ...                        (1, 10, 0, "all", "b", 5.0), (2, 20, 1, "all", "b", 6.0)])
-      >>> ckpt, values = hypotheses.aligned(run, ["a", "b"])   # checkpoints where both exist
-      >>> ckpt.tolist(), values.tolist()
-      ([1], [[2.0, 5.0]])
-    """
-    refs = [_ref(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
-    if not refs:
-        raise NtkplastError("metrics: expected at least one metric")
-    series = [_series(table, r, at, f"metrics[{i}]") for i, r in enumerate(refs)]
-    common = series[0][0]
-    for ckpt, _, _ in series[1:]:
-        common = np.intersect1d(common, ckpt)
-    values = [v[np.searchsorted(c, common)] for c, _, v in series]
-    return common, np.stack(values, axis=1) if values else np.empty((len(common), 0))
-
-
 # ----------------------------------------------------------------------------------- core
-
-
-def _run_data(runs: list[Table], refs: list[tuple[str, str]], *, fn: str, lag: int,
-              trend: Trend, at: At) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per run ``(x (n,), y (n,), z (n, k))``: x at common checkpoint t, y at t + lag, the
-    controls at t (all first-differenced under ``trend="difference"``), and under a trend
-    control the position 0 … n − 1 as the last control; refs = [x, y, *controls]."""
-    xr, yr, k = refs[0], refs[1], len(refs) - 2
-    position = trend != "none"
-    own = int(trend == "difference" and lag != 0)
-    own_text = " + y's own change"
-    need = k + position + own + 3
-    data = []
-    for i, t in enumerate(runs):
-        _, v = aligned(t, refs, at=at)
-        if trend == "difference":
-            v = np.diff(v, axis=0)
-        n = len(v) - abs(lag)
-        if n < need:
-            raise NtkplastError(
-                f"{fn}: run {i} has {max(n, 0)} usable checkpoint(s) with {_name(xr)} and "
-                f"{_name(yr)}{' and the controls' if k else ''} both finite"
-                f"{f' at lag {lag}' if lag else ''}"
-                f"{' after differencing' if trend == 'difference' else ''}; at least {need} are "
-                f"needed ({k} control(s){' + the position' if position else ''}"
-                f"{own_text if own else ''} + 3); use "
-                "at='all', fewer controls, a smaller lag or trend='none'")
-        xs, ys = (v[:n, 0], v[lag:, 1]) if lag >= 0 else (v[-lag:, 0], v[:n, 1])
-        zs = v[:n, 2:] if lag >= 0 else v[-lag:, 2:]
-        if trend == "difference" and lag:   # y's own change at x's time (module docstring)
-            zs = np.column_stack([zs, v[:n, 1] if lag >= 0 else v[-lag:, 1]])
-        if position:
-            zs = np.column_stack([zs, np.arange(n, dtype=np.float64)])
-        data.append((xs, ys, zs))
-    return data
 
 
 def _pooled_p(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
@@ -298,7 +218,7 @@ def _correlate(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef,
     if not isinstance(lag, int | np.integer):
         raise NtkplastError(f"lag: expected an integer number of checkpoints, got {lag!r}")
     lag = int(lag)
-    data = _run_data(runs, [xr, yr, *zr], fn=fn, lag=lag, trend=trend, at=at)
+    data = run_data(runs, [xr, yr, *zr], fn=fn, lag=lag, trend=trend, at=at)
     per_run = np.array([float(partial(*d)) for d in data])
     bad = np.flatnonzero(~np.isfinite(per_run))
     if len(bad):
