@@ -15,7 +15,8 @@ module          what it holds
                 estimators of :mod:`ntkplast.spectra`
 ``_blocking``   memory blocking over probe points within :data:`MEMORY_BUDGET_BYTES`, rows
                 sharded over devices
-``_layerwise``  the structured engine (Dense/Conv factor Grams; ``_tiles``, ``_sorted``)
+``_layerwise``  the structured engine: kernels from the factor Grams (``_tiles``)
+``_factors``    its per-layer factors (Dense activation/backward factors, Conv patches; ``_sorted``)
 ``_generic``    the generic engine, :func:`generic_parts` (Jacobian contraction by vjp/vmap)
 ``_nt``         neural-tangents as an engine and the infinite-width reference
 ``_stax``       :func:`to_stax`, :func:`to_stax_params`: the spec as a neural-tangents stax net

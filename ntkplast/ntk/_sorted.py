@@ -1,4 +1,4 @@
-r"""The output-traced NTK's last GroupSort layer in closed form (used by :mod:`._layerwise`).
+r"""The output-traced NTK's last GroupSort layer in closed form (used by :mod:`._factors`).
 
 A GroupSort block (Anil, Lucas & Grosse 2019) moves unit i of each group to the place rank_i it
 takes in the sorted group, so the backward signal it receives from a Dense readout is a row of

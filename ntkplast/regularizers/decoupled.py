@@ -117,6 +117,12 @@ def _isometry_pull(lam: float, learning_rate: Schedule, *, scale: float, rect_co
     return pull
 
 
+def _require_params(name: str, params: Params | None) -> None:
+    """Raise unless an optax ``update`` was given the params (``name`` needs them)."""
+    if params is None:
+        raise NtkplastError(f"{name} needs the params: call update(grads, state, params)")
+
+
 def _initial_key(key: Array | int | None) -> Array:
     """A PRNG key from a key, an integer seed, or ``None`` (key 0)."""
     if key is None:
@@ -186,9 +192,7 @@ def isometry_step(lam: float, learning_rate: Schedule, *, key: Array | int | Non
         return IsometryStepState(jnp.zeros([], jnp.int32), first_key)
 
     def update(updates, state: IsometryStepState, params=None):
-        if params is None:
-            raise NtkplastError("isometry_step needs the params: call update(grads, state, "
-                                "params)")
+        _require_params("isometry_step", params)
         count = state.count + 1
         if pull is None:
             return updates, IsometryStepState(count, state.key)
@@ -425,9 +429,7 @@ def add_l2_init_gradient(lam: float, *, squared: bool = True) -> optax.GradientT
         return L2InitState(jax.tree_util.tree_map(jnp.array, params))
 
     def update(updates, state: L2InitState, params=None):
-        if params is None:
-            raise NtkplastError("add_l2_init_gradient needs the params: call update(grads, "
-                                "state, params)")
+        _require_params("add_l2_init_gradient", params)
 
         def pull(g, p, p0):
             d = p - p0

@@ -54,7 +54,7 @@ def _brute_parts(model, params, x1, x2):
 def route(request, monkeypatch, fresh_kernels):
     """Every conv layer contracted per example, or over position pairs (forced; compiled
     kernels of the other route are not reused)."""
-    monkeypatch.setattr(ntk._layerwise, "positions_cheaper",
+    monkeypatch.setattr(ntk._factors, "positions_cheaper",
                         lambda *args: request.param == "positions")
     return request.param
 
@@ -133,16 +133,16 @@ def test_auto_block_size_counts_conv_gradients(monkeypatch):
 def test_positions_route_is_chosen_on_small_maps_only():
     """Contraction over position pairs where FLOPs favour it (a 2 × 2 map), per example on a
     32 × 32 map and whenever a block's position pairs exceed the entry bound."""
-    small = ntk._layerwise.Pairing(100, 100, 100, 100)
-    assert ntk._layerwise.positions_cheaper(small, 4, 9 * 32, 64, 10, trace=False)
-    assert not ntk._layerwise.positions_cheaper(small, 1024, 9 * 32, 64, 10, trace=False)
-    assert not ntk._layerwise.positions_cheaper(small, 1024, 27, 32, 10, trace=True)
-    huge = ntk._layerwise.Pairing(100, 100, 10_000, 10_000)
-    assert not ntk._layerwise.positions_cheaper(huge, 4, 9 * 32, 64, 10, trace=False)
+    small = ntk._factors.Pairing(100, 100, 100, 100)
+    assert ntk._factors.positions_cheaper(small, 4, 9 * 32, 64, 10, trace=False)
+    assert not ntk._factors.positions_cheaper(small, 1024, 9 * 32, 64, 10, trace=False)
+    assert not ntk._factors.positions_cheaper(small, 1024, 27, 32, 10, trace=True)
+    huge = ntk._factors.Pairing(100, 100, 10_000, 10_000)
+    assert not ntk._factors.positions_cheaper(huge, 4, 9 * 32, 64, 10, trace=False)
     # end to end: a 4 × 4 input pooled to 2 × 2 puts the second conv layer over positions
     model, params, x1, x2 = _setup(dict(widths=(3, 8)), n1=6, n2=5, shape=(4, 4, 2))
-    pairing = ntk._layerwise.Pairing(6, 5, 6, 5)
-    factors = ntk._layerwise.layer_factors(model, params, x1, False, pairing)
+    pairing = ntk._factors.Pairing(6, 5, 6, 5)
+    factors = ntk._factors.layer_factors(model, params, x1, False, pairing)
     assert [f.f is not None and f.f.ndim == 3 for f in factors[1]] == [True]
     full = _brute_parts(model, params, x1, x2)
     out = ntk.empirical_ntk(model, params, x1, x2, trace_outputs=False, per_layer=True)
