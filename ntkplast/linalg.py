@@ -11,6 +11,9 @@ matrix–vector products) and worse on a loaded machine; :func:`host_map` runs i
 decompositions side by side instead, each on single-threaded BLAS (measured on this machine:
 five 1,000² ``eigvalsh`` 0.39–0.46 s with 2 BLAS threads each, 0.28 s one after another on one
 thread, 0.23–0.28 s two at a time; load ≈ 4.5).
+
+:func:`kernel_velocity_from_distance` is here, below both :mod:`ntkplast.spectra` and
+:mod:`ntkplast.analysis`, so that the two share the kernel velocity's one definition.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from threadpoolctl import ThreadpoolController
 from ntkplast.errors import NtkplastError
 
 __all__ = ["eigh", "eigh_top", "eigvalsh", "eigvalsh_float32", "gated_singular_values",
-           "gram_singular_values", "host_map", "host_start", "one_blas_thread",
-           "singular_values"]
+           "gram_singular_values", "host_map", "host_start", "kernel_velocity_from_distance",
+           "one_blas_thread", "singular_values"]
 
 T = TypeVar("T")
 
@@ -305,3 +308,21 @@ def host_map(tasks: Sequence[Callable[[], T]]) -> list[T]:
     """
     with one_blas_thread():
         return host_start(tasks)()
+
+
+def kernel_velocity_from_distance(distance: Any, steps_apart: Any) -> Any:
+    r"""Kernel velocity v = d / Δs: the kernel distance ``d`` between two checkpoints
+    ``Δs = steps_apart`` training steps apart, per step (Fort et al. 2020, "Deep learning versus
+    kernel learning"; ``d`` as :func:`ntkplast.spectra.kernel_distance`).
+
+    The one definition of the formula: :func:`ntkplast.spectra.kernel_velocity` is it along a
+    checkpoint series, the analysis's ``kernel_velocity`` row
+    (:mod:`ntkplast.analysis.families`) between consecutive analysed checkpoints, there with Δs
+    taken as at least 1. Python or numpy scalars and arrays (numpy, jax) alike, elementwise.
+
+    Examples:
+      >>> from ntkplast import linalg
+      >>> linalg.kernel_velocity_from_distance(0.04, 10)            # d = 0.04 over 10 steps
+      0.004
+    """
+    return distance / steps_apart

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkplast import linalg
 from ntkplast.errors import NtkplastError
 from ntkplast.ranks import array_namespace
 from ntkplast.spectra._spectrum import _square, as_matrix, top_eigenvectors
@@ -137,7 +138,7 @@ def kernel_velocity(kernels: Any, steps: Any) -> Array:
         raise NtkplastError(f"kernel_velocity: need ≥ 2 kernels and one step per kernel, got "
                             f"{kernels.shape[0]} kernels and steps of shape {steps.shape}")
     dist = jax.vmap(kernel_distance)(kernels[:-1], kernels[1:])
-    return dist / jnp.diff(steps).astype(dist.dtype)
+    return linalg.kernel_velocity_from_distance(dist, jnp.diff(steps).astype(dist.dtype))
 
 
 def _center(mat: Array) -> Array:

@@ -5,7 +5,8 @@ post-update transform) is scanned over chunks of minibatches; a chunk ends at ev
 so an interrupted run resumes from its last checkpoint with the same chunking and ends with
 bit-identical parameters. Minibatch order, initialisation and reference runs are pure functions
 of the seed. :func:`train_seeds` trains several seeds of one configuration in a single program,
-``jax.vmap``-ed over the seeds, each into its own run folder.
+``jax.vmap``-ed over the seeds, each into its own run folder; each seed's bookkeeping (manifest,
+keys, resuming, writing checkpoints) is a lane of :mod:`ntkplast.training._lanes`.
 
 Observed plasticity (Dohare et al. 2024, "Loss of plasticity in deep continual learning"):
 for each task t, the test accuracy at the end of its budget and the *online* accuracy — the
@@ -21,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,6 +40,7 @@ from ntkplast.hooks import Hooks
 from ntkplast.lock import folder_lock
 from ntkplast.regularizers import make_hooks
 from ntkplast.runs import checkpoints
+from ntkplast.training._lanes import Group, Lane, save_checkpoint, start_group
 from ntkplast.training.config import RunConfig, previous_tasks, reference_task_set, resolve_measure
 from ntkplast.training.references import Refs, measures, reference_runs
 from ntkplast.training.sizes import check_sizes
@@ -48,17 +50,12 @@ from ntkplast.training.step import (
     Objective,
     Trainer,
     TrainState,
-    lane_of,
     make_optimizer,
     make_trainer,
-    set_lane,
-    stack_trees,
     task_batches,
 )
 
 __all__ = ["train_run", "train_seeds"]
-
-Array = jax.Array
 
 
 def _chunk_bounds(steps: int, every: int) -> list[int]:
@@ -92,52 +89,6 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
     """
     return train_seeds(cfg, [cfg.seed], [run_dir], resume=resume, hooks=hooks, stream=stream,
                        progress=progress, stop_after_chunks=stop_after_chunks)[0]
-
-
-class _Lane:
-    """One run of a training: its config, folder, manifest, keys and in-task bookkeeping."""
-
-    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool, config_record: dict,
-                 manifest: dict[str, Any]):
-        self.cfg, self.run_dir = cfg, run_dir
-        self.k_init, self.k_step, self.k_ref, self.k_task_end = jax.random.split(
-            jax.random.PRNGKey(cfg.seed), 4)
-        self.online, self.online_loss = 0.0, 0.0  # the task's summed online score and loss
-        manifest_path = run_dir / checkpoints.MANIFEST
-        if os.path.lexists(manifest_path):
-            if not resume:
-                raise NtkplastError(f"{run_dir} already holds a run; pass --resume to continue "
-                                    f"it or choose another output folder")
-            self.manifest = checkpoints.read_manifest(run_dir)
-            if checkpoints.upgrade_config(self.manifest.get("config")) != config_record:
-                raise NtkplastError(f"{run_dir} was written with a different configuration; "
-                                    f"resume it with the same config, or train into a new folder")
-        else:
-            self.manifest = manifest
-        checkpoints.remove_stale_temporaries(run_dir)  # half-written files of a killed run
-        self.written = {c["step"]: c for c in self.manifest["checkpoints"]}
-
-    @property
-    def last(self) -> dict[str, Any] | None:
-        """The last checkpoint already on disk (None for a new run)."""
-        return self.manifest["checkpoints"][-1] if self.manifest["checkpoints"] else None
-
-    def resume_sums(self, metrics: Mapping[str, Any]) -> None:
-        """Take the task's summed online score and loss so far from a checkpoint's metrics
-        (format v1 runs called the score ``online_correct``; runs written before the online
-        loss was recorded resume with it unknown, NaN, for that task)."""
-        self.online = metrics.get("online_score_sum", metrics.get("online_correct", 0))
-        unknown = float("nan") if metrics.get("task_step", 0) else 0.0  # 0 at a task's start
-        self.online_loss = metrics.get("online_loss_sum", unknown)
-
-    def load(self, entry: Mapping[str, Any], tx: optax.GradientTransformation,
-             template: models.Params) -> tuple[models.Params, Any]:
-        """Parameters and optimizer state of the written checkpoint ``entry``."""
-        path = self.run_dir / entry["file"]
-        arrays = checkpoints.checkpoint_arrays(self.run_dir, entry)  # digest checked
-        params = checkpoints.arrays_to_params(arrays, source=str(path))
-        return params, checkpoints.arrays_to_opt_state(arrays, tx.init(template),
-                                                       source=str(path))
 
 
 def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | os.PathLike], *,
@@ -216,7 +167,7 @@ def _train_locked(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[Path]
             cfg.model, stream.input_shape, about={"num_classes": stream.num_classes,
                                                   "num_tasks": len(stream), "config": record},
             tasks=True, origin=origin)
-        lanes.append(_Lane(lane_cfg, run_dir, resume, record, manifest))
+        lanes.append(Lane(lane_cfg, run_dir, resume, record, manifest))
     todo = [lane for lane in lanes if not lane.manifest.get("complete")]
     if todo:
         k_step = todo[0].k_step  # keys the one-lane trainer; vectorised lanes pass their own
@@ -228,77 +179,6 @@ def _train_locked(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[Path]
                      reference_task_set(cfg.train.reference_tasks, len(stream)),
                      None if custom else cfg.stream.kind, baseline)
         _train_lanes(todo, plan, progress, stop_after_chunks)
-
-
-class _Group:
-    """The lanes trained together and their state: one :class:`TrainState`, or with several
-    lanes their parameters and optimizer states stacked on a leading axis (global step shared).
-    """
-
-    def __init__(self, lanes: Sequence[_Lane], states: Sequence[TrainState]):
-        self.lanes = list(lanes)
-        self.vectorised = len(self.lanes) > 1
-        if self.vectorised:
-            self.state = TrainState(stack_trees([s.params for s in states]),
-                                    stack_trees([s.opt_state for s in states]), states[0].step)
-            self.step_keys = jnp.stack([lane.k_step for lane in self.lanes])
-        else:
-            self.state = states[0]
-
-    def lane_state(self, i: int) -> TrainState:
-        """Lane ``i``'s own state."""
-        if not self.vectorised:
-            return self.state
-        return TrainState(lane_of(self.state.params, i), lane_of(self.state.opt_state, i),
-                          self.state.step)
-
-    def set_lane(self, i: int, params: models.Params, opt_state: Any) -> None:
-        """Replace lane ``i``'s parameters and optimizer state."""
-        if not self.vectorised:
-            self.state = TrainState(params, opt_state, self.state.step)
-            return
-        self.state = TrainState(set_lane(self.state.params, i, params),
-                                set_lane(self.state.opt_state, i, opt_state), self.state.step)
-
-    def run_chunk(self, trainer: Trainer, x: Array, y: Array,
-                  idx: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-        """Train every lane on its minibatches ``idx[k]``; per lane the chunk's per-step
-        (losses, scores, per-example loss sums), each ``lanes × C``."""
-        if self.vectorised:
-            self.state, out = trainer.run_chunks(self.state, x, y, jnp.asarray(idx),
-                                                 self.step_keys)
-        else:
-            self.state, out = trainer.run_chunk(self.state, x, y, jnp.asarray(idx[0]))
-        return tuple(np.asarray(a).reshape(len(self.lanes), -1) for a in out)
-
-
-def _start(lanes: Sequence[_Lane], model: models.Model, tx: optax.GradientTransformation,
-           input_shape: tuple[int, ...]) -> tuple[_Group, list[models.Params], int, int]:
-    """The group's state at the latest position that every lane has written, its lanes' fresh
-    parameters (templates for loading), and the (task, in-task step) to continue from."""
-    fresh = [model.init(lane.k_init, input_shape) for lane in lanes]
-    starts = [lane.last for lane in lanes]
-    start = None if any(s is None for s in starts) else min(starts, key=lambda c: c["step"])
-    states = []
-    for lane, params in zip(lanes, fresh, strict=True):
-        if start is None:
-            states.append(TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32)))
-        else:
-            p, o = lane.load(lane.written[start["step"]], tx, params)
-            states.append(TrainState(p, o, jnp.asarray(start["step"], jnp.int32)))
-    if start is None:
-        for lane, state in zip(lanes, states, strict=True):
-            if lane.last is None:
-                _save_checkpoint(lane, state, task=0, kind="init", metrics={"task_step": 0})
-        return _Group(lanes, states), fresh, 0, 0
-    task, in_task = start["task"], start["metrics"].get("task_step", 0)
-    for lane in lanes:
-        lane.resume_sums(lane.written[start["step"]]["metrics"])
-    if start["kind"] == "task_end":
-        task, in_task = task + 1, 0
-        for lane in lanes:
-            lane.online, lane.online_loss = 0.0, 0.0
-    return _Group(lanes, states), fresh, task, in_task
 
 
 class _Plan(NamedTuple):
@@ -318,12 +198,12 @@ class _Plan(NamedTuple):
     baseline: tuple[optax.GradientTransformation, Trainer] | None
 
 
-def _train_lanes(lanes: Sequence[_Lane], plan: _Plan, progress: bool,
+def _train_lanes(lanes: Sequence[Lane], plan: _Plan, progress: bool,
                  stop_after_chunks: int | None) -> None:
     """The training loop of :func:`train_seeds` over the unfinished ``lanes``: every task in
     chunks that end at checkpoints, each chunk recorded per lane by :func:`_after_chunk`."""
     cfg, stream = lanes[0].cfg, plan.stream
-    group, fresh, task, in_task = _start(lanes, plan.model, plan.tx, stream.input_shape)
+    group, fresh, task, in_task = start_group(lanes, plan.model, plan.tx, stream.input_shape)
     per_task = cfg.train.steps_per_task
     total = per_task * len(stream) if per_task is not None else None
     bar = tqdm(total=total, initial=int(group.state.step), disable=not progress, unit="step",
@@ -357,7 +237,7 @@ def _train_lanes(lanes: Sequence[_Lane], plan: _Plan, progress: bool,
     bar.close()
 
 
-def _after_chunk(group: _Group, i: int, template: models.Params,
+def _after_chunk(group: Group, i: int, template: models.Params,
                  outputs: tuple[np.ndarray, np.ndarray, np.ndarray], task: int, in_task: int,
                  steps: int, data: streams.Task, plan: _Plan, refs: Refs | None) -> None:
     """Record lane ``i``'s chunk that ended at in-task step ``in_task``: a periodic checkpoint,
@@ -388,7 +268,7 @@ def _after_chunk(group: _Group, i: int, template: models.Params,
     if np.isfinite(online.loss):  # unknown only for a pre-0.2 run resumed inside a task
         metrics.update(online_loss_sum=lane.online_loss, online_loss=online.loss)
     if in_task < steps:
-        _save_checkpoint(lane, group.lane_state(i), task, "periodic", metrics)
+        save_checkpoint(lane, group.lane_state(i), task, "periodic", metrics)
         return
     record = _end_task(lane, plan, group.lane_state(i), task, online, data, refs)
     if plan.hooks.on_task_end is not None:
@@ -398,7 +278,7 @@ def _after_chunk(group: _Group, i: int, template: models.Params,
     lane.manifest["tasks"].append(record)
     metrics.update({k: v for k, v in record.items() if k != "task"})
     lane.manifest["complete"] = task == len(plan.stream) - 1
-    _save_checkpoint(lane, group.lane_state(i), task, "task_end", metrics)
+    save_checkpoint(lane, group.lane_state(i), task, "task_end", metrics)
 
 
 def _gap(run: float, reference: float, higher_is_better: bool) -> float:
@@ -406,7 +286,7 @@ def _gap(run: float, reference: float, higher_is_better: bool) -> float:
     return reference - run if higher_is_better else run - reference
 
 
-def _end_task(lane: _Lane, plan: _Plan, state: TrainState, task: int, online: Evaluation,
+def _end_task(lane: Lane, plan: _Plan, state: TrainState, task: int, online: Evaluation,
               data: streams.Task, refs: Refs | None) -> dict[str, Any]:
     """Evaluate ``lane`` after task ``task``; on reference tasks record both reset references
     (``refs``: the measures of the method's own and of the common baseline).
@@ -455,7 +335,7 @@ def _test_score(plan: _Plan, params: models.Params, task: int) -> float | None:
     return plan.trainer.evaluate(params, jnp.asarray(x), jnp.asarray(y)).score if len(y) else None
 
 
-def _references(lanes: Sequence[_Lane], plan: _Plan, data: streams.Task, task: int,
+def _references(lanes: Sequence[Lane], plan: _Plan, data: streams.Task, task: int,
                 step: int) -> dict[int, Refs]:
     """Lane index → (own, baseline) reference measures of task ``task``, for the lanes that have
     not written the task's end yet; the lanes' references train together (:func:`_reference_runs`).
@@ -469,11 +349,3 @@ def _references(lanes: Sequence[_Lane], plan: _Plan, data: streams.Task, task: i
                                                              plan.baseline[0], data, task)
     return {i: (o, b) for i, o, b in zip(todo, own, base, strict=True)}
 
-
-def _save_checkpoint(lane: _Lane, state: TrainState, task: int, kind: str,
-                     metrics: Mapping[str, Any]) -> None:
-    """Write ``lane``'s checkpoint of ``state`` with its optimizer state, then the manifest that
-    lists it (:func:`ntkplast.runs.checkpoints.append_checkpoint`)."""
-    checkpoints.append_checkpoint(lane.run_dir, lane.manifest, state.params, step=int(state.step),
-                                  task=task, kind=kind, metrics=metrics,
-                                  opt_state=state.opt_state)
