@@ -11,7 +11,10 @@
     ntkplast demo [--out DIR] [--quick] [--seeds N]   (plasticity lost and kept, end to end)
     ntkplast import SRC_DIR RUN_DIR [--spec FILE] [--pattern REGEX] [--input-shape 28,28,1]
                     [--key-order a,b,…] [--number step|task] [--input-layout chw|hwc]
-                    [--framework torch|flax|equinox] [--tree-path params] [--activation relu]
+                    [--framework torch|flax|equinox] [--tree-path params] [--activation NAME]
+                    [--probe FILE.npz] [--tasks FILE.csv] [--plasticity-measure COLUMN]
+                    [--higher-is-better|--lower-is-better] [--method NAME] [--seed K]
+    ntkplast tasks RUN_DIR FILE.csv [--plasticity-measure COLUMN] [--lower-is-better]
 
 Bad input prints one line ``ntkplast: error: …`` and exits with status 2 (so do errors of the
 file system and running out of memory); a warning (a checkpoint skipped) is one line
@@ -91,7 +94,7 @@ def _build_parser() -> argparse.ArgumentParser:
     i.add_argument("src_dir", help="folder whose file names carry a step or task number")
     i.add_argument("run_dir", help="the new run folder (must not exist)")
     i.add_argument("--spec", help="JSON or TOML file of ArchSpec fields (or a [model] table); "
-                                  "default: inferred from the weight shapes, ReLU")
+                                  "default: inferred from the weight shapes")
     i.add_argument("--pattern", default=r"(\d+)",
                    help=r"regex searched in each file name; its first group is the number "
                         r"(default: (\d+))")
@@ -108,8 +111,22 @@ def _build_parser() -> argparse.ArgumentParser:
                         "default), flax or equinox (Orbax folders, .msgpack, .safetensors)")
     i.add_argument("--tree-path", help="flax/equinox: dotted path to the parameters in a "
                                        "checkpoint's tree (default: params of a train state)")
-    i.add_argument("--activation", default="relu",
-                   help="the network's activation when --spec is not given (default relu)")
+    i.add_argument("--activation",
+                   help="the network's activation when --spec is not given (no default: name "
+                        "it, or give --probe with the network's outputs to detect it)")
+    i.add_argument("--probe", help="FILE.npz with x (inputs) and outputs (your network's "
+                                   "outputs on x): detects or verifies the activation "
+                                   "(default: probe.npz in SRC_DIR if present)")
+    _add_task_options(i)
+    i.add_argument("--method", help="the method a report groups this run under (default: "
+                                    "from the folder layout, <method>/seed<k>)")
+    i.add_argument("--seed", type=int, help="the run's seed within its method")
+
+    t = sub.add_parser("tasks", help="label an imported run's task ends with a per-task score "
+                                     "table (CSV with step, task and score columns)")
+    t.add_argument("run_dir", help="an imported run folder")
+    t.add_argument("tasks", help="CSV: step (checkpoint's step), task, one column per score")
+    _add_task_options(t, positional=True)
 
     d = sub.add_parser("demo", help="Adam, AdamO and the isometry penalty on random-label "
                                     "memorisation of 256 digits (30 tasks, several seeds): train, "
@@ -121,6 +138,19 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(d)
     _add_analysis_options(d)
     return p
+
+
+def _add_task_options(p: argparse.ArgumentParser, positional: bool = False) -> None:
+    if not positional:
+        p.add_argument("--tasks", help="CSV of per-task scores: columns step (the checkpoint "
+                                       "that ends the task), task, and one per score")
+    p.add_argument("--plasticity-measure", help="the score column that is the plasticity "
+                                                "signal (default: the first score column)")
+    way = p.add_mutually_exclusive_group()
+    way.add_argument("--higher-is-better", dest="higher_is_better", action="store_true",
+                     default=True, help="higher values of the measure are better (default)")
+    way.add_argument("--lower-is-better", dest="higher_is_better", action="store_false",
+                     help="the measure is a loss or an error (plasticity_score = -value)")
 
 
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
@@ -235,20 +265,23 @@ def _run_import(args: argparse.Namespace) -> None:
         shape = tuple(int(p) for p in parts)
     spec = interop.load_spec_file(args.spec) if args.spec else None
     order = [k.strip() for k in args.key_order.split(",")] if args.key_order else None
+    common = dict(spec=spec, key_order=order, pattern=args.pattern, input_shape=shape,
+                  number=args.number, activation=args.activation, reference=args.probe,
+                  tasks=args.tasks, plasticity_measure=args.plasticity_measure,
+                  higher_is_better=args.higher_is_better, method=args.method, seed=args.seed)
     if args.framework == "torch":
-        run = interop.import_folder(args.src_dir, args.run_dir, spec=spec, key_order=order,
-                                    pattern=args.pattern, input_shape=shape, number=args.number,
-                                    input_layout=args.input_layout, activation=args.activation)
+        run = interop.import_folder(args.src_dir, args.run_dir, input_layout=args.input_layout,
+                                    **common)
     else:
         from ntkplast.runs import jax_import
 
-        run = jax_import.import_jax_folder(
-            args.src_dir, args.run_dir, framework=args.framework, spec=spec,
-            activation=args.activation, tree_path=args.tree_path, key_order=order,
-            pattern=args.pattern, input_shape=shape, number=args.number)
-    print(f"wrote {len(run)} checkpoints ({run.spec.kind}, input shape "
-          f"{list(run.input_shape)}) to {args.run_dir}; analyse with: ntkplast analyze "
-          f"{args.run_dir} --probe FILE.npz")
+        run = jax_import.import_jax_folder(args.src_dir, args.run_dir, framework=args.framework,
+                                           tree_path=args.tree_path, **common)
+    how = run.manifest["imported_from"]["activation_from"]
+    tasks = f", {len(run.manifest['tasks'])} task ends" if "task_scores" in run.manifest else ""
+    print(f"wrote {len(run)} checkpoints ({run.spec.kind}, {run.spec.activation} from {how}, "
+          f"input shape {list(run.input_shape)}{tasks}) to {args.run_dir}; analyse with: "
+          f"ntkplast analyze {args.run_dir} --probe FILE.npz")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,6 +308,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run_figures(args.run_dir, args.analysis, args.out)
         elif args.verb == "import":
             _run_import(args)
+        elif args.verb == "tasks":
+            from ntkplast.runs import task_scores
+
+            run = task_scores.attach_task_scores(args.run_dir, args.tasks,
+                                                 plasticity_measure=args.plasticity_measure,
+                                                 higher_is_better=args.higher_is_better)
+            print(f"labelled {len(run.manifest['tasks'])} task ends of {args.run_dir}; "
+                  f"analyse it again: ntkplast analyze {args.run_dir} --probe FILE.npz")
         elif args.verb == "report":
             from ntkplast.experiments import report
 

@@ -114,9 +114,12 @@ def _single_run_verdict(table: Table, last: int = LAST_TASKS) -> list[str]:
 
 def find_runs(folder: str | os.PathLike) -> dict[str, list[Path]]:
     """Analysed runs at or below ``folder`` (a ``manifest.json`` and ``analysis/metrics.csv``),
-    grouped by method: the folder holding ``seed<k>`` folders (relative to ``folder``), else
-    the run's own; seeds in numeric order. A sweep's selection runs (``selection/`` beside its
-    ``selection.json``) are left out: they chose hyper-parameters and are not evaluated."""
+    grouped by method: the manifest's ``group.method`` when it records one (an import's
+    ``--method``), else the folder holding ``seed<k>`` folders (relative to ``folder``; ``folder``
+    itself when the seeds sit directly in it), else the run's own; seeds in numeric order (the
+    manifest's ``group.seed``, else the folder's). A seed is never shown as a method. A sweep's
+    selection runs (``selection/`` beside its ``selection.json``) are left out: they chose
+    hyper-parameters and are not evaluated."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NtkplastError(f"report: {folder} is not a folder; give a run folder or a folder "
@@ -131,12 +134,18 @@ def find_runs(folder: str | os.PathLike) -> dict[str, list[Path]]:
     if not found:
         raise NtkplastError(f"report: no analysed run in {folder}; run `ntkplast analyze` (or "
                             "the demo / sweep) first")
-    groups: dict[str, list[Path]] = {}
+    groups: dict[str, list[tuple[int, Path]]] = {}
     for run in found:
-        grouped = run != folder and run.name.startswith("seed") and run.parent != folder
-        method = (run.parent if grouped else run).relative_to(folder).as_posix()
-        groups.setdefault(folder.resolve().name if method == "." else method, []).append(run)
-    return groups
+        group = checkpoints.read_manifest(run).get("group", {})
+        seed_folder = run != folder and re.fullmatch(r"seed\d+", run.name) is not None
+        seed = group.get("seed", int(run.name[4:]) if seed_folder else 0)
+        if "method" in group:
+            method = group["method"]
+        else:
+            method = (run.parent if seed_folder else run).relative_to(folder).as_posix()
+            method = folder.resolve().name if method == "." else method
+        groups.setdefault(method, []).append((seed, run))
+    return {m: [r for _, r in sorted(runs, key=lambda sr: sr[0])] for m, runs in groups.items()}
 
 
 def predictor_test(tables: Mapping[str, Sequence[Table]], target: str = "plasticity_score",
@@ -192,7 +201,8 @@ def _run_section(run_dir: Path, heading: str) -> list[str]:
     parts = [f"<h2>{html.escape(heading)}</h2>",
              "<details><summary>config</summary>"
              + _pre(json.dumps(manifest.get("config"), indent=1)) + "</details>",
-             "<h3>tasks</h3>", _table(manifest.get("tasks", []), TASK_COLUMNS)]
+             "<h3>tasks</h3>", _table(manifest.get("tasks", []), (
+                 *TASK_COLUMNS, *manifest.get("task_scores", {}).get("columns", ())))]
     for name, fig in figures.run_figure_set(run_dir / "analysis", title=heading).items():
         parts.append(_img(fig, f"{heading}: {name}"))
     return parts

@@ -40,6 +40,12 @@ def _mark_floor(ax: Any, table: Table) -> None:
                 label="at the floor (a lower bound)")
 
 
+def _say_empty(ax: Any, why: str) -> None:
+    """Write in an empty panel why it is empty."""
+    ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", fontsize=7,
+            color="0.35", wrap=True)
+
+
 def diagnostics(table: Table, title: str = "") -> Any:
     """Four panels against training step: (a) each task's plasticity measure at its end
     (``plasticity_score``; the test accuracy for runs written before it was recorded) with the
@@ -62,6 +68,9 @@ def diagnostics(table: Table, title: str = "") -> Any:
                              ls="-" if k == 0 else "--")]
     if drawn:
         a.legend(drawn, fontsize=8)
+    else:
+        _say_empty(a, "no per-task scores in this run: label its task ends with\n"
+                      "`ntkplast tasks RUN_DIR FILE.csv` (or import --tasks), then analyse")
     a.set_ylabel("score")
     a.set_title("(a) observed plasticity", fontsize=10)
     if _plot_metric(b, table, "ntk_effective_rank", layers=["all"], color=PALETTE[0]):
@@ -74,10 +83,16 @@ def diagnostics(table: Table, title: str = "") -> Any:
     b.set_title("(b) empirical NTK on the probe set", fontsize=10)
     if _plot_metric(c, table, "jac_isometry_deviation"):
         c.legend(fontsize=7, ncol=2)
+    else:
+        _say_empty(c, "not analysed: the isometry family was not computed\n(or the model "
+                      "has no layer structure to take Jacobians of)")
     c.set_ylabel("isometry deviation\n(0 = isometric, 1 = dead)")
     c.set_title("(c) layer-Jacobian isometry", fontsize=10)
     if _plot_metric(d, table, "dormant_fraction_tau0"):
         d.legend(fontsize=7, ncol=2)
+    else:
+        _say_empty(d, "not analysed: the dormancy family was not computed\n(or the model "
+                      "exposes no hidden activations)")
     d.set_ylabel("dead-unit fraction (τ = 0)")
     d.set_title("(d) dormancy", fontsize=10)
     for ax in axes.ravel():

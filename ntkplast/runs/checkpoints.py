@@ -9,7 +9,7 @@ Format (version 1) — any program can write it::
                                              "kind": "init", "metrics": {...},
                                              "sha256": "<hex digest of the file>"}, ...],
                             ... optional: "stream", "train", "seed", "num_classes",
-                            "tasks", "complete"}
+                            "tasks", "complete", "group": {"method", "seed"}}
       ckpt_000000.npz      arrays "params/<layer>/W" and "params/<layer>/b" (ntkplast layout:
                            Dense W is d_in × d_out, Conv W is HWIO), "ln_scale" and
                            "ln_bias" for a LayerNorm's γ, β, optionally
@@ -55,9 +55,9 @@ from ntkplast.safe_read import array_file_bytes, open_regular, read_bytes, read_
 from ntkplast.validate import expected_param_shapes, param_shapes
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointInfo", "Run", "append_checkpoint",
-           "arrays_to_opt_state", "arrays_to_params", "atomic_write_bytes", "checkpoint_arrays",
-           "checkpoint_name", "file_digest", "load_arrays", "new_manifest", "open_run",
-           "opt_state_to_arrays", "params_to_arrays", "read_manifest",
+           "arrays_to_opt_state", "arrays_to_params", "atomic_write_bytes", "check_group",
+           "checkpoint_arrays", "checkpoint_name", "file_digest", "load_arrays", "new_manifest",
+           "open_run", "opt_state_to_arrays", "params_to_arrays", "read_manifest",
            "remove_stale_temporaries", "save_arrays", "upgrade_config", "write_manifest"]
 
 FORMAT = "ntkplast-run"
@@ -170,6 +170,10 @@ def _validate_manifest(m: Any, path: Path) -> None:
     need(isinstance(shape, list) and bool(shape)
          and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape),
          '"input_shape" must be a list of positive integers')
+    group = m.get("group", {})
+    need(isinstance(group, dict) and set(group) <= {"method", "seed"},
+         '"group" must be an object with "method" and/or "seed"')
+    check_group(**group, where=f'{path}: "group"')
     ckpts = m.get("checkpoints")
     need(isinstance(ckpts, list), '"checkpoints" must be a list')
     for i, c in enumerate(ckpts):
@@ -362,6 +366,18 @@ def append_checkpoint(run_dir: str | os.PathLike, manifest: dict[str, Any],
     if save_manifest:
         write_manifest(run_dir, manifest)
     return entry
+
+
+def check_group(method: str | None = None, seed: int | None = None, *,
+                where: str = "group") -> dict[str, Any]:
+    """A run's ``group``, ``{"method": …, "seed": …}`` (either may be absent): the method and the
+    seed a report puts the run under instead of reading them from the folder layout
+    (``<method>/seed<k>``). A method is a non-empty name without ``/``; a seed an integer ≥ 0."""
+    if method is not None and (not isinstance(method, str) or not method.strip() or "/" in method):
+        raise NtkplastError(f"{where}: method must be a non-empty name without '/', got {method!r}")
+    if seed is not None and (not _is_number(seed) or not isinstance(seed, int) or seed < 0):
+        raise NtkplastError(f"{where}: seed must be an integer >= 0, got {seed!r}")
+    return {k: v for k, v in (("method", method), ("seed", seed)) if v is not None}
 
 
 def upgrade_config(stored: Any) -> Any:

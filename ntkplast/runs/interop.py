@@ -26,7 +26,7 @@ from ntkplast import models, safe_read
 from ntkplast.convert.state_dicts import INPUT_LAYOUTS, state_dict_to_params
 from ntkplast.errors import NtkplastError
 from ntkplast.lock import LOCK_NAME, folder_lock
-from ntkplast.runs import checkpoints
+from ntkplast.runs import checkpoints, output_check, task_scores
 from ntkplast.runs.state_dicts import (
     SUFFIXES,
     TORCH_SUFFIXES,
@@ -35,8 +35,13 @@ from ntkplast.runs.state_dicts import (
     load_torch,
 )
 
-__all__ = ["INPUT_LAYOUTS", "SUFFIXES", "TORCH_SUFFIXES", "import_folder", "load_safetensors",
-           "load_spec_file", "load_state_dict", "load_torch", "state_dict_to_params"]
+__all__ = ["INPUT_LAYOUTS", "REFERENCE_NAME", "SUFFIXES", "TORCH_SUFFIXES", "import_folder",
+           "label_run", "load_safetensors", "load_spec_file", "load_state_dict", "load_torch",
+           "resolve_import_activation", "state_dict_to_params"]
+
+REFERENCE_NAME = "probe.npz"
+"""A reference file (:func:`ntkplast.runs.output_check.read_reference`) with this name in an
+import's source folder is used when none is given."""
 
 
 def load_spec_file(path: str | os.PathLike) -> models.ArchSpec:
@@ -149,6 +154,14 @@ def check_source(src_dir: str | os.PathLike, pattern: str,
     return src, regex
 
 
+def check_new_run(run: Path) -> None:
+    """Refuse a run folder that exists and is not empty, before an import reads anything (the
+    check is repeated under the lock when the run is written: :func:`write_imported_run`)."""
+    if run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir()):
+        raise NtkplastError(f"{run} already exists; choose a new run folder (import never "
+                            f"overwrites)")
+
+
 def write_imported_run(run: Path, convert: Callable[[Path], dict[str, Any]]) -> checkpoints.Run:
     """Write a run folder from ``convert(tmp) -> manifest`` (:func:`convert_files`: the
     checkpoints written into ``tmp``, the manifest that lists them not yet), holding the folder's
@@ -157,9 +170,7 @@ def write_imported_run(run: Path, convert: Callable[[Path], dict[str, Any]]) -> 
     not exist or be empty.
     """
     with folder_lock(run, "import"):
-        if any(p.name != LOCK_NAME for p in run.iterdir()):
-            raise NtkplastError(f"{run} already exists; choose a new run folder (import never "
-                                f"overwrites)")
+        check_new_run(run)
         tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}.importing-", dir=run.parent))
         try:
             manifest = convert(tmp)
@@ -174,11 +185,64 @@ def write_imported_run(run: Path, convert: Callable[[Path], dict[str, Any]]) -> 
     return checkpoints.open_run(run)
 
 
+def resolve_import_activation(src: Path, files: Mapping[int, Path],
+                              load: Callable[[Path, str | None],
+                                             tuple[models.ArchSpec, models.Params]],
+                              *, activation: str | None, spec_given: bool,
+                              reference: output_check.Reference | str | os.PathLike | None
+                              ) -> tuple[str | None, dict[str, Any]]:
+    """The activation an import converts with, checked on its first checkpoint
+    (:func:`ntkplast.runs.output_check.resolve_activation`; ``reference`` defaults to
+    :data:`REFERENCE_NAME` in ``src`` when that file exists; a reference file's ``step`` names
+    the checkpoint it checks, else the first), and what the manifest records about it
+    (``activation``, ``activation_from``)."""
+    if reference is None and (src / REFERENCE_NAME).is_file():
+        reference = src / REFERENCE_NAME
+    number = output_check.FIRST
+    if isinstance(reference, str | os.PathLike):
+        reference, number = output_check.read_reference(reference)
+    if number != output_check.FIRST and number not in files:
+        raise NtkplastError(f"the reference outputs are of checkpoint {number}, which is not "
+                            f"among the import's ({sorted(files)[:12]})")
+    first = files[min(files) if number == output_check.FIRST else number]
+    chosen = output_check.resolve_activation(
+        lambda a: load(first, a), activation=activation, spec_given=spec_given,
+        reference=reference, source=str(src))
+    how = ("spec" if spec_given else "argument" if activation is not None else "detected")
+    if reference is not None and how != "detected":
+        how += ", verified on the reference outputs"
+    return chosen, {"activation": chosen if chosen is not None else load(first, None)[0]
+                    .activation, "activation_from": how}
+
+
+def label_run(manifest: dict[str, Any], *, tasks: Any = None,
+              plasticity_measure: str | None = None, higher_is_better: bool = True,
+              method: str | None = None, seed: int | None = None) -> dict[str, Any]:
+    """An imported run's manifest with its task table applied
+    (:func:`ntkplast.runs.task_scores.label_tasks`, given ``tasks``) and its ``group`` (the
+    method and seed that reports group runs by) recorded, given ``method`` or ``seed``."""
+    if tasks is not None:
+        table = tasks if isinstance(tasks, task_scores.TaskScores) else \
+            task_scores.read_task_scores(tasks)
+        manifest = task_scores.label_tasks(manifest, table,
+                                           plasticity_measure=plasticity_measure,
+                                           higher_is_better=higher_is_better)
+    elif plasticity_measure is not None:
+        raise NtkplastError("plasticity_measure names a column of a task table; give tasks too")
+    if method is not None or seed is not None:
+        manifest["group"] = checkpoints.check_group(method, seed)
+    return manifest
+
+
 def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
                   spec: models.ArchSpec | Mapping[str, Any] | None = None,
                   key_order: Sequence[str] | None = None, pattern: str = r"(\d+)",
                   input_shape: Sequence[int] | None = None, number: str = "step",
-                  input_layout: str = "chw", activation: str = "relu") -> checkpoints.Run:
+                  input_layout: str = "chw", activation: str | None = None,
+                  reference: output_check.Reference | str | os.PathLike | None = None,
+                  tasks: Any = None, plasticity_measure: str | None = None,
+                  higher_is_better: bool = True, method: str | None = None,
+                  seed: int | None = None) -> checkpoints.Run:
     """Turn a folder of PyTorch checkpoints into an ntkplast run folder.
 
     Every file in ``src_dir`` with a known suffix (:data:`SUFFIXES`) whose name matches
@@ -191,10 +255,19 @@ def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
     Args:
       src_dir: folder of ``.safetensors``/``.pt``/``.pth``/``.bin``/``.ckpt``/``.npz`` files.
       run_dir: the new run folder; it must not exist (or be an empty folder).
-      spec, key_order, input_shape, input_layout, activation: as in
-        :func:`state_dict_to_params`; every file must give the same architecture.
+      spec, key_order, input_shape, input_layout: as in :func:`state_dict_to_params`; every
+        file must give the same architecture.
+      activation: φ when there is no ``spec``. A state dict does not record it, so with
+        neither, ``reference`` must let it be detected (no default:
+        :mod:`ntkplast.runs.output_check`).
+      reference: ``(x, outputs)`` of the original network, or an ``.npz`` holding them
+        (default: :data:`REFERENCE_NAME` in ``src_dir`` if present): φ is detected from it, or
+        a given φ or spec verified.
       pattern: regular expression searched in each file name.
       number: what the number in the name counts, ``"step"`` or ``"task"``.
+      tasks, plasticity_measure, higher_is_better: a per-task score table (a CSV path, a
+        DataFrame or a mapping; :mod:`ntkplast.runs.task_scores`) that labels the task ends.
+      method, seed: the group a report puts the run in (default: from the folder layout).
 
     Returns:
       The new run, opened (:func:`ntkplast.checkpoints.open_run`).
@@ -206,14 +279,20 @@ def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
     """
     src, regex = check_source(src_dir, pattern, number)
     run = Path(run_dir)
+    check_new_run(run)
     files = _numbered_files(src, regex, pattern)
 
-    def load(path: Path) -> tuple[models.ArchSpec, models.Params]:
+    def load(path: Path, act: str | None) -> tuple[models.ArchSpec, models.Params]:
         return state_dict_to_params(load_state_dict(path), spec, key_order,
                                     input_shape=input_shape, input_layout=input_layout,
-                                    activation=activation, source=str(path))
+                                    activation=act or "relu", source=str(path))
 
+    chosen, how = resolve_import_activation(src, files, load, activation=activation,
+                                            spec_given=spec is not None, reference=reference)
     imported_from = {"folder": str(src.resolve()), "pattern": pattern, "number": number,
-                     "input_layout": input_layout}
-    return write_imported_run(
-        run, lambda tmp: convert_files(files, tmp, number, load, input_shape, imported_from))
+                     "input_layout": input_layout, **how}
+    return write_imported_run(run, lambda tmp: label_run(
+        convert_files(files, tmp, number, lambda p: load(p, chosen), input_shape,
+                      imported_from),
+        tasks=tasks, plasticity_measure=plasticity_measure, higher_is_better=higher_is_better,
+        method=method, seed=seed))

@@ -182,10 +182,12 @@ def _sources(src: Path, regex: re.Pattern[str], pattern: str) -> dict[int, Path]
 def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
                       framework: str = "flax",
                       spec: models.ArchSpec | Mapping[str, Any] | None = None,
-                      activation: str = "relu", tree_path: str | None = None,
+                      activation: str | None = None, tree_path: str | None = None,
                       key_order: Sequence[str] | None = None, pattern: str = r"(\d+)",
-                      input_shape: Sequence[int] | None = None,
-                      number: str = "step") -> checkpoints.Run:
+                      input_shape: Sequence[int] | None = None, number: str = "step",
+                      reference: Any = None, tasks: Any = None,
+                      plasticity_measure: str | None = None, higher_is_better: bool = True,
+                      method: str | None = None, seed: int | None = None) -> checkpoints.Run:
     """Turn a folder of JAX checkpoints into an ntkplast run folder (module docstring).
 
     Args:
@@ -194,12 +196,16 @@ def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
       run_dir: the new run folder; it must not exist (or be an empty folder).
       framework: ``"flax"`` (linen or nnx) or ``"equinox"``: parameter names and layouts.
       spec: the architecture, when the parameters do not say it all; its activation is used.
-      activation: φ when there is no spec (a checkpoint does not record it; default relu).
+      activation: φ when there is no spec. A checkpoint does not record it: with neither,
+        ``reference`` must let it be detected (no default; :mod:`ntkplast.runs.output_check`).
       tree_path: dotted path to the parameters in the restored tree (default: the tree, or
         its ``params`` entry when it is a train state).
       key_order, input_shape: as in :func:`ntkplast.convert.state_dict_to_params`.
       pattern: regular expression whose first group (or whole match) is the number.
       number: what the number counts, ``"step"`` or ``"task"``.
+      reference, tasks, plasticity_measure, higher_is_better, method, seed: as in
+        :func:`ntkplast.runs.interop.import_folder` (the original network's outputs, the
+        per-task score table, the report group).
 
     Returns:
       The new run, opened (:func:`ntkplast.checkpoints.open_run`).
@@ -213,18 +219,24 @@ def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
                             f"{list(FRAMEWORKS)} (PyTorch: ntkplast import --framework torch)")
     src, regex = interop.check_source(src_dir, pattern, number)
     run = Path(run_dir)
+    interop.check_new_run(run)
     files = _sources(src, regex, pattern)
 
-    def load(path: Path) -> tuple[models.ArchSpec, models.Params]:
+    def load(path: Path, act: str | None) -> tuple[models.ArchSpec, models.Params]:
         tree = _subtree(load_pytree(path), tree_path, str(path))
-        return pytree_to_params(tree, spec, activation=activation, input_shape=input_shape,
+        return pytree_to_params(tree, spec, activation=act or "relu", input_shape=input_shape,
                                 input_layout=FRAMEWORKS[framework], key_order=key_order,
                                 source=str(path))
 
+    chosen, how = interop.resolve_import_activation(
+        src, files, load, activation=activation, spec_given=spec is not None,
+        reference=reference)
     imported_from = {"folder": str(src.resolve()), "pattern": pattern, "number": number,
                      "framework": framework, "tree_path": tree_path,
                      "formats": sorted({"orbax" if p.is_dir() else p.suffix.lower()[1:]
-                                        for p in files.values()})}
-    return interop.write_imported_run(
-        run, lambda tmp: interop.convert_files(files, tmp, number, load, input_shape,
-                                               imported_from))
+                                        for p in files.values()}), **how}
+    return interop.write_imported_run(run, lambda tmp: interop.label_run(
+        interop.convert_files(files, tmp, number, lambda p: load(p, chosen), input_shape,
+                              imported_from),
+        tasks=tasks, plasticity_measure=plasticity_measure, higher_is_better=higher_is_better,
+        method=method, seed=seed))

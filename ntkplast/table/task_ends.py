@@ -17,10 +17,12 @@ from ntkplast.table.tidy import Table
 __all__ = ["TASK_END_METRICS", "layer_mean", "per_task", "task_end_checkpoints",
            "task_end_values"]
 
-TASK_END_METRICS = ("test_accuracy", "test_mse", "train_accuracy", "train_mse")
+TASK_END_METRICS = ("test_accuracy", "test_mse", "train_accuracy", "train_mse",
+                    "plasticity_score")
 """Metrics only task-end checkpoints carry (classification, regression; test scores where the
-task has a test set, training-set scores in every run written since they were recorded): any of
-them marks a task end."""
+task has a test set, training-set scores in every run written since they were recorded; the
+plasticity measure's score, which an imported run gets from its task table,
+:mod:`ntkplast.runs.task_scores`): any of them marks a task end."""
 
 
 def task_end_checkpoints(table: Table) -> np.ndarray:

@@ -245,7 +245,8 @@ def test_import_folder_then_analyze(tmp_path):
     src = tmp_path / "torch_run"
     _write_folder(src, (100, 20, 0), rng)
     before = {p.name: p.read_bytes() for p in src.iterdir()}
-    run = interop.import_folder(src, tmp_path / "run", pattern=r"step(\d+)")
+    run = interop.import_folder(src, tmp_path / "run", pattern=r"step(\d+)",
+                                activation="relu")
     assert [c.step for c in run] == [0, 20, 100] and len(run) == 3
     assert [c["source"] for c in run.manifest["checkpoints"]] == [
         "model_step0.safetensors", "model_step20.safetensors", "model_step100.safetensors"]
@@ -271,7 +272,7 @@ def test_import_folder_bad_input_leaves_nothing(tmp_path):
     safetensors_numpy.save_file({"0.weight": np.ones((3, 3, 3), np.float32)},
                                 str(src / "model_step3.safetensors"))
     with pytest.raises(NtkplastError, match="model_step3.safetensors.*Conv1d"):
-        interop.import_folder(src, tmp_path / "run")
+        interop.import_folder(src, tmp_path / "run", activation="relu")
     with pytest.raises(NtkplastError, match="no files"):
         interop.import_folder(src, tmp_path / "run", pattern=r"epoch(\d+)")
     twice = src / "model_step01.safetensors"
@@ -302,7 +303,7 @@ def test_cli_import_and_its_errors(tmp_path):
     assert_one_line_error(run_cli("import", "nope", "run2", cwd=tmp_path), "nope")
     assert_one_line_error(run_cli("import", "src", "run2", "--pattern", "epoch(\\d+)",
                                 cwd=tmp_path), "no files")
-    assert_one_line_error(run_cli("import", "src", "run2", "--input-shape", "2,x",
+    assert_one_line_error(run_cli("import", "src", "run2", "--input-shape", "2,x", "--activation", "relu",
                                 cwd=tmp_path), "--input-shape")
     (tmp_path / "bad.json").write_text('{"widths": [3]}')
     assert_one_line_error(run_cli("import", "src", "run2", "--spec", "bad.json", cwd=tmp_path),
