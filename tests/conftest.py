@@ -1,9 +1,12 @@
 """Shared fixtures: ``x64`` (float64 for brute-force references), ``fresh_kernels`` (no
 compiled kernel reused across a forced choice), ``assembly`` (each way of assembling a
-symmetric kernel forced in turn), ``local_ray`` (a local Ray instance for the session); tests
+symmetric kernel forced in turn), ``local_ray`` (a local Ray instance for the session),
+``tiny_config`` (the builder of a tiny run's config), ``tiny_run`` (that run, trained once per
+session: read it, never write into it) and ``tiny_run_copy`` (a private copy to modify); tests
 marked ``nt`` skip where neural-tangents is absent."""
 
 import importlib.util
+import shutil
 import warnings
 
 import jax
@@ -67,3 +70,41 @@ def local_ray():
     yield ray
     ray.shutdown()
     mp.undo()
+
+
+def tiny_config(*, seed=1, widths=(12, 12), num_tasks=2, **train_kw):
+    """A tiny run's config: an MLP of ``widths`` on ``num_tasks`` permuted-digits tasks of 10
+    steps of 16 examples, a checkpoint every 5 steps (the init, then 2 per task: 5 in all at
+    the defaults); keywords other than ``seed``, ``widths`` and ``num_tasks`` override the
+    ``TrainConfig``'s."""
+    from ntkplast import models, streams, train
+
+    kw = dict(steps_per_task=10, checkpoint_every=5, batch_size=16)
+    kw.update(train_kw)
+    return train.RunConfig(
+        seed=seed, model=models.ArchSpec(widths=tuple(widths), num_outputs=10),
+        stream=streams.StreamSpec(kind="permuted", num_tasks=num_tasks),
+        train=train.TrainConfig(**kw))
+
+
+@pytest.fixture(name="tiny_config", scope="session")
+def tiny_config_fixture():
+    """``tiny_config(**overrides)``: builds a tiny run's config (see conftest.tiny_config)."""
+    return tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The folder of a complete run of ``tiny_config()``, trained once per session (per xdist
+    worker). Shared: write analyses elsewhere (``out_dir=``), or modify ``tiny_run_copy``."""
+    from ntkplast import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    train.train_run(tiny_config(), run_dir, progress=False)
+    return run_dir
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path):
+    """A copy of ``tiny_run`` of this test's own (``tmp_path / "run"``), free to modify."""
+    return shutil.copytree(tiny_run, tmp_path / "run")

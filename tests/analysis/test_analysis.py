@@ -13,20 +13,9 @@ from ntkplast.table import Table
 SETTINGS = analysis.Settings(probe_size=24, spectra_subsample=4)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("run")
-    cfg = train.RunConfig(
-        seed=1, model=models.ArchSpec(widths=(12, 12), num_outputs=10),
-        stream=streams.StreamSpec(kind="permuted", num_tasks=2),
-        train=train.TrainConfig(steps_per_task=10, checkpoint_every=5, batch_size=16))
-    train.train_run(cfg, d, progress=False)
-    return d
-
-
-def test_table_covers_every_family_and_checkpoint(run_dir, tmp_path):
-    table = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path, progress=False)
-    run = checkpoints.open_run(run_dir)
+def test_table_covers_every_family_and_checkpoint(tiny_run, tmp_path):
+    table = analysis.analyze(tiny_run, SETTINGS, out_dir=tmp_path, progress=False)
+    run = checkpoints.open_run(tiny_run)
     assert sorted(set(table.columns["checkpoint"].tolist())) == list(range(len(run)))
     metrics = set(table.columns["metric"].tolist())
     for m in ("ntk_condition", "ntk_effective_rank", "kernel_distance_init", "kernel_alignment",
@@ -49,11 +38,11 @@ def test_table_covers_every_family_and_checkpoint(run_dir, tmp_path):
     assert len(lines) == len(table) and set(json.loads(lines[0])) == set(table.columns)
 
 
-def test_values_match_direct_computation(run_dir, tmp_path):
+def test_values_match_direct_computation(tiny_run, tmp_path):
     """The table's NTK numbers are those of ntk.empirical_ntk on the recorded probe set."""
-    table = analysis.analyze(run_dir, analysis.Settings(metrics=("ntk",), probe_size=24),
+    table = analysis.analyze(tiny_run, analysis.Settings(metrics=("ntk",), probe_size=24),
                              out_dir=tmp_path, progress=False)
-    run = checkpoints.open_run(run_dir)
+    run = checkpoints.open_run(tiny_run)
     x = checkpoints.load_arrays(tmp_path / "probe.npz")["x"]
     k1 = np.asarray(ntk.empirical_ntk(run.model, run.params(1), x), np.float64)
     k2 = np.asarray(ntk.empirical_ntk(run.model, run.params(2), x), np.float64)
@@ -80,14 +69,14 @@ def _deflated_float64(k1, k2):
     return 1 - np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b))
 
 
-def test_condition_at_floor_rows_match_float64_eigenvalues(run_dir, tmp_path):
+def test_condition_at_floor_rows_match_float64_eigenvalues(tiny_run, tmp_path):
     """ntk_condition_at_floor is 1 exactly where numpy's float64 λ_min ≤ eps·λ_max (eps = N·ε₃₂),
     and there ntk_condition is the cap 1/eps: the readout's Θ_L = K·(A Aᵀ + 1), with A the
     24 × 12 last hidden activations, has rank ≤ 13 < 24, the hidden layers' parts full rank."""
     n = 24
-    table = analysis.analyze(run_dir, analysis.Settings(metrics=("ntk",), probe_size=n),
+    table = analysis.analyze(tiny_run, analysis.Settings(metrics=("ntk",), probe_size=n),
                              out_dir=tmp_path, progress=False)
-    run = checkpoints.open_run(run_dir)
+    run = checkpoints.open_run(tiny_run)
     x = checkpoints.load_arrays(tmp_path / "probe.npz")["x"]
     eps = n * float(np.finfo(np.float32).eps)  # a Python float, float64 under numpy 2 too
     total, parts = ntk.empirical_ntk(run.model, run.params(2), x, per_layer=True)
@@ -108,10 +97,10 @@ def test_condition_at_floor_rows_match_float64_eigenvalues(run_dir, tmp_path):
             assert cond[0] == pytest.approx(lam[-1] / lam[0], rel=1e-3)
 
 
-def test_isometry_deviation_rows_match_the_stored_spectra(run_dir, tmp_path):
+def test_isometry_deviation_rows_match_the_stored_spectra(tiny_run, tmp_path):
     """jac_, io_ and weight_isometry_deviation: the mean of ((σ² − 1)/(σ² + 1))² over every
     stored σ, zeros included (float64 numpy); the ReLU layers' units off put them near 1/2."""
-    table = analysis.analyze(run_dir, analysis.Settings(metrics=("isometry",), probe_size=8),
+    table = analysis.analyze(tiny_run, analysis.Settings(metrics=("isometry",), probe_size=8),
                              out_dir=tmp_path, progress=False)
     arrays = checkpoints.load_arrays(tmp_path / "spectra.npz")
 
@@ -131,12 +120,12 @@ def test_isometry_deviation_rows_match_the_stored_spectra(run_dir, tmp_path):
 
 
 
-def test_spectra_and_overlap_match_numpy_float64(run_dir, tmp_path):
+def test_spectra_and_overlap_match_numpy_float64(tiny_run, tmp_path):
     """Eigenvalues of the kernel and of each layer's part, and the top-10 eigenspace overlap,
     as numpy's float64 eigh of ntk.empirical_ntk's kernels (one decomposition each, threaded)."""
-    table = analysis.analyze(run_dir, analysis.Settings(metrics=("ntk",), probe_size=24),
+    table = analysis.analyze(tiny_run, analysis.Settings(metrics=("ntk",), probe_size=24),
                              out_dir=tmp_path, progress=False)
-    run = checkpoints.open_run(run_dir)
+    run = checkpoints.open_run(tiny_run)
     x = checkpoints.load_arrays(tmp_path / "probe.npz")["x"]
     arrays = checkpoints.load_arrays(tmp_path / "spectra.npz")
     tops = []
@@ -155,10 +144,10 @@ def test_spectra_and_overlap_match_numpy_float64(run_dir, tmp_path):
     got = rows.columns["value"][rows.columns["checkpoint"] == 2][0]
     assert got == pytest.approx(np.sum((tops[0].T @ tops[1]) ** 2) / 10, abs=1e-4)
 
-def test_weight_norms_match_numpy(run_dir, tmp_path):
-    table = analysis.analyze(run_dir, analysis.Settings(metrics=("isometry",), probe_size=8),
+def test_weight_norms_match_numpy(tiny_run, tmp_path):
+    table = analysis.analyze(tiny_run, analysis.Settings(metrics=("isometry",), probe_size=8),
                              out_dir=tmp_path, progress=False)
-    params = checkpoints.open_run(run_dir).params(2)  # standard parameterization: M = W
+    params = checkpoints.open_run(tiny_run).params(2)  # standard parameterization: M = W
     per_layer = [np.linalg.norm(np.asarray(p["W"], np.float64)) for p in params]
     got = table.select("weight_fro_norm")
     got = got.columns["value"][got.columns["checkpoint"] == 2]
@@ -167,8 +156,8 @@ def test_weight_norms_match_numpy(run_dir, tmp_path):
     assert total[2] == pytest.approx(np.sqrt(np.sum(np.square(per_layer))), rel=1e-5)
 
 
-def test_rerun_uses_cache_and_killed_analysis_resumes(run_dir, tmp_path, monkeypatch):
-    full = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "a", progress=False)
+def test_rerun_uses_cache_and_killed_analysis_resumes(tiny_run, tmp_path, monkeypatch):
+    full = analysis.analyze(tiny_run, SETTINGS, out_dir=tmp_path / "a", progress=False)
     real = analysis.analyze_checkpoint
     calls = []
 
@@ -180,15 +169,15 @@ def test_rerun_uses_cache_and_killed_analysis_resumes(run_dir, tmp_path, monkeyp
 
     monkeypatch.setattr(analysis.driver, "analyze_checkpoint", dies_at_three)
     with pytest.raises(KeyboardInterrupt):
-        analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "b", progress=False)
+        analysis.analyze(tiny_run, SETTINGS, out_dir=tmp_path / "b", progress=False)
     assert not (tmp_path / "b" / "metrics.csv").exists()
     monkeypatch.setattr(analysis.driver, "analyze_checkpoint",
                         lambda run, i, *a: calls.append(i) or real(run, i, *a))
-    resumed = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "b", progress=False)
+    resumed = analysis.analyze(tiny_run, SETTINGS, out_dir=tmp_path / "b", progress=False)
     assert calls == [0, 1, 2, 3, 4]  # 0-2 before the kill, 3-4 after: none twice
     assert resumed == full
     calls.clear()
-    assert analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path / "b", progress=False) == full
+    assert analysis.analyze(tiny_run, SETTINGS, out_dir=tmp_path / "b", progress=False) == full
     assert calls == []
 
 
@@ -213,12 +202,8 @@ def test_foreign_run_needs_a_probe_file(tmp_path):
     assert table.series("ntk_trace")[1].shape == (2,)
 
 
-def test_nan_checkpoint_is_skipped_with_a_warning_row(run_dir, tmp_path):
-    bad = tmp_path / "run"
-    bad.mkdir()
-    for f in run_dir.iterdir():
-        if f.is_file():
-            (bad / f.name).write_bytes(f.read_bytes())
+def test_nan_checkpoint_is_skipped_with_a_warning_row(tiny_run_copy):
+    bad = tiny_run_copy
     run = checkpoints.open_run(bad)
     arrays = run.arrays(2)
     arrays["params/0/W"] = np.full_like(arrays["params/0/W"], np.nan)
@@ -240,10 +225,10 @@ def test_settings_errors(kw, message):
         analysis.Settings(**kw)
 
 
-def test_probe_sources(run_dir):
+def test_probe_sources(tiny_run):
     from ntkplast.analysis import probes
 
-    run = checkpoints.open_run(run_dir)
+    run = checkpoints.open_run(tiny_run)
     seen = probes.build_probe(run, "seen", 20, 0)
     assert seen.x.shape == (20, 8, 8, 1) and seen.fingerprint() == \
         probes.build_probe(run, "seen", 20, 0).fingerprint()
@@ -256,7 +241,7 @@ def test_probe_sources(run_dir):
         probes.build_probe(run, "task:9", 20, 0)
 
 
-def test_seen_probe_never_repeats_an_input(run_dir, tmp_path):
+def test_seen_probe_never_repeats_an_input(tiny_run, tmp_path):
     """Label-shuffling tasks share their images: the probe takes each image at most once, while
     a stream of distinct inputs keeps the plain per-task draw."""
     from ntkplast.analysis import probes
@@ -268,7 +253,7 @@ def test_seen_probe_never_repeats_an_input(run_dir, tmp_path):
     probe = probes.build_probe(shuffled, "seen", 200, 0)
     assert len(probe.x) == 200
     assert len({row.tobytes() for row in probe.x}) == 200
-    run = checkpoints.open_run(run_dir)  # permuted: the draw is rng.choice per task, as before
+    run = checkpoints.open_run(tiny_run)  # permuted: the draw is rng.choice per task, as before
     stream = streams.make_stream(run.manifest["config"]["stream"])
     rng = np.random.default_rng([0, 7])
     expect = [stream.test_set(t)[0][np.sort(rng.choice(len(stream.test_set(t)[1]), n, False))]
@@ -304,16 +289,16 @@ def _table_from_cache(run_dir, out):
     return Table.concat(tables)
 
 
-def test_streamed_files_are_those_of_the_whole_table(run_dir, tmp_path):
-    table = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path, progress=False)
-    whole = _table_from_cache(run_dir, tmp_path)
-    assert len(whole) > len(checkpoints.open_run(run_dir))  # several rows per checkpoint
+def test_streamed_files_are_those_of_the_whole_table(tiny_run, tmp_path):
+    table = analysis.analyze(tiny_run, SETTINGS, out_dir=tmp_path, progress=False)
+    whole = _table_from_cache(tiny_run, tmp_path)
+    assert len(whole) > len(checkpoints.open_run(tiny_run))  # several rows per checkpoint
     assert (tmp_path / "metrics.csv").read_bytes() == whole.to_csv_bytes()
     assert (tmp_path / "metrics.jsonl").read_bytes() == whole.to_jsonl_bytes()
     assert len(table) == len(whole) and table == whole
 
 
-def test_rows_held_do_not_grow_with_the_checkpoints(run_dir, tmp_path, monkeypatch):
+def test_rows_held_do_not_grow_with_the_checkpoints(tiny_run, tmp_path, monkeypatch):
     """No Table of more than one checkpoint's rows is built while analysing, nor read back."""
     sizes = []
     real_init = Table.__init__
@@ -323,18 +308,18 @@ def test_rows_held_do_not_grow_with_the_checkpoints(run_dir, tmp_path, monkeypat
         sizes.append(len(self.columns["value"]))
 
     monkeypatch.setattr(Table, "__init__", counting_init)
-    table = analysis.analyze(run_dir, SETTINGS, out_dir=tmp_path, progress=False)
+    table = analysis.analyze(tiny_run, SETTINGS, out_dir=tmp_path, progress=False)
     held = max(sizes)
     assert len(table) == sum(sizes)  # len() read nothing back
     per_checkpoint = np.bincount(Table.read_csv(tmp_path / "metrics.csv").columns["checkpoint"])
     assert held == per_checkpoint.max() and held < len(table) / 4
 
 
-def test_killed_rerun_keeps_the_finished_files_and_resumes(run_dir, tmp_path, monkeypatch):
+def test_killed_rerun_keeps_the_finished_files_and_resumes(tiny_run, tmp_path, monkeypatch):
     """An analysis killed mid-series leaves the previous metrics files byte for byte and no
     temporaries; re-running it resumes from the cache and writes a fresh analysis's files."""
     out = tmp_path / "out"
-    analysis.analyze(run_dir, SETTINGS, out_dir=out, progress=False)
+    analysis.analyze(tiny_run, SETTINGS, out_dir=out, progress=False)
     before = {f: (out / f).read_bytes() for f in ("metrics.csv", "metrics.jsonl", "spectra.npz")}
     ntk_only = analysis.Settings(metrics=("ntk",), probe_size=24)
     real = analysis.analyze_checkpoint
@@ -348,25 +333,25 @@ def test_killed_rerun_keeps_the_finished_files_and_resumes(run_dir, tmp_path, mo
 
     monkeypatch.setattr(analysis.driver, "analyze_checkpoint", dies_at_three)
     with pytest.raises(RuntimeError, match="killed"):
-        analysis.analyze(run_dir, ntk_only, out_dir=out, progress=False)
+        analysis.analyze(tiny_run, ntk_only, out_dir=out, progress=False)
     assert {f: (out / f).read_bytes() for f in before} == before
     assert not list(out.glob(".*.tmp"))
     monkeypatch.setattr(analysis.driver, "analyze_checkpoint", real)
-    resumed = analysis.analyze(run_dir, ntk_only, out_dir=out, progress=False)
+    resumed = analysis.analyze(tiny_run, ntk_only, out_dir=out, progress=False)
     assert calls == [0, 1, 2]
-    fresh = analysis.analyze(run_dir, ntk_only, out_dir=tmp_path / "fresh", progress=False)
+    fresh = analysis.analyze(tiny_run, ntk_only, out_dir=tmp_path / "fresh", progress=False)
     for f in ("metrics.csv", "metrics.jsonl"):
         assert (out / f).read_bytes() == (tmp_path / "fresh" / f).read_bytes()
     assert resumed == fresh
 
 
-def test_returned_table_is_a_snapshot_and_pickles_whole(run_dir, tmp_path):
+def test_returned_table_is_a_snapshot_and_pickles_whole(tiny_run, tmp_path):
     import pickle
 
     s = analysis.Settings(metrics=("plasticity",), probe_size=8)
-    table = analysis.analyze(run_dir, s, out_dir=tmp_path, progress=False)
+    table = analysis.analyze(tiny_run, s, out_dir=tmp_path, progress=False)
     written = Table.read_csv(tmp_path / "metrics.csv")
-    analysis.analyze(run_dir, analysis.Settings(metrics=("dormancy",), probe_size=8),
+    analysis.analyze(tiny_run, analysis.Settings(metrics=("dormancy",), probe_size=8),
                      out_dir=tmp_path, progress=False)  # replaces metrics.csv
     plain = pickle.loads(pickle.dumps(table))
     assert type(plain) is Table and plain == written and table == written

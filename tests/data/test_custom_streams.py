@@ -2,9 +2,9 @@
 
 import dataclasses
 
-import jax
 import numpy as np
 import pytest
+from trees import assert_trees_equal
 
 from ntkplast import analysis, checkpoints, custom_streams, models, streams, train
 from ntkplast.errors import NtkplastError
@@ -16,11 +16,6 @@ CFG = train.RunConfig(seed=2, model=models.ArchSpec(widths=(16,), num_outputs=10
                                               checkpoint_every=5, reference_tasks=[1]))
 
 
-def _leaves_equal(a, b):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        np.testing.assert_array_equal(x, y)
-
-
 def test_array_stream_of_the_builtin_tasks_trains_identically(tmp_path):
     builtin = streams.make_stream(SPEC)
     arrays = custom_streams.ArrayStream(
@@ -29,7 +24,7 @@ def test_array_stream_of_the_builtin_tasks_trains_identically(tmp_path):
     assert arrays.num_classes == 10 and arrays.input_shape == builtin.input_shape
     ref = train.train_run(CFG, tmp_path / "builtin", progress=False)
     own = train.train_run(CFG, tmp_path / "own", stream=arrays, progress=False)
-    _leaves_equal(ref.params(-1), own.params(-1))
+    assert_trees_equal(ref.params(-1), own.params(-1))
     assert own.manifest["stream"] == {"custom": "digits-copy"}
     assert own.manifest["config"]["stream"] is None and "stream" not in ref.manifest
     assert own.manifest["tasks"][1]["test_accuracy"] == ref.manifest["tasks"][1]["test_accuracy"]
@@ -101,7 +96,7 @@ def test_custom_stream_resumes_bit_identically(tmp_path):
     full = train.train_run(cfg, tmp_path / "full", stream=stream, progress=False)
     train.train_run(cfg, tmp_path / "cut", stream=stream, progress=False, stop_after_chunks=4)
     cut = train.train_run(cfg, tmp_path / "cut", stream=stream, progress=False, resume=True)
-    _leaves_equal(full.params(-1), cut.params(-1))
+    assert_trees_equal(full.params(-1), cut.params(-1))
 
 
 def test_stream_mismatches_are_named():

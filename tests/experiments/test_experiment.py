@@ -2,9 +2,9 @@
 
 import dataclasses
 
-import jax
 import numpy as np
 import pytest
+from trees import assert_trees_equal
 
 from ntkplast import analysis, checkpoints, figures, models, streams, train
 from ntkplast.errors import NtkplastError
@@ -46,9 +46,7 @@ def test_grid_resumes_an_interrupted_run_bit_identically(tmp_path):
                               progress=False)
     resumed = checkpoints.open_run(res.run_dirs["l2"][0])
     assert resumed.complete
-    for a, b in zip(jax.tree_util.tree_leaves(full.params(-1)),
-                    jax.tree_util.tree_leaves(resumed.params(-1))):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(full.params(-1), resumed.params(-1))
 
 
 def test_grid_refuses_a_folder_of_another_grid_and_bad_names(tmp_path):

@@ -14,26 +14,34 @@ from ntkplast.errors import NtkplastError
 from ntkplast.experiments import report, selection, sweep
 from ntkplast.table import Table, per_task
 
-GRID = """
-seeds = [0, 3]
+
+def _grid(seeds, num_tasks, reference_tasks, l2_options, rest):
+    """A grid file of tiny runs (an 8-unit MLP, 4 steps of 16 examples a task) with methods
+    adam and l2; ``l2_options`` are l2's lines after its name, ``rest`` the sections that
+    follow (``[axes]``, ``[analysis]``, …)."""
+    return f"""
+seeds = {seeds}
 [config.model]
 widths = [8]
 [config.stream]
-num_tasks = 2
+num_tasks = {num_tasks}
 [config.train]
 batch_size = 16
 steps_per_task = 4
-reference_tasks = "none"
+reference_tasks = "{reference_tasks}"
 [methods.adam]
 [methods.l2]
 name = "l2"
-lam = 0.01
+{l2_options}{rest}"""
+
+
+GRID = _grid("[0, 3]", 2, "none", "lam = 0.01\n", """\
 [axes]
 "train.learning_rate" = [1e-3, 1e-2]
 [analysis]
 probe_size = 8
 metrics = ["dormancy", "plasticity"]
-"""
+""")
 
 
 def _write(tmp_path, text=GRID, name="grid.toml"):
@@ -162,20 +170,7 @@ def test_cli_sweep_execution_flags(tmp_path):
     assert run.complete and run.manifest["vectorised_seeds"] == [0, 3]
 
 
-
-SELECT = """
-seeds = [0, 1]
-[config.model]
-widths = [8]
-[config.stream]
-num_tasks = 3
-[config.train]
-batch_size = 16
-steps_per_task = 4
-reference_tasks = "all"
-[methods.adam]
-[methods.l2]
-name = "l2"
+SELECT = _grid("[0, 1]", 3, "all", "", """\
 [axes]
 "methods.l2.lam" = [3.0, 1e-3]
 [analysis]
@@ -184,7 +179,7 @@ metrics = ["plasticity", "ntk"]
 [selection]
 seeds = [5, 7]
 last = 2
-"""
+""")
 L2_POINTS = ["method.lam=3.0", "method.lam=0.001"]  # in file order
 
 

@@ -21,12 +21,12 @@ SETTINGS = analysis.Settings(probe_size=12, spectra_subsample=4)
 
 
 @pytest.fixture(scope="module")
-def analysed(tmp_path_factory):
+def analysed(tmp_path_factory, tiny_config):
+    """A tiny run of 3 tasks checkpointed at the task ends only (init + 3), analysed into its
+    own folder: the figures draw task ends and the report has a row per task."""
     d = tmp_path_factory.mktemp("run")
-    cfg = train.RunConfig(
-        seed=2, model=models.ArchSpec(widths=(10, 10), num_outputs=10),
-        stream=streams.StreamSpec(kind="permuted", num_tasks=3),
-        train=train.TrainConfig(steps_per_task=8, batch_size=16, eval_previous=False))
+    cfg = tiny_config(seed=2, widths=(10, 10), num_tasks=3, steps_per_task=8,
+                      checkpoint_every=0, eval_previous=False)
     train.train_run(cfg, d, progress=False)
     table = analysis.analyze(d, SETTINGS, progress=False)
     return d, table, checkpoints.load_arrays(d / "analysis" / "spectra.npz")

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
+from trees import assert_trees_equal
 
 from ntkplast import dormancy, isometry, models, ntk
 from ntkplast.errors import NtkplastError
@@ -367,5 +368,4 @@ def test_layer_norm_parameters_survive_a_checkpoint(tmp_path):
     checkpoints.save_arrays(tmp_path / "c.npz", checkpoints.params_to_arrays(params))
     back = checkpoints.arrays_to_params(checkpoints.load_arrays(tmp_path / "c.npz"))
     assert [sorted(p) for p in back] == [sorted(p) for p in params]
-    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(back)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_trees_equal(params, back)

@@ -8,6 +8,7 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
+    from trees import assert_trees_equal
     from ntkplast import models, ntk
     assert len(jax.local_devices()) == 2, jax.local_devices()
     for spec, shape in [(models.ArchSpec(widths=(16, 8), num_outputs=3), (5,)),
@@ -19,8 +20,7 @@ SCRIPT = textwrap.dedent("""
         for per_layer in (False, True):
             one = ntk.empirical_ntk(model, params, x, per_layer=per_layer, device_count=1)
             two = ntk.empirical_ntk(model, params, x, per_layer=per_layer)
-            for a, b in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(two)):
-                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=0)
+            assert_trees_equal(one, two, rtol=1e-12, err_msg=f"{spec.kind}, {per_layer=}")
         full = ntk.empirical_ntk(model, params, x, x[:4], trace_outputs=False)
         full1 = ntk.empirical_ntk(model, params, x, x[:4], trace_outputs=False, device_count=1)
         np.testing.assert_allclose(np.asarray(full), np.asarray(full1), rtol=1e-12, atol=0)
@@ -29,8 +29,10 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_two_devices_give_the_one_device_kernel():
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for trees.py
+    path = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+               JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=path)
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]

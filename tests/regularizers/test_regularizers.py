@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from trees import assert_trees_equal
 
 from ntkplast import models, train
 from ntkplast import regularizers as reg
@@ -105,8 +106,7 @@ def test_isometry_acts_on_the_effective_weight_with_ntk_parameterization(x64):
     params = jax.tree_util.tree_map(lambda p: p + 0.3 * rng.standard_normal(p.shape), params)
     tree = jax.jit(lambda p: reg.isometry_gradient(p, 2.0, model=model))(params)
     auto = jax.jit(jax.grad(reg.isometry_penalty(1.0, 2.0, model=model)))(params)
-    for a, b in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(auto)):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert_trees_equal(tree, auto, rtol=1e-10, atol=1e-12)
 
 
 def test_randomised_gradient_is_unbiased(x64):
@@ -148,10 +148,8 @@ def test_adamo_with_zero_lambda_is_adam_bit_for_bit(lr):
     grads = _grad_sequence(params, 5)
     p_adam, s_adam = _run(optax.adam(lr), params, grads)
     p_o, s_o = _run(reg.adamo(lr, lam=0.0, scale=2.0), params, grads)
-    for a, b in zip(jax.tree_util.tree_leaves(p_adam), jax.tree_util.tree_leaves(p_o)):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(jax.tree_util.tree_leaves(s_adam), jax.tree_util.tree_leaves(s_o[0])):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(p_adam, p_o)
+    assert_trees_equal(s_adam, s_o[0])
 
 
 def test_adamo_moments_see_only_the_task_gradient():
@@ -160,9 +158,7 @@ def test_adamo_moments_see_only_the_task_gradient():
     p_adam, s_adam = _run(ADAM, params, grads)
     p_o, s_o = _run(reg.adamo(1e-2, lam=0.5, scale=2.0), params, grads)
     adam_state, o_state = s_adam[0], s_o[0][0]
-    for a, b in zip(jax.tree_util.tree_leaves((adam_state.mu, adam_state.nu)),
-                    jax.tree_util.tree_leaves((o_state.mu, o_state.nu))):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal((adam_state.mu, adam_state.nu), (o_state.mu, o_state.nu))
     assert not np.allclose(p_adam[0]["W"], p_o[0]["W"])  # the isometry step did act
     np.testing.assert_array_equal(p_adam[-1]["W"], p_o[-1]["W"])  # … not on the readout
 
@@ -198,8 +194,7 @@ def test_post_update_form_equals_the_optax_form():
     for t, g in enumerate(grads):
         u, state = tx.update(g, state, p)
         p = hook(optax.apply_updates(p, u), jax.random.PRNGKey(0), jnp.asarray(t))
-    for a, b in zip(jax.tree_util.tree_leaves(p_o), jax.tree_util.tree_leaves(p)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert_trees_equal(p_o, p, rtol=1e-5, atol=1e-7)
 
 
 def test_isometry_step_every_k_and_schedule():
@@ -296,8 +291,7 @@ def test_l2_init_gradient_transform_equals_the_penalty(x64, squared):
     pen_grad = jax.grad(reg.l2_init_penalty(0.3, params, squared=squared))(moved)
     sgd = optax.sgd(0.1)
     ref, _ = sgd.update(jax.tree_util.tree_map(jnp.add, g, pen_grad), sgd.init(moved), moved)
-    for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(ref)):
-        np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert_trees_equal(u, ref, rtol=1e-12)
 
 
 def test_shrink_and_perturb():
@@ -469,8 +463,7 @@ def test_reset_optimizer_state_spares_counts_and_the_l2_init_anchor():
     _, state = _run(tx, params, _grad_sequence(params, 2))
     everything = jax.tree_util.tree_map(lambda p: jnp.ones(p.shape, bool), params)
     out = reg.reset_optimizer_state(state, params, everything)
-    for a, b in zip(jax.tree_util.tree_leaves(out[0]), jax.tree_util.tree_leaves(state[0])):
-        np.testing.assert_array_equal(a, b)  # θ₀ untouched
+    assert_trees_equal(out[0], state[0])  # θ₀ untouched
     assert all(np.all(np.asarray(v) == 0) for v in jax.tree_util.tree_leaves(
         (out[1][0].mu, out[1][0].nu)))
     assert int(out[1][0].count) == 2
@@ -612,7 +605,5 @@ def test_config_method_trains_and_resumes_bit_identically(tmp_path, method):
     assert full.manifest["config"]["method"] == method
     train.train_run(cfg, tmp_path / "cut", progress=False, stop_after_chunks=3)
     cut = train.train_run(cfg, tmp_path / "cut", progress=False, resume=True)
-    for a, b in zip(jax.tree_util.tree_leaves(full.params(-1)),
-                    jax.tree_util.tree_leaves(cut.params(-1))):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(full.params(-1), cut.params(-1))
     assert checkpoints.open_run(tmp_path / "full").complete

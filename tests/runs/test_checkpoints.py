@@ -6,6 +6,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from trees import assert_trees_equal
 
 from ntkplast import checkpoints, models
 from ntkplast.errors import NtkplastError
@@ -35,8 +36,7 @@ def test_round_trip_foreign_run(tmp_path):
     assert run.complete
     for i, (info, params) in enumerate(run.iter_params()):
         ref = model.init(jax.random.PRNGKey(i), (6,))
-        for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(ref)):
-            np.testing.assert_array_equal(a, b)
+        assert_trees_equal(params, ref)
         assert info.task == 0
 
 
@@ -202,6 +202,4 @@ def test_training_and_import_write_one_manifest_through_one_writer(tmp_path, mon
         assert cb["kind"] == "imported" and cb["metrics"] == {}
         assert cb["source"] == f"model_{cb['step']}.npz"
     for i in range(len(trained)):
-        for x, y in zip(jax.tree_util.tree_leaves(trained.params(i)),
-                        jax.tree_util.tree_leaves(imported.params(i)), strict=True):
-            np.testing.assert_array_equal(x, y)
+        assert_trees_equal(trained.params(i), imported.params(i), err_msg=f"checkpoint {i}")

@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from trees import assert_trees_equal
 
 from ntkplast import checkpoints, models, streams, train
 from ntkplast.errors import NtkplastError
@@ -30,9 +31,8 @@ def _assert_close_runs(vec: checkpoints.Run, alone: checkpoints.Run, rtol=2e-5, 
     assert [(c.step, c.task, c.kind) for c in vec.checkpoints] == \
         [(c.step, c.task, c.kind) for c in alone.checkpoints]
     for i in range(len(alone)):
-        for a, b in zip(jax.tree_util.tree_leaves(vec.params(i)),
-                        jax.tree_util.tree_leaves(alone.params(i)), strict=True):
-            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+        assert_trees_equal(vec.params(i), alone.params(i), rtol=rtol, atol=atol,
+                           err_msg=f"checkpoint {i}")
     for tv, ta in zip(vec.manifest["tasks"], alone.manifest["tasks"], strict=True):
         assert tv.keys() == ta.keys()
         for key in tv:
