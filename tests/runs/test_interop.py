@@ -303,7 +303,7 @@ def test_cli_import_and_its_errors(tmp_path):
     assert_one_line_error(run_cli("import", "nope", "run2", cwd=tmp_path), "nope")
     assert_one_line_error(run_cli("import", "src", "run2", "--pattern", "epoch(\\d+)",
                                 cwd=tmp_path), "no files")
-    assert_one_line_error(run_cli("import", "src", "run2", "--input-shape", "2,x", "--activation", "relu",
+    assert_one_line_error(run_cli("import", "src", "run2", "--input-shape", "2,x",
                                 cwd=tmp_path), "--input-shape")
     (tmp_path / "bad.json").write_text('{"widths": [3]}')
     assert_one_line_error(run_cli("import", "src", "run2", "--spec", "bad.json", cwd=tmp_path),
