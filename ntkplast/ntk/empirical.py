@@ -287,7 +287,7 @@ def _series_fn(model: models.Model, engine: str, trace: bool, per_layer: bool,
 def series_ntk(model: models.Model, params_series: Sequence[Params] | Params, x1: Array,
                x2: Array | None = None, *, trace_outputs: bool = True, per_layer: bool = False,
                engine: str = "auto", block_size: int | None = None) -> Array | LayerwiseKernel:
-    """Empirical NTK at T checkpoints of one run in one compiled call.
+    """Empirical NTK at T checkpoints of one run in one compiled call: ``T × N1 × N2`` (traced).
 
     ``params_series`` is a list of T parameter tuples or one parameter tuple whose leaves carry
     a leading checkpoint axis of length T. The checkpoints run one after another inside one
@@ -325,6 +325,9 @@ def series_ntk(model: models.Model, params_series: Sequence[Params] | Params, x1
 def infinite_width_ntk(model: models.Model, x1: Array, x2: Array | None = None, *,
                        trace_outputs: bool = True) -> Array:
     r"""Analytic infinite-width NTK Θ_∞ of the same architecture (needs neural-tangents).
+
+    ``x1``: ``N1 × input_shape``, ``x2``: ``N2 × input_shape`` (``None``: ``x1``); returns
+    ``N1 × N2`` (traced) or ``N1 × N2 × K × K``.
 
     neural-tangents' ``kernel_fn(x1, x2, "ntk")`` of the spec's stax triple
     (:mod:`ntkplast.ntk._stax`; Jacot et al. 2018; Novak et al. 2020). Θ_∞ is the same for
