@@ -12,9 +12,10 @@ import importlib
 import pytest
 
 MODULES = (
-    "ntkplast.spectra",
+    "ntkplast.spectra._spectrum",
+    "ntkplast.spectra._distances",
     "ntkplast.ranks",
-    "ntkplast.isometry",
+    "ntkplast.isometry.summaries",
     "ntkplast.dormancy",
     "ntkplast.ntk.empirical",
     "ntkplast.ntk.operators",
@@ -22,11 +23,14 @@ MODULES = (
     "ntkplast.stats.contrasts",
     "ntkplast.stats.intervals",
     "ntkplast.stats.sensitivity",
+    "ntkplast.stats.trend",
     "ntkplast.regularizers.penalties",
+    "ntkplast.regularizers._baseline_penalties",
     "ntkplast.regularizers.decoupled",
     "ntkplast.linalg",
-    "ntkplast.table",
-    "ntkplast.models",
+    "ntkplast.table.tidy",
+    "ntkplast.table.task_ends",
+    "ntkplast.models.network",
 )
 MIN_DOCSTRINGS = 30
 """At least this many docstrings carry examples (each one or more ``>>>`` lines), over all of
