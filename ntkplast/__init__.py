@@ -29,6 +29,15 @@ moved in 0.2 (``config``, ``probes``, ``interop``, ``experiment``, ``sweep``, ``
 ``demo``, ``reactivation``, ``stax_bridge``) still import from their old names with a
 DeprecationWarning.
 
+Conventions of the public API. Array shapes are written in each docstring with one alphabet:
+``N`` probe inputs (``N1``, ``N2`` for the two sides of a kernel), ``K`` network outputs, ``d``
+units of a layer, ``L`` weight layers, ``T`` checkpoints, ``P`` parameters, ``input_shape`` one
+input (``[D]`` or ``[H, W, C]``); ``N × K`` and ``(N, d)`` mean the same. Kernels come as
+``N1 × N2`` (output-traced) or ``N1 × N2 × K × K``. Arrays are ``jax.Array`` in and out unless a
+docstring says numpy. PRNG keys are keyword-only (``*, key``), except a model's
+``init(key, input_shape)``, which follows stax's ``init_fn(rng, input_shape)``. Both are tested
+(``tests/system/test_signatures.py``).
+
 How the old names resolve, without an import hook: ``ntkplast.<old>`` as an attribute and
 ``from ntkplast import <old>`` go through this module's ``__getattr__`` (PEP 562);
 ``import ntkplast.<old>`` statements, which never consult ``__getattr__``, find a stub per old
