@@ -213,8 +213,9 @@ def _layer_stats(model: models.Model, params: models.Params, x: Array) -> list[t
 def group_wins(h: Array, group_size: int) -> Array:
     """Whether each unit is its group's maximum, GroupSort's notion of a unit firing.
 
-    ``h``: the sort's input ``(N, d)`` or ``(N, H, W, d)``, units last, groups of ``group_size`` consecutive units. Returns a
-    boolean array of ``h``'s shape; ties all count as wins.
+    ``h``: the sort's input ``(N, d)`` or ``(N, H, W, d)``, units last, groups of
+    ``group_size`` consecutive units. Returns a boolean array of ``h``'s shape; ties all count
+    as wins.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -59,7 +59,8 @@ def srank(s: Array, delta: float = 0.01) -> Array:
     """srank_δ = min{k : Σ_{i≤k} σ_i ≥ (1 − δ) Σ_i σ_i}, σ sorted descending (Kumar et al. 2021).
 
     What Dohare et al.'s and Plasticine's code call "stable rank" — not ‖Φ‖_F²/‖Φ‖_2². ``s``:
-    singular values ``(n,)``, any order; returns an integer scalar; 0 for an all-zero ``s``. Jit-compatible.
+    singular values ``(n,)``, any order; returns an integer scalar; 0 for an all-zero ``s``.
+    Jit-compatible.
 
     Examples:
       >>> import jax.numpy as jnp
