@@ -69,9 +69,16 @@ for task in range(1, args.tasks + 1):
         acc = (net(x_nchw).argmax(1) == y).float().mean().item()
     print(f"task {task}: train accuracy {acc:.3f}")
     save_file(net.state_dict(), str(out / "torch" / f"task_{task}.safetensors"))
+with torch.no_grad():  # the network's own outputs: the importer detects and checks the activation
+    np.savez(out / "torch" / "probe.npz", x=x_nhwc[:64], outputs=net(x_nchw[:64]).numpy(),
+             step=np.int64(args.tasks))
 
 # %% [markdown]
 # ## Import and analyse (the same as `ntkplast import … --number task` and `ntkplast analyze`)
+#
+# A state dict does not record the activation; `probe.npz` beside the checkpoints holds the
+# network's outputs on 64 inputs, from which the importer detects ReLU (and would refuse a
+# network it cannot reproduce).
 
 # %%
 run = interop.import_folder(out / "torch", out / "run", pattern=r"task_(\d+)",

@@ -14,6 +14,7 @@
                     [--framework torch|flax|equinox] [--tree-path params] [--activation NAME]
                     [--probe FILE.npz] [--tasks FILE.csv] [--plasticity-measure COLUMN]
                     [--higher-is-better|--lower-is-better] [--method NAME] [--seed K]
+                    [--apply MODULE:FN [--layers MODULE:NAME] [--trainable params]]
     ntkplast tasks RUN_DIR FILE.csv [--plasticity-measure COLUMN] [--lower-is-better]
 
 Bad input prints one line ``ntkplast: error: …`` and exits with status 2 (so do errors of the
@@ -117,6 +118,13 @@ def _build_parser() -> argparse.ArgumentParser:
     i.add_argument("--probe", help="FILE.npz with x (inputs) and outputs (your network's "
                                    "outputs on x): detects or verifies the activation "
                                    "(default: probe.npz in SRC_DIR if present)")
+    i.add_argument("--apply", help="keep the model as it is: module:function computing "
+                                   "apply(params, x) -> logits on each checkpoint's tree (flax/"
+                                   "equinox; a BatchNorm, SiLU, attention…)")
+    i.add_argument("--layers", help="with --apply: module:NAME of layer functions "
+                                    "f(params, u) -> (z, a), for dormancy and layer Jacobians")
+    i.add_argument("--trainable", help="with --apply: the tree entry that training changes "
+                                       "(e.g. params beside batch_stats)")
     _add_task_options(i)
     i.add_argument("--method", help="the method a report groups this run under (default: "
                                     "from the folder layout, <method>/seed<k>)")
@@ -265,10 +273,23 @@ def _run_import(args: argparse.Namespace) -> None:
         shape = tuple(int(p) for p in parts)
     spec = interop.load_spec_file(args.spec) if args.spec else None
     order = [k.strip() for k in args.key_order.split(",")] if args.key_order else None
-    common = dict(spec=spec, key_order=order, pattern=args.pattern, input_shape=shape,
-                  number=args.number, activation=args.activation, reference=args.probe,
-                  tasks=args.tasks, plasticity_measure=args.plasticity_measure,
+    common = dict(pattern=args.pattern, input_shape=shape, number=args.number,
+                  reference=args.probe, tasks=args.tasks,
+                  plasticity_measure=args.plasticity_measure,
                   higher_is_better=args.higher_is_better, method=args.method, seed=args.seed)
+    if args.apply is not None:
+        from ntkplast.runs import jax_import
+
+        if args.framework == "torch" or spec is not None or args.activation:
+            raise NtkplastError("--apply keeps a JAX model as it is: use it with --framework "
+                                "flax or equinox, without --spec or --activation")
+        run = jax_import.import_function_folder(
+            args.src_dir, args.run_dir, apply=args.apply, layers=args.layers,
+            trainable=args.trainable, tree_path=args.tree_path, **common)
+        print(f"wrote {len(run)} checkpoints (function model {args.apply}) to {args.run_dir}; "
+              f"analyse with: ntkplast analyze {args.run_dir} --probe FILE.npz")
+        return
+    common.update(spec=spec, key_order=order, activation=args.activation)
     if args.framework == "torch":
         run = interop.import_folder(args.src_dir, args.run_dir, input_layout=args.input_layout,
                                     **common)

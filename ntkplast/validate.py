@@ -120,12 +120,13 @@ def _deprecated(message: str) -> None:
                   DeprecationWarning, stacklevel=3)
 
 
-def check_inputs(name: str, x: Any, model: models.Model, *, like: Any = None,
+def check_inputs(name: str, x: Any, model: models.Model | None, *, like: Any = None,
                  like_name: str = "x1") -> jax.Array:
     """Return probe inputs ``x`` (``N × input_shape``) as a float array, or raise.
 
     Rejects a non-array, a missing batch axis, an empty probe set, a CNN input that is not
-    ``N × H × W × C``, a per-example shape differing from ``like``'s, and NaN/Inf.
+    ``N × H × W × C`` (``model=None``: a model of unknown layout, not checked), a per-example
+    shape differing from ``like``'s, and NaN/Inf.
     """
     try:
         x = jnp.asarray(x)
@@ -138,7 +139,7 @@ def check_inputs(name: str, x: Any, model: models.Model, *, like: Any = None,
     if x.shape[0] == 0 or math.prod(x.shape[1:]) == 0:
         raise NtkplastError(f"{name}: the probe set is empty (shape {x.shape}); pass at least "
                             f"one input")
-    if model.spec.kind == "cnn" and x.ndim != 4:
+    if model is not None and model.spec.kind == "cnn" and x.ndim != 4:
         raise NtkplastError(f"{name}: a cnn takes images N × H × W × C, got shape {x.shape}")
     if like is not None and x.shape[1:] != like.shape[1:]:
         raise NtkplastError(f"{name}: per-example shape {x.shape[1:]} differs from "

@@ -14,6 +14,10 @@ architecture (attention, BatchNorm in inference mode, custom layers):
   ``model.intermediates`` contract, written by the user. They give unit dormancy
   (:func:`unit_scores`, on a_1 … a_{L-1}) and layer-Jacobian spectra (:func:`layer_spectra`,
   J_l(x) = ∂a_l/∂u_{l-1} built per input by forward mode, then its SVD).
+* ``trainable``: optional name of the entry of a dict ``params`` that holds the trained
+  parameters (Flax's ``"params"`` beside ``"batch_stats"``); the NTK is then taken with respect
+  to that entry only, the others (running statistics of a BatchNorm in inference mode) held
+  fixed at the checkpoint's values.
 """
 
 from __future__ import annotations
@@ -47,9 +51,21 @@ class FunctionModel:
 
     apply_fn: Callable[[Any, Array], Array]
     layers: tuple[LayerFn, ...] = ()
+    trainable: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
+
+    def split(self, params: Any) -> tuple[Any, dict[str, Any]]:
+        """``(trained, fixed)``: the entry ``trainable`` of ``params`` and the other entries
+        (``(params, {})`` without ``trainable``)."""
+        if self.trainable is None:
+            return params, {}
+        if not isinstance(params, dict) or self.trainable not in params:
+            keys = sorted(params) if isinstance(params, dict) else type(params).__name__
+            raise NtkplastError(f"FunctionModel: trainable={self.trainable!r}, but the "
+                                f"parameters have no such entry ({keys})")
+        return params[self.trainable], {k: v for k, v in params.items() if k != self.trainable}
 
     def apply(self, params: Any, x: Array) -> Array:
         """Logits ``N × K`` (checked against the composition of ``layers`` in the tests)."""
@@ -79,10 +95,10 @@ def _groups(params: Any) -> tuple[list[str], list[list[int]], Any, list[Any]]:
     return names, index, treedef, [leaf for _, leaf in flat]
 
 
-def layer_names(params: Any) -> list[str]:
+def layer_names(params: Any, model: FunctionModel | None = None) -> list[str]:
     """The modules that per-layer NTK parts are grouped by, in the order of ``params``'s
-    leaves."""
-    return _groups(params)[0]
+    leaves (of its ``model.trainable`` entry, given a model that names one)."""
+    return _groups(params if model is None else model.split(params)[0])[0]
 
 
 def empirical_ntk(model: FunctionModel, params: Any, x1: Array, x2: Array | None = None, *,
@@ -108,14 +124,16 @@ def _kernel(model: FunctionModel, params: Any, x1: Array, x2: Array | None, trac
             per_layer: bool) -> Array | LayerwiseKernel:
     """:func:`empirical_ntk` under jit: the leaves regrouped by module, as
     :func:`~ntkplast.ntk.generic_parts` takes them (a sequence of per-layer pytrees)."""
-    _, index, treedef, leaves = _groups(params)
+    trained, fixed = model.split(params)
+    _, index, treedef, leaves = _groups(trained)
 
     def apply(grouped: Sequence[Sequence[Array]], x: Array) -> Array:
         flat: list[Any] = [None] * len(leaves)
         for idx, group in zip(index, grouped):
             for i, leaf in zip(idx, group):
                 flat[i] = leaf
-        return model.apply(jax.tree_util.tree_unflatten(treedef, flat), x)
+        tree = jax.tree_util.tree_unflatten(treedef, flat)
+        return model.apply({**fixed, model.trainable: tree} if model.trainable else tree, x)
 
     grouped = tuple(tuple(leaves[i] for i in idx) for idx in index)
     parts = generic_parts(types.SimpleNamespace(apply=apply), grouped, x1, x2, trace_outputs,

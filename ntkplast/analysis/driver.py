@@ -54,6 +54,7 @@ from ntkplast.analysis.families import (
     Settings,
     analyze_checkpoint,
     infinite_kernel,
+    possible_families,
 )
 from ntkplast.errors import NtkplastError
 from ntkplast.lock import folder_lock
@@ -147,6 +148,11 @@ def _analyze_into(run: checkpoints.Run, out: Path, settings: Settings, data_dir:
                   progress: bool, checkpoints_subset: Sequence[int] | None) -> Table:
     """:func:`analyze` once the output folder ``out`` is locked."""
     probe = probes.build_probe(run, settings.probe, settings.probe_size, settings.seed, data_dir)
+    skipped = [f for f in settings.metrics if f not in possible_families(run)]
+    if skipped:
+        warnings.warn(f"{run.path}: its model ({run.spec.apply}) names no layer functions; "
+                      f"skipped: {', '.join(skipped)} (give layers= to compute them)",
+                      stacklevel=3)
     cache = out / "cache" / _settings_key(run, settings, probe)
     cache.mkdir(parents=True, exist_ok=True)
     for folder in (out, cache):  # what a killed analysis left half-written

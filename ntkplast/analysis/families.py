@@ -32,6 +32,14 @@ and returns rows ``(layer, metric, value)`` and raw arrays:
 * ``plasticity``: the numbers training stored with the checkpoint (loss, online accuracy, and at
   task ends test accuracy, reset-reference accuracy and plasticity loss).
 
+A run whose model is given by an importable ``apply`` (:mod:`ntkplast.runs.function_models`)
+gets the ``ntk`` family from the generic engine on its trained parameters
+(:func:`ntkplast.adapters.function.empirical_ntk`; no infinite-width reference), and, when it
+names layer functions, the per-layer rows of ``isometry`` (``jac_*``) and ``dormancy`` from them
+(:func:`ntkplast.adapters.function.layer_spectra`, :func:`~ntkplast.adapters.function.unit_scores`);
+what needs an ntkplast architecture (``io_*``, ``weight_*``, ``weight_norm``, and without layer
+functions the whole of ``isometry`` and ``dormancy``) is skipped with a warning that names it.
+
 The rows are cached by :mod:`ntkplast.analysis.driver` under a key that holds its
 ``CACHE_VERSION``: a change to what a family writes (names, values, order) must bump it.
 """
@@ -48,12 +56,14 @@ import jax
 import numpy as np
 
 from ntkplast import dormancy, isometry, linalg, ntk, spectra, validate
+from ntkplast.adapters import function as function_model
 from ntkplast.analysis import probes
 from ntkplast.errors import NtkplastError
 from ntkplast.runs import checkpoints
+from ntkplast.runs.function_models import FunctionSpec
 
 __all__ = ["FAMILIES", "KernelHistory", "Rows", "Settings", "analyze_checkpoint",
-           "infinite_kernel"]
+           "infinite_kernel", "possible_families"]
 
 FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
 Rows = list[tuple[str, str, float]]
@@ -151,9 +161,12 @@ def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.P
     """Computes the kernels and starts their decompositions on host threads; returns
     ``(collect, finish)``: ``finish(collect())`` is the family's rows and raw arrays (the
     other families run before ``collect`` is called)."""
-    total, parts = ntk.empirical_ntk_unchecked(run.model, params, x, per_layer=True,
-                                               engine=settings.engine,
-                                               device_count=settings.device_count)
+    if isinstance(run.spec, FunctionSpec):
+        total, parts = function_model.empirical_ntk(run.model, params, x, per_layer=True)
+    else:
+        total, parts = ntk.empirical_ntk_unchecked(run.model, params, x, per_layer=True,
+                                                   engine=settings.engine,
+                                                   device_count=settings.device_count)
     # eigenvalue floor: N · ε of the dtype the kernel was computed in (its rounding level)
     dtype = np.asarray(total).dtype
     eps = len(probe.y) * float(np.finfo(dtype).eps)
@@ -210,15 +223,21 @@ def _ntk_rows(run: checkpoints.Run, probe: probes.Probe, info: checkpoints.Check
 
 def _isometry_family(run: checkpoints.Run, params: Any, x: jax.Array,
                      settings: Settings) -> tuple[Rows, dict[str, np.ndarray]]:
-    key = jax.random.PRNGKey(settings.seed)
-    spec = isometry.layer_spectra_unchecked(run.model, params, x, key=key,
-                                            spectra_subsample=settings.spectra_subsample)
+    function = isinstance(run.spec, FunctionSpec)
+    if function:
+        spec = function_model.layer_spectra(run.model, params, x)
+    else:
+        spec = isometry.layer_spectra_unchecked(run.model, params, x,
+                                                key=jax.random.PRNGKey(settings.seed),
+                                                spectra_subsample=settings.spectra_subsample)
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
     for li, layer in enumerate(spec.layers):
         rows += _summary_rows("jac_", layer.summary, f"layer{li}", _JACOBIAN_FIELDS)
         if layer.singular_values is not None:
             raw[f"jac_sv/{li}"] = np.asarray(layer.singular_values)
+    if function:  # the rest needs an ntkplast architecture
+        return rows, raw
     io = isometry.input_output_spectra_unchecked(run.model, params, x)
     rows += _summary_rows("io_", io.summary, "all")
     if io.singular_values is not None:
@@ -240,7 +259,9 @@ def _dormancy_family(run: checkpoints.Run, params: Any, x: jax.Array,
                      settings: Settings) -> tuple[Rows, dict[str, np.ndarray]]:
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
-    scores = dormancy.unit_scores_unchecked(run.model, params, x, taus=settings.taus)
+    scores = (function_model.unit_scores(run.model, params, x, taus=settings.taus)
+              if isinstance(run.spec, FunctionSpec) else
+              dormancy.unit_scores_unchecked(run.model, params, x, taus=settings.taus))
     for li, layer in enumerate(scores):
         name = f"layer{li}"
         fractions = layer.dormant_fraction
@@ -267,10 +288,18 @@ def _plasticity_family(info: checkpoints.CheckpointInfo) -> Rows:
     return rows
 
 
+def possible_families(run: checkpoints.Run) -> tuple[str, ...]:
+    """The families the run's model allows: all of :data:`FAMILIES` for an ntkplast model; a
+    function model without layer functions has no ``isometry`` and ``dormancy``."""
+    if isinstance(run.spec, FunctionSpec) and not run.model.layers:
+        return ("ntk", "plasticity")
+    return FAMILIES
+
+
 def infinite_kernel(run: checkpoints.Run, probe: probes.Probe) -> np.ndarray | None:
     """The architecture's infinite-width NTK on the probe inputs (float64), or None where
     neural-tangents is not installed."""
-    if importlib.util.find_spec("neural_tangents") is None:
+    if importlib.util.find_spec("neural_tangents") is None or isinstance(run.spec, FunctionSpec):
         return None
     return np.asarray(ntk.infinite_width_ntk(run.model, probe.x), np.float64)
 
@@ -284,7 +313,10 @@ def analyze_checkpoint(run: checkpoints.Run, i: int, probe: probes.Probe, settin
     """
     info = run[i]
     params = run.params(i)
-    x = validate.check_probe_set(run.model, params, probe.x)
+    if isinstance(run.spec, FunctionSpec):  # its own apply checks its parameters
+        x = validate.check_inputs("probe x", probe.x, None)
+    else:
+        x = validate.check_probe_set(run.model, params, probe.x)
     rows: Rows = []
     raw: dict[str, np.ndarray] = {}
     with linalg.one_blas_thread():  # the ntk decompositions run beside the other families
@@ -295,7 +327,8 @@ def analyze_checkpoint(run: checkpoints.Run, i: int, probe: probes.Probe, settin
             "dormancy": lambda: _dormancy_family(run, params, x, settings),
             "plasticity": lambda: (_plasticity_family(info), {}),
         }
-        done = {name: families[name]() for name in settings.metrics if name != "ntk"}
+        done = {name: families[name]() if name in possible_families(run) else ([], {})
+                for name in settings.metrics if name != "ntk"}
         decomposed = ntk_started[0]() if ntk_started is not None else []
     if ntk_started is not None:  # the comparisons on BLAS's own threads, as before
         done["ntk"] = ntk_started[1](decomposed)

@@ -36,6 +36,7 @@ write one. :func:`upgrade_config` reads a configuration stored by an older ntkpl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -45,12 +46,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from ntkplast import models
 from ntkplast.errors import NtkplastError
 from ntkplast.files import atomic_write_bytes, load_arrays, remove_stale_temporaries, save_arrays
+from ntkplast.runs.arrays import (
+    arrays_to_opt_state,
+    arrays_to_params,
+    arrays_to_tree,
+    opt_state_to_arrays,
+    params_to_arrays,
+)
+from ntkplast.runs.function_models import FunctionSpec, spec_from_dict
+from ntkplast.runs.function_models import build as build_model
 from ntkplast.safe_read import array_file_bytes, open_regular, read_bytes, read_json
 from ntkplast.validate import expected_param_shapes, param_shapes
 
@@ -63,62 +72,10 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointInfo", "Run", "app
 FORMAT = "ntkplast-run"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_PARAM_KEY = re.compile(r"^params/([0-9]{1,6})/(W|b|ln_scale|ln_bias)$")
-_OPT_KEY = re.compile(r"^opt_state/([0-9]{1,9})$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _INT64 = 2**63
 _RESUME_METRICS = ("task_step", "online_score_sum", "online_correct", "online_loss_sum")
-
-
-def params_to_arrays(params: models.Params) -> dict[str, np.ndarray]:
-    """Flatten a params tuple to ``{"params/<layer>/<W|b|ln_scale|ln_bias>": array}``."""
-    return {f"params/{i}/{name}": np.asarray(v)
-            for i, layer in enumerate(params) for name, v in layer.items()}
-
-
-def arrays_to_params(arrays: Mapping[str, np.ndarray], source: str = "arrays") -> models.Params:
-    """Inverse of :func:`params_to_arrays` (other keys are ignored)."""
-    layers: dict[int, dict[str, np.ndarray]] = {}
-    for key, value in arrays.items():
-        m = _PARAM_KEY.match(key)
-        if m:
-            layers.setdefault(int(m.group(1)), {})[m.group(2)] = value
-    if not layers or sorted(layers) != list(range(len(layers))):
-        raise NtkplastError(f"{source}: expected arrays named params/0/W, params/1/W, ... "
-                            f"(consecutive layers); found {sorted(arrays)[:8]}")
-    for i, layer in layers.items():
-        if "W" not in layer:
-            raise NtkplastError(f"{source}: layer {i} has no weight array params/{i}/W")
-        for name, v in layer.items():
-            if v.dtype.kind != "f" or not np.all(np.isfinite(v)):
-                raise NtkplastError(f"{source}: params/{i}/{name} must be finite floats "
-                                    f"(dtype {v.dtype})")
-    return tuple({k: jax.numpy.asarray(v) for k, v in sorted(layers[i].items())}
-                 for i in range(len(layers)))
-
-
-def opt_state_to_arrays(opt_state: Any) -> dict[str, np.ndarray]:
-    """Flatten an optimizer state pytree to ``{"opt_state/<j>": leaf}``."""
-    return {f"opt_state/{j}": np.asarray(v)
-            for j, v in enumerate(jax.tree_util.tree_leaves(opt_state))}
-
-
-def arrays_to_opt_state(arrays: Mapping[str, np.ndarray], template: Any, source: str) -> Any:
-    """Rebuild an optimizer state with the structure of ``template`` from its saved leaves."""
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    saved = {int(m.group(1)): v for k, v in arrays.items() if (m := _OPT_KEY.match(k))}
-    if sorted(saved) != list(range(len(leaves))):
-        raise NtkplastError(f"{source}: optimizer state has {len(saved)} arrays, expected "
-                            f"{len(leaves)}; the run's optimizer settings changed")
-    out = []
-    for j, ref in enumerate(leaves):
-        v = saved[j]
-        if v.shape != np.shape(ref):
-            raise NtkplastError(f"{source}: opt_state/{j} has shape {v.shape}, expected "
-                                f"{np.shape(ref)}")
-        out.append(jax.numpy.asarray(v, dtype=jax.numpy.asarray(ref).dtype))
-    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,13 +179,18 @@ class Run:
     def __init__(self, path: Path, manifest: dict[str, Any]):
         self.path = path
         self.manifest = manifest
-        self.spec = models.ArchSpec.from_dict(manifest["model"], where=f"{path / MANIFEST}: model")
-        self.model = models.build(self.spec)
+        self.spec = spec_from_dict(manifest["model"], where=f"{path / MANIFEST}: model")
         self.input_shape = tuple(manifest["input_shape"])
         self.checkpoints = [CheckpointInfo(c["file"], c["step"], c.get("task", 0),
                                            c.get("kind", "periodic"), c.get("metrics", {}),
                                            c.get("sha256"))
                             for c in manifest["checkpoints"]]
+
+    @functools.cached_property
+    def model(self) -> Any:
+        """The run's model, built on first use (:func:`ntkplast.runs.function_models.build`:
+        a function model's code is imported only then)."""
+        return build_model(self.spec)
 
     def __len__(self) -> int:
         return len(self.checkpoints)
@@ -260,6 +222,8 @@ class Run:
         """Parameters of checkpoint ``i``: finite floats whose shapes are the run's architecture's
         (:func:`ntkplast.validate.expected_param_shapes` on the manifest's input shape)."""
         path = self.path / self.checkpoints[i].file
+        if isinstance(self.spec, FunctionSpec):  # a nested dict of arrays, checked when applied
+            return arrays_to_tree(self.arrays(i), source=str(path))
         params = arrays_to_params(self.arrays(i), source=str(path))
         if len(params) != len(self.model.layers):  # before tracing the spec (deep specs: slow)
             raise NtkplastError(f"{path}: {len(params)} weight layers, but the manifest's model "

@@ -35,7 +35,8 @@ from ntkplast.runs.state_dicts import (
     load_torch,
 )
 
-__all__ = ["INPUT_LAYOUTS", "REFERENCE_NAME", "SUFFIXES", "TORCH_SUFFIXES", "import_folder",
+__all__ = ["INPUT_LAYOUTS", "REFERENCE_NAME", "SUFFIXES", "TORCH_SUFFIXES", "find_reference",
+           "import_folder",
            "label_run", "load_safetensors", "load_spec_file", "load_state_dict", "load_torch",
            "resolve_import_activation", "state_dict_to_params"]
 
@@ -185,6 +186,23 @@ def write_imported_run(run: Path, convert: Callable[[Path], dict[str, Any]]) -> 
     return checkpoints.open_run(run)
 
 
+def find_reference(src: Path, files: Mapping[int, Path],
+                   reference: output_check.Reference | str | os.PathLike | None
+                   ) -> tuple[output_check.Reference | None, Path]:
+    """An import's reference outputs (given, read from a file, or :data:`REFERENCE_NAME` in
+    ``src`` when present; ``None`` without any) and the checkpoint they belong to (the
+    reference file's ``step``, else the first)."""
+    if reference is None and (src / REFERENCE_NAME).is_file():
+        reference = src / REFERENCE_NAME
+    number = output_check.FIRST
+    if isinstance(reference, str | os.PathLike):
+        reference, number = output_check.read_reference(reference)
+    if number != output_check.FIRST and number not in files:
+        raise NtkplastError(f"the reference outputs are of checkpoint {number}, which is not "
+                            f"among the import's ({sorted(files)[:12]})")
+    return reference, files[min(files) if number == output_check.FIRST else number]
+
+
 def resolve_import_activation(src: Path, files: Mapping[int, Path],
                               load: Callable[[Path, str | None],
                                              tuple[models.ArchSpec, models.Params]],
@@ -196,15 +214,7 @@ def resolve_import_activation(src: Path, files: Mapping[int, Path],
     :data:`REFERENCE_NAME` in ``src`` when that file exists; a reference file's ``step`` names
     the checkpoint it checks, else the first), and what the manifest records about it
     (``activation``, ``activation_from``)."""
-    if reference is None and (src / REFERENCE_NAME).is_file():
-        reference = src / REFERENCE_NAME
-    number = output_check.FIRST
-    if isinstance(reference, str | os.PathLike):
-        reference, number = output_check.read_reference(reference)
-    if number != output_check.FIRST and number not in files:
-        raise NtkplastError(f"the reference outputs are of checkpoint {number}, which is not "
-                            f"among the import's ({sorted(files)[:12]})")
-    first = files[min(files) if number == output_check.FIRST else number]
+    reference, first = find_reference(src, files, reference)
     chosen = output_check.resolve_activation(
         lambda a: load(first, a), activation=activation, spec_given=spec_given,
         reference=reference, source=str(src))

@@ -25,6 +25,7 @@ so ``analyze``, ``figures``, ``hypotheses`` and sweeps read it like any run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -32,13 +33,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ntkplast import models
 from ntkplast.convert.pytrees import pytree_to_params
 from ntkplast.errors import NtkplastError
-from ntkplast.runs import checkpoints, interop
+from ntkplast.runs import checkpoints, interop, output_check
+from ntkplast.runs.function_models import FunctionSpec, build
 from ntkplast.runs.state_dicts import load_safetensors
 
-__all__ = ["FRAMEWORKS", "PICKLE_SUFFIXES", "import_jax_folder", "load_pytree"]
+__all__ = ["FRAMEWORKS", "PICKLE_SUFFIXES", "import_function_folder", "import_jax_folder",
+           "load_pytree"]
 
 FRAMEWORKS = {"flax": "hwc", "equinox": "chw"}
 """Frameworks whose layouts are read, with the image layout each uses."""
@@ -238,5 +243,81 @@ def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
     return interop.write_imported_run(run, lambda tmp: interop.label_run(
         interop.convert_files(files, tmp, number, lambda p: load(p, chosen), input_shape,
                               imported_from),
+        tasks=tasks, plasticity_measure=plasticity_measure, higher_is_better=higher_is_better,
+        method=method, seed=seed))
+
+
+def import_function_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
+                           apply: str, layers: str | None = None,
+                           trainable: str | None = None, tree_path: str | None = None,
+                           input_shape: Sequence[int] | None = None, pattern: str = r"(\d+)",
+                           number: str = "step", reference: Any = None, tasks: Any = None,
+                           plasticity_measure: str | None = None, higher_is_better: bool = True,
+                           method: str | None = None, seed: int | None = None
+                           ) -> checkpoints.Run:
+    """Import JAX checkpoints of a model ntkplast cannot describe, kept as it is: a run folder
+    whose model is the importable ``apply`` (:mod:`ntkplast.runs.function_models`).
+
+    Each checkpoint's tree (or its ``tree_path`` entry; default the whole tree, e.g. Flax
+    variables ``{"params", "batch_stats"}``) is stored as it is, a nested dict of arrays. With a
+    reference (``(x, outputs)``, an ``.npz``, or ``probe.npz`` in ``src_dir``), ``apply`` must
+    reproduce the outputs on the named (default first) checkpoint to the relative tolerance of
+    :mod:`ntkplast.runs.output_check`; the input shape is then the reference's, else
+    ``input_shape`` is required.
+
+    Args:
+      src_dir, run_dir, pattern, number: as in :func:`import_jax_folder`.
+      apply, layers, trainable: the model's ``module:attribute`` paths and trained entry
+        (:class:`ntkplast.runs.function_models.FunctionSpec`).
+      tree_path: dotted path to the stored tree in each checkpoint (default: all of it).
+      input_shape: one input's shape, when there is no reference.
+      reference, tasks, plasticity_measure, higher_is_better, method, seed: as in
+        :func:`ntkplast.runs.interop.import_folder`.
+
+    Returns:
+      The new run, opened.
+    """
+    src, regex = interop.check_source(src_dir, pattern, number)
+    run = Path(run_dir)
+    interop.check_new_run(run)
+    files = _sources(src, regex, pattern)
+    reference, first = interop.find_reference(src, files, reference)
+    if reference is not None:
+        input_shape = tuple(reference[0].shape[1:])
+    if input_shape is None:
+        raise NtkplastError("a function model's input shape is not in its parameters: give "
+                            "--input-shape (e.g. 784 or 28,28,1) or --probe FILE.npz with x")
+    probe_x = np.zeros((1, *input_shape), np.float32) if reference is None else reference[0]
+
+    def load(path: Path) -> tuple[FunctionSpec, Any]:
+        tree = load_pytree(path)
+        tree = tree if tree_path is None else _subtree(tree, tree_path, str(path))
+        if not isinstance(tree, Mapping):
+            raise NtkplastError(f"{path}: the stored tree is a {type(tree).__name__}, not a dict "
+                                f"of arrays; give --tree-path")
+        return spec, tree
+
+    spec = FunctionSpec(apply, layers, trainable)
+    model = build(spec)
+    params = checkpoints.arrays_to_tree(checkpoints.params_to_arrays(load(first)[1]), str(first))
+    try:
+        outputs = np.asarray(model.apply(params, probe_x))
+    except Exception as e:  # the user's function on the stored tree: any error is theirs
+        raise NtkplastError(f"model.apply {apply!r} fails on {first.name}'s parameters "
+                            f"({type(e).__name__}: {e})") from None
+    if outputs.ndim != 2:
+        raise NtkplastError(f"model.apply {apply!r} returns shape {outputs.shape}; expected "
+                            f"N × K logits")
+    spec = dataclasses.replace(spec, num_outputs=int(outputs.shape[1]))
+    if reference is not None:
+        err = output_check.relative_error(outputs, reference[1])
+        if err > output_check.RTOL:
+            raise NtkplastError(f"model.apply {apply!r} does not reproduce the reference outputs "
+                                f"(relative error {err:.2g} > {output_check.RTOL:g})")
+    imported_from = {"folder": str(src.resolve()), "pattern": pattern, "number": number,
+                     "tree_path": tree_path, "activation_from": "the model's own apply" + (
+                         ", verified on the reference outputs" if reference is not None else "")}
+    return interop.write_imported_run(run, lambda tmp: interop.label_run(
+        interop.convert_files(files, tmp, number, load, input_shape, imported_from),
         tasks=tasks, plasticity_measure=plasticity_measure, higher_is_better=higher_is_better,
         method=method, seed=seed))

@@ -34,7 +34,7 @@ from ntkplast.errors import NtkplastError
 from ntkplast.files import load_arrays
 
 __all__ = ["ATOL", "FIRST", "RTOL", "Reference", "output_error", "read_reference",
-           "resolve_activation"]
+           "relative_error", "resolve_activation"]
 
 RTOL = 1e-4
 ATOL = 1e-6
@@ -77,7 +77,13 @@ def output_error(spec: models.ArchSpec, params: models.Params, reference: Refere
     """max_i |f̂(x)_i − f(x)_i| / (max_i |f(x)_i| + ATOL/RTOL) of the converted network ``spec``,
     ``params`` on the reference: ≤ RTOL means it reproduces the original."""
     x, want = reference
-    got = np.asarray(models.build(spec).apply(params, x), np.float64)
+    return relative_error(models.build(spec).apply(params, x), want)
+
+
+def relative_error(got: Any, want: np.ndarray) -> float:
+    """max_i |got_i − want_i| / (max_i |want_i| + ATOL/RTOL): ≤ RTOL means ``got`` reproduces
+    ``want`` (outputs ``N × K``)."""
+    got = np.asarray(got, np.float64)
     if got.shape != want.shape:
         raise NtkplastError(f"the converted network gives outputs of shape {got.shape}, the "
                             f"reference {want.shape}")
