@@ -167,9 +167,10 @@ def _analyze_into(run: checkpoints.Run, out: Path, settings: Settings, data_dir:
         for i in tqdm(indices, disable=not progress, unit="ckpt", desc="analyze"):
             arrays, digest = _checkpoint_arrays(run, i, probe, settings, history, cache)
             info = run[i]
-            if "raw/ntk_kernel" in arrays:
-                history.push(np.asarray(arrays["raw/ntk_kernel"], np.float64),
-                             arrays["raw/ntk_top_eigenvectors"], info.step, digest)
+            if not np.any(arrays["metric"] == "checkpoint_skipped"):
+                kernel = arrays.get("raw/ntk_kernel")
+                history.push(None if kernel is None else np.asarray(kernel, np.float64),
+                             arrays.get("raw/ntk_top_eigenvectors"), info.step, digest, i)
             n = len(arrays["value"])
             add_rows(Table({"checkpoint": np.full(n, i), "step": np.full(n, info.step),
                             "task": np.full(n, info.task), "layer": arrays["layer"],

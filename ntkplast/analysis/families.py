@@ -135,9 +135,9 @@ def _spectrum_rows(summary: spectra.SpectrumSummary, layer: str) -> Rows:
 
 
 class KernelHistory:
-    """What a checkpoint is compared with: the initial, previous and infinite-width kernels,
-    and the initial and previous kernels' top eigenvectors (so each kernel is decomposed
-    once)."""
+    """What a checkpoint is compared with: the first and previous analysed checkpoints (index,
+    step, file digest) and, where the ``ntk`` family ran, their kernels and top eigenvectors
+    (so each kernel is decomposed once), and the infinite-width kernel."""
 
     def __init__(self, infinite: np.ndarray | None):
         self.infinite = infinite
@@ -148,11 +148,17 @@ class KernelHistory:
         self.prev_step: int | None = None
         self.init_digest: str | None = None
         self.prev_digest: str | None = None
+        self.init_index: int | None = None
+        self.prev_index: int | None = None
 
-    def push(self, kernel: np.ndarray, top: np.ndarray, step: int, digest: str) -> None:
-        if self.init is None:
-            self.init, self.init_top, self.init_digest = kernel, top, digest
+    def push(self, kernel: np.ndarray | None, top: np.ndarray | None, step: int, digest: str,
+             index: int) -> None:
+        """Record checkpoint ``index`` as the previous one (and the first, if it is)."""
+        if self.init_digest is None:
+            self.init, self.init_top, self.init_digest, self.init_index = (kernel, top, digest,
+                                                                           index)
         self.prev, self.prev_top, self.prev_step, self.prev_digest = kernel, top, step, digest
+        self.prev_index = index
 
 
 def _ntk_family(run: checkpoints.Run, params: Any, x: jax.Array, probe: probes.Probe,
