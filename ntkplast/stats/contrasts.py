@@ -74,8 +74,8 @@ def paired_contrast(a: ArrayLike, b: ArrayLike, *, level: float = 0.95,
     Examples:
       Three seeds, method a above method b on each by about 0.5:
 
-      >>> from ntkplast import hypotheses
-      >>> res = hypotheses.paired_contrast([1.0, 2.0, 3.0], [0.5, 1.4, 2.6], label="adam − adamo")
+      >>> from ntkplast import stats
+      >>> res = stats.paired_contrast([1.0, 2.0, 3.0], [0.5, 1.4, 2.6], label="adam − adamo")
       >>> print(f"{res.diff:+.3f} [{res.ci_low:+.3f}, {res.ci_high:+.3f}], p = {res.p_value:.4f}")
       +0.500 [+0.252, +0.748], p = 0.0131
       >>> res.n_pairs, res.verdict
@@ -105,13 +105,13 @@ def last_tasks_means(runs: Sequence[Table], metric: str = "plasticity_loss_basel
     without a value skipped (``(R,)``; NaN for a run with none there).
 
     Examples:
-      >>> from ntkplast import hypotheses
+      >>> from ntkplast import stats
       >>> from ntkplast.table import Table
       >>> def run(losses):       # one task-end checkpoint per task
       ...     return Table.from_rows([(t, 10 * t, t, "all", m, v) for t, loss in enumerate(losses)
       ...                             for m, v in (("test_accuracy", 0.9),
       ...                                          ("plasticity_loss_baseline", loss))])
-      >>> means = hypotheses.last_tasks_means([run([0.1, 0.2, 0.4]), run([0.0, 0.3, 0.5])], last=2)
+      >>> means = stats.last_tasks_means([run([0.1, 0.2, 0.4]), run([0.0, 0.3, 0.5])], last=2)
       >>> print([f"{m:.2f}" for m in means])
       ['0.30', '0.40']
     """
@@ -138,7 +138,7 @@ def method_contrast(tables: Mapping[str, Sequence[Table]], a: str, b: str,
         pairs, or a metric the tables do not have.
 
     Examples:
-      >>> from ntkplast import hypotheses
+      >>> from ntkplast import stats
       >>> from ntkplast.table import Table
       >>> def run(losses):       # one task-end checkpoint per task
       ...     return Table.from_rows([(t, 10 * t, t, "all", m, v) for t, loss in enumerate(losses)
@@ -146,7 +146,7 @@ def method_contrast(tables: Mapping[str, Sequence[Table]], a: str, b: str,
       ...                                          ("plasticity_loss_baseline", loss))])
       >>> tables = {"adam": [run([0.1, 0.3, 0.5]), run([0.2, 0.3, 0.6]), run([0.0, 0.4, 0.4])],
       ...           "adamo": [run([0.1, 0.1, 0.2]), run([0.2, 0.1, 0.2]), run([0.0, 0.1, 0.2])]}
-      >>> res = hypotheses.method_contrast(tables, "adam", "adamo", last=2)
+      >>> res = stats.method_contrast(tables, "adam", "adamo", last=2)
       >>> print(f"{res.diff:+.3f} [{res.ci_low:+.3f}, {res.ci_high:+.3f}] {res.verdict}")
       +0.267 [+0.195, +0.338] a > b
     """

@@ -274,14 +274,14 @@ def spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, lag
       y moves with x from checkpoint to checkpoint (y = 3x + 1), so their changes have the same
       ranks:
 
-      >>> from ntkplast import hypotheses
+      >>> from ntkplast import stats
       >>> from ntkplast.table import Table
       >>> def run(**series):       # one Table per run: checkpoint t, step 100·t, task t
       ...     return Table.from_rows([(t, 100 * t, t, "all", name, v)
       ...                             for name, values in series.items()
       ...                             for t, v in enumerate(values)])
       >>> x = [0.1, 0.5, 0.2, 1.0, 0.4, 1.3, 0.6, 1.8]
-      >>> res = hypotheses.spearman(run(x=x, y=[3 * v + 1 for v in x]), "x", "y")
+      >>> res = stats.spearman(run(x=x, y=[3 * v + 1 for v in x]), "x", "y")
       >>> print(f"rho = {res.rho:+.3f} over {res.n_points} changes, interval over {res.ci_over}")
       rho = +1.000 over 7 changes, interval over blocks
 
@@ -291,7 +291,7 @@ def spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, lag
       >>> x = [t + e for t, e in enumerate([0.6, -0.9, 0.3, 0.8, -0.5, -0.2, 0.9, -0.7, 0.1, 0.4])]
       >>> y = [t + e for t, e in enumerate([-0.4, 0.7, 0.9, -0.8, 0.2, -0.6, 0.5, 0.3, -0.9, 0.0])]
       >>> for trend in ("none", "task", "difference"):
-      ...     print(trend, f"{hypotheses.spearman(run(x=x, y=y), 'x', 'y', trend=trend).rho:+.3f}")
+      ...     print(trend, f"{stats.spearman(run(x=x, y=y), 'x', 'y', trend=trend).rho:+.3f}")
       none +0.915
       task -0.430
       difference -0.185
@@ -322,7 +322,7 @@ def partial_spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef
     Examples:
       x and y both follow a driver z; given z, little of their correlation is left:
 
-      >>> from ntkplast import hypotheses
+      >>> from ntkplast import stats
       >>> from ntkplast.table import Table
       >>> z = [0.0, 2.0, 1.0, 4.0, 3.0, 6.0, 5.0, 8.0, 7.0, 9.0, 6.5, 10.0]
       >>> x = [v + e for v, e in zip(z, [-0.7, -0.6, 0.9, -1.2, 0.3, 0.7, -0.9, -1.3, -0.7, 0.5,
@@ -332,9 +332,9 @@ def partial_spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef
       >>> run = Table.from_rows([(t, 100 * t, t, "all", name, v)
       ...                        for name, values in (("x", x), ("y", y), ("z", z))
       ...                        for t, v in enumerate(values)])
-      >>> print(f"{hypotheses.spearman(run, 'x', 'y').rho:+.3f}")
+      >>> print(f"{stats.spearman(run, 'x', 'y').rho:+.3f}")
       +0.642
-      >>> print(f"{hypotheses.partial_spearman(run, 'x', 'y', ['z']).rho:+.3f}")
+      >>> print(f"{stats.partial_spearman(run, 'x', 'y', ['z']).rho:+.3f}")
       -0.052
     """
     if isinstance(controls, str) or (isinstance(controls, tuple) and len(controls) == 2
@@ -361,14 +361,14 @@ def lead_lag(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, max
     Examples:
       y repeats x one checkpoint later, so the correlation peaks at lag +1 (x leads):
 
-      >>> from ntkplast import hypotheses
+      >>> from ntkplast import stats
       >>> from ntkplast.table import Table
       >>> x = [0.3, 1.0, 0.2, 0.8, 0.5, 0.9, 0.1, 0.7, 0.4, 0.6, 0.0, 1.1]
       >>> y = [0.5] + x[:-1]
       >>> run = Table.from_rows([(t, 100 * t, t, "all", name, v)
       ...                        for name, values in (("x", x), ("y", y))
       ...                        for t, v in enumerate(values)])
-      >>> res = hypotheses.lead_lag(run, "x", "y", max_lag=2)
+      >>> res = stats.lead_lag(run, "x", "y", max_lag=2)
       >>> res.lags.tolist(), res.best_lag, f"{res.best.rho:+.3f}"
       ([-2, -1, 0, 1, 2], 1, '+1.000')
     """

@@ -313,7 +313,7 @@ def compare_predictors(tables: Runs, predictors: Mapping[str, PredictorSpec] | N
     predictors = PREDICTORS if predictors is None else predictors
     if not isinstance(predictors, Mapping) or not predictors:
         raise NtkplastError("predictors: expected a mapping display name → metric or (metric, "
-                            f"layer), e.g. hypotheses.PREDICTORS; got {predictors!r}")
+                            f"layer), e.g. stats.PREDICTORS; got {predictors!r}")
     names = [str(n) for n in predictors]
     refs = [_ref(r, f"predictors[{n!r}]") for n, r in predictors.items()]
     tref = _ref(target, "target")

@@ -90,7 +90,7 @@ def sensitivity(tables: Runs, predictors: Mapping[str, PredictorSpec],
       x shares only a trend with the target y, and "noise" nothing: the raw setting reads x as a
       strong predictor, the trend-controlled one does not:
 
-      >>> from ntkplast import hypotheses
+      >>> from ntkplast import stats
       >>> from ntkplast.table import Table
       >>> def run(r, tasks=12):   # one task end per task; deterministic scatter around the trends
       ...     rows = []
@@ -100,7 +100,7 @@ def sensitivity(tables: Runs, predictors: Mapping[str, PredictorSpec],
       ...                   "noise": ((3 * t + 5 * r + 2) % 7 - 3) / 2}
       ...         rows += [(t, 10 * t, t, "all", m, float(v)) for m, v in values.items()]
       ...     return Table.from_rows(rows)
-      >>> sens = hypotheses.sensitivity([run(r) for r in range(4)], {"x": "x", "noise": "noise"},
+      >>> sens = stats.sensitivity([run(r) for r in range(4)], {"x": "x", "noise": "noise"},
       ...                               "y", trends=("none", "difference"), lags=(1,))
       >>> for row in sens.rows:
       ...     if row.predictor == "x":

@@ -33,12 +33,12 @@ def metric_series(table: Table, metric: str, layer: str = "all", *,
     :data:`~ntkplast.table.TASK_END_METRICS`).
 
     Examples:
-      >>> from ntkplast import hypotheses
+      >>> from ntkplast import stats
       >>> from ntkplast.table import Table
       >>> run = Table.from_rows([(1, 100, 0, "all", "ntk_trace", 2.5),
       ...                        (0, 0, 0, "all", "ntk_trace", 3.0),
       ...                        (2, 200, 1, "all", "ntk_trace", float("nan"))])
-      >>> ckpt, value = hypotheses.metric_series(run, "ntk_trace")   # sorted, finite values only
+      >>> ckpt, value = stats.metric_series(run, "ntk_trace")   # sorted, finite values only
       >>> ckpt.tolist(), value.tolist()
       ([0, 1], [3.0, 2.5])
     """
@@ -52,11 +52,11 @@ def aligned(table: Table, metrics: Sequence[MetricRef], *,
     are finite (an inner join on the checkpoint index), sorted by checkpoint.
 
     Examples:
-      >>> from ntkplast import hypotheses
+      >>> from ntkplast import stats
       >>> from ntkplast.table import Table
       >>> run = Table.from_rows([(0, 0, 0, "all", "a", 1.0), (1, 10, 0, "all", "a", 2.0),
       ...                        (1, 10, 0, "all", "b", 5.0), (2, 20, 1, "all", "b", 6.0)])
-      >>> ckpt, values = hypotheses.aligned(run, ["a", "b"])   # checkpoints where both exist
+      >>> ckpt, values = stats.aligned(run, ["a", "b"])   # checkpoints where both exist
       >>> ckpt.tolist(), values.tolist()
       ([1], [[2.0, 5.0]])
     """
