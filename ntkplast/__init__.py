@@ -14,9 +14,12 @@ The package follows the data flow, one stage per sub-package (each file one conc
     experiments/   grids of methods × seeds, sweeps, executors, the demo, reactivation
     cli            the ``ntkplast`` command
 
-with ``models`` (architectures), ``hooks``, ``table``, ``files`` (crash-safe I/O), ``plain``,
-``validate``, ``linalg`` and ``errors`` below them. The flat names that scripts use stay
-importable::
+with ``models`` (architectures), ``hooks``, ``table``, ``io/`` (file primitives: ``files``,
+atomic writes and guarded ``.npz`` reads; ``safe_read``, bounded reads of regular files;
+``lock``, one writer per folder), ``plain``, ``validate``, ``linalg`` and ``errors`` below them,
+and ``base`` (the shared types and protocols: ``Array``, ``Params``, the model and stream
+protocols, ``Hooks``) at the bottom, importing nothing from ntkplast. The flat names that scripts
+use stay importable::
 
     from ntkplast import models, data, streams, custom_streams, train, checkpoints
     from ntkplast import ntk, spectra, isometry, dormancy, analysis, hypotheses
@@ -26,8 +29,8 @@ importable::
 ``custom_streams`` :mod:`ntkplast.data.custom`, ``checkpoints`` :mod:`ntkplast.runs.checkpoints`,
 ``hypotheses`` :mod:`ntkplast.stats`: the same module objects under a second name.) Modules that
 moved in 0.2 (``config``, ``probes``, ``interop``, ``experiment``, ``sweep``, ``executors``,
-``demo``, ``reactivation``, ``stax_bridge``) still import from their old names with a
-DeprecationWarning.
+``demo``, ``reactivation``, ``stax_bridge``) and into ``io/`` (``files``, ``safe_read``,
+``lock``) still import from their old names with a DeprecationWarning.
 
 Conventions of the public API. Array shapes are written in each docstring with one alphabet:
 ``N`` probe inputs (``N1``, ``N2`` for the two sides of a kernel), ``K`` network outputs, ``d``
@@ -72,6 +75,9 @@ _MOVED = {
     "demo": "ntkplast.experiments.demo",
     "reactivation": "ntkplast.experiments.reactivation",
     "stax_bridge": "ntkplast.ntk._stax",
+    "files": "ntkplast.io.files",
+    "safe_read": "ntkplast.io.safe_read",
+    "lock": "ntkplast.io.lock",
 }
 
 _STUBS = str(pathlib.Path(__file__).with_name("_old_names"))

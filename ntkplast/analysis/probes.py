@@ -26,7 +26,7 @@ import numpy as np
 
 from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
-from ntkplast.files import load_arrays
+from ntkplast.io.files import load_arrays
 from ntkplast.runs.checkpoints import Run
 
 __all__ = ["Probe", "build_probe"]

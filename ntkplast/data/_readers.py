@@ -3,7 +3,7 @@
 The format layer under :mod:`ntkplast.data.datasets`, which knows the datasets (names, class
 counts, folder layouts) and turns what these functions return into a
 :class:`~ntkplast.data.datasets.Dataset`. Every read is of a regular file of at most this
-machine's memory (:mod:`ntkplast.safe_read`); a malformed file raises :class:`NtkplastError`
+machine's memory (:mod:`ntkplast.io.safe_read`); a malformed file raises :class:`NtkplastError`
 naming it. The python versions of CIFAR are pickles; :func:`load_cifar_pickle` reads them with
 an unpickler that can build numpy arrays and nothing else, so a planted pickle cannot run code.
 """
@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from ntkplast import safe_read
 from ntkplast.errors import NtkplastError
+from ntkplast.io import safe_read
 
 __all__ = ["load_cifar_pickle", "read_bytes", "read_idx"]
 
 
 def read_bytes(path: Path) -> bytes:
     """All bytes of ``path``, gunzipped when the name ends in ``.gz`` (a regular file only, and
-    at most this machine's memory, gunzipped or not: :mod:`ntkplast.safe_read`)."""
+    at most this machine's memory, gunzipped or not: :mod:`ntkplast.io.safe_read`)."""
     limit = safe_read.array_file_bytes()
     try:
         if path.suffix != ".gz":

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.files import load_arrays, save_arrays
+from ntkplast.io.files import load_arrays, save_arrays
 
 __all__ = ["MNIST5K_FILE", "SPLIT_SEED", "TEST_FRACTION", "digits", "mnist1d", "mnist5k",
            "stratified_split"]

@@ -29,30 +29,16 @@ example.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ntkplast.base import Stream
 from ntkplast.data.regression import SlowlyChangingRegression
 from ntkplast.data.streams import StreamSpec, TaskStream
 from ntkplast.data.tasks import LazyTasks, Task, check_task_arrays
 from ntkplast.errors import NtkplastError
 
 __all__ = ["ArrayStream", "LazyStream", "Stream", "check_stream"]
-
-
-@runtime_checkable
-class Stream(Protocol):
-    """What training needs of a task stream (module docstring)."""
-
-    input_shape: tuple[int, ...]
-    num_classes: int
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, t: int) -> Task: ...
-
-    def test_set(self, t: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def _task_arrays(i: int, task: Sequence[np.ndarray | None]) -> tuple[np.ndarray, ...]:

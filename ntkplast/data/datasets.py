@@ -37,7 +37,7 @@ import numpy as np
 from ntkplast.data import bundled
 from ntkplast.data._readers import load_cifar_pickle, read_bytes, read_idx
 from ntkplast.errors import NtkplastError
-from ntkplast.files import load_arrays  # the one .npz reader (no pickle, bounded)
+from ntkplast.io.files import load_arrays  # the one .npz reader (no pickle, bounded)
 
 __all__ = ["BUNDLED", "DATASETS", "DATA_ENV", "DEFAULT_DATA_DIR", "DIGITS_SPLIT_SEED",
            "DIGITS_TEST_FRACTION", "NUM_CLASSES", "SOURCES", "Dataset", "load_dataset",

@@ -32,7 +32,7 @@ import numpy as np
 
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments.grid import GridResult
-from ntkplast.safe_read import CONFIG_BYTES, read_bytes
+from ntkplast.io.safe_read import CONFIG_BYTES, read_bytes
 from ntkplast.table import Table, per_task
 
 __all__ = ["DEFAULTS", "GOALS", "RECORD", "SELECTION_KEYS", "check_selection", "choose",

@@ -66,10 +66,10 @@ from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments import selection as selection_lib
 from ntkplast.experiments.executors import Executor
-from ntkplast.files import atomic_write_bytes
-from ntkplast.lock import folder_lock
+from ntkplast.io.files import atomic_write_bytes
+from ntkplast.io.lock import folder_lock
+from ntkplast.io.safe_read import CONFIG_BYTES, read_bytes
 from ntkplast.plain import from_plain
-from ntkplast.safe_read import CONFIG_BYTES, read_bytes
 from ntkplast.table import COLUMNS
 from ntkplast.training.sizes import check_sizes
 

@@ -14,7 +14,7 @@ import numpy as np
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ntkplast.files import atomic_write_bytes  # noqa: E402
+from ntkplast.io.files import atomic_write_bytes  # noqa: E402
 from ntkplast.table import Table, task_end_checkpoints  # noqa: E402
 
 # Okabe & Ito (2008), "Color universal design": distinguishable under every common colour-vision

@@ -12,8 +12,8 @@ from ntkplast.errors import NtkplastError
 from ntkplast.figures import spectra as spectra_figures
 from ntkplast.figures._style import save
 from ntkplast.figures.diagnostics import diagnostics
-from ntkplast.files import load_arrays
-from ntkplast.lock import folder_lock
+from ntkplast.io.files import load_arrays
+from ntkplast.io.lock import folder_lock
 from ntkplast.table import Table
 
 
@@ -40,7 +40,7 @@ def run_figure_set(analysis_dir: str | os.PathLike, title: str = "") -> dict[str
 def run_figures(analysis_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                 title: str = "") -> list[Path]:
     """Draw :func:`run_figure_set` into ``out_dir`` (default: the analysis folder), PNG and PDF
-    each, holding the folder's lock (:func:`ntkplast.lock.folder_lock`); returns the paths."""
+    each, holding the folder's lock (:func:`ntkplast.io.lock.folder_lock`); returns the paths."""
     figs = run_figure_set(analysis_dir, title)
     out = Path(out_dir) if out_dir is not None else Path(analysis_dir)
     with folder_lock(out, "figures"):

@@ -4,7 +4,7 @@ each layer's share of the kernel, and an NTK quantity against the next task's pl
 The first two draw the raw arrays an analysis writes to ``spectra.npz``
 (:mod:`ntkplast.analysis`): ``ntk_eigenvalues/<ckpt>``, ``ntk_layer_eigenvalues/<l>/<ckpt>``,
 ``ntk_infinite_eigenvalues``, ``jac_sv/<l>/<ckpt>`` and ``io_sv/<ckpt>`` (pass the mapping
-:func:`ntkplast.files.load_arrays` returns). Checkpoints are coloured by task on one sequential
+:func:`ntkplast.io.files.load_arrays` returns). Checkpoints are coloured by task on one sequential
 scale (viridis, readable under colour-vision deficiencies and in greyscale); the initial
 checkpoint is drawn grey and dashed.
 """

@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 
 from ntkplast import models
+from ntkplast.base import ApplyModel
 
 Array = jax.Array
 
 
-def _jacobians(model: models.Model, params: models.Params, x: Array) -> Any:
+def _jacobians(model: ApplyModel, params: models.Params, x: Array) -> Any:
     """Per-example Jacobian pytree, each leaf ``N × K × leaf.shape``."""
     def f_one(p, xi):
         return model.apply(p, xi[None])[0]
@@ -36,7 +37,7 @@ def _contract(ja: Array, jb: Array, trace: bool) -> Array:
     return jnp.einsum("nkp,mjp->nmkj", ja, jb)
 
 
-def generic_parts(model: models.Model, params: models.Params, xa: Array, xb: Array | None,
+def generic_parts(model: ApplyModel, params: models.Params, xa: Array, xb: Array | None,
                   trace: bool, per_layer: bool) -> Array:
     """Per-layer kernels stacked as ``(L, Na, Nb[, K, K])`` (or the total as ``(1, …)``).
 
@@ -58,7 +59,7 @@ def generic_parts(model: models.Model, params: models.Params, xa: Array, xb: Arr
     return sum(parts[1:], parts[0])[None]
 
 
-def matvec(model: models.Model, params: models.Params, x: Array, v: Array,
+def matvec(model: ApplyModel, params: models.Params, x: Array, v: Array,
            trace: bool) -> Array:
     r"""Θv without forming Θ.
 

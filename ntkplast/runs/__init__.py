@@ -4,7 +4,7 @@
 ``interop`` turns PyTorch state dicts into run folders, ``jax_import`` Orbax checkpoints, Flax
 msgpack and safetensors pytrees (Flax, Equinox). They read the files; the parameters convert
 in :mod:`ntkplast.convert` (pure, shared with :mod:`ntkplast.adapters`), and the crash-safe file
-primitives both use are in :mod:`ntkplast.files`.
+primitives both use are in :mod:`ntkplast.io.files`.
 """
 
 from ntkplast.runs import checkpoints

@@ -22,10 +22,10 @@ every checkpoint and checks whenever it reads one (:func:`checkpoint_arrays`, :m
 a file swapped, mixed in from another run or corrupted is refused by name. Steps and tasks are
 integers below 2**63; a metric is a number, null, a string, a boolean or a list of numbers and
 nulls. Files are read with ``allow_pickle=False``, from regular files only, with size and nesting
-bounds (:mod:`ntkplast.safe_read`); checkpoint file names must be plain names inside the run
+bounds (:mod:`ntkplast.io.safe_read`); checkpoint file names must be plain names inside the run
 folder, and links out of it are refused. Every write goes to a temporary name in the same
 folder, is flushed to disk, and is renamed over the final name, so a reader never sees half a
-file; writers hold the folder's lock (:func:`ntkplast.lock.folder_lock`).
+file; writers hold the folder's lock (:func:`ntkplast.io.lock.folder_lock`).
 
 ntkplast writes run folders in one place: :func:`new_manifest` starts a manifest (its keys in
 one order), :func:`append_checkpoint` writes a checkpoint and lists it, and training and the
@@ -50,7 +50,8 @@ import numpy as np
 
 from ntkplast import models
 from ntkplast.errors import NtkplastError
-from ntkplast.files import atomic_write_bytes, load_arrays, remove_stale_temporaries, save_arrays
+from ntkplast.io.files import atomic_write_bytes, load_arrays, remove_stale_temporaries, save_arrays
+from ntkplast.io.safe_read import array_file_bytes, open_regular, read_bytes, read_json
 from ntkplast.runs.arrays import (
     arrays_to_opt_state,
     arrays_to_params,
@@ -60,7 +61,6 @@ from ntkplast.runs.arrays import (
 )
 from ntkplast.runs.function_models import FunctionSpec, spec_from_dict
 from ntkplast.runs.function_models import build as build_model
-from ntkplast.safe_read import array_file_bytes, open_regular, read_bytes, read_json
 from ntkplast.validate import expected_param_shapes, param_shapes
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointInfo", "Run", "append_checkpoint",

@@ -22,10 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ntkplast import models, safe_read
+from ntkplast import models
 from ntkplast.convert.state_dicts import INPUT_LAYOUTS, state_dict_to_params
 from ntkplast.errors import NtkplastError
-from ntkplast.lock import LOCK_NAME, folder_lock
+from ntkplast.io import safe_read
+from ntkplast.io.lock import LOCK_NAME, folder_lock
 from ntkplast.runs import checkpoints, output_check, task_scores
 from ntkplast.runs.state_dicts import (
     SUFFIXES,
@@ -158,6 +159,9 @@ def check_source(src_dir: str | os.PathLike, pattern: str,
 def check_new_run(run: Path) -> None:
     """Refuse a run folder that exists and is not empty, before an import reads anything (the
     check is repeated under the lock when the run is written: :func:`write_imported_run`)."""
+    blocked = next((p for p in (run, *run.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise NtkplastError(f"{run}: {blocked} is a file, not a folder; choose a new run folder")
     if run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir()):
         raise NtkplastError(f"{run} already exists; choose a new run folder (import never "
                             f"overwrites)")
@@ -166,7 +170,7 @@ def check_new_run(run: Path) -> None:
 def write_imported_run(run: Path, convert: Callable[[Path], dict[str, Any]]) -> checkpoints.Run:
     """Write a run folder from ``convert(tmp) -> manifest`` (:func:`convert_files`: the
     checkpoints written into ``tmp``, the manifest that lists them not yet), holding the folder's
-    writer lock (:func:`ntkplast.lock.folder_lock`): convert into a temporary sibling, then move
+    writer lock (:func:`ntkplast.io.lock.folder_lock`): convert into a temporary sibling, then move
     the checkpoints in and the manifest last (nothing is left behind on an error). ``run`` must
     not exist or be empty.
     """

@@ -31,7 +31,7 @@ import numpy as np
 
 from ntkplast import models
 from ntkplast.errors import NtkplastError
-from ntkplast.files import load_arrays
+from ntkplast.io.files import load_arrays
 
 __all__ = ["ATOL", "FIRST", "RTOL", "Reference", "output_error", "read_reference",
            "relative_error", "resolve_activation"]

@@ -3,7 +3,7 @@
 ``.safetensors`` through safetensors' numpy API; ``.pt``/``.pth``/``.bin``/``.ckpt`` through
 ``torch.load(weights_only=True)`` (a file that carries code is refused, the code never runs;
 common wrappers such as ``{"state_dict": …}`` are unwrapped); ``.npz`` of plain arrays through
-the guarded reader of :mod:`ntkplast.files`. Used by :mod:`ntkplast.runs.interop`.
+the guarded reader of :mod:`ntkplast.io.files`. Used by :mod:`ntkplast.runs.interop`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.files import load_arrays
+from ntkplast.io.files import load_arrays
 
 __all__ = ["SUFFIXES", "TORCH_SUFFIXES", "load_safetensors", "load_state_dict", "load_torch"]
 

@@ -43,9 +43,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ntkplast import safe_read
 from ntkplast.errors import NtkplastError
-from ntkplast.lock import folder_lock
+from ntkplast.io import safe_read
+from ntkplast.io.lock import folder_lock
 from ntkplast.runs import checkpoints
 
 __all__ = ["TaskScores", "attach_task_scores", "label_tasks", "read_task_scores"]
@@ -265,7 +265,7 @@ def attach_task_scores(run_dir: str | os.PathLike, scores: TaskScores | Any, *,
     """Label an imported run folder's checkpoints with a per-task score table, after the fact.
 
     The manifest is rewritten atomically under the folder's writer lock
-    (:func:`ntkplast.lock.folder_lock`); checkpoint files are not touched. A run that ntkplast
+    (:func:`ntkplast.io.lock.folder_lock`); checkpoint files are not touched. A run that ntkplast
     trained records its own tasks and is refused. Analyse the run again afterwards: the
     plasticity rows of its table come from the manifest.
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.files import atomic_file
-from ntkplast.safe_read import TABLE_BYTES, open_regular
+from ntkplast.io.files import atomic_file
+from ntkplast.io.safe_read import TABLE_BYTES, open_regular
 
 __all__ = ["COLUMNS", "Table", "stored_table", "table_writer"]
 
@@ -238,7 +238,7 @@ class Table:
     def read_csv(cls, path: str | os.PathLike | io.BytesIO, *,
                  within: str | os.PathLike | None = None) -> Table:
         """Read a table written by :meth:`write` (a regular file of at most
-        :data:`ntkplast.safe_read.TABLE_BYTES`; with ``within``, inside that folder; or the
+        :data:`ntkplast.io.safe_read.TABLE_BYTES`; with ``within``, inside that folder; or the
         file's bytes already read, as ``io.BytesIO``)."""
         try:
             with contextlib.ExitStack() as stack:
@@ -298,7 +298,7 @@ def table_writer(folder: str | os.PathLike,
     Each chunk goes to disk as it is added (memory holds one chunk); the files are byte for byte
     ``Table.concat(chunks)``'s (:meth:`Table.to_csv_bytes`, :meth:`Table.to_jsonl_bytes`) and
     appear under their names only when the block exits without an error
-    (:func:`ntkplast.files.atomic_file`: an interrupted writer leaves any previous version).
+    (:func:`ntkplast.io.files.atomic_file`: an interrupted writer leaves any previous version).
 
     Examples:
       >>> from ntkplast.table import Table

@@ -34,9 +34,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ntkplast import models, safe_read
+from ntkplast import models
 from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
+from ntkplast.io import safe_read
 from ntkplast.plain import from_plain
 
 __all__ = ["LOSSES", "MEASURES", "OPTIMIZERS", "SECTIONS", "RunConfig", "TrainConfig",
@@ -265,7 +266,7 @@ def _method(method: Any, where: str) -> dict[str, Any]:
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a TOML file (a regular file, size and nesting bounded: :mod:`ntkplast.safe_read`);
+    """Parse a TOML file (a regular file, size and nesting bounded: :mod:`ntkplast.io.safe_read`);
     unreadable or malformed files raise :class:`NtkplastError`."""
     try:
         return safe_read.read_toml(path)

@@ -16,7 +16,7 @@ import math
 from ntkplast import models
 from ntkplast.data import custom as custom_streams
 from ntkplast.errors import NtkplastError
-from ntkplast.safe_read import array_file_bytes
+from ntkplast.io.safe_read import array_file_bytes
 from ntkplast.training.config import RunConfig
 from ntkplast.validate import expected_param_shapes
 

@@ -240,7 +240,7 @@ def test_npz_header_claiming_a_huge_array_is_refused_without_allocating(tmp_path
 def test_streamed_npz_round_trips_and_an_error_leaves_nothing(tmp_path):
     """files.array_writer: arrays written one at a time read back exactly (ours and np.load);
     an exception inside the block leaves neither the file nor a temporary."""
-    from ntkplast import files
+    from ntkplast.io import files
     arrays = {"jac_sv/0": np.arange(7.0), "weight_sv/3": np.ones((2, 3), np.float32),
               "scores": np.array([1, -2], np.int64)}
     with files.array_writer(tmp_path / "s.npz") as add:
@@ -276,7 +276,7 @@ def _tree(folder: Path) -> dict[str, bytes] | None:
 
 
 def test_a_second_writer_is_refused_naming_the_holder(reference, tmp_path, capsys):
-    from ntkplast.lock import LOCK_NAME, folder_lock
+    from ntkplast.io.lock import LOCK_NAME, folder_lock
     config, run_dir, _ = reference
     out = tmp_path / "M"
     with folder_lock(out, "train"):
@@ -293,10 +293,10 @@ def test_a_second_writer_is_refused_naming_the_holder(reference, tmp_path, capsy
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     import subprocess
 
-    from ntkplast.lock import LOCK_NAME, folder_lock
+    from ntkplast.io.lock import LOCK_NAME, folder_lock
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; "
-                               "from ntkplast.lock import folder_lock\n"
+                               "from ntkplast.io.lock import folder_lock\n"
                                f"with folder_lock({str(out)!r}, 'train'):\n"
                                "    print('locked', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
@@ -313,7 +313,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
 
 
 def test_a_refused_writer_leaves_no_folder_behind(tmp_path):
-    from ntkplast.lock import folder_lock
+    from ntkplast.io.lock import folder_lock
     with pytest.raises(RuntimeError):
         with folder_lock(tmp_path / "a" / "b", "train"):
             raise RuntimeError("refused after locking")
@@ -431,7 +431,7 @@ def test_an_analysis_that_dies_while_writing_leaves_no_finished_looking_mix(refe
 # ------------------------------------------------------------- issue 18: the user's own files
 
 def test_only_ntkplast_temporaries_are_removed(tmp_path):
-    from ntkplast import files
+    from ntkplast.io import files
     (tmp_path / ".thesis-draft.tmp").write_text("precious")
     (tmp_path / ".notes.txt.abc.tmp").write_text("precious too")
     ours = tmp_path / ".ckpt_00000004.npz.ntkplast-k2j4_x9q.tmp"

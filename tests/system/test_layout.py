@@ -117,6 +117,26 @@ def test_modules_stay_small():
     assert {m: n for m, n in sizes.items() if n > 450} == {}
 
 
+def test_base_sits_below_every_module():
+    """``ntkplast.base`` (the shared types and protocols) imports no ntkplast module but
+    ``errors``; ``ntkplast.io`` itself imports nothing (its modules are imported by name)."""
+    graph = _graph()
+    assert graph["ntkplast.base"] <= {"ntkplast.errors"}
+    assert graph["ntkplast.io"] == set()
+
+
+def test_base_types_are_re_exported_from_their_old_homes():
+    from ntkplast import base, custom_streams, hooks, models
+    from ntkplast.adapters import FunctionModel
+
+    assert models.Params is base.Params and models.network.Params is base.Params
+    assert hooks.Hooks is base.Hooks and custom_streams.Stream is base.Stream
+    model = models.build(models.ArchSpec(widths=(4,), num_outputs=2))
+    assert isinstance(model, base.ModelWithIntermediates)
+    assert isinstance(FunctionModel(lambda p, x: x), base.ModelWithIntermediates)
+    assert not isinstance(object(), base.ApplyModel)
+
+
 def test_tests_mirror_the_packages():
     """``tests/<name>/`` holds the tests of ``ntkplast/<name>`` (a package or module);
     ``tests/system/`` the cross-cutting ones, ``tests/stress/`` their shared harness."""
@@ -220,7 +240,8 @@ MOVED = {"config": "ntkplast.training.config", "probes": "ntkplast.analysis.prob
          "interop": "ntkplast.runs.interop", "experiment": "ntkplast.experiments.grid",
          "sweep": "ntkplast.experiments.sweep", "executors": "ntkplast.experiments.executors",
          "demo": "ntkplast.experiments.demo", "reactivation": "ntkplast.experiments.reactivation",
-         "stax_bridge": "ntkplast.ntk._stax"}
+         "stax_bridge": "ntkplast.ntk._stax", "files": "ntkplast.io.files",
+         "safe_read": "ntkplast.io.safe_read", "lock": "ntkplast.io.lock"}
 
 
 @pytest.mark.parametrize("old,new", sorted(FLAT.items()))

@@ -4,10 +4,10 @@ Every write goes to a temporary name in the destination folder, is flushed to di
 and renamed over the final name, so a reader never sees half a file and a killed writer leaves at
 most a temporary (``.<name>.ntkplast-<random>.tmp``) that :func:`remove_stale_temporaries`
 clears; no other file is ever removed (a user's own ``.draft.tmp`` stays). ``.npz`` files are
-read with ``allow_pickle=False`` from regular files only (:func:`ntkplast.safe_read.open_regular`),
-and each member's header is checked before it is inflated, so a
-crafted archive (a zip bomb, an object array) is refused with a clear error instead of exhausting
-memory. Used by the run-folder format, the dataset cache, tables, figures and sweeps.
+read with ``allow_pickle=False`` from regular files only
+(:func:`ntkplast.io.safe_read.open_regular`), and each member's header is checked before it is
+inflated, so a crafted archive (a zip bomb, an object array) is refused with a clear error instead
+of exhausting memory. Used by the run-folder format, the dataset cache, tables, figures and sweeps.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.safe_read import array_file_bytes, open_regular
+from ntkplast.io.safe_read import array_file_bytes, open_regular
 
 __all__ = ["array_writer", "atomic_file", "atomic_write_bytes", "load_arrays",
            "remove_stale_temporaries", "save_arrays"]
@@ -56,7 +56,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     :func:`atomic_write_bytes` left in ``folder`` (never a finished file: those are renamed into
     place; never a file ntkplast did not name so); returns how many.
 
-    Call it only while holding the folder's lock (:func:`ntkplast.lock.folder_lock`)."""
+    Call it only while holding the folder's lock (:func:`ntkplast.io.lock.folder_lock`)."""
     removed = 0
     for path in Path(folder).glob(".*.tmp"):
         if _OWN_TEMPORARY.match(path.name) and path.is_file() and not path.is_symlink():
