@@ -6,7 +6,8 @@ figures of :func:`ntkplast.figures.run_figure_set`. For a folder of runs (a demo
 sweep: every analysed run below it, grouped by the folder above ``seed<k>``): each method's
 config, the verdict lines the demo prints (plasticity loss against the common baseline over the
 last tasks, Student-t interval over seeds, R, and each method's paired contrast with the first
-over the same seeds), the predictor test's tables and the comparison
+over the same seeds), each method's average accuracy, backward transfer and forgetting after
+the last task (:func:`forgetting_lines`), the predictor test's tables and the comparison
 figures, then the first seed's run figures per method. Figures are embedded as PNG data, so the
 one file is what a researcher sends to a colleague; it is written atomically.
 """
@@ -26,14 +27,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ntkplast import __version__, figures, stats
+from ntkplast import __version__, figures, forgetting, stats
 from ntkplast.errors import NtkplastError
-from ntkplast.files import atomic_write_bytes
+from ntkplast.io.files import atomic_write_bytes
 from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
-__all__ = ["LAST_TASKS", "contrast_lines", "find_runs", "loss_summary", "predictor_test",
-           "verdict_lines", "write_report"]
+__all__ = ["LAST_TASKS", "contrast_lines", "find_runs", "forgetting_lines", "loss_summary",
+           "predictor_test", "verdict_lines", "write_report"]
 
 LAST_TASKS = 10
 """Tasks at the end of a stream over which the verdict averages the plasticity loss."""
@@ -95,6 +96,36 @@ def verdict_lines(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS)
                      f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] (95% t-interval, R = {r}): plasticity "
                      f"{verdict}")
     return lines + contrast_lines(tables, last, methods=list(summary))
+
+
+def forgetting_lines(groups: Mapping[str, Sequence[Path]]) -> list[str]:
+    """One line per method whose runs record an accuracy matrix: the average accuracy (ACC),
+    backward transfer (BWT) and forgetting after each run's last recorded task
+    (:func:`ntkplast.forgetting.summary`), each the mean over seeds with its 95% Student-t
+    interval (:func:`ntkplast.stats.t_interval`) and R, the seeds with a finite value (one
+    seed: its value, no interval). ``groups``: method → run folders (:func:`find_runs`)."""
+    lines = []
+    for name, runs in groups.items():
+        per_seed = []
+        for run in runs:
+            try:
+                summary = forgetting.summary(checkpoints.read_manifest(run))
+            except NtkplastError:  # a malformed task record: that seed is left out
+                continue
+            if summary is not None:
+                per_seed.append(summary)
+        parts = []
+        for key, label in zip(forgetting.NAMES, ("ACC", "BWT", "forgetting")):
+            v = np.array([s[key] for s in per_seed if s[key] is not None], float)
+            if len(v) >= 2:
+                m, lo, hi = stats.t_interval(v)
+                parts.append(f"{label} {m:.3f} [{lo:.3f}, {hi:.3f}] (R = {len(v)})")
+            elif len(v) == 1:
+                parts.append(f"{label} {v[0]:.3f} (R = 1: no interval)")
+        if parts:
+            lines.append(f"after the last task: {name} " + ", ".join(parts)
+                         + " (mean [95% t-interval] over seeds)")
+    return lines
 
 
 def _single_run_verdict(table: Table, last: int = LAST_TASKS) -> list[str]:
@@ -230,6 +261,9 @@ def write_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
         verdicts = _single_run_verdict(next(iter(tables.values()))[0])
     if verdicts:
         parts += ["<h2>verdicts</h2>", _pre("\n".join(verdicts))]
+    transfer = forgetting_lines(groups)
+    if transfer:
+        parts += ["<h2>forgetting and transfer</h2>", _pre("\n".join(transfer))]
     if len(groups) > 1 or any(len(v) > 1 for v in groups.values()):
         parts.append("<h2>comparison</h2>")
         for name, draw in (("plasticity", figures.plasticity_curves),

@@ -15,6 +15,9 @@ The *reset reference* trains a freshly initialised network on task t alone with 
 and minibatch order; plasticity loss at t is the reference's accuracy minus the run's.
 Regression streams (``TrainConfig.loss = "mse"``) report mean squared errors instead, and their
 plasticity loss is the run's error minus the reference's (positive: plasticity lost).
+When the run is complete, a classification run that recorded its accuracy matrix
+(``train.eval_previous``) also stores the average accuracy, backward transfer and forgetting
+after the last task in the manifest as ``forgetting`` (:func:`ntkplast.forgetting.summary`).
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ntkplast import models
+from ntkplast import forgetting, models
 from ntkplast.data import custom as custom_streams
 from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
 from ntkplast.hooks import Hooks
-from ntkplast.lock import folder_lock
+from ntkplast.io.lock import folder_lock
 from ntkplast.regularizers import make_hooks
 from ntkplast.runs import checkpoints
 from ntkplast.training._lanes import Group, Lane, save_checkpoint, start_group
@@ -113,7 +116,7 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | o
 
     The configuration is checked against the data and this machine's memory
     (:func:`ntkplast.training.sizes.check_sizes`) before anything is written, and each run
-    folder is locked while it is written (:func:`ntkplast.lock.folder_lock`): a second
+    folder is locked while it is written (:func:`ntkplast.io.lock.folder_lock`): a second
     training into the same folder fails at once, naming the first one's pid. Every checkpoint's
     SHA-256 goes into the manifest, and resuming checks it.
 
@@ -278,6 +281,8 @@ def _after_chunk(group: Group, i: int, template: models.Params,
     lane.manifest["tasks"].append(record)
     metrics.update({k: v for k, v in record.items() if k != "task"})
     lane.manifest["complete"] = task == len(plan.stream) - 1
+    if lane.manifest["complete"] and (summary := forgetting.summary(lane.manifest)) is not None:
+        lane.manifest["forgetting"] = summary  # ACC, BWT and F after the last task
     save_checkpoint(lane, group.lane_state(i), task, "task_end", metrics)
 
 

@@ -145,7 +145,7 @@ def test_training_and_import_write_one_manifest_through_one_writer(tmp_path, mon
     """A run trained into a folder and the same checkpoints (parameters, steps, tasks) imported
     as PyTorch state dicts give one manifest: the same keys in the same order and the same
     values, apart from what only one writer knows — training's description of its stream and
-    results (``num_classes``, ``num_tasks``, ``config``, ``tasks``), the importer's
+    results (``num_classes``, ``num_tasks``, ``config``, ``tasks``, ``forgetting``), the importer's
     ``imported_from``, and per checkpoint its ``kind``, ``metrics``, ``sha256`` (training's
     files also hold the optimizer state) and the importer's ``source``. Both go through
     :func:`checkpoints.new_manifest` and :func:`checkpoints.append_checkpoint` alone."""
@@ -186,7 +186,7 @@ def test_training_and_import_write_one_manifest_through_one_writer(tmp_path, mon
     assert calls == ["new_manifest"] + ["append_checkpoint"] * 3
 
     a, b = (json.loads((run.path / "manifest.json").read_text()) for run in (trained, imported))
-    only_trained = {"num_classes", "num_tasks", "config", "tasks"}
+    only_trained = {"num_classes", "num_tasks", "config", "tasks", "forgetting"}
     assert set(a) - set(b) == only_trained and set(b) - set(a) == {"imported_from"}
     assert [k for k in a if k in b] == [k for k in b if k in a]
     assert {k: v for k, v in a.items() if k in b and k != "checkpoints"} == {
