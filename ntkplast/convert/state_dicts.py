@@ -20,7 +20,9 @@ followed by ``Flatten → Linear → φ → … → Linear``. With a ``spec`` th
 blocks ``u + φ(LN(Linear(u)))`` or pre-norm ``u + φ(Linear(LN(u)))`` written as named modules
 (a skip has no parameters: ``residual = true`` says where they are), and GroupSort/MaxMin
 modules (no parameters; ``activation`` and ``group_size`` in the spec, each group sorted in
-descending order, so MaxMin gives (max, min)). Modules may be an ``nn.Sequential``
+descending order, so MaxMin gives (max, min)), and CReLU (``activation = "crelu"``:
+``torch.cat([relu(z), relu(-z)], dim=1)``, so every layer after a hidden one has twice its
+fan-in, which the shapes must chain with). Modules may be an ``nn.Sequential``
 (keys ``"0.weight"``, ``"2.weight"``, …) or named (``"fc1.weight"``, ``"conv.weight"``, …).
 
 The architecture is inferred from the shapes where that is unambiguous: 4-D weights are
@@ -94,21 +96,23 @@ def _group_modules(state_dict: Mapping[str, Any], source: str
     return modules
 
 
-def _chains(mods: Sequence[str], modules: Mapping[str, Mapping[str, np.ndarray]]) -> bool:
-    """Whether the modules, in this order, fit one network: convs first, channels chain."""
+def _chains(mods: Sequence[str], modules: Mapping[str, Mapping[str, np.ndarray]],
+            widen: int = 1) -> bool:
+    """Whether the modules, in this order, fit one network: convs first, channels chain
+    (each hidden layer's outputs times ``widen``: 2 for CReLU, which concatenates two halves)."""
     shapes = [modules[m]["weight"].shape for m in mods]
     if any(len(a) == 2 and len(b) == 4 for a, b in zip(shapes, shapes[1:])):
         return False
     for a, b in zip(shapes, shapes[1:]):
-        if len(a) == len(b) and b[1] != a[0]:
+        if len(a) == len(b) and b[1] != widen * a[0]:
             return False
-        if len(a) == 4 and len(b) == 2 and b[1] % a[0]:
+        if len(a) == 4 and len(b) == 2 and b[1] % (widen * a[0]):
             return False
     return True
 
 
 def _order(modules: Mapping[str, Mapping[str, np.ndarray]], key_order: Sequence[str] | None,
-           source: str) -> list[str]:
+           source: str, widen: int = 1) -> list[str]:
     """Forward order of the modules (module docstring)."""
     names = list(modules)
     if key_order is not None:
@@ -116,17 +120,17 @@ def _order(modules: Mapping[str, Mapping[str, np.ndarray]], key_order: Sequence[
         if sorted(order) != sorted(names):
             raise NtkplastError(f"{source}: key_order {list(key_order)} must list every module "
                                 f"exactly once; the state dict has modules {names}")
-        if not _chains(order, modules):
+        if not _chains(order, modules, widen):
             raise NtkplastError(f"{source}: the shapes do not chain in key_order {order}: "
                                 f"{_shapes(order, modules)}")
         return order
     natural = sorted(names, key=lambda m: (modules[m]["weight"].ndim != 4, _natural_key(m)))
-    if all(re.search(r"\d", m) for m in names) and _chains(natural, modules):
+    if all(re.search(r"\d", m) for m in names) and _chains(natural, modules, widen):
         return natural
     found = []
     if len(names) <= 8:
         for perm in itertools.permutations(names):
-            if _chains(perm, modules):
+            if _chains(perm, modules, widen):
                 found.append(list(perm))
                 if len(found) > 1:
                     break
@@ -191,7 +195,10 @@ def state_dict_to_params(state_dict: Mapping[str, Any],
         listed = [k.removesuffix(".weight") for k in key_order]
         norm_order = [m for m in listed if m in norms] or norm_order
         key_order = [k for k, m in zip(key_order, listed) if m not in norms]
-    order = _order(modules, key_order, source)
+    named = activation if spec is None else (
+        spec.activation if isinstance(spec, models.ArchSpec) else spec.get("activation", "relu"))
+    widen = 2 if named in models.WIDENING_ACTIVATIONS else 1  # CReLU: cat([relu, relu(−·)])
+    order = _order(modules, key_order, source, widen)
     spec = _architecture(modules, order, spec, activation, source)
     num_convs = sum(modules[m]["weight"].ndim == 4 for m in order)
     if input_shape is None:
@@ -205,7 +212,7 @@ def state_dict_to_params(state_dict: Mapping[str, Any],
         want = validate.expected_param_shapes(model, input_shape)
     except NtkplastError as e:
         raise NtkplastError(f"{source}: {e}") from None
-    params = _ntkplast_layout(modules, order, input_shape, input_layout)
+    params = _ntkplast_layout(modules, order, input_shape, input_layout, widen)
     _attach_norms(params, model, {m: norms[m] for m in norm_order}, source)
     _check_layer_shapes(validate.param_shapes(params), want, num_convs, spec, input_shape,
                         source)
@@ -248,17 +255,19 @@ def _architecture(modules: Mapping[str, Mapping[str, np.ndarray]], order: Sequen
 
 
 def _ntkplast_layout(modules: Mapping[str, Mapping[str, np.ndarray]], order: Sequence[str],
-                     input_shape: tuple[int, ...], input_layout: str
+                     input_shape: tuple[int, ...], input_layout: str, widen: int = 1
                      ) -> list[dict[str, np.ndarray]]:
     """The layers in ntkplast's layout: Linear ``W = weightᵀ``, Conv2d OIHW → HWIO, and the
-    rows of the first Linear after images or convs from (c, h, w) to (h, w, c) for ``"chw"``."""
+    rows of the first Linear after images or convs from (c, h, w) to (h, w, c) for ``"chw"``
+    (a conv block emits ``widen`` × its channels)."""
     params = []
     shape = input_shape
     for m in order:
         w = modules[m]["weight"]
         if w.ndim == 4:
             w_new = w.transpose(2, 3, 1, 0)
-            shape = (shape[0] // 2, shape[1] // 2, w.shape[0]) if len(shape) == 3 else shape
+            shape = (shape[0] // 2, shape[1] // 2, widen * w.shape[0]) if len(shape) == 3 \
+                else shape
         else:
             w_new = w.T
             if len(shape) == 3 and input_layout == "chw" and w_new.shape[0] == math.prod(shape):

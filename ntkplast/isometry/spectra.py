@@ -53,12 +53,14 @@ def _gate(layer: models.Layer, z: Array) -> Array:
 
 def _input_shapes(model: models.Model, x_shape: tuple[int, ...],
                   out_shapes: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
-    """Per-example shape of what each layer consumes (after pooling and flattening)."""
+    """Per-example shape of what each layer consumes (after pooling and flattening; a CReLU
+    block emits twice its pre-activation's units)."""
     shapes, shape = [], x_shape
     for layer, out in zip(model.layers, out_shapes):
         if layer.flatten:
             shape = (math.prod(shape),)
         shapes.append(shape)
+        out = out[:-1] + (out[-1] * layer.features_per_unit,)
         shape = (out[0] // 2, out[1] // 2, out[2]) if layer.pool else out
     return shapes
 
@@ -123,9 +125,14 @@ def _block_moments(model: models.Model, layer: models.Layer, p: dict[str, Array]
     sq = jac * jac
     small = jac @ jnp.swapaxes(jac, 1, 2) if jac.shape[1] <= jac.shape[2] else \
         jnp.swapaxes(jac, 1, 2) @ jac
+    rows_off = jnp.all(jac == 0, axis=2)
+    if layer.features_per_unit > 1:  # CReLU: a unit is off when both its features are
+        units = p["W"].shape[-1]
+        rows_off = jnp.all(rows_off.reshape(u.shape[0], -1, layer.features_per_unit, units),
+                           axis=2)
     return {"chi": jnp.sum(sq, axis=(1, 2)) / n,
             "mean_sigma4": jnp.sum(small * small, axis=(1, 2)) / n,
-            "units_off": jnp.sum(jnp.all(jac == 0, axis=2), axis=1),
+            "units_off": jnp.sum(rows_off.reshape(u.shape[0], -1), axis=1),
             "gate_sub": None, "lmat": None, "jac_sub": jac[idx] if idx.shape[0] else None}
 
 
@@ -189,7 +196,10 @@ def layer_spectra(model: models.Model, params: models.Params, x: Array, *,
     Returns:
       :class:`LayerSpectra`, one :class:`JacobianSpectrum` per weight layer, readout last.
       Zeros are σ ≤ max(d_out, d_in) · eps · max σ; for ReLU layers ``units_off`` counts the
-      units with z ≤ 0 exactly (equal to ``zeros`` for square layers with full-rank W).
+      units with z ≤ 0 exactly (equal to ``zeros`` for square layers with full-rank W). A
+      CReLU layer's J_l = J_φ L_l (2d × d_in, J_φ with orthonormal columns where z has no
+      zero) has the n = min(d, d_in) singular values of L_l on every input, and ``units_off``
+      counts the units whose two features are both zero (z = 0).
 
     One jit-compiled pass per (model, settings, probe-set shape), reused across checkpoints.
     References: Pennington, Schoenholz & Ganguli (2017); Joudaki et al. (2023).
@@ -220,6 +230,7 @@ def layer_spectra_unchecked(model: models.Model, params: models.Params, x: Array
         n = min(d_in, d_out)
         summary = None
         if sv is not None:
+            sv = sv[..., :n]  # a CReLU block's J_φ·L_l (2d rows) has rank ≤ n: drop the rest
             summary = _summarize(sv, max(d_in, d_out) * _eps(sv.dtype))
         exact = _fits(d_in, d_out, max_matrix_entries) or not _diagonal_gate(layer)
         layers.append(JacobianSpectrum(_layer_summary(n, res, summary), sv, res["chi"],

@@ -58,6 +58,12 @@ linear``, and the two that are not elementwise: ``groupsort`` sorts each consecu
 pair (Anil, Lucas & Grosse 2019, "Sorting out Lipschitz function approximation", ICML). Their
 Jacobian is a permutation matrix on every input (a.e.), so with orthogonal weights every layer
 Jacobian is orthogonal: the networks are isometric yet universal Lipschitz approximators.
+``crelu`` widens: φ(z) = [relu(z), relu(−z)] concatenated on the units axis (Shang et al. 2016;
+against loss of plasticity, Abbas, Zhao, Modayil, White & Machado 2023), so a hidden layer of
+width d emits 2d features and the next layer's W has 2d rows (its fan-in, for the init and the
+NTK multiplier, is 2d; the He gain √2 keeps E z² fixed, as E relu(z)² + E relu(−z)² = E z²).
+Its Jacobian has orthonormal columns wherever z has no zero, so a CReLU layer never gates a
+direction off.
 
 ===============  ==========================================================================
 module           what it holds
@@ -65,8 +71,8 @@ module           what it holds
 ``spec``         :class:`ArchSpec` and its checks, :class:`Layer`, the activation, kind,
                  parameterization, init and constraint choices, :func:`out_widths`
 ``layers``       one block's pieces on arrays: :func:`fan_in`, ``avg_pool``,
-                 :func:`effective_weight`, :func:`activation_fn`, :func:`layer_input`,
-                 :func:`block_output`
+                 :func:`effective_weight`, :func:`activation_fn`, :func:`crelu`,
+                 :func:`layer_input`, :func:`block_output`
 ``network``      :class:`Model`, :func:`build`, :func:`init_params`, :func:`multipliers`,
                  :func:`layer_pre_activation`, :func:`block_map`, :func:`forward`,
                  :func:`block_inputs`
@@ -82,6 +88,7 @@ from ntkplast.models.layers import (
     activation_fn,
     avg_pool,  # noqa: F401 (public, though not in __all__)
     block_output,
+    crelu,
     effective_weight,
     fan_in,
     layer_input,
@@ -105,14 +112,15 @@ from ntkplast.models.spec import (
     KINDS,
     PARAMETERIZATIONS,
     WEIGHT_CONSTRAINTS,
+    WIDENING_ACTIVATIONS,
     ArchSpec,
     Layer,
     out_widths,
 )
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_NAMES", "GROUP_ACTIVATIONS", "INITS", "KINDS", "LN_EPS",
-           "PARAMETERIZATIONS", "WEIGHT_CONSTRAINTS", "ArchSpec", "Layer", "Model", "Params",
-           "activation_fn", "block_inputs", "block_map", "block_output", "build",
-           "cayley_stiefel", "effective_weight", "fan_in", "forward", "group_sort",
-           "init_params", "layer_input", "layer_norm", "layer_pre_activation", "multipliers",
-           "out_widths"]
+           "PARAMETERIZATIONS", "WEIGHT_CONSTRAINTS", "WIDENING_ACTIVATIONS", "ArchSpec", "Layer",
+           "Model", "Params", "activation_fn", "block_inputs", "block_map", "block_output",
+           "build", "cayley_stiefel", "crelu", "effective_weight", "fan_in", "forward",
+           "group_sort", "init_params", "layer_input", "layer_norm", "layer_pre_activation",
+           "multipliers", "out_widths"]

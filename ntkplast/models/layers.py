@@ -12,11 +12,12 @@ import math
 from collections.abc import Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 
 from ntkplast.blocks import cayley_stiefel, group_sort, layer_norm
 from ntkplast.models.spec import ACTIVATIONS, GROUP_ACTIVATIONS, Layer
 
-__all__ = ["activation_fn", "avg_pool", "block_output", "effective_weight", "fan_in",
+__all__ = ["activation_fn", "avg_pool", "block_output", "crelu", "effective_weight", "fan_in",
            "layer_input"]
 
 Array = jax.Array
@@ -40,8 +41,29 @@ def effective_weight(layer: Layer, w: Array) -> Array:
     return layer.w_std * cayley_stiefel(w) if layer.constrained else w
 
 
+def crelu(z: Array) -> Array:
+    """CReLU (Shang, Sohn, Almeida & Lee 2016; Abbas, Zhao, Modayil, White & Machado 2023,
+    "Loss of plasticity in continual deep reinforcement learning"): φ(z) = [relu(z), relu(−z)],
+    the two halves concatenated on the last (units) axis, so d units emit 2d features: feature
+    i < d is relu(z_i) and feature d + i is relu(−z_i).
+
+    ‖φ(z)‖ = ‖z‖ and, wherever no z_i is 0, the Jacobian [diag(1[z > 0]); −diag(1[z < 0])] has
+    orthonormal columns: no direction is gated off, whatever the signs.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ntkplast import models
+      >>> models.crelu(jnp.array([[1.5, -2.0, 0.5]])).tolist()
+      [[1.5, 0.0, 0.5, 0.0, 2.0, 0.0]]
+    """
+    return jnp.concatenate([jax.nn.relu(z), jax.nn.relu(-z)], axis=-1)
+
+
 def activation_fn(layer: Layer) -> Callable[[Array], Array]:
-    """φ of a hidden layer as a function of its (normalised) pre-activation, units last."""
+    """φ of a hidden layer as a function of its (normalised) pre-activation, units last
+    (CReLU's output has twice as many features on that axis)."""
+    if layer.activation == "crelu":
+        return crelu
     if layer.activation == "leaky_relu":
         slope = layer.negative_slope
         return lambda z: jax.nn.leaky_relu(z, slope)

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ntkplast.base import Array, Params
 from ntkplast.errors import NtkplastError
 from ntkplast.models.layers import (
     avg_pool,
@@ -31,8 +32,6 @@ from ntkplast.models.spec import ArchSpec, Layer, out_widths
 __all__ = ["Model", "Params", "block_inputs", "block_map", "build", "forward", "init_params",
            "layer_pre_activation", "multipliers"]
 
-Array = jax.Array
-Params = tuple[dict[str, Array], ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +53,8 @@ class Model:
         """Pre-activations ``[z_1, …, z_L]`` and post-activations ``[a_1, …, a_{L-1}]``.
 
         ``z_L`` are the logits. For a CNN, ``a_l`` is taken after φ and before pooling, so its
-        last axis indexes the layer's units (channels).
+        last axis indexes the layer's units (channels); for CReLU it holds 2d features, relu(z)
+        of the d units then relu(−z).
         """
         _, pre, post = forward(self, params, x)
         return pre, post
@@ -153,6 +153,7 @@ def init_params(model: Model, key: Array, input_shape: tuple[int, ...]) -> Param
         else:
             w_shape = (shape[-1], width)
             shape = (width,)
+        shape = shape[:-1] + (shape[-1] * layer.features_per_unit,)  # CReLU: 2 per unit
         p = {"W": _init_weight(kw, spec, layer, w_shape)}
         if spec.use_bias:
             std = 1.0 if spec.parameterization == "ntk" else layer.b_std

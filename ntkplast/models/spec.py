@@ -21,7 +21,8 @@ from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_NAMES", "GROUP_ACTIVATIONS", "INITS", "KINDS",
-           "PARAMETERIZATIONS", "WEIGHT_CONSTRAINTS", "ArchSpec", "Layer", "out_widths"]
+           "PARAMETERIZATIONS", "WEIGHT_CONSTRAINTS", "WIDENING_ACTIVATIONS", "ArchSpec", "Layer",
+           "out_widths"]
 
 Array = jax.Array
 
@@ -36,7 +37,10 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 """The elementwise activations with no parameter (:func:`activation_fn` gives every one)."""
 GROUP_ACTIVATIONS = ("groupsort", "maxmin")
 """Activations that act on groups of units: their Jacobian is a permutation, not diagonal."""
-ACTIVATION_NAMES = (*ACTIVATIONS, "leaky_relu", *GROUP_ACTIVATIONS)
+WIDENING_ACTIVATIONS = ("crelu",)
+"""Activations with more outputs than inputs: CReLU emits [relu(z), relu(−z)], two features per
+unit, so the next layer's fan-in is twice the layer's width."""
+ACTIVATION_NAMES = (*ACTIVATIONS, "leaky_relu", *GROUP_ACTIVATIONS, *WIDENING_ACTIVATIONS)
 KINDS = ("mlp", "cnn")
 PARAMETERIZATIONS = ("standard", "ntk")
 INITS = ("gaussian", "orthogonal")
@@ -52,14 +56,16 @@ class ArchSpec:
         inputs ``H × W × C``).
       widths: MLP hidden widths, or CNN conv channels per block.
       num_outputs: K, the number of logits.
-      activation: one of ``relu, leaky_relu, tanh, erf, gelu, linear, groupsort, maxmin``.
+      activation: one of ``relu, leaky_relu, tanh, erf, gelu, linear, groupsort, maxmin,
+        crelu`` (CReLU, φ(z) = [relu(z), relu(−z)]: each layer emits twice its width).
       negative_slope: leaky ReLU's slope α for z < 0, φ(z) = max(z, αz).
       group_size: GroupSort's group size g ≥ 2 (every hidden width a multiple of g);
         ``maxmin`` is g = 2.
       parameterization: ``"standard"`` or ``"ntk"`` (module docstring).
       init: ``"gaussian"`` or ``"orthogonal"``.
-      w_std: σ_w of hidden layers; ``None`` picks He (√2) for relu, √(2/(1 + α²)) for leaky
-        ReLU and 1 otherwise (LeCun; for GroupSort/MaxMin the norm-preserving gain).
+      w_std: σ_w of hidden layers; ``None`` picks He (√2) for relu and crelu (whose fan-in
+        counts both halves), √(2/(1 + α²)) for leaky ReLU and 1 otherwise (LeCun; for
+        GroupSort/MaxMin the norm-preserving gain).
       b_std: σ_b (0 with standard parameterization initialises biases at zero).
       readout_w_std: σ_w of the last layer.
       use_bias: whether layers carry biases.
@@ -139,7 +145,7 @@ class ArchSpec:
         """σ_w of the hidden layers (He for relu, LeCun otherwise, unless given)."""
         if self.w_std is not None:
             return float(self.w_std)
-        if self.activation == "relu":
+        if self.activation in ("relu", "crelu"):
             return math.sqrt(2.0)
         if self.activation == "leaky_relu":
             return math.sqrt(2.0 / (1.0 + self.negative_slope ** 2))
@@ -147,13 +153,18 @@ class ArchSpec:
 
     @property
     def gram_target(self) -> float:
-        """Default target s of the Gram penalties ‖WᵀW − s·I‖: the He gain² 2 for relu,
-        2/(1 + α²) for leaky ReLU, 1 otherwise (whatever ``w_std`` is)."""
-        if self.activation == "relu":
+        """Default target s of the Gram penalties ‖WᵀW − s·I‖: the He gain² 2 for relu and
+        crelu, 2/(1 + α²) for leaky ReLU, 1 otherwise (whatever ``w_std`` is)."""
+        if self.activation in ("relu", "crelu"):
             return 2.0
         if self.activation == "leaky_relu":
             return 2.0 / (1.0 + self.negative_slope ** 2)
         return 1.0
+
+    @property
+    def features_per_unit(self) -> int:
+        """Outputs of a hidden layer per unit: 2 for CReLU, 1 otherwise."""
+        return 2 if self.activation in WIDENING_ACTIVATIONS else 1
 
     @property
     def unit_group_size(self) -> int:
@@ -186,6 +197,7 @@ class Layer:
     block adds its input to its output (module docstring). ``negative_slope`` and
     ``group_size`` parameterize leaky ReLU and GroupSort; ``constrained``: the weight is
     σ_w · C(W), the Cayley image of the stored free parameter (:func:`effective_weight`).
+    A CReLU layer of width d emits 2d features (:attr:`features_per_unit`).
     """
 
     kind: str
@@ -207,10 +219,17 @@ class Layer:
         return self.pre_norm or self.post_norm
 
     @property
+    def features_per_unit(self) -> int:
+        """Features the block emits per unit of its weight layer: 2 for CReLU, else 1."""
+        return 2 if self.activation in WIDENING_ACTIVATIONS else 1
+
+    @property
     def elementwise(self) -> bool:
         """Whether the layer is W (as stored), then an elementwise φ: no norm, no skip, no
-        constraint, so the layerwise engine's diagonal fast path and gates apply."""
-        return not (self.activation in GROUP_ACTIVATIONS or self.has_norm or self.skip
+        constraint, not GroupSort or CReLU, so the layerwise engine's diagonal fast path and
+        gates apply."""
+        return not (self.activation in GROUP_ACTIVATIONS
+                    or self.activation in WIDENING_ACTIVATIONS or self.has_norm or self.skip
                     or self.constrained)
 
 

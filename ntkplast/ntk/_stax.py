@@ -39,6 +39,12 @@ def _activation(stax: Any, layer: models.Layer) -> Any:
                             f"architecture has no stax triple (no infinite-width kernel, no "
                             f"nt: engine comparison through stax); the layerwise and generic "
                             f"engines take it")
+    if name in models.WIDENING_ACTIVATIONS:
+        raise NtkplastError(f"model.activation: neural-tangents has no {name} layer (it "
+                            f"concatenates relu(z) and relu(−z), doubling the width), so this "
+                            f"architecture has no stax triple (no infinite-width kernel, no nt: "
+                            f"engine comparison through stax); the layerwise and generic "
+                            f"engines take it")
     if name == "leaky_relu":
         return stax.LeakyRelu(layer.negative_slope)
     if name == "relu":

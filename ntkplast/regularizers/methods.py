@@ -4,8 +4,8 @@
 
     [method]
     name = "adamo"      # none | l2 | l2_init | shrink_perturb | spectral | parseval | srip |
-    lam = 1e-3          # isometry | adamo | redo | cbp
-    every = 8           # any option of that method's constructor, by keyword
+    lam = 1e-3          # isometry | adamo | redo | cbp | fire | plasticity_injection |
+    every = 8           # head_reset | nap; any option of that method's constructor, by keyword
 
 The options are the keyword arguments of the method's constructor in
 :mod:`ntkplast.regularizers` (listed in :data:`METHODS`); unknown names and wrong types raise
@@ -14,6 +14,9 @@ ReLU network and 1 otherwise; isometry-type penalties act on the model's effecti
 AdamO's η_iso is the run's learning rate. ``lam`` of isometry and AdamO is in the ½‖G − s'I‖²
 convention, twice the paper's unhalved λ (:mod:`ntkplast.regularizers.penalties`). AdamO's
 ``num_probes`` was ``probes`` in 0.2; that key is still read, with a DeprecationWarning.
+``fire``, ``plasticity_injection`` and ``head_reset`` act at task boundaries
+(:mod:`ntkplast.regularizers.boundary`), ``every`` counting tasks; ``nap`` projects after every
+update (:mod:`ntkplast.regularizers.projection`) and needs ``model.layer_norm = true``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import optax
 from ntkplast import models
 from ntkplast.errors import NtkplastError
 from ntkplast.hooks import Hooks
-from ntkplast.regularizers import decoupled, penalties, resets
+from ntkplast.regularizers import boundary, decoupled, penalties, projection, resets
 
 __all__ = ["METHODS", "check_method", "make_hooks"]
 
@@ -48,9 +51,17 @@ METHODS: dict[str, dict[str, Any]] = {
               "layers": "hidden", "every": 1, "num_probes": None},
     "redo": {"tau": 0.1, "every": 1000},
     "cbp": {"replacement_rate": 1e-4, "decay_rate": 0.99, "maturity_threshold": 100},
+    "fire": {"alpha": 1.0, "ns_steps": boundary.NS_STEPS, "layers": "all", "every": 1,
+             "reset_optimizer": False},
+    "plasticity_injection": {"every": 1, "at_task": None},
+    "head_reset": {"every": 1},
+    "nap": {},
 }
 _RENAMED = {"adamo": {"probes": "num_probes"}}  # 0.2 option names: {method: {old: new}}
-_NUMERIC_DEFAULTS = {"scale": 1.0, "num_probes": 1}  # numeric options whose default None = auto
+_NUMERIC_DEFAULTS = {"scale": 1.0, "num_probes": 1,  # numeric options whose default None = auto
+                     "at_task": 0}                  # (or, for at_task, = not set)
+_FREE_WEIGHTS = ("l2", "l2_init", "head_reset", "nap")  # allowed (or refused by name) under
+#                                                         weight_constraint = "orthogonal"
 
 
 def _options(method: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -114,11 +125,11 @@ def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequ
         scale = model.spec.gram_target
     if name == "none":
         return Hooks()
-    if model.spec.weight_constraint != "none" and name not in ("l2", "l2_init"):
+    if model.spec.weight_constraint != "none" and name not in _FREE_WEIGHTS:
         raise NtkplastError(f"method {name!r}: it acts on the stored weights, which under "
                             f"model.weight_constraint = 'orthogonal' are the free parameters "
                             f"of the Cayley map, not the (already orthogonal) weights the "
-                            f"layers use; use plain training, l2 or l2_init there")
+                            f"layers use; use plain training, l2, l2_init or head_reset there")
     if name == "l2":
         return Hooks(penalty=penalties.l2_penalty(
             o["lam"], layers=o["layers"], include_biases=o["include_biases"]))
@@ -155,6 +166,19 @@ def make_hooks(method: Mapping[str, Any], model: models.Model, input_shape: Sequ
         return Hooks(post_update=decoupled.isometry_post_update(
             o["lam"], learning_rate, scale=scale, every=o["every"], num_probes=o["num_probes"],
             **iso))
+    if name == "fire":
+        return Hooks(on_task_end=boundary.fire_task_end(
+            model, alpha=o["alpha"], ns_steps=o["ns_steps"], layers=o["layers"],
+            every=o["every"], reset_optimizer=o["reset_optimizer"]))
+    if name == "plasticity_injection":
+        return Hooks(on_task_end=boundary.plasticity_injection_task_end(
+            every=o["every"], at_task=o["at_task"]))
+    if name == "head_reset":
+        return Hooks(on_task_end=boundary.head_reset_task_end(model, input_shape,
+                                                              every=o["every"]))
+    if name == "nap":
+        nap = projection.project_to_init_norm(model)
+        return Hooks(optimizer=lambda tx: optax.chain(tx, nap))
     if name == "redo":
         return Hooks(post_step=resets.redo(
             model, tau=o["tau"], every=o["every"], input_shape=input_shape))

@@ -187,16 +187,17 @@ def check_resettable(model: models.Model, method: str) -> None:
     """Raise unless every hidden unit's outgoing weights are the next layer's row for it.
 
     A residual skip carries the unit's value past the next layer, so zeroing that row no
-    longer silences it; GroupSort's outputs are sorted positions, not units; an orthogonal
+    longer silences it; GroupSort's outputs are sorted positions, not units; a CReLU unit
+    feeds two rows (relu(z) and relu(−z)) and is scored on two features; an orthogonal
     layer's columns all depend on every free parameter. No reset is defined there. (A
     LayerNorm after the weight layer is allowed: a re-drawn unit shifts the norm's mean and
     variance, so the function moves slightly at the reset.)
     """
     spec = model.spec
-    if spec.residual or spec.activation in models.GROUP_ACTIVATIONS \
-            or spec.weight_constraint != "none":
+    grouped = spec.activation in models.GROUP_ACTIVATIONS + models.WIDENING_ACTIVATIONS
+    if spec.residual or grouped or spec.weight_constraint != "none":
         what = ("residual skips" if spec.residual else
-                f"activation={spec.activation!r}" if spec.activation in models.GROUP_ACTIVATIONS
+                f"activation={spec.activation!r} (units are not one feature each)" if grouped
                 else "orthogonal layers (a column of W_eff is no column of the free W)")
         raise NtkplastError(f"{method}: unit resets zero a unit's outgoing weights to keep the "
                             f"function, which {what} do not allow; use a plain stack "

@@ -565,7 +565,7 @@ def test_resets_plug_into_the_trainer():
 
 @pytest.mark.parametrize("name", sorted(reg.METHODS))
 def test_make_hooks_builds_every_method(name):
-    model, _ = _mlp()
+    model, _ = _mlp(layer_norm=name == "nap")  # normalize-and-project needs the LayerNorm
     hooks = reg.make_hooks({"name": name}, model, (6,), 1e-3)
     assert isinstance(hooks, train.Hooks)
     assert (hooks == train.Hooks()) == (name == "none")
