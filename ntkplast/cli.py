@@ -1,7 +1,8 @@
 """``ntkplast`` command line: thin verbs over the library.
 
     ntkplast train CONFIG.toml [--out DIR] [--resume] [--seed N] [--set section.key=value ...]
-    ntkplast analyze RUN_DIR [--metrics ntk,isometry,dormancy,plasticity] [--probe-size N]
+    ntkplast analyze RUN_DIR [--metrics ntk,isometry,dormancy,curvature,gradient,churn,plasticity]
+                     [--probe-size N]
                      [--probe seen|task:K|FILE.npz] [--engine auto] [--out DIR]
     ntkplast figures RUN_DIR [--out DIR]
     ntkplast report RUN_DIR|FOLDER [--out FILE]   (one HTML page: config, tasks, verdicts, figures)

@@ -19,7 +19,7 @@ the previous step), so a checkpoint that was missing, repaired or replaced is re
 together with the neighbour compared with it. A checkpoint that cannot be read, differs from its
 digest or holds NaN/Inf parameters is skipped with a warning and one row ``checkpoint_skipped`` =
 1 (and is not cached). The output folder is locked while it is written
-(:func:`ntkplast.lock.folder_lock`); ``settings.json`` is removed before the new outputs are
+(:func:`ntkplast.io.lock.folder_lock`); ``settings.json`` is removed before the new outputs are
 written and written last, so a folder holding it holds one finished analysis. The table goes
 to ``<out>/metrics.csv`` and ``metrics.jsonl`` (:func:`ntkplast.table.table_writer`), the raw
 spectra to ``<out>/spectra.npz`` (``ntk_eigenvalues/<ckpt>``,
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ntkplast import files, spectra
+from ntkplast import spectra
 from ntkplast.analysis import probes
 from ntkplast.analysis.families import (
     FAMILIES,
@@ -57,14 +57,15 @@ from ntkplast.analysis.families import (
     possible_families,
 )
 from ntkplast.errors import NtkplastError
-from ntkplast.lock import folder_lock
+from ntkplast.io import files
+from ntkplast.io.lock import folder_lock
 from ntkplast.runs import checkpoints
 from ntkplast.table import Table, stored_table, table_writer
 
 __all__ = ["CACHE_VERSION", "FAMILIES", "Settings", "analyze", "analyze_checkpoint",
            "parse_metrics"]
 
-CACHE_VERSION = 7  # bump when the rows of ntkplast.analysis.families change
+CACHE_VERSION = 8  # bump when the rows of ntkplast.analysis.families change
 _NOT_EXPORTED = ("raw/ntk_kernel", "raw/ntk_top_eigenvectors")  # cached, not in spectra.npz
 
 
@@ -153,6 +154,11 @@ def _analyze_into(run: checkpoints.Run, out: Path, settings: Settings, data_dir:
         warnings.warn(f"{run.path}: its model ({run.spec.apply}) names no layer functions; "
                       f"skipped: {', '.join(skipped)} (give layers= to compute them)",
                       stacklevel=3)
+    unlabeled = {"curvature", "gradient"} & set(settings.metrics)
+    if unlabeled and np.any(np.asarray(probe.y) < 0):
+        warnings.warn(f"{run.path}: the probe set has no labels (regression, or a probe file "
+                      f"without y): the loss Hessian and gradient rows are skipped (the "
+                      f"Gauss–Newton rows are kept)", stacklevel=3)
     cache = out / "cache" / _settings_key(run, settings, probe)
     cache.mkdir(parents=True, exist_ok=True)
     for folder in (out, cache):  # what a killed analysis left half-written

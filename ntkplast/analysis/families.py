@@ -29,8 +29,23 @@ and returns rows ``(layer, metric, value)`` and raw arrays:
 * ``dormancy``: per hidden layer the τ-dormant fractions (Sokar et al. 2023 score), dead units,
   the fraction active on under 1% of probe inputs (Dohare et al.'s rule), feature effective rank
   and srank (Kumar et al.) of :func:`ntkplast.dormancy.unit_scores`.
+* ``curvature``: the top-k (k = 10) eigenvalues of the probe loss's Hessian and Gauss–Newton
+  matrix by Lanczos on matrix-vector products (:mod:`ntkplast.curvature`; Lyle et al. 2023,
+  Lewandowski et al. 2024): ``hessian_lambda_max`` (sharpness), ``hessian_effective_rank``,
+  ``hessian_eps_rank``, and the same ``ggn_`` rows (the loss is the run's own objective with
+  the probe labels; without labels only the Gauss–Newton rows, which need none).
+* ``gradient``: the probe loss's gradient norm (layer ``"all"`` and per weight layer),
+  signal-to-noise over 8 minibatches and optimization readiness (:mod:`ntkplast.gradients`);
+  skipped without labels.
+* ``churn``: change and drift (:mod:`ntkplast.analysis.churn_family`, :mod:`ntkplast.churn`):
+  ``output_churn`` and ``prediction_churn`` against the previous analysed checkpoint on the
+  probe, ``param_distance_init`` and ``param_distance_init_rel`` from the first (layer
+  ``"all"`` and per weight layer), ``feature_norm`` and ``feature_variance`` per hidden layer,
+  and for tanh / erf units ``saturation_fraction``.
 * ``plasticity``: the numbers training stored with the checkpoint (loss, online accuracy, and at
-  task ends test accuracy, reset-reference accuracy and plasticity loss).
+  task ends test accuracy, reset-reference accuracy and plasticity loss), and at task ends,
+  where the run recorded its accuracy matrix, ``average_accuracy``, ``backward_transfer`` and
+  ``forgetting`` after that task (:mod:`ntkplast.forgetting`).
 
 A run whose model is given by an importable ``apply`` (:mod:`ntkplast.runs.function_models`)
 gets the ``ntk`` family from the generic engine on its trained parameters
@@ -55,17 +70,18 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from ntkplast import dormancy, isometry, linalg, ntk, spectra, validate
+from ntkplast import dormancy, forgetting, isometry, linalg, ntk, spectra, validate
 from ntkplast.adapters import function as function_model
-from ntkplast.analysis import probes
+from ntkplast.analysis import probes, rival_families
+from ntkplast.analysis.churn_family import churn_family
 from ntkplast.errors import NtkplastError
 from ntkplast.runs import checkpoints
 from ntkplast.runs.function_models import FunctionSpec
 
 __all__ = ["FAMILIES", "KernelHistory", "Rows", "Settings", "analyze_checkpoint",
-           "infinite_kernel", "possible_families"]
+           "infinite_kernel", "objective", "possible_families"]
 
-FAMILIES = ("ntk", "isometry", "dormancy", "plasticity")
+FAMILIES = ("ntk", "isometry", "dormancy", "curvature", "gradient", "churn", "plasticity")
 Rows = list[tuple[str, str, float]]
 
 
@@ -282,7 +298,7 @@ def _dormancy_family(run: checkpoints.Run, params: Any, x: jax.Array,
     return rows, raw
 
 
-def _plasticity_family(info: checkpoints.CheckpointInfo) -> Rows:
+def _plasticity_family(run: checkpoints.Run, info: checkpoints.CheckpointInfo) -> Rows:
     rows: Rows = []
     for k, v in info.metrics.items():
         if k in ("task_step", "online_score_sum", "online_correct", "task", "end_step"):
@@ -291,23 +307,34 @@ def _plasticity_family(info: checkpoints.CheckpointInfo) -> Rows:
             rows.append(("all", f"{k}_mean", float(np.mean([x for x in v if x is not None]))))
         elif isinstance(v, int | float) and not isinstance(v, bool):
             rows.append(("all", k, float(v)))
+    if info.kind == "task_end":  # forgetting and transfer from the accuracy matrix so far
+        rows += forgetting.task_end_rows(run.manifest, info.task)
     return rows
+
+
+def objective(run: checkpoints.Run) -> str:
+    """The run's training objective (``train.loss``; cross-entropy where the run does not
+    record one, as imported runs)."""
+    return (run.manifest.get("config") or {}).get("train", {}).get("loss", "cross_entropy")
 
 
 def possible_families(run: checkpoints.Run) -> tuple[str, ...]:
     """The families the run's model allows: all of :data:`FAMILIES` for an ntkplast model; a
     function model without layer functions has no ``isometry`` and ``dormancy``."""
     if isinstance(run.spec, FunctionSpec) and not run.model.layers:
-        return ("ntk", "plasticity")
+        return ("ntk", "curvature", "gradient", "churn", "plasticity")
     return FAMILIES
 
 
 def infinite_kernel(run: checkpoints.Run, probe: probes.Probe) -> np.ndarray | None:
     """The architecture's infinite-width NTK on the probe inputs (float64), or None where
-    neural-tangents is not installed."""
+    neural-tangents is not installed or the architecture has no stax equivalent."""
     if importlib.util.find_spec("neural_tangents") is None or isinstance(run.spec, FunctionSpec):
         return None
-    return np.asarray(ntk.infinite_width_ntk(run.model, probe.x), np.float64)
+    try:
+        return np.asarray(ntk.infinite_width_ntk(run.model, probe.x), np.float64)
+    except NtkplastError:  # no stax equivalent (CReLU, GroupSort, orthogonal constraints)
+        return None
 
 
 def analyze_checkpoint(run: checkpoints.Run, i: int, probe: probes.Probe, settings: Settings,
@@ -331,7 +358,12 @@ def analyze_checkpoint(run: checkpoints.Run, i: int, probe: probes.Probe, settin
         families = {
             "isometry": lambda: _isometry_family(run, params, x, settings),
             "dormancy": lambda: _dormancy_family(run, params, x, settings),
-            "plasticity": lambda: (_plasticity_family(info), {}),
+            "curvature": lambda: rival_families.curvature_family(
+                run.model, params, x, probe.y, settings, objective=objective(run))[:2],
+            "gradient": lambda: rival_families.gradient_family(
+                run.model, params, x, probe.y, settings, objective=objective(run))[:2],
+            "churn": lambda: churn_family(run, params, x, history),
+            "plasticity": lambda: (_plasticity_family(run, info), {}),
         }
         done = {name: families[name]() if name in possible_families(run) else ([], {})
                 for name in settings.metrics if name != "ntk"}

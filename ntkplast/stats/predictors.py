@@ -59,6 +59,15 @@ PREDICTORS: dict[str, PredictorSpec] = {
     "isometry deviation (layer mean)": ("jac_isometry_deviation", "mean"),
     "dead fraction (layer mean)": ("dormant_fraction_tau0", "mean"),
     "weight norm": ("weight_norm", "all"),
+    "feature effective rank (layer mean)": ("feature_effective_rank", "mean"),
+    "loss Hessian λ_max (sharpness)": ("hessian_lambda_max", "all"),
+    "loss Hessian effective rank": ("hessian_effective_rank", "all"),
+    "Gauss–Newton λ_max": ("ggn_lambda_max", "all"),
+    "gradient norm": ("grad_norm", "all"),
+    "gradient SNR": ("grad_snr", "all"),
+    "optimization readiness": ("optimization_readiness", "all"),
+    "output churn": ("output_churn", "all"),
+    "distance from init (relative)": ("param_distance_init_rel", "all"),
 }
 """The candidates of the head-to-head test: is plasticity governed by the conditioning of the
 empirical NTK Θ = J Jᵀ on the probe set (Jacot, Gabriel & Hongler 2018), with eigenvalues
@@ -78,7 +87,21 @@ empirical NTK Θ = J Jᵀ on the probe set (Jacot, Gabriel & Hongler 2018), with
   layers;
 * weight norm (Σ_l ‖m_W W_l‖_F²)^½ over the effective weight matrices, biases excluded
   (``weight_norm``, layer ``"all"``, written by the analysis' isometry family); weight growth
-  accompanies the loss of plasticity in Dohare et al. (2024).
+  accompanies the loss of plasticity in Dohare et al. (2024);
+
+and the rival explanations, on the same checkpoints and with the same statistics:
+
+* feature rank: the effective rank of the hidden features, averaged over layers (Kumar et al.
+  2021, "Implicit under-parameterization inhibits data-efficient deep reinforcement learning");
+* curvature: λ_max of the probe loss's Hessian (sharpness; Lyle et al. 2023, "Understanding
+  plasticity in neural networks") and its top-k effective rank (the rank collapse of
+  Lewandowski et al. 2024, "Directions of curvature as an explanation for loss of
+  plasticity"), λ_max of the Gauss–Newton matrix (:mod:`ntkplast.curvature`);
+* gradient signal: the probe loss's gradient norm, its signal-to-noise over minibatches and
+  optimization readiness, strength × reliability (after Wang et al. 2026, "Predicting
+  plasticity in deep continual learning: a theoretical perspective"; :mod:`ntkplast.gradients`);
+* churn and drift: the output change on the probe since the previous checkpoint and the
+  relative distance of the parameters from initialisation (:mod:`ntkplast.churn`).
 
 Spearman's ρ is invariant under any increasing transform, so "log" in a name only says how the
 metric is usually read. A condition number at its eigenvalue floor (``ntk_condition_at_floor``)

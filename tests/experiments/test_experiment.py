@@ -117,10 +117,12 @@ def test_comparison_figures_draw_one_band_per_method(tmp_path):
 
 
 def test_plasticity_curves_mark_both_references_where_they_were_run():
-    with_ref = Table.concat([_table([0.9, 0.8], metric="plasticity_score"), Table.from_rows(
+    # plasticity_score exists only at task ends (it marks them), so no mid-task rows of it
+    with_ref = Table.concat([_table([0.9, 0.8], metric="plasticity_score",
+                                    extra_checkpoints=False), Table.from_rows(
         [(3, 30, 1, "all", "reference_score", 0.95), (3, 30, 1, "all", "baseline_score", 0.7)])])
-    fig = figures.plasticity_curves({"a": [with_ref], "b": [_table([0.5, 0.4],
-                                                                   metric="plasticity_score")]})
+    fig = figures.plasticity_curves({"a": [with_ref], "b": [_table(
+        [0.5, 0.4], metric="plasticity_score", extra_checkpoints=False)]})
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     assert {k for k in lines if "reference" in k or "baseline" in k} == {
         "own reference (a)", "common baseline"}

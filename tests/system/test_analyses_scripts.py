@@ -54,3 +54,14 @@ def test_architectures_at_tiny_size(tmp_path):
         assert "(R = 2)" in line and "first task" in line and "n/a" not in line.split(";")[0]
     assert (tmp_path / "arch" / "figures" / "plasticity.png").exists()
     assert (tmp_path / "arch" / "architectures.txt").read_text().strip() in out
+
+
+def test_rival_explanations_at_tiny_size(tmp_path):
+    out = _run("rival_explanations.py", "--quick", "--seeds", "2", "--set", "stream.num_tasks=6",
+               "--set", "train.steps_per_task=4", "--set", "train.reference_tasks=every:2",
+               "--probe-size", "16", "--out", "rivals", cwd=tmp_path)
+    for name in ("loss Hessian λ_max (sharpness)", "optimization readiness", "output churn",
+                 "NTK condition number (log)"):
+        assert name in out
+    assert "fire − isometry" in out and "R = 2 seeds" in out
+    assert (tmp_path / "rivals" / "report.html").exists()

@@ -17,6 +17,8 @@ MODULES = (
     "ntkplast.ranks",
     "ntkplast.isometry.summaries",
     "ntkplast.dormancy",
+    "ntkplast.churn",
+    "ntkplast.forgetting",
     "ntkplast.ntk.empirical",
     "ntkplast.ntk.operators",
     "ntkplast.stats.correlation",
@@ -27,10 +29,15 @@ MODULES = (
     "ntkplast.regularizers.penalties",
     "ntkplast.regularizers._baseline_penalties",
     "ntkplast.regularizers.decoupled",
+    "ntkplast.regularizers.boundary",
+    "ntkplast.regularizers.projection",
     "ntkplast.linalg",
     "ntkplast.table.tidy",
     "ntkplast.table.task_ends",
     "ntkplast.models.network",
+    "ntkplast.models.layers",
+    "ntkplast.curvature",
+    "ntkplast.gradients",
 )
 MIN_DOCSTRINGS = 30
 """At least this many docstrings carry examples (each one or more ``>>>`` lines), over all of

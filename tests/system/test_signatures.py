@@ -12,7 +12,7 @@ import pytest
 import ntkplast
 
 DIAGNOSTICS = ("ntkplast.ntk", "ntkplast.spectra", "ntkplast.isometry", "ntkplast.dormancy",
-               "ntkplast.ranks", "ntkplast.linalg")
+               "ntkplast.ranks", "ntkplast.linalg", "ntkplast.curvature", "ntkplast.gradients")
 SHAPE = re.compile(r"×|``\(|\bscalar\b|\bany shape\b")
 KEY_NAMES = ("key", "rng_key", "prng_key")
 # a model's init(key, input_shape), in stax's init_fn(rng, input_shape) order
