@@ -62,8 +62,8 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("--data-dir", help="dataset folder, to rebuild the run's tasks for the probe")
     a.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    f = sub.add_parser("figures", help="draw the figures of an analysed run (diagnostics, NTK and "
-                       "Jacobian spectra, layer shares)")
+    f = sub.add_parser("figures", help="draw the figures of an analysed run (diagnostics, rival "
+                       "explanations, NTK and Jacobian spectra, layer shares)")
     f.add_argument("run_dir", help="a run folder analysed by `ntkplast analyze`")
     f.add_argument("--analysis", help="analysis folder (default: RUN_DIR/analysis)")
     f.add_argument("--out", help="figure folder (default: the analysis folder)")

@@ -8,14 +8,15 @@ its unhalved penalty ‖WᵀW − I‖²_F), several seeds each (:func:`ntkplast
 finished runs are skipped, interrupted ones resume). Every third task gets both reset references:
 the method's own and the common baseline (a fresh network with plain Adam). It analyses every
 checkpoint, draws the per-method comparison figures and, for each method's first seed, the run
-figures (diagnostics, NTK and Jacobian spectra, layer shares), prints the plasticity loss against
-the common baseline over the last tasks (mean over seeds, Student-t 95% interval, R seeds) and
-which diagnostics moved before plasticity was lost, and writes the report page:
+figures (diagnostics, rival explanations, NTK and Jacobian spectra, layer shares), prints the
+plasticity loss against the common baseline over the last tasks (mean over seeds, Student-t 95%
+interval, R seeds) and which diagnostics moved before plasticity was lost, and writes the report
+page:
 
     runs/demo/adam/seed0/ …            one run folder per (method, seed), each with analysis/
     runs/demo/figures/*.png, *.pdf     plasticity, theory, kernel regime, predictors, and per
-                                       method diagnostics_, ntk_spectra_, jacobian_spectra_,
-                                       ntk_layer_shares_<method>
+                                       method diagnostics_, rivals_, ntk_spectra_,
+                                       jacobian_spectra_, ntk_layer_shares_<method>
     runs/demo/report.html              all of it on one page (ntkplast report)
 """
 

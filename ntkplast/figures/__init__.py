@@ -4,6 +4,7 @@
 function                      what it shows
 ============================  =============================================================
 :func:`diagnostics`           one run: plasticity, NTK, isometry, dormancy against the step
+:func:`rival_diagnostics`     one run: curvature, gradient signal, churn and drift, forgetting
 :func:`plasticity_curves`     methods × seeds: accuracy on each new task, online accuracy
 :func:`theory_panels`         methods × seeds: NTK conditioning/rank/scale, isometry, dormancy
 :func:`kernel_regime`         methods × seeds: kernel distance from init and infinite width
@@ -18,7 +19,8 @@ function                      what it shows
 
 All share one style (Okabe–Ito colour-blind-safe palette, labelled axes) and :func:`save`
 writes PNG and PDF atomically. ``ntkplast figures RUN_DIR`` draws :func:`diagnostics`,
-:func:`ntk_spectra`, :func:`jacobian_spectra` and :func:`ntk_layer_shares` (:func:`run_figures`).
+:func:`rival_diagnostics` (as ``rivals``), :func:`ntk_spectra`, :func:`jacobian_spectra` and
+:func:`ntk_layer_shares` (:func:`run_figures`).
 """
 
 from ntkplast.figures._style import PALETTE, render, save
@@ -32,6 +34,7 @@ from ntkplast.figures.comparison import (
 from ntkplast.figures.diagnostics import diagnostics
 from ntkplast.figures.predictors import lead_lag_plot, predictor_comparison
 from ntkplast.figures.reactivation import reactivation_curves
+from ntkplast.figures.rivals import rival_diagnostics
 from ntkplast.figures.run import run_figure_set, run_figures
 from ntkplast.figures.spectra import (
     jacobian_spectra,
@@ -43,4 +46,5 @@ from ntkplast.figures.spectra import (
 __all__ = ["PALETTE", "diagnostics", "jacobian_spectra", "kernel_regime",
            "kernel_vs_plasticity", "lead_lag_plot", "ntk_layer_shares", "ntk_spectra",
            "per_task_panels", "plasticity_curves", "predictor_comparison", "reactivation_curves",
-           "render", "run_figure_set", "run_figures", "save", "task_values", "theory_panels"]
+           "render", "rival_diagnostics", "run_figure_set", "run_figures", "save", "task_values",
+           "theory_panels"]

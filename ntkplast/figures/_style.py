@@ -69,6 +69,25 @@ def save(fig: Any, path_stem: str | os.PathLike,
     return out
 
 
+def plot_metric(ax: Any, table: Table, metric: str, label_prefix: str = "",
+                layers: Sequence[str] | None = None, **kw: Any) -> bool:
+    """Draw ``metric`` against the step on ``ax``, one line per layer (default: every layer the
+    table has it on, :func:`layers_of`), labelled ``label_prefix + layer``; whether any was."""
+    drew = False
+    for layer in layers if layers is not None else layers_of(table, metric):
+        steps, values = table.series(metric, layer)
+        if len(steps):
+            ax.plot(steps, values, marker=".", ms=3, lw=1, label=f"{label_prefix}{layer}", **kw)
+            drew = True
+    return drew
+
+
+def say_empty(ax: Any, why: str) -> None:
+    """Write in an empty panel why it is empty."""
+    ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", fontsize=7,
+            color="0.35", wrap=True)
+
+
 def layers_of(table: Table, metric: str) -> list[str]:
     """The layers a table has ``metric`` on: ``"all"`` first, then ``layer<l>`` in order."""
     layers = set(table.select(metric).columns["layer"].tolist())

@@ -9,25 +9,13 @@ atomically.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.figures._style import PALETTE, layers_of, subplots, task_boundaries
+from ntkplast.figures._style import PALETTE, plot_metric, say_empty, subplots, task_boundaries
 from ntkplast.table import Table
-
-
-def _plot_metric(ax: Any, table: Table, metric: str, label_prefix: str = "",
-                 layers: Sequence[str] | None = None, **kw: Any) -> bool:
-    drew = False
-    for layer in layers if layers is not None else layers_of(table, metric):
-        steps, values = table.series(metric, layer)
-        if len(steps):
-            ax.plot(steps, values, marker=".", ms=3, lw=1, label=f"{label_prefix}{layer}", **kw)
-            drew = True
-    return drew
 
 
 def _mark_floor(ax: Any, table: Table) -> None:
@@ -38,12 +26,6 @@ def _mark_floor(ax: Any, table: Table) -> None:
     if at.any():
         ax.plot(cond_steps[at], cond[at], ls="none", marker="v", ms=5, mfc="none", color="k",
                 label="at the floor (a lower bound)")
-
-
-def _say_empty(ax: Any, why: str) -> None:
-    """Write in an empty panel why it is empty."""
-    ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", fontsize=7,
-            color="0.35", wrap=True)
 
 
 def diagnostics(table: Table, title: str = "") -> Any:
@@ -64,35 +46,35 @@ def diagnostics(table: Table, title: str = "") -> Any:
               [("test_accuracy", "end-of-task test accuracy"),
                ("reference_test_accuracy", "reset reference")])
     drawn = [label for k, (metric, label) in enumerate(curves)
-             if _plot_metric(a, table, metric, layers=["all"], color=PALETTE[k],
-                             ls="-" if k == 0 else "--")]
+             if plot_metric(a, table, metric, layers=["all"], color=PALETTE[k],
+                            ls="-" if k == 0 else "--")]
     if drawn:
         a.legend(drawn, fontsize=8)
     else:
-        _say_empty(a, "no per-task scores in this run: label its task ends with\n"
-                      "`ntkplast tasks RUN_DIR FILE.csv` (or import --tasks), then analyse")
+        say_empty(a, "no per-task scores in this run: label its task ends with\n"
+                     "`ntkplast tasks RUN_DIR FILE.csv` (or import --tasks), then analyse")
     a.set_ylabel("score")
     a.set_title("(a) observed plasticity", fontsize=10)
-    if _plot_metric(b, table, "ntk_effective_rank", layers=["all"], color=PALETTE[0]):
+    if plot_metric(b, table, "ntk_effective_rank", layers=["all"], color=PALETTE[0]):
         b.set_ylabel("NTK effective rank", color=PALETTE[0])
         b2 = b.twinx()
-        _plot_metric(b2, table, "ntk_condition", layers=["all"], color=PALETTE[1])
+        plot_metric(b2, table, "ntk_condition", layers=["all"], color=PALETTE[1])
         _mark_floor(b2, table)
         b2.set_yscale("log")
         b2.set_ylabel("NTK condition number", color=PALETTE[1])
     b.set_title("(b) empirical NTK on the probe set", fontsize=10)
-    if _plot_metric(c, table, "jac_isometry_deviation"):
+    if plot_metric(c, table, "jac_isometry_deviation"):
         c.legend(fontsize=7, ncol=2)
     else:
-        _say_empty(c, "not analysed: the isometry family was not computed\n(or the model "
-                      "has no layer structure to take Jacobians of)")
+        say_empty(c, "not analysed: the isometry family was not computed\n(or the model "
+                     "has no layer structure to take Jacobians of)")
     c.set_ylabel("isometry deviation\n(0 = isometric, 1 = dead)")
     c.set_title("(c) layer-Jacobian isometry", fontsize=10)
-    if _plot_metric(d, table, "dormant_fraction_tau0"):
+    if plot_metric(d, table, "dormant_fraction_tau0"):
         d.legend(fontsize=7, ncol=2)
     else:
-        _say_empty(d, "not analysed: the dormancy family was not computed\n(or the model "
-                      "exposes no hidden activations)")
+        say_empty(d, "not analysed: the dormancy family was not computed\n(or the model "
+                     "exposes no hidden activations)")
     d.set_ylabel("dead-unit fraction (τ = 0)")
     d.set_title("(d) dormancy", fontsize=10)
     for ax in axes.ravel():

@@ -12,20 +12,22 @@ from ntkplast.errors import NtkplastError
 from ntkplast.figures import spectra as spectra_figures
 from ntkplast.figures._style import save
 from ntkplast.figures.diagnostics import diagnostics
+from ntkplast.figures.rivals import rival_diagnostics
 from ntkplast.io.files import load_arrays
 from ntkplast.io.lock import folder_lock
 from ntkplast.table import Table
 
 
 def run_figure_set(analysis_dir: str | os.PathLike, title: str = "") -> dict[str, Any]:
-    """The figures of one analysed run (``RUN_DIR/analysis``), by name: ``diagnostics``, and
-    where the analysis has what they draw ``ntk_spectra``, ``jacobian_spectra`` (from
-    ``spectra.npz``) and ``ntk_layer_shares``."""
+    """The figures of one analysed run (``RUN_DIR/analysis``), by name: ``diagnostics`` and
+    ``rivals`` (:func:`~ntkplast.figures.rivals.rival_diagnostics`; a panel the analysis has no
+    rows for says why), and where the analysis has what they draw ``ntk_spectra``,
+    ``jacobian_spectra`` (from ``spectra.npz``) and ``ntk_layer_shares``."""
     csv = Path(analysis_dir) / "metrics.csv"
     if not os.path.lexists(csv):
         raise NtkplastError(f"{csv} does not exist; run `ntkplast analyze` on the run first")
     table = Table.read_csv(csv, within=analysis_dir)
-    figs = {"diagnostics": diagnostics(table, title)}
+    figs = {"diagnostics": diagnostics(table, title), "rivals": rival_diagnostics(table, title)}
     raw = Path(analysis_dir) / "spectra.npz"
     arrays = load_arrays(raw, within=analysis_dir) if os.path.lexists(raw) else {}
     if any(k.startswith("ntk_eigenvalues/") for k in arrays):

@@ -104,9 +104,28 @@ def test_run_figures_writes_every_figure(analysed, tmp_path):
     run_dir, _, _ = analysed
     paths = figures.run_figures(run_dir / "analysis", tmp_path)
     names = {p.name for p in paths}
-    for stem in ("diagnostics", "ntk_spectra", "jacobian_spectra", "ntk_layer_shares"):
+    for stem in ("diagnostics", "rivals", "ntk_spectra", "jacobian_spectra", "ntk_layer_shares"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000
+
+
+def test_rival_figure_draws_an_analysed_runs_rows(analysed):
+    """Every family analysed: the curvature, gradient and churn rows the analysis wrote are
+    drawn; the run kept no accuracy matrix (eval_previous = false), and panel (d) says so."""
+    _, table, _ = analysed
+    fig = figures.rival_diagnostics(table)
+    lines = {line.get_label(): line for ax in fig.axes for line in ax.get_lines()}
+    for label, metric in [("Hessian λ_max", "hessian_lambda_max"),
+                          ("Gauss–Newton λ_max", "ggn_lambda_max"),
+                          ("gradient norm ‖∇L‖", "grad_norm"), ("gradient SNR (right)", "grad_snr"),
+                          ("output churn", "output_churn"),
+                          ("‖θ − θ₀‖ / ‖θ₀‖ (right)", "param_distance_init_rel")]:
+        steps, values = table.series(metric, "all")
+        assert len(steps) >= 3, metric
+        np.testing.assert_array_equal(lines[label].get_xdata(), steps)
+        np.testing.assert_array_equal(lines[label].get_ydata(), values)
+    assert [t.get_text() for ax in fig.axes[:3] for t in ax.texts] == []
+    assert "eval_previous = false" in fig.axes[3].texts[0].get_text()
 
 
 def _synthetic_run(seed, sign):
@@ -176,7 +195,8 @@ def test_report_of_one_run_from_the_cli(analysed):
     proc = run_cli("report", str(run_dir), cwd=run_dir.parent)
     assert proc.returncode == 0, proc.stderr
     page = _parse(run_dir / "report.html")
-    assert len(page.images) == 4  # diagnostics, ntk_spectra, jacobian_spectra, layer shares
+    # diagnostics, rivals (drawn for every run), ntk_spectra, jacobian_spectra, layer shares
+    assert len(page.images) == 5
     assert "tasks" in page.headings
     assert page.rows == 1 + 3  # header + one row per task
     assert_one_line_error(run_cli("report", str(run_dir / "nope"), cwd=run_dir.parent),
@@ -202,7 +222,7 @@ def test_report_of_a_grid_has_verdicts_predictors_and_every_method(tmp_path):
     assert len(contrast) == 1 and "l2 − adam" in contrast[0] and "R = 2" in contrast[0]
     assert "R = 2" in text and "predictor test" in page.headings
     assert {"adam, seed0", "l2, seed0"} <= set(page.headings)
-    assert len(page.images) >= 4 + 2 * 4
+    assert len(page.images) >= 4 + 2 * 5  # comparison figures + 5 run figures per method
 
 
 def test_predictor_test_leaves_out_what_these_runs_cannot_test():

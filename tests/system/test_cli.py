@@ -26,7 +26,7 @@ def test_demo_quick_compares_the_methods_and_reruns_cheaply(tmp_path):
         assert run.manifest["config"].get("method", {}).get("name", "adam") == method
         for name in ("metrics.csv", "metrics.jsonl", "spectra.npz"):
             assert (run.path / "analysis" / name).exists()
-    for name in ("plasticity", "theory", "kernel_regime", "diagnostics_adam",
+    for name in ("plasticity", "theory", "kernel_regime", "diagnostics_adam", "rivals_adam",
                  "ntk_spectra_adamo", "jacobian_spectra_isometry", "ntk_layer_shares_adam"):
         assert (tmp_path / "demo" / "figures" / f"{name}.png").exists()
     assert "online accuracy" in proc.stdout and "figures:" in proc.stdout
