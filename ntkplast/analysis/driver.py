@@ -65,7 +65,7 @@ from ntkplast.table import Table, stored_table, table_writer
 __all__ = ["CACHE_VERSION", "FAMILIES", "Settings", "analyze", "analyze_checkpoint",
            "parse_metrics"]
 
-CACHE_VERSION = 8  # bump when the rows of ntkplast.analysis.families change
+CACHE_VERSION = 9  # bump when the rows of ntkplast.analysis.families change
 _NOT_EXPORTED = ("raw/ntk_kernel", "raw/ntk_top_eigenvectors")  # cached, not in spectra.npz
 
 

@@ -29,8 +29,9 @@ and returns rows ``(layer, metric, value)`` and raw arrays:
 * ``dormancy``: per hidden layer the τ-dormant fractions (Sokar et al. 2023 score), dead units,
   the fraction active on under 1% of probe inputs (Dohare et al.'s rule), feature effective rank
   and srank (Kumar et al.) of :func:`ntkplast.dormancy.unit_scores`.
-* ``curvature``: the top-k (k = 10) eigenvalues of the probe loss's Hessian and Gauss–Newton
-  matrix by Lanczos on matrix-vector products (:mod:`ntkplast.curvature`; Lyle et al. 2023,
+* ``curvature``: the top-k (k = 10) eigenvalues of the Hessian and Gauss–Newton matrix of the
+  loss on the first 256 probe inputs (a random subsample; it bounds the cost) by Lanczos on
+  matrix-vector products (:mod:`ntkplast.curvature`; Lyle et al. 2023,
   Lewandowski et al. 2024): ``hessian_lambda_max`` (sharpness), ``hessian_effective_rank``,
   ``hessian_eps_rank``, and the same ``ggn_`` rows (the loss is the run's own objective with
   the probe labels; without labels only the Gauss–Newton rows, which need none).

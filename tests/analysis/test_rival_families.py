@@ -34,9 +34,11 @@ def test_curvature_rows_and_raw_arrays_are_the_direct_computations():
     assert {m for _, m in got} == set(rf.CURVATURE_METRICS)
     assert {layer for layer, _ in got} == {"all"}
     key = jax.random.PRNGKey(3)
+    m = rf.RivalSettings.curvature_matvecs  # the family's default number of Lanczos steps
     hess = curvature.hessian_top_eigenvalues(model, params, x, y, k=3,
-                                             key=jax.random.fold_in(key, 0))
-    ggn = curvature.ggn_top_eigenvalues(model, params, x, k=3, key=jax.random.fold_in(key, 1))
+                                             key=jax.random.fold_in(key, 0), num_matvecs=m)
+    ggn = curvature.ggn_top_eigenvalues(model, params, x, k=3, key=jax.random.fold_in(key, 1),
+                                        num_matvecs=m)
     np.testing.assert_array_equal(raw["hessian_top_eigenvalues"], np.asarray(hess, np.float64))
     np.testing.assert_array_equal(raw["ggn_top_eigenvalues"], np.asarray(ggn, np.float64))
     assert raw["ggn_top_eigenvalues"].dtype == np.float64
@@ -122,3 +124,13 @@ def test_function_model_with_trainable_entry():
     assert sorted(layer for layer, m in got if m == "grad_norm") == ["all", "layer0", "layer1"]
     norms = gradients.gradient_norms(model, params, x, y)
     assert got[("layer1", "grad_norm")] == pytest.approx(float(norms.layers[1]), rel=1e-6)
+
+
+def test_curvature_uses_the_first_curvature_probe_inputs():
+    model, params, x, y = _setup()
+    small = rf.RivalSettings(seed=3, curvature_k=3, curvature_probe=10)
+    _, raw, _ = rf.curvature_family(model, params, x, y, small)
+    _, head, _ = rf.curvature_family(model, params, x[:10], y[:10], SETTINGS)
+    _, full, _ = rf.curvature_family(model, params, x, y, SETTINGS)
+    np.testing.assert_array_equal(raw["ggn_top_eigenvalues"], head["ggn_top_eigenvalues"])
+    assert not np.allclose(raw["ggn_top_eigenvalues"], full["ggn_top_eigenvalues"])
