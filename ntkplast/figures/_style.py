@@ -100,3 +100,18 @@ def task_boundaries(ax: Any, table: Table) -> None:
     ends = np.isin(c["checkpoint"], task_end_checkpoints(table)) & (c["layer"] == "all")
     for s in np.unique(c["step"][ends]):
         ax.axvline(s, color="0.85", lw=0.6, zorder=0)
+
+
+def finish_run_figure(fig: Any, axes: Any, table: Table, title: str = "", **layout: Any) -> Any:
+    """The common end of a run figure's 2 × 2 panels against training step: task ends marked
+    in every panel (:func:`task_boundaries`), the bottom row's x label, ``title`` above, a tight
+    layout (``layout``: :meth:`~matplotlib.figure.Figure.tight_layout`'s keywords); returns
+    ``fig``."""
+    for ax in axes.ravel():
+        task_boundaries(ax, table)
+    for ax in axes[1]:
+        ax.set_xlabel("training step (grey lines: task ends)")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(**layout)
+    return fig

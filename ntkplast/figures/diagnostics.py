@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.figures._style import PALETTE, plot_metric, say_empty, subplots, task_boundaries
+from ntkplast.figures._style import (
+    PALETTE,
+    finish_run_figure,
+    plot_metric,
+    say_empty,
+    subplots,
+)
 from ntkplast.table import Table
 
 
@@ -77,11 +83,4 @@ def diagnostics(table: Table, title: str = "") -> Any:
                      "exposes no hidden activations)")
     d.set_ylabel("dead-unit fraction (τ = 0)")
     d.set_title("(d) dormancy", fontsize=10)
-    for ax in axes.ravel():
-        task_boundaries(ax, table)
-    for ax in axes[1]:
-        ax.set_xlabel("training step (grey lines: task ends)")
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return fig
+    return finish_run_figure(fig, axes, table, title)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ntkplast.errors import NtkplastError
-from ntkplast.figures._style import PALETTE, say_empty, subplots, task_boundaries
+from ntkplast.figures._style import PALETTE, finish_run_figure, say_empty, subplots
 from ntkplast.table import Table, task_end_checkpoints
 
 Curve = tuple[str, str, dict[str, Any]]  # (metric at layer "all", legend label, plot keywords)
@@ -129,11 +129,4 @@ def rival_diagnostics(table: Table, title: str = "") -> Any:
     if _has(table, forgetting):
         d.axhline(0, color="0.6", lw=0.6, zorder=0)
     d.set_title("(d) forgetting at task ends", fontsize=10)
-    for ax in axes.ravel():
-        task_boundaries(ax, table)
-    for ax in axes[1]:
-        ax.set_xlabel("training step (grey lines: task ends)")
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout(w_pad=2)
-    return fig
+    return finish_run_figure(fig, axes, table, title, w_pad=2)

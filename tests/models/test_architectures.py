@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.flatten_util import ravel_pytree
+from brute_force import brute_force_parts, perturbed
 from trees import assert_trees_equal
 
 from ntkplast import dormancy, isometry, models, ntk
@@ -40,37 +40,13 @@ def _float64(x64):
     """Every test here compares against float64 references."""
 
 
-def _perturbed(model, key, input_shape, scale=0.3):
-    """Parameters off their initial values (γ ≠ 1, β ≠ 0, biases ≠ 0)."""
-    params = model.init(key, input_shape)
-    leaves, tree = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
-    return jax.tree_util.tree_unflatten(
-        tree, [a + scale * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)])
-
-
-def _brute_force_parts(model, params, x):
-    """Per-layer NTK Θ_l(x, x')_{kk'} = J_l(x) J_l(x')ᵀ on x × x, from jacfwd over each layer's
-    flattened parameters θ_l (the whole batch at once, so no per-example code is shared)."""
-    parts = []
-    for i in range(len(params)):
-        flat, unravel = ravel_pytree(params[i])
-
-        def f(theta, i=i, unravel=unravel):
-            return model.apply(params[:i] + (unravel(theta),) + params[i + 1:], x)
-
-        jac = np.asarray(jax.jacfwd(f)(flat))  # N × K × P_l
-        parts.append(np.einsum("nkp,mjp->nmkj", jac, jac))
-    return parts
-
-
 @pytest.mark.parametrize("name", sorted(NEW_BLOCKS))
 def test_engines_match_float64_brute_force(name):
     model = models.build(dict(widths=[8, 8, 8], num_outputs=3, b_std=0.1, **NEW_BLOCKS[name]))
-    params = _perturbed(model, jax.random.PRNGKey(0), (5,))
+    params = perturbed(model, jax.random.PRNGKey(0), (5,))
     xa = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
     xb = jax.random.normal(jax.random.PRNGKey(2), (3, 5))
-    both = _brute_force_parts(model, params, jnp.concatenate([xa, xb]))
+    both = brute_force_parts(model, params, jnp.concatenate([xa, xb]))
     want, want_sym = [w[:4, 4:] for w in both], [w[:4, :4] for w in both]
     engines = ["layerwise", "generic"]
     if name == "layer_norm" and importlib.util.find_spec("neural_tangents"):
@@ -93,12 +69,12 @@ def test_groupsort_readout_shortcut_matches_brute_force(group_size):
     the matrix-free operator."""
     model = models.build(dict(widths=[8, 8], num_outputs=6, activation="groupsort",
                               group_size=group_size, b_std=0.1))
-    params = _perturbed(model, jax.random.PRNGKey(7), (5,))
+    params = perturbed(model, jax.random.PRNGKey(7), (5,))
     x = jax.random.normal(jax.random.PRNGKey(8), (6, 5))
     x = x.at[5].set(x[4])  # two equal inputs
     factors = ntk._layerwise.layer_factors(model, params, x, trace=True)
     assert factors[1][0].g.shape == (6, 8 * group_size)  # the shortcut, not 6 · 8 columns
-    both = _brute_force_parts(model, params, x)
+    both = brute_force_parts(model, params, x)
     ref = [np.trace(r, axis1=2, axis2=3) for r in both]
     for x2, cut in ((None, slice(None)), (x[3:], slice(3, None))):
         got = ntk.empirical_ntk(model, params, x, x2, per_layer=True, engine="layerwise")
@@ -112,9 +88,9 @@ def test_groupsort_readout_shortcut_matches_brute_force(group_size):
 @pytest.mark.parametrize("name", ["groupsort4", "layer_norm", "residual_pre_norm"])
 def test_matrix_free_operator_matches_brute_force(name):
     model = models.build(dict(widths=[8, 8], num_outputs=3, **NEW_BLOCKS[name]))
-    params = _perturbed(model, jax.random.PRNGKey(3), (5,))
+    params = perturbed(model, jax.random.PRNGKey(3), (5,))
     x = jax.random.normal(jax.random.PRNGKey(4), (6, 5))
-    full = sum(_brute_force_parts(model, params, x))
+    full = sum(brute_force_parts(model, params, x))
     traced = np.trace(full, axis1=2, axis2=3)
     v = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (6,)))
     np.testing.assert_allclose(np.asarray(ntk.ntk_matvec(model, params, x)(jnp.asarray(v))),
@@ -177,7 +153,7 @@ def test_zeroed_residual_branch_is_the_identity():
     model = models.build(dict(widths=[6, 6, 6], num_outputs=2, residual=True, layer_norm=True,
                               pre_norm=True, b_std=0.2))
     assert [layer.skip for layer in model.layers] == [False, True, True, False]
-    params = list(_perturbed(model, jax.random.PRNGKey(0), (4,)))
+    params = list(perturbed(model, jax.random.PRNGKey(0), (4,)))
     for i in (1, 2):  # zero each branch's weights and bias
         params[i] = {**params[i], "W": jnp.zeros_like(params[i]["W"]),
                      "b": jnp.zeros_like(params[i]["b"])}
@@ -205,7 +181,7 @@ def test_layer_norm_formula_and_jacobian_rank():
     # in a network: a LayerNorm + leaky-ReLU layer's Jacobian has exactly one zero σ
     model = models.build(dict(widths=[8, 8], num_outputs=3, layer_norm=True,
                               activation="leaky_relu"))
-    params = _perturbed(model, jax.random.PRNGKey(1), (8,))
+    params = perturbed(model, jax.random.PRNGKey(1), (8,))
     x = jax.random.normal(jax.random.PRNGKey(2), (5, 8))
     spectra = isometry.layer_spectra(model, params, x, spectra_subsample=None)
     assert [s.summary.zeros for s in spectra.layers] == [1.0, 1.0, 0.0]
@@ -214,7 +190,7 @@ def test_layer_norm_formula_and_jacobian_rank():
 def test_block_jacobian_moments_match_explicit_jacobians():
     model = models.build(dict(widths=[8, 8], num_outputs=3, residual=True, layer_norm=True,
                               activation="groupsort", group_size=4))
-    params = _perturbed(model, jax.random.PRNGKey(0), (5,))
+    params = perturbed(model, jax.random.PRNGKey(0), (5,))
     x = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
     spectra = isometry.layer_spectra(model, params, x, spectra_subsample=None)
     inputs = models.block_inputs(model, params, x)
@@ -272,9 +248,9 @@ def test_resets_refuse_skips_and_groupsort():
 def test_cnn_blocks_with_norm_and_skip():
     model = models.build(dict(kind="cnn", widths=[4, 4], num_outputs=3, layer_norm=True,
                               residual=True, activation="maxmin"))
-    params = _perturbed(model, jax.random.PRNGKey(0), (8, 8, 1))
+    params = perturbed(model, jax.random.PRNGKey(0), (8, 8, 1))
     x = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 8, 1))
-    want = sum(_brute_force_parts(model, params, x))
+    want = sum(brute_force_parts(model, params, x))
     got = ntk.empirical_ntk(model, params, x, trace_outputs=False)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-10)
     spectra = isometry.layer_spectra(model, params, x, spectra_subsample=2)
@@ -289,7 +265,7 @@ def test_stax_conversion_of_the_new_blocks():
                   dict(residual=True, b_std=0.1)):
         spec = models.ArchSpec(widths=(8, 8, 8), num_outputs=3, **extra)
         model = models.build(spec)
-        params = _perturbed(model, jax.random.PRNGKey(0), (5,))
+        params = perturbed(model, jax.random.PRNGKey(0), (5,))
         x = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
         _, apply_fn, _ = stax_bridge.to_stax(spec)
         np.testing.assert_allclose(np.asarray(apply_fn(ntk.to_stax_params(model, params), x)),
@@ -341,7 +317,7 @@ def test_orthogonal_groupsort_network_stays_isometric_while_training():
     for s in isometry.weight_spectra(model, params):
         np.testing.assert_allclose(s, 1.0, atol=1e-10)
     # the NTK is taken in the free parameters: generic (the auto choice) matches brute force
-    want = sum(_brute_force_parts(model, params, x[:5]))
+    want = sum(brute_force_parts(model, params, x[:5]))
     got = ntk.empirical_ntk(model, params, x[:5], trace_outputs=False)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-10)
     with pytest.raises(NtkplastError, match="free parameters"):
@@ -364,7 +340,7 @@ def test_layer_norm_parameters_survive_a_checkpoint(tmp_path):
     from ntkplast.runs import checkpoints
 
     model = models.build(dict(widths=[6, 6], layer_norm=True, residual=True, pre_norm=True))
-    params = _perturbed(model, jax.random.PRNGKey(0), (4,))
+    params = perturbed(model, jax.random.PRNGKey(0), (4,))
     checkpoints.save_arrays(tmp_path / "c.npz", checkpoints.params_to_arrays(params))
     back = checkpoints.arrays_to_params(checkpoints.load_arrays(tmp_path / "c.npz"))
     assert [sorted(p) for p in back] == [sorted(p) for p in params]

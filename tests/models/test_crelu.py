@@ -9,33 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.flatten_util import ravel_pytree
+from brute_force import brute_force_parts, perturbed
 
-from ntkplast import dormancy, isometry, models, ntk, train
+from ntkplast import dormancy, isometry, models, ntk, training
 from ntkplast.errors import NtkplastError
 from ntkplast.regularizers import resets
-
-
-def _perturbed(model, key, input_shape, scale=0.3):
-    params = model.init(key, input_shape)
-    leaves, tree = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
-    return jax.tree_util.tree_unflatten(
-        tree, [a + scale * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)])
-
-
-def _brute_force_parts(model, params, x):
-    """Θ_l(x, x')_{kk'} = J_l(x) J_l(x')ᵀ per layer, from jacfwd over its flattened θ_l."""
-    parts = []
-    for i in range(len(params)):
-        flat, unravel = ravel_pytree(params[i])
-
-        def f(theta, i=i, unravel=unravel):
-            return model.apply(params[:i] + (unravel(theta),) + params[i + 1:], x)
-
-        jac = np.asarray(jax.jacfwd(f)(flat))  # N × K × P_l
-        parts.append(np.einsum("nkp,mjp->nmkj", jac, jac))
-    return parts
 
 
 def test_forward_by_hand():
@@ -85,10 +63,10 @@ def test_ntk_engines_match_float64_brute_force(x64, name):
     model = models.build(dict(widths=[6, 6], num_outputs=3, b_std=0.1, activation="crelu",
                               **VARIANTS[name]))
     assert ntk.resolve_engine(model, "auto") == "layerwise"  # through each block's vjp
-    params = _perturbed(model, jax.random.PRNGKey(0), (5,))
+    params = perturbed(model, jax.random.PRNGKey(0), (5,))
     xa = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
     xb = jax.random.normal(jax.random.PRNGKey(2), (3, 5))
-    both = _brute_force_parts(model, params, jnp.concatenate([xa, xb]))
+    both = brute_force_parts(model, params, jnp.concatenate([xa, xb]))
     for engine in ("generic", "layerwise"):
         for trace in (False, True):
             got = ntk.empirical_ntk(model, params, xa, xb, trace_outputs=trace, per_layer=True,
@@ -107,9 +85,9 @@ def test_ntk_engines_match_float64_brute_force(x64, name):
 def test_cnn_ntk_matches_float64_brute_force(x64):
     model = models.build(dict(kind="cnn", widths=[3, 4], num_outputs=2, activation="crelu",
                               b_std=0.1))
-    params = _perturbed(model, jax.random.PRNGKey(0), (6, 6, 2))
+    params = perturbed(model, jax.random.PRNGKey(0), (6, 6, 2))
     x = jax.random.normal(jax.random.PRNGKey(1), (3, 6, 6, 2))
-    want = sum(_brute_force_parts(model, params, x))
+    want = sum(brute_force_parts(model, params, x))
     for engine in ("generic", "layerwise"):
         got = ntk.empirical_ntk(model, params, x, trace_outputs=False, engine=engine)
         np.testing.assert_allclose(np.asarray(got), want, atol=1e-10, err_msg=engine)
@@ -119,7 +97,7 @@ def test_layer_spectra_are_the_weight_spectra(x64):
     """J_l = J_φ L_l with J_φ orthonormal columns: σ(J_l) = σ(m_W W_l) on every input; no
     structural zeros counted, no unit off (z ≠ 0)."""
     model = models.build(dict(widths=[6, 4], num_outputs=3, activation="crelu", b_std=0.1))
-    params = _perturbed(model, jax.random.PRNGKey(0), (5,))
+    params = perturbed(model, jax.random.PRNGKey(0), (5,))
     x = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
     spectra = isometry.layer_spectra(model, params, x, spectra_subsample=None)
     for p, s in zip(params, spectra.layers, strict=True):
@@ -153,7 +131,7 @@ def test_what_cannot_take_crelu_refuses():
 def test_a_crelu_run_completes(tmp_path, tiny_config):
     cfg = tiny_config(widths=(8, 8))
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, activation="crelu"))
-    run = train.train_run(cfg, tmp_path / "run", progress=False)
+    run = training.train_run(cfg, tmp_path / "run", progress=False)
     assert run.manifest["complete"]
     assert [p["W"].shape for p in run.params(-1)] == [(64, 8), (16, 8), (16, 10)]
 
