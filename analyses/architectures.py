@@ -43,11 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkplast import analysis, checkpoints, figures, models, stats, training
+from ntkplast import analysis, figures, models, stats, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments import sweep
 from ntkplast.experiments.scripts import repository_root, script_args
+from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
 ROOT = repository_root(globals())

@@ -11,7 +11,7 @@
 # # Your own task stream: non-stationary regression
 #
 # A stream is anything with `len`, `stream[t]` (a `streams.Task`), `test_set(t)`, `input_shape`
-# and `num_classes` (`ntkplast.custom_streams.Stream`); `ArrayStream` builds one from arrays.
+# and `num_classes` (`ntkplast.data.custom.Stream`); `ArrayStream` builds one from arrays.
 # Here each task fits a different random sine map y = sin(x W_t + c_t) from 4 inputs to 2 outputs;
 # float targets make it a regression stream, trained with `train.loss = "mse"`, and the run
 # records test / online mean squared errors and a plasticity loss = run error − reset-reference
@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkplast import analysis, checkpoints, custom_streams, figures, models, train
+from ntkplast import analysis, figures, models, training
+from ntkplast.data import custom
 from ntkplast.experiments import grid as experiment
 from ntkplast.experiments.scripts import script_args
+from ntkplast.runs import checkpoints
 
 parser = argparse.ArgumentParser(description="Regression on a user-defined task stream.")
 parser.add_argument("--tasks", type=int, default=10)
@@ -44,20 +46,20 @@ for _ in range(args.tasks):
     x = rng.uniform(-1, 1, (600, 4)).astype(np.float32)
     y = np.sin(x @ w + c).astype(np.float32)
     tasks.append((x[:500], y[:500], x[500:], y[500:]))
-stream = custom_streams.ArrayStream(tasks, name="random-sine-maps")
+stream = custom.ArrayStream(tasks, name="random-sine-maps")
 print(stream)
 
 # %%
 out = Path(args.out)
 tables = {}
 for name, method in {"adam": {}, "adamo": {"name": "adamo", "lam": 0.1}}.items():
-    cfg = train.RunConfig(
+    cfg = training.RunConfig(
         seed=0, model=models.ArchSpec(widths=(64, 64), num_outputs=2), method=method,
-        train=train.TrainConfig(loss="mse", learning_rate=1e-3, batch_size=32,
-                                steps_per_task=args.steps, reference_tasks="every:3"))
+        train=training.TrainConfig(loss="mse", learning_rate=1e-3, batch_size=32,
+                                   steps_per_task=args.steps, reference_tasks="every:3"))
     run_dir = out / name
-    train.train_run(cfg, run_dir, stream=stream, progress=False,
-                    resume=(run_dir / checkpoints.MANIFEST).exists())
+    training.train_run(cfg, run_dir, stream=stream, progress=False,
+                       resume=(run_dir / checkpoints.MANIFEST).exists())
     probe = out / "probe.npz"
     checkpoints.save_arrays(probe, {"x": np.concatenate([t[2][:16] for t in tasks])})
     tables[name] = [analysis.analyze(run_dir, analysis.Settings(

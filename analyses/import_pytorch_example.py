@@ -30,9 +30,9 @@ import torch
 from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 
-from ntkplast import analysis, checkpoints
+from ntkplast import analysis
 from ntkplast.experiments.scripts import script_args
-from ntkplast.runs import interop
+from ntkplast.runs import checkpoints, interop
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--out", default="runs/pytorch_import")

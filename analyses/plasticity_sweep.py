@@ -47,7 +47,8 @@ import csv
 import time
 from pathlib import Path
 
-from ntkplast import analysis, figures, hypotheses, models, streams, train
+from ntkplast import analysis, figures, models, stats, training
+from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as experiment
 from ntkplast.experiments.scripts import script_args
@@ -94,14 +95,14 @@ methods = {m: METHODS[m] for m in args.methods.split(",")}
 settings = analysis.Settings(probe_size=probe_size)
 
 # %%
-def base_config(kind: str) -> train.RunConfig:
+def base_config(kind: str) -> training.RunConfig:
     """A 3×100 ReLU MLP, Adam 1e-3, batch 32; a reset reference on every 5th task."""
-    return train.RunConfig(
+    return training.RunConfig(
         model=models.ArchSpec(widths=(100, 100, 100), activation="relu"),
         stream=streams.StreamSpec(kind=kind, dataset=args.dataset, num_tasks=num_tasks,
                                   data_dir=args.data_dir),
-        train=train.TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32,
-                                steps_per_task=steps, reference_tasks="every:5"))
+        train=training.TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32,
+                                   steps_per_task=steps, reference_tasks="every:5"))
 
 
 # %%
@@ -134,8 +135,8 @@ for kind in stream_kinds:
         summary_rows.append(row)
     # Experiment 2: which end-of-task quantity predicts the next task's online accuracy?
     try:
-        comparison = hypotheses.compare_predictors(grid.tables, hypotheses.PREDICTORS,
-                                                   target="online_accuracy", lag=1)
+        comparison = stats.compare_predictors(grid.tables, stats.PREDICTORS,
+                                              target="online_accuracy", lag=1)
     except NtkplastError as e:  # e.g. too few tasks, or a predictor constant over every run
         print(f"\n[{kind}] predictor test not run: {e}")
     else:

@@ -40,12 +40,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ntkplast import checkpoints, dormancy, models, streams, train
+from ntkplast import dormancy, models, training
+from ntkplast.data import streams
 from ntkplast.experiments import grid as experiment
 from ntkplast.experiments import reactivation
 from ntkplast.experiments.scripts import script_args
 from ntkplast.figures import _style
 from ntkplast.figures.reactivation import reactivation_curves
+from ntkplast.runs import checkpoints
 
 parser = argparse.ArgumentParser(description="Reactivation of dead ReLU units per method.")
 parser.add_argument("--quick", action="store_true", help="small and fast (about a minute)")
@@ -92,14 +94,14 @@ print(f"{args.depth}×{args.width} ReLU MLP, {args.seeds} seeds, {args.steps} st
 def baseline_start(seed: int):
     """Params after a plain-Adam run over ``baseline_tasks`` tasks, and its dead units on the
     next task's training inputs."""
-    cfg = train.RunConfig(
+    cfg = training.RunConfig(
         seed=seed, model=spec, stream=streams.StreamSpec(kind="permuted", dataset="digits",
                                                          num_tasks=args.baseline_tasks),
-        train=train.TrainConfig(learning_rate=args.lr, steps_per_task=args.baseline_steps,
-                                eval_previous=False))
+        train=training.TrainConfig(learning_rate=args.lr, steps_per_task=args.baseline_steps,
+                                   eval_previous=False))
     run_dir = out / "baseline" / f"seed{seed}"
-    run = train.train_run(cfg, run_dir, progress=False,
-                          resume=(run_dir / checkpoints.MANIFEST).exists())
+    run = training.train_run(cfg, run_dir, progress=False,
+                             resume=(run_dir / checkpoints.MANIFEST).exists())
     x = stream[args.baseline_tasks].x_train
     params = run.params(-1)
     masks = tuple(layer.dead_mask for layer in dormancy.unit_scores(model, params, x))

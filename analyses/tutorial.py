@@ -37,11 +37,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # a script writes files; a notebook shows the figure as well
 
-from ntkplast import adapters, analysis, checkpoints, figures, hypotheses, isometry, ntk, spectra
+from ntkplast import adapters, analysis, figures, isometry, ntk, spectra, stats
 from ntkplast.analysis import probes
 from ntkplast.experiments import demo
 from ntkplast.experiments import grid as grid_lib
 from ntkplast.experiments.scripts import script_args
+from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
 parser = argparse.ArgumentParser(description="ntkplast in ten minutes.")
@@ -104,7 +105,7 @@ print(f"kernel distance first → last: {float(spectra.kernel_distance(K_first, 
 #
 # Hypothesis: *the worse the NTK is conditioned at the end of a task, the less the network
 # memorises that task.* `analysis.analyze` wrote one tidy table per run (also as a pandas
-# DataFrame: `table.to_pandas()`); `hypotheses.spearman` correlates the two within each run
+# DataFrame: `table.to_pandas()`); `stats.spearman` correlates the two within each run
 # and reports the mean ρ with a Student-t interval over the R runs. Both quantities drift with
 # the task index, so by default it correlates their task-to-task changes (first differences,
 # the task position partialled out of their ranks): a trend they merely share does not count.
@@ -115,8 +116,8 @@ tables = [Table.read_csv(d / "analysis" / "metrics.csv") for d in seed_dirs]
 frame = tables[0].to_pandas()
 print(frame[frame.metric == "train_accuracy"].head())
 for trend in ("difference", "none"):
-    result = hypotheses.spearman(tables, x="ntk_condition", y="train_accuracy",
-                                 at="task_end", trend=trend)
+    result = stats.spearman(tables, x="ntk_condition", y="train_accuracy",
+                            at="task_end", trend=trend)
     print(f"trend control {trend!r}: ρ = {result.rho:+.2f} [{result.ci_low:+.2f}, "
           f"{result.ci_high:+.2f}] ({result.level:.0%} interval over R = {result.n_runs} runs)")
 

@@ -24,14 +24,15 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ntkplast import models, streams, train  # noqa: E402
+from ntkplast import models, training  # noqa: E402
+from ntkplast.data import streams  # noqa: E402
 
 
 def passes(num_tasks: int, every: int, most: int) -> int:
     """Test passes of the whole stream when the row is computed every ``every`` tasks over at
     most ``most`` earlier tasks (0: all)."""
     rows = [t for t in range(num_tasks) if (t + 1) % every == 0 or t == num_tasks - 1]
-    return sum(len(train.previous_tasks(t, most)) for t in rows)
+    return sum(len(training.previous_tasks(t, most)) for t in rows)
 
 
 def main() -> None:
@@ -45,9 +46,9 @@ def main() -> None:
                                                     num_tasks=args.tasks, train_size=512))
     model = models.build(models.ArchSpec(widths=tuple(args.widths), num_outputs=10,
                                          init="orthogonal"))
-    cfg = train.TrainConfig(learning_rate=1e-4, batch_size=16, online=True)
-    tx = train.make_optimizer(cfg)
-    trainer = train.make_trainer(model, tx, train.Hooks(), key=jax.random.PRNGKey(1))
+    cfg = training.TrainConfig(learning_rate=1e-4, batch_size=16, online=True)
+    tx = training.make_optimizer(cfg)
+    trainer = training.make_trainer(model, tx, training.Hooks(), key=jax.random.PRNGKey(1))
     params = model.init(jax.random.PRNGKey(0), stream.input_shape)
     x0, y0 = stream.test_set(0)
     jax.block_until_ready(trainer.evaluate(params, jnp.asarray(x0), jnp.asarray(y0)).score)
@@ -63,8 +64,8 @@ def main() -> None:
     evaluate = (time.perf_counter() - t0) / len(tasks)
 
     data = stream[0]
-    idx = jnp.asarray(train.online_indices(len(data.y_train), 16, 0, len(data.y_train) // 16))
-    state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+    idx = jnp.asarray(training.online_indices(len(data.y_train), 16, 0, len(data.y_train) // 16))
+    state = training.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
     xd, yd = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     jax.block_until_ready(trainer.run_chunk(state, xd, yd, idx))
     t0 = time.perf_counter()

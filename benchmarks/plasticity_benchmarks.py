@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from ntkplast import train
+from ntkplast import training
 from ntkplast.stats import t_interval
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -52,11 +52,11 @@ def main() -> None:
     print(f"{'benchmark':28s} {'measure':18s} {'R':>2s}  {'loss vs baseline [95% t-CI]':32s} "
           f"{'run':>7s} {'baseline':>8s} {'time':>7s}")
     for name in names:
-        cfg = train.load_config(CONFIGS / f"{name}.toml", args.overrides)
+        cfg = training.load_config(CONFIGS / f"{name}.toml", args.overrides)
         seeds = list(range(cfg.seed, cfg.seed + args.seeds))
         dirs = [pathlib.Path(args.out) / name / f"seed{s}" for s in seeds]
         t0 = time.perf_counter()
-        runs = train.train_seeds(cfg, seeds, dirs, resume=True, progress=False)
+        runs = training.train_seeds(cfg, seeds, dirs, resume=True, progress=False)
         elapsed = time.perf_counter() - t0
         per_run = np.array([run_loss(r, args.last) for r in runs])
         mean, lo, hi = t_interval(per_run[:, 0])

@@ -33,7 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from ntkplast import models, train  # noqa: E402
+from ntkplast import models, training  # noqa: E402
 from ntkplast import regularizers as reg  # noqa: E402
 
 WIDTHS = (512, 512, 512, 512)
@@ -42,7 +42,8 @@ LAM = 1e-3  # λ in ntkplast's ½‖·‖² convention (the paper's 1e-3 is 2e-3
 
 
 def make_run_chunk(model, tx, **hooks):
-    return train.make_trainer(model, tx, train.Hooks(**hooks), key=jax.random.PRNGKey(1)).run_chunk
+    trainer = training.make_trainer(model, tx, training.Hooks(**hooks), key=jax.random.PRNGKey(1))
+    return trainer.run_chunk
 
 
 def setup(init, seed, steps):
@@ -89,7 +90,7 @@ def cost_table(steps, repeats):
     compiled = []
     for name, tx, hooks in methods(model, params):
         run_chunk = make_run_chunk(model, tx, **hooks)
-        state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+        state = training.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
         jax.block_until_ready(run_chunk(state, x, y, idx))  # compile and warm up
         compiled.append((name, run_chunk, state))
     best = {name: np.inf for name, _, _ in compiled}
@@ -118,7 +119,7 @@ def effect_table(steps):
     variants += [(f"probes={k}", reg.adamo(lr, lam, scale=2.0, num_probes=k)) for k in (4, 16)]
     for name, tx in variants:
         run_chunk = make_run_chunk(model, tx)
-        state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+        state = training.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
         state, (loss, _) = run_chunk(state, x, y, idx)
         tail = float(np.mean(np.asarray(loss)[-max(steps // 10, 1):]))
         print(f"{name:<18} {float(dev(state.params)):12.2f} {tail:16.4f}")

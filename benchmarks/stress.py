@@ -76,7 +76,7 @@ def kill_train_trials(n: int, work: Path, rng: random.Random) -> dict:
         c["trials"] += 1
         c["killed"] += rec["killed"]
         c["killed_inside_write"] += rec["in_write"]
-        opened = _run([sys.executable, "-c", "import sys; from ntkplast import checkpoints; "
+        opened = _run([sys.executable, "-c", "import sys; from ntkplast.runs import checkpoints; "
                        "checkpoints.open_run(sys.argv[1])", str(run_dir)])
         c["folder_opened"] += opened.returncode == 0 or not (run_dir / "manifest.json").exists()
         res = _run(faults.cli("train", str(config), "--out", str(run_dir), "--resume",
@@ -258,7 +258,7 @@ def fuzz(cases: int, work: Path, seed: int) -> dict[str, collections.Counter]:
 
 
 def _synthetic_series(run_dir: Path, n: int) -> Path:
-    from ntkplast import checkpoints
+    from ntkplast.runs import checkpoints
 
     run_dir.mkdir()
     rng = np.random.default_rng(0)

@@ -36,7 +36,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from ntkplast import custom_streams, models, streams, train  # noqa: E402
+from ntkplast import models, training  # noqa: E402
+from ntkplast.data import custom, streams  # noqa: E402
 
 SETTINGS = {  # name -> (ArchSpec, input dim, batch, learning rate)
     "4x512 MLP, batch 16": (models.ArchSpec(widths=(512,) * 4, num_outputs=10,
@@ -61,7 +62,7 @@ def kernel(spec, d_in, batch, lr, seeds, steps, repeats):
     """(sequential, vectorised) seconds for one chunk of ``steps`` steps of every seed."""
     model = models.build(spec)
     tx = optax.adam(lr)
-    trainer = train.make_trainer(model, tx, train.Hooks(), key=jax.random.PRNGKey(0))
+    trainer = training.make_trainer(model, tx, training.Hooks(), key=jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2000, d_in)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 10, 2000))
@@ -70,12 +71,12 @@ def kernel(spec, d_in, batch, lr, seeds, steps, repeats):
     states = []
     for s in range(seeds):
         params = model.init(jax.random.PRNGKey(s), (d_in,))
-        states.append(train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32)))
-    stacked = train.TrainState(jax.tree_util.tree_map(lambda *a: jnp.stack(a),
-                                                      *[s.params for s in states]),
-                               jax.tree_util.tree_map(lambda *a: jnp.stack(a),
-                                                      *[s.opt_state for s in states]),
-                               states[0].step)
+        states.append(training.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32)))
+    stacked = training.TrainState(jax.tree_util.tree_map(lambda *a: jnp.stack(a),
+                                                         *[s.params for s in states]),
+                                  jax.tree_util.tree_map(lambda *a: jnp.stack(a),
+                                                         *[s.opt_state for s in states]),
+                                  states[0].step)
 
     def sequential():
         return [trainer.run_chunk_keyed(states[s], x, y, idx[s], keys[s]) for s in range(seeds)]
@@ -86,25 +87,25 @@ def kernel(spec, d_in, batch, lr, seeds, steps, repeats):
 
 def end_to_end(spec, stream, batch, lr, seeds, run_steps, folder: Path):
     """(sequential, vectorised) wall seconds to train ``seeds`` runs of 2 tasks into folders."""
-    cfg = train.RunConfig(model=spec, train=train.TrainConfig(
+    cfg = training.RunConfig(model=spec, train=training.TrainConfig(
         batch_size=batch, learning_rate=lr, steps_per_task=run_steps,
         checkpoint_every=run_steps // 2))
     seed_list = list(range(seeds))
     t0 = time.perf_counter()
     for s in seed_list:
-        train.train_run(dataclasses.replace(cfg, seed=s), folder / f"seq{s}", stream=stream,
-                        progress=False)
+        training.train_run(dataclasses.replace(cfg, seed=s), folder / f"seq{s}", stream=stream,
+                           progress=False)
     seq = time.perf_counter() - t0
     t0 = time.perf_counter()
-    train.train_seeds(cfg, seed_list, [folder / f"vec{s}" for s in seed_list], stream=stream,
-                      progress=False)
+    training.train_seeds(cfg, seed_list, [folder / f"vec{s}" for s in seed_list], stream=stream,
+                         progress=False)
     return seq, time.perf_counter() - t0
 
 
 def streams_for_runs():
     """name -> (ArchSpec, stream, batch, learning rate) of the end-to-end arm."""
     rng = np.random.default_rng(0)
-    synthetic = custom_streams.ArrayStream(
+    synthetic = custom.ArrayStream(
         [(rng.standard_normal((2000, 784), np.float32), rng.integers(0, 10, 2000),
           rng.standard_normal((500, 784), np.float32), rng.integers(0, 10, 500))
          for _ in range(2)], num_classes=10, name="synthetic-784")

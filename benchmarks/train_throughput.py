@@ -19,18 +19,18 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ntkplast import models, train  # noqa: E402
+from ntkplast import models, training  # noqa: E402
 
 WIDTHS = (100, 100, 100)
 
 
 def ntkplast_steps_per_s(x, y, idx, repeats):
     model = models.build(models.ArchSpec(widths=WIDTHS, num_outputs=10))
-    cfg = train.TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=idx.shape[1])
-    tx = train.make_optimizer(cfg)
-    trainer = train.make_trainer(model, tx, train.Hooks(), key=jax.random.PRNGKey(1))
+    cfg = training.TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=idx.shape[1])
+    tx = training.make_optimizer(cfg)
+    trainer = training.make_trainer(model, tx, training.Hooks(), key=jax.random.PRNGKey(1))
     params = model.init(jax.random.PRNGKey(0), (784,))
-    state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+    state = training.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
     xd, yd, idxd = jnp.asarray(x), jnp.asarray(y), jnp.asarray(idx)
     jax.block_until_ready(trainer.run_chunk(state, xd, yd, idxd))  # compile
     best = np.inf
@@ -82,7 +82,7 @@ def main() -> None:
           f"{args.steps} steps, best of {args.repeats}")
     print(f"{'batch':>5} {'ntkplast steps/s':>17} {'torch steps/s':>14} {'ratio':>7}")
     for b in args.batch_sizes:
-        idx = train.minibatch_indices(0, 0, len(y), b, 0, args.steps)
+        idx = training.minibatch_indices(0, 0, len(y), b, 0, args.steps)
         ours = ntkplast_steps_per_s(x, y, idx, args.repeats)
         theirs = torch_steps_per_s(x, y, idx, args.repeats)
         print(f"{b:>5} {ours:>17.0f} {theirs:>14.0f} {ours / theirs:>6.2f}x")

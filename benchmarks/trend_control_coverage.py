@@ -4,7 +4,7 @@ R runs × T tasks; per trial x = a·f(t) + e_x and y = −a·f(t) + e_y (a ~ U(2
 deviations per run, times ``--amplitude`` / 3), f one monotone shape (linear, saturating,
 sigmoid), e AR(1) with coefficient φ. x and y share only the trend, so a 95% interval should
 cover 0 in about 95% of trials. Prints, per (shape, φ, trend control), the fraction of trials
-whose interval covers 0 for ``hypotheses.spearman`` (lag 0) and ``compare_predictors`` (lag 1,
+whose interval covers 0 for ``stats.spearman`` (lag 0) and ``compare_predictors`` (lag 1,
 pooled / within-run). The acceptance criterion of the default (``trend="difference"``) is ≥ 90%
 (``tests/stats/test_trend_control.py`` checks it on a mix of shapes):
 
@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from ntkplast import hypotheses as hy
+from ntkplast import stats as hy
 from ntkplast.table import Table
 
 SHAPES = {"linear": lambda t, n: t / n, "saturating": lambda t, n: 1 - np.exp(-t / 8),

@@ -18,19 +18,20 @@ with ``models`` (architectures), ``hooks``, ``table``, ``io/`` (file primitives:
 atomic writes and guarded ``.npz`` reads; ``safe_read``, bounded reads of regular files;
 ``lock``, one writer per folder), ``plain``, ``validate``, ``linalg`` and ``errors`` below them,
 and ``base`` (the shared types and protocols: ``Array``, ``Params``, the model and stream
-protocols, ``Hooks``) at the bottom, importing nothing from ntkplast. The flat names that scripts
-use stay importable::
+protocols, ``Hooks``) at the bottom, importing nothing from ntkplast. Each module has one name::
 
-    from ntkplast import models, data, streams, custom_streams, train, checkpoints
-    from ntkplast import ntk, spectra, isometry, dormancy, analysis, hypotheses
-    from ntkplast import regularizers, figures
+    from ntkplast import models, data, training, ntk, spectra, isometry, dormancy, analysis
+    from ntkplast import stats, regularizers, figures
+    from ntkplast.data import streams, custom
+    from ntkplast.runs import checkpoints
 
-(``train`` is :mod:`ntkplast.training`, ``streams`` :mod:`ntkplast.data.streams`,
-``custom_streams`` :mod:`ntkplast.data.custom`, ``checkpoints`` :mod:`ntkplast.runs.checkpoints`,
-``hypotheses`` :mod:`ntkplast.stats`: the same module objects under a second name.) Modules that
-moved in 0.2 (``config``, ``probes``, ``interop``, ``experiment``, ``sweep``, ``executors``,
-``demo``, ``reactivation``, ``stax_bridge``) and into ``io/`` (``files``, ``safe_read``,
-``lock``) still import from their old names with a DeprecationWarning.
+Old names still import, with a DeprecationWarning that names the new module, until a later
+release removes them: the second names of the flat layout (``train`` for
+:mod:`ntkplast.training`, ``streams`` for :mod:`ntkplast.data.streams`, ``custom_streams`` for
+:mod:`ntkplast.data.custom`, ``checkpoints`` for :mod:`ntkplast.runs.checkpoints`,
+``hypotheses`` for :mod:`ntkplast.stats`), the modules that moved in 0.2 (``config``,
+``probes``, ``interop``, ``experiment``, ``sweep``, ``executors``, ``demo``, ``reactivation``,
+``stax_bridge``) and those that moved into ``io/`` (``files``, ``safe_read``, ``lock``).
 
 Conventions of the public API. Array shapes are written in each docstring with one alphabet:
 ``N`` probe inputs (``N1``, ``N2`` for the two sides of a kernel), ``K`` network outputs, ``d``
@@ -58,14 +59,14 @@ from ntkplast.errors import NtkplastError
 __version__ = "0.3.0"
 __all__ = ["NtkplastError", "__version__"]
 
-_FLAT = {
+_MOVED = {
+    # the flat layout's second names of 0.2 (warning since 0.3)
     "train": "ntkplast.training",
     "streams": "ntkplast.data.streams",
     "custom_streams": "ntkplast.data.custom",
     "checkpoints": "ntkplast.runs.checkpoints",
     "hypotheses": "ntkplast.stats",
-}
-_MOVED = {
+    # moved in 0.2
     "config": "ntkplast.training.config",
     "probes": "ntkplast.analysis.probes",
     "interop": "ntkplast.runs.interop",
@@ -75,6 +76,7 @@ _MOVED = {
     "demo": "ntkplast.experiments.demo",
     "reactivation": "ntkplast.experiments.reactivation",
     "stax_bridge": "ntkplast.ntk._stax",
+    # moved into io/
     "files": "ntkplast.io.files",
     "safe_read": "ntkplast.io.safe_read",
     "lock": "ntkplast.io.lock",
@@ -86,17 +88,16 @@ if _STUBS not in __path__:  # once, also under importlib.reload
 
 
 def _old_module(name: str) -> ModuleType:
-    """The module that the old name ``ntkplast.<name>`` stands for (a key of ``_FLAT`` or
-    ``_MOVED``), imported; a moved name warns, blaming the code that asked for it.
+    """The module that the old name ``ntkplast.<name>`` stands for (a key of ``_MOVED``),
+    imported, with a DeprecationWarning that blames the code that asked for it.
 
     Called by ``__getattr__`` and by the stubs in ``_old_names/``, each one frame below the
     user's code (``warnings`` skips importlib's own frames), hence ``stacklevel=3``.
     """
-    if name in _MOVED:
-        warnings.warn(f"ntkplast.{name} moved to {_MOVED[name]}; import it from there "
-                      f"(the old name will be removed in a later release)",
-                      DeprecationWarning, stacklevel=3)
-    return importlib.import_module(_FLAT.get(name) or _MOVED[name])
+    warnings.warn(f"ntkplast.{name} moved to {_MOVED[name]}; import it from there "
+                  f"(the old name will be removed in a later release)",
+                  DeprecationWarning, stacklevel=3)
+    return importlib.import_module(_MOVED[name])
 
 
 def __getattr__(name: str) -> ModuleType:
@@ -108,7 +109,7 @@ def __getattr__(name: str) -> ModuleType:
     Raises:
       AttributeError: ``name`` is neither an attribute nor an old module name.
     """
-    if name not in _FLAT and name not in _MOVED:
+    if name not in _MOVED:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = _old_module(name)
     globals()[name] = module

@@ -6,7 +6,7 @@ It sits at the bottom of the import graph (as optax keeps its protocols in ``opt
 and imports nothing from ntkplast, so every stage can name these types without importing another
 stage: :mod:`ntkplast.regularizers` builds hooks and :mod:`ntkplast.training` calls them without
 importing each other. The old homes re-export them: ``models.Params``, ``hooks.Hooks``,
-``custom_streams.Stream``.
+``data.custom.Stream``.
 """
 
 from __future__ import annotations

@@ -77,14 +77,15 @@ def tiny_config(*, seed=1, widths=(12, 12), num_tasks=2, **train_kw):
     steps of 16 examples, a checkpoint every 5 steps (the init, then 2 per task: 5 in all at
     the defaults); keywords other than ``seed``, ``widths`` and ``num_tasks`` override the
     ``TrainConfig``'s."""
-    from ntkplast import models, streams, train
+    from ntkplast import models, training
+    from ntkplast.data import streams
 
     kw = dict(steps_per_task=10, checkpoint_every=5, batch_size=16)
     kw.update(train_kw)
-    return train.RunConfig(
+    return training.RunConfig(
         seed=seed, model=models.ArchSpec(widths=tuple(widths), num_outputs=10),
         stream=streams.StreamSpec(kind="permuted", num_tasks=num_tasks),
-        train=train.TrainConfig(**kw))
+        train=training.TrainConfig(**kw))
 
 
 @pytest.fixture(name="tiny_config", scope="session")
@@ -97,10 +98,10 @@ def tiny_config_fixture():
 def tiny_run(tmp_path_factory):
     """The folder of a complete run of ``tiny_config()``, trained once per session (per xdist
     worker). Shared: write analyses elsewhere (``out_dir=``), or modify ``tiny_run_copy``."""
-    from ntkplast import train
+    from ntkplast import training
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
-    train.train_run(tiny_config(), run_dir, progress=False)
+    training.train_run(tiny_config(), run_dir, progress=False)
     return run_dir
 
 

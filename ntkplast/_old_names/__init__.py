@@ -3,6 +3,6 @@
 :mod:`ntkplast` appends this folder to its ``__path__``: ``import ntkplast.train`` finds
 ``train.py`` here, which replaces itself in ``sys.modules`` by :mod:`ntkplast.training` (the
 module object importlib then returns and binds). The old names and their targets are the
-tables ``_FLAT`` and ``_MOVED`` of :mod:`ntkplast`; a moved name warns. Attribute access and
+table ``_MOVED`` of :mod:`ntkplast`; each one warns. Attribute access and
 ``from ntkplast import <old>`` do not need these files (``ntkplast.__getattr__``).
 """

@@ -1,4 +1,4 @@
-"""``import ntkplast.checkpoints``: the flat name of :mod:`ntkplast.runs.checkpoints`."""
+"""``import ntkplast.checkpoints``: an old name of :mod:`ntkplast.runs.checkpoints` (warns)."""
 
 import sys
 

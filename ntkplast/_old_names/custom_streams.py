@@ -1,4 +1,4 @@
-"""``import ntkplast.custom_streams``: the flat name of :mod:`ntkplast.data.custom`."""
+"""``import ntkplast.custom_streams``: an old name of :mod:`ntkplast.data.custom` (warns)."""
 
 import sys
 

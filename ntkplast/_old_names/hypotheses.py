@@ -1,4 +1,4 @@
-"""``import ntkplast.hypotheses``: the flat name of :mod:`ntkplast.stats`."""
+"""``import ntkplast.hypotheses``: an old name of :mod:`ntkplast.stats` (warns)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""``import ntkplast.streams``: the flat name of :mod:`ntkplast.data.streams`."""
+"""``import ntkplast.streams``: an old name of :mod:`ntkplast.data.streams` (warns)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""``import ntkplast.train``: the flat name of :mod:`ntkplast.training`."""
+"""``import ntkplast.train``: an old name of :mod:`ntkplast.training` (warns)."""
 
 import sys
 

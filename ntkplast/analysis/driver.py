@@ -122,7 +122,7 @@ def analyze(run_dir: str | os.PathLike, settings: Settings | None = None, *,
     """Run every diagnostic in ``settings`` over the checkpoints of ``run_dir``.
 
     Args:
-      run_dir: a run folder (:mod:`ntkplast.checkpoints` format).
+      run_dir: a run folder (:mod:`ntkplast.runs.checkpoints` format).
       settings: what to compute (:class:`Settings`; defaults for everything).
       out_dir: where results and the cache go (default ``RUN_DIR/analysis``).
       data_dir: dataset folder used to rebuild the stream for the probe set.

@@ -10,8 +10,8 @@ module               what it holds
 ===================  ========================================================================
 
 ``from ntkplast import data`` gives the dataset functions directly (``data.load_dataset``);
-``ntkplast.streams`` and ``ntkplast.custom_streams`` are the flat names of ``streams`` and
-``custom``.
+``from ntkplast.data import streams, custom`` the modules (their old names ``ntkplast.streams``
+and ``ntkplast.custom_streams`` still import, with a DeprecationWarning).
 """
 
 from ntkplast.data.datasets import (

@@ -191,7 +191,7 @@ def check_stream(stream: object, spec: StreamSpec, num_outputs: int, loss: str) 
     if missing:
         raise NtkplastError(f"stream: {type(stream).__name__} lacks {missing}; a stream needs "
                             f"len(), [t] → Task, test_set(t), input_shape and num_classes "
-                            f"(ntkplast.custom_streams)")
+                            f"(ntkplast.data.custom)")
     regression = bool(getattr(stream, "regression", False))
     if regression != (loss == "mse"):
         want = "mse" if regression else "cross_entropy"

@@ -42,7 +42,7 @@ def predictor_comparison(result: PredictorComparison, title: str = "") -> Any:
     """
     if not isinstance(result, PredictorComparison):
         raise NtkplastError("predictor_comparison: expected the result of "
-                            f"hypotheses.compare_predictors, got {type(result).__name__}")
+                            f"stats.compare_predictors, got {type(result).__name__}")
     names = [s.name for s in result.pooled.stats]
     n = len(names)
     fig, axes = subplots(1, 2, figsize=(10.5, 0.45 * n + 1.6), sharey=True, squeeze=False)
@@ -102,8 +102,8 @@ def _series(result: PredictorLeadLag | Mapping[str, LeadLagResult],
             stats = np.array([(r.rho, r.ci_low, r.ci_high) for r in res.results]).T
             rows.append((str(name), np.asarray(res.lags), stats))
         return "target", rows
-    raise NtkplastError("lead_lag_plot: expected hypotheses.predictor_lead_lag(...) or a mapping "
-                        "name → hypotheses.lead_lag(...) result, got "
+    raise NtkplastError("lead_lag_plot: expected stats.predictor_lead_lag(...) or a mapping "
+                        "name → stats.lead_lag(...) result, got "
                         f"{type(result).__name__}")
 
 

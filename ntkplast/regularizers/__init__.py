@@ -2,7 +2,7 @@
 
 The paper's isometry regularizer (coupled penalty and the decoupled AdamO step) and the
 plasticity baselines it is compared with, each a small pure function whose docstring gives the
-formula and the paper. They plug into :mod:`ntkplast.train` through ``train.Hooks``:
+formula and the paper. They plug into :mod:`ntkplast.training` through ``training.Hooks``:
 
 ==========================  =======================================  ==============================
 method                      function                                 plug point

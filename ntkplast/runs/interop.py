@@ -284,7 +284,7 @@ def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
       method, seed: the group a report puts the run in (default: from the folder layout).
 
     Returns:
-      The new run, opened (:func:`ntkplast.checkpoints.open_run`).
+      The new run, opened (:func:`ntkplast.runs.checkpoints.open_run`).
 
     Raises:
       NtkplastError: a missing source folder, no matching files, two files with one number, an

@@ -213,7 +213,7 @@ def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
         per-task score table, the report group).
 
     Returns:
-      The new run, opened (:func:`ntkplast.checkpoints.open_run`).
+      The new run, opened (:func:`ntkplast.runs.checkpoints.open_run`).
 
     Raises:
       NtkplastError: as :func:`ntkplast.runs.interop.import_folder`, and a refused or unknown

@@ -20,8 +20,8 @@ module           what it holds
 ===============  ==============================================================================
 
 Every function takes one :class:`~ntkplast.table.Table` per run (or method name → one per seed)
-and returns a result that prints its sample sizes. ``from ntkplast import hypotheses`` is this
-package under its flat name.
+and returns a result that prints its sample sizes. Its old name, ``ntkplast.hypotheses``, still
+imports, with a DeprecationWarning.
 """
 
 from ntkplast.stats._inputs import TREND_TEXT, Trend

@@ -81,8 +81,8 @@ def train_run(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fals
       hooks: regularizer / reset plug points (:class:`Hooks`); by default those of
         ``cfg.method``.
       stream: a prebuilt stream (defaults to ``streams.make_stream(cfg.stream)``), or any
-        object that follows :class:`ntkplast.custom_streams.Stream` (a user's own tasks, e.g.
-        :class:`ntkplast.custom_streams.ArrayStream`); the manifest then records the stream as
+        object that follows :class:`ntkplast.data.custom.Stream` (a user's own tasks, e.g.
+        :class:`ntkplast.data.custom.ArrayStream`); the manifest then records the stream as
         ``custom`` and analysis needs an explicit probe file.
       progress: show a progress bar (task, step, loss, online score).
       stop_after_chunks: stop (as if killed) after this many chunks — for tests of resume.

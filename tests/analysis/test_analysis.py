@@ -6,8 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from ntkplast import analysis, checkpoints, models, ntk, spectra, streams, train
+from ntkplast import analysis, models, ntk, spectra, training
+from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
+from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
 SETTINGS = analysis.Settings(probe_size=24, spectra_subsample=4)
@@ -246,10 +248,10 @@ def test_seen_probe_never_repeats_an_input(tiny_run, tmp_path):
     a stream of distinct inputs keeps the plain per-task draw."""
     from ntkplast.analysis import probes
 
-    cfg = train.RunConfig(model=models.ArchSpec(widths=(8,), num_outputs=10),
-                          stream=streams.StreamSpec(kind="shuffled_labels", num_tasks=4),
-                          train=train.TrainConfig(steps_per_task=2, batch_size=8))
-    shuffled = checkpoints.open_run(train.train_run(cfg, tmp_path / "sh", progress=False).path)
+    cfg = training.RunConfig(model=models.ArchSpec(widths=(8,), num_outputs=10),
+                             stream=streams.StreamSpec(kind="shuffled_labels", num_tasks=4),
+                             train=training.TrainConfig(steps_per_task=2, batch_size=8))
+    shuffled = checkpoints.open_run(training.train_run(cfg, tmp_path / "sh", progress=False).path)
     probe = probes.build_probe(shuffled, "seen", 200, 0)
     assert len(probe.x) == 200
     assert len({row.tobytes() for row in probe.x}) == 200

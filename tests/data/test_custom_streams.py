@@ -6,24 +6,26 @@ import numpy as np
 import pytest
 from trees import assert_trees_equal
 
-from ntkplast import analysis, checkpoints, custom_streams, models, streams, train
+from ntkplast import analysis, models, training
+from ntkplast.data import custom, streams
 from ntkplast.errors import NtkplastError
+from ntkplast.runs import checkpoints
 
 SPEC = streams.StreamSpec(kind="permuted", dataset="digits", num_tasks=2)
-CFG = train.RunConfig(seed=2, model=models.ArchSpec(widths=(16,), num_outputs=10),
-                      stream=SPEC,
-                      train=train.TrainConfig(batch_size=16, steps_per_task=10,
-                                              checkpoint_every=5, reference_tasks=[1]))
+CFG = training.RunConfig(seed=2, model=models.ArchSpec(widths=(16,), num_outputs=10),
+                         stream=SPEC,
+                         train=training.TrainConfig(batch_size=16, steps_per_task=10,
+                                                    checkpoint_every=5, reference_tasks=[1]))
 
 
 def test_array_stream_of_the_builtin_tasks_trains_identically(tmp_path):
     builtin = streams.make_stream(SPEC)
-    arrays = custom_streams.ArrayStream(
+    arrays = custom.ArrayStream(
         [(t.x_train, t.y_train, t.x_test, t.y_test) for t in builtin], name="digits-copy")
-    assert isinstance(arrays, custom_streams.Stream) and not arrays.regression
+    assert isinstance(arrays, custom.Stream) and not arrays.regression
     assert arrays.num_classes == 10 and arrays.input_shape == builtin.input_shape
-    ref = train.train_run(CFG, tmp_path / "builtin", progress=False)
-    own = train.train_run(CFG, tmp_path / "own", stream=arrays, progress=False)
+    ref = training.train_run(CFG, tmp_path / "builtin", progress=False)
+    own = training.train_run(CFG, tmp_path / "own", stream=arrays, progress=False)
     assert_trees_equal(ref.params(-1), own.params(-1))
     assert own.manifest["stream"] == {"custom": "digits-copy"}
     assert own.manifest["config"]["stream"] is None and "stream" not in ref.manifest
@@ -52,12 +54,13 @@ def _regression_tasks(num_tasks=3, n=96, d=5, k=2, seed=0):
 
 
 def test_regression_stream_reports_mean_squared_errors(tmp_path):
-    stream = custom_streams.ArrayStream(_regression_tasks(), name="linear-maps")
+    stream = custom.ArrayStream(_regression_tasks(), name="linear-maps")
     assert stream.regression and stream.num_classes == 2
-    cfg = train.RunConfig(seed=0, model=models.ArchSpec(widths=(32,), num_outputs=2),
-                          train=train.TrainConfig(loss="mse", learning_rate=1e-2, batch_size=16,
-                                                  steps_per_task=60, reference_tasks=[2]))
-    run = train.train_run(cfg, tmp_path / "reg", stream=stream, progress=False)
+    cfg = training.RunConfig(seed=0, model=models.ArchSpec(widths=(32,), num_outputs=2),
+                             train=training.TrainConfig(loss="mse", learning_rate=1e-2,
+                                                        batch_size=16, steps_per_task=60,
+                                                        reference_tasks=[2]))
+    run = training.train_run(cfg, tmp_path / "reg", stream=stream, progress=False)
     tasks = run.manifest["tasks"]
     assert "test_accuracy" not in tasks[0]
     for t, record in enumerate(tasks):
@@ -89,32 +92,32 @@ def _probe(tmp_path, stream):
 
 
 def test_custom_stream_resumes_bit_identically(tmp_path):
-    stream = custom_streams.ArrayStream(_regression_tasks(2))
-    cfg = train.RunConfig(seed=1, model=models.ArchSpec(widths=(8,), num_outputs=2),
-                          train=train.TrainConfig(loss="mse", batch_size=16, steps_per_task=9,
-                                                  checkpoint_every=4))
-    full = train.train_run(cfg, tmp_path / "full", stream=stream, progress=False)
-    train.train_run(cfg, tmp_path / "cut", stream=stream, progress=False, stop_after_chunks=4)
-    cut = train.train_run(cfg, tmp_path / "cut", stream=stream, progress=False, resume=True)
+    stream = custom.ArrayStream(_regression_tasks(2))
+    cfg = training.RunConfig(seed=1, model=models.ArchSpec(widths=(8,), num_outputs=2),
+                             train=training.TrainConfig(loss="mse", batch_size=16, steps_per_task=9,
+                                                        checkpoint_every=4))
+    full = training.train_run(cfg, tmp_path / "full", stream=stream, progress=False)
+    training.train_run(cfg, tmp_path / "cut", stream=stream, progress=False, stop_after_chunks=4)
+    cut = training.train_run(cfg, tmp_path / "cut", stream=stream, progress=False, resume=True)
     assert_trees_equal(full.params(-1), cut.params(-1))
 
 
 def test_stream_mismatches_are_named():
-    reg = custom_streams.ArrayStream(_regression_tasks(1))
+    reg = custom.ArrayStream(_regression_tasks(1))
     cls = streams.make_stream(SPEC)
     with pytest.raises(NtkplastError, match="train.loss = 'mse'"):
-        custom_streams.check_stream(reg, SPEC, 2, "cross_entropy")
+        custom.check_stream(reg, SPEC, 2, "cross_entropy")
     with pytest.raises(NtkplastError, match="train.loss = 'cross_entropy'"):
-        custom_streams.check_stream(cls, SPEC, 10, "mse")
+        custom.check_stream(cls, SPEC, 10, "mse")
     with pytest.raises(NtkplastError, match="num_outputs = 3.*10"):
-        custom_streams.check_stream(cls, SPEC, 3, "cross_entropy")
+        custom.check_stream(cls, SPEC, 3, "cross_entropy")
     with pytest.raises(NtkplastError, match="lacks"):
-        custom_streams.check_stream([1, 2], SPEC, 10, "cross_entropy")
-    assert not custom_streams.check_stream(cls, SPEC, 10, "cross_entropy")
+        custom.check_stream([1, 2], SPEC, 10, "cross_entropy")
+    assert not custom.check_stream(cls, SPEC, 10, "cross_entropy")
     other = dataclasses.replace(SPEC, seed=5)
-    assert custom_streams.check_stream(cls, other, 10, "cross_entropy")  # not what cfg says
+    assert custom.check_stream(cls, other, 10, "cross_entropy")  # not what cfg says
     with pytest.raises(NtkplastError, match="train.loss"):
-        train.TrainConfig(loss="hinge")
+        training.TrainConfig(loss="hinge")
     assert CFG.train.loss == "cross_entropy"
 
 
@@ -132,4 +135,4 @@ def test_stream_mismatches_are_named():
 ])
 def test_array_stream_rejects_bad_tasks(tasks, fragment):
     with pytest.raises(NtkplastError, match=fragment):
-        custom_streams.ArrayStream(tasks)
+        custom.ArrayStream(tasks)

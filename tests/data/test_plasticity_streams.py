@@ -8,8 +8,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from ntkplast import custom_streams, data, streams, train
-from ntkplast.data import regression
+from ntkplast import data, training
+from ntkplast.data import custom, regression, streams
 from ntkplast.errors import NtkplastError
 
 MLP = {"kind": "mlp", "widths": [16, 16]}
@@ -19,7 +19,7 @@ def _config(stream, train_cfg, method=None, model=MLP, seed=0):
     d = {"seed": seed, "model": model, "stream": stream, "train": train_cfg}
     if method:
         d["method"] = method
-    return train.config_from_dict(d)
+    return training.config_from_dict(d)
 
 
 # ------------------------------------------------------------------------------- streams
@@ -123,20 +123,20 @@ def test_regression_stream_needs_mse():
     cfg = _config({"kind": "slowly_changing_regression", "num_tasks": 1, "train_size": 20},
                   {"batch_size": 1, "online": True})
     with pytest.raises(NtkplastError, match="mse"):
-        train.train_run(cfg, "/nonexistent/never", progress=False)
+        training.train_run(cfg, "/nonexistent/never", progress=False)
 
 
 # ----------------------------------------------------------------------------- protocol
 
 
 def test_online_indices_visit_the_task_once_in_order():
-    idx = train.online_indices(10, 3, 0, 3)
+    idx = training.online_indices(10, 3, 0, 3)
     np.testing.assert_array_equal(idx, np.arange(9).reshape(3, 3))
-    np.testing.assert_array_equal(train.online_indices(10, 1, 4, 6), [[4], [5]])
-    cfg = train.TrainConfig(online=True, batch_size=3)
+    np.testing.assert_array_equal(training.online_indices(10, 1, 4, 6), [[4], [5]])
+    cfg = training.TrainConfig(online=True, batch_size=3)
     assert cfg.steps_for(10) == 3
     with pytest.raises(NtkplastError, match="one pass"):
-        train.TrainConfig(online=True, steps_per_task=5)
+        training.TrainConfig(online=True, steps_per_task=5)
     with pytest.raises(NtkplastError, match="holds no minibatch"):
         cfg.steps_for(2)
 
@@ -146,11 +146,11 @@ def test_online_run_sees_examples_in_stream_order_with_batch_one(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, 2)).astype(np.float32)
     y = rng.normal(size=6).astype(np.float32)
-    stream = custom_streams.ArrayStream([(x, y)], name="ordered")
+    stream = custom.ArrayStream([(x, y)], name="ordered")
     cfg = _config({}, {"batch_size": 1, "online": True, "optimizer": "sgd",
                        "learning_rate": 0.1, "loss": "mse"},
                   model={"kind": "mlp", "widths": [], "num_outputs": 1})
-    run = train.train_run(cfg, tmp_path / "run", stream=stream, progress=False)
+    run = training.train_run(cfg, tmp_path / "run", stream=stream, progress=False)
     w0 = {k: np.asarray(v, np.float64) for k, v in run.params(0)[0].items()}
     W, b = w0["W"][:, 0], w0["b"][0]
     online = []
@@ -174,7 +174,7 @@ BUDGET = {"batch_size": 8, "steps_per_task": 12, "reference_tasks": "all"}
 
 
 def test_records_carry_every_measure_and_the_memorisation_default(tmp_path):
-    run = train.train_run(_config(RANDOM, BUDGET), tmp_path / "r", progress=False)
+    run = training.train_run(_config(RANDOM, BUDGET), tmp_path / "r", progress=False)
     rec = run.manifest["tasks"][1]
     for name in ("online", "train", "test"):
         assert 0 <= rec[f"{name}_accuracy"] <= 1 and rec[f"{name}_loss"] > 0
@@ -185,22 +185,22 @@ def test_records_carry_every_measure_and_the_memorisation_default(tmp_path):
 
 
 def test_measure_can_be_chosen_and_test_needs_a_test_set(tmp_path):
-    run = train.train_run(_config(RANDOM, {**BUDGET, "plasticity_measure": "online"}),
-                          tmp_path / "r", progress=False)
+    run = training.train_run(_config(RANDOM, {**BUDGET, "plasticity_measure": "online"}),
+                             tmp_path / "r", progress=False)
     rec = run.manifest["tasks"][0]
     assert rec["plasticity_measure"] == "online_accuracy"
     assert rec["plasticity_loss"] == pytest.approx(rec["reference_online_accuracy"]
                                                    - rec["online_accuracy"])
     with pytest.raises(NtkplastError, match="no test set"):
-        train.resolve_measure("test", None, False, False)
-    assert train.resolve_measure("auto", "permuted", False, True) == "test"
-    assert train.resolve_measure("auto", "permuted", True, True) == "online"
+        training.resolve_measure("test", None, False, False)
+    assert training.resolve_measure("auto", "permuted", False, True) == "test"
+    assert training.resolve_measure("auto", "permuted", True, True) == "online"
 
 
 def test_two_references_plain_method_shares_them_and_a_method_is_put_on_one_scale(tmp_path):
-    plain = train.train_run(_config(RANDOM, BUDGET), tmp_path / "plain", progress=False)
-    method = train.train_run(_config(RANDOM, BUDGET, {"name": "l2", "lam": 5.0}),
-                             tmp_path / "l2", progress=False)
+    plain = training.train_run(_config(RANDOM, BUDGET), tmp_path / "plain", progress=False)
+    method = training.train_run(_config(RANDOM, BUDGET, {"name": "l2", "lam": 5.0}),
+                                tmp_path / "l2", progress=False)
     differs = []
     for t in range(2):
         p, m = plain.manifest["tasks"][t], method.manifest["tasks"][t]
@@ -233,10 +233,10 @@ def test_a_long_online_stream_trains_without_holding_it(tmp_path):
                   model={"kind": "mlp", "widths": [8], "num_outputs": 1})
 
     def peak_bytes(num_tasks):
-        stream = custom_streams.LazyStream(make_task, num_tasks, input_shape=(dim,),
-                                           num_classes=1, regression=True, name="million")
+        stream = custom.LazyStream(make_task, num_tasks, input_shape=(dim,),
+                                   num_classes=1, regression=True, name="million")
         tracemalloc.start()
-        run = train.train_run(cfg, tmp_path / f"t{num_tasks}", stream=stream, progress=False)
+        run = training.train_run(cfg, tmp_path / f"t{num_tasks}", stream=stream, progress=False)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert len(run.manifest["tasks"]) == num_tasks
@@ -251,8 +251,8 @@ def test_a_long_online_stream_trains_without_holding_it(tmp_path):
 
 
 def test_lazy_stream_checks_what_it_builds():
-    stream = custom_streams.LazyStream(lambda t: (np.zeros((4, 3)), np.zeros(4, np.int32)), 2,
-                                       input_shape=(5,), num_classes=2)
+    stream = custom.LazyStream(lambda t: (np.zeros((4, 3)), np.zeros(4, np.int32)), 2,
+                               input_shape=(5,), num_classes=2)
     with pytest.raises(NtkplastError, match="input_shape"):
         stream[0]
 
@@ -290,10 +290,10 @@ BENCHMARKS = sorted((pathlib.Path(__file__).parents[2] / "configs" / "benchmarks
 
 @pytest.mark.parametrize("path", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
 def test_benchmark_configs_train_at_a_tiny_size(path, tmp_path):
-    cfg = train.load_config(path, ["stream.num_tasks=2", "stream.train_size=40",
-                                   "train.reference_tasks='all'"]
-                            + ([] if "online" in path.read_text() else
-                               ["train.steps_per_task=5"]))
-    run = train.train_run(cfg, tmp_path / "run", progress=False)
+    cfg = training.load_config(path, ["stream.num_tasks=2", "stream.train_size=40",
+                                      "train.reference_tasks='all'"]
+                               + ([] if "online" in path.read_text() else
+                                  ["train.steps_per_task=5"]))
+    run = training.train_run(cfg, tmp_path / "run", progress=False)
     rec = run.manifest["tasks"][-1]
     assert "plasticity_loss_baseline" in rec and np.isfinite(rec["plasticity_loss_baseline"])

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from ntkplast.streams import StreamSpec, make_stream
 
-from ntkplast import data, streams
+from ntkplast import data
+from ntkplast.data import streams
+from ntkplast.data.streams import StreamSpec, make_stream
 from ntkplast.errors import NtkplastError
 
 

@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 from trees import assert_trees_equal
 
-from ntkplast import analysis, checkpoints, figures, models, streams, train
+from ntkplast import analysis, figures, models, training
+from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import grid as experiment
+from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
-BASE = train.RunConfig(
+BASE = training.RunConfig(
     model=models.ArchSpec(widths=(12,), num_outputs=10),
     stream=streams.StreamSpec(kind="permuted", dataset="digits", num_tasks=2),
-    train=train.TrainConfig(batch_size=16, steps_per_task=6, checkpoint_every=3))
+    train=training.TrainConfig(batch_size=16, steps_per_task=6, checkpoint_every=3))
 METHODS = {"baseline": {}, "l2": {"name": "l2", "lam": 0.01}}
 SETTINGS = analysis.Settings(metrics=("dormancy", "plasticity"), probe_size=16)
 
@@ -40,8 +42,8 @@ def test_grid_trains_every_method_and_seed_and_skips_finished_runs(tmp_path):
 
 def test_grid_resumes_an_interrupted_run_bit_identically(tmp_path):
     cfg = dataclasses.replace(BASE, seed=5, method={"name": "l2", "lam": 0.01})
-    full = train.train_run(cfg, tmp_path / "full", progress=False)
-    train.train_run(cfg, tmp_path / "grid" / "l2" / "seed5", progress=False, stop_after_chunks=2)
+    full = training.train_run(cfg, tmp_path / "full", progress=False)
+    training.train_run(cfg, tmp_path / "grid" / "l2" / "seed5", progress=False, stop_after_chunks=2)
     res = experiment.run_grid(BASE, {"l2": cfg.method}, (5,), tmp_path / "grid", analyze=False,
                               progress=False)
     resumed = checkpoints.open_run(res.run_dirs["l2"][0])

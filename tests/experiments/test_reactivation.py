@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from ntkplast import dormancy, models, regularizers, train
+from ntkplast import dormancy, models, regularizers, training
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import reactivation
 
@@ -92,8 +92,8 @@ def test_isometry_arm_is_exactly_the_isometry_gradient_step():
     lr, lam = 0.01, 0.3
     tx, hooks = reactivation.make_arm("isometry_step", model, (6,), learning_rate=lr,
                                       iso_lam=lam)
-    trainer = train.make_trainer(model, tx, hooks, key=jax.random.PRNGKey(0))
-    state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+    trainer = training.make_trainer(model, tx, hooks, key=jax.random.PRNGKey(0))
+    state = training.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
     state, _ = trainer.run_chunk(state, x, y, jnp.arange(8)[None])
     for i, (old, new) in enumerate(zip(params, state.params)):
         w = np.asarray(old["W"], np.float64)
@@ -128,7 +128,7 @@ def test_sgd_cannot_revive_a_dead_unit_but_the_isometry_step_can():
     # plain SGD: the dead unit's weights get exactly zero gradient, however long it trains
     sgd = optax.sgd(0.5)
     curve = reactivation.reactivation_curve(model, params, dead_masks=masks, tx=sgd,
-                                            hooks=train.Hooks(), x=x, y=y, probe_x=x,
+                                            hooks=training.Hooks(), x=x, y=y, probe_x=x,
                                             steps=40, every=10, batch_size=4, key=key)
     np.testing.assert_array_equal(curve, np.zeros(5))
     # the isometry step alone, with the independent numpy step
@@ -146,8 +146,9 @@ def test_sgd_cannot_revive_a_dead_unit_but_the_isometry_step_can():
 
 def test_sgd_leaves_the_dead_unit_bit_identical():
     model, params, x, y, _ = _tiny_dead_case()
-    trainer = train.make_trainer(model, optax.sgd(0.5), train.Hooks(), key=jax.random.PRNGKey(0))
-    state = train.TrainState(params, optax.sgd(0.5).init(params), jnp.asarray(0, jnp.int32))
+    trainer = training.make_trainer(model, optax.sgd(0.5), training.Hooks(),
+                                    key=jax.random.PRNGKey(0))
+    state = training.TrainState(params, optax.sgd(0.5).init(params), jnp.asarray(0, jnp.int32))
     state, _ = trainer.run_chunk(state, x, y, jnp.tile(jnp.arange(4), (20, 1)))
     np.testing.assert_array_equal(state.params[0]["W"][:, 1], params[0]["W"][:, 1])
     np.testing.assert_array_equal(state.params[0]["b"][1], params[0]["b"][1])

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from ntkplast import checkpoints
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import report, selection, sweep
+from ntkplast.runs import checkpoints
 from ntkplast.table import Table, per_task
 
 

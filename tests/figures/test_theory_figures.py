@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from ntkplast import analysis, checkpoints, figures, models, ntk, stats, streams, train
+from ntkplast import analysis, figures, models, ntk, stats, training
+from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import report
 from ntkplast.experiments.grid import run_grid
 from ntkplast.figures import spectra as spectrum_figures
+from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
 SETTINGS = analysis.Settings(probe_size=12, spectra_subsample=4)
@@ -27,7 +29,7 @@ def analysed(tmp_path_factory, tiny_config):
     d = tmp_path_factory.mktemp("run")
     cfg = tiny_config(seed=2, widths=(10, 10), num_tasks=3, steps_per_task=8,
                       checkpoint_every=0, eval_previous=False)
-    train.train_run(cfg, d, progress=False)
+    training.train_run(cfg, d, progress=False)
     table = analysis.analyze(d, SETTINGS, progress=False)
     return d, table, checkpoints.load_arrays(d / "analysis" / "spectra.npz")
 
@@ -204,11 +206,11 @@ def test_report_of_one_run_from_the_cli(analysed):
 
 
 def test_report_of_a_grid_has_verdicts_predictors_and_every_method(tmp_path):
-    base = train.RunConfig(
+    base = training.RunConfig(
         seed=0, model=models.ArchSpec(widths=(8,), num_outputs=10),
         stream=streams.StreamSpec(kind="random_labels", num_tasks=4, train_size=64),
-        train=train.TrainConfig(steps_per_task=6, batch_size=16, reference_tasks="all",
-                                eval_previous=False))
+        train=training.TrainConfig(steps_per_task=6, batch_size=16, reference_tasks="all",
+                                   eval_previous=False))
     grid = run_grid(base, {"adam": {}, "l2": {"name": "l2"}}, [0, 1], tmp_path / "g",
                     settings=analysis.Settings(probe_size=8, spectra_subsample=2),
                     progress=False)

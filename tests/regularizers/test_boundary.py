@@ -11,7 +11,7 @@ import optax
 import pytest
 from trees import assert_trees_equal
 
-from ntkplast import models, train
+from ntkplast import models, training
 from ntkplast import regularizers as reg
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import demo
@@ -293,11 +293,11 @@ def test_nap_keeps_the_norms_while_training_and_refuses_without_layer_norm():
     model, params = _model(layer_norm=True)
     hooks = reg.make_hooks({"name": "nap"}, model, (6,), 1e-2)
     tx = hooks.optimizer(optax.adam(1e-1))
-    trainer = train.make_trainer(model, tx, hooks, key=jax.random.PRNGKey(1))
+    trainer = training.make_trainer(model, tx, hooks, key=jax.random.PRNGKey(1))
     rng = np.random.default_rng(0)
     x, y = jnp.asarray(rng.standard_normal((32, 6)), jnp.float32), jnp.asarray(
         rng.integers(0, 3, 32))
-    state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+    state = training.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
     state, _ = trainer.run_chunk(state, x, y, jnp.asarray(rng.integers(0, 32, (10, 8))))
     for i in (0, 1):
         before = jnp.sqrt(jnp.sum(params[i]["W"] ** 2) + jnp.sum(params[i]["b"] ** 2))
@@ -325,7 +325,7 @@ def test_each_method_trains_on_the_tiny_demo_stream(tmp_path, method, model_set)
     cfg = demo.demo_config(quick=True, overrides=[
         "model.widths=[16, 16]", "stream.num_tasks=2", "stream.train_size=32",
         "train.steps_per_task=4", "train.reference_tasks=[1]", f"method={method}", *model_set])
-    run = train.train_run(cfg, tmp_path / "run", progress=False)
+    run = training.train_run(cfg, tmp_path / "run", progress=False)
     assert run.manifest["complete"] and len(run.manifest["tasks"]) == 2
     assert all(np.isfinite(t["plasticity_score"]) for t in run.manifest["tasks"])
     assert all(np.all(np.isfinite(np.asarray(leaf)))
@@ -344,7 +344,7 @@ def test_boundary_methods_resume_bit_identically(tmp_path, method, model):
         "seed": 3, "model": model, "method": method,
         "stream": {"kind": "permuted", "dataset": "digits", "num_tasks": 3},
         "train": {"batch_size": 16, "steps_per_task": 4, "checkpoint_every": 2}})
-    full = train.train_run(cfg, tmp_path / "full", progress=False)
-    train.train_run(cfg, tmp_path / "cut", progress=False, stop_after_chunks=2)  # task 0's end
-    cut = train.train_run(cfg, tmp_path / "cut", progress=False, resume=True)
+    full = training.train_run(cfg, tmp_path / "full", progress=False)
+    training.train_run(cfg, tmp_path / "cut", progress=False, stop_after_chunks=2)  # task 0's end
+    cut = training.train_run(cfg, tmp_path / "cut", progress=False, resume=True)
     assert_trees_equal(full.params(-1), cut.params(-1))

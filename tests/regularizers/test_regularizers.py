@@ -9,7 +9,7 @@ import optax
 import pytest
 from trees import assert_trees_equal
 
-from ntkplast import models, train
+from ntkplast import models, training
 from ntkplast import regularizers as reg
 from ntkplast.errors import NtkplastError
 
@@ -234,12 +234,12 @@ def test_adamo_hook_in_the_trainer_keeps_weights_closer_to_isometry():
     idx = jnp.asarray(rng.integers(0, 64, (40, 8)))
     pen = reg.isometry_penalty(1.0, 2.0)
     out = {}
-    for name, hooks in [("adam", train.Hooks()),
-                        ("adamo", train.Hooks(post_update=reg.isometry_post_update(
+    for name, hooks in [("adam", training.Hooks()),
+                        ("adamo", training.Hooks(post_update=reg.isometry_post_update(
                             0.05, 0.05, scale=2.0)))]:
         tx = optax.adam(0.05)
-        trainer = train.make_trainer(model, tx, hooks, key=jax.random.PRNGKey(1))
-        state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+        trainer = training.make_trainer(model, tx, hooks, key=jax.random.PRNGKey(1))
+        state = training.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
         state, (loss, _, _) = trainer.run_chunk(state, x, y, idx)
         assert np.all(np.isfinite(np.asarray(loss)))
         out[name] = float(pen(state.params))
@@ -554,9 +554,9 @@ def test_resets_plug_into_the_trainer():
     cbp = reg.continual_backprop(model, replacement_rate=0.1, maturity_threshold=2)
     for tx, post_step in [(cbp.optimizer(optax.adam(1e-2)), cbp.post_step),
                           (optax.adam(1e-2), reg.redo(model, tau=0.5, every=4))]:
-        trainer = train.make_trainer(model, tx, train.Hooks(post_step=post_step),
-                                     key=jax.random.PRNGKey(1))
-        state = train.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+        trainer = training.make_trainer(model, tx, training.Hooks(post_step=post_step),
+                                        key=jax.random.PRNGKey(1))
+        state = training.TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
         state, (loss, _, _) = trainer.run_chunk(state, x, y, idx)
         assert np.all(np.isfinite(np.asarray(loss)))
 
@@ -567,8 +567,8 @@ def test_resets_plug_into_the_trainer():
 def test_make_hooks_builds_every_method(name):
     model, _ = _mlp(layer_norm=name == "nap")  # normalize-and-project needs the LayerNorm
     hooks = reg.make_hooks({"name": name}, model, (6,), 1e-3)
-    assert isinstance(hooks, train.Hooks)
-    assert (hooks == train.Hooks()) == (name == "none")
+    assert isinstance(hooks, training.Hooks)
+    assert (hooks == training.Hooks()) == (name == "none")
 
 
 def test_make_hooks_defaults_and_errors():
@@ -592,7 +592,7 @@ def test_make_hooks_defaults_and_errors():
                                      "maturity_threshold": 3},
                                     {"name": "adamo", "lam": 0.1, "every": 2}])
 def test_config_method_trains_and_resumes_bit_identically(tmp_path, method):
-    from ntkplast import checkpoints
+    from ntkplast.runs import checkpoints
     from ntkplast.training import config
 
     d = {"seed": 3, "model": {"widths": [16]},
@@ -601,9 +601,9 @@ def test_config_method_trains_and_resumes_bit_identically(tmp_path, method):
                    "reference_tasks": [1]},
          "method": method}
     cfg = config.config_from_dict(d)
-    full = train.train_run(cfg, tmp_path / "full", progress=False)
+    full = training.train_run(cfg, tmp_path / "full", progress=False)
     assert full.manifest["config"]["method"] == method
-    train.train_run(cfg, tmp_path / "cut", progress=False, stop_after_chunks=3)
-    cut = train.train_run(cfg, tmp_path / "cut", progress=False, resume=True)
+    training.train_run(cfg, tmp_path / "cut", progress=False, stop_after_chunks=3)
+    cut = training.train_run(cfg, tmp_path / "cut", progress=False, resume=True)
     assert_trees_equal(full.params(-1), cut.params(-1))
     assert checkpoints.open_run(tmp_path / "full").complete

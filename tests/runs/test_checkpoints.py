@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from trees import assert_trees_equal
 
-from ntkplast import checkpoints, models
+from ntkplast import models
 from ntkplast.errors import NtkplastError
+from ntkplast.runs import checkpoints
 
 SPEC = models.ArchSpec(widths=(5, 4), num_outputs=3)
 
@@ -149,7 +150,8 @@ def test_training_and_import_write_one_manifest_through_one_writer(tmp_path, mon
     ``imported_from``, and per checkpoint its ``kind``, ``metrics``, ``sha256`` (training's
     files also hold the optimizer state) and the importer's ``source``. Both go through
     :func:`checkpoints.new_manifest` and :func:`checkpoints.append_checkpoint` alone."""
-    from ntkplast import streams, train
+    from ntkplast import training
+    from ntkplast.data import streams
     from ntkplast.runs import interop
 
     calls = []
@@ -165,12 +167,12 @@ def test_training_and_import_write_one_manifest_through_one_writer(tmp_path, mon
     for name in ("new_manifest", "append_checkpoint"):
         monkeypatch.setattr(checkpoints, name, counted(name))
     spec = models.ArchSpec(widths=(7,), num_outputs=10)
-    cfg = train.RunConfig(
+    cfg = training.RunConfig(
         seed=1, model=spec, stream=streams.StreamSpec(kind="permuted", dataset="digits",
                                                       num_tasks=1),
-        train=train.TrainConfig(batch_size=8, steps_per_task=6, checkpoint_every=3,
-                                reference_tasks="none"))
-    trained = train.train_run(cfg, tmp_path / "trained", progress=False)
+        train=training.TrainConfig(batch_size=8, steps_per_task=6, checkpoint_every=3,
+                                   reference_tasks="none"))
+    trained = training.train_run(cfg, tmp_path / "trained", progress=False)
     assert calls == ["new_manifest"] + ["append_checkpoint"] * 3
     src = tmp_path / "torch"
     src.mkdir()

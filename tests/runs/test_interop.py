@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from ntkplast import analysis, checkpoints, models, ntk
+from ntkplast import analysis, models, ntk
 from ntkplast.convert import state_dicts
 from ntkplast.errors import NtkplastError
-from ntkplast.runs import interop
+from ntkplast.runs import checkpoints, interop
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 

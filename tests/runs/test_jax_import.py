@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from ntkplast import analysis, checkpoints, models
+from ntkplast import analysis, models
 from ntkplast.errors import NtkplastError
-from ntkplast.runs import jax_import
+from ntkplast.runs import checkpoints, jax_import
 from ntkplast.table import Table
 
 optax = pytest.importorskip("optax")

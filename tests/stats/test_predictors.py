@@ -1,4 +1,4 @@
-"""Head-to-head predictor comparison (hypotheses.compare_predictors) against scipy references
+"""Head-to-head predictor comparison (stats.compare_predictors) against scipy references
 and a hand-written delete-one-run jackknife; the forest and lead-lag figures draw."""
 
 import matplotlib.pyplot as plt
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ntkplast import hypotheses as hy
+from ntkplast import stats as hy
 from ntkplast.errors import NtkplastError
 from ntkplast.figures.predictors import lead_lag_plot, predictor_comparison
 from ntkplast.stats._ranks import weighted_spearman

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ntkplast import hypotheses as hy
+from ntkplast import stats as hy
 from ntkplast.errors import NtkplastError
 from ntkplast.table import Table
 

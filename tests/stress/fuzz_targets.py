@@ -30,11 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkplast import checkpoints
 from ntkplast.data import datasets as data
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import sweep
-from ntkplast.runs import interop
+from ntkplast.runs import checkpoints, interop
 from ntkplast.table import Table
 from ntkplast.training import config
 

@@ -6,8 +6,8 @@ import os
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from ntkplast import checkpoints
 from ntkplast.errors import NtkplastError
+from ntkplast.runs import checkpoints
 from ntkplast.training import config
 
 

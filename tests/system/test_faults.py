@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ntkplast import checkpoints, cli, train
+from ntkplast import cli, training
 from ntkplast.data import datasets as data
 from ntkplast.errors import NtkplastError
+from ntkplast.runs import checkpoints
 from ntkplast.training import config as ntk_config
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "stress"))
@@ -108,7 +109,7 @@ def test_disk_full_midway_keeps_previous_checkpoint_and_says_so(reference, tmp_p
     monkeypatch.setattr(checkpoints.os, "fdopen", fdopen)
     with pytest.raises(NtkplastError, match="could not write .*ckpt_00000012.npz: No space left "
                                             "on device.*previous version.*--resume"):
-        train.train_run(ntk_config.load_config(config), run_dir, progress=False)
+        training.train_run(ntk_config.load_config(config), run_dir, progress=False)
     monkeypatch.undo()
     cli_train = ["train", str(config), "--out", str(run_dir), "--no-progress"]
     names = sorted(p.name for p in run_dir.iterdir())
@@ -344,16 +345,16 @@ def test_checkpoint_digest_is_checked_by_resume_and_analysis(reference, tmp_path
     config, _, _ = reference
     cfg = ntk_config.load_config(config)
     run_dir = tmp_path / "run"
-    train.train_run(cfg, run_dir, progress=False, stop_after_chunks=2)
+    training.train_run(cfg, run_dir, progress=False, stop_after_chunks=2)
     run = checkpoints.open_run(run_dir)
     assert all(c.sha256 and len(c.sha256) == 64 for c in run.checkpoints)
     other = tmp_path / "other"
-    train.train_run(ntk_config.load_config(config, ["seed=6"]), other, progress=False,
-                    stop_after_chunks=2)
+    training.train_run(ntk_config.load_config(config, ["seed=6"]), other, progress=False,
+                       stop_after_chunks=2)
     last = run[-1].file
     (run_dir / last).write_bytes((other / last).read_bytes())  # another run's bytes
     with pytest.raises(NtkplastError, match=f"{last}: its content .* is not what the manifest"):
-        train.train_run(cfg, run_dir, resume=True, progress=False)
+        training.train_run(cfg, run_dir, resume=True, progress=False)
     with pytest.raises(NtkplastError, match="not what the manifest recorded"):
         checkpoints.open_run(run_dir).params(-1)
     with pytest.raises(NtkplastError, match="not what the manifest recorded"):

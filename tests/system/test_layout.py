@@ -126,11 +126,12 @@ def test_base_sits_below_every_module():
 
 
 def test_base_types_are_re_exported_from_their_old_homes():
-    from ntkplast import base, custom_streams, hooks, models
+    from ntkplast import base, hooks, models
     from ntkplast.adapters import FunctionModel
+    from ntkplast.data import custom
 
     assert models.Params is base.Params and models.network.Params is base.Params
-    assert hooks.Hooks is base.Hooks and custom_streams.Stream is base.Stream
+    assert hooks.Hooks is base.Hooks and custom.Stream is base.Stream
     model = models.build(models.ArchSpec(widths=(4,), num_outputs=2))
     assert isinstance(model, base.ModelWithIntermediates)
     assert isinstance(FunctionModel(lambda p, x: x), base.ModelWithIntermediates)
@@ -242,31 +243,82 @@ MOVED = {"config": "ntkplast.training.config", "probes": "ntkplast.analysis.prob
          "demo": "ntkplast.experiments.demo", "reactivation": "ntkplast.experiments.reactivation",
          "stax_bridge": "ntkplast.ntk._stax", "files": "ntkplast.io.files",
          "safe_read": "ntkplast.io.safe_read", "lock": "ntkplast.io.lock"}
+OLD = {**FLAT, **MOVED}  # the flat layout's second names warn like the moved modules
 
 
-@pytest.mark.parametrize("old,new", sorted(FLAT.items()))
-def test_flat_names_are_the_new_modules_without_warning(old, new):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
-        module = importlib.import_module(f"ntkplast.{old}")
-    assert module is importlib.import_module(new)
-
-
-@pytest.mark.parametrize("old,new", sorted(MOVED.items()))
-def test_moved_names_import_with_a_deprecation_warning(old, new):
+def _forget(old: str) -> None:
+    """Undo an earlier import of ``ntkplast.<old>``, which is cached and warns only once."""
     import sys
 
     sys.modules.pop(f"ntkplast.{old}", None)
-    if hasattr(ntkplast, old):
+    if old in vars(ntkplast):
         delattr(ntkplast, old)
-    with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
-        module = importlib.import_module(f"ntkplast.{old}")
-    assert module is importlib.import_module(new)
+
+
+def test_old_names_are_the_package_table():
+    assert OLD == ntkplast._MOVED
+
+
+@pytest.mark.parametrize("form", ["import ntkplast.{old} as module",
+                                  "from ntkplast import {old} as module"])
+@pytest.mark.parametrize("old,new", sorted(OLD.items()))
+def test_old_names_import_with_a_deprecation_warning(old, new, form):
+    """Both import forms give the new module and warn, naming it, at the importing line."""
+    module = importlib.import_module(new)  # first imports' own warnings (matplotlib …) before
+    _forget(old)
+    namespace = {}
+    code = compile(form.format(old=old), __file__, "exec")
+    with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")) as record:
+        exec(code, namespace)
+    assert namespace["module"] is module
+    ours = [w for w in record if str(w.message).startswith(f"ntkplast.{old} moved to {new};")]
+    assert [w.filename for w in ours] == [__file__]
+
+
+@pytest.mark.parametrize("old", sorted(FLAT))
+def test_an_old_name_warns_once_per_process(old):
+    _forget(old)
+    with pytest.warns(DeprecationWarning):
+        first = getattr(ntkplast, old)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert getattr(ntkplast, old) is first
+
+
+def _old_name_uses(path: pathlib.Path) -> list[str]:
+    """``file:line name`` for each import or attribute of ``ntkplast.<old name>`` in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module == "ntkplast":
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ntkplast."):
+            names = [node.module.split(".")[1]]
+        elif isinstance(node, ast.Import):
+            names = [a.name.split(".")[1] for a in node.names if a.name.startswith("ntkplast.")]
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and node.value.id == "ntkplast"):
+            names = [node.attr]
+        found += [f"{path}:{node.lineno} {n}" for n in names if n in OLD]
+    return found
+
+
+def test_the_repository_uses_one_name_per_module():
+    """The package, tests, analyses and benchmarks import each module by its one name; old
+    names appear only here and in their stubs."""
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    paths = [p for folder in ("ntkplast", "tests", "analyses", "benchmarks")
+             for p in sorted((repo / folder).rglob("*.py"))
+             if "_old_names" not in p.parts and p.resolve() != pathlib.Path(__file__).resolve()]
+    assert paths
+    assert [use for p in paths for use in _old_name_uses(p)] == []
 
 
 def test_readme_names_resolve():
-    from ntkplast import custom_streams, models, ntk, train
+    from ntkplast import models, ntk, training
+    from ntkplast.data import custom
 
-    assert train.RunConfig and train.TrainConfig and train.train_run and train.train_seeds
-    assert custom_streams.ArrayStream and models.ArchSpec and models.build
+    assert training.RunConfig and training.TrainConfig and training.train_run
+    assert training.train_seeds and training.Hooks
+    assert custom.ArrayStream and models.ArchSpec and models.build
     assert ntk.empirical_ntk

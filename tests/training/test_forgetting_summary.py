@@ -2,7 +2,8 @@
 
 import pytest
 
-from ntkplast import checkpoints, forgetting, train
+from ntkplast import forgetting, training
+from ntkplast.runs import checkpoints
 
 
 def test_complete_run_stores_its_forgetting_summary(tiny_run):
@@ -17,9 +18,9 @@ def test_complete_run_stores_its_forgetting_summary(tiny_run):
 
 
 def test_no_summary_without_an_accuracy_matrix_or_before_the_end(tiny_config, tmp_path):
-    run = train.train_run(tiny_config(eval_previous=False, reference_tasks="none"),
-                          tmp_path / "off", progress=False)
+    run = training.train_run(tiny_config(eval_previous=False, reference_tasks="none"),
+                             tmp_path / "off", progress=False)
     assert run.complete and "forgetting" not in run.manifest
-    part = train.train_run(tiny_config(reference_tasks="none"), tmp_path / "part",
-                           progress=False, stop_after_chunks=2)
+    part = training.train_run(tiny_config(reference_tasks="none"), tmp_path / "part",
+                              progress=False, stop_after_chunks=2)
     assert not part.complete and "forgetting" not in part.manifest

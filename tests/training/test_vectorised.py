@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from trees import assert_trees_equal
 
-from ntkplast import checkpoints, models, streams, train
+from ntkplast import models, training
+from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
+from ntkplast.runs import checkpoints
 
 SEEDS = [3, 5, 11]
 
@@ -17,10 +19,10 @@ def _cfg(method=None, **train_kw):
     kw = dict(optimizer="adam", learning_rate=3e-3, batch_size=16, steps_per_task=12,
               checkpoint_every=5, reference_tasks=[1])
     kw.update(train_kw)
-    return train.RunConfig(
+    return training.RunConfig(
         seed=0, model=models.ArchSpec(widths=(16, 16), num_outputs=10),
         stream=streams.StreamSpec(kind="permuted", dataset="digits", num_tasks=3),
-        train=train.TrainConfig(**kw), method=method or {})
+        train=training.TrainConfig(**kw), method=method or {})
 
 
 def _files(run_dir):
@@ -52,10 +54,10 @@ def test_vectorised_seeds_match_each_seed_trained_alone(tmp_path, method):
     state, per-step keys and task-end resets."""
     cfg = _cfg(method)
     dirs = [tmp_path / f"vec{s}" for s in SEEDS]
-    runs = train.train_seeds(cfg, SEEDS, dirs, progress=False)
+    runs = training.train_seeds(cfg, SEEDS, dirs, progress=False)
     for seed, vec in zip(SEEDS, runs, strict=True):
-        alone = train.train_run(dataclasses.replace(cfg, seed=seed), tmp_path / f"one{seed}",
-                                progress=False)
+        alone = training.train_run(dataclasses.replace(cfg, seed=seed), tmp_path / f"one{seed}",
+                                   progress=False)
         assert vec.complete and vec.manifest["config"] == alone.manifest["config"]
         assert vec.manifest["vectorised_seeds"] == SEEDS
         _assert_close_runs(vec, alone)
@@ -81,14 +83,14 @@ def test_interrupted_vectorised_run_resumes_to_the_same_files(tmp_path):
     uninterrupted ones."""
     cfg = _cfg()
     full = [tmp_path / "full" / f"s{s}" for s in SEEDS]
-    train.train_seeds(cfg, SEEDS, full, progress=False)
+    training.train_seeds(cfg, SEEDS, full, progress=False)
     for stop, back in ((2, (0, 0, 0)), (4, (0, 1, 2)), (7, (2, 0, 1))):
         part = [tmp_path / f"part{stop}" / f"s{s}" for s in SEEDS]
-        train.train_seeds(cfg, SEEDS, part, progress=False, stop_after_chunks=stop)
+        training.train_seeds(cfg, SEEDS, part, progress=False, stop_after_chunks=stop)
         for d, k in zip(part, back, strict=True):
             if k:
                 _roll_back(d, k)
-        train.train_seeds(cfg, SEEDS, part, progress=False, resume=True)
+        training.train_seeds(cfg, SEEDS, part, progress=False, resume=True)
         for a, b in zip(part, full, strict=True):
             assert _files(a) == _files(b)
             assert checkpoints.read_manifest(a) == checkpoints.read_manifest(b)
@@ -97,23 +99,23 @@ def test_interrupted_vectorised_run_resumes_to_the_same_files(tmp_path):
 def test_a_finished_seed_is_left_alone_and_the_rest_train(tmp_path):
     cfg = _cfg(steps_per_task=6, checkpoint_every=0)
     dirs = [tmp_path / f"s{s}" for s in SEEDS]
-    train.train_seeds(cfg, SEEDS[:1], dirs[:1], progress=False)
+    training.train_seeds(cfg, SEEDS[:1], dirs[:1], progress=False)
     before = _files(dirs[0])
-    runs = train.train_seeds(cfg, SEEDS, dirs, progress=False, resume=True)
+    runs = training.train_seeds(cfg, SEEDS, dirs, progress=False, resume=True)
     assert all(r.complete for r in runs) and _files(dirs[0]) == before
 
 
 def test_bad_seed_lists_are_refused(tmp_path):
     cfg = _cfg()
     with pytest.raises(NtkplastError, match="distinct seeds"):
-        train.train_seeds(cfg, [1, 1], [tmp_path / "a", tmp_path / "b"], progress=False)
+        training.train_seeds(cfg, [1, 1], [tmp_path / "a", tmp_path / "b"], progress=False)
     with pytest.raises(NtkplastError, match="one per run folder"):
-        train.train_seeds(cfg, [1, 2], [tmp_path / "a"], progress=False)
+        training.train_seeds(cfg, [1, 2], [tmp_path / "a"], progress=False)
     with pytest.raises(NtkplastError, match="its own run folder"):
-        train.train_seeds(cfg, [1, 2], [tmp_path / "a", tmp_path / "a"], progress=False)
-    train.train_seeds(cfg, [1], [tmp_path / "c"], progress=False, stop_after_chunks=1)
+        training.train_seeds(cfg, [1, 2], [tmp_path / "a", tmp_path / "a"], progress=False)
+    training.train_seeds(cfg, [1], [tmp_path / "c"], progress=False, stop_after_chunks=1)
     with pytest.raises(NtkplastError, match="already holds a run"):
-        train.train_seeds(cfg, [1, 2], [tmp_path / "c", tmp_path / "d"], progress=False)
+        training.train_seeds(cfg, [1, 2], [tmp_path / "c", tmp_path / "d"], progress=False)
     with pytest.raises(NtkplastError, match="different configuration"):
-        train.train_seeds(cfg, [2, 1], [tmp_path / "c", tmp_path / "d"], progress=False,
-                          resume=True)
+        training.train_seeds(cfg, [2, 1], [tmp_path / "c", tmp_path / "d"], progress=False,
+                             resume=True)
