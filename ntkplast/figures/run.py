@@ -10,7 +10,7 @@ import numpy as np
 
 from ntkplast.errors import NtkplastError
 from ntkplast.figures import spectra as spectra_figures
-from ntkplast.figures._style import save
+from ntkplast.figures._style import plt, save
 from ntkplast.figures.diagnostics import diagnostics
 from ntkplast.figures.rivals import rival_diagnostics
 from ntkplast.io.files import load_arrays
@@ -43,7 +43,11 @@ def run_figures(analysis_dir: str | os.PathLike, out_dir: str | os.PathLike | No
                 title: str = "") -> list[Path]:
     """Draw :func:`run_figure_set` into ``out_dir`` (default: the analysis folder), PNG and PDF
     each, holding the folder's lock (:func:`ntkplast.io.lock.folder_lock`); returns the paths."""
-    figs = run_figure_set(analysis_dir, title)
     out = Path(out_dir) if out_dir is not None else Path(analysis_dir)
-    with folder_lock(out, "figures"):
-        return [path for name, fig in figs.items() for path in save(fig, out / name)]
+    with folder_lock(out, "figures"):  # a bad output path fails before anything is drawn
+        figs = run_figure_set(analysis_dir, title)
+        try:
+            return [path for name, fig in figs.items() for path in save(fig, out / name)]
+        finally:  # save closes what it wrote; an error part-way must not leave figures open
+            for fig in figs.values():
+                plt.close(fig)
