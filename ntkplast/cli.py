@@ -17,6 +17,10 @@
                     [--higher-is-better|--lower-is-better] [--method NAME] [--seed K]
                     [--apply MODULE:FN [--layers MODULE:NAME] [--trainable params]]
     ntkplast tasks RUN_DIR FILE.csv [--plasticity-measure COLUMN] [--lower-is-better]
+    ntkplast branch RUN_DIR --at K[,K2,…] --intervention NAME[:ARGS] [--intervention …]
+                    [--tasks N] [--out DIR] [--probe-size N]
+                    (counterfactual branches: the next task(s) as recorded and after each
+                    intervention; prints the paired effect on plasticity and what moved)
 
 Bad input prints one line ``ntkplast: error: …`` and exits with status 2 (so do errors of the
 file system and running out of memory); a warning (a checkpoint skipped) is one line
@@ -136,6 +140,22 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("run_dir", help="an imported run folder")
     t.add_argument("tasks", help="CSV: step (checkpoint's step), task, one column per score")
     _add_task_options(t, positional=True)
+
+    b = sub.add_parser("branch", help="counterfactual branches: from task ends, train the next "
+                                      "task(s) as recorded and after each intervention; print "
+                                      "the paired effect on plasticity and what moved")
+    b.add_argument("run_dir", help="a run folder, or a folder of runs (e.g. a method's seeds)")
+    b.add_argument("--at", required=True, help="branch points: task indices, comma-separated "
+                                               "(e.g. 4,14,28)")
+    b.add_argument("--intervention", action="append", default=[], metavar="NAME[:ARGS]",
+                   help="scale_output:c, orthogonalize[:alpha], reset_dead[:tau] (repeat the "
+                        "option for several; the control none is always trained)")
+    b.add_argument("--tasks", type=int, default=1, help="tasks each branch trains (default 1)")
+    b.add_argument("--out", help="output folder (default: RUN_DIR-branches beside RUN_DIR)")
+    b.add_argument("--probe-size", type=int, default=128,
+                   help="probe inputs of the first-checkpoint diagnostics (default 128)")
+    b.add_argument("--data-dir", help="folder with the stream's dataset, if it moved")
+    b.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     d = sub.add_parser("demo", help="Adam, AdamO and the isometry penalty on random-label "
                                     "memorisation of 256 digits (30 tasks, several seeds): train, "
@@ -306,6 +326,31 @@ def _run_import(args: argparse.Namespace) -> None:
           f"ntkplast analyze {args.run_dir} --probe FILE.npz")
 
 
+def _branch_points(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise NtkplastError(f"--at {text!r}: expected task indices separated by commas, e.g. "
+                            f"4,14,28")
+    return [int(p) for p in parts]
+
+
+def _run_branch(args: argparse.Namespace) -> None:
+    from ntkplast import branches, figures
+
+    root = Path(args.run_dir)
+    out = Path(args.out) if args.out else root.parent / f"{root.resolve().name}-branches"
+    made = branches.branch(root, _branch_points(args.at), args.intervention, out=out,
+                           tasks=args.tasks, progress=not args.no_progress,
+                           data_dir=args.data_dir)
+    comparison = branches.compare_branches(out, probe_size=args.probe_size,
+                                           data_dir=args.data_dir)
+    written = branches.write_comparison(out, comparison)
+    written += figures.save(figures.branch_effects(comparison, title=root.name),
+                            out / "branch_effects")
+    print("\n".join(comparison.lines()))
+    print(f"{len(made)} branches in {out}; wrote " + ", ".join(p.name for p in written))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ntkplast`` console script; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -338,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  higher_is_better=args.higher_is_better)
             print(f"labelled {len(run.manifest['tasks'])} task ends of {args.run_dir}; "
                   f"analyse it again: ntkplast analyze {args.run_dir} --probe FILE.npz")
+        elif args.verb == "branch":
+            _run_branch(args)
         elif args.verb == "report":
             from ntkplast.experiments import report
 

@@ -15,6 +15,8 @@ function                      what it shows
 :func:`jacobian_spectra`      one run: layer-Jacobian singular-value distributions by task
 :func:`ntk_layer_shares`      one run: each layer's share of tr Θ beside its dead fraction
 :func:`kernel_vs_plasticity`  methods × seeds: a task-end quantity vs next task's plasticity
+:func:`branch_effects`        counterfactual branches: each intervention's paired effect and
+                              the diagnostics it moved
 ============================  =============================================================
 
 All share one style (Okabe–Ito colour-blind-safe palette, labelled axes) and :func:`save`
@@ -24,6 +26,7 @@ writes PNG and PDF atomically. ``ntkplast figures RUN_DIR`` draws :func:`diagnos
 """
 
 from ntkplast.figures._style import PALETTE, render, save
+from ntkplast.figures.branches import branch_effects
 from ntkplast.figures.comparison import (
     kernel_regime,
     per_task_panels,
@@ -43,7 +46,7 @@ from ntkplast.figures.spectra import (
     ntk_spectra,
 )
 
-__all__ = ["PALETTE", "diagnostics", "jacobian_spectra", "kernel_regime",
+__all__ = ["PALETTE", "branch_effects", "diagnostics", "jacobian_spectra", "kernel_regime",
            "kernel_vs_plasticity", "lead_lag_plot", "ntk_layer_shares", "ntk_spectra",
            "per_task_panels", "plasticity_curves", "predictor_comparison", "reactivation_curves",
            "render", "rival_diagnostics", "run_figure_set", "run_figures", "save", "task_values",

@@ -12,6 +12,12 @@ parameterization (Jacot et al. 2018; Lee et al. 2019):
 * ``"standard"``: m_W = m_b = 1; W_l ~ N(0, σ_w²/fan_in), b_l ~ N(0, σ_b²).
 * ``"ntk"``: m_W = σ_w/√fan_in, m_b = σ_b; W_l, b_l ~ N(0, 1).
 
+``output_scale`` c multiplies the readout's two multipliers, so the network computes
+f(x) = c·z_L(x) with the same parameters: every parameter's Jacobian is c times the unscaled
+network's, the empirical NTK is exactly c²Θ (its eigenvalue ratios, hence its condition number,
+unchanged) and no hidden unit's activity changes. Only counterfactual branches
+(:mod:`ntkplast.branches`) set it; 1 by default.
+
 Both match neural-tangents' ``stax.Dense``/``stax.Conv`` with the same ``W_std``/``b_std``, so the
 same spec converts to a stax triple (:mod:`ntkplast.ntk._stax`) whose infinite-width
 ``kernel_fn`` is the theory reference. ``init="orthogonal"`` draws the effective weight as

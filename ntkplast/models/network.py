@@ -95,15 +95,17 @@ def build(spec: ArchSpec | Mapping[str, Any]) -> Model:
         layers = stack("conv", spec.widths, pool=True) + stack("dense", spec.dense_widths)
         flat = not spec.dense_widths
     layers.append(Layer("dense", spec.readout_w_std, b, None, flatten=flat,
-                        pre_norm=spec.pre_norm and bool(layers), constrained=constrained))
+                        pre_norm=spec.pre_norm and bool(layers), constrained=constrained,
+                        scale=spec.output_scale))
     return Model(spec, tuple(layers))
 
 
 def multipliers(model: Model, layer: Layer, w: Array) -> tuple[float, float]:
-    """(m_W, m_b): the factors that multiply W and b in the forward pass (module docstring)."""
+    """(m_W, m_b): the factors that multiply W and b in the forward pass (module docstring),
+    times the layer's constant ``scale`` (the readout's: the spec's ``output_scale``)."""
     if model.spec.parameterization == "ntk":
-        return layer.w_std / math.sqrt(fan_in(w)), layer.b_std
-    return 1.0, 1.0
+        return layer.scale * layer.w_std / math.sqrt(fan_in(w)), layer.scale * layer.b_std
+    return layer.scale, layer.scale
 
 
 def _semi_orthogonal(key: Array, rows: int, cols: int) -> Array:

@@ -79,6 +79,10 @@ class ArchSpec:
       weight_constraint: ``"none"`` or ``"orthogonal"``: every Dense layer's effective weight
         is σ_w times the Cayley image of its free parameter, exactly semi-orthogonal (module
         docstring; MLPs with the standard parameterization).
+      output_scale: c > 0, a constant that multiplies the network's output, f = c·z_L (module
+        docstring): the NTK is c²Θ, its conditioning and every unit's activity unchanged. 1
+        (the default) is left out of :meth:`to_dict`, so specs written before it read as
+        before; counterfactual branches set it (``scale_output:c``).
     """
 
     kind: str = "mlp"
@@ -100,6 +104,7 @@ class ArchSpec:
     residual: bool = False
     pre_norm: bool = False
     weight_constraint: str = "none"
+    output_scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -122,6 +127,11 @@ class ArchSpec:
         if self.kind == "mlp" and self.dense_widths:
             raise NtkplastError("model.dense_widths applies to kind='cnn' only; "
                                 "put MLP hidden widths in model.widths")
+        if (isinstance(self.output_scale, bool) or not isinstance(self.output_scale, int | float)
+                or not math.isfinite(self.output_scale) or self.output_scale <= 0):
+            raise NtkplastError(f"model.output_scale must be a finite number > 0, got "
+                                f"{self.output_scale!r}")
+        object.__setattr__(self, "output_scale", float(self.output_scale))
         if self.kernel_size < 1:
             raise NtkplastError(f"model.kernel_size must be >= 1, got {self.kernel_size}")
         if self.activation in GROUP_ACTIVATIONS:
@@ -178,6 +188,8 @@ class ArchSpec:
         d = dataclasses.asdict(self)
         d["widths"] = list(self.widths)
         d["dense_widths"] = list(self.dense_widths)
+        if self.output_scale == 1.0:  # as every spec was written before the field existed
+            del d["output_scale"]
         return d
 
     @classmethod
@@ -196,7 +208,9 @@ class Layer:
     ``pre_norm``/``post_norm``: a LayerNorm on the layer's input / on z before φ; ``skip``: the
     block adds its input to its output (module docstring). ``negative_slope`` and
     ``group_size`` parameterize leaky ReLU and GroupSort; ``constrained``: the weight is
-    σ_w · C(W), the Cayley image of the stored free parameter (:func:`effective_weight`).
+    σ_w · C(W), the Cayley image of the stored free parameter (:func:`effective_weight`);
+    ``scale``: a constant both multipliers carry (the readout's is the spec's ``output_scale``,
+    every other layer's 1).
     A CReLU layer of width d emits 2d features (:attr:`features_per_unit`).
     """
 
@@ -212,6 +226,7 @@ class Layer:
     negative_slope: float = 0.01
     group_size: int = 1
     constrained: bool = False
+    scale: float = 1.0
 
     @property
     def has_norm(self) -> bool:

@@ -98,6 +98,9 @@ def _layers(spec: models.ArchSpec) -> tuple[list[Any], list[Any]]:
         if layer.pool:
             out.append(stax.AvgPool((2, 2), strides=(2, 2), padding="VALID"))
             owner.append(None)
+    if spec.output_scale != 1.0:  # f = c·z_L: ABRelu(c, c) is x ↦ c·x, its kernels c² times
+        out.append(stax.ABRelu(spec.output_scale, spec.output_scale))
+        owner.append(None)
     return out, owner
 
 

@@ -29,7 +29,7 @@ from ntkplast.training.config import (
     reference_task_set,
     resolve_measure,
 )
-from ntkplast.training.loop import train_run, train_seeds
+from ntkplast.training.loop import run_optimizer, train_run, train_seeds
 from ntkplast.training.references import reference_run
 from ntkplast.training.step import (
     OBJECTIVES,
@@ -54,5 +54,6 @@ __all__ = [
     "config_from_dict", "correct", "cross_entropy", "load_config", "make_optimizer",
     "make_trainer", "mean_squared_error", "minibatch_indices", "nll", "online_indices",
     "previous_tasks", "read_toml", "reference_run", "reference_task_set", "resolve_measure",
+    "run_optimizer",
     "squared_errors", "train_run", "train_seeds",
 ]

@@ -58,7 +58,7 @@ from ntkplast.training.step import (
     task_batches,
 )
 
-__all__ = ["train_run", "train_seeds"]
+__all__ = ["run_optimizer", "train_run", "train_seeds"]
 
 
 def _chunk_bounds(steps: int, every: int) -> list[int]:
@@ -134,12 +134,7 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | o
                                          cfg.train.loss)
     objective = OBJECTIVES[cfg.train.loss]
     model = models.build(cfg.model)
-    if hooks is None:
-        hooks = Hooks()
-        if cfg.method:
-            hooks = make_hooks(cfg.method, model, stream.input_shape, cfg.train.learning_rate)
-    plain = make_optimizer(cfg.train)
-    tx = hooks.optimizer(plain) if hooks.optimizer is not None else plain
+    hooks, plain, tx = run_optimizer(cfg, model, stream.input_shape, hooks)
     check_sizes(cfg, model, stream, seeds=len(seeds))  # before the first byte is written
     with contextlib.ExitStack() as locks:
         for run_dir in run_dirs:  # one writer per folder: a second one fails at once
@@ -147,6 +142,21 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | o
         _train_locked(cfg, seeds, run_dirs, stream, custom, model, hooks, plain, tx, objective,
                       resume, progress, stop_after_chunks)
     return [checkpoints.open_run(run_dir) for run_dir in run_dirs]
+
+
+def run_optimizer(cfg: RunConfig, model: models.Model, input_shape: Sequence[int],
+                  hooks: Hooks | None = None
+                  ) -> tuple[Hooks, optax.GradientTransformation, optax.GradientTransformation]:
+    """(hooks, plain optimizer, the run's optimizer) of ``cfg``: the method's hooks (by default
+    ``make_hooks(cfg.method, …)``; none without a method), ``train.optimizer`` as configured,
+    and that optimizer as the method's ``Hooks.optimizer`` wraps it (its state is what a
+    checkpoint stores)."""
+    if hooks is None:
+        hooks = Hooks()
+        if cfg.method:
+            hooks = make_hooks(cfg.method, model, input_shape, cfg.train.learning_rate)
+    plain = make_optimizer(cfg.train)
+    return hooks, plain, hooks.optimizer(plain) if hooks.optimizer is not None else plain
 
 
 def _train_locked(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[Path],
