@@ -10,7 +10,8 @@ same data order, keys and budget, so that the only difference is the interventio
 module              what it holds
 ==================  ==========================================================================
 ``interventions``   the interventions (``none``, ``scale_output:c``, ``orthogonalize[:α]``,
-                    ``reset_dead[:τ]``): what each changes and keeps, and how they parse
+                    ``equalize[:α]``, ``reset_dead[:τ]``): what each changes and keeps, and
+                    how they parse
 ``branching``       :func:`branch`: branch folders (run folders) written and trained, resumable
 ``effects``         :func:`compare_branches`: the paired effect on the next task's plasticity
                     and the diagnostics each intervention moved

@@ -30,6 +30,17 @@ isometry restored); biases, LayerNorm parameters and the optimizer state are kep
 units are not revived directly (a dead ReLU unit stays dead unless its new incoming weights
 reach positive pre-activations).
 
+``equalize[:α]`` — every weight layer's singular values made equal at fixed Frobenius norm,
+
+    W ← (1 − α)·W + α·(‖W‖_F/√r)·polar(W),    r = min(d_in, d_out),
+
+so at α = 1 each weight is a scaled semi-orthogonal matrix with its own ‖W‖_F: its
+conditioning goes to 1 while its scale (and the network's weight norm) is kept — the part of
+``orthogonalize`` that is isometry, without FIRE's rescaling to √(d_out/d_in), which can move the
+NTK's scale by orders of magnitude. Biases, LayerNorm parameters and the optimizer state are
+kept; a conv kernel is equalised as its (k·k·c_in) × c_out matrix; m_W cancels (polar is
+scale-free).
+
 ``reset_dead[:τ]`` — the reset of ReDo (Sokar, Agarwal, Castro & Evci 2023, "The dormant
 neuron phenomenon in deep reinforcement learning", ICML) once, without its schedule: on ``x``
 every hidden unit whose dormancy score s_i = E|a_i| / mean_j E|a_j| is ≤ τ (default τ = 0:
@@ -120,6 +131,23 @@ def _orthogonalize(model: models.Model, params: models.Params, opt_state: Any, x
                       {"alpha": alpha})
 
 
+def _equalize(model: models.Model, params: models.Params, opt_state: Any, x: Array, *,
+              key: Array, alpha: float = 1.0) -> Intervened:
+    """Equal singular values at fixed Frobenius norm on every weight layer (module docstring)."""
+    del x, key
+    if model.spec.weight_constraint != "none":
+        raise NtkplastError("--intervention equalize: the model's weights are already "
+                            "constrained orthogonal (model.weight_constraint); nothing to move")
+    out = []
+    for p in params:
+        w = p["W"]
+        m = w.reshape(-1, w.shape[-1])
+        target = jnp.linalg.norm(m) / math.sqrt(min(m.shape)) * \
+            regularizers.newton_schulz_polar(m)
+        out.append({**p, "W": (1.0 - alpha) * w + alpha * target.reshape(w.shape)})
+    return Intervened(model, tuple(out), opt_state, {"alpha": alpha})
+
+
 def _reset_dead(model: models.Model, params: models.Params, opt_state: Any, x: Array, *,
                 key: Array, tau: float = 0.0) -> Intervened:
     """ReDo's reset of the τ-dormant units on ``x`` (module docstring)."""
@@ -135,6 +163,7 @@ INTERVENTIONS: dict[str, tuple[_Fn, tuple[str, ...], tuple[float, ...]]] = {
     "none": (_none, (), ()),
     "scale_output": (_scale_output, ("c",), ()),
     "orthogonalize": (_orthogonalize, ("alpha",), (1.0,)),
+    "equalize": (_equalize, ("alpha",), (1.0,)),
     "reset_dead": (_reset_dead, ("tau",), (0.0,)),
 }
 """Name → (function, argument names, defaults of the trailing arguments)."""
@@ -143,8 +172,8 @@ INTERVENTIONS: dict[str, tuple[_Fn, tuple[str, ...], tuple[float, ...]]] = {
 def _check_args(name: str, args: tuple[float, ...]) -> None:
     if name == "scale_output" and not args[0] > 0:
         raise NtkplastError(f"--intervention scale_output:c needs c > 0, got {args[0]:g}")
-    if name == "orthogonalize" and not 0.0 <= args[0] <= 1.0:
-        raise NtkplastError(f"--intervention orthogonalize:α needs α in [0, 1], got {args[0]:g}")
+    if name in ("orthogonalize", "equalize") and not 0.0 <= args[0] <= 1.0:
+        raise NtkplastError(f"--intervention {name}:α needs α in [0, 1], got {args[0]:g}")
     if name == "reset_dead" and not 0.0 <= args[0] < 1.0:
         raise NtkplastError(f"--intervention reset_dead:τ needs τ in [0, 1), got {args[0]:g}")
 
