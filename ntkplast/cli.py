@@ -5,7 +5,8 @@
                      [--probe-size N]
                      [--probe seen|task:K|FILE.npz] [--engine auto] [--out DIR]
     ntkplast figures RUN_DIR [--out DIR]
-    ntkplast report RUN_DIR|FOLDER [--out FILE]   (one HTML page: config, tasks, verdicts, figures)
+    ntkplast report RUN_DIR|FOLDER [--out FILE]   (one HTML page: config, tasks, verdicts, figures;
+                                                   a branch output's effects)
     ntkplast sweep GRID.toml [--out DIR] [--no-analysis] [--vectorise-seeds]
                    [--executor local|ray] [--ray-address ADDR] [--ray-cpus N] [--ray-gpus N]
                    (a grid with [selection] chooses each method's point on its own seeds first)
@@ -336,6 +337,7 @@ def _branch_points(text: str) -> list[int]:
 
 def _run_branch(args: argparse.Namespace) -> None:
     from ntkplast import branches, figures
+    from ntkplast.experiments import report
 
     root = Path(args.run_dir)
     out = Path(args.out) if args.out else root.parent / f"{root.resolve().name}-branches"
@@ -347,6 +349,7 @@ def _run_branch(args: argparse.Namespace) -> None:
     written = branches.write_comparison(out, comparison)
     written += figures.save(figures.branch_effects(comparison, title=root.name),
                             out / "branch_effects")
+    written.append(report.write_report(out))
     print("\n".join(comparison.lines()))
     print(f"{len(made)} branches in {out}; wrote " + ", ".join(p.name for p in written))
 

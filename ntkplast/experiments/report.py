@@ -8,13 +8,16 @@ config, the verdict lines the demo prints (plasticity loss against the common ba
 last tasks, Student-t interval over seeds, R, and each method's paired contrast with the first
 over the same seeds), each method's average accuracy, backward transfer and forgetting after
 the last task (:func:`forgetting_lines`), the predictor test's tables and the comparison
-figures, then the first seed's run figures per method. Figures are embedded as PNG data, so the
-one file is what a researcher sends to a colleague; it is written atomically.
+figures, then the first seed's run figures per method. For the output of ``ntkplast branch``
+(a folder with ``effects.txt`` and ``branches.csv``): the counterfactual branches' paired
+effects, their figure and every branch's row (:func:`branch_section`). Figures are embedded as
+PNG data, so the one file is what a researcher sends to a colleague; it is written atomically.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import datetime
 import html
 import json
@@ -30,11 +33,12 @@ import numpy as np
 from ntkplast import __version__, figures, forgetting, stats
 from ntkplast.errors import NtkplastError
 from ntkplast.io.files import atomic_write_bytes
+from ntkplast.io.safe_read import MANIFEST_BYTES, read_bytes
 from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
-__all__ = ["LAST_TASKS", "contrast_lines", "find_runs", "forgetting_lines", "loss_summary",
-           "predictor_test", "verdict_lines", "write_report"]
+__all__ = ["LAST_TASKS", "branch_section", "contrast_lines", "find_runs", "forgetting_lines",
+           "loss_summary", "predictor_test", "verdict_lines", "write_report"]
 
 LAST_TASKS = 10
 """Tasks at the end of a stream over which the verdict averages the plasticity loss."""
@@ -203,8 +207,13 @@ def predictor_test(tables: Mapping[str, Sequence[Table]], target: str = "plastic
 
 
 def _img(fig: Any, caption: str) -> str:
-    data = base64.b64encode(figures.render(fig, "png")).decode()
+    png = figures.render(fig, "png")
     plt.close(fig)
+    return _png(png, caption)
+
+
+def _png(png: bytes, caption: str) -> str:
+    data = base64.b64encode(png).decode()
     return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
@@ -239,6 +248,27 @@ def _run_section(run_dir: Path, heading: str) -> list[str]:
     return parts
 
 
+def branch_section(folder: str | os.PathLike) -> list[str]:
+    """The HTML of the counterfactual branches ``ntkplast branch`` wrote into ``folder``
+    (``effects.txt``, ``branch_effects.png``, ``branches.csv``); empty where there are none."""
+    folder = Path(folder)
+    effects, rows_file = folder / "effects.txt", folder / "branches.csv"
+    if not (effects.is_file() and rows_file.is_file()):
+        return []
+    parts = ["<h2>counterfactual branches</h2>",
+             _pre(read_bytes(effects, limit=MANIFEST_BYTES, within=folder).decode())]
+    if (folder / "branch_effects.png").is_file():
+        parts.append(_png(read_bytes(folder / "branch_effects.png", limit=MANIFEST_BYTES,
+                                     within=folder),
+                          "each intervention's paired effect and what it moved"))
+    text = read_bytes(rows_file, limit=MANIFEST_BYTES, within=folder).decode()
+    rows = list(csv.DictReader(text.splitlines()))
+    if rows:
+        parts.append("<details><summary>every branch</summary>" + _table(rows, list(rows[0]))
+                     + "</details>")
+    return parts
+
+
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#111}
 table{border-collapse:collapse;font-size:0.8em}td,th{border:1px solid #ccc;padding:2px 6px}
 img{max-width:100%}figure{margin:1em 0}figcaption{font-size:0.8em;color:#555}
@@ -249,7 +279,13 @@ def write_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     """Write ``report.html`` for the run or folder of runs ``folder`` (module docstring) to
     ``out`` (default ``folder/report.html``); returns its path."""
     folder = Path(folder)
-    groups = find_runs(folder)
+    branched = branch_section(folder) if folder.is_dir() else []
+    try:
+        groups = find_runs(folder)
+    except NtkplastError:
+        if not branched:
+            raise
+        groups = {}  # a branch output alone: its branches are not analysed runs
     tables = {m: [Table.read_csv(r / "analysis" / "metrics.csv") for r in runs]
               for m, runs in groups.items()}
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -285,6 +321,7 @@ def write_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     for method, runs in groups.items():
         heading = method if len(runs) == 1 else f"{method}, {runs[0].name}"
         parts += _run_section(runs[0], heading)
+    parts += branched
     page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
             f"<title>ntkplast report: {html.escape(folder.resolve().name)}</title>"
             f"<style>{_STYLE}</style></head><body>" + "\n".join(parts) + "</body></html>\n")

@@ -209,10 +209,14 @@ def test_cli_branch_prints_the_effects_and_refuses_bad_input(parents, tmp_path):
                    "--probe-size", "16", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "scale_output:0.5 − none: paired difference" in proc.stdout and "R = 2" in proc.stdout
-    for name in ("effects.txt", "branches.csv", "branch_effects.png", "branch_effects.pdf"):
+    for name in ("effects.txt", "branches.csv", "branch_effects.png", "branch_effects.pdf",
+                 "report.html"):
         assert (tmp_path / "b" / name).is_file()
     rows = (tmp_path / "b/branches.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 2
+    page = (tmp_path / "b/report.html").read_text()
+    assert "counterfactual branches" in page and "scale_output:0.5 − none" in page
+    assert page.count("<tr>") == 1 + 2 * 2 and "data:image/png;base64" in page
     assert_one_line_error(run_cli("branch", str(parents / "pair"), "--at", "x", cwd=tmp_path),
                           "--at 'x'")
     assert_one_line_error(run_cli("branch", str(parents / "pair"), "--at", "1", "--intervention",
