@@ -120,13 +120,17 @@ def _scale_output(model: models.Model, params: models.Params, opt_state: Any, x:
                       {"output_scale": spec.output_scale})
 
 
+def _check_free_weights(model: models.Model, name: str) -> None:
+    if model.spec.weight_constraint != "none":
+        raise NtkplastError(f"--intervention {name}: the model's weights are already "
+                            f"constrained orthogonal (model.weight_constraint); nothing to move")
+
+
 def _orthogonalize(model: models.Model, params: models.Params, opt_state: Any, x: Array, *,
                    key: Array, alpha: float = 1.0) -> Intervened:
     """The FIRE step on every weight layer (module docstring)."""
     del x, key
-    if model.spec.weight_constraint != "none":
-        raise NtkplastError("--intervention orthogonalize: the model's weights are already "
-                            "constrained orthogonal (model.weight_constraint); nothing to move")
+    _check_free_weights(model, "orthogonalize")
     return Intervened(model, regularizers.fire(params, alpha=alpha, model=model), opt_state,
                       {"alpha": alpha})
 
@@ -135,9 +139,7 @@ def _equalize(model: models.Model, params: models.Params, opt_state: Any, x: Arr
               key: Array, alpha: float = 1.0) -> Intervened:
     """Equal singular values at fixed Frobenius norm on every weight layer (module docstring)."""
     del x, key
-    if model.spec.weight_constraint != "none":
-        raise NtkplastError("--intervention equalize: the model's weights are already "
-                            "constrained orthogonal (model.weight_constraint); nothing to move")
+    _check_free_weights(model, "equalize")
     out = []
     for p in params:
         w = p["W"]

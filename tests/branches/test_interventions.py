@@ -121,6 +121,13 @@ def test_reset_dead_revives_exactly_the_dead_units_and_keeps_every_other_weight(
         assert np.all(np.asarray(mu_new)[~keep] == 0)
 
 
+@pytest.mark.parametrize("name", ["orthogonalize", "equalize"])
+def test_weight_moves_refuse_orthogonally_constrained_layers(name):
+    model, params, state, x = _setup(widths=(8,), weight_constraint="orthogonal")
+    with pytest.raises(NtkplastError, match=f"{name}: the model's weights are already"):
+        apply_intervention(name, model, params, state, x, key=jax.random.PRNGKey(0))
+
+
 def test_reset_dead_refuses_residual_networks():
     model, params, state, x = _setup(widths=(8, 8), residual=True)
     with pytest.raises(NtkplastError, match="reset_dead"):
