@@ -32,6 +32,7 @@ from ntkplast.branches.effects import (
     BranchComparison,
     BranchEffect,
     BranchRow,
+    branch_contrast,
     compare_branches,
     read_branches,
     write_comparison,
@@ -48,6 +49,7 @@ from ntkplast.branches.interventions import (
 __all__ = [
     "BRANCH_KEY", "DIAGNOSTICS", "INTERVENTIONS", "INTERVENTION_INPUTS", "Branch",
     "BranchComparison", "BranchEffect", "BranchRow", "Intervened", "Intervention", "Parent",
-    "apply_intervention", "branch", "branch_folder", "compare_branches", "find_parents",
-    "interventions_of", "parse_intervention", "read_branches", "write_comparison",
+    "apply_intervention", "branch", "branch_contrast", "branch_folder", "compare_branches",
+    "find_parents", "interventions_of", "parse_intervention", "read_branches",
+    "write_comparison",
 ]

@@ -45,8 +45,8 @@ from ntkplast.io.files import atomic_write_bytes
 from ntkplast.io.safe_read import read_json
 from ntkplast.runs import checkpoints
 
-__all__ = ["DIAGNOSTICS", "BranchComparison", "BranchEffect", "BranchRow", "compare_branches",
-           "read_branches", "write_comparison"]
+__all__ = ["DIAGNOSTICS", "BranchComparison", "BranchEffect", "BranchRow", "branch_contrast",
+           "compare_branches", "read_branches", "write_comparison"]
 
 DIAGNOSTICS: dict[str, tuple[str, str]] = {
     "ntk_trace": ("ntk_trace", "all"),
@@ -171,8 +171,14 @@ def read_branches(out: str | os.PathLike, *, probe_size: int = 128, seed: int = 
     return rows
 
 
-def _effect(rows: Sequence[BranchRow], intervention: str, level: float) -> BranchEffect:
-    control = {(r.parent, r.at): r for r in rows if r.intervention == "none"}
+def branch_contrast(rows: Sequence[BranchRow], intervention: str, control: str = "none", *,
+                    level: float = 0.95) -> BranchEffect:
+    """``intervention`` against ``control`` (by default the recorded continuation, ``none``;
+    another intervention asks which of two restores more) over the (seed, branch point) pairs
+    both have: the headline and per-point paired contrasts and the diagnostics' means (module
+    docstring)."""
+    other = control
+    control = {(r.parent, r.at): r for r in rows if r.intervention == other}
     mine = {(r.parent, r.at): r for r in rows if r.intervention == intervention}
     pairs = sorted(set(control) & set(mine))
     parents = sorted({p for p, _ in pairs})
@@ -184,7 +190,7 @@ def _effect(rows: Sequence[BranchRow], intervention: str, level: float) -> Branc
         if len(at_k) >= 2:
             a, b = zip(*at_k, strict=True)
             per_point[k] = stats.paired_contrast(a, b, level=level, label=f"at {k}")
-    label = f"{intervention} − none"
+    label = f"{intervention} − {other}"
     if len(parents) >= 2:  # per seed: the mean over its branch points, then pairs over seeds
         a = [np.mean([mine[(p, k)].plasticity for k in points if (p, k) in mine]) for p in parents]
         b = [np.mean([control[(p, k)].plasticity for k in points if (p, k) in mine])
@@ -221,7 +227,7 @@ def compare_branches(out: str | os.PathLike, *, level: float = 0.95, probe_size:
     parents = {r.parent for r in rows}
     pairs_over = ("seeds (R = number of seeds; each seed's branch points averaged first)"
                   if len(parents) >= 2 else "the branch points of one run")
-    return BranchComparison(rows, [_effect(rows, n, level) for n in names],
+    return BranchComparison(rows, [branch_contrast(rows, n, level=level) for n in names],
                             rows[0].measure, pairs_over)
 
 

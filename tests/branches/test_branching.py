@@ -203,6 +203,18 @@ def test_the_paired_effect_is_the_paired_t_test_of_the_manifests(branched):
     assert "R = 2" in text and "scale_output:2 − none" in text
 
 
+def test_two_interventions_are_compared_on_their_common_pairs(branched):
+    out, _ = branched
+    rows = branches.read_branches(out, probe_size=16)
+    effect = branches.branch_contrast(rows, "reset_dead:0", "scale_output:2")
+    by = {(r.parent, r.at, r.intervention): r.plasticity for r in rows}
+    d = [np.mean([by[(s, k, "reset_dead:0")] - by[(s, k, "scale_output:2")] for k in (0, 1)])
+         for s in ("seed1", "seed2")]
+    np.testing.assert_allclose(effect.overall.diff, np.mean(d), atol=1e-12)
+    assert effect.overall.label == "reset_dead:0 − scale_output:2"
+    assert branches.branch_contrast(rows, "reset_dead:0", "grow").overall is None
+
+
 def test_cli_branch_prints_the_effects_and_refuses_bad_input(parents, tmp_path):
     proc = run_cli("branch", str(parents / "pair"), "--at", "1", "--intervention",
                    "scale_output:0.5", "--out", str(tmp_path / "b"), "--no-progress",
