@@ -203,6 +203,17 @@ def test_the_paired_effect_is_the_paired_t_test_of_the_manifests(branched):
     assert "R = 2" in text and "scale_output:2 − none" in text
 
 
+def test_a_branch_is_analysable_like_any_run(branched, tmp_path):
+    from ntkplast import analysis
+
+    table = analysis.analyze(branched[0] / "seed2/at0/scale_output_2",
+                             analysis.Settings(metrics=("ntk", "dormancy", "plasticity"),
+                                               probe_size=8), out_dir=tmp_path, progress=False)
+    assert sorted(set(table.columns["checkpoint"].tolist())) == [0, 1, 2]
+    assert "checkpoint_skipped" not in set(table.columns["metric"].tolist())
+    assert len(table.series("train_accuracy", "all")[0]) == 1  # the one task it trained
+
+
 def test_two_interventions_are_compared_on_their_common_pairs(branched):
     out, _ = branched
     rows = branches.read_branches(out, probe_size=16)
