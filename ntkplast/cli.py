@@ -347,7 +347,7 @@ def _run_branch(args: argparse.Namespace) -> None:
     comparison = branches.compare_branches(out, probe_size=args.probe_size,
                                            data_dir=args.data_dir)
     written = branches.write_comparison(out, comparison)
-    written += figures.save(figures.branch_effects(comparison, title=root.name),
+    written += figures.save(figures.branch_effects(comparison, title=f"branches of {root.name}"),
                             out / "branch_effects")
     written.append(report.write_report(out))
     print("\n".join(comparison.lines()))
