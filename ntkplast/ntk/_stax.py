@@ -5,7 +5,9 @@
 ``kernel_fn(x1, x2, "ntk")`` is the infinite-width NTK of the architecture (Jacot et al. 2018;
 Novak et al. 2020, "Neural Tangents"). Leaky ReLU, LayerNorm (``stax.LayerNorm`` over the last
 axis, without scale and shift) and residual blocks (``FanOut``/``parallel``/``FanInSum``) convert;
-GroupSort and MaxMin have no stax layer and raise :class:`NtkplastError`. ``to_stax_params``
+GroupSort and MaxMin have no stax layer and raise :class:`NtkplastError`. An ``output_scale``
+c ≠ 1 ends the network with ``stax.ABRelu(c, c)``, the map x ↦ c·x, whose kernels are c² times
+its input's. ``to_stax_params``
 maps ntkplast parameters onto the triple's parameter layout, and
 ``apply_fn(to_stax_params(model, params), x)`` equals ``model.apply(params, x)``.
 

@@ -23,8 +23,17 @@ def test_every_engine_scales_the_ntk_by_c_squared(kind, parameterization):
         k0 = np.asarray(ntk.empirical_ntk(plain, params, x, engine=engine), np.float64)
         k1 = np.asarray(ntk.empirical_ntk(scaled, params, x, engine=engine), np.float64)
         np.testing.assert_allclose(k1, 9.0 * k0, rtol=1e-4, atol=1e-4 * np.abs(k0).max())
-    i0 = np.asarray(ntk.infinite_width_ntk(plain, x), np.float64)
-    i1 = np.asarray(ntk.infinite_width_ntk(scaled, x), np.float64)
+
+
+@pytest.mark.nt
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_the_stax_kernel_scales_by_c_squared(kind):
+    spec = {"kind": kind, "widths": [6, 5], "num_outputs": 3, "b_std": 0.2}
+    shape = (6, 6, 2) if kind == "cnn" else (7,)
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, *shape))
+    i0 = np.asarray(ntk.infinite_width_ntk(models.build(spec), x), np.float64)
+    i1 = np.asarray(ntk.infinite_width_ntk(models.build({**spec, "output_scale": 3.0}), x),
+                    np.float64)
     np.testing.assert_allclose(i1, 9.0 * i0, rtol=1e-4, atol=1e-6 * np.abs(i0).max())
 
 
