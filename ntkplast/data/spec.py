@@ -16,10 +16,10 @@ from ntkplast.data import datasets as data_lib
 from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 
-__all__ = ["FLIPS", "IMAGE_KINDS", "KINDS", "StreamSpec", "check_split"]
+__all__ = ["FLIPS", "IMAGE_KINDS", "KINDS", "TASK_FREE_KINDS", "StreamSpec", "check_split"]
 
 IMAGE_KINDS: tuple[str, ...] = ("permuted", "split", "shuffled_labels", "random_labels",
-                                "warm_start")
+                                "warm_start", "drifting_permuted")
 """The kinds built on a classification dataset."""
 KINDS: tuple[str, ...] = IMAGE_KINDS + ("slowly_changing_regression",)
 FLIPS: tuple[str, ...] = ("all", "one")
@@ -27,7 +27,10 @@ FLIPS: tuple[str, ...] = ("all", "one")
 # StreamSpec fields added after format v1 shipped: left out of the manifest at their default
 # value, so runs written before them still resume (their stored config compares equal).
 _ADDED_FIELDS = {"fixed_subset": False, "warm_fraction": 0.5, "bits": 20, "slow_bits": 15,
-                 "target_features": 100, "target_beta": 0.7, "flip": "all"}
+                 "target_features": 100, "target_beta": 0.7, "flip": "all", "drift": 0.05}
+TASK_FREE_KINDS: tuple[str, ...] = ("drifting_permuted",)
+"""Kinds without task boundaries: their "tasks" are measurement windows of a gradual drift, so
+no method may act at a window's end (:func:`ntkplast.training.config` refuses it)."""
 
 
 def _is_int(v: Any) -> bool:
@@ -54,6 +57,9 @@ class StreamSpec:
       fixed_subset: draw the ``train_size`` subset once for the whole stream instead of per task
         (random-label memorisation on a fixed set of images).
       warm_fraction: ``"warm_start"``: the fraction of the training set that task 0 sees.
+      drift: ``"drifting_permuted"``: the fraction of pixel positions whose source changes from
+        one window to the next (2·round(drift·D/2) of the D = H·W·C positions: that many
+        disjoint pairs swapped).
       bits, slow_bits, target_features, target_beta, flip: ``"slowly_changing_regression"``:
         input bits m, slow bits f, the target network's threshold units and their β, and whether
         a new task re-draws ``"all"`` slow bits or flips ``"one"`` of them
@@ -74,6 +80,7 @@ class StreamSpec:
     target_features: int = 100
     target_beta: float = 0.7
     flip: str = "all"
+    drift: float = 0.05
 
     def __post_init__(self) -> None:
         w = "stream"
@@ -109,6 +116,9 @@ class StreamSpec:
         if not 0 < self.warm_fraction < 1:
             raise NtkplastError(f"{w}.warm_fraction: expected a fraction in (0, 1), got "
                                 f"{self.warm_fraction!r}")
+        if (isinstance(self.drift, bool) or not isinstance(self.drift, int | float)
+                or not 0 < self.drift <= 1):
+            raise NtkplastError(f"{w}.drift: expected a fraction in (0, 1], got {self.drift!r}")
         if self.kind == "warm_start" and self.num_tasks < 2:
             raise NtkplastError(f"{w}.num_tasks: a warm_start stream needs at least 2 tasks "
                                 f"(part of the data, then all of it)")

@@ -36,6 +36,18 @@ Kinds (``StreamSpec.kind``):
     on a seeded ``warm_fraction`` of the training set, every later task on all of it; the test
     set is the dataset's. The plasticity signal is the gap in test accuracy to a fresh network
     trained on all of the data (the reset reference).
+``"drifting_permuted"``
+    A task-free stream: the pixel permutation drifts gradually and the learner is never told of a
+    change. Window 0 applies a seeded random permutation π₀ (as ``"permuted"``'s task 0); window
+    t composes π_{t−1} with ``P = round(drift·D/2)`` disjoint transpositions τ_t drawn from
+    ``default_rng([seed, t, 5])``: π_t = π_{t−1} ∘ τ_t, i.e. x'_t[j] = x[π_t[j]], so 2P of the
+    D = H·W·C input positions change their source pixel between consecutive windows and the
+    others keep it. A window is a measurement unit, not a task: with the online protocol
+    (``[train] online = true``) its ``train_size`` fresh examples are each seen once, and the
+    online accuracy over the window is plasticity measured on a sliding window of the stream.
+    Methods that act at task ends are refused (:data:`TASK_FREE_KINDS`). The drifting input
+    distribution follows the gradual-shift protocols of the task-free continual-learning
+    literature (Aljundi, Kelchtermans & Tuytelaars 2019, "Task-free continual learning").
 ``"slowly_changing_regression"``
     Dohare et al. (2024)'s slowly-changing regression ("bit-flipping"): inputs of ``bits``
     binary values, the first ``slow_bits`` held fixed for a task of ``train_size`` examples
@@ -57,8 +69,9 @@ keep all of them; the test sets are never subsampled.
 
 Random streams are drawn from ``np.random.default_rng([seed, t, purpose])`` with a fixed purpose
 code per use (0 the task's transform, 1 the train subset, 2 the random test labels, 3 the split
-cycle's class order, indexed by cycle instead of ``t``); the fixed subset from
-``default_rng([seed, 1])`` and the warm-start order from ``default_rng([seed, 4])``.
+cycle's class order, indexed by cycle instead of ``t``, 5 a drifting window's transpositions);
+the fixed subset from ``default_rng([seed, 1])`` and the warm-start order from
+``default_rng([seed, 4])``.
 """
 
 from __future__ import annotations
@@ -70,13 +83,14 @@ import numpy as np
 
 from ntkplast.data import datasets as data_lib
 from ntkplast.data.regression import SlowlyChangingRegression
-from ntkplast.data.spec import FLIPS, IMAGE_KINDS, KINDS, StreamSpec, check_split
+from ntkplast.data.spec import FLIPS, IMAGE_KINDS, KINDS, TASK_FREE_KINDS, StreamSpec, check_split
 from ntkplast.data.tasks import LazyTasks, Task
 from ntkplast.errors import NtkplastError
 
-__all__ = ["FLIPS", "IMAGE_KINDS", "KINDS", "StreamSpec", "Task", "TaskStream", "make_stream"]
+__all__ = ["FLIPS", "IMAGE_KINDS", "KINDS", "TASK_FREE_KINDS", "StreamSpec", "Task", "TaskStream",
+           "make_stream"]
 
-_TRANSFORM, _SUBSET, _TEST_LABELS, _CYCLE, _WARM = 0, 1, 2, 3, 4
+_TRANSFORM, _SUBSET, _TEST_LABELS, _CYCLE, _WARM, _DRIFT = 0, 1, 2, 3, 4, 5
 
 
 class TaskStream(LazyTasks):
@@ -99,6 +113,7 @@ class TaskStream(LazyTasks):
         super().__init__(spec.num_tasks, dataset.input_shape, dataset.num_classes)
         self.spec = spec
         self.dataset = dataset
+        self._drifted: dict[int, np.ndarray] = {}  # window → π_t, filled in order when asked
 
     def __repr__(self) -> str:
         s = self.spec
@@ -116,6 +131,22 @@ class TaskStream(LazyTasks):
         cycle, pos = divmod(t, per_cycle)
         order = self._rng(cycle, _CYCLE).permutation(self.num_classes)
         return tuple(sorted(int(c) for c in order[pos * cpt:(pos + 1) * cpt]))
+
+    def drift_permutation(self, t: int) -> np.ndarray:
+        """π_t of a ``"drifting_permuted"`` stream (module docstring), composed from the last
+        window computed before t (each window's π is kept: D int64 values per window)."""
+        d = int(np.prod(self.input_shape))
+        pairs = round(self.spec.drift * d / 2)
+        if not self._drifted:
+            self._drifted[0] = self._rng(0, _TRANSFORM).permutation(d)
+        start = max(k for k in self._drifted if k <= t)
+        perm = self._drifted[start]
+        for k in range(start + 1, t + 1):
+            swap = self._rng(k, _DRIFT).choice(d, 2 * pairs, replace=False).reshape(2, pairs)
+            perm = perm.copy()
+            perm[swap[0]], perm[swap[1]] = perm[swap[1]], perm[swap[0]]  # fancy: copies
+            self._drifted[k] = perm
+        return perm
 
     def _train_subset(self, t: int, n: int) -> np.ndarray | None:
         """Indices of task ``t``'s training examples among the ``n`` it could use (None: all)."""
@@ -147,6 +178,9 @@ class TaskStream(LazyTasks):
         rng = self._rng(t, _TRANSFORM)
         if kind == "permuted":
             perm = rng.permutation(int(np.prod(self.input_shape)))
+            xtr, xte = _permute_pixels(xtr, perm), _permute_pixels(xte, perm)
+        elif kind == "drifting_permuted":
+            perm = self.drift_permutation(t)
             xtr, xte = _permute_pixels(xtr, perm), _permute_pixels(xte, perm)
         elif kind == "shuffled_labels":
             mapping = rng.permutation(self.num_classes).astype(np.int32)

@@ -135,6 +135,11 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], run_dirs: Sequence[str | o
     objective = OBJECTIVES[cfg.train.loss]
     model = models.build(cfg.model)
     hooks, plain, tx = run_optimizer(cfg, model, stream.input_shape, hooks)
+    if not custom and cfg.stream.kind in streams.TASK_FREE_KINDS and hooks.on_task_end:
+        raise NtkplastError(f"method: {cfg.method.get('name', 'the given hooks')!r} acts at task "
+                            f"ends, but stream.kind = {cfg.stream.kind!r} has no task boundaries "
+                            f"(its tasks are measurement windows); choose a method that acts "
+                            f"every step")
     check_sizes(cfg, model, stream, seeds=len(seeds))  # before the first byte is written
     with contextlib.ExitStack() as locks:
         for run_dir in run_dirs:  # one writer per folder: a second one fails at once
