@@ -17,7 +17,13 @@ others are read from a data directory (see :func:`resolve_data_dir`) laid out as
     <data_dir>/cifar-100-python/      train, test                              (python version)
 
 These are the layouts the official archives unpack to (the MNIST files go into a folder of the
-dataset's name). A missing, truncated or malformed file raises :class:`NtkplastError` naming it.
+dataset's name). Some datasets also have a system folder that an operating-system package fills
+(:data:`SYSTEM_DIRS`): Fashion-MNIST's four IDX files lie in ``/usr/share/datasets/fashion-mnist/``
+once Debian's or Ubuntu's ``dataset-fashion-mnist`` is installed. The search order is the data
+directory first (its IDX files, then its ``.npz``), then the system folders in the order listed,
+so a copy of your own always wins. A missing, truncated or malformed file raises
+:class:`NtkplastError` naming it; when no folder holds the files, the error lists every folder
+searched and how to get the files.
 The python versions of CIFAR are pickles; they are read with an unpickler that can build numpy
 arrays and nothing else, so a planted pickle cannot run code. The bytes of every file are read by
 :mod:`ntkplast.data._readers` (gzip, IDX, the restricted unpickler); this module knows the
@@ -40,8 +46,8 @@ from ntkplast.errors import NtkplastError
 from ntkplast.io.files import load_arrays  # the one .npz reader (no pickle, bounded)
 
 __all__ = ["BUNDLED", "DATASETS", "DATA_ENV", "DEFAULT_DATA_DIR", "DIGITS_SPLIT_SEED",
-           "DIGITS_TEST_FRACTION", "NUM_CLASSES", "SOURCES", "Dataset", "load_dataset",
-           "read_idx", "resolve_data_dir"]
+           "DIGITS_TEST_FRACTION", "NUM_CLASSES", "SOURCES", "SYSTEM_DIRS", "Dataset",
+           "load_dataset", "read_idx", "resolve_data_dir"]
 
 NUM_CLASSES: dict[str, int] = {
     "digits": 10, "mnist5k": 10, "mnist1d": 10,
@@ -59,6 +65,13 @@ SOURCES: dict[str, str] = {
     "cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html (CIFAR-10 binary or python version)",
     "cifar100": "https://www.cs.toronto.edu/~kriz/cifar.html (CIFAR-100 binary or python version)",
 }
+
+SYSTEM_DIRS: dict[str, tuple[str, ...]] = {
+    "fashion_mnist": ("/usr/share/datasets/fashion-mnist",),
+}
+"""Folders searched after the data directory, per dataset: they hold the four IDX files directly
+(no dataset subfolder), as the system package installs them. Read at every load."""
+_SYSTEM_PACKAGES: dict[str, str] = {"fashion_mnist": "dataset-fashion-mnist"}  # Debian/Ubuntu
 
 DIGITS_TEST_FRACTION = bundled.TEST_FRACTION
 DIGITS_SPLIT_SEED = bundled.SPLIT_SEED
@@ -146,7 +159,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
         from files.
       data_dir: where the files are; see :func:`resolve_data_dir` and the module docstring for
         the layout. ``"mnist1d"`` caches its generated arrays there; digits and mnist5k ignore
-        it.
+        it. When it lacks a dataset's files, the folders of :data:`SYSTEM_DIRS` are searched
+        next (``"fashion_mnist"``: ``/usr/share/datasets/fashion-mnist``, filled by
+        ``apt-get install dataset-fashion-mnist`` on Debian/Ubuntu).
 
     Returns:
       a :class:`Dataset` with float32 ``N×H×W×C`` inputs (images in ``[0, 1]``; MNIST-1D's
@@ -154,8 +169,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
       (copy them to modify).
 
     Raises:
-      NtkplastError: unknown name, missing files (the message lists them, the directories
-        searched and where to download them), or a corrupt file (named).
+      NtkplastError: unknown name, missing files (the message lists them, every folder
+        searched and how to get them), or a corrupt file (named).
     """
     if name not in NUM_CLASSES:
         raise NtkplastError(f"dataset: unknown dataset {name!r}; known datasets are "
@@ -175,15 +190,19 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
 
 # ----------------------------------------------------------------------------------- missing files
 
-def _missing_error(name: str, options: Sequence[tuple[Path, Sequence[str]]]) -> NtkplastError:
-    """An error listing, for each accepted layout, the folder searched and the files missing."""
-    lines = []
-    for folder, missing in options:
-        lines.append(f"{folder}/ lacks {', '.join(missing)}")
+def _missing_error(name: str, options: Sequence[tuple[Path, Sequence[str]]],
+                   into: Path) -> NtkplastError:
+    """An error listing, for each accepted layout, the folder searched and the files missing,
+    and how to get the files (the system package, if any, or a download ``into`` a folder)."""
+    lines = "; or ".join(f"{folder}/ lacks {', '.join(missing)}" for folder, missing in options)
+    get = f"download them from {SOURCES[name]} and unpack them into {into}/"
+    if name in _SYSTEM_PACKAGES:
+        get = (f"on Debian/Ubuntu run `sudo apt-get install {_SYSTEM_PACKAGES[name]}`, or "
+               f"{get}")
     return NtkplastError(
-        f"dataset {name!r}: files not found: {'; or '.join(lines)}. Download them from "
-        f"{SOURCES[name]} and unpack them there, or point data_dir (or the environment variable "
-        f"{DATA_ENV}) at the folder that holds them; ntkplast never downloads data at run time")
+        f"dataset {name!r}: files not found: {lines}. To get them, {get}, or point data_dir "
+        f"(or the environment variable {DATA_ENV}) at the folder that holds them; ntkplast "
+        f"never downloads data at run time")
 
 
 # --------------------------------------------------------------------------------- MNIST (IDX)
@@ -196,28 +215,38 @@ def _find(folder: Path, base: str) -> Path | None:
 
 
 def _load_idx_dataset(name: str, root: Path) -> Dataset:
+    """Read ``name`` from the first place that holds it: ``root/name``'s IDX files, then its
+    ``.npz``, then the IDX files of each folder of :data:`SYSTEM_DIRS`."""
     folder = root / name
-    found = {base: _find(folder, base) for base in _IDX_NAMES}
     npz = folder / f"{name}.npz"
-    if all(found.values()):
-        parts = {}
-        for split in ("train", "t10k"):
-            img_path = found[f"{split}-images-idx3-ubyte"]
-            lab_path = found[f"{split}-labels-idx1-ubyte"]
-            images = read_idx(img_path, 3)
-            labels = read_idx(lab_path, 1)
-            parts[split] = _images_labels(images, labels, img_path, lab_path, name)
-        (xtr, ytr), (xte, yte) = parts["train"], parts["t10k"]
-    elif npz.is_file():
-        (xtr, ytr), (xte, yte) = _read_mnist_npz(npz, name)
+    options: list[tuple[Path, list[str]]] = []
+    for where in (folder, *map(Path, SYSTEM_DIRS.get(name, ()))):
+        files = {base: p for base in _IDX_NAMES if (p := _find(where, base))}
+        if len(files) == len(_IDX_NAMES):
+            (xtr, ytr), (xte, yte) = _read_idx_files(files, name)
+            break
+        options.append((where, [f"{b}[.gz]" for b in _IDX_NAMES if b not in files]))
+        if where == folder:
+            if npz.is_file():
+                (xtr, ytr), (xte, yte) = _read_mnist_npz(npz, name)
+                break
+            options.append((folder, [npz.name]))
     else:
-        missing = [f"{b}[.gz]" for b, p in found.items() if p is None]
-        raise _missing_error(name, [(folder, missing), (folder, [npz.name])])
+        raise _missing_error(name, options, into=folder)
     if xtr.shape[1:] != xte.shape[1:]:
-        raise NtkplastError(f"dataset {name!r} in {folder}: train images are {xtr.shape[1:3]} "
+        raise NtkplastError(f"dataset {name!r} in {where}: train images are {xtr.shape[1:3]} "
                             f"but test images are {xte.shape[1:3]}; the files do not belong "
                             f"together")
     return Dataset(name, xtr, ytr, xte, yte, NUM_CLASSES[name])
+
+
+def _read_idx_files(files: dict[str, Path], name: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The (images, labels) of the train and the test split from the four IDX files."""
+    out = []
+    for split in ("train", "t10k"):
+        img, lab = files[f"{split}-images-idx3-ubyte"], files[f"{split}-labels-idx1-ubyte"]
+        out.append(_images_labels(read_idx(img, 3), read_idx(lab, 1), img, lab, name))
+    return tuple(out)
 
 
 def _images_labels(images: np.ndarray, labels: np.ndarray, img_path: Path, lab_path: Path,
@@ -286,7 +315,7 @@ def _load_cifar(name: str, root: Path) -> Dataset:
         raise _missing_error(name, [
             (bin_dir, [p.name for p in bin_files if not p.is_file()]),
             (py_dir, [p.name for p in py_files if not p.is_file()]),
-        ])
+        ], into=root)
     xtr = np.concatenate([x for x, _ in parts[:ntrain]])
     ytr = np.concatenate([y for _, y in parts[:ntrain]])
     xte = np.concatenate([x for x, _ in parts[ntrain:]])

@@ -224,7 +224,8 @@ def test_mnist_missing_files_message(tmp_path):
     assert "ossci-datasets" in msg and "never downloads" in msg
 
 
-def test_fashion_missing_names_source(tmp_path):
+def test_fashion_missing_names_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.datasets, "SYSTEM_DIRS", {})  # not the machine's installed copy
     with pytest.raises(NtkplastError, match="zalandoresearch"):
         data.load_dataset("fashion_mnist", tmp_path)
 
