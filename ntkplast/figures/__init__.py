@@ -17,6 +17,7 @@ function                      what it shows
 :func:`kernel_vs_plasticity`  methods × seeds: a task-end quantity vs next task's plasticity
 :func:`branch_effects`        counterfactual branches: each intervention's paired effect and
                               the diagnostics it moved
+:func:`paired_contrasts`      paired contrasts with their intervals, one panel per group
 ============================  =============================================================
 
 All share one style (Okabe–Ito colour-blind-safe palette, labelled axes) and :func:`save`
@@ -34,6 +35,7 @@ from ntkplast.figures.comparison import (
     task_values,
     theory_panels,
 )
+from ntkplast.figures.contrasts import paired_contrasts
 from ntkplast.figures.diagnostics import diagnostics
 from ntkplast.figures.predictors import lead_lag_plot, predictor_comparison
 from ntkplast.figures.reactivation import reactivation_curves
@@ -48,6 +50,6 @@ from ntkplast.figures.spectra import (
 
 __all__ = ["PALETTE", "branch_effects", "diagnostics", "jacobian_spectra", "kernel_regime",
            "kernel_vs_plasticity", "lead_lag_plot", "ntk_layer_shares", "ntk_spectra",
-           "per_task_panels", "plasticity_curves", "predictor_comparison", "reactivation_curves",
-           "render", "rival_diagnostics", "run_figure_set", "run_figures", "save", "task_values",
-           "theory_panels"]
+           "paired_contrasts", "per_task_panels", "plasticity_curves", "predictor_comparison",
+           "reactivation_curves", "render", "rival_diagnostics", "run_figure_set", "run_figures",
+           "save", "task_values", "theory_panels"]

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from ntkplast.branches.effects import DIAGNOSTICS, BranchComparison
 from ntkplast.figures._style import say_empty, style, subplots
 
 __all__ = ["branch_effects"]
 
 
-def branch_effects(comparison: BranchComparison, title: str = "") -> Any:
-    """The figure of a :class:`~ntkplast.branches.BranchComparison` (module docstring)."""
+def branch_effects(comparison: Any, title: str = "") -> Any:
+    """The figure of a :class:`ntkplast.branches.BranchComparison` (module docstring; typed
+    ``Any`` because figures never import :mod:`ntkplast.branches`, which trains)."""
     fig, (left, right) = subplots(1, 2, figsize=(11, 3.8))
     effects = comparison.effects
     width = 0.5 / max(len(effects), 1)
@@ -45,7 +45,7 @@ def branch_effects(comparison: BranchComparison, title: str = "") -> Any:
         left.legend(fontsize=7)
     else:
         say_empty(left, "fewer than 2 seeds per branch point: no interval")
-    names = list(DIAGNOSTICS)
+    names = list(dict.fromkeys(n for e in effects for n in e.moved))  # the effects' order
     bar = 0.8 / max(len(effects), 1)
     for i, e in enumerate(effects):
         ratios = [np.log2(b / a) if a > 0 and b > 0 else np.nan
