@@ -65,3 +65,19 @@ def test_rival_explanations_at_tiny_size(tmp_path):
         assert name in out
     assert "fire − isometry" in out and "R = 2 seeds" in out
     assert (tmp_path / "rivals" / "report.html").exists()
+
+
+def test_fashion_benchmarks_at_tiny_size(tmp_path):
+    out = _run("fashion_benchmarks.py", "--streams", "permuted,permuted_100,drifting",
+               "--methods", "adam,isometry,fire", "--long-methods", "adam,isometry",
+               "--seeds", "2", "--lams", "2e-3,2e-2", "--last", "2",
+               "--set", "stream.dataset=digits", "--set", "stream.num_tasks=4",
+               "--set", "stream.train_size=64", "--out", "fashion", cwd=tmp_path)
+    answers = (tmp_path / "fashion" / "answers.txt").read_text()
+    assert answers.strip() in out
+    assert "isometry (frozen) − adam: paired difference" in answers and "R = 2" in answers
+    before, after = answers.split("[drifting]")
+    assert "fire − adam" in before and "fire − adam" not in after  # no task ends to act at
+    chosen = (tmp_path / "fashion" / "selection.json").read_text()
+    assert '"frozen_on": "permuted"' in chosen and '"permuted_100"' in chosen
+    assert (tmp_path / "fashion" / "figures" / "answers.png").exists()
