@@ -25,17 +25,15 @@ def _setup(widths=(16, 12), **spec):
 
 
 def _ntk64(model, params, x):
-    params64 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
-    with jax.experimental.enable_x64():
-        parts = brute_force_parts(model, params64, np.asarray(x, np.float64))
+    """The NTK by float64 brute force (run under the ``x64`` fixture)."""
+    params64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+    parts = brute_force_parts(model, params64, jnp.asarray(x, jnp.float64))
     n, k = x.shape[0], model.spec.num_outputs
     return sum(parts).transpose(0, 2, 1, 3).reshape(n * k, n * k)
 
 
 @pytest.mark.parametrize("c", [2.0, 0.3])
-def test_scale_output_multiplies_the_ntk_by_c_squared_and_keeps_the_rest(c):
-    import jax.experimental  # noqa: F401  (enable_x64)
-
+def test_scale_output_multiplies_the_ntk_by_c_squared_and_keeps_the_rest(c, x64):
     model, params, state, x = _setup()
     out = apply_intervention(f"scale_output:{c}", model, params, state, x,
                              key=jax.random.PRNGKey(2))
