@@ -223,8 +223,10 @@ def _run_train(args: argparse.Namespace, config_path: str, out: str) -> None:
     run = training.train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
     tasks = run.manifest.get("tasks", [])
     last = tasks[-1] if tasks else {}
+    score = last.get("plasticity_score")  # the run's own measure: no test set is needed
     print(f"wrote {len(run)} checkpoints over {len(tasks)} tasks to {out}"
-          + (f"; last task test accuracy {last['test_accuracy']:.3f}" if last else ""))
+          + (f"; last task {last.get('plasticity_measure')} {score:.4g}"
+             if isinstance(score, int | float) else ""))
 
 
 def _settings(args: argparse.Namespace):

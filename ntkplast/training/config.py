@@ -295,10 +295,18 @@ def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, An
                 from None
         safe_read.check_limits(value, f"--set {key}")
         parts = key.split(".")
+        if len(parts) == 1 and parts[0] in SECTIONS and not isinstance(value, Mapping):
+            raise NtkplastError(f"--set {item[:60]!r}: [{parts[0]}] is a table; set one of its "
+                                f"keys ({parts[0]}.<key>=value) or give a table ({parts[0]}="
+                                f"{{key = value}})")
         if len(parts) == 1:
-            out[parts[0]] = value
+            out[parts[0]] = dict(value) if isinstance(value, Mapping) else value
         elif len(parts) == 2 and parts[0] in SECTIONS:
-            out.setdefault(parts[0], {})[parts[1]] = value
+            section = out.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                raise NtkplastError(f"--set {item[:60]!r}: [{parts[0]}] in the config is not a "
+                                    f"table (it is {section!r:.40}); fix the config file")
+            section[parts[1]] = value
         else:
             raise NtkplastError(f"--set {item!r}: the key must be 'seed' or one of "
                                 f"{[s + '.<key>' for s in SECTIONS]}")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
@@ -91,6 +92,51 @@ def test_config_file_and_overrides(tmp_path):
     assert config.config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(NtkplastError, match="section.key=value"):
         config.apply_overrides({}, ["novalue"])
+
+
+def test_a_whole_section_set_to_a_value_is_refused(tmp_path):
+    with pytest.raises(NtkplastError, match=r"\[model\] is a table"):
+        config.apply_overrides({}, ["model=1", "model.kind=mlp"])
+    table = config.apply_overrides({}, ["model={kind = 'mlp', widths = [4]}", "model.widths=[5]"])
+    assert table["model"] == {"kind": "mlp", "widths": [5]}
+    (tmp_path / "c.toml").write_text("model = 1\n")
+    assert_one_line_error(run_cli("train", "c.toml", "--set", "model.kind=mlp", cwd=tmp_path),
+                          "[model] in the config is not a table")
+    assert_one_line_error(run_cli("train", "c.toml", "--set", "model=1", "--set",
+                                  "model.kind=mlp", cwd=tmp_path), "[model] is a table")
+
+
+def _tiny_overrides(path):
+    """``--set`` options that shrink a shipped run config to seconds: 2 tasks of 32 examples, a
+    few steps (or one pass, or one epoch, as the config trains), every checkpoint kept."""
+    train = config.read_toml(path).get("train", {})
+    sets = ["stream.num_tasks=2", "stream.train_size=32", "train.batch_size=8",
+            "train.checkpoint_every=0"]
+    if not train.get("online"):
+        sets.append("train.epochs_per_task=1" if "epochs_per_task" in train
+                    else "train.steps_per_task=2")
+    return [a for s in sets for a in ("--set", s)]
+
+
+SHIPPED = sorted(p for p in (pathlib.Path(__file__).parents[2] / "configs").rglob("*.toml")
+                 if p.parent.name not in ("grids", "paper"))  # grids are sweeps, not runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_config_trains_at_a_tiny_size(tmp_path, path):
+    from ntkplast import data
+
+    dataset = config.load_config(path).stream.dataset
+    try:
+        data.load_dataset(dataset)
+    except NtkplastError as e:
+        pytest.skip(f"{path.name} needs {dataset!r}, which is not on this machine: {e}"[:300])
+    proc = run_cli("train", str(path), "--out", "run", "--no-progress", *_tiny_overrides(path),
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "over 2 tasks" in proc.stdout and "last task " in proc.stdout
+    assert checkpoints.open_run(tmp_path / "run").complete
 
 
 def test_shipped_configs_parse():
