@@ -22,10 +22,11 @@ inputs ``x`` are the first :data:`INTERVENTION_INPUTS` training inputs of task k
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -146,11 +147,21 @@ def _same_branch(manifest: dict[str, Any], record: dict[str, Any]) -> bool:
     return isinstance(stored, dict) and all(stored.get(k) == v for k, v in record.items())
 
 
+def _parent_state(parent: Parent, at: int, input_shape: Sequence[int]
+                  ) -> tuple[models.Model, models.Params, Any]:
+    """The parent's model, parameters and optimizer state at the end of task ``at``."""
+    model = models.build(parent.config.model)
+    _, _, tx = training.run_optimizer(parent.config, model, input_shape)
+    template = model.init(jax.random.PRNGKey(0), tuple(input_shape))
+    return (model, *checkpoints.checkpoint_state(parent.path, _task_end(parent, at),
+                                                 tx.init(template)))
+
+
 def _start(parent: Parent, at: int, tasks: int, intervention: Intervention, dest: Path,
-           stream: streams.TaskStream, data_dir: str | None,
-           vectorised: Sequence[int] | None) -> models.ArchSpec:
-    """Write branch ``dest``'s first checkpoint and manifest unless it holds them already;
-    returns the branch's architecture."""
+           stream: streams.TaskStream, data_dir: str | None, vectorised: Sequence[int] | None,
+           state: Callable[[], tuple[models.Model, models.Params, Any]]) -> models.ArchSpec:
+    """Write branch ``dest``'s first checkpoint and manifest unless it holds them already
+    (the parent's ``state()`` read only then); returns the branch's architecture."""
     entry = _task_end(parent, at)
     record = _record(parent, entry, at, tasks, intervention)
     with folder_lock(dest, "branch"):
@@ -164,16 +175,7 @@ def _start(parent: Parent, at: int, tasks: int, intervention: Intervention, dest
         if other:
             raise NtkplastError(f"{dest} holds files but no manifest ({other[0]}, …); give "
                                 f"another --out")
-        model = models.build(parent.config.model)
-        _, _, tx = training.run_optimizer(parent.config, model, stream.input_shape)
-        arrays = checkpoints.checkpoint_arrays(parent.path, entry)  # digest checked
-        source = str(parent.path / entry["file"])
-        params = checkpoints.arrays_to_params(arrays, source=source)
-        if not any(k.startswith("opt_state/") for k in arrays):
-            raise NtkplastError(f"{source} holds no optimizer state; a branch continues "
-                                f"training and needs it (train the run with ntkplast)")
-        template = model.init(jax.random.PRNGKey(0), stream.input_shape)
-        opt_state = checkpoints.arrays_to_opt_state(arrays, tx.init(template), source=source)
+        model, params, opt_state = state()
         x = np.asarray(stream[at].x_train[:INTERVENTION_INPUTS])
         key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(parent.seed),
                                                     BRANCH_KEY), at)
@@ -255,10 +257,12 @@ def branch(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], at: Sequen
             stream = streams.make_stream(_branch_config(group[0], points[-1], tasks,
                                                         group[0].config.model, data_dir).stream)
             for k in points:
+                states = {p.path: functools.cache(functools.partial(
+                    _parent_state, p, k, stream.input_shape)) for p in group}  # read once
                 for iv in ivs:
                     dirs = [branch_folder(out, p, k, iv) for p in group]
-                    specs = {_start(p, k, tasks, iv, d, stream, data_dir, vectorised)
-                             for p, d in zip(group, dirs, strict=True)}
+                    specs = {_start(p, k, tasks, iv, d, stream, data_dir, vectorised,
+                                    states[p.path]) for p, d in zip(group, dirs, strict=True)}
                     cfg = _branch_config(group[0], k, tasks, specs.pop(), data_dir)
                     training.train_seeds(cfg, [p.seed for p in group], dirs, resume=True,
                                          progress=progress)

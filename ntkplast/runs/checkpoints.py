@@ -65,9 +65,10 @@ from ntkplast.validate import expected_param_shapes, param_shapes
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointInfo", "Run", "append_checkpoint",
            "arrays_to_opt_state", "arrays_to_params", "atomic_write_bytes", "check_group",
-           "checkpoint_arrays", "checkpoint_name", "file_digest", "load_arrays", "new_manifest",
-           "open_run", "opt_state_to_arrays", "params_to_arrays", "read_manifest",
-           "remove_stale_temporaries", "save_arrays", "upgrade_config", "write_manifest"]
+           "checkpoint_arrays", "checkpoint_name", "checkpoint_state", "file_digest",
+           "load_arrays", "new_manifest", "open_run", "opt_state_to_arrays", "params_to_arrays",
+           "read_manifest", "remove_stale_temporaries", "save_arrays", "upgrade_config",
+           "write_manifest"]
 
 FORMAT = "ntkplast-run"
 FORMAT_VERSION = 1
@@ -400,6 +401,21 @@ def checkpoint_arrays(run_dir: str | os.PathLike, entry: Mapping[str, Any]
     if want is not None and (got := hashlib.sha256(data).hexdigest()) != want:
         raise _digest_mismatch(path, got, want)
     return load_arrays(io.BytesIO(data), source=path)
+
+
+def checkpoint_state(run_dir: str | os.PathLike, entry: Mapping[str, Any],
+                     opt_template: Any) -> tuple[models.Params, Any]:
+    """(parameters, optimizer state) of the checkpoint ``entry`` names (:func:`checkpoint_arrays`,
+    digest checked), the state in the structure of ``opt_template`` (``tx.init(params)``) —
+    what resuming and branching continue training from."""
+    path = Path(run_dir) / entry["file"]
+    arrays = checkpoint_arrays(run_dir, entry)
+    if not any(k.startswith("opt_state/") for k in arrays):
+        raise NtkplastError(f"{path} holds no optimizer state (written by an importer or another "
+                            f"program?); training continues only from a checkpoint ntkplast "
+                            f"trained")
+    return (arrays_to_params(arrays, source=str(path)),
+            arrays_to_opt_state(arrays, opt_template, source=str(path)))
 
 
 def checkpoint_name(step: int) -> str:

@@ -70,11 +70,7 @@ class Lane:
     def load(self, entry: Mapping[str, Any], tx: optax.GradientTransformation,
              template: models.Params) -> tuple[models.Params, Any]:
         """Parameters and optimizer state of the written checkpoint ``entry``."""
-        path = self.run_dir / entry["file"]
-        arrays = checkpoints.checkpoint_arrays(self.run_dir, entry)  # digest checked
-        params = checkpoints.arrays_to_params(arrays, source=str(path))
-        return params, checkpoints.arrays_to_opt_state(arrays, tx.init(template),
-                                                       source=str(path))
+        return checkpoints.checkpoint_state(self.run_dir, entry, tx.init(template))
 
 
 

@@ -205,3 +205,22 @@ def test_training_and_import_write_one_manifest_through_one_writer(tmp_path, mon
         assert cb["source"] == f"model_{cb['step']}.npz"
     for i in range(len(trained)):
         assert_trees_equal(trained.params(i), imported.params(i), err_msg=f"checkpoint {i}")
+
+
+def test_checkpoint_state_round_trips_and_refuses_a_checkpoint_without_optimizer_state(tmp_path):
+    import optax
+
+    model = models.build({"widths": [4], "num_outputs": 2})
+    params = model.init(jax.random.PRNGKey(0), (3,))
+    tx = optax.adam(1e-3)
+    state = tx.update(params, tx.init(params), params)[1]  # moments that are not zero
+    manifest = checkpoints.new_manifest(model.spec, (3,))
+    with_state = checkpoints.append_checkpoint(tmp_path, manifest, params, step=1, task=0,
+                                               kind="task_end", opt_state=state)
+    bare = checkpoints.append_checkpoint(tmp_path, manifest, params, step=2, task=0,
+                                         kind="task_end")
+    got_params, got_state = checkpoints.checkpoint_state(tmp_path, with_state, tx.init(params))
+    assert_trees_equal(got_params, params)
+    assert_trees_equal(got_state, state)
+    with pytest.raises(NtkplastError, match="holds no optimizer state"):
+        checkpoints.checkpoint_state(tmp_path, bare, tx.init(params))
