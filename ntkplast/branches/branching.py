@@ -191,7 +191,8 @@ def _start(parent: Parent, at: int, tasks: int, intervention: Intervention, dest
                    "config": cfg.to_dict()}, tasks=True, origin=origin)
         checkpoints.append_checkpoint(
             dest, manifest, done.params, step=entry["step"], task=at, kind="task_end",
-            metrics={"task_step": entry.get("metrics", {}).get("task_step", 0),
+            metrics={**{k: v for k, v in entry.get("metrics", {}).items()
+                        if k in checkpoints.RESUME_METRICS},
                      "intervention": intervention.label}, opt_state=done.opt_state)
         return done.model.spec
 

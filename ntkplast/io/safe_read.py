@@ -134,24 +134,34 @@ def _json_float(text: str) -> float:
     return v
 
 
-def loads_json(raw: bytes | str, source: str) -> Any:
-    """Parse JSON text with the limits of this module; ``source`` names it in errors."""
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a finite number (JSON has no NaN or Infinity; a missing "
+                     f"value is null)")
+
+
+def loads_json(raw: bytes | str, source: str, *, finite: bool = False) -> Any:
+    """Parse JSON text with the limits of this module; ``source`` names it in errors.
+
+    With ``finite`` the literals ``NaN``, ``Infinity`` and ``-Infinity`` (which Python's
+    ``json`` writes and reads by default, though JSON has no such values) are refused too.
+    """
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
     if (depth := _json_depth(raw)) > MAX_DEPTH:
         raise NtkplastError(f"{source} nests lists/objects {depth} deep, more than the "
                             f"{MAX_DEPTH} accepted; it is not a file ntkplast wrote")
     try:
-        return json.loads(raw.decode("utf-8"), parse_int=_json_int, parse_float=_json_float)
+        return json.loads(raw.decode("utf-8"), parse_int=_json_int, parse_float=_json_float,
+                          parse_constant=_no_constant if finite else None)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise NtkplastError(f"{source} is not readable JSON ({type(e).__name__}: {e}); "
                             f"restore it from a copy") from None
 
 
 def read_json(path: str | os.PathLike, *, limit: int = MANIFEST_BYTES,
-              within: str | os.PathLike | None = None) -> Any:
+              within: str | os.PathLike | None = None, finite: bool = False) -> Any:
     """Parse the JSON file ``path`` (:func:`open_regular`, then :func:`loads_json`)."""
-    return loads_json(read_bytes(path, limit=limit, within=within), str(path))
+    return loads_json(read_bytes(path, limit=limit, within=within), str(path), finite=finite)
 
 
 def _walk(doc: Any) -> Iterator[tuple[int, Any]]:

@@ -7,7 +7,12 @@
   ``{"params": …, "batch_stats": …}``: ``tree/<key>/<key>/…`` (:func:`tree_to_arrays`,
   :func:`arrays_to_tree`; a key holds no ``/``);
 * the optimizer state's leaves in flattening order: ``opt_state/<j>``
-  (:func:`opt_state_to_arrays`, :func:`arrays_to_opt_state`).
+  (:func:`opt_state_to_arrays`, :func:`arrays_to_opt_state`);
+* with the optimizer state, what resuming from the checkpoint trusts: its global step, task
+  index and kind and the in-task counters :data:`RESUME_METRICS` of its manifest entry, as
+  ``resume/step``, ``resume/task``, ``resume/kind`` and ``resume/metrics/<name>``
+  (:func:`resume_to_arrays`). The checkpoint's SHA-256 covers them, so an entry edited in the
+  manifest alone is caught (:func:`check_resume_arrays`).
 
 Every array read back must be finite floats (integer leaves of a tree are allowed: step
 counters).
@@ -25,8 +30,14 @@ import numpy as np
 from ntkplast import models
 from ntkplast.errors import NtkplastError
 
-__all__ = ["arrays_to_opt_state", "arrays_to_params", "arrays_to_tree", "opt_state_to_arrays",
-           "params_to_arrays", "tree_to_arrays"]
+__all__ = ["RESUME_METRICS", "arrays_to_opt_state", "arrays_to_params", "arrays_to_tree",
+           "check_resume_arrays", "opt_state_to_arrays", "params_to_arrays", "resume_to_arrays",
+           "tree_to_arrays"]
+
+RESUME_METRICS = ("task_step", "online_score_sum", "online_correct", "online_loss_sum")
+"""Metrics of a checkpoint's manifest entry that resuming continues from: the step within the
+task and the task's summed online score and loss so far (``online_correct``: format v1's name
+for the score)."""
 
 _PARAM_KEY = re.compile(r"^params/([0-9]{1,6})/(W|b|ln_scale|ln_bias)$")
 _OPT_KEY = re.compile(r"^opt_state/([0-9]{1,9})$")
@@ -84,6 +95,37 @@ def arrays_to_opt_state(arrays: Mapping[str, np.ndarray], template: Any, source:
                                 f"{np.shape(ref)}")
         out.append(jax.numpy.asarray(v, dtype=jax.numpy.asarray(ref).dtype))
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def resume_to_arrays(step: int, task: int, kind: str,
+                     metrics: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``{"resume/step", "resume/task", "resume/kind", "resume/metrics/<name>"}``: the manifest
+    entry's fields that resuming trusts (:data:`RESUME_METRICS` among ``metrics``)."""
+    out = {"resume/step": np.asarray(step, np.int64), "resume/task": np.asarray(task, np.int64),
+           "resume/kind": np.asarray(kind, np.str_)}
+    out.update({f"resume/metrics/{k}": np.asarray(metrics[k], np.float64)
+                for k in RESUME_METRICS if k in metrics})
+    return out
+
+
+def check_resume_arrays(arrays: Mapping[str, np.ndarray], entry: Mapping[str, Any],
+                        source: str) -> None:
+    """Refuse a manifest ``entry`` whose step, task, kind or resume metrics differ from what the
+    checkpoint's own ``resume/…`` arrays record (:func:`resume_to_arrays`); a checkpoint written
+    before they were recorded has none and is not checked."""
+    if "resume/step" not in arrays:
+        return
+    metrics = entry.get("metrics", {})
+    fields = {"step": entry.get("step"), "task": entry.get("task", 0), "kind": entry.get("kind"),
+              **{k: metrics.get(k) for k in RESUME_METRICS}}
+    stored = {k.rsplit("/", 1)[1]: v.item() for k, v in arrays.items()
+              if k.startswith("resume/")}
+    for name, want in fields.items():
+        got = stored.get(name)
+        if got != want and not (got is None and want is None):
+            raise NtkplastError(f"{source}: the manifest's {name} ({want!r:.40}) is not what "
+                                f"the checkpoint itself records ({got!r:.40}); the manifest was "
+                                f"edited: restore it from a copy, or re-train")
 
 
 def tree_to_arrays(tree: Mapping[str, Any], prefix: str = _TREE) -> dict[str, np.ndarray]:

@@ -14,16 +14,21 @@ Format (version 1) — any program can write it::
                            Dense W is d_in × d_out, Conv W is HWIO), "ln_scale" and
                            "ln_bias" for a LayerNorm's γ, β, optionally
                            "opt_state/<j>" (the optimizer state's leaves, for exact resume)
+                           with "resume/…" (the entry's step, task, kind and in-task
+                           counters, :mod:`ntkplast.runs.arrays`)
 
 Only ``format``, ``format_version``, ``model``, ``input_shape`` and each checkpoint's ``file``
 and ``step`` are required. ``sha256`` (optional, so every earlier version-1 folder stays
 readable and older readers skip it) is the checkpoint file's SHA-256, which ntkplast writes with
 every checkpoint and checks whenever it reads one (:func:`checkpoint_arrays`, :meth:`Run.digest`):
 a file swapped, mixed in from another run or corrupted is refused by name. Steps and tasks are
-integers below 2**63; a metric is a number, null, a string, a boolean or a list of numbers and
-nulls. Files are read with ``allow_pickle=False``, from regular files only, with size and nesting
-bounds (:mod:`ntkplast.io.safe_read`); checkpoint file names must be plain names inside the run
-folder, and links out of it are refused. Every write goes to a temporary name in the same
+integers below 2**63, the steps strictly increasing; a metric is a number, null, a string, a
+boolean or a list of numbers and nulls, and the literals NaN and Infinity are refused (ntkplast
+writes JSON without them). A checkpoint that training resumes from records its own step, task,
+kind and in-task counters, and a manifest entry that disagrees with them is refused. Files are
+read with ``allow_pickle=False``, from regular files only, with size and nesting bounds
+(:mod:`ntkplast.io.safe_read`); checkpoint file names must be plain names inside the run folder,
+and links out of it are refused. Every write goes to a temporary name in the same
 folder, is flushed to disk, and is renamed over the final name, so a reader never sees half a
 file; writers hold the folder's lock (:func:`ntkplast.io.lock.folder_lock`).
 
@@ -53,19 +58,22 @@ from ntkplast.errors import NtkplastError
 from ntkplast.io.files import atomic_write_bytes, load_arrays, remove_stale_temporaries, save_arrays
 from ntkplast.io.safe_read import array_file_bytes, open_regular, read_bytes, read_json
 from ntkplast.runs.arrays import (
+    RESUME_METRICS,
     arrays_to_opt_state,
     arrays_to_params,
     arrays_to_tree,
+    check_resume_arrays,
     opt_state_to_arrays,
     params_to_arrays,
+    resume_to_arrays,
 )
 from ntkplast.runs.function_models import FunctionSpec, spec_from_dict
 from ntkplast.runs.function_models import build as build_model
 from ntkplast.validate import expected_param_shapes, param_shapes
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointInfo", "Run", "append_checkpoint",
-           "arrays_to_opt_state", "arrays_to_params", "atomic_write_bytes", "check_group",
-           "checkpoint_arrays", "checkpoint_name", "checkpoint_state", "file_digest",
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "RESUME_METRICS", "CheckpointInfo", "Run",
+           "append_checkpoint", "arrays_to_opt_state", "arrays_to_params", "atomic_write_bytes",
+           "check_group", "checkpoint_arrays", "checkpoint_name", "checkpoint_state", "file_digest",
            "load_arrays", "new_manifest", "open_run", "opt_state_to_arrays", "params_to_arrays",
            "read_manifest", "remove_stale_temporaries", "save_arrays", "upgrade_config",
            "write_manifest"]
@@ -76,7 +84,6 @@ MANIFEST = "manifest.json"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _INT64 = 2**63
-_RESUME_METRICS = ("task_step", "online_score_sum", "online_correct", "online_loss_sum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +107,7 @@ def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise NtkplastError(f"{run_dir} is not a folder; give the path of a run folder "
                             f"(one holding {MANIFEST})")
     try:
-        manifest = read_json(path, within=run_dir)
+        manifest = read_json(path, within=run_dir, finite=True)
     except FileNotFoundError:
         raise NtkplastError(f"{run_dir} is not a run folder: it has no {MANIFEST} "
                             f"(write one as described in the README, or train into it)") from None
@@ -151,12 +158,17 @@ def _validate_manifest(m: Any, path: Path) -> None:
         metrics = c.get("metrics", {})
         need(isinstance(metrics, dict), f"checkpoints[{i}].metrics must be an object")
         for k, v in metrics.items():
-            need(_metric_value(v) if k not in _RESUME_METRICS else _is_number(v) and (
+            need(_metric_value(v) if k not in RESUME_METRICS else _is_number(v) and (
                  k != "task_step" or (isinstance(v, int) and 0 <= v < _INT64)),
                  f"checkpoints[{i}].metrics.{k} must be " + (
-                     "a number (task_step: a step count)" if k in _RESUME_METRICS else
+                     "a number (task_step: a step count)" if k in RESUME_METRICS else
                      "a number, null, a string, a boolean or a list of numbers and nulls")
                  + f", got {v!r:.60}")
+    steps = [c["step"] for c in ckpts]
+    bad = next((i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]), None)
+    need(bad is None, f"checkpoint steps must be strictly increasing, but checkpoints[{bad}] has "
+         f"step {steps[bad] if bad else ''} after {steps[bad - 1] if bad else ''}; the manifest "
+         f"was edited or assembled wrongly")
 
 
 def _is_number(v: Any) -> bool:
@@ -321,6 +333,7 @@ def append_checkpoint(run_dir: str | os.PathLike, manifest: dict[str, Any],
     arrays = params_to_arrays(params)
     if opt_state is not None:
         arrays.update(opt_state_to_arrays(opt_state))
+        arrays.update(resume_to_arrays(step, task, kind, metrics or {}))
     digest = save_arrays(Path(run_dir) / name, arrays)
     entry = {"file": name, "step": step, "task": task, "kind": kind,
              "metrics": dict(metrics or {})}
@@ -407,13 +420,16 @@ def checkpoint_state(run_dir: str | os.PathLike, entry: Mapping[str, Any],
                      opt_template: Any) -> tuple[models.Params, Any]:
     """(parameters, optimizer state) of the checkpoint ``entry`` names (:func:`checkpoint_arrays`,
     digest checked), the state in the structure of ``opt_template`` (``tx.init(params)``) —
-    what resuming and branching continue training from."""
+    what resuming and branching continue training from. The entry's step, task, kind and
+    in-task counters must agree with what the checkpoint records of itself
+    (:func:`ntkplast.runs.arrays.check_resume_arrays`)."""
     path = Path(run_dir) / entry["file"]
     arrays = checkpoint_arrays(run_dir, entry)
     if not any(k.startswith("opt_state/") for k in arrays):
         raise NtkplastError(f"{path} holds no optimizer state (written by an importer or another "
                             f"program?); training continues only from a checkpoint ntkplast "
                             f"trained")
+    check_resume_arrays(arrays, entry, str(path))
     return (arrays_to_params(arrays, source=str(path)),
             arrays_to_opt_state(arrays, opt_template, source=str(path)))
 
