@@ -30,7 +30,7 @@ import dataclasses
 import math
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,15 +162,20 @@ class TrainConfig:
         return math.ceil(self.epochs_per_task * num_train / self.batch_size)
 
 
-def reference_task_set(value: str | Sequence[int], num_tasks: int) -> frozenset[int]:
-    """Resolve ``TrainConfig.reference_tasks`` to the set of task indices."""
+def reference_task_set(value: str | Sequence[int], num_tasks: int) -> Container[int]:
+    """Resolve ``TrainConfig.reference_tasks`` to the task indices that get a reset reference.
+
+    ``"all"`` and ``"every:k"`` give a ``range`` (membership in constant time and memory, so a
+    stream of 10⁹ tasks costs nothing here), a list the set of its indices below
+    ``num_tasks``."""
     if isinstance(value, str):
         if value == "all":
-            return frozenset(range(num_tasks))
+            return range(num_tasks)
         if value == "none":
             return frozenset()
-        if value.startswith("every:") and value[6:].isdigit() and int(value[6:]) > 0:
-            return frozenset(range(0, num_tasks, int(value[6:])))
+        k = value[6:]
+        if value.startswith("every:") and k.isascii() and k.isdigit() and 0 < int(k[:19]):
+            return range(0, num_tasks, int(k[:19]))
     elif all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value):
         return frozenset(t for t in value if t < num_tasks)
     raise NtkplastError(f"train.reference_tasks must be 'all', 'none', 'every:k' or a list of "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -211,7 +211,7 @@ class _Plan(NamedTuple):
     tx: optax.GradientTransformation
     hooks: Hooks
     trainer: Trainer
-    refs: frozenset[int]
+    refs: Container[int]
     stream_kind: str | None
     baseline: tuple[optax.GradientTransformation, Trainer] | None
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import tracemalloc
 
 import jax
 import jax.numpy as jnp
@@ -241,8 +242,22 @@ def test_train_config_errors(bad, message):
 def test_epochs_per_task_and_reference_sets():
     cfg = training.TrainConfig(steps_per_task=None, epochs_per_task=1.5, batch_size=16)
     assert cfg.steps_for(100) == 10
-    assert training.reference_task_set("every:5", 12) == {0, 5, 10}
-    assert training.reference_task_set([1, 30], 12) == {1}
+    assert set(training.reference_task_set("every:5", 12)) == {0, 5, 10}
+    assert set(training.reference_task_set("all", 3)) == {0, 1, 2}
+    assert set(training.reference_task_set([1, 30], 12)) == {1}
+
+
+@pytest.mark.parametrize("value", ["all", "every:2"])
+def test_reference_tasks_of_a_huge_stream_take_no_memory(value):
+    """stream.num_tasks = 10**9 passes the size checks at one step per task; the reference
+    tasks must not be a set of 10**9 indices (3.4 GiB, issue 35 item 9)."""
+    tracemalloc.start()
+    refs = training.reference_task_set(value, 10**9)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 16
+    assert 0 in refs and 999_999_998 in refs and 10**9 not in refs
+    assert (999_999_999 in refs) == (value == "all")
 
 
 def test_cnn_on_split_digits(tmp_path):
