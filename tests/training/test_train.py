@@ -233,6 +233,8 @@ def test_minibatch_order_is_a_permutation_per_epoch():
     (dict(learning_rate=-1.0), "learning_rate"),
     (dict(epochs_per_task=2.0), "not both"),
     (dict(reference_tasks="some"), "reference_tasks"),
+    (dict(reference_tasks="every:\u00b2"), "reference_tasks"),  # '²'.isdigit(), int('²') fails
+    (dict(reference_tasks="every:0"), "reference_tasks"),
 ])
 def test_train_config_errors(bad, message):
     with pytest.raises(NtkplastError, match=message):
