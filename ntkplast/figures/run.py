@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,18 @@ def run_figure_set(analysis_dir: str | os.PathLike, title: str = "") -> dict[str
 def run_figures(analysis_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                 title: str = "") -> list[Path]:
     """Draw :func:`run_figure_set` into ``out_dir`` (default: the analysis folder), PNG and PDF
-    each, holding the folder's lock (:func:`ntkplast.io.lock.folder_lock`); returns the paths."""
+    each; returns the paths.
+
+    Both folders' locks (:func:`ntkplast.io.lock.folder_lock`) are held from before the first
+    read to the last write: an ``analyze`` replacing the analysis meanwhile stops the figures
+    with its name instead of leaving figures that mix two analyses. An analysis folder this
+    user cannot write (an archive) is read without its lock: no writer of ours can change it.
+    """
     out = Path(out_dir) if out_dir is not None else Path(analysis_dir)
-    with folder_lock(out, "figures"):  # a bad output path fails before anything is drawn
+    with contextlib.ExitStack() as locks:  # a bad output path fails before anything is drawn
+        if Path(analysis_dir).resolve() != out.resolve() and os.access(analysis_dir, os.W_OK):
+            locks.enter_context(folder_lock(analysis_dir, "figures"))
+        locks.enter_context(folder_lock(out, "figures"))
         figs = run_figure_set(analysis_dir, title)
         try:
             return [path for name, fig in figs.items() for path in save(fig, out / name)]

@@ -16,6 +16,7 @@ from ntkplast.errors import NtkplastError
 from ntkplast.experiments import report
 from ntkplast.experiments.grid import run_grid
 from ntkplast.figures import spectra as spectrum_figures
+from ntkplast.io.lock import folder_lock
 from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
@@ -109,6 +110,20 @@ def test_run_figures_writes_every_figure(analysed, tmp_path):
     for stem in ("diagnostics", "rivals", "ntk_spectra", "jacobian_spectra", "ntk_layer_shares"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000
+
+
+def test_figures_elsewhere_take_the_analysis_folders_lock_before_reading(analysed, tmp_path,
+                                                                        monkeypatch):
+    """An ``analyze`` holding the analysis folder (it replaces metrics.csv, then spectra.npz)
+    must stop ``figures --out ELSEWHERE`` before its first read, or the figures could mix two
+    analyses (issue 35, item 13)."""
+    run_dir, _, _ = analysed
+    read = []
+    monkeypatch.setattr(Table, "read_csv", lambda *a, **k: read.append(a) or 1 / 0)
+    with folder_lock(run_dir / "analysis", "analyze"):
+        with pytest.raises(NtkplastError, match="analyze"):
+            figures.run_figures(run_dir / "analysis", tmp_path / "elsewhere")
+    assert not read
 
 
 def test_rival_figure_draws_an_analysed_runs_rows(analysed):
