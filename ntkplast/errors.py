@@ -15,8 +15,12 @@ class NtkplastError(ValueError):
 
 
 def one_line(message: object) -> str:
-    """``message`` with every run of whitespace (newlines included) folded to one space."""
-    return " ".join(str(message).split())
+    """``message`` as one line of plain text: every run of whitespace (newlines included) folded
+    to one space, and every other character a terminal would act on (escape sequences, bell,
+    NUL, bidirectional overrides) shown as its Python escape, so a folder or config name is
+    printed as written, never interpreted."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1]
+                   for c in " ".join(str(message).split()))
 
 
 def show_warning_line(message: Warning | str, category: type[Warning], filename: str,

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.figure
+import matplotlib.text
 import numpy as np
 
 matplotlib.use("Agg")  # files only; no display needed
@@ -43,10 +45,37 @@ def style(i: int) -> dict[str, Any]:
     return {"color": color(i), "ls": LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)]}
 
 
+class LiteralFigure(matplotlib.figure.Figure):
+    """A figure whose every text is drawn as written, never as mathtext.
+
+    Folder, method, stream and intervention names reach titles, legends and tick labels;
+    ``$1e-3$`` in one would come out as math and ``$\\frac{$`` would stop the drawing with a
+    ``ParseException``. Whatever lays out or draws the figure (``draw``, ``tight_layout``,
+    ``get_tightbbox``) first turns mathtext off for every text it holds and runs with
+    ``text.parse_math`` off, so tick labels made on the way are literal too. ntkplast's own
+    labels use no mathtext.
+    """
+
+    def _literally(self, method: Any, *args: Any, **kw: Any) -> Any:
+        for text in self.findobj(matplotlib.text.Text):
+            text.set_parse_math(False)
+        with plt.rc_context({"text.parse_math": False}):
+            return method(*args, **kw)
+
+    def draw(self, renderer: Any) -> None:
+        self._literally(super().draw, renderer)
+
+    def tight_layout(self, *args: Any, **kw: Any) -> None:
+        self._literally(super().tight_layout, *args, **kw)
+
+    def get_tightbbox(self, *args: Any, **kw: Any) -> Any:
+        return self._literally(super().get_tightbbox, *args, **kw)
+
+
 def subplots(*args: Any, **kw: Any) -> tuple[Any, Any]:
-    """``plt.subplots`` under the shared style."""
+    """``plt.subplots`` under the shared style, as a :class:`LiteralFigure`."""
     with plt.rc_context(STYLE):
-        return plt.subplots(*args, **kw)
+        return plt.subplots(*args, FigureClass=LiteralFigure, **kw)
 
 
 def render(fig: Any, fmt: str = "png") -> bytes:

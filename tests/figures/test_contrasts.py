@@ -1,10 +1,12 @@
 """The paired-contrast figure draws each contrast where its numbers say."""
 
+import matplotlib.text
 import numpy as np
 import pytest
 
 from ntkplast import figures, stats
 from ntkplast.errors import NtkplastError
+from ntkplast.figures import render
 
 
 def test_each_contrast_is_a_point_with_its_interval():
@@ -28,3 +30,14 @@ def test_each_contrast_is_a_point_with_its_interval():
 def test_no_groups_is_refused():
     with pytest.raises(NtkplastError, match="no groups"):
         figures.paired_contrasts({})
+
+
+@pytest.mark.parametrize("name", [r"$\frac{$", r"lr=$1e-3$ \n", "<b>&amp;</b> 100%"])
+def test_user_strings_are_drawn_literally(name):
+    """A method, folder or stream name is text, never mathtext: ``$\\frac{$`` drew a
+    ParseException, ``$1e-3$`` came out as math (issue 35)."""
+    c = stats.paired_contrast([0.5, 0.7, 0.6], [0.4, 0.5, 0.5], label=name)
+    fig = figures.paired_contrasts({name: [c]}, title=name)
+    assert render(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if name in t.get_text()]
+    assert texts and not any(t.get_parse_math() for t in texts)

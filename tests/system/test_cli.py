@@ -75,6 +75,20 @@ def test_bad_arguments_are_one_line(tmp_path):
     assert_one_line_error(run_cli("demo", "--set", "nonsense", cwd=tmp_path), "nonsense")
 
 
+@pytest.mark.parametrize("name", ["run\x1b[2J\x1b[31m", "run\x07\x00x", "run\u202eexe.txt"])
+def test_a_name_with_control_characters_is_shown_escaped(tmp_path, name):
+    """A folder or config name reaches the message as text: a terminal escape in it would
+    clear the screen or recolour it, a bidi override would reorder it (issue 35)."""
+    if "\x00" in name:  # no file name or argument holds NUL: a config value does
+        (tmp_path / "c.toml").write_text('[model]\nkind = "run\\u0007\\u0000x"\n')
+        proc = run_cli("train", "c.toml", cwd=tmp_path)
+    else:
+        proc = run_cli("analyze", name, cwd=tmp_path)
+    assert_one_line_error(proc)
+    assert not any(c in proc.stderr for c in "\x1b\x07\x00\u202e")
+    assert ascii(name[3:5])[1:-1] in proc.stderr
+
+
 def test_resume_of_a_non_run_folder(tmp_path):
     (tmp_path / "c.toml").write_text("")
     (tmp_path / "out").mkdir()
