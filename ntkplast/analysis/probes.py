@@ -11,8 +11,14 @@ spectra of different checkpoints are comparable. Sources:
   regression) contributes inputs of its training set instead, and regression probes carry no
   labels (``y = -1``);
 * ``"task:<k>"``: the test set of task k alone (its training inputs if it has none);
-* a path to an ``.npz`` with an array ``x`` (``N × input_shape``) and optionally labels ``y``
-  — for runs written by other programs, whose manifest has no stream.
+* a path to a probe file: an ``.npz`` with an array ``x`` (``N × input_shape``) and optionally
+  labels ``y`` (``len(y) == N``, each in −1 … C − 1, −1: unknown) — for runs written by other
+  programs, whose manifest has no stream. It is read and checked by
+  :func:`ntkplast.runs.output_check.read_probe_file` (the reader of ``import --probe`` too, so
+  a file holding the network's ``outputs`` and ``step`` serves both), with C the manifest's
+  ``num_classes``, else the model's number of outputs, else
+  :data:`~ntkplast.runs.output_check.LABEL_BOUND`; a flaw is refused naming the array. More than
+  ``size`` rows: ``size`` of them are drawn (seeded), each row's label with it.
 """
 
 from __future__ import annotations
@@ -20,14 +26,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Any
 
 import numpy as np
 
 from ntkplast.data import streams
 from ntkplast.errors import NtkplastError
-from ntkplast.io.files import load_arrays
 from ntkplast.runs.checkpoints import Run
+from ntkplast.runs.output_check import LABEL_BOUND, read_probe_file
 
 __all__ = ["Probe", "build_probe"]
 
@@ -127,15 +132,19 @@ def build_probe(run: Run, source: str = "seen", size: int = 256, seed: int = 0,
     if not os.path.isfile(source):
         raise NtkplastError(f"probe {source!r}: not 'seen', 'task:<k>' or an existing "
                             f".npz file")
-    arrays: dict[str, Any] = load_arrays(source)
-    if "x" not in arrays:
-        raise NtkplastError(f"probe file {source} has no array 'x' (found {sorted(arrays)})")
-    x = np.asarray(arrays["x"], np.float32)
-    if x.shape[1:] != tuple(run.input_shape):
-        raise NtkplastError(f"probe file {source}: x has per-example shape {x.shape[1:]}, the "
-                            f"run's model takes {tuple(run.input_shape)}")
-    y = np.asarray(arrays.get("y", np.full(len(x), -1)), np.int64)
+    probe = read_probe_file(source, run.input_shape, num_classes=_classes(run))
+    x = probe.x
+    y = np.full(len(x), -1, np.int64) if probe.y is None else probe.y
     if len(x) > size:
         keep = np.sort(rng.choice(len(x), size=size, replace=False))
         x, y = x[keep], y[keep]
     return Probe(x, y, source, seed)
+
+
+def _classes(run: Run) -> int:
+    """The bound on a probe file's labels: the manifest's ``num_classes``, else the model's
+    number of outputs, else :data:`~ntkplast.runs.output_check.LABEL_BOUND`."""
+    for k in (run.manifest.get("num_classes"), getattr(run.spec, "num_outputs", None)):
+        if isinstance(k, int) and not isinstance(k, bool) and k >= 1:
+            return k
+    return LABEL_BOUND

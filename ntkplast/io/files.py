@@ -18,6 +18,7 @@ import io
 import math
 import os
 import re
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -135,10 +136,51 @@ def array_writer(path: str | os.PathLike) -> Iterator[Callable[[str, Any], None]
         yield add
 
 
-# A member that inflates more than this many times over its compressed size, to more than
-# _BOMB_BYTES, is refused as a zip bomb (float weights compress by less than 2x; np.savez stores).
+# Bounds on one .npz (load_arrays). float weights compress by less than 2x and np.savez stores, so
+# only a crafted file comes near them. A member that inflates more than _BOMB_RATIO times over its
+# compressed size, to more than _BOMB_BYTES, is refused as a zip bomb; so is an archive whose
+# members declare more than _ARCHIVE_FLOOR bytes in all and more than _BOMB_RATIO times the file's
+# size, and one with more than _MAX_MEMBERS members or a central directory (the list of members,
+# parsed whole by zipfile) of more than _MAX_DIRECTORY_BYTES.
 _BOMB_RATIO = 200
 _BOMB_BYTES = 1 << 28
+_ARCHIVE_FLOOR = 1 << 28
+_MAX_MEMBERS = 100_000
+_MAX_DIRECTORY_BYTES = 1 << 25
+
+
+def _directory(f: Any) -> tuple[int, int, int]:
+    """(file size, members, central-directory bytes) that the end record of the zip ``f``
+    declares (the zip64 record's when present); members and bytes are 0 without an end record
+    (zipfile then says what is wrong). Reads at most the last 64 KiB and the zip64 record."""
+    size = f.seek(0, os.SEEK_END)
+    start = max(0, size - 22 - 0xFFFF)  # the end record: 22 bytes and a comment of < 64 KiB
+    f.seek(start)
+    tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    members = directory = 0
+    if at >= 0 and len(tail) - at >= 22:
+        members, directory = struct.unpack("<10xH L 6x", tail[at:at + 22])
+        locator = tail[at - 20:at] if at >= 20 else b""
+        if (members == 0xFFFF or directory == 0xFFFFFFFF) and locator[:4] == b"PK\x06\x07":
+            f.seek(struct.unpack("<8xQ4x", locator)[0])
+            record = f.read(56)
+            if len(record) == 56 and record[:4] == b"PK\x06\x06":
+                members, directory = struct.unpack("<32xQQ8x", record)
+    f.seek(0)
+    return size, members, directory
+
+
+def _check_archive(infos: list[zipfile.ZipInfo], size: int, source: Any) -> None:
+    """Refuse an archive whose members declare more bytes in all than memory holds, or more than
+    ``_ARCHIVE_FLOOR`` and ``_BOMB_RATIO`` times the archive's ``size`` (a zip bomb)."""
+    total, memory = sum(info.file_size for info in infos), array_file_bytes()
+    if total > memory:
+        raise NtkplastError(f"file {source} declares {total} bytes of arrays, more than this "
+                            f"machine's memory ({memory}); is it the right file?")
+    if total > _ARCHIVE_FLOOR and total > _BOMB_RATIO * max(size, 1):
+        raise ValueError(f"its {len(infos)} members would inflate from {size} to {total} bytes "
+                         f"in all (a zip bomb?)")
 
 
 def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -179,17 +221,34 @@ def load_arrays(path: str | os.PathLike | io.BytesIO, *, within: str | os.PathLi
     ``path`` is a regular file (a FIFO, a device or a file larger than this machine's memory is
     refused; with ``within``, also a link out of that folder) or the file's bytes already read
     (``io.BytesIO``; ``source`` names it in errors). Never unpickles: object arrays are
-    refused. Each member's ``.npy`` header is checked against the member's size before anything
-    is allocated, so a header that claims a huge shape or a zip bomb is refused instead of
-    exhausting memory.
+    refused. Before anything is inflated: the archive may have at most 100,000 members
+    (``_MAX_MEMBERS``, read from its end record before the members are listed, and a list of
+    at most 32 MiB); their declared sizes may sum to at most this machine's memory
+    (:func:`~ntkplast.io.safe_read.array_file_bytes`), and to at most 200 times the file's size
+    once above 256 MiB (below that any ratio passes: all-zero arrays of a few MB compress
+    ~1000 times); a member may inflate to at most 200 times its compressed size once above
+    256 MiB; each member's ``.npy`` header must match its declared size (so the arrays' bytes,
+    too, are within these bounds). A zip bomb or a header that claims a huge shape is refused
+    instead of exhausting memory.
     """
     source = path if source is None else source
     try:
         with contextlib.ExitStack() as stack:
             f = path if isinstance(path, io.BytesIO) else stack.enter_context(
                 open_regular(path, limit=array_file_bytes(), within=within))
+            size, members, directory = _directory(f)
+            if members > _MAX_MEMBERS or directory > _MAX_DIRECTORY_BYTES:
+                raise NtkplastError(f"file {source} declares {members} members in a list of "
+                                    f"{directory} bytes; an .npz of arrays may hold at most "
+                                    f"{_MAX_MEMBERS} in {_MAX_DIRECTORY_BYTES} bytes; is it the "
+                                    f"right file?")
             zf = stack.enter_context(zipfile.ZipFile(f))
             infos = zf.infolist()
+            if len(infos) > _MAX_MEMBERS:
+                raise NtkplastError(f"file {source} holds {len(infos)} members; an .npz of "
+                                    f"arrays may hold at most {_MAX_MEMBERS}; is it the right "
+                                    f"file?")
+            _check_archive(infos, size, source)
             for info in infos:
                 _check_member(zf, info)
             out = {}

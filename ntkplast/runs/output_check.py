@@ -19,22 +19,27 @@ With none of these the import is refused: there is no default φ. :func:`read_re
 reference file (``.npz`` with arrays ``x`` and ``outputs``, and optionally ``step``: the number
 of the checkpoint whose outputs they are; default the first) and :func:`resolve_activation`
 applies the rule above to that checkpoint of an import.
+
+A reference file is a **probe file**, the format that ``analyze --probe FILE.npz`` reads too
+(``x``, optionally labels ``y``): :func:`read_probe_file` is the one reader of both, and checks
+every array before anything uses it (its docstring states what is accepted).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ntkplast import models
+from ntkplast import models, validate
 from ntkplast.errors import NtkplastError
 from ntkplast.io.files import load_arrays
 
-__all__ = ["ATOL", "FIRST", "RTOL", "Reference", "output_error", "read_reference",
-           "relative_error", "resolve_activation"]
+__all__ = ["ATOL", "FIRST", "LABEL_BOUND", "PROBE_ARRAYS", "RTOL", "ProbeFile", "Reference",
+           "output_error", "read_probe_file", "read_reference", "relative_error",
+           "resolve_activation"]
 
 RTOL = 1e-4
 ATOL = 1e-6
@@ -42,42 +47,165 @@ Reference = tuple[np.ndarray, np.ndarray]
 """Probe inputs ``N × input_shape`` and the original network's outputs on them, ``N × K``."""
 FIRST = -1
 """The ``step`` of a reference that does not name one: the import's first checkpoint."""
+PROBE_ARRAYS = ("x", "y", "outputs", "step")
+"""The arrays a probe file may hold (:func:`read_probe_file`); any other is refused."""
+LABEL_BOUND = 2**16
+"""Labels ``y`` must be below this when the number of classes is not known: they index the
+network's outputs, and the kernel–target alignment one-hot encodes them (``N × (max + 1)``)."""
 Loader = Callable[[str | None], tuple[models.ArchSpec, models.Params]]
 """``load(activation)``: the first checkpoint converted with that φ (``None``: the spec's)."""
 
 
-def read_reference(path: str | os.PathLike) -> tuple[Reference, int]:
-    """``((x, outputs), step)`` of a reference file: an ``.npz`` with arrays ``x`` (inputs,
-    ``N × input_shape``), ``outputs`` (the original network's outputs on them, ``N × K``) and
-    optionally ``step`` (a scalar: the number of the checkpoint that gave them; default
-    :data:`FIRST`)."""
+class ProbeFile(NamedTuple):
+    """A checked probe file (:func:`read_probe_file`)."""
+
+    x: np.ndarray
+    """Inputs, float32 ``N × input_shape``."""
+    y: np.ndarray | None
+    """Labels, int64 ``N`` (−1: unknown), or ``None``."""
+    outputs: np.ndarray | None
+    """The original network's outputs on ``x``, float64 ``N × K``, or ``None``."""
+    step: int
+    """The checkpoint that gave ``outputs`` (:data:`FIRST`: the first)."""
+
+
+def _refuse(path: str | os.PathLike, what: str) -> NtkplastError:
+    return NtkplastError(f"probe file {path}: {what}")
+
+
+def _real(path: str | os.PathLike, name: str, a: np.ndarray, fix: str) -> None:
+    """Refuse an array that does not hold real numbers (bool, complex, strings, dates)."""
+    if a.dtype.kind not in "fiu":
+        raise _refuse(path, f"{name} must hold real numbers (float or integer), got dtype "
+                            f"{a.dtype}; {fix}")
+
+
+def _finite(path: str | os.PathLike, name: str, a: np.ndarray, dtype: type) -> np.ndarray:
+    """``a`` as ``dtype``, refused unless every value is finite in ``dtype``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(a, dtype)
+    bad = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1))
+    if len(bad):
+        raise _refuse(path, f"{name} is not finite in {len(bad)} row(s) (NaN, inf or beyond "
+                            f"{np.dtype(dtype).name}'s range; first: row {bad[0]}); remove or "
+                            f"fix those rows")
+    return out
+
+
+def _labels(path: str | os.PathLike, y: np.ndarray, rows: int, bound: int) -> np.ndarray:
+    """The labels ``y`` as ``int64``, checked (:func:`read_probe_file`)."""
+    whole = y.dtype.kind in "iu"
+    if y.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            whole = bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))
+    if not whole:
+        raise _refuse(path, f"y must hold integer class labels (-1: unknown), got dtype "
+                            f"{y.dtype}{' with non-integer values' if y.dtype.kind == 'f' else ''}"
+                            f"; save y as int64")
+    if y.ndim != 1:
+        raise _refuse(path, f"y must be 1-D (one label per row of x), got shape {y.shape}; "
+                            f"for one-hot labels save their argmax")
+    if len(y) != rows:
+        raise _refuse(path, f"y has {len(y)} labels but x has {rows} rows; save one label per "
+                            f"row of x (-1 where unknown)")
+    if len(y) and (y.min() < -1 or y.max() >= bound):
+        raise _refuse(path, f"y holds labels {y.min()} .. {y.max()}, outside -1 .. {bound - 1} "
+                            f"(-1: unknown; {bound} classes); save the class indices the model "
+                            f"was trained on")
+    return y.astype(np.int64)
+
+
+def read_probe_file(path: str | os.PathLike, input_shape: Sequence[int] | None = None, *,
+                    num_classes: int | None = None) -> ProbeFile:
+    """Read and check a probe file: an ``.npz`` of the arrays in :data:`PROBE_ARRAYS`.
+
+    The one reader of the ``--probe FILE.npz`` of ``analyze`` (:func:`ntkplast.analysis.probes.
+    build_probe`) and of ``import`` (:func:`read_reference`). What it accepts:
+
+    * ``x`` (required): ``N × input_shape`` real numbers (float or integer dtype; bool, complex,
+      strings and objects are refused), ``N >= 1``, every value finite as float32; with
+      ``input_shape``, ``x.shape[1:]`` must equal it. Returned as float32.
+    * ``y`` (optional): one class label per row of ``x``, 1-D, ``len(y) == N``, integer dtype,
+      or a float dtype whose values are all whole numbers (bool refused), each in
+      ``-1 .. bound - 1`` (−1: unknown), ``bound = num_classes`` if given, else
+      :data:`LABEL_BOUND`. Returned as int64; ``None`` when absent.
+    * ``outputs`` (optional): the original network's outputs on ``x``, 2-D ``N × K`` real
+      numbers (``K >= 1``), finite as float64. Returned as float64; ``None`` when absent.
+    * ``step`` (optional): one integer >= 0, the checkpoint whose outputs these are; absent:
+      :data:`FIRST`.
+
+    Any other array is refused (a misspelt ``labels`` would otherwise be silently ignored).
+
+    Raises:
+      NtkplastError: one line naming the file and the array, and what to do.
+    """
     arrays = load_arrays(path)
+    unknown = sorted(set(arrays) - set(PROBE_ARRAYS))
+    if unknown:
+        raise _refuse(path, f"unknown array(s) {unknown}; a probe file holds x (inputs) and "
+                            f"optionally y (labels), outputs (the network's outputs on x) and "
+                            f"step; rename or remove the others")
+    if "x" not in arrays:
+        raise _refuse(path, f"has no array 'x' (found {sorted(arrays)}); save the probe inputs "
+                            f"as x, N × the model's input shape")
+    x = arrays["x"]
+    _real(path, "x", x, "save the inputs as float32")
+    if x.ndim < 2:
+        raise _refuse(path, f"x must be N × input shape with a batch axis, got shape {x.shape}; "
+                            f"for one input save x[None]")
+    if len(x) == 0 or x.size == 0:
+        raise _refuse(path, f"x has no rows or no values (shape {x.shape}); save at least one "
+                            f"input")
+    if input_shape is not None and x.shape[1:] != tuple(input_shape):
+        raise _refuse(path, f"x has per-example shape {x.shape[1:]}, the model takes "
+                            f"{tuple(input_shape)}; save x as N × {tuple(input_shape)}")
+    x = _finite(path, "x", x, np.float32)
+    y = None
+    if "y" in arrays:
+        y = _labels(path, arrays["y"], len(x), LABEL_BOUND if num_classes is None else num_classes)
+    outputs = None
+    if "outputs" in arrays:
+        out = arrays["outputs"]
+        _real(path, "outputs", out, "save the network's outputs as float32")
+        if out.ndim != 2 or out.shape[0] != len(x) or out.shape[1] == 0:
+            raise _refuse(path, f"outputs must be 2-D, N × K with one row per row of x ({len(x)} "
+                                f"rows) and K >= 1, got shape {out.shape}; save the network's "
+                                f"outputs on x")
+        outputs = _finite(path, "outputs", out, np.float64)
     step = FIRST
     if "step" in arrays:
         s = arrays["step"]
         if s.shape != () or s.dtype.kind not in "iu" or int(s) < 0:
-            raise NtkplastError(f"reference file {path}: step must be one integer >= 0 (the "
-                                f"checkpoint whose outputs these are), got {s!r:.40}")
+            raise _refuse(path, f"step must be one integer >= 0 (the checkpoint whose outputs "
+                                f"these are), got {s!r:.40}")
         step = int(s)
-    missing = [k for k in ("x", "outputs") if k not in arrays]
-    if missing:
-        raise NtkplastError(f"reference file {path}: no array {missing} (found {sorted(arrays)}); "
-                            f"it needs x (probe inputs) and outputs (your network's outputs on x)")
-    x, out = arrays["x"], arrays["outputs"]
-    for name, a in (("x", x), ("outputs", out)):
-        if a.dtype.kind not in "fiu" or a.ndim < 2 or len(a) == 0:
-            raise NtkplastError(f"reference file {path}: {name} must be a non-empty numeric "
-                                f"array with a batch axis, got dtype {a.dtype} shape {a.shape}")
-    if len(x) != len(out):
-        raise NtkplastError(f"reference file {path}: x has {len(x)} rows, outputs {len(out)}")
-    return (np.asarray(x, np.float32), np.asarray(out, np.float64)), step
+    return ProbeFile(x, y, outputs, step)
+
+
+def read_reference(path: str | os.PathLike) -> tuple[Reference, int]:
+    """``((x, outputs), step)`` of a reference file: a probe file (:func:`read_probe_file`, every
+    array checked) that must hold ``outputs`` (the original network's outputs on ``x``,
+    ``N × K``); ``step`` defaults to :data:`FIRST`. The per-example shape of ``x`` is checked
+    against the converted network by :func:`output_error`."""
+    probe = read_probe_file(path)
+    if probe.outputs is None:
+        raise _refuse(path, "no array 'outputs'; a reference needs x (probe inputs) and outputs "
+                            "(your network's outputs on x)")
+    return (probe.x, probe.outputs), probe.step
 
 
 def output_error(spec: models.ArchSpec, params: models.Params, reference: Reference) -> float:
     """max_i |f̂(x)_i − f(x)_i| / (max_i |f(x)_i| + ATOL/RTOL) of the converted network ``spec``,
-    ``params`` on the reference: ≤ RTOL means it reproduces the original."""
+    ``params`` on the reference: ≤ RTOL means it reproduces the original.
+
+    Raises:
+      NtkplastError: the reference's ``x`` (its per-example shape) does not fit the network, or
+        ``params`` do not belong to ``spec`` (:func:`ntkplast.validate.check_probe_set`).
+    """
     x, want = reference
-    return relative_error(models.build(spec).apply(params, x), want)
+    model = models.build(spec)
+    validate.check_probe_set(model, params, x, name="the reference's x")
+    return relative_error(model.apply(params, x), want)
 
 
 def relative_error(got: Any, want: np.ndarray) -> float:
@@ -130,8 +258,12 @@ def resolve_activation(load: Loader, *, activation: str | None, spec_given: bool
         except NtkplastError as e:
             errors[name] = str(e)
     match = [n for n, e in errors.items() if isinstance(e, float) and e <= RTOL]
-    shown = ", ".join(f"{n}: {e:.2g}" if isinstance(e, float) else f"{n}: {e}"
-                      for n, e in errors.items())
+    failed: dict[str, list[str]] = {}  # one message per distinct failure, not per activation
+    for n, e in errors.items():
+        if not isinstance(e, float):
+            failed.setdefault(e, []).append(n)
+    shown = "; ".join([f"{n}: {e:.2g}" for n, e in errors.items() if isinstance(e, float)]
+                      + [f"{', '.join(names)}: {e}" for e, names in failed.items()])
     if len(match) != 1:
         raise NtkplastError(f"{source}: {'no' if not match else 'several'} activation(s) "
                             f"{match if match else ''} reproduce the reference outputs "
