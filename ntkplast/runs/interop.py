@@ -14,6 +14,7 @@ from a file for the CLI.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -98,8 +99,8 @@ def numbered_sources(src: Path, number_of: Callable[[Path], int | None], what: s
 
 def _numbered_files(src: Path, regex: re.Pattern[str], pattern: str) -> dict[int, Path]:
     """``{number: path}`` of the checkpoint files in ``src`` whose names carry a number."""
-    def number_of(path: Path) -> int | None:
-        if not path.is_file() or path.suffix.lower() not in SUFFIXES:
+    def number_of(path: Path) -> int | None:  # a FIFO or device with a matching name is named
+        if path.is_dir() or path.suffix.lower() not in SUFFIXES:  # when read, never skipped
             return None
         return _number(path.name, regex)
     return numbered_sources(src, number_of, f"files with suffix {'/'.join(SUFFIXES)}", pattern)
@@ -117,8 +118,13 @@ def convert_files(files: Mapping[int, Path], out: Path, number: str,
     layer's fan-in when ``input_shape`` is ``None``), one ``"imported"`` entry per source naming
     its file under ``source``, ``complete``, and ``imported_from`` last. Shared by the PyTorch
     and the JAX importers (:mod:`ntkplast.runs.jax_import`).
+
+    Every source must also hold the first one's parameters with the same shapes
+    (:func:`check_same_shapes`): the architecture does not record the input dimension, so
+    checkpoints of networks that differ only there are refused here, naming both files.
     """
     first: tuple[models.ArchSpec, Path, dict[str, Any]] | None = None  # spec, file, manifest
+    shapes: dict[str, tuple[int, ...]] = {}
     for n in sorted(files):
         path = files[n]
         got_spec, params = load(path)
@@ -128,15 +134,40 @@ def convert_files(files: Mapping[int, Path], out: Path, number: str,
             first = (got_spec, path, checkpoints.new_manifest(
                 got_spec, input_shape, complete=True,
                 origin={"imported_from": dict(imported_from)}))
+            shapes = param_shapes(params)
         elif got_spec != first[0]:
             raise NtkplastError(f"{path}: architecture {got_spec.to_dict()} differs from "
                                 f"{first[1].name}'s {first[0].to_dict()}; import one "
                                 f"architecture per run folder")
+        else:
+            check_same_shapes(param_shapes(params), shapes, path, first[1])
         checkpoints.append_checkpoint(out, first[2], params, step=n,
                                       task=n if number == "task" else 0, kind="imported",
                                       source=path.name, save_manifest=False)
     assert first is not None
     return first[2]
+
+
+def param_shapes(params: models.Params | Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of a checkpoint's parameters, named as the run folder stores them
+    (:func:`ntkplast.runs.checkpoints.params_to_arrays`)."""
+    return {k: tuple(int(d) for d in v.shape)
+            for k, v in checkpoints.params_to_arrays(params).items()}
+
+
+def check_same_shapes(got: Mapping[str, tuple[int, ...]], want: Mapping[str, tuple[int, ...]],
+                      path: Path, first: Path) -> None:
+    """Refuse ``path``'s parameter shapes ``got`` unless they are ``first``'s ``want``: one
+    line naming both files and the first parameter that differs (the first layer's weight when
+    only the input dimension does)."""
+    if got == want:
+        return
+    name = next((k for k in want if got.get(k) != want[k]), None)
+    name = name if name is not None else next(k for k in got if k not in want)
+    raise NtkplastError(f"{path}: parameter {name} has shape {got.get(name, 'none')} but "
+                        f"{first.name}'s has {want.get(name, 'none')}; every checkpoint of an "
+                        f"import must be the same network (same input dimension and layer "
+                        f"sizes): import the others into another run folder")
 
 
 def check_source(src_dir: str | os.PathLike, pattern: str,
@@ -167,16 +198,36 @@ def check_new_run(run: Path) -> None:
                             f"overwrites)")
 
 
+_IMPORTING = ".importing-"
+
+
+def remove_stale_imports(run: Path) -> int:
+    """Delete the temporary siblings ``.<run>.importing-<8 random characters>/`` that a killed
+    import of ``run`` left (:func:`write_imported_run`), with what they hold; never a link, a
+    file, or a folder named otherwise (another run's temporary, a user's folder). Returns how
+    many. Call it only while holding ``run``'s lock: every import of ``run`` holds it while its
+    temporary exists, so no live process is writing the ones removed."""
+    mine = re.compile(re.escape(f".{run.name}{_IMPORTING}") + r"[a-z0-9_]{8}")
+    removed = 0
+    for path in run.parent.glob(f".{glob.escape(run.name)}{_IMPORTING}*"):
+        if mine.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def write_imported_run(run: Path, convert: Callable[[Path], dict[str, Any]]) -> checkpoints.Run:
     """Write a run folder from ``convert(tmp) -> manifest`` (:func:`convert_files`: the
     checkpoints written into ``tmp``, the manifest that lists them not yet), holding the folder's
-    writer lock (:func:`ntkplast.io.lock.folder_lock`): convert into a temporary sibling, then move
-    the checkpoints in and the manifest last (nothing is left behind on an error). ``run`` must
-    not exist or be empty.
+    writer lock (:func:`ntkplast.io.lock.folder_lock`): remove what a killed import of ``run``
+    left (:func:`remove_stale_imports`), convert into a temporary sibling
+    ``.<run>.importing-<random>``, then move the checkpoints in and the manifest last (nothing
+    is left behind on an error). ``run`` must not exist or be empty.
     """
     with folder_lock(run, "import"):
         check_new_run(run)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}.importing-", dir=run.parent))
+        remove_stale_imports(run)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}{_IMPORTING}", dir=run.parent))
         try:
             manifest = convert(tmp)
             checkpoints.write_manifest(tmp, manifest)

@@ -3,11 +3,16 @@
 Each checkpoint in the source folder is one of
 
 * an **Orbax** checkpoint folder (``CheckpointManager``'s ``<step>/<item>/`` or a
-  ``Checkpointer.save`` folder): restored by ``orbax.checkpoint`` without a target, which reads
-  JSON/msgpack metadata and tensorstore arrays only;
+  ``Checkpointer.save`` folder): checked by :func:`check_orbax_item` (no FIFO, device or link
+  out of it; array shapes within a memory budget), then restored by ``orbax.checkpoint``
+  without a target, which reads JSON/msgpack metadata and tensorstore arrays only;
 * a **Flax msgpack** file (``.msgpack``, ``flax.serialization.to_bytes``): read by
   ``flax.serialization.msgpack_restore``, plain msgpack with ndarray extension types;
 * a **safetensors** file of a flattened pytree (keys joined by ``.`` or ``/``).
+
+Files are read through :func:`ntkplast.io.safe_read.read_bytes`: a FIFO, a device (a link to
+``/dev/zero``) or a file larger than :func:`ntkplast.io.safe_read.array_file_bytes` (physical
+memory) is refused before it is read.
 
 Nothing in a file can run code: pickle-based files (``.pkl``, ``.pickle``, ``.dill``,
 ``.joblib``, ``.pt``/``.pth`` are the PyTorch importer's, through ``weights_only``) are refused
@@ -26,7 +31,6 @@ so ``analyze``, ``figures``, ``hypotheses`` and sweeps read it like any run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -38,12 +42,14 @@ import numpy as np
 from ntkplast import models
 from ntkplast.convert.pytrees import pytree_to_params
 from ntkplast.errors import NtkplastError
+from ntkplast.io import safe_read
 from ntkplast.runs import checkpoints, interop, output_check
 from ntkplast.runs.function_models import FunctionSpec, build
+from ntkplast.runs.orbax_check import check_orbax_item
 from ntkplast.runs.state_dicts import load_safetensors
 
-__all__ = ["FRAMEWORKS", "PICKLE_SUFFIXES", "import_function_folder", "import_jax_folder",
-           "load_pytree"]
+__all__ = ["FRAMEWORKS", "PICKLE_SUFFIXES", "check_orbax_item", "import_function_folder",
+           "import_jax_folder", "load_pytree"]
 
 FRAMEWORKS = {"flax": "hwc", "equinox": "chw"}
 """Frameworks whose layouts are read, with the image layout each uses."""
@@ -80,6 +86,7 @@ def _restore_orbax(item: Path) -> Any:
         raise NtkplastError(f"{item}: reading Orbax checkpoints needs orbax-checkpoint; pip "
                             f"install orbax-checkpoint (or: pip install 'ntkplast[jax-models]')"
                             ) from None
+    check_orbax_item(item)
     try:
         return ocp.PyTreeCheckpointer().restore(str(item.resolve()))
     except Exception as e:  # orbax/tensorstore raise many types for a damaged folder
@@ -93,7 +100,12 @@ def _restore_msgpack(path: Path) -> Any:
     except ImportError:
         raise NtkplastError(f"{path}: reading Flax msgpack needs flax; pip install flax") from None
     try:
-        return serialization.msgpack_restore(path.read_bytes())
+        data = safe_read.read_bytes(path, limit=safe_read.array_file_bytes())
+    except FileNotFoundError:
+        raise NtkplastError(f"{path} does not exist (a broken link?); give an existing "
+                            f"checkpoint file") from None
+    try:
+        return serialization.msgpack_restore(data)
     except Exception as e:  # msgpack raises its own errors for damaged bytes
         raise NtkplastError(f"{path} is not a readable Flax msgpack file ({type(e).__name__}: "
                             f"{e})") from None
@@ -114,7 +126,9 @@ def load_pytree(path: str | os.PathLike) -> Any:
     """The pytree of one checkpoint (an Orbax folder, ``.msgpack`` or ``.safetensors`` file).
 
     Raises:
-      NtkplastError: a pickle-based file (refused, with why), an unknown format, a damaged file.
+      NtkplastError: a pickle-based file (refused, with why), an unknown format, a damaged file;
+        a FIFO, device or file over this machine's memory where a file is read; an Orbax
+        folder :func:`check_orbax_item` refuses.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -159,8 +173,8 @@ def _step(path: Path, regex: re.Pattern[str]) -> int | None:
     meta = path / "_CHECKPOINT_METADATA"
     if meta.is_file():
         try:
-            step = json.loads(meta.read_text(encoding="utf-8")).get("step")
-        except (OSError, ValueError, AttributeError):
+            step = safe_read.read_json(meta, limit=safe_read.CONFIG_BYTES).get("step")
+        except (OSError, NtkplastError, AttributeError):
             step = None
         if isinstance(step, int) and step >= 0:
             return step

@@ -3,7 +3,11 @@
 ``.safetensors`` through safetensors' numpy API; ``.pt``/``.pth``/``.bin``/``.ckpt`` through
 ``torch.load(weights_only=True)`` (a file that carries code is refused, the code never runs;
 common wrappers such as ``{"state_dict": …}`` are unwrapped); ``.npz`` of plain arrays through
-the guarded reader of :mod:`ntkplast.io.files`. Used by :mod:`ntkplast.runs.interop`.
+the guarded reader of :mod:`ntkplast.io.files`. Every file is opened by
+:func:`ntkplast.io.safe_read.open_regular`: a FIFO, a device (a link to ``/dev/zero``), a socket
+or a file larger than :func:`ntkplast.io.safe_read.array_file_bytes` (this machine's physical
+memory) is refused with :class:`~ntkplast.errors.NtkplastError` before a byte is parsed.
+Used by :mod:`ntkplast.runs.interop` and :mod:`ntkplast.runs.jax_import`.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ntkplast.errors import NtkplastError
+from ntkplast.io import safe_read
 from ntkplast.io.files import load_arrays
 
 __all__ = ["SUFFIXES", "TORCH_SUFFIXES", "load_safetensors", "load_state_dict", "load_torch"]
@@ -29,22 +34,44 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
 
 
 def _reader(path: str | os.PathLike, module: str, missing: str) -> Any:
-    """The optional dependency ``module`` that reads ``path``, once ``path`` is known a file."""
+    """The optional dependency ``module`` that reads ``path``."""
     try:
-        found = importlib.import_module(module)
+        return importlib.import_module(module)
     except ImportError:
         raise NtkplastError(f"{path}: {missing}") from None
-    if not Path(path).is_file():
-        raise NtkplastError(f"{path} does not exist or is not a file")
-    return found
+
+
+def _missing(path: str | os.PathLike) -> NtkplastError:
+    return NtkplastError(f"{path} does not exist (a broken link?); give an existing checkpoint "
+                         f"file")
+
+
+def _open(path: str | os.PathLike) -> BinaryIO:
+    """``path`` opened if it is a regular file within the bound (module docstring)."""
+    try:
+        return safe_read.open_regular(path, limit=safe_read.array_file_bytes())
+    except FileNotFoundError:
+        raise _missing(path) from None
+
+
+def _read(path: str | os.PathLike) -> bytes:
+    """All bytes of ``path`` if it is a regular file within the bound (module docstring)."""
+    try:
+        return safe_read.read_bytes(path, limit=safe_read.array_file_bytes())
+    except FileNotFoundError:
+        raise _missing(path) from None
 
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read every tensor of a ``.safetensors`` file as numpy arrays (no torch, no pickle)."""
+    """Read every tensor of a ``.safetensors`` file as numpy arrays (no torch, no pickle).
+
+    The file must be a regular file of at most this machine's physical memory (module
+    docstring); it is read whole, then parsed."""
     st = _reader(path, "safetensors.numpy", "reading .safetensors needs the safetensors package; "
                  "pip install safetensors (or: pip install 'ntkplast[interop]')")
+    data = _read(path)
     try:
-        return dict(st.load_file(str(path)))
+        return dict(st.load(data))
     except Exception as e:  # safetensors raises its own SafetensorError, TypeError for bf16, ...
         raise NtkplastError(f"{path} is not a readable safetensors file of numpy-compatible "
                             f"tensors ({type(e).__name__}: {e}); re-save it with float32 tensors"
@@ -56,15 +83,18 @@ def load_torch(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Only tensors and plain containers are unpickled, so a file that carries code is refused and
     its code never runs. A checkpoint dict that wraps the state dict under ``"state_dict"``,
-    ``"model_state_dict"``, ``"model"``, ``"net"`` or ``"module"`` is unwrapped.
+    ``"model_state_dict"``, ``"model"``, ``"net"`` or ``"module"`` is unwrapped. The file must
+    be a regular file of at most this machine's physical memory (module docstring).
     """
     torch = _reader(path, "torch", "reading PyTorch files needs torch (pip install torch); or "
                     "save the state dict with safetensors, which needs no torch")
     try:
-        with warnings.catch_warnings():  # a damaged file's odd protocol byte: refused below
+        with _open(path) as f, warnings.catch_warnings():  # odd protocol byte: refused below
             warnings.filterwarnings("ignore", message="Detected pickle protocol",
                                     category=UserWarning)
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            obj = torch.load(f, map_location="cpu", weights_only=True)
+    except NtkplastError:
+        raise
     except Exception as e:  # pickle.UnpicklingError for unsafe payloads, RuntimeError, ...
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
         unsafe = re.search(r"Unsupported (global|operand)[^.\n]*", text)
