@@ -10,8 +10,10 @@
    folder must still open, ``ntkplast train --resume`` must finish, and every file must equal
    an uninterrupted run's bytes. The same for ``ntkplast analyze`` (metrics.csv compared).
 2. Fuzzing: ``--fuzz-cases`` inputs per reader (random bytes, byte mutations of a valid file,
-   well-formed documents with wrong values; tests/stress/fuzz_targets.py); each outcome is
-   accepted, refused (NtkplastError) or a crash (any other exception, or > 10 s: a hang).
+   well-formed documents with wrong values; tests/stress/fuzz_targets.py), plus a FIFO and a
+   link to /dev/zero in the file's place; each outcome is accepted, refused (NtkplastError), a
+   crash (any other exception) or a hang (> 10 s), and the process's peak resident memory after
+   each reader must stay under ``FUZZ_MEMORY_BOUND_MIB`` (2 GiB).
 3. Memory: peak resident memory of ``ntkplast analyze`` (a child process, from ``wait4``) on
    synthetic series of each length in ``--series`` (2×32 ReLU MLP on 64 inputs, probe of 32).
 4. Concurrent writers: ``--writers`` ``ntkplast train`` processes started together on one
@@ -225,7 +227,21 @@ def _alarm(*_):
     raise TimeoutError
 
 
+FUZZ_MEMORY_BOUND_MIB = 2048
+"""Largest peak resident memory the fuzzing process may reach (MiB): a reader that allocates
+what a hostile header claims would pass it."""
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def fuzz(cases: int, work: Path, seed: int) -> dict[str, collections.Counter]:
+    """``cases`` inputs per reader plus a FIFO and a link to /dev/zero in its file's place;
+    counts accepted, refused, crash (a traceback) and hang (> 10 s), and the peak resident
+    memory after each reader (a crash when above :data:`FUZZ_MEMORY_BOUND_MIB`)."""
     seeds = fuzz_targets.seeds()
     results: dict[str, collections.Counter] = {}
     signal.signal(signal.SIGALRM, _alarm)
@@ -236,22 +252,34 @@ def fuzz(cases: int, work: Path, seed: int) -> dict[str, collections.Counter]:
         folder = work / f"fuzz_{reader}"
         folder.mkdir()
         t0 = time.perf_counter()
-        for _ in range(cases):
-            blob = fuzz_targets.case(reader, seeds[reader], rng)
+        inputs = [(None, kind) for kind in ("fifo", "zero")] + [
+            (fuzz_targets.case(reader, seeds[reader], rng), None) for _ in range(cases)]
+        for blob, special in inputs:
             signal.alarm(10)
             try:
-                out = fuzz_targets.outcome(reader, blob, folder)
+                if special is None:
+                    out = fuzz_targets.outcome(reader, blob, folder)
+                else:
+                    with tempfile.TemporaryDirectory(dir=work) as d:
+                        out = fuzz_targets.special_outcome(reader, special, Path(d))
             except TimeoutError:
-                out = "crash:hang (> 10 s)"
+                out = "hang (> 10 s)"
             finally:
                 signal.alarm(0)
-            key = out if out in ("accepted", "refused") else "crash"
+            key = out if out in ("accepted", "refused") else (
+                "hang" if out.startswith("hang") else "crash")
             c[key] += 1
-            if key == "crash" and out not in examples:
-                examples[out] = blob[:120]
+            if key not in ("accepted", "refused") and out not in examples:
+                examples[out] = (blob or special.encode())[:120]
+        peak = _peak_rss_mib()
+        c["peak_rss_mib"] = round(peak)
+        if peak > FUZZ_MEMORY_BOUND_MIB:
+            c["over_memory_bound"] += 1
         results[reader] = c
-        print(f"  fuzz {reader:10s} {cases} cases in {time.perf_counter() - t0:5.1f} s: "
-              f"accepted {c['accepted']}, refused {c['refused']}, crash {c['crash']}", flush=True)
+        print(f"  fuzz {reader:11s} {len(inputs)} cases in {time.perf_counter() - t0:6.1f} s: "
+              f"accepted {c['accepted']}, refused {c['refused']}, crash {c['crash']}, "
+              f"hang {c['hang']}; peak RSS {peak:,.0f} MiB (bound {FUZZ_MEMORY_BOUND_MIB})",
+              flush=True)
         for out, blob in examples.items():
             print(f"      {out}  input {blob!r}")
     return results
@@ -318,7 +346,7 @@ def draw(train: dict, analyze: dict, fuzzed: dict, memory: dict, path: Path) -> 
     readers = list(fuzzed)
     left = np.zeros(len(readers))
     for outcome, color in (("accepted", "tab:green"), ("refused", "tab:gray"),
-                           ("crash", "tab:red")):
+                           ("crash", "tab:red"), ("hang", "tab:purple")):
         vals = np.array([fuzzed[r][outcome] for r in readers], float)
         ax[1].barh(readers, vals, left=left, color=color, label=outcome)
         left += vals

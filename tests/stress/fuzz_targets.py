@@ -1,9 +1,11 @@
 """Every file reader of ntkplast as a fuzz target: bytes in, outcome out.
 
-Readers: run manifest, checkpoint .npz, IDX (plain, gzip), CIFAR binary and python batches, TOML
-configs, sweep grids (with their points' configs), metrics tables (CSV), and the PyTorch
-importers (safetensors; .pt through torch.load(weights_only=True) where torch is installed), each
-followed by what consumes its output (params, a model spec).
+Readers: run manifest, checkpoint .npz, probe file (``analyze/import --probe``), IDX (plain,
+gzip), CIFAR binary and python batches, TOML configs, sweep grids (with their points' configs),
+metrics tables (CSV), the PyTorch importers (safetensors; .pt through torch.load(weights_only=True)
+where torch is installed) and the JAX importers where flax and orbax are installed (Flax msgpack;
+an Orbax checkpoint with one array's ``.zarray`` or its ``_METADATA`` replaced), each followed by
+what consumes its output (params, a model spec).
 A target writes the bytes where the reader expects a file and calls the reader. The outcome is
 ``"accepted"`` (read without error), ``"refused"`` (:class:`NtkplastError`, the only allowed
 failure) or ``"crash:<ExceptionType>"`` (a bug). ``tests/system/test_fuzz.py`` drives these with
@@ -19,28 +21,38 @@ reader expects its file.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import io
 import json
 import pickle
 import random
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from ntkplast.convert.pytrees import pytree_to_params
 from ntkplast.data import datasets as data
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import sweep
-from ntkplast.runs import checkpoints, interop
+from ntkplast.runs import checkpoints, interop, jax_import, output_check
 from ntkplast.table import Table
 from ntkplast.training import config
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
-READERS = ("manifest", "npz", "idx", "idx_gz", "cifar_bin", "cifar_py", "toml", "grid", "csv",
-           "safetensors") + (("torch",) if HAVE_TORCH else ())
-STRUCTURED = ("manifest", "toml", "grid", "csv")  # text formats with a structure to attack
+HAVE_FLAX = importlib.util.find_spec("flax") is not None
+HAVE_ORBAX = HAVE_FLAX and importlib.util.find_spec("orbax") is not None
+READERS = (("manifest", "npz", "probe", "idx", "idx_gz", "cifar_bin", "cifar_py", "toml", "grid",
+            "csv", "safetensors") + (("torch",) if HAVE_TORCH else ())
+           + (("msgpack",) if HAVE_FLAX else ())
+           + (("orbax_zarray", "orbax_metadata") if HAVE_ORBAX else ()))
+_ORBAX_FILES = {"orbax_zarray": "params.Dense_0.kernel/.zarray", "orbax_metadata": "_METADATA"}
+JSON_READERS = ("manifest", "orbax_zarray", "orbax_metadata")
+STRUCTURED = JSON_READERS + ("toml", "grid", "csv")  # text formats with a structure to attack
 
 _TINY_MODEL = {"kind": "mlp", "widths": [3], "num_outputs": 2}
 _TINY_SHAPE = [2]
@@ -52,6 +64,34 @@ def _tiny_params_arrays() -> dict[str, np.ndarray]:
             "params/0/b": np.zeros(3, np.float32),
             "params/1/W": rng.normal(size=(3, 2)).astype(np.float32),
             "params/1/b": np.zeros(2, np.float32)}
+
+
+def _flax_tree() -> dict:
+    rng = np.random.default_rng(0)
+    return {"params": {"Dense_0": {"kernel": rng.normal(size=(2, 3)).astype(np.float32),
+                                   "bias": np.zeros(3, np.float32)},
+                       "Dense_1": {"kernel": rng.normal(size=(3, 2)).astype(np.float32),
+                                   "bias": np.zeros(2, np.float32)}}}
+
+
+@functools.lru_cache(maxsize=1)
+def _orbax_seed() -> Path:
+    """A valid Orbax checkpoint of :func:`_flax_tree` (zarr files, no OCDBT, so that each array's
+    metadata is a file to fuzz), saved once per process."""
+    import orbax.checkpoint as ocp
+
+    folder = Path(tempfile.mkdtemp(prefix="ntkplast-fuzz-orbax-")) / "item"
+    handler = ocp.PyTreeCheckpointHandler(use_ocdbt=False)
+    ocp.Checkpointer(handler).save(folder, _flax_tree())
+    return folder
+
+
+def _orbax_item(folder: Path) -> Path:
+    """The seed Orbax item copied into ``folder`` (once; a target rewrites one file of it)."""
+    item = folder / "item"
+    if not item.exists():
+        shutil.copytree(_orbax_seed(), item)
+    return item
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -94,9 +134,18 @@ def seeds() -> dict[str, bytes]:
             b'[axes]\n"train.learning_rate" = [1e-3, 3e-4]\n[analysis]\nprobe_size = 16\n')
     table = (b"checkpoint,step,task,layer,metric,value\n0,0,0,all,loss,2.5\n"
              b"0,0,0,layer0,ntk_trace,1.25\n1,10,0,all,loss,0.5\n")
+    if HAVE_FLAX:
+        from flax import serialization
+
+        blobs["msgpack"] = serialization.msgpack_serialize(_flax_tree())
+    if HAVE_ORBAX:
+        blobs.update({r: (_orbax_seed() / f).read_bytes() for r, f in _ORBAX_FILES.items()})
     return {**blobs, "manifest": json.dumps(manifest, indent=1).encode(), "grid": grid,
             "csv": table,
             "npz": _npz_bytes(_tiny_params_arrays()),
+            "probe": _npz_bytes({"x": np.linspace(-1, 1, 8, dtype=np.float32).reshape(4, 2),
+                                 "y": np.array([0, 1, -1, 1]),
+                                 "outputs": np.ones((4, 2)), "step": np.array(0)}),
             "idx": idx, "idx_gz": gzip.compress(idx, mtime=0),
             "cifar_bin": rec.tobytes(), "cifar_py": py, "toml": toml}
 
@@ -123,6 +172,12 @@ def _read_npz(blob: bytes, folder: Path) -> None:
     path = folder / "ckpt.npz"
     _write(path, blob)
     checkpoints.arrays_to_params(checkpoints.load_arrays(path), source=str(path))
+
+
+def _read_probe(blob: bytes, folder: Path) -> None:
+    path = folder / "probe.npz"
+    _write(path, blob)
+    output_check.read_probe_file(path, _TINY_SHAPE, num_classes=2)
 
 
 def _read_idx(blob: bytes, folder: Path, gz: bool = False) -> None:
@@ -173,16 +228,33 @@ def _read_state_dict(blob: bytes, folder: Path, suffix: str) -> None:
                                  source=str(path))
 
 
+def _read_msgpack(blob: bytes, folder: Path) -> None:
+    path = folder / "ckpt.msgpack"
+    _write(path, blob)
+    pytree_to_params(jax_import.load_pytree(path), activation="relu", source=str(path))
+
+
+def _read_orbax(blob: bytes, folder: Path, reader: str) -> None:
+    item = _orbax_item(folder)
+    _write(item / _ORBAX_FILES[reader], blob)
+    pytree_to_params(jax_import.load_pytree(item), activation="relu", source=str(item))
+
+
 TARGETS: dict[str, Callable[[bytes, Path], None]] = {
+    "msgpack": _read_msgpack,
+    "orbax_zarray": lambda b, f: _read_orbax(b, f, "orbax_zarray"),
+    "orbax_metadata": lambda b, f: _read_orbax(b, f, "orbax_metadata"),
     "safetensors": lambda b, f: _read_state_dict(b, f, ".safetensors"),
     "torch": lambda b, f: _read_state_dict(b, f, ".pt"),
-    "manifest": _read_manifest, "npz": _read_npz, "idx": _read_idx,
+    "manifest": _read_manifest, "npz": _read_npz, "probe": _read_probe, "idx": _read_idx,
     "idx_gz": lambda b, f: _read_idx(b, f, gz=True), "cifar_bin": _read_cifar_bin,
     "cifar_py": _read_cifar_py, "toml": _read_toml, "grid": _read_grid, "csv": _read_csv,
 }
 # where each reader expects its file (for special_outcome)
-FILE_NAMES = {"safetensors": "model.safetensors", "torch": "model.pt",
-              "manifest": "run/manifest.json", "npz": "ckpt.npz", "idx": "images",
+FILE_NAMES = {"safetensors": "model.safetensors", "torch": "model.pt", "msgpack": "ckpt.msgpack",
+              **{r: f"item/{f}" for r, f in _ORBAX_FILES.items()},
+              "manifest": "run/manifest.json", "npz": "ckpt.npz", "probe": "probe.npz",
+              "idx": "images",
               "idx_gz": "images.gz", "cifar_bin": "data_batch_1.bin", "cifar_py": "data_batch_1",
               "toml": "run.toml", "grid": "grid.toml", "csv": "metrics.csv"}
 
@@ -202,6 +274,9 @@ def special_outcome(reader: str, kind: str, folder: Path) -> str:
     """:func:`outcome` with a FIFO (``kind="fifo"``) or a link to ``/dev/zero`` (``"zero"``)
     where ``reader`` expects its file: every reader must refuse both without blocking."""
     path = folder / FILE_NAMES[reader]
+    if reader in _ORBAX_FILES:  # the rest of a valid checkpoint around it
+        _orbax_item(folder)
+        path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
     if reader == "manifest":  # a valid checkpoint beside it, as in _read_manifest
         (path.parent / "ckpt_00000000.npz").write_bytes(_npz_bytes(_tiny_params_arrays()))
@@ -249,7 +324,8 @@ def mutate(blob: bytes, rng: random.Random) -> bytes:
 def _json_value(rng: random.Random, depth: int = 0):
     choices = [None, True, False, -1, 0, 1, 2**40, -2**63, 1.5, float("1e308"), "", "x",
                "../x.npz", "/etc/passwd", "ckpt_00000000.npz", "mlp", "cnn", [], {}, [3], [0],
-               [2, 2], ["a"], {"kind": "mlp"}]
+               [2, 2], ["a"], {"kind": "mlp"}, [64, 20000000], [2**40], [2**31, 2**31], [0, 3],
+               "<f8", "|O", "<U8", "float32", "bfloat16", "zstd", {"id": "gzip", "level": 1}]
     if depth < 2 and rng.random() < 0.2:
         return [_json_value(rng, depth + 1) for _ in range(rng.randrange(3))]
     return rng.choice(choices)
@@ -258,7 +334,7 @@ def _json_value(rng: random.Random, depth: int = 0):
 def mutate_structured(reader: str, blob: bytes, rng: random.Random) -> bytes:
     """A mutation that keeps the syntax valid (JSON for manifests, TOML for configs) and changes
     one value, key or list deep inside, so the semantic checks get exercised."""
-    if reader == "manifest":
+    if reader in JSON_READERS:
         doc = json.loads(blob)
         paths = _paths(doc)
         path = rng.choice(paths)
@@ -344,7 +420,7 @@ def hostile_structure(reader: str, blob: bytes, rng: random.Random) -> bytes:
     the checks behind it (:func:`_hostile_text`); the rest of the document stays valid."""
     if reader == "csv":
         return _hostile_csv(blob, rng)
-    if reader == "manifest":
+    if reader in JSON_READERS:
         doc = json.loads(blob)
         path = rng.choice(_paths(doc))
         target = doc
@@ -365,7 +441,7 @@ def case(reader: str, blob: bytes, rng: random.Random) -> bytes:
     r = rng.random()
     if r < 0.1:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
-    if r < 0.4 and reader in ("manifest", "toml"):
+    if r < 0.4 and reader in JSON_READERS + ("toml",):
         return mutate_structured(reader, blob, rng)
     if r < 0.55 and reader in STRUCTURED:
         return hostile_structure(reader, blob, rng)
