@@ -219,6 +219,10 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _run_train(args: argparse.Namespace, config_path: str, out: str) -> None:
     from ntkplast import training
 
+    d = training.read_toml(config_path)
+    if "env" in d:  # an [env] table: a continual-RL agent (ntkplast.rl.config)
+        _run_train_agent(args, d, config_path, out)
+        return
     cfg = training.load_config(config_path, _overrides(args))
     run = training.train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
     tasks = run.manifest.get("tasks", [])
@@ -227,6 +231,20 @@ def _run_train(args: argparse.Namespace, config_path: str, out: str) -> None:
     print(f"wrote {len(run)} checkpoints over {len(tasks)} tasks to {out}"
           + (f"; last task {last.get('plasticity_measure')} {score:.4g}"
              if isinstance(score, int | float) else ""))
+
+
+def _run_train_agent(args: argparse.Namespace, d: dict, config_path: str, out: str) -> None:
+    from ntkplast import training
+    from ntkplast.rl import config as rl_config
+    from ntkplast.rl import loop
+
+    cfg, stream = rl_config.agent_config_from_dict(
+        training.apply_overrides(d, _overrides(args), rl_config.SECTIONS), where=config_path)
+    loop.train_agent(cfg, stream, out, resume=args.resume, progress=not args.no_progress)
+    tasks = loop.read_tasks(out)
+    last = tasks[-1]["final_return"] if tasks else None
+    print(f"wrote an agent (actor and critic) over {len(tasks)} tasks to {out}"
+          + (f"; last task's final return {last:.4g}" if isinstance(last, float) else ""))
 
 
 def _settings(args: argparse.Namespace):
@@ -242,8 +260,13 @@ def _run_analyze(args: argparse.Namespace, run_dir: str, out: str | None) -> Non
     from ntkplast import analysis
 
     settings = _settings(args)
-    table = analysis.analyze(run_dir, settings, out_dir=out, data_dir=args.data_dir,
-                             progress=not args.no_progress)
+    if (Path(run_dir) / "agent.json").exists():  # an RL agent: its actor and its critic
+        from ntkplast.rl.analysis import analyze_agent
+
+        table = analyze_agent(run_dir, settings, out_dir=out, progress=not args.no_progress)
+    else:
+        table = analysis.analyze(run_dir, settings, out_dir=out, data_dir=args.data_dir,
+                                 progress=not args.no_progress)
     where = out or str(Path(run_dir) / "analysis")
     print(f"wrote {len(table)} rows to {where}/metrics.csv and metrics.jsonl")  # reads no rows
 

@@ -282,8 +282,10 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise NtkplastError(f"config file {e}") from None
 
 
-def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Return a copy of ``d`` with ``section.key=value`` overrides (values parsed as TOML)."""
+def apply_overrides(d: dict[str, Any], overrides: Sequence[str],
+                    sections: Sequence[str] = SECTIONS) -> dict[str, Any]:
+    """Return a copy of ``d`` with ``section.key=value`` overrides (values parsed as TOML);
+    ``sections`` are the config's tables (default: a supervised run's, :data:`SECTIONS`)."""
     out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -300,13 +302,13 @@ def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, An
                 from None
         safe_read.check_limits(value, f"--set {key}")
         parts = key.split(".")
-        if len(parts) == 1 and parts[0] in SECTIONS and not isinstance(value, Mapping):
+        if len(parts) == 1 and parts[0] in sections and not isinstance(value, Mapping):
             raise NtkplastError(f"--set {item[:60]!r}: [{parts[0]}] is a table; set one of its "
                                 f"keys ({parts[0]}.<key>=value) or give a table ({parts[0]}="
                                 f"{{key = value}})")
         if len(parts) == 1:
             out[parts[0]] = dict(value) if isinstance(value, Mapping) else value
-        elif len(parts) == 2 and parts[0] in SECTIONS:
+        elif len(parts) == 2 and parts[0] in sections:
             section = out.setdefault(parts[0], {})
             if not isinstance(section, dict):
                 raise NtkplastError(f"--set {item[:60]!r}: [{parts[0]}] in the config is not a "
@@ -314,7 +316,7 @@ def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, An
             section[parts[1]] = value
         else:
             raise NtkplastError(f"--set {item!r}: the key must be 'seed' or one of "
-                                f"{[s + '.<key>' for s in SECTIONS]}")
+                                f"{[s + '.<key>' for s in sections]}")
     return out
 
 
