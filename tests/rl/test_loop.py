@@ -2,6 +2,7 @@
 records returns and references per task, and analyses its actor and critic."""
 
 import json
+import pathlib
 import shutil
 
 import numpy as np
@@ -129,3 +130,18 @@ def test_the_cli_trains_an_rl_config_and_refuses_a_bad_one(tmp_path):
     assert_one_line_error(run_cli("train", "bad.toml", "--out", "r2", cwd=tmp_path), "games")
     assert_one_line_error(run_cli("train", "rl.toml", "--out", "r3", "--set", "ppo.gamma=2",
                                   cwd=tmp_path), "gamma")
+
+
+RL_CONFIGS = sorted((pathlib.Path(__file__).parents[2] / "configs" / "rl").glob("*.toml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", RL_CONFIGS, ids=lambda p: p.stem)
+def test_every_shipped_rl_config_trains_at_a_tiny_size(tmp_path, path):
+    sets = ["env.num_tasks=2", "ppo.num_envs=4", "ppo.num_steps=8", "ppo.minibatches=2",
+            "ppo.epochs=1", "train.steps_per_task=32", "actor.widths=[8]", "critic.widths=[8]"]
+    proc = run_cli("train", str(path), "--out", "run", "--no-progress",
+                   *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "over 2 tasks" in proc.stdout
+    assert loop.read_agent(tmp_path / "run")["complete"]

@@ -133,7 +133,7 @@ def _tiny_overrides(path):
 
 
 SHIPPED = sorted(p for p in (pathlib.Path(__file__).parents[2] / "configs").rglob("*.toml")
-                 if p.parent.name not in ("grids", "paper"))  # grids are sweeps, not runs
+                 if p.parent.name not in ("grids", "paper", "rl"))  # grids: sweeps; rl: tests/rl
 
 
 @pytest.mark.slow

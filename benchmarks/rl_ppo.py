@@ -1,0 +1,129 @@
+"""ntkplast's PPO against rejax's on Breakout-MinAtar: environment steps per second and return.
+
+    .venv-core/bin/pip install rejax==0.1.3     # the peer (needs jax >= 0.4.34, flax >= 0.9)
+    JAX_PLATFORMS=cpu .venv-core/bin/python benchmarks/rl_ppo.py [--seeds 3]
+        [--steps 262144] [--game Breakout-MinAtar]
+
+One configuration for both (the issue's measured rejax setting): 64 environments × 128 steps
+per update, 4 epochs × 8 minibatches, 256×256 ReLU actor and critic, Adam at 5e-4 (ε 1e-5),
+gradients clipped to norm 0.5, γ 0.99, λ 0.95, ε_clip 0.2, c_v 0.5, c_e 0.01, no observation or
+reward normalisation. Differences that remain: rejax initialises its networks orthogonally,
+ntkplast with its ``ArchSpec`` default (Gaussian, σ_w² = 2 for ReLU), and rejax clips the joint
+gradient while ntkplast clips the actor's and the critic's each on their own.
+
+Per implementation and seed: compile time, then steady throughput (environment steps per second
+of the compiled training, including for ntkplast its Python loop over compiled chunks and the
+checkpoint writes; ntkplast trains twice, the second run reusing the first's compiled programs,
+and its compile time is the difference), and the return of the trained policy (actions
+sampled) over 128 episodes by rejax's own ``evaluate`` for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SETTING = {"num_envs": 64, "num_steps": 128, "epochs": 4, "minibatches": 8,
+           "learning_rate": 5e-4, "max_grad_norm": 0.5, "gamma": 0.99, "gae_lambda": 0.95,
+           "clip_eps": 0.2, "vf_coef": 0.5, "ent_coef": 0.01}
+
+
+def _evaluate(act, game: str, seed: int) -> float:
+    import gymnax
+    from rejax.evaluate import evaluate
+
+    env, params = gymnax.make(game)
+    _, returns = jax.jit(lambda k: evaluate(act, k, env, params, 128,
+                                            params.max_steps_in_episode))(
+        jax.random.PRNGKey(10_000 + seed))
+    return float(jnp.mean(returns))
+
+
+def ntkplast_run(game: str, steps: int, seed: int) -> dict:
+    from ntkplast import models
+    from ntkplast.rl import config as rl_config
+    from ntkplast.rl import loop
+    from ntkplast.runs import checkpoints
+
+    def config(budget: int):
+        return rl_config.agent_config_from_dict({
+            "seed": seed, "env": {"kind": "games", "games": [game], "num_tasks": 1},
+            "actor": {"widths": [256, 256]}, "critic": {"widths": [256, 256]},
+            "ppo": SETTING, "train": {"steps_per_task": budget, "updates_per_chunk": 4}})
+
+    times = []
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(2):  # the second run reuses the first's compiled programs
+            cfg, stream = config(steps)
+            t0 = time.perf_counter()
+            loop.train_agent(cfg, stream, Path(d) / str(i), progress=False)
+            times.append(time.perf_counter() - t0)
+        run = checkpoints.open_run(Path(d) / "1" / "actor")
+        actor, params = models.build(run.spec), run.params(len(run) - 1)
+
+    def act(obs, rng):
+        return jax.random.categorical(rng, actor.apply(params, obs[None])[0])
+
+    return {"compile_s": times[0] - times[1], "steps_per_s": steps / times[1],
+            "wall_s": times[0], "return": _evaluate(act, game, seed)}
+
+
+def rejax_run(game: str, steps: int, seed: int) -> dict:
+    from rejax import PPO
+
+    algo = PPO.create(env=game, total_timesteps=steps, eval_freq=steps,
+                      skip_initial_evaluation=True, num_envs=SETTING["num_envs"],
+                      num_steps=SETTING["num_steps"], num_epochs=SETTING["epochs"],
+                      num_minibatches=SETTING["minibatches"],
+                      learning_rate=SETTING["learning_rate"],
+                      max_grad_norm=SETTING["max_grad_norm"], gamma=SETTING["gamma"],
+                      gae_lambda=SETTING["gae_lambda"], clip_eps=SETTING["clip_eps"],
+                      vf_coef=SETTING["vf_coef"], ent_coef=SETTING["ent_coef"],
+                      agent_kwargs={"hidden_layer_sizes": (256, 256), "activation": "relu"})
+    key = jax.random.PRNGKey(seed)
+    t0 = time.perf_counter()
+    train = jax.jit(algo.train).lower(key).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ts, _ = train(key)
+    jax.block_until_ready(ts)
+    wall = time.perf_counter() - t0
+    act = algo.make_act(ts)  # the trained policy, actions sampled
+    return {"compile_s": compile_s, "steps_per_s": steps / wall, "wall_s": wall + compile_s,
+            "return": _evaluate(act, game, seed)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=262_144)
+    p.add_argument("--game", default="Breakout-MinAtar")
+    args = p.parse_args(argv)
+    results: dict[str, list[dict]] = {"ntkplast": [], "rejax": []}
+    for seed in range(args.seeds):
+        for name, fn in (("ntkplast", ntkplast_run), ("rejax", rejax_run)):
+            r = fn(args.game, args.steps, seed)
+            results[name].append(r)
+            print(f"{name:8s} seed {seed}: compile {r['compile_s']:5.1f} s, "
+                  f"{r['steps_per_s']:7.0f} steps/s, return {r['return']:.2f}", flush=True)
+    summary = {}
+    for name, rs in results.items():
+        summary[name] = {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
+        summary[name]["return_per_seed"] = [round(r["return"], 3) for r in rs]
+    ratio = summary["ntkplast"]["steps_per_s"] / summary["rejax"]["steps_per_s"]
+    print(json.dumps({"jax": jax.__version__, "game": args.game, "steps": args.steps,
+                      "seeds": args.seeds, **summary,
+                      "throughput_ratio_ntkplast_over_rejax": round(ratio, 3)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
