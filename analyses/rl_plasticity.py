@@ -29,17 +29,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from ntkplast import figures, stats, training
+from ntkplast.experiments.scripts import repository_root, script_args
 from ntkplast.rl import config as rl_config
 from ntkplast.rl import loop
 
-ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd()
+ROOT = repository_root(globals())
 METHODS = {"ppo": {}, "isometry": {"name": "isometry", "lam": 2e-3},
            "adamo": {"name": "adamo", "lam": 2e-2}}
 
@@ -49,7 +49,7 @@ p.add_argument("--seeds", type=int, default=5)
 p.add_argument("--methods", default=",".join(METHODS))
 p.add_argument("--out", default="runs/rl")
 p.add_argument("--set", action="append", default=[], dest="overrides")
-args = p.parse_args(sys.argv[1:] if "__file__" in globals() else [])
+args = script_args(p)
 out = Path(args.out)
 
 # %% [markdown]

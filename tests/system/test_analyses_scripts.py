@@ -81,3 +81,15 @@ def test_fashion_benchmarks_at_tiny_size(tmp_path):
     chosen = (tmp_path / "fashion" / "selection.json").read_text()
     assert '"frozen_on": "permuted"' in chosen and '"permuted_100"' in chosen
     assert (tmp_path / "fashion" / "figures" / "answers.png").exists()
+
+
+def test_rl_plasticity_at_tiny_size(tmp_path):
+    pytest.importorskip("gymnax", reason="the RL extra (gymnax) is not installed")
+    out = _run("rl_plasticity.py", "--seeds", "2", "--out", "rl", "--set", "env.num_tasks=3",
+               "--set", "train.steps_per_task=128", "--set", "ppo.num_envs=4",
+               "--set", "ppo.num_steps=8", "--set", "ppo.minibatches=2",
+               "--set", "train.reference_tasks=all", "--set", "actor.widths=[8,8]",
+               "--set", "critic.widths=[8,8]", cwd=tmp_path)
+    assert "R = 2" in out and "isometry − ppo" in out and "adamo − ppo" in out
+    assert (tmp_path / "rl" / "figures" / "rl_plasticity.png").exists()
+    assert (tmp_path / "rl" / "answers.txt").read_text().strip() in out
