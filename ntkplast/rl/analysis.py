@@ -5,7 +5,10 @@ observations saved at every task end (``visited/task_<t>.npz``) into one probe f
 analysis of :func:`ntkplast.analysis.analyze` — NTK, isometry, dormancy and the rest, as on any
 run — on the actor and on the critic with that probe, and writes their rows together to
 ``OUT/metrics.csv`` with every layer named ``actor/<layer>`` or ``critic/<layer>`` (each
-network's own folder, ``OUT/actor`` and ``OUT/critic``, keeps its spectra and cache).
+network's own folder, ``OUT/actor`` and ``OUT/critic``, keeps its spectra and cache). The
+agent's own numbers at each task end — its returns, the fresh agent's, the plasticity loss —
+are rows of no network: they keep the layer ``all`` and appear once, so the figures of
+``ntkplast figures RUN_DIR`` draw them as for any run.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ntkplast.errors import NtkplastError
 from ntkplast.io.files import load_arrays, save_arrays
 from ntkplast.io.lock import folder_lock
 from ntkplast.rl.loop import NETWORKS, read_agent
+from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
 __all__ = ["analyze_agent", "visited_states"]
@@ -57,11 +61,18 @@ def analyze_agent(run_dir: str | os.PathLike, settings: Settings | None = None, 
         probe = out / "visited_states.npz"
         save_arrays(probe, {"x": visited_states(run_dir)})
         per_net = dataclasses.replace(settings, probe=str(probe))
+        tasks = {k for c in checkpoints.open_run(run_dir / "actor").checkpoints
+                 for k in c.metrics}  # the agent's returns and losses: rows of no network
         tables = []
         for net in NETWORKS:
             table = analyze(run_dir / net, per_net, out_dir=out / net, progress=progress)
-            columns = dict(table.columns)
-            columns["layer"] = np.asarray([f"{net}/{layer}" for layer in columns["layer"]])
+            columns = {k: np.asarray(v) for k, v in table.columns.items()}
+            agent_row = (columns["layer"] == "all") & np.isin(columns["metric"], list(tasks))
+            keep = ~agent_row if net != NETWORKS[0] else np.ones(len(agent_row), bool)
+            columns = {k: v[keep] for k, v in columns.items()}
+            columns["layer"] = np.asarray([
+                layer if shared else f"{net}/{layer}"
+                for layer, shared in zip(columns["layer"], agent_row[keep], strict=True)])
             tables.append(Table(columns))
         merged = Table.concat(tables)
         merged.write(out)

@@ -245,9 +245,9 @@ def _save(run_dir: Path, manifests: dict[str, dict[str, Any]], state: AgentState
     """Both networks' checkpoints, then both manifests (a crash in between: resume redoes it)."""
     nets = ((state.actor, state.actor_opt), (state.critic, state.critic_opt))
     for net, (params, opt) in zip(NETWORKS, nets, strict=True):
-        metrics = {"task_step": 0}
-        if record is not None:
-            metrics["final_return"] = record["final_return"]
+        metrics: dict[str, Any] = {"task_step": 0}
+        if record is not None:  # the task's returns and losses, as rows of the analysis
+            metrics.update((k, v) for k, v in record.items() if k != "task")
             manifests[net]["tasks"].append(dict(record))
         checkpoints.append_checkpoint(run_dir / net, manifests[net], params, step=step,
                                       task=task, kind=kind, metrics=metrics, opt_state=opt,

@@ -102,8 +102,9 @@ def test_analyze_writes_actor_and_critic_rows(tiny_agent, tmp_path):
     from ntkplast import analysis
     from ntkplast.rl.analysis import analyze_agent
 
-    table = analyze_agent(tiny_agent, analysis.Settings(probe_size=6, metrics=(
-        "ntk", "isometry", "dormancy")), out_dir=tmp_path / "analysis", progress=False)
+    families = ("ntk", "isometry", "dormancy", "plasticity")
+    table = analyze_agent(tiny_agent, analysis.Settings(probe_size=6, metrics=families),
+                          out_dir=tmp_path / "analysis", progress=False)
     layer, metric = table.columns["layer"], table.columns["metric"]
     value = table.columns["value"].astype(float)
     for net in ("actor", "critic"):
@@ -112,7 +113,10 @@ def test_analyze_writes_actor_and_critic_rows(tiny_agent, tmp_path):
             rows = mine & np.char.startswith(metric.astype(str), family)
             assert rows.any(), (net, family)
             assert np.isfinite(value[rows]).any(), (net, family)
-    assert all(str(x).startswith(("actor/", "critic/")) for x in layer)
+    shared = layer == "all"  # the agent's returns and losses, once per task end
+    assert set(metric[shared]) >= {"final_return", "online_return", "plasticity_score"}
+    assert len(table.select(metric="final_return")) == 4 - 1  # the task ends, not the init
+    assert all(str(x).startswith(("actor/", "critic/")) for x in layer[~shared])
     assert (tmp_path / "analysis/metrics.csv").is_file()
 
 
