@@ -1,17 +1,19 @@
 """One self-contained HTML page per run or per folder of runs: ``ntkplast report PATH``.
 
-For a run folder (``manifest.json``): its config, the task table (each task's plasticity
-measure, the reset references' scores and the plasticity losses), its verdict line and the
-figures of :func:`ntkplast.figures.run_figure_set`. For a folder of runs (a demo, a grid, a
-sweep: every analysed run below it, grouped by the folder above ``seed<k>``): each method's
-config, the verdict lines the demo prints (plasticity loss against the common baseline over the
-last tasks, Student-t interval over seeds, R, and each method's paired contrast with the first
-over the same seeds), each method's average accuracy, backward transfer and forgetting after
-the last task (:func:`forgetting_lines`), the predictor test's tables and the comparison
-figures, then the first seed's run figures per method. For the output of ``ntkplast branch``
-(a folder with ``effects.txt`` and ``branches.csv``): the counterfactual branches' paired
-effects, their figure and every branch's row (:func:`branch_section`). Figures are embedded as
-PNG data, so the one file is what a researcher sends to a colleague; it is written atomically.
+For a run folder (``manifest.json``): its config, the task table (each task's plasticity measure,
+the reset references' scores and the plasticity losses), its verdict line and the figures of
+:func:`ntkplast.figures.run_figure_set`. For a folder of runs (a demo, a grid, a sweep: every
+analysed run below it, grouped by the folder above ``seed<k>``): each method's config, the verdict
+lines the demo prints (plasticity loss against the common baseline over the last tasks, Student-t
+interval over seeds, R, and each method's paired contrast with the first over the same seeds), each
+method's average accuracy, backward transfer and forgetting after the last task
+(:func:`forgetting_lines`), the predictor test's tables and the comparison figures, then the first
+seed's run figures per method. An RL agent's folder (``agent.json``, :mod:`ntkplast.rl.loop`) is a
+run: its task table is its actor's (returns, the fresh agent's, the plasticity losses) and its
+figures are of both networks' rows. For the output of ``ntkplast branch`` (a folder with
+``effects.txt`` and ``branches.csv``): the counterfactual branches' paired effects, their figure
+and every branch's row (:func:`branch_section`). Figures are embedded as PNG data, so the one file
+is what a researcher sends to a colleague; it is written atomically.
 """
 
 from __future__ import annotations
@@ -37,14 +39,25 @@ from ntkplast.io.safe_read import MANIFEST_BYTES, read_bytes
 from ntkplast.runs import checkpoints
 from ntkplast.table import Table
 
-__all__ = ["LAST_TASKS", "branch_section", "contrast_lines", "find_runs", "forgetting_lines",
-           "loss_summary", "predictor_test", "verdict_lines", "write_report"]
+__all__ = ["AGENT_TASK_COLUMNS", "LAST_TASKS", "TASK_COLUMNS", "branch_section", "contrast_lines",
+           "find_runs", "forgetting_lines", "loss_summary", "predictor_test", "run_manifest",
+           "verdict_lines", "write_report"]
 
 LAST_TASKS = 10
 """Tasks at the end of a stream over which the verdict averages the plasticity loss."""
 
 TASK_COLUMNS = ("task", "end_step", "plasticity_measure", "plasticity_score", "reference_score",
                 "baseline_score", "plasticity_loss", "plasticity_loss_baseline")
+AGENT_TASK_COLUMNS = ("task", "game", "online_return", "final_return", "reference_final_return",
+                      "baseline_final_return", "plasticity_loss", "plasticity_loss_baseline",
+                      "episodes", "env_steps")
+_AGENT = "agent.json"  # an RL agent's folder (ntkplast.rl.loop): its actor's manifest holds
+                       # the task records, its analysis both networks' rows
+
+
+def run_manifest(run: Path) -> dict:
+    """The manifest of a run folder, or of an RL agent's actor (which holds its task records)."""
+    return checkpoints.read_manifest(run / "actor" if (run / _AGENT).is_file() else run)
 
 
 def loss_summary(tables: Mapping[str, Sequence[Table]], last: int = LAST_TASKS
@@ -113,7 +126,7 @@ def forgetting_lines(groups: Mapping[str, Sequence[Path]]) -> list[str]:
         per_seed = []
         for run in runs:
             try:
-                summary = forgetting.summary(checkpoints.read_manifest(run))
+                summary = forgetting.summary(run_manifest(run))
             except NtkplastError:  # a malformed task record: that seed is left out
                 continue
             if summary is not None:
@@ -161,7 +174,8 @@ def find_runs(folder: str | os.PathLike) -> dict[str, list[Path]]:
                             "of runs (a demo, grid or sweep output)")
     selection = folder / "selection"  # a sweep's selection runs: not evaluated, not reported
     skip = selection if (folder / "selection.json").is_file() else None
-    found = sorted((p.parent for p in folder.rglob(checkpoints.MANIFEST)
+    found = sorted((p.parent for name in (checkpoints.MANIFEST, _AGENT)
+                    for p in folder.rglob(name)
                     if (p.parent / "analysis" / "metrics.csv").is_file()
                     and (skip is None or skip not in p.parents)),
                    key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)",
@@ -171,7 +185,7 @@ def find_runs(folder: str | os.PathLike) -> dict[str, list[Path]]:
                             "the demo / sweep) first")
     groups: dict[str, list[tuple[int, Path]]] = {}
     for run in found:
-        group = checkpoints.read_manifest(run).get("group", {})
+        group = run_manifest(run).get("group", {})
         seed_folder = run != folder and re.fullmatch(r"seed\d+", run.name) is not None
         seed = group.get("seed", int(run.name[4:]) if seed_folder else 0)
         if "method" in group:
@@ -237,12 +251,13 @@ def _pre(text: str) -> str:
 
 
 def _run_section(run_dir: Path, heading: str) -> list[str]:
-    manifest = checkpoints.read_manifest(run_dir)
+    manifest = run_manifest(run_dir)
+    columns = AGENT_TASK_COLUMNS if (run_dir / _AGENT).is_file() else TASK_COLUMNS
     parts = [f"<h2>{html.escape(heading)}</h2>",
              "<details><summary>config</summary>"
              + _pre(json.dumps(manifest.get("config"), indent=1)) + "</details>",
              "<h3>tasks</h3>", _table(manifest.get("tasks", []), (
-                 *TASK_COLUMNS, *manifest.get("task_scores", {}).get("columns", ())))]
+                 *columns, *manifest.get("task_scores", {}).get("columns", ())))]
     for name, fig in figures.run_figure_set(run_dir / "analysis", title=heading).items():
         parts.append(_img(fig, f"{heading}: {name}"))
     return parts

@@ -162,6 +162,8 @@ def _task_record(agent: _Agent, t: int, sums: np.ndarray, counts: np.ndarray,
         record[f"{name}_final_return"] = value
         loss = None if value is None or final is None else value - final
         record["plasticity_loss" if name == "reference" else "plasticity_loss_baseline"] = loss
+    if "reference" in references and "baseline" not in references:  # plain PPO: its own
+        record["plasticity_loss_baseline"] = record["plasticity_loss"]  # reference is the base
     return record
 
 

@@ -54,6 +54,7 @@ def test_the_run_holds_both_networks_and_the_returns(tiny_agent):
     assert checkpoints.open_run(tiny_agent / "actor").spec.num_outputs == 3  # Breakout: n, l, r
     assert checkpoints.open_run(tiny_agent / "critic").spec.num_outputs == 1
     assert {k for k in tasks[0] if "reference" in k} == {"reference_final_return"}
+    assert tasks[0]["plasticity_loss_baseline"] == tasks[0]["plasticity_loss"]  # plain PPO
     assert "reference_final_return" not in tasks[1] and "reference_final_return" in tasks[2]
     for t in tasks:
         assert t["env_steps"] == 64 and t["updates"] == 2 and t["plasticity_measure"] == \
@@ -118,6 +119,17 @@ def test_analyze_writes_actor_and_critic_rows(tiny_agent, tmp_path):
     assert len(table.select(metric="final_return")) == 4 - 1  # the task ends, not the init
     assert all(str(x).startswith(("actor/", "critic/")) for x in layer[~shared])
     assert (tmp_path / "analysis/metrics.csv").is_file()
+
+
+def test_figures_and_report_of_an_analysed_agent(tiny_agent, tmp_path):
+    agent = shutil.copytree(tiny_agent, tmp_path / "agent")
+    for verb, extra in (("analyze", ("--probe-size", "6", "--metrics", "ntk,dormancy,plasticity",
+                                     "--no-progress")), ("figures", ()), ("report", ())):
+        proc = run_cli(verb, "agent", *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    html = (agent / "report.html").read_text()
+    assert "final_return" in html and "reference_final_return" in html and "<img" in html
+    assert "plasticity loss vs the common baseline" in html
 
 
 def test_the_cli_trains_an_rl_config_and_refuses_a_bad_one(tmp_path):
