@@ -67,9 +67,9 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     The file must be a regular file of at most this machine's physical memory (module
     docstring); it is read whole, then parsed."""
+    data = _read(path)  # a FIFO or a device is refused before anything else
     st = _reader(path, "safetensors.numpy", "reading .safetensors needs the safetensors package; "
                  "pip install safetensors (or: pip install 'ntkplast[interop]')")
-    data = _read(path)
     try:
         return dict(st.load(data))
     except Exception as e:  # safetensors raises its own SafetensorError, TypeError for bf16, ...
@@ -86,15 +86,20 @@ def load_torch(path: str | os.PathLike) -> dict[str, np.ndarray]:
     ``"model_state_dict"``, ``"model"``, ``"net"`` or ``"module"`` is unwrapped. The file must
     be a regular file of at most this machine's physical memory (module docstring).
     """
-    torch = _reader(path, "torch", "reading PyTorch files needs torch (pip install torch); or "
-                    "save the state dict with safetensors, which needs no torch")
+    with _open(path) as f:  # a FIFO or a device is refused before anything else
+        torch = _reader(path, "torch", "reading PyTorch files needs torch (pip install torch); "
+                        "or save the state dict with safetensors, which needs no torch")
+        return _torch_state_dict(torch, f, path)
+
+
+def _torch_state_dict(torch: Any, f: BinaryIO, path: str | os.PathLike
+                      ) -> dict[str, np.ndarray]:
+    """:func:`load_torch` once ``f`` is open and torch imported."""
     try:
-        with _open(path) as f, warnings.catch_warnings():  # odd protocol byte: refused below
+        with warnings.catch_warnings():  # odd protocol byte: refused below
             warnings.filterwarnings("ignore", message="Detected pickle protocol",
                                     category=UserWarning)
             obj = torch.load(f, map_location="cpu", weights_only=True)
-    except NtkplastError:
-        raise
     except Exception as e:  # pickle.UnpicklingError for unsafe payloads, RuntimeError, ...
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
         unsafe = re.search(r"Unsupported (global|operand)[^.\n]*", text)
