@@ -19,8 +19,9 @@
 # Student t over the R seeds. The isometry methods (the coupled penalty and AdamO, at the λ the
 # supervised demo chose on held-out seeds: 2e-3 and 2e-2, not tuned here) are compared with the
 # baseline paired over the same seeds, on their final returns over the last third (every task)
-# and on their plasticity loss. Results, whatever they show, go to paper_notes.md ("Continual
-# reinforcement learning").
+# and on their plasticity loss; each method's loss is also given against a fresh *plain-PPO*
+# agent (the common baseline), since a method's own fresh agent may learn slower. Results,
+# whatever they show, go to paper_notes.md ("Continual reinforcement learning").
 #
 #     python analyses/rl_plasticity.py [--seeds 5] [--out runs/rl] [--set section.key=value]
 
@@ -78,12 +79,19 @@ num_tasks = len(loop.read_tasks(runs["ppo"][0]))
 last = range(num_tasks - max(1, num_tasks // 3), num_tasks)
 
 
+def value(task: dict, key: str):
+    """A task record's ``key``; plain PPO's own fresh agent is its common baseline."""
+    if key == "plasticity_loss_baseline" and key not in task:
+        return task.get("plasticity_loss") if "baseline_final_return" not in task else None
+    return task.get(key)
+
+
 def per_seed(method: str, key: str) -> np.ndarray:
     """Per seed, the mean of a task record's ``key`` over the stream's last third (tasks
     without a value skipped)."""
     values = []
     for folder in runs[method]:
-        v = [t.get(key) for t in loop.read_tasks(folder) if t["task"] in last]
+        v = [value(t, key) for t in loop.read_tasks(folder) if t["task"] in last]
         v = [x for x in v if isinstance(x, int | float)]
         values.append(np.mean(v) if v else np.nan)
     return np.asarray(values)
@@ -104,6 +112,13 @@ lines.append(f"PPO's plasticity loss over tasks {last.start}-{last.stop - 1} (fr
 first = np.nanmean(curve("ppo", "plasticity_loss")[:, :max(1, num_tasks // 3)], axis=1)
 c = stats.paired_contrast(loss, first, label="PPO: loss in the last third − in the first third")
 lines.append(str(c))
+for method in runs:
+    v = per_seed(method, "plasticity_loss_baseline")
+    if np.isfinite(v).sum() >= 2:
+        m, lo, hi = stats.t_interval(v)
+        lines.append(f"{method}: loss against a fresh plain-PPO agent (the common baseline), "
+                     f"last third: {m:+.3f} [{lo:+.3f}, {hi:+.3f}] (95% t-interval, "
+                     f"R = {np.isfinite(v).sum()})")
 contrasts = {"plasticity loss": [], "final return": []}
 for method in runs:
     if method == "ppo":

@@ -11,11 +11,12 @@ reward normalisation. Differences that remain: rejax initialises its networks or
 ntkplast with its ``ArchSpec`` default (Gaussian, σ_w² = 2 for ReLU), and rejax clips the joint
 gradient while ntkplast clips the actor's and the critic's each on their own.
 
-Per implementation and seed: compile time, then steady throughput (environment steps per second
-of the compiled training, including for ntkplast its Python loop over compiled chunks and the
-checkpoint writes; ntkplast trains twice, the second run reusing the first's compiled programs,
-and its compile time is the difference), and the return of the trained policy (actions
-sampled) over 128 episodes by rejax's own ``evaluate`` for both.
+Per implementation and seed: compile time (trace, lower and compile; the first call of one
+chunk of 8 updates for ntkplast, which compiles once per chunk length), steady throughput
+(environment steps per second of the compiled training: rejax's whole ``train``, ntkplast's
+updater over the same number of steps), the end-to-end wall time (ntkplast: ``train_agent``,
+which also writes the run folder), and the return of the policy each trained end to end
+(actions sampled) over 128 episodes by rejax's own ``evaluate`` for both.
 """
 
 from __future__ import annotations
@@ -48,32 +49,60 @@ def _evaluate(act, game: str, seed: int) -> float:
 
 
 def ntkplast_run(game: str, steps: int, seed: int) -> dict:
+    """End to end (``train_agent``: the run folder, compile included) for the return; then the
+    compiled updater alone (``ntkplast.rl.ppo.make_updater``, what rejax's compiled ``train``
+    is) for the compile time and the steady throughput: one chunk of 8 updates compiles, the
+    next ``steps`` worth of chunks are timed."""
+    import optax
+
     from ntkplast import models
+    from ntkplast.base import Hooks
     from ntkplast.rl import config as rl_config
     from ntkplast.rl import loop
+    from ntkplast.rl.ppo import AgentState, Rollout, make_updater
     from ntkplast.runs import checkpoints
 
-    def config(budget: int):
-        return rl_config.agent_config_from_dict({
-            "seed": seed, "env": {"kind": "games", "games": [game], "num_tasks": 1},
-            "actor": {"widths": [256, 256]}, "critic": {"widths": [256, 256]},
-            "ppo": SETTING, "train": {"steps_per_task": budget, "updates_per_chunk": 4}})
-
-    times = []
+    cfg, stream = rl_config.agent_config_from_dict({
+        "seed": seed, "env": {"kind": "games", "games": [game], "num_tasks": 1},
+        "actor": {"widths": [256, 256]}, "critic": {"widths": [256, 256]},
+        "ppo": SETTING, "train": {"steps_per_task": steps, "updates_per_chunk": 8}})
     with tempfile.TemporaryDirectory() as d:
-        for i in range(2):  # the second run reuses the first's compiled programs
-            cfg, stream = config(steps)
-            t0 = time.perf_counter()
-            loop.train_agent(cfg, stream, Path(d) / str(i), progress=False)
-            times.append(time.perf_counter() - t0)
-        run = checkpoints.open_run(Path(d) / "1" / "actor")
+        t0 = time.perf_counter()
+        loop.train_agent(cfg, stream, Path(d) / "run", progress=False)
+        wall = time.perf_counter() - t0
+        run = checkpoints.open_run(Path(d) / "run" / "actor")
         actor, params = models.build(run.spec), run.params(len(run) - 1)
 
     def act(obs, rng):
         return jax.random.categorical(rng, actor.apply(params, obs[None])[0])
 
-    return {"compile_s": times[0] - times[1], "steps_per_s": steps / times[1],
-            "wall_s": times[0], "return": _evaluate(act, game, seed)}
+    nets = (models.build(cfg.actor), models.build(cfg.critic))
+    tx = optax.chain(optax.clip_by_global_norm(SETTING["max_grad_norm"]),
+                     optax.adam(SETTING["learning_rate"], eps=1e-5))
+    task = stream[0]
+    arrays = (jnp.asarray(task.obs_perm), jnp.asarray(task.action_map))
+    update = make_updater(*nets, lambda k, s, a, t: stream.step(task.game, k, s, a, t),
+                          cfg.ppo, (tx, tx), (Hooks(), Hooks()))
+    key = jax.random.PRNGKey(seed)
+    a_p, c_p = (n.init(jax.random.fold_in(key, i), stream.obs_shape) for i, n in enumerate(nets))
+    agent = AgentState(a_p, c_p, tx.init(a_p), tx.init(c_p), jnp.asarray(0, jnp.int32))
+    obs, env_state = jax.vmap(lambda k: stream.reset(task.game, k, arrays))(
+        jax.random.split(key, SETTING["num_envs"]))
+    rollout = Rollout(env_state, obs, jnp.zeros(SETTING["num_envs"]))
+    chunk = jax.random.split(key, 8)
+    t0 = time.perf_counter()
+    agent, rollout, stats = update(agent, rollout, arrays, chunk)
+    jax.block_until_ready(stats)
+    compile_s = time.perf_counter() - t0
+    chunks = max(1, steps // (8 * SETTING["num_envs"] * SETTING["num_steps"]))
+    t0 = time.perf_counter()
+    for i in range(chunks):
+        agent, rollout, stats = update(agent, rollout, arrays, jax.random.split(
+            jax.random.fold_in(key, i), 8))
+    jax.block_until_ready(stats)
+    rate = chunks * 8 * SETTING["num_envs"] * SETTING["num_steps"] / (time.perf_counter() - t0)
+    return {"compile_s": compile_s, "steps_per_s": rate, "wall_s": wall,
+            "return": _evaluate(act, game, seed)}
 
 
 def rejax_run(game: str, steps: int, seed: int) -> dict:
