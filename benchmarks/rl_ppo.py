@@ -5,11 +5,12 @@
         [--steps 262144] [--game Breakout-MinAtar]
 
 One configuration for both (the issue's measured rejax setting): 64 environments × 128 steps
-per update, 4 epochs × 8 minibatches, 256×256 ReLU actor and critic, Adam at 5e-4 (ε 1e-5),
-gradients clipped to norm 0.5, γ 0.99, λ 0.95, ε_clip 0.2, c_v 0.5, c_e 0.01, no observation or
-reward normalisation. Differences that remain: rejax initialises its networks orthogonally,
-ntkplast with its ``ArchSpec`` default (Gaussian, σ_w² = 2 for ReLU), and rejax clips the joint
-gradient while ntkplast clips the actor's and the critic's each on their own.
+per update, 4 epochs × 8 minibatches, 256×256 ReLU actor and critic, Adam at 5e-4 (ε 1e-8),
+γ 0.99, λ 0.95, ε_clip 0.2, c_v 0.5, c_e 0.01, no observation or reward normalisation; rejax's
+``max_grad_norm = 0.5`` clips each gradient element (``optax.clip``), so ntkplast runs without
+norm clipping (:data:`AS_REJAX`; ntkplast's own default, purejaxrl's, is norm 0.5 and ε 1e-5).
+``--init rejax`` also initialises ntkplast's networks as rejax does (orthogonal, the policy head
+at scale 0.01; default: ntkplast's ``ArchSpec`` defaults, Gaussian with σ_w² = 2 for ReLU).
 
 Per implementation and seed: compile time (trace, lower and compile; the first call of one
 chunk of 8 updates for ntkplast, which compiles once per chunk length), steady throughput
@@ -48,13 +49,20 @@ def _evaluate(act, game: str, seed: int) -> float:
     return float(jnp.mean(returns))
 
 
-def ntkplast_run(game: str, steps: int, seed: int) -> dict:
+AS_REJAX = {"max_grad_norm": 0, "adam_eps": 1e-8}
+"""rejax 0.1.3's ``max_grad_norm`` is ``optax.clip``: each gradient element clipped to ±0.5, not
+the norm; its Adam has optax's ε = 1e-8. ntkplast runs as it does: no norm clipping, ε 1e-8."""
+
+NETS = {"default": ({}, {}),  # ntkplast's ArchSpec defaults: Gaussian, σ_w² = 2, readout σ 1
+        # as rejax (and purejaxrl) initialise: orthogonal, the policy head at scale 0.01
+        "rejax": ({"init": "orthogonal", "readout_w_std": 0.01}, {"init": "orthogonal"})}
+
+
+def ntkplast_run(game: str, steps: int, seed: int, init: str = "default") -> dict:
     """End to end (``train_agent``: the run folder, compile included) for the return; then the
     compiled updater alone (``ntkplast.rl.ppo.make_updater``, what rejax's compiled ``train``
     is) for the compile time and the steady throughput: one chunk of 8 updates compiles, the
     next ``steps`` worth of chunks are timed."""
-    import optax
-
     from ntkplast import models
     from ntkplast.base import Hooks
     from ntkplast.rl import config as rl_config
@@ -64,8 +72,10 @@ def ntkplast_run(game: str, steps: int, seed: int) -> dict:
 
     cfg, stream = rl_config.agent_config_from_dict({
         "seed": seed, "env": {"kind": "games", "games": [game], "num_tasks": 1},
-        "actor": {"widths": [256, 256]}, "critic": {"widths": [256, 256]},
-        "ppo": SETTING, "train": {"steps_per_task": steps, "updates_per_chunk": 8}})
+        "actor": {"widths": [256, 256], **NETS[init][0]},
+        "critic": {"widths": [256, 256], **NETS[init][1]},
+        "ppo": {**SETTING, **AS_REJAX}, "train": {"steps_per_task": steps,
+                                                  "updates_per_chunk": 8}})
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         loop.train_agent(cfg, stream, Path(d) / "run", progress=False)
@@ -77,8 +87,7 @@ def ntkplast_run(game: str, steps: int, seed: int) -> dict:
         return jax.random.categorical(rng, actor.apply(params, obs[None])[0])
 
     nets = (models.build(cfg.actor), models.build(cfg.critic))
-    tx = optax.chain(optax.clip_by_global_norm(SETTING["max_grad_norm"]),
-                     optax.adam(SETTING["learning_rate"], eps=1e-5))
+    tx = cfg.ppo.optimizer()
     task = stream[0]
     arrays = (jnp.asarray(task.obs_perm), jnp.asarray(task.action_map))
     update = make_updater(*nets, lambda k, s, a, t: stream.step(task.game, k, s, a, t),
@@ -135,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=262_144)
     p.add_argument("--game", default="Breakout-MinAtar")
+    p.add_argument("--init", choices=sorted(NETS), default="default",
+                   help="ntkplast's initialisation: its defaults, or rejax's (orthogonal, "
+                        "policy head at 0.01)")
     args = p.parse_args(argv)
     results: dict[str, list[dict]] = {"ntkplast": [], "rejax": []}
     for seed in range(args.seeds):
-        for name, fn in (("ntkplast", ntkplast_run), ("rejax", rejax_run)):
+        for name, fn in (("ntkplast", lambda *a: ntkplast_run(*a, init=args.init)),
+                         ("rejax", rejax_run)):
             r = fn(args.game, args.steps, seed)
             results[name].append(r)
             print(f"{name:8s} seed {seed}: compile {r['compile_s']:5.1f} s, "
@@ -149,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         summary[name]["return_per_seed"] = [round(r["return"], 3) for r in rs]
     ratio = summary["ntkplast"]["steps_per_s"] / summary["rejax"]["steps_per_s"]
     print(json.dumps({"jax": jax.__version__, "game": args.game, "steps": args.steps,
+                      "ntkplast_init": args.init,
                       "seeds": args.seeds, **summary,
                       "throughput_ratio_ntkplast_over_rejax": round(ratio, 3)}, indent=1))
     return 0

@@ -95,7 +95,7 @@ class AgentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form, as stored in the run's manifests."""
         d = {"seed": self.seed, "env": self.env.to_dict(), "actor": self.actor.to_dict(),
-             "critic": self.critic.to_dict(), "ppo": dataclasses.asdict(self.ppo),
+             "critic": self.critic.to_dict(), "ppo": self.ppo.to_dict(),
              "train": dataclasses.asdict(self.train)}
         if self.method:
             d["method"] = dict(self.method)

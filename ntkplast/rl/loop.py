@@ -39,7 +39,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from ntkplast import models
 from ntkplast.base import Hooks
@@ -93,8 +92,7 @@ class _Agent:
                                for m in self.models)
         else:
             self.hooks = (Hooks(), Hooks())
-        base = optax.chain(optax.clip_by_global_norm(cfg.ppo.max_grad_norm),
-                           optax.adam(cfg.ppo.learning_rate, eps=1e-5))
+        base = cfg.ppo.optimizer()
         self.txs = tuple(h.optimizer(base) if h.optimizer is not None else base
                          for h in self.hooks)
         self.cfg, self.stream, self._run = cfg, stream, {}

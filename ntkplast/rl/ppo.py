@@ -57,7 +57,8 @@ class PPOConfig:
       clip_eps: the clipping ε of the ratio and of the value.
       vf_coef, ent_coef: the weights c_v of the value loss and c_e of the entropy bonus.
       learning_rate: Adam's step size, for actor and critic.
-      max_grad_norm: each network's gradient is clipped to this global norm.
+      max_grad_norm: each network's gradient is clipped to this global norm (0: not clipped).
+      adam_eps: Adam's ε (1e-5 as purejaxrl; optax's and rejax's default is 1e-8).
     """
 
     num_envs: int = 64
@@ -71,6 +72,7 @@ class PPOConfig:
     ent_coef: float = 0.01
     learning_rate: float = 5e-4
     max_grad_norm: float = 0.5
+    adam_eps: float = 1e-5
 
     def __post_init__(self):
         for name in ("num_envs", "num_steps", "epochs", "minibatches"):
@@ -78,7 +80,7 @@ class PPOConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise NtkplastError(f"ppo.{name}: expected an integer >= 1, got {v!r}")
         for name in ("gamma", "gae_lambda", "clip_eps", "vf_coef", "ent_coef", "learning_rate",
-                     "max_grad_norm"):
+                     "max_grad_norm", "adam_eps"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or isinstance(v, bool) or not v >= 0 or v == float(
                     "inf"):
@@ -88,6 +90,21 @@ class PPOConfig:
         if (self.num_envs * self.num_steps) % self.minibatches:
             raise NtkplastError(f"ppo.minibatches = {self.minibatches} must divide num_envs × "
                                 f"num_steps = {self.num_envs * self.num_steps}")
+
+    def optimizer(self) -> optax.GradientTransformation:
+        """One network's optimizer: clipping to ``max_grad_norm`` (unless 0), then Adam."""
+        adam = optax.adam(self.learning_rate, eps=self.adam_eps)
+        if self.max_grad_norm == 0:
+            return adam
+        return optax.chain(optax.clip_by_global_norm(self.max_grad_norm), adam)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data; ``adam_eps`` only when it differs from 1e-5 (runs written before it was
+        a setting still resume)."""
+        d = dataclasses.asdict(self)
+        if d["adam_eps"] == 1e-5:
+            del d["adam_eps"]
+        return d
 
     @property
     def steps_per_update(self) -> int:

@@ -163,3 +163,22 @@ def test_every_shipped_rl_config_trains_at_a_tiny_size(tmp_path, path):
     assert proc.returncode == 0, proc.stderr
     assert "over 2 tasks" in proc.stdout
     assert loop.read_agent(tmp_path / "run")["complete"]
+
+
+@pytest.mark.parametrize("method", [{"name": "l2", "lam": 1e-3}, {"name": "isometry"},
+                                    {"name": "adamo"}, {"name": "redo", "every": 1},
+                                    {"name": "cbp"}, {"name": "shrink_perturb"},
+                                    {"name": "fire"}])
+def test_every_method_trains_an_agent_and_changes_it(tmp_path, method):
+    """Each method's hooks reach both networks: the agent differs from plain PPO's on the same
+    seed (ReDo and CBP score units on the minibatch's observations; FIRE acts at task ends), and
+    a fresh plain-PPO agent is the common baseline on reference tasks."""
+    nets = {"env": {"num_tasks": 2}, "actor": {"widths": [16, 16]},
+            "critic": {"widths": [16, 16]}}
+    plain = loop.train_agent(*_tiny(**nets), tmp_path / "plain", progress=False)
+    run = loop.train_agent(*_tiny(**nets, method=method), tmp_path / "method", progress=False)
+    last = [checkpoints.open_run(d / "actor") for d in (plain, run)]
+    mine, theirs = (r.params(len(r) - 1) for r in last)
+    assert any(not np.array_equal(a["W"], b["W"]) for a, b in zip(mine, theirs, strict=True))
+    task0 = loop.read_tasks(run)[0]
+    assert "baseline_final_return" in task0 and "plasticity_loss_baseline" in task0

@@ -76,3 +76,23 @@ def test_unclipped_ratio_gives_the_policy_gradient():
 def test_bad_settings_are_refused_by_name(bad, field):
     with pytest.raises(NtkplastError, match=field):
         PPOConfig(**bad)
+
+
+def test_the_optimizer_clips_the_global_norm_unless_zero():
+    import optax
+
+    grads = {"w": jnp.array([3.0, 4.0])}  # global norm 5
+    params = {"w": jnp.zeros(2)}
+    for norm, eps in ((0.5, 1.0), (0.0, 1.0)):  # a large ε: Adam's step shows the clipping
+        cfg = PPOConfig(max_grad_norm=norm, adam_eps=eps, learning_rate=0.1)
+        tx = cfg.optimizer()
+        update, _ = tx.update(grads, tx.init(params), params)
+        clipped = grads if norm == 0 else {"w": grads["w"] * norm / 5.0}
+        adam = optax.adam(0.1, eps=eps)
+        want, _ = adam.update(clipped, adam.init(params), params)
+        np.testing.assert_allclose(update["w"], want["w"], rtol=1e-6)
+        other = {"w": grads["w"] * 0.1} if norm == 0 else grads
+        wrong, _ = adam.update(other, adam.init(params), params)
+        assert not np.allclose(update["w"], wrong["w"], rtol=1e-3)
+    assert "adam_eps" not in PPOConfig().to_dict()  # runs written before it still resume
+    assert PPOConfig(adam_eps=1e-8).to_dict()["adam_eps"] == 1e-8
