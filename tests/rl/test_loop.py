@@ -167,7 +167,9 @@ def test_every_shipped_rl_config_trains_at_a_tiny_size(tmp_path, path):
 
 @pytest.mark.parametrize("method", [{"name": "l2", "lam": 1e-3}, {"name": "isometry"},
                                     {"name": "adamo"}, {"name": "redo", "every": 1},
-                                    {"name": "cbp"}, {"name": "shrink_perturb"},
+                                    {"name": "cbp", "replacement_rate": 0.5,
+                                     "maturity_threshold": 1},  # acts within 16 steps
+                                    {"name": "shrink_perturb"},
                                     {"name": "fire"}])
 def test_every_method_trains_an_agent_and_changes_it(tmp_path, method):
     """Each method's hooks reach both networks: the agent differs from plain PPO's on the same
