@@ -30,7 +30,7 @@ from ntkplast.errors import NtkplastError
 from ntkplast.plain import from_plain
 from ntkplast.rl.envs import EnvStream, EnvStreamSpec, make_env_stream
 from ntkplast.rl.ppo import PPOConfig
-from ntkplast.training.config import reference_task_set
+from ntkplast.training.config import config_seed, method_from_dict, reference_task_set
 
 __all__ = ["SECTIONS", "AgentConfig", "RLTrainConfig", "agent_config_from_dict"]
 
@@ -116,30 +116,16 @@ def _net(d: Any, outputs: int, name: str, where: str) -> models.ArchSpec:
 def agent_config_from_dict(d: Mapping[str, Any], where: str = "config"
                            ) -> tuple[AgentConfig, EnvStream]:
     """Build an :class:`AgentConfig` (and its environment stream) from plain data."""
-    unknown = sorted(set(d) - {"seed", *SECTIONS})
-    if unknown:
-        raise NtkplastError(f"{where}: unknown key(s) {unknown}; an RL config has 'seed' and the "
-                            f"tables {list(SECTIONS)}")
-    seed = d.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise NtkplastError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    seed = config_seed(d, SECTIONS, where, what="an RL config")
     env = d.get("env", {})
     spec = env if isinstance(env, EnvStreamSpec) else EnvStreamSpec.from_dict(
         env, where=f"{where}: env")
     stream = make_env_stream(spec)
-    method = d.get("method", {})
-    if method:
-        from ntkplast.regularizers import check_method
-
-        try:
-            method = check_method(method)
-        except NtkplastError as e:
-            raise NtkplastError(f"{where}: {e}") from None
     cfg = AgentConfig(
         seed=seed, env=spec,
         actor=_net(d.get("actor", {}), stream.num_actions, "actor", where),
         critic=_net(d.get("critic", {}), 1, "critic", where),
         ppo=from_plain(PPOConfig, d.get("ppo", {}), where=f"{where}: ppo"),
         train=from_plain(RLTrainConfig, d.get("train", {}), where=f"{where}: train"),
-        method=method)
+        method=method_from_dict(d.get("method", {}), where))
     return cfg, stream

@@ -41,8 +41,8 @@ from ntkplast.io import safe_read
 from ntkplast.plain import from_plain
 
 __all__ = ["LOSSES", "MEASURES", "OPTIMIZERS", "SECTIONS", "RunConfig", "TrainConfig",
-           "apply_overrides", "config_from_dict", "load_config", "previous_tasks", "read_toml",
-           "reference_task_set",
+           "apply_overrides", "config_from_dict", "config_seed", "load_config",
+           "method_from_dict", "previous_tasks", "read_toml", "reference_task_set",
            "resolve_measure"]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -240,25 +240,33 @@ class RunConfig:
         return d
 
 
-def config_from_dict(d: Mapping[str, Any], where: str = "config") -> RunConfig:
-    """Build a :class:`RunConfig` from plain data (as read from TOML or a manifest)."""
-    unknown = sorted(set(d) - {"seed", *SECTIONS})
+def config_seed(d: Mapping[str, Any], sections: Sequence[str], where: str,
+                what: str = "a config") -> int:
+    """The seed of plain config data whose other keys must be ``sections`` (``what`` names the
+    kind of config in the error); unknown keys or a seed that is not an integer >= 0 raise
+    :class:`NtkplastError` naming ``where``."""
+    unknown = sorted(set(d) - {"seed", *sections})
     if unknown:
-        raise NtkplastError(f"{where}: unknown key(s) {unknown}; a config has 'seed' and the "
-                            f"tables {list(SECTIONS)}")
+        raise NtkplastError(f"{where}: unknown key(s) {unknown}; {what} has 'seed' and the "
+                            f"tables {list(sections)}")
     seed = d.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise NtkplastError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    return seed
+
+
+def config_from_dict(d: Mapping[str, Any], where: str = "config") -> RunConfig:
+    """Build a :class:`RunConfig` from plain data (as read from TOML or a manifest)."""
     return RunConfig(
-        seed=seed,
+        seed=config_seed(d, SECTIONS, where),
         model=models.ArchSpec.from_dict(d.get("model", {}), where=f"{where}: model"),
         stream=streams.StreamSpec.from_dict(d.get("stream", {}), where=f"{where}: stream"),
         train=from_plain(TrainConfig, d.get("train", {}), where=f"{where}: train"),
-        method=_method(d.get("method", {}), where),
+        method=method_from_dict(d.get("method", {}), where),
     )
 
 
-def _method(method: Any, where: str) -> dict[str, Any]:
+def method_from_dict(method: Any, where: str) -> dict[str, Any]:
     """Validate the ``[method]`` table (names and option names; values when hooks are built)."""
     if not method:
         return {}
