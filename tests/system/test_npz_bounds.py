@@ -91,13 +91,19 @@ def test_total_beyond_memory_is_refused(tmp_path, monkeypatch, no_inflating):
         files.load_arrays(path)
 
 
-def test_too_many_members_are_refused_before_they_are_listed(tmp_path, monkeypatch):
+def _empty_members(path, n, **end_record):
+    """A stored (uncompressed) archive of ``n`` empty arrays, its end record as ``_write_zip``
+    is told (``declared`` members, ``zip64``)."""
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.zeros(0))
     npy = buf.getvalue()
+    _write_zip(path, [(f"m{i}.npy", npy, zlib.crc32(npy), len(npy)) for i in range(n)],
+               method=zipfile.ZIP_STORED, **end_record)
+
+
+def test_too_many_members_are_refused_before_they_are_listed(tmp_path, monkeypatch):
     path = tmp_path / "many.npz"
-    _write_zip(path, [(f"m{i}.npy", npy, zlib.crc32(npy), len(npy)) for i in range(6)],
-               method=zipfile.ZIP_STORED)
+    _empty_members(path, 6)
     assert len(files.load_arrays(path)) == 6
     monkeypatch.setattr(files, "_MAX_MEMBERS", 5)
 
@@ -106,8 +112,7 @@ def test_too_many_members_are_refused_before_they_are_listed(tmp_path, monkeypat
     monkeypatch.setattr(zipfile, "ZipFile", no_listing)
     with pytest.raises(NtkplastError, match=r"many.npz declares 6 members.*at most 5 in"):
         files.load_arrays(path)
-    _write_zip(path, [(f"m{i}.npy", npy, zlib.crc32(npy), len(npy)) for i in range(2)],
-               method=zipfile.ZIP_STORED, declared=2**40, zip64=True)
+    _empty_members(path, 2, declared=2**40, zip64=True)
     with pytest.raises(NtkplastError, match=r"many.npz declares 1099511627776 members"):
         files.load_arrays(path)
     monkeypatch.undo()
@@ -116,12 +121,8 @@ def test_too_many_members_are_refused_before_they_are_listed(tmp_path, monkeypat
 
 
 def test_an_end_record_that_understates_the_members_does_not_hide_them(tmp_path, monkeypatch):
-    npy = io.BytesIO()
-    np.lib.format.write_array(npy, np.zeros(0))
-    npy = npy.getvalue()
     path = tmp_path / "many.npz"
-    _write_zip(path, [(f"m{i}.npy", npy, zlib.crc32(npy), len(npy)) for i in range(6)],
-               method=zipfile.ZIP_STORED, declared=1)
+    _empty_members(path, 6, declared=1)
     monkeypatch.setattr(files, "_MAX_MEMBERS", 5)
     with pytest.raises(NtkplastError, match=r"many.npz holds 6 members.*at most 5"):
         files.load_arrays(path)
