@@ -87,7 +87,7 @@ def group_sort(z: Array, group_size: int) -> Array:
     Piecewise a permutation of z, so its Jacobian is a permutation matrix P with
     P_{r,i} = [unit i takes place r], ties kept in their order (a stable sort). For groups of
     at most :data:`ONE_HOT_GROUP_MAX` the derivative is that P applied by one-hot selection
-    (:func:`_group_sort_jvp`); larger groups differentiate through the sort.
+    (``_group_sort_jvp``); larger groups differentiate through the sort.
     """
     if group_size <= ONE_HOT_GROUP_MAX:
         return _group_sort_one_hot(z, group_size)

@@ -234,7 +234,8 @@ def unit_scores(model: models.Model, params: models.Params, x: Array, *,
     """Dormancy and feature rank of every hidden layer on probe inputs ``x`` (module docstring).
 
     Args:
-      model, params: the network and its parameters.
+      model: the network.
+      params: its parameters.
       x: probe inputs, ``N × input_shape``.
       taus: thresholds τ ≥ 0 of the ReDo rule (Sokar et al. use 0.0, 0.025, 0.1).
       frequency_threshold: Dohare et al.'s activity-frequency threshold (1%).

@@ -74,8 +74,9 @@ def _describe(hint: Any) -> str:
 def from_plain(cls: type[T], data: Any, where: str) -> T:
     """Instantiate the frozen dataclass ``cls`` from the mapping ``data``.
 
-    Unknown keys and values of the wrong type raise :class:`NtkplastError` naming ``where.key``;
-    missing keys take the dataclass defaults; the class's own ``__post_init__`` checks ranges.
+    Unknown keys and values of the wrong type raise :class:`~ntkplast.errors.NtkplastError`
+    naming ``where.key``; missing keys take the dataclass defaults; the class's own
+    ``__post_init__`` checks ranges.
     """
     if not isinstance(data, Mapping):
         raise NtkplastError(f"{where}: expected a table of settings, got {type(data).__name__}")

@@ -84,7 +84,7 @@ def legacy_arguments(*, positional: Sequence[str] = (), after: int = 0,
       after: how many positional parameters the new signature has.
       renamed: ``{old keyword: new keyword}``.
 
-    Each old spelling emits a :class:`DeprecationWarning` that names the new one.
+    Each old spelling emits a ``DeprecationWarning`` that names the new one.
     """
     renamed = dict(renamed or {})
 

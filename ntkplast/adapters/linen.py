@@ -30,7 +30,9 @@ def from_linen(module: Any, variables: Mapping[str, Any], x: Any, *,
       variables: what ``module.init`` returned (``{"params": …}``); other collections
         (BatchNorm's ``batch_stats``) have no ntkplast counterpart and are refused.
       x: a few probe inputs, ``N × input_shape`` (NHWC images), to check the conversion on.
-      activation, spec, rtol: as in :func:`~ntkplast.adapters.convert.recognise`.
+      activation: as in :func:`~ntkplast.adapters.convert.recognise`.
+      spec: as in :func:`~ntkplast.adapters.convert.recognise`.
+      rtol: as in :func:`~ntkplast.adapters.convert.recognise`.
     """
     extra = sorted(set(variables) - {"params"})
     if extra:

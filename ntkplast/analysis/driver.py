@@ -13,10 +13,11 @@ on every call).
 Results are cached per checkpoint under ``<out>/cache/<key>/`` (``key`` hashes the settings and
 the probe set), each written atomically, so re-running skips finished checkpoints and a killed
 analysis resumes. Each entry's name carries a hash of everything else its rows depend on: the
-checkpoint file's SHA-256 (checked against the manifest's, :meth:`Run.digest`), its manifest
-entry, and the digests of the initial and previous checkpoints the kernel is compared with (and
-the previous step), so a checkpoint that was missing, repaired or replaced is recomputed
-together with the neighbour compared with it. A checkpoint that cannot be read, differs from its
+checkpoint file's SHA-256 (checked against the manifest's,
+:meth:`~ntkplast.runs.checkpoints.Run.digest`), its manifest entry, and the digests of the
+initial and previous checkpoints the kernel is compared with (and the previous step), so a
+checkpoint that was missing, repaired or replaced is recomputed together with the neighbour
+compared with it. A checkpoint that cannot be read, differs from its
 digest or holds NaN/Inf parameters is skipped with a warning and one row ``checkpoint_skipped`` =
 1 (and is not cached). The output folder is locked while it is written
 (:func:`ntkplast.io.lock.folder_lock`); ``settings.json`` is removed before the new outputs are

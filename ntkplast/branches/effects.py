@@ -216,7 +216,9 @@ def compare_branches(out: str | os.PathLike, *, level: float = 0.95, probe_size:
     Args:
       out: a ``branch`` output folder.
       level: the intervals' coverage.
-      probe_size, seed: the probe set of the first-checkpoint diagnostics (``task:<k+1>``).
+      probe_size: the size of the probe set of the first-checkpoint diagnostics
+        (``task:<k+1>``).
+      seed: the seed of that probe set.
       data_dir: where the stream's dataset is, if not where the runs were trained.
 
     Returns:

@@ -4,9 +4,12 @@
 module               what it holds
 ===================  ========================================================================
 ``datasets``         :func:`load_dataset` (built-in digits, MNIST/CIFAR files), :class:`Dataset`
-``streams``          :class:`StreamSpec`, :func:`make_stream`: permuted, split, shuffled labels …
-``spec``             :class:`StreamSpec`, for ``streams`` (re-exported) and ``regression``
-``custom``           :class:`Stream` protocol and :class:`ArrayStream` for a user's own tasks
+``streams``          :class:`~ntkplast.data.streams.StreamSpec`,
+                     :func:`~ntkplast.data.streams.make_stream`: permuted, split, shuffled labels …
+``spec``             :class:`~ntkplast.data.spec.StreamSpec`, for ``streams`` (re-exported) and
+                     ``regression``
+``custom``           :class:`~ntkplast.data.custom.Stream` protocol and
+                     :class:`~ntkplast.data.custom.ArrayStream` for a user's own tasks
 ===================  ========================================================================
 
 ``from ntkplast import data`` gives the dataset functions directly (``data.load_dataset``);

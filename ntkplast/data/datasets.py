@@ -26,7 +26,7 @@ so a copy of your own always wins. A missing, truncated or malformed file raises
 searched and how to get the files.
 The python versions of CIFAR are pickles; they are read with an unpickler that can build numpy
 arrays and nothing else, so a planted pickle cannot run code. The bytes of every file are read by
-:mod:`ntkplast.data._readers` (gzip, IDX, the restricted unpickler); this module knows the
+``ntkplast.data._readers`` (gzip, IDX, the restricted unpickler); this module knows the
 datasets: their names, class counts and layouts, and checks what the files hold.
 """
 

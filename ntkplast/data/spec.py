@@ -46,7 +46,7 @@ class StreamSpec:
       kind: one of :data:`KINDS` (``"permuted"``, ``"split"``, ``"shuffled_labels"``,
         ``"random_labels"``, ``"warm_start"``, ``"slowly_changing_regression"``; described in
         :mod:`ntkplast.data.streams`).
-      dataset: one of :data:`ntkplast.data.DATASETS`.
+      dataset: one of :data:`ntkplast.data.datasets.DATASETS`.
       num_tasks: number of tasks, at least 1.
       classes_per_task: classes per task for ``"split"`` (must divide the dataset's class count;
         ignored by the other kinds).

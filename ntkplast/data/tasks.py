@@ -4,7 +4,7 @@ A stream builds task ``t`` only when it is asked for (``stream[t]``) and keeps j
 built, so a stream of millions of examples never sits in memory whole: the training loop holds
 one task at a time. :class:`LazyTasks` is that mechanism; the built-in streams
 (:class:`~ntkplast.data.streams.TaskStream`, the slowly-changing regression) and a user's
-:class:`~ntkplast.data.custom.LazyStream` fill in :meth:`LazyTasks._build`.
+:class:`~ntkplast.data.custom.LazyStream` fill in ``LazyTasks._build``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Task:
 
 
 class LazyTasks(Sequence[Task]):
-    """A sequence of tasks built on demand by :meth:`_build` (the last one built is kept).
+    """A sequence of tasks built on demand by ``_build`` (the last one built is kept).
 
     Attributes:
       input_shape: the per-example input shape, the same for every task.

@@ -3,7 +3,8 @@
 ===================  ========================================================================
 module               what it holds
 ===================  ========================================================================
-``grid``             methods × seeds (:func:`run_grid`): train, analyse, gather tables
+``grid``             methods × seeds (:func:`~ntkplast.experiments.grid.run_grid`): train, analyse,
+                     gather tables
 ``sweep``            a TOML grid of hyper-parameter points (``ntkplast sweep``)
 ``selection``        a sweep's ``[selection]``: each method's point chosen on seeds of its own
 ``executors``        where jobs run: in process or on Ray

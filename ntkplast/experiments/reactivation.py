@@ -90,7 +90,8 @@ def plant_dead_units(model: models.Model, params: Params, x: Array, fraction: fl
       so the isometry gradient is not trivially zero on it.
 
     Args:
-      model, params: a ReLU MLP and its parameters.
+      model: a ReLU MLP.
+      params: its parameters.
       x: ``N × input_shape`` inputs on which the units must be dead.
       fraction: in [0, 1].
       how: ``"bias"`` or ``"sign"`` (above).
@@ -157,7 +158,7 @@ def revived_fraction(model: models.Model, params: Params, x: Array,
                      dead_masks: Sequence[Array]) -> Revived:
     r"""Fraction of the initially dead units that fire on some input of ``x``.
 
-    With D_l = {i : dead_masks[l][i]} and F_l = {i : ∃x ∈ X, a_{l,i}(x) ≠ 0}:
+    With D_l = {i : ``dead_masks[l][i]``} and F_l = {i : ∃x ∈ X, a_{l,i}(x) ≠ 0}:
     per layer |D_l ∩ F_l| / |D_l| and overall Σ_l |D_l ∩ F_l| / Σ_l |D_l| (NaN where the
     denominator is 0).
     """
@@ -216,13 +217,17 @@ def reactivation_curve(model: models.Model, params: Params, *, dead_masks: Seque
     measures after steps 0, every, 2·every, …, steps.
 
     Args:
-      model, params: a ReLU MLP and the parameters training starts from.
+      model: a ReLU MLP.
+      params: the parameters training starts from.
       dead_masks: one boolean ``(d_l,)`` mask per hidden layer, the units counted (as
         :func:`plant_dead_units` returns them, or ``LayerDormancy.dead_mask``).
-      tx, hooks: the arm's optimizer and hooks (:func:`make_arm`).
-      x, y: training inputs ``N × input_shape`` and integer labels ``(N,)``.
+      tx: the arm's optimizer (:func:`make_arm`).
+      hooks: the arm's hooks (:func:`make_arm`).
+      x: training inputs ``N × input_shape``.
+      y: integer labels ``(N,)``.
       probe_x: inputs on which a unit counts as firing again.
-      steps, every: positive integers, ``every`` dividing ``steps``.
+      steps: a positive integer.
+      every: a positive integer dividing ``steps``.
       batch_size: minibatch size B.
       per_layer: also return each hidden layer's revived fraction.
       key: split into the trainer's step key (hooks' randomness, e.g. ReDo's fresh draws) and

@@ -105,7 +105,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     The file gets the permissions ``open()`` would give it (0666 less the umask), not the
     owner-only 0600 of the temporary file, so a shared run folder stays readable. A failed
     write (disk full, no permission) removes the temporary file, leaves any previous version
-    of ``path`` intact and raises :class:`NtkplastError` naming the file and the OS error.
+    of ``path`` intact and raises :class:`~ntkplast.errors.NtkplastError` naming the file and
+    the OS error.
     """
     with atomic_file(path) as f:
         f.write(data)
@@ -216,7 +217,8 @@ def _check_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
 
 def load_arrays(path: str | os.PathLike | io.BytesIO, *, within: str | os.PathLike | None = None,
                 source: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz``; corrupt or hostile files raise :class:`NtkplastError`.
+    """Read every array of an ``.npz``; corrupt or hostile files raise
+    :class:`~ntkplast.errors.NtkplastError`.
 
     ``path`` is a regular file (a FIFO, a device or a file larger than this machine's memory is
     refused; with ``within``, also a link out of that folder) or the file's bytes already read

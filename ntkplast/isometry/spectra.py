@@ -3,7 +3,7 @@ r"""Spectra of a network: layer Jacobians, the input–output Jacobian and the w
 :func:`layer_spectra` (per weight layer J_l(x), exact moments on every probe input, full spectra
 on a subsample, Hutchinson estimates for layers too large to build), :func:`input_output_spectra`
 (J(x) = ∂f/∂x) and :func:`weight_spectra` (σ(m_W W_l)), each with its unchecked core. The
-Jacobians themselves are built by :mod:`ntkplast.isometry._jacobians`; the summaries come from
+Jacobians themselves are built by ``ntkplast.isometry._jacobians``; the summaries come from
 :mod:`ntkplast.isometry.summaries`. The formulas are in the :mod:`ntkplast.isometry` package
 docstring (the "module docstring" the functions below refer to).
 """
@@ -183,7 +183,8 @@ def layer_spectra(model: models.Model, params: models.Params, x: Array, *,
     """Singular values of every layer Jacobian J_l(x) = diag(φ'(z_l)) L_l (module docstring).
 
     Args:
-      model, params: the network (:func:`ntkplast.models.build`) and its parameters.
+      model: the network (:func:`ntkplast.models.build`).
+      params: its parameters.
       x: probe inputs, ``N × input_shape``.
       spectra_subsample: number S of probe inputs whose full spectra are computed (SVD of the
         explicit J_l); ``None`` for all, 0 for none. Moments use all N inputs.
@@ -247,7 +248,7 @@ def input_output_spectra(model: models.Model, params: models.Params, x: Array, *
     Built per input by reverse mode (K ≤ D) or forward mode, vmapped over blocks of
     ``block_size`` probe inputs (``block_size · K · D`` floats); when x enters only through a
     dense first layer of K ≤ d_1 < D units, as ∂f/∂z_1 · Rᵀ (K × d_1, the same σ; m_W W_1 =
-    QR, :func:`ntkplast.isometry._jacobians.first_layer_r`), which stops the backward pass at
+    QR, ``ntkplast.isometry._jacobians.first_layer_r``), which stops the backward pass at
     z_1; σ = √λ of the smaller Gram in float64 (:func:`ntkplast.linalg.gram_singular_values`).
     n = min(K, D) is small, so full spectra are kept for all N inputs (``singular_values`` is
     ``(N, n)``); zeros are σ ≤ max(K, D) · eps · max σ. Pennington, Schoenholz & Ganguli (2017):

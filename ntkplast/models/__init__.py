@@ -19,7 +19,7 @@ unchanged) and no hidden unit's activity changes. Only counterfactual branches
 (:mod:`ntkplast.branches`) set it; 1 by default.
 
 Both match neural-tangents' ``stax.Dense``/``stax.Conv`` with the same ``W_std``/``b_std``, so the
-same spec converts to a stax triple (:mod:`ntkplast.ntk._stax`) whose infinite-width
+same spec converts to a stax triple (``ntkplast.ntk._stax``) whose infinite-width
 ``kernel_fn`` is the theory reference. ``init="orthogonal"`` draws the effective weight as
 σ_w·Q with Q semi-orthogonal (Saxe et al. 2014); for convolutions it is the delta-orthogonal
 kernel of Xiao et al. (2018): σ_w·Q at the centre tap, zero elsewhere. Both are the isometric

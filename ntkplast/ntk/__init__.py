@@ -2,7 +2,7 @@ r"""Empirical neural tangent kernels of ntkplast models, per layer, per checkpoi
 
 Θ(x, x')_{kk'} = Σ_p ∂f_k(x)/∂θ_p · ∂f_{k'}(x')/∂θ_p (Jacot, Gabriel & Hongler 2018), full
 (``N1 × N2 × K × K``) or output-traced (``N1 × N2``), in total or per weight layer; the layouts
-and engines are documented in :mod:`.empirical`.
+and engines are documented in :mod:`ntkplast.ntk.empirical`.
 
 ==============  ===============================================================================
 module          what it holds
@@ -45,7 +45,7 @@ from ntkplast.ntk.operators import ntk_diagonal, ntk_matvec
 MEMORY_BUDGET_BYTES = 2 * 2**30
 """Working memory (bytes) allowed for one kernel block when ``block_size`` is automatic.
 
-A setting: it is read on every call (:func:`ntkplast.ntk._blocking.auto_block`), so assigning
+A setting: it is read on every call (``ntkplast.ntk._blocking.auto_block``), so assigning
 ``ntkplast.ntk.MEMORY_BUDGET_BYTES`` changes the blocks of later calls."""
 
 __all__ = ["ENGINES", "MEMORY_BUDGET_BYTES", "LayerwiseKernel", "empirical_ntk",

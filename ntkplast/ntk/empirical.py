@@ -12,14 +12,14 @@ restricted to layer l's W and b).
 
 Engines (``engine=``):
 
-* ``"layerwise"``: the structured kernel (:mod:`._layerwise`); never forms the whole Jacobian.
+* ``"layerwise"``: the structured kernel (``_layerwise``); never forms the whole Jacobian.
   A Dense layer's part factorizes, Θ_l = A_l ⊙ C_l with A_l the activation Gram and C_l the
   backward-signal Gram; a Conv layer's part is the Gram of its per-example weight gradients,
   each one matmul of the layer's input patches against the backward signals. Per-layer parts
   come for free. GroupSort/MaxMin, LayerNorm (its γ, β in their layer's part), residual blocks
   and pooling keep the structure, with the backward signals taken through each block's vjp
   instead of a diagonal φ'.
-* ``"generic"``: any model, Jacobian contraction by jax's vjp/vmap (:mod:`._generic`).
+* ``"generic"``: any model, Jacobian contraction by jax's vjp/vmap (``_generic``).
 * ``"nt:jacobian_contraction"``, ``"nt:ntk_vector_products"``, ``"nt:structured_derivatives"``:
   neural-tangents' ``empirical_ntk_fn`` (Novak et al. 2022) when it is installed.
 * ``"auto"``: layerwise, except generic for orthogonally constrained layers, whose NTK is taken
@@ -27,7 +27,7 @@ Engines (``engine=``):
 
 All engines run under one ``jax.jit`` per configuration (:func:`kernel_fn`, cached), blocked over
 probe points when asked or when the working memory would exceed
-:data:`ntkplast.ntk.MEMORY_BUDGET_BYTES` (:mod:`._blocking`). :func:`series_ntk` computes T
+:data:`ntkplast.ntk.MEMORY_BUDGET_BYTES` (``_blocking``). :func:`series_ntk` computes T
 checkpoints in one compiled call. :func:`infinite_width_ntk` is the analytic infinite-width
 reference (neural-tangents ``kernel_fn``).
 
@@ -330,7 +330,7 @@ def infinite_width_ntk(model: models.Model, x1: Array, x2: Array | None = None, 
     ``N1 × N2`` (traced) or ``N1 × N2 × K × K``.
 
     neural-tangents' ``kernel_fn(x1, x2, "ntk")`` of the spec's stax triple
-    (:mod:`ntkplast.ntk._stax`; Jacot et al. 2018; Novak et al. 2020). Θ_∞ is the same for
+    (``ntkplast.ntk._stax``; Jacot et al. 2018; Novak et al. 2020). Θ_∞ is the same for
     every output, so the full kernel is Θ_∞ ⊗ I_K and the traced one K·Θ_∞. With
     ``parameterization="ntk"`` the empirical NTK converges to it as the widths grow.
     """

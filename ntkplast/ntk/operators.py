@@ -49,10 +49,10 @@ def ntk_matvec(model: models.Model, params: models.Params, x: Array, *,
       Memory: one forward pass plus K cotangents, O(N·K·Σ_l d_l) floats.
     * ``engine="layerwise"`` (MLPs; the ``"auto"`` choice for them): the layerwise factors
       a_{l-1}(X) and δ_l(X) are computed once, and each product is two thin matmuls per layer
-      (:func:`ntkplast.ntk._layerwise.operator_matvec`), about 3× fewer FLOPs than the vjp/jvp
+      (``ntkplast.ntk._layerwise.operator_matvec``), about 3× fewer FLOPs than the vjp/jvp
       pair for the traced kernel. Memory: the factors, O(N·K·Σ_l d_l) floats.
 
-    Returns a :class:`jax.tree_util.Partial` (a pytree holding the arrays), so it can be passed
+    Returns a ``jax.tree_util.Partial`` (a pytree holding the arrays), so it can be passed
     into jit-compiled solvers such as :func:`ntkplast.spectra.top_eigenvalues` without baking
     the arrays into the compiled program.
 

@@ -5,7 +5,7 @@ called after task ``task``'s evaluation and before its task-end checkpoint, whic
 holds the parameters the next task starts from (as for every ``on_task_end`` method). ``every``
 = k acts after tasks k−1, 2k−1, … (counted from 0). Weights follow :mod:`ntkplast.models`: a
 Dense ``W`` is ``d_in × d_out``; an HWIO conv kernel is the ``(k·k·c_in) × c_out`` matrix
-(:func:`~._common.as_matrix`).
+(``as_matrix``).
 
 **FIRE** (Han, Park, Oh, Kim, Lee & Kim 2026, "FIRE: Frobenius-isometry reinitialization for
 balancing the stability–plasticity tradeoff", ICLR, arXiv 2602.08040): each selected weight is
@@ -35,9 +35,9 @@ gradient is the gradient in W', and the frozen W_θ − W'₀ is a constant offs
 keeps its stored value and its optimizer state is zeroed (θ' starts with no moments): exactly
 the two-head network, trained by the same optimizer, with the fresh draw h_θ' cancelling
 (:func:`plasticity_injection_task_end`). Adam's bias correction keeps the run's global count, as
-in the unit resets (:mod:`~.resets`). A head of several layers (a hidden layer before the
-readout) would need a second network inside the model, which ntkplast's fixed per-layer
-parameters cannot hold; only the readout is injected.
+in the unit resets (:mod:`~ntkplast.regularizers.resets`). A head of several layers (a hidden
+layer before the readout) would need a second network inside the model, which ntkplast's fixed
+per-layer parameters cannot hold; only the readout is injected.
 
 **Head reset**: the readout's W and b are re-drawn from the model's initialisation
 (``model.init(key, input_shape)``, the run's init scheme) and their optimizer state zeroed
@@ -121,8 +121,8 @@ def fire(params: Params, *, alpha: float = 1.0, ns_steps: int = NS_STEPS,
 
     ``alpha`` ∈ [0, 1] interpolates (0: unchanged, 1: the scaled polar factor); ``model`` gives
     the multipliers m_W (``None``: the standard parameterization, m_W = 1); ``layers`` as in
-    :func:`~._common.select_layers` (default every weight layer, readout included, as the
-    reference code applies it to every Linear and Conv layer).
+    :func:`~ntkplast.regularizers.select_layers` (default every weight layer, readout included,
+    as the reference code applies it to every Linear and Conv layer).
 
     Examples:
       At α = 1 a 4 × 2 weight ends with WᵀW = (2/4)·I; the bias is untouched:

@@ -21,7 +21,7 @@ with R the isometry penalty (½‖G − s'I‖_F², :mod:`ntkplast.regularizers.
 twice the paper's unhalved λ_paper). Cheaper variants (see benchmarks/RESULTS.md, "Regularizer
 cost"): ``every=k`` takes the isometry step on every k-th update only, with strength k·λ (the
 same average pull); ``num_probes=k`` replaces ∇R by the unbiased Rademacher estimate
-:func:`~.penalties.isometry_gradient_estimate`.
+:func:`~ntkplast.regularizers.penalties.isometry_gradient_estimate`.
 """
 
 from __future__ import annotations
@@ -152,13 +152,18 @@ def isometry_step(lam: float, learning_rate: Schedule, *, key: Array | int | Non
     moments. ``λ = 0`` returns u_t unchanged (bit-exact).
 
     Args:
-      lam: λ ≥ 0, in the ½‖G − s'I‖² convention of :func:`~.penalties.isometry_loss`
+      lam: λ ≥ 0, in the ½‖G − s'I‖² convention of
+        :func:`~ntkplast.regularizers.penalties.isometry_loss`
         (λ = 2·λ_paper for the paper's unhalved ‖WᵀW − I‖²).
       learning_rate: η_iso: a float or an optax schedule of the update count (pass the
         optimizer's own schedule so the step follows it).
       key: PRNG key (or an integer seed) of the probe vectors, carried in the state; ``None``
         is key 0. ``seed=``, its 0.2 name, still works with a DeprecationWarning.
-      scale, rect_correction, normalize, layers, model: as in :func:`~.penalties.isometry_penalty`.
+      scale: as in :func:`~ntkplast.regularizers.penalties.isometry_penalty`.
+      rect_correction: as in :func:`~ntkplast.regularizers.penalties.isometry_penalty`.
+      normalize: as in :func:`~ntkplast.regularizers.penalties.isometry_penalty`.
+      layers: as in :func:`~ntkplast.regularizers.penalties.isometry_penalty`.
+      model: as in :func:`~ntkplast.regularizers.penalties.isometry_penalty`.
       every: take the step after every ``every``-th update only, with strength ``every``·λ.
       num_probes: None for the exact closed-form ∇R; k for the k-probe randomised estimate
         (``probes=`` in 0.2, still accepted with a DeprecationWarning).
@@ -407,7 +412,7 @@ def add_l2_init_gradient(lam: float, *, squared: bool = True) -> optax.GradientT
     0 at θ_t = θ₀_t). θ₀ is the params passed to ``init`` — a run's (or a reset reference's)
     own initialisation — and is kept in the state (so it is checkpointed). Every parameter,
     biases included, as in the paper. ``optax.chain(add_l2_init_gradient(λ), optax.adam(η))``
-    equals adding :func:`~.penalties.l2_init_penalty` to the loss.
+    equals adding :func:`~ntkplast.regularizers.penalties.l2_init_penalty` to the loss.
 
     Examples:
       The pull 2λ(θ − θ₀) toward the parameters the state was initialised with:

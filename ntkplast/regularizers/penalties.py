@@ -154,7 +154,9 @@ def isometry_penalty(lam: float, scale: float = 1.0, *, rect_correction: bool = 
     Args:
       lam: λ ≥ 0 in the ½‖·‖² convention: λ = 2·λ_paper, the paper's unhalved λ_paper being
         half this one (module docstring).
-      scale, rect_correction, normalize: as in :func:`isometry_loss`.
+      scale: as in :func:`isometry_loss`.
+      rect_correction: as in :func:`isometry_loss`.
+      normalize: as in :func:`isometry_loss`.
       layers: ``"hidden"`` (default: all weight matrices but the readout, no biases),
         ``"inner"``, ``"all"`` or a list of layer indices.
       model: when given, penalize the effective weights m_W·W.

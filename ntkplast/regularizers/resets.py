@@ -148,7 +148,7 @@ def reset_optimizer_state(opt_state: Any, params: Params, weight_mask: Params) -
 
     Every subtree of ``opt_state`` with the params' tree structure (Adam's μ and ν, momentum's
     trace, …) is set to 0 where the mask is True and left unchanged elsewhere; counts, schedules
-    and L2 Init's anchor θ₀ (:class:`~.decoupled.L2InitState`) are not touched.
+    and L2 Init's anchor θ₀ (:class:`~ntkplast.regularizers.decoupled.L2InitState`) are not touched.
     """
     treedef = jax.tree_util.tree_structure(params)
 

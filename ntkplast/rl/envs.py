@@ -279,8 +279,8 @@ class EnvStream:
 
 def make_env_stream(spec: EnvStreamSpec | Mapping[str, Any]) -> EnvStream:
     """The :class:`EnvStream` that ``spec`` describes (an :class:`EnvStreamSpec`, or its plain
-    table, read by :meth:`EnvStreamSpec.from_dict`). Raises :class:`NtkplastError` when gymnax
-    (the ``rl`` extra) is not installed."""
+    table, read by :meth:`EnvStreamSpec.from_dict`). Raises
+    :class:`~ntkplast.errors.NtkplastError` when gymnax (the ``rl`` extra) is not installed."""
     if isinstance(spec, Mapping):
         spec = EnvStreamSpec.from_dict(spec)
     elif not isinstance(spec, EnvStreamSpec):

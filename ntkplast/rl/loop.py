@@ -212,8 +212,9 @@ def train_agent(cfg: AgentConfig, stream: EnvStream, run_dir: str | os.PathLike,
     """Train the continual PPO agent of ``cfg`` on ``stream`` into ``run_dir`` (module doc).
 
     Args:
-      cfg, stream: the run's configuration and its environment stream
-        (:func:`ntkplast.rl.config.agent_config_from_dict`).
+      cfg: the run's configuration.
+      stream: its environment stream (``cfg`` and ``stream`` as
+        :func:`ntkplast.rl.config.agent_config_from_dict` returns them).
       run_dir: the agent's folder (locked while it is written).
       resume: continue a run already in ``run_dir`` (same configuration).
       progress: print one line per task to stderr.

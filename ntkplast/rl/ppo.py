@@ -117,10 +117,13 @@ def gae(rewards: Array, values: Array, dones: Array, last_value: Array, gamma: f
     """Generalised advantage estimates and value targets of a time-major rollout (module doc).
 
     Args:
-      rewards, values, dones: ``T × …`` arrays; ``dones[t]`` is whether the episode ended at
-        step t (then nothing after it is bootstrapped into step t).
+      rewards: a ``T × …`` array.
+      values: a ``T × …`` array.
+      dones: a ``T × …`` array; ``dones[t]`` is whether the episode ended at step t (then
+        nothing after it is bootstrapped into step t).
       last_value: V of the observation after the rollout (``…``).
-      gamma, lam: the discount γ and λ.
+      gamma: the discount γ.
+      lam: λ.
 
     Returns:
       (advantages A_t, targets A_t + V_t), both ``T × …``.
@@ -147,9 +150,13 @@ def ppo_loss(logits: Array, values: Array, actions: Array, old_log_probs: Array,
       logits: the actor's outputs, ``B × A``.
       values: the critic's V, ``B``.
       actions: the actions taken, ``B`` (int).
-      old_log_probs, old_values: log π_old(a|s) and V_old(s) recorded in the rollout, ``B``.
-      advantages, targets: A and R from :func:`gae`, ``B`` (A is normalised here).
-      clip_eps, vf_coef, ent_coef: ε, c_v, c_e.
+      old_log_probs: log π_old(a|s) recorded in the rollout, ``B``.
+      old_values: V_old(s) recorded in the rollout, ``B``.
+      advantages: A from :func:`gae`, ``B`` (A is normalised here).
+      targets: R from :func:`gae`, ``B``.
+      clip_eps: ε.
+      vf_coef: c_v.
+      ent_coef: c_e.
 
     Returns:
       (total loss, {"policy", "value", "entropy", "clip_fraction", "approx_kl"}).
@@ -215,7 +222,8 @@ def make_updater(actor: models.Model, critic: models.Model, step_env: Callable[.
     runs one PPO update per key in ``keys`` (a ``U × 2`` array) in one ``lax.scan``.
 
     Args:
-      actor, critic: the two networks (actor: one output per action; critic: one output).
+      actor: the actor network (one output per action).
+      critic: the critic network (one output).
       step_env: ``step_env(key, state, action, task_arrays) -> (obs, state, reward, done)`` for
         one environment, resetting itself at an episode's end (vmapped here over N).
       cfg: PPO's settings.

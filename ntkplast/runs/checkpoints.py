@@ -319,8 +319,9 @@ def append_checkpoint(run_dir: str | os.PathLike, manifest: dict[str, Any],
       run_dir: the run folder (its writer holds its lock).
       manifest: the run's manifest (:func:`new_manifest`), changed in place.
       params: the checkpoint's parameters.
-      step, task, kind: the global step, the task index and the kind (``"init"``,
-        ``"periodic"``, ``"task_end"``, ``"imported"``).
+      step: the global step.
+      task: the task index.
+      kind: the kind (``"init"``, ``"periodic"``, ``"task_end"``, ``"imported"``).
       metrics: what the entry records about the checkpoint (default: nothing).
       opt_state: the optimizer state to store with the parameters (default: none).
       source: the file the checkpoint was imported from (default: not recorded).

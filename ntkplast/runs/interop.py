@@ -320,8 +320,14 @@ def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
     Args:
       src_dir: folder of ``.safetensors``/``.pt``/``.pth``/``.bin``/``.ckpt``/``.npz`` files.
       run_dir: the new run folder; it must not exist (or be an empty folder).
-      spec, key_order, input_shape, input_layout: as in :func:`state_dict_to_params`; every
-        file must give the same architecture.
+      spec: as in :func:`state_dict_to_params`; every file must give the same
+        architecture.
+      key_order: as in :func:`state_dict_to_params`; every file must give the same
+        architecture.
+      input_shape: as in :func:`state_dict_to_params`; every file must give the same
+        architecture.
+      input_layout: as in :func:`state_dict_to_params`; every file must give the same
+        architecture.
       activation: φ when there is no ``spec``. A state dict does not record it, so with
         neither, ``reference`` must let it be detected (no default:
         :mod:`ntkplast.runs.output_check`).
@@ -330,9 +336,16 @@ def import_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
         a given φ or spec verified.
       pattern: regular expression searched in each file name.
       number: what the number in the name counts, ``"step"`` or ``"task"``.
-      tasks, plasticity_measure, higher_is_better: a per-task score table (a CSV path, a
-        DataFrame or a mapping; :mod:`ntkplast.runs.task_scores`) that labels the task ends.
-      method, seed: the group a report puts the run in (default: from the folder layout).
+      tasks: a per-task score table (a CSV path, a DataFrame or a mapping;
+        :mod:`ntkplast.runs.task_scores`) that labels the task ends.
+      plasticity_measure: of the ``tasks`` table, as in
+        :func:`ntkplast.runs.task_scores.label_tasks`.
+      higher_is_better: of the ``tasks`` table, as in
+        :func:`ntkplast.runs.task_scores.label_tasks`.
+      method: with ``seed``, the group a report puts the run in (default: from the folder
+        layout).
+      seed: with ``method``, the group a report puts the run in (default: from the folder
+        layout).
 
     Returns:
       The new run, opened (:func:`ntkplast.runs.checkpoints.open_run`).

@@ -219,12 +219,20 @@ def import_jax_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
         ``reference`` must let it be detected (no default; :mod:`ntkplast.runs.output_check`).
       tree_path: dotted path to the parameters in the restored tree (default: the tree, or
         its ``params`` entry when it is a train state).
-      key_order, input_shape: as in :func:`ntkplast.convert.state_dict_to_params`.
+      key_order: as in :func:`ntkplast.convert.state_dict_to_params`.
+      input_shape: as in :func:`ntkplast.convert.state_dict_to_params`.
       pattern: regular expression whose first group (or whole match) is the number.
       number: what the number counts, ``"step"`` or ``"task"``.
-      reference, tasks, plasticity_measure, higher_is_better, method, seed: as in
-        :func:`ntkplast.runs.interop.import_folder` (the original network's outputs, the
-        per-task score table, the report group).
+      reference: as in :func:`ntkplast.runs.interop.import_folder` (the original network's
+        outputs).
+      tasks: as in :func:`ntkplast.runs.interop.import_folder` (the per-task score
+        table).
+      plasticity_measure: as in :func:`ntkplast.runs.interop.import_folder` (the per-task score
+        table).
+      higher_is_better: as in :func:`ntkplast.runs.interop.import_folder` (the per-task score
+        table).
+      method: as in :func:`ntkplast.runs.interop.import_folder` (the report group).
+      seed: as in :func:`ntkplast.runs.interop.import_folder` (the report group).
 
     Returns:
       The new run, opened (:func:`ntkplast.runs.checkpoints.open_run`).
@@ -280,13 +288,24 @@ def import_function_folder(src_dir: str | os.PathLike, run_dir: str | os.PathLik
     ``input_shape`` is required.
 
     Args:
-      src_dir, run_dir, pattern, number: as in :func:`import_jax_folder`.
-      apply, layers, trainable: the model's ``module:attribute`` paths and trained entry
+      src_dir: as in :func:`import_jax_folder`.
+      run_dir: as in :func:`import_jax_folder`.
+      pattern: as in :func:`import_jax_folder`.
+      number: as in :func:`import_jax_folder`.
+      apply: the model's ``module:attribute`` path
+        (:class:`ntkplast.runs.function_models.FunctionSpec`).
+      layers: the model's ``module:attribute`` path
+        (:class:`ntkplast.runs.function_models.FunctionSpec`).
+      trainable: the model's trained entry
         (:class:`ntkplast.runs.function_models.FunctionSpec`).
       tree_path: dotted path to the stored tree in each checkpoint (default: all of it).
       input_shape: one input's shape, when there is no reference.
-      reference, tasks, plasticity_measure, higher_is_better, method, seed: as in
-        :func:`ntkplast.runs.interop.import_folder`.
+      reference: as in :func:`ntkplast.runs.interop.import_folder`.
+      tasks: as in :func:`ntkplast.runs.interop.import_folder`.
+      plasticity_measure: as in :func:`ntkplast.runs.interop.import_folder`.
+      higher_is_better: as in :func:`ntkplast.runs.interop.import_folder`.
+      method: as in :func:`ntkplast.runs.interop.import_folder`.
+      seed: as in :func:`ntkplast.runs.interop.import_folder`.
 
     Returns:
       The new run, opened.

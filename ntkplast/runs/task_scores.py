@@ -272,7 +272,8 @@ def attach_task_scores(run_dir: str | os.PathLike, scores: TaskScores | Any, *,
     Args:
       run_dir: the run folder.
       scores: a :class:`TaskScores`, or anything :func:`read_task_scores` reads.
-      plasticity_measure, higher_is_better: as in :func:`label_tasks`.
+      plasticity_measure: as in :func:`label_tasks`.
+      higher_is_better: as in :func:`label_tasks`.
 
     Returns:
       The run, opened again.

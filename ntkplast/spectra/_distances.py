@@ -78,8 +78,9 @@ def deflated_kernel_distance(k1: Any, k2: Any, *, remove: int = 1, top1: Any = N
 
     ``top1``, ``top2``: precomputed orthonormal top eigenvectors (``N × k``, k ≥ ``remove``,
     by decreasing eigenvalue; the first ``remove`` are used), else computed
-    (:func:`top_eigenvectors`). The deflation is (I − UUᵀ) K (I − UUᵀ), which equals the sum
-    above for exact eigenvectors (λ_i = u_iᵀ K u_i) and stays PSD for approximate ones.
+    (:func:`~ntkplast.spectra.top_eigenvectors`). The deflation is (I − UUᵀ) K (I − UUᵀ),
+    which equals the sum above for exact eigenvectors (λ_i = u_iᵀ K u_i) and stays PSD for
+    approximate ones.
     Computed on the host in float64; ``N × N`` or full ``N × N × K × K`` kernels of equal
     shape. NaN where a deflated kernel is zero up to rounding, ‖K − Σ λ_i u_i u_iᵀ‖_F ≤
     eps·‖K‖_F (rank ≤ ``remove``, e.g. a network with every hidden unit dead; default eps =

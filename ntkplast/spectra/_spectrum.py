@@ -110,8 +110,8 @@ def summary_from_eigenvalues(lam: Any, *, eps: float, fit_window: tuple[int, int
       = (λ_min ≤ eps·λ_max): then κ = 1/eps is the floor's cap, a lower bound on the true
       λ_max/λ_min (infinite for a singular Gram), not a measurement;
     * effective rank exp(H(p)), H(p) = −Σ p_i log p_i, p_i = λ_i⁺/Σλ⁺ with λ⁺ = max(λ, 0) and
-      0·log 0 = 0 (:func:`effective_rank`; Roy & Vetterli 2007); computed over eigenvalues,
-      i.e. the singular values of the PSD Gram; 0 for an all-zero spectrum;
+      0·log 0 = 0 (:func:`~ntkplast.spectra.effective_rank`; Roy & Vetterli 2007); computed
+      over eigenvalues, i.e. the singular values of the PSD Gram; 0 for an all-zero spectrum;
     * stable rank Σλ/λ_max (= ‖K^{1/2}‖_F²/‖K^{1/2}‖_2², the matrix-analysis meaning; not the
       "srank" of Kumar et al.);
     * power-law decay: least squares of log λ_i = c − α log i over the 1-based ranks

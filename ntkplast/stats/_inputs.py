@@ -23,7 +23,7 @@ __all__ = ["POSITION_METRICS", "TREND_TEXT", "At", "MetricRef", "Trend", "check_
 MetricRef = str | tuple[str, str]
 """``"metric"`` (layer ``"all"``) or ``("metric", "layer")``; layer ``"mean"`` is the strict
 mean over the metric's per-layer rows (:func:`ntkplast.table.layer_mean`), and ``"task"`` /
-``"step"`` (:data:`POSITION_METRICS`) are each checkpoint's task index and training step."""
+``"step"`` (``POSITION_METRICS``) are each checkpoint's task index and training step."""
 At = Literal["all", "task_end"]
 """Which checkpoints: all of them, or only task ends (those with a row of
 :data:`ntkplast.table.TASK_END_METRICS`)."""

@@ -103,12 +103,16 @@ class PredictorComparison(NamedTuple):
     """Result of :func:`compare_predictors`; ``print(result)`` shows both tables.
 
     Attributes:
-      target: ``(metric, layer)`` predicted.  lag: target task = predictor task + lag.
-      pooled, within: the two :class:`PredictorRanking` (pooled points; mean of per-run ρ).
-      runs: ``(method, seed index)`` of every run.  ci_over: ``"runs"`` (runs left out one at
-      a time) or ``"tasks"`` (one run: its tasks left out instead).  complete_cases: whether
-      every predictor used the same points.  level: interval coverage.  trend: the trend
-      control (:data:`~ntkplast.stats.Trend`).
+      target: ``(metric, layer)`` predicted.
+      lag: target task = predictor task + lag.
+      pooled: the :class:`PredictorRanking` of the pooled points.
+      within: the :class:`PredictorRanking` of the mean of per-run ρ.
+      runs: ``(method, seed index)`` of every run.
+      ci_over: ``"runs"`` (runs left out one at a time) or ``"tasks"`` (one run: its tasks
+        left out instead).
+      complete_cases: whether every predictor used the same points.
+      level: interval coverage.
+      trend: the trend control (:data:`~ntkplast.stats.Trend`).
     """
 
     target: tuple[str, str]

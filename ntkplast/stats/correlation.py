@@ -258,13 +258,15 @@ def spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef, *, lag
 
     Args:
       tables: one Table per run (a single Table is one run).
-      x, y: ``"metric"`` (layer ``"all"``), ``("metric", "layer<l>")``, ``("metric", "mean")``,
+      x: ``"metric"`` (layer ``"all"``), ``("metric", "layer<l>")``, ``("metric", "mean")``,
         or ``"task"`` / ``"step"``.
+      y: the same forms as ``x``.
       lag: pair x at common checkpoint t with y at t + lag (lag > 0: x leads y).
       trend: ``"difference"`` (default), ``"task"`` or ``"none"`` (the raw correlation).
       at: ``"all"`` checkpoints or only ``"task_end"`` ones.
       level: interval coverage.
-      n_boot, seed: deprecated, ignored with a warning.
+      n_boot: deprecated, ignored with a warning.
+      seed: deprecated, ignored with a warning.
 
     Raises:
       NtkplastError: no tables, an empty table, an unknown metric or layer, too few common
@@ -313,11 +315,12 @@ def partial_spearman(tables: Table | Sequence[Table], x: MetricRef, y: MetricRef
     ch. 27); ``rho`` = mean over runs. Interval and p-value (df = N − R(k+1) − 1): module
     docstring. Only the part of the ranks that is linear in the control ranks is removed: a
     driver that acts on x through a rank-nonlinear path leaves a residual correlation.
+    Arguments other than ``controls`` are as in :func:`spearman` (``lag``: y at t + lag, x and
+    the controls at t).
 
     Args:
       controls: metrics to partial out, e.g. ``["ntk_trace", ("dormant_fraction_tau0",
         "mean")]``, or ``"task"`` / ``"step"``; ``[]`` gives :func:`spearman`.
-      Others as in :func:`spearman` (``lag``: y at t + lag, x and the controls at t).
 
     Examples:
       x and y both follow a driver z; given z, little of their correlation is left:

@@ -278,13 +278,13 @@ def compare_predictors(tables: Runs, predictors: Mapping[str, PredictorSpec] | N
     the reasoning and the simulated coverage): by default ``"difference"`` — per run, x and y
     are first-differenced over tasks (Δx_t = x_{t+1} − x_t; then the lag pairs Δx_t with
     Δy_{t+lag}) and their ranks are residualised on [1, task position]
-    (:func:`~ntkplast.stats._ranks.residual_ranks`), so a trend both share with the task index
+    (``residual_ranks``), so a trend both share with the task index
     cannot make a predictor. ``"task"``: the same residualisation of the levels' ranks, no
     differences. ``"none"``: the raw association (a shared trend alone reads |ρ| near 1).
     Under ``"difference"`` with lag ≠ 0 the target's own change over the predictor's task is
     one more control, so a predictor that only moves with the target in the same task does not
     read as predicting its next change through the negative autocorrelation that differencing
-    puts into the target (:func:`_paired`; Granger 1969).
+    puts into the target (``_paired``; Granger 1969).
 
     * Pooled: ``trend="none"``: ρ_p = Spearman's ρ (Pearson correlation of average ranks;
       Spearman 1904) over all N pooled points of all methods, seeds and tasks — between-method
@@ -324,7 +324,8 @@ def compare_predictors(tables: Runs, predictors: Mapping[str, PredictorSpec] | N
       trend: ``"difference"`` (default), ``"task"`` or ``"none"`` (above).
       complete_cases: use the same points for every predictor (see above).
       level: interval coverage.
-      n_boot, seed: deprecated, ignored with a warning (the intervals no longer resample).
+      n_boot: deprecated, ignored with a warning (the intervals no longer resample).
+      seed: deprecated, ignored with a warning (the intervals no longer resample).
 
     Returns:
       :class:`PredictorComparison`; ``print`` it for both tables.

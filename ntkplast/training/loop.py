@@ -6,7 +6,7 @@ so an interrupted run resumes from its last checkpoint with the same chunking an
 bit-identical parameters. Minibatch order, initialisation and reference runs are pure functions
 of the seed. :func:`train_seeds` trains several seeds of one configuration in a single program,
 ``jax.vmap``-ed over the seeds, each into its own run folder; each seed's bookkeeping (manifest,
-keys, resuming, writing checkpoints) is a lane of :mod:`ntkplast.training._lanes`.
+keys, resuming, writing checkpoints) is a lane of ``ntkplast.training._lanes``.
 
 Observed plasticity (Dohare et al. 2024, "Loss of plasticity in deep continual learning"):
 for each task t, the test accuracy at the end of its budget and the *online* accuracy — the

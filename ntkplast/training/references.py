@@ -85,8 +85,8 @@ def reference_run(cfg: RunConfig, trainer: Trainer, tx: optax.GradientTransforma
 
     Args:
       cfg: the run's configuration (model, step budget, batch size, minibatch schedule).
-      trainer, tx: how it trains (:func:`~ntkplast.training.make_trainer` and its optimizer:
-        the method's own, or a plain optimizer's).
+      trainer: how it trains (:func:`~ntkplast.training.make_trainer`).
+      tx: the trainer's optimizer: the method's own, or a plain optimizer's.
       data: the task.
       task: its index in the stream (picks the minibatch order).
       key: initialises the network (the loop passes ``fold_in(k_ref, task)``).
