@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -87,15 +88,35 @@ def render(fig: Any, fmt: str = "png") -> bytes:
 
 
 def save(fig: Any, path_stem: str | os.PathLike,
-         formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Write ``fig`` as ``<path_stem>.<fmt>`` for each format, atomically; returns the paths."""
+         formats: Sequence[str] = ("png", "pdf"), show: bool = True) -> list[Path]:
+    """Write ``fig`` as ``<path_stem>.<fmt>`` for each format, atomically; returns the paths.
+
+    The figure is closed afterwards, so in a Jupyter kernel nothing would be shown; there the
+    PNG just written is displayed below the cell instead (``show=False``: not), so that a script
+    opened as a notebook shows the very file it wrote. Outside a kernel ``show`` does nothing.
+    """
     out = []
     for fmt in formats:
         path = Path(f"{path_stem}.{fmt}")
-        atomic_write_bytes(path, render(fig, fmt))
+        data = render(fig, fmt)
+        atomic_write_bytes(path, data)
         out.append(path)
+        if show and fmt == "png":
+            display_in_kernel(data)
     plt.close(fig)
     return out
+
+
+def display_in_kernel(png: bytes) -> bool:
+    """Display ``png`` as a cell output when running in a Jupyter kernel; whether it did."""
+    ipython = sys.modules.get("IPython")  # a kernel has imported it; a script need not
+    shell = ipython.get_ipython() if ipython is not None else None
+    if getattr(shell, "kernel", None) is None:
+        return False
+    from IPython.display import Image, display
+
+    display(Image(data=png, format="png"))
+    return True
 
 
 def plot_metric(ax: Any, table: Table, metric: str, label_prefix: str = "",
