@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ntkplast import analysis, stats
+from ntkplast import analysis, figures, stats
 from ntkplast.errors import NtkplastError
 from ntkplast.experiments import demo, report
 from ntkplast.experiments import grid as grid_lib
@@ -69,6 +69,9 @@ comparison = stats.compare_predictors(grid.tables, stats.PREDICTORS, target="pla
                                       lag=1)
 print(comparison.summary())
 (out / "predictors.txt").write_text(comparison.summary() + "\n")
+figures.save(figures.predictor_comparison(
+    comparison, title="rival explanations: predictors of the next task's plasticity score"),
+    out / "predictors")
 
 # %% [markdown]
 # ## The methods: plasticity loss against the common baseline, and paired contrasts

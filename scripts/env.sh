@@ -21,7 +21,8 @@ if [ "$_ntk_name" = newest ]; then
     return 2 2>/dev/null || exit 2; }
 fi
 _ntk_req="$_ntk_root/envs/$_ntk_name.txt"
-_ntk_stamp_want="$(cat "$_ntk_req" "$_ntk_root/pyproject.toml" | sha256sum | cut -c1-16)"
+_ntk_stamp_want="$(cat "$_ntk_req" "$_ntk_root/pyproject.toml" "$_ntk_root/docs/requirements.txt" \
+    | sha256sum | cut -c1-16)"
 _ntk_stamp_file="$_ntk_venv/.ntkplast-stamp"
 if [ ! -x "$_ntk_venv/bin/python" ] || [ "$(cat "$_ntk_stamp_file" 2>/dev/null)" != "$_ntk_stamp_want" ]; then
   echo "[ntkplast] setting up $_ntk_venv from envs/$_ntk_name.txt (first time only; a few minutes)" >&2

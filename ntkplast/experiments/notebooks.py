@@ -58,7 +58,8 @@ def _fence(text: str, lang: str = "") -> str:
 
 def to_markdown(nb: Any, image_dir: str | os.PathLike, image_prefix: str = "") -> str:
     """An executed notebook as Markdown: its Markdown cells as they are, each code cell as a
-    Python block followed by what it printed (a text block) and the PNG figures it displayed,
+    Python block followed by what it printed to stdout (a text block; stderr's warnings and
+    progress bars are left out) and the PNG figures it displayed,
     written to ``image_dir`` as ``cell<i>_<j>.png`` and linked as
     ``<image_prefix>cell<i>_<j>.png``. The hidden ``sys.argv`` cell is left out."""
     image_dir = Path(image_dir)
@@ -76,7 +77,7 @@ def to_markdown(nb: Any, image_dir: str | os.PathLike, image_prefix: str = "") -
         for j, out in enumerate(cell.outputs):
             data = out.get("data", {})
             if out.output_type == "stream":
-                text += out.text
+                text += out.text if out.name == "stdout" else ""  # not warnings, progress bars
             elif "image/png" in data:
                 if text:
                     parts.append(_fence(text, "text"))

@@ -109,8 +109,8 @@ def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
     try:
         manifest = read_json(path, within=run_dir, finite=True)
     except FileNotFoundError:
-        raise NtkplastError(f"{run_dir} is not a run folder: it has no {MANIFEST} "
-                            f"(write one as described in the README, or train into it)") from None
+        raise NtkplastError(f"{run_dir} is not a run folder: it has no {MANIFEST} (write one "
+                            "as docs/guides/reliability.md describes, or train into it)") from None
     _validate_manifest(manifest, path)
     return manifest
 

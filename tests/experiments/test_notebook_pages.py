@@ -19,6 +19,7 @@ def executed_by_hand():
     code = v4.new_code_cell("print('hello')\nshow()\n1 + 1")
     code.outputs = [
         v4.new_output("stream", name="stdout", text="hello\n"),
+        v4.new_output("stream", name="stderr", text="SomeWarning: at /a/local/path\n"),
         v4.new_output("display_data", data={"image/png": base64.b64encode(PNG).decode(),
                                             "text/plain": "<Image>"}),
         v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=1),
@@ -32,10 +33,11 @@ def executed_by_hand():
 def test_markdown_cells_code_output_and_figures_in_order(tmp_path):
     md = notebooks.to_markdown(executed_by_hand(), tmp_path / "img", image_prefix="img/")
     assert "sys.argv" not in md  # the hidden argv cell is left out
+    assert "SomeWarning" not in md  # stderr is not shown
     order = [md.index(s) for s in ("# Title", "```python\nprint('hello')", "```text\nhello\n```",
-                                   "![figure of cell 2](img/cell2_1.png)", "```text\n2\n```")]
+                                   "![figure of cell 2](img/cell2_2.png)", "```text\n2\n```")]
     assert order == sorted(order)
-    assert (tmp_path / "img" / "cell2_1.png").read_bytes() == PNG
+    assert (tmp_path / "img" / "cell2_2.png").read_bytes() == PNG
     assert "`````text\na ```` run\n`````" in md  # a fence longer than any run inside
     assert md.count("```python") == 2  # the empty cell is dropped
 
