@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import matplotlib
 import matplotlib.figure
 import matplotlib.text
+import matplotlib.ticker
 import numpy as np
 
 matplotlib.use("Agg")  # files only; no display needed
@@ -54,12 +57,18 @@ class LiteralFigure(matplotlib.figure.Figure):
     ``ParseException``. Whatever lays out or draws the figure (``draw``, ``tight_layout``,
     ``get_tightbbox``) first turns mathtext off for every text it holds and runs with
     ``text.parse_math`` off, so tick labels made on the way are literal too. ntkplast's own
-    labels use no mathtext.
+    labels use no mathtext. Log axes, whose tick labels matplotlib writes as mathtext
+    (``$\\mathdefault{10^{2}}$``), get them as Unicode instead (``10²``, ``1.8×10²``).
     """
 
     def _literally(self, method: Any, *args: Any, **kw: Any) -> Any:
         for text in self.findobj(matplotlib.text.Text):
             text.set_parse_math(False)
+        for ax in self.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                for formatter in (axis.get_major_formatter(), axis.get_minor_formatter()):
+                    if isinstance(formatter, matplotlib.ticker.LogFormatterMathtext):
+                        formatter.__class__ = _unicode_log_formatter(type(formatter))
         with plt.rc_context({"text.parse_math": False}):
             return method(*args, **kw)
 
@@ -71,6 +80,28 @@ class LiteralFigure(matplotlib.figure.Figure):
 
     def get_tightbbox(self, *args: Any, **kw: Any) -> Any:
         return self._literally(super().get_tightbbox, *args, **kw)
+
+
+_SUPERSCRIPT = str.maketrans("0123456789-.", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻·")
+
+
+def unicode_tick_label(label: str) -> str:
+    """A log-axis tick label of matplotlib's, ``$\\mathdefault{1.8\\times10^{-2}}$``, as plain
+    Unicode, ``1.8×10⁻²``; any other label unchanged."""
+    match = re.fullmatch(r"\$\\mathdefault\{(.*)\}\$", label)
+    if match is None:
+        return label
+    body = re.sub(r"\^\{([^{}]*)\}", lambda m: m.group(1).translate(_SUPERSCRIPT), match.group(1))
+    return body.replace("\\times", "×").replace("\\cdot", "·").replace("-", "−").strip("{}")
+
+
+@functools.cache
+def _unicode_log_formatter(cls: type) -> type:
+    """``cls`` (a log formatter) with its tick labels passed through :func:`unicode_tick_label`."""
+    def call(self: Any, x: float, pos: int | None = None) -> str:
+        return unicode_tick_label(cls.__call__(self, x, pos))
+
+    return type(f"Unicode{cls.__name__}", (cls,), {"__call__": call})
 
 
 def subplots(*args: Any, **kw: Any) -> tuple[Any, Any]:
