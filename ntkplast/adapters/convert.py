@@ -5,14 +5,16 @@ its parameters convert by name and layout (:mod:`ntkplast.convert.pytrees`), but
 activation and any detail that the parameters do not record are only in the framework's code.
 :func:`recognise` therefore converts the parameters once per candidate activation and keeps the
 architecture whose ``apply`` reproduces the framework's own outputs on probe inputs, to float
-rounding: max |f_ntkplast(x) − f_framework(x)| ≤ rtol · (1 + max |f_framework(x)|). A network
-that none reproduces (a different activation, a BatchNorm, attention) is refused with the
-difference found; such models still get every NTK diagnostic through
+rounding: max |f_ntkplast(x) − f_framework(x)| ≤ rtol · (1 + max |f_framework(x)|); where the
+order of the layers' names is not the order they run in, the other orders in which their shapes
+chain are tried too. A network that none reproduces (a different activation, a BatchNorm,
+attention) is refused with the difference found; such models still get every NTK diagnostic through
 :class:`ntkplast.adapters.FunctionModel` and the generic engine.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -21,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkplast import models
-from ntkplast.convert.pytrees import pytree_to_params
+from ntkplast.convert.pytrees import pytree_to_params, pytree_to_state_dict
 from ntkplast.errors import NtkplastError
 
 __all__ = ["CANDIDATE_ACTIVATIONS", "Adapted", "recognise"]
@@ -81,17 +83,55 @@ def recognise(tree: Any, framework_apply: Callable[[jax.Array], jax.Array], x: A
     else:
         names = (activation,) if activation else CANDIDATE_ACTIVATIONS
     scale = 1.0 + float(np.max(np.abs(want))) if want.size else 1.0
-    tried = []
-    for name in names:
-        got_spec, params = pytree_to_params(tree, spec, activation=name, input_shape=shape,
-                                            input_layout=input_layout, source=source)
-        model = models.build(got_spec)
-        got = np.asarray(model.apply(params, x_ntk))
-        err = float(np.max(np.abs(got - want))) if got.shape == want.shape else np.inf
-        if err <= rtol * scale:
-            return Adapted(model, params, err)
-        tried.append(f"{name}: {err:.3g}")
+    tried, other_orders = [], 0
+    orders = [None] if spec is not None else [None, *_other_orders(tree, source)]
+    for order in orders:
+        for name in names:
+            try:
+                got_spec, params = pytree_to_params(tree, spec, activation=name,
+                                                    input_shape=shape, input_layout=input_layout,
+                                                    key_order=order, source=source)
+            except NtkplastError:
+                if order is None:
+                    raise
+                break  # the shapes do not chain in this order
+            if order is None:
+                default = params
+            elif _same_arrays(params, default):
+                break  # the default order again
+            else:
+                other_orders += name == names[0]
+            model = models.build(got_spec)
+            got = np.asarray(model.apply(params, x_ntk))
+            err = float(np.max(np.abs(got - want))) if got.shape == want.shape else np.inf
+            if err <= rtol * scale:
+                return Adapted(model, params, err)
+            if order is None:
+                tried.append(f"{name}: {err:.3g}")
+    others = f", nor in {other_orders} other layer order(s)" if other_orders else ""
     raise NtkplastError(f"{source}: no ntkplast network with these parameters reproduces the "
                         f"model's outputs (max difference per activation tried: "
-                        f"{', '.join(tried)}; allowed {rtol * scale:.3g}); give the activation "
-                        f"or spec, or use adapters.FunctionModel for the generic engine")
+                        f"{', '.join(tried)}; allowed {rtol * scale:.3g}{others}); give the "
+                        f"activation or spec, or use adapters.FunctionModel for the generic "
+                        f"engine")
+
+
+def _same_arrays(a: Any, b: Any) -> bool:
+    leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(leaves_a) == len(leaves_b) and all(
+        np.shape(u) == np.shape(v) and np.array_equal(u, v) for u, v in zip(leaves_a, leaves_b))
+
+
+def _other_orders(tree: Any, source: str, limit: int = 24) -> list[list[str]]:
+    """Forward orders of the Dense/Conv modules to try when the default one (the order of
+    their names) reproduces nothing: a compact linen module builds its layers in the order its
+    code names them, so ``nn.Dense(12)(nn.tanh(nn.Dense(12)(x)))`` calls the outer one
+    ``Dense_0``. Up to ``limit`` permutations of at most 6 modules (whether their shapes
+    chain is checked by the conversion); none where a module is no Dense/Conv."""
+    state = pytree_to_state_dict(tree, source)
+    modules = sorted({key.rpartition(".")[0] for key in state})
+    weights = {key.rpartition(".")[0] for key, arr in state.items()
+               if key.endswith("weight") and arr.ndim in (2, 4)}
+    if len(modules) > 6 or set(modules) != weights:
+        return []
+    return [list(p) for p in itertools.islice(itertools.permutations(modules), limit)]

@@ -313,3 +313,23 @@ def test_ntkplast_imports_without_flax_or_equinox():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_layers_named_against_their_running_order_are_put_in_order():
+    """A compact module that builds its outer layer first, ``Dense(12)(tanh(Dense(12)(x)))``,
+    names the outer one ``Dense_0``; the shapes chain either way, so only the outputs tell."""
+    class Nested(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(12)(nn.tanh(nn.Dense(12)(x)))
+
+    module = Nested()
+    x = jax.random.normal(jax.random.PRNGKey(0), (8, 12))
+    variables = module.init(jax.random.PRNGKey(1), x)
+    adapted = adapters.from_linen(module, variables, x)
+    assert adapted.spec.activation == "tanh" and adapted.max_error < 1e-5
+    inner, outer = variables["params"]["Dense_1"], variables["params"]["Dense_0"]
+    np.testing.assert_array_equal(adapted.params[0]["W"], inner["kernel"])
+    np.testing.assert_array_equal(adapted.params[1]["W"], outer["kernel"])
+    with pytest.raises(NtkplastError, match="nor in 1 other layer order"):
+        adapters.from_linen(module, variables, x, activation="relu")
