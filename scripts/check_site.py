@@ -17,7 +17,8 @@ own). On each page it checks:
 - page-specific content: the home page's demo figure, the diagnostics guide's display formulas,
   the spectra API page's entries with their formulas and cross-reference links.
 
-Screenshots go to ``--shots`` (default ``build/site-check/``). Exit status 0 when every check
+``--every-page`` applies the first four checks to every other page of the site too. Screenshots
+go to ``--shots`` (default ``build/site-check/``). Exit status 0 when every check
 passes, 1 with one line per failure otherwise, 2 on bad arguments.
 """
 
@@ -92,6 +93,18 @@ def check_page(page, base: str, path: str, shots: Path) -> tuple[list[str], dict
     return failures, found
 
 
+NAMED = ("", "guides/diagnostics/", "api/spectra/")  # the pages with content checks of their own
+
+
+def pages_to_check(site: Path, every_page: bool) -> list[str]:
+    """The named pages first, then (``every_page``) every other page of the site."""
+    if not every_page:
+        return list(NAMED)
+    others = sorted(p.parent.relative_to(site).as_posix() + "/"
+                    for p in site.rglob("index.html") if p.parent != site)
+    return list(NAMED) + [p for p in others if p not in NAMED]
+
+
 def expect(failures: list[str], condition: bool, message: str) -> None:
     if not condition:
         failures.append(message)
@@ -115,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM")
                         or shutil.which("chromium") or shutil.which("chromium-browser"))
     parser.add_argument("--shots", default=str(ROOT / "build" / "site-check"))
+    parser.add_argument("--every-page", action="store_true",
+                        help="also check every other page's figures, formulas and glyphs")
     args = parser.parse_args(argv)
     site = Path(args.site)
     if not (site / "index.html").is_file():
@@ -152,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             context.on("response", lambda r: failures.append(
                 f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
             results = {}
-            for path in ("", "guides/diagnostics/", "api/spectra/"):
+            for path in pages_to_check(site, args.every_page):
                 page = context.new_page()
                 page_failures, results[path] = check_page(page, base, path, shots)
                 failures += page_failures
@@ -172,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         expect(failures, formula in api["text"], f"api/spectra: formula {formula!r} not shown")
     failures += [f"request left localhost: {url}" for url in sorted(set(outside))]
     for path, found in results.items():
+        if path not in NAMED:
+            continue
         print(f"[site] /{path}: {len(found['images'])} figures, {len(found['formulas'])} "
               f"formulas typeset, {found['headings']} API entries, {found['autorefs']} "
               "cross-reference links")
-    print(f"[site] screenshots in {shots}")
+    print(f"[site] {len(results)} pages checked; screenshots in {shots}")
     for failure in failures:
         print(f"[site] FAIL {failure}", file=sys.stderr)
     return 1 if failures else 0

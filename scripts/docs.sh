@@ -6,7 +6,8 @@
 #   serve  the same site at http://127.0.0.1:8000, rebuilt on every change (notebook pages are
 #          executed only where missing or out of date).
 #   check  open the built site in headless Chromium (scripts/check_site.py): the home page, a
-#          guide and an API page must render with their formulas and figures.
+#          guide and an API page must render with their formulas and figures, and every other
+#          page's figures, formulas and glyphs must too.
 # Uses the full environment (scripts/env.sh full), which carries docs/requirements.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,6 @@ case "${1:-build}" in
     python docs/render_notebooks.py --reuse
     exec mkdocs serve --strict ;;
   check)
-    exec python scripts/check_site.py site ;;
+    exec python scripts/check_site.py site --every-page ;;
   *) echo "scripts/docs.sh: unknown command '$1' (use build, serve or check)" >&2; exit 2 ;;
 esac
