@@ -173,3 +173,10 @@ def test_a_broken_reference_or_docstring_fails_the_strict_build(tmp_path, docstr
         assert 'href="#pkg.mod.g"' in html
     else:
         assert done.returncode != 0 and warning in done.stderr
+
+
+def test_every_page_has_one_title(site):
+    """One ``<h1>`` a page: a second one leaves Material's table of contents empty."""
+    counts = {str(p.relative_to(site)): p.read_text(encoding="utf-8").count("<h1")
+              for p in site.rglob("index.html")}
+    assert len(counts) > 40 and {p: n for p, n in counts.items() if n != 1} == {}
