@@ -3,11 +3,12 @@
     python docs/render_notebooks.py [--only NAME ...] [--reuse]
 
 Each script runs in a fresh Jupyter kernel (:func:`ntkplast.experiments.notebooks.execute`)
-with the options in :data:`TINY`, in ``build/notebooks/<name>/`` (its runs and files go there),
-two at a time; the executed notebook becomes ``docs/notebooks/<name>.md`` with its printed
-output and figures (``docs/notebooks/<name>/cell<i>_<j>.png``). ``--reuse`` keeps a page whose
-script and options are unchanged since it was written (for ``scripts/docs.sh serve``). A
-script that fails fails the build: its page is not written and the exit status is 1.
+with its options in ``analyses/tiny_sizes.toml`` (:data:`TINY`; the smoke tests use the same),
+in ``build/notebooks/<name>/`` (its runs and files go there), two at a time; the executed
+notebook becomes ``docs/notebooks/<name>.md`` with its printed output and figures
+(``docs/notebooks/<name>/cell<i>_<j>.png``). ``--reuse`` keeps a page whose script and options
+are unchanged since it was written (for ``scripts/docs.sh serve``). A script that fails fails
+the build: its page is not written and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import hashlib
 import shutil
 import sys
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,37 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "docs" / "notebooks"
 WORK = ROOT / "build" / "notebooks"
 
-TINY = {  # script stem → its options at the tiny size the pages are executed at
-    "tutorial": ["--tiny", "--runs", "runs", "--out", "tutorial"],
-    "paper_claims": ["--set", "model.widths=[8,8]", "--set", "stream.num_tasks=8",
-                     "--set", "train.steps_per_task=3", "--set", "train.reference_tasks=every:2",
-                     "--methods", "adam,adamo_1e-3", "--seeds", "2", "--analyse-every", "2",
-                     "--out", "paper"],
-    "rival_explanations": ["--quick", "--seeds", "2", "--set", "stream.num_tasks=6",
-                           "--set", "train.steps_per_task=4",
-                           "--set", "train.reference_tasks=every:2", "--probe-size", "16",
-                           "--out", "rivals"],
-    "architectures": ["--set", "model.widths=[8,8]", "--set", "stream.num_tasks=6",
-                      "--set", "train.steps_per_task=3", "--set", "train.reference_tasks=every:2",
-                      "--seeds", "2", "--out", "arch"],
-    "fashion_benchmarks": ["--streams", "permuted,permuted_100,drifting",
-                           "--methods", "adam,isometry,fire", "--long-methods", "adam,isometry",
-                           "--seeds", "2", "--lams", "2e-3,2e-2", "--last", "2",
-                           "--set", "stream.dataset=digits", "--set", "stream.num_tasks=4",
-                           "--set", "stream.train_size=64", "--out", "fashion"],
-    "rl_plasticity": ["--seeds", "2", "--out", "rl", "--set", "env.num_tasks=3",
-                      "--set", "train.steps_per_task=128", "--set", "ppo.num_envs=4",
-                      "--set", "ppo.num_steps=8", "--set", "ppo.minibatches=2",
-                      "--set", "train.reference_tasks=all", "--set", "actor.widths=[8,8]",
-                      "--set", "critic.widths=[8,8]"],
-    "plasticity_sweep": ["--quick", "--tasks", "4", "--steps", "5", "--seeds", "2",
-                         "--methods", "adam,adamo,redo", "--probe-size", "8", "--out", "sweep"],
-    "reactivation": ["--quick", "--seeds", "2", "--width", "16", "--steps", "40",
-                     "--every", "20", "--baseline-tasks", "2", "--baseline-steps", "20",
-                     "--out", "reactivation"],
-    "custom_stream_regression": ["--tasks", "3", "--steps", "20", "--out", "regression"],
-    "import_pytorch_example": ["--tasks", "2", "--out", "pytorch_import"],
-}
+TINY = tomllib.loads((ROOT / "analyses" / "tiny_sizes.toml").read_text())
+"""Script stem → its options at the tiny size the pages are executed at."""
 
 
 def stamp(name: str) -> str:

@@ -1,8 +1,11 @@
 """Executing ``analyses/*.py`` as notebooks in tests (:mod:`ntkplast.experiments.notebooks`)."""
 
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+TINY = tomllib.loads((ROOT / "analyses" / "tiny_sizes.toml").read_text())
+"""Each analyses/ script's options at its tiny size (shared with docs/render_notebooks.py)."""
 
 
 def run_notebook(script, *args, cwd, timeout=600):

@@ -2,19 +2,18 @@
 executed as a notebook (jupytext + a Jupyter kernel), so a cell that fails there fails here."""
 
 import pytest
-from notebooks import ROOT, run_notebook
+from notebooks import ROOT, TINY, run_notebook
 
 pytestmark = pytest.mark.slow  # end to end: the full leg of CI runs them, the core leg does not
 
 
-def _run(script, *args, cwd):
-    return run_notebook(ROOT / "analyses" / script, *args, cwd=cwd)
+def _run(script, cwd):
+    """Run ``analyses/<script>`` as a notebook at its tiny size (analyses/tiny_sizes.toml)."""
+    return run_notebook(ROOT / "analyses" / script, *TINY[script.removesuffix(".py")], cwd=cwd)
 
 
 def test_plasticity_sweep_quick_at_tiny_size(tmp_path):
-    out = _run("plasticity_sweep.py", "--quick", "--tasks", "4", "--steps", "5", "--seeds", "2",
-               "--methods", "adam,adamo,redo", "--probe-size", "8", "--out", "sweep",
-               cwd=tmp_path)
+    out = _run("plasticity_sweep.py", cwd=tmp_path)
     assert "last-quarter means" in out and "predictors of the next task" in out
     for name in ("plasticity", "theory", "kernel_regime", "predictors", "kernel_vs_plasticity"):
         assert (tmp_path / "sweep" / "figures" / f"{name}_permuted.png").exists()
@@ -22,20 +21,13 @@ def test_plasticity_sweep_quick_at_tiny_size(tmp_path):
     assert len(rows) == 1 + 3  # header + one row per method
 
 
-@pytest.mark.parametrize("script, args, produced", [
-    ("custom_stream_regression.py", ("--tasks", "3", "--steps", "20", "--out", "reg"),
-     "reg/regression.png"),
-])
-def test_example_scripts(tmp_path, script, args, produced):
-    _run(script, *args, cwd=tmp_path)
-    assert (tmp_path / produced).exists()
+def test_custom_stream_regression_at_tiny_size(tmp_path):
+    _run("custom_stream_regression.py", cwd=tmp_path)
+    assert (tmp_path / "regression" / "regression.png").exists()
 
 
 def test_paper_claims_at_tiny_size(tmp_path):
-    out = _run("paper_claims.py", "--set", "model.widths=[8,8]", "--set", "stream.num_tasks=8",
-               "--set", "train.steps_per_task=3", "--set", "train.reference_tasks=every:2",
-               "--methods", "adam,adamo_1e-3", "--seeds", "2", "--analyse-every", "2",
-               "--out", "paper", cwd=tmp_path)
+    out = _run("paper_claims.py", cwd=tmp_path)
     for claim in ("claim 3", "claim 1", "claim 2", "claim 'partial measures'", "claim 4"):
         assert claim in out
     assert "R = 2" in out and "8×8" in out
@@ -45,9 +37,7 @@ def test_paper_claims_at_tiny_size(tmp_path):
 
 
 def test_architectures_at_tiny_size(tmp_path):
-    out = _run("architectures.py", "--set", "model.widths=[8,8]", "--set", "stream.num_tasks=6",
-               "--set", "train.steps_per_task=3", "--set", "train.reference_tasks=every:2",
-               "--seeds", "2", "--out", "arch", cwd=tmp_path)
+    out = _run("architectures.py", cwd=tmp_path)
     for arm in ("relu", "relu_adamo", "layernorm_l2", "groupsort_orthogonal"):
         assert f"[{arm}] trained" in out
         line = next(x for x in out.splitlines() if x.strip().startswith(arm + " "))
@@ -57,9 +47,7 @@ def test_architectures_at_tiny_size(tmp_path):
 
 
 def test_rival_explanations_at_tiny_size(tmp_path):
-    out = _run("rival_explanations.py", "--quick", "--seeds", "2", "--set", "stream.num_tasks=6",
-               "--set", "train.steps_per_task=4", "--set", "train.reference_tasks=every:2",
-               "--probe-size", "16", "--out", "rivals", cwd=tmp_path)
+    out = _run("rival_explanations.py", cwd=tmp_path)
     for name in ("loss Hessian λ_max (sharpness)", "optimization readiness", "output churn",
                  "NTK condition number (log)"):
         assert name in out
@@ -68,11 +56,7 @@ def test_rival_explanations_at_tiny_size(tmp_path):
 
 
 def test_fashion_benchmarks_at_tiny_size(tmp_path):
-    out = _run("fashion_benchmarks.py", "--streams", "permuted,permuted_100,drifting",
-               "--methods", "adam,isometry,fire", "--long-methods", "adam,isometry",
-               "--seeds", "2", "--lams", "2e-3,2e-2", "--last", "2",
-               "--set", "stream.dataset=digits", "--set", "stream.num_tasks=4",
-               "--set", "stream.train_size=64", "--out", "fashion", cwd=tmp_path)
+    out = _run("fashion_benchmarks.py", cwd=tmp_path)
     answers = (tmp_path / "fashion" / "answers.txt").read_text()
     assert answers.strip() in out
     assert "isometry (frozen) − adam: paired difference" in answers and "R = 2" in answers
@@ -85,11 +69,7 @@ def test_fashion_benchmarks_at_tiny_size(tmp_path):
 
 def test_rl_plasticity_at_tiny_size(tmp_path):
     pytest.importorskip("gymnax", reason="the RL extra (gymnax) is not installed")
-    out = _run("rl_plasticity.py", "--seeds", "2", "--out", "rl", "--set", "env.num_tasks=3",
-               "--set", "train.steps_per_task=128", "--set", "ppo.num_envs=4",
-               "--set", "ppo.num_steps=8", "--set", "ppo.minibatches=2",
-               "--set", "train.reference_tasks=all", "--set", "actor.widths=[8,8]",
-               "--set", "critic.widths=[8,8]", cwd=tmp_path)
+    out = _run("rl_plasticity.py", cwd=tmp_path)
     assert "R = 2" in out and "isometry − ppo" in out and "adamo − ppo" in out
     assert (tmp_path / "rl" / "figures" / "rl_plasticity.png").exists()
     assert (tmp_path / "rl" / "answers.txt").read_text().strip() in out

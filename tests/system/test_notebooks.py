@@ -1,7 +1,7 @@
 """analyses/*.py open as notebooks, and the tutorial executes as one at a tiny size."""
 
 import pytest
-from notebooks import ROOT, run_notebook
+from notebooks import ROOT, TINY, run_notebook
 
 jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
@@ -21,11 +21,10 @@ def test_every_analysis_opens_as_a_notebook(script):
 
 
 def test_tutorial_executes_as_a_notebook(tmp_path):
-    out = run_notebook(ROOT / "analyses" / "tutorial.py", "--tiny", "--runs", tmp_path / "runs",
-                       "--out", tmp_path / "out", cwd=tmp_path)
+    out = run_notebook(ROOT / "analyses" / "tutorial.py", *TINY["tutorial"], cwd=tmp_path)
     assert "kernel distance first → last" in out
     assert "interval over R = 3 runs" in out and "Flax MLP: NTK condition number" in out
-    assert (tmp_path / "out" / "diagnostics.png").exists()
+    assert (tmp_path / "tutorial" / "diagnostics.png").exists()
 
 
 def test_a_failing_cell_fails_the_notebook(tmp_path):
