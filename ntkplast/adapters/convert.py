@@ -15,7 +15,7 @@ attention) is refused with the difference found; such models still get every NTK
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -84,8 +84,7 @@ def recognise(tree: Any, framework_apply: Callable[[jax.Array], jax.Array], x: A
         names = (activation,) if activation else CANDIDATE_ACTIVATIONS
     scale = 1.0 + float(np.max(np.abs(want))) if want.size else 1.0
     tried, other_orders = [], 0
-    orders = [None] if spec is not None else [None, *_other_orders(tree, source)]
-    for order in orders:
+    for order in _orders(tree, spec, source):
         for name in names:
             try:
                 got_spec, params = pytree_to_params(tree, spec, activation=name,
@@ -120,6 +119,14 @@ def _same_arrays(a: Any, b: Any) -> bool:
     leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
     return len(leaves_a) == len(leaves_b) and all(
         np.shape(u) == np.shape(v) and np.array_equal(u, v) for u, v in zip(leaves_a, leaves_b))
+
+
+def _orders(tree: Any, spec: Any, source: str) -> Iterator[list[str] | None]:
+    """``None`` (the names' order), then, only if that is asked for next and no spec fixes the
+    architecture, :func:`_other_orders` — not computed when the names' order reproduces."""
+    yield None
+    if spec is None:
+        yield from _other_orders(tree, source)
 
 
 def _other_orders(tree: Any, source: str, limit: int = 24) -> list[list[str]]:
